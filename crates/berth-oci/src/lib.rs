@@ -1,0 +1,20 @@
+//! The vocabulary of the OCI Distribution Specification, with no I/O.
+//!
+//! Layout:
+//! - [`digest`]: [`Digest`] (`sha256:…` / `sha512:…`) and the incremental [`Hasher`];
+//! - [`name`]: [`RepositoryName`], [`Tag`] and [`Reference`] with the spec's grammars;
+//! - [`manifest`]: parsing and validating the manifest kinds a registry stores;
+//! - [`error`]: the spec's error codes ([`ErrorCode`]).
+//!
+//! Every other Berth crate takes these types instead of strings, so a value that reaches
+//! storage or the network has already been validated once, here.
+
+pub mod digest;
+pub mod error;
+pub mod manifest;
+pub mod name;
+
+pub use digest::{Algorithm, Digest, Hasher};
+pub use error::ErrorCode;
+pub use manifest::{Descriptor, Manifest, ManifestKind, media_type};
+pub use name::{NameError, Reference, RepositoryName, Tag};

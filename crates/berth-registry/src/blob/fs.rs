@@ -1,0 +1,442 @@
+//! [`BlobStore`] on a local file system.
+//!
+//! Layout under the root directory:
+//! - `blobs/<algorithm>/<first two hex digits>/<hex>`: committed blobs, never modified;
+//! - `uploads/<uuid>`: the data of an upload session in progress.
+//!
+//! Writes go through a dedicated blocking task fed by a small bounded channel of 1 MiB
+//! buffers, so the request task hashes the next bytes while the previous ones are written,
+//! and at most a few MiB per upload are ever in memory. Reads are `pread`s of
+//! [`READ_CHUNK`] bytes with one chunk read ahead, so the disk and the socket overlap.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use berth_oci::Digest;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use tokio::task::{JoinHandle, spawn_blocking};
+
+use super::{AppendError, BlobStore, ByteStream};
+use crate::UploadId;
+
+/// Bytes handed to the writer task at a time.
+const WRITE_CHUNK: usize = 1 << 20;
+/// Buffers queued for the writer task at most (so at most about 3 MiB per upload in memory).
+const WRITE_QUEUE: usize = 2;
+/// Bytes read from disk at a time when serving a blob.
+const READ_CHUNK: usize = 256 << 10;
+
+/// Blobs and uploads in a directory on local disk.
+#[derive(Debug, Clone)]
+pub struct FsBlobStore {
+    root: Arc<PathBuf>,
+}
+
+impl FsBlobStore {
+    /// Opens (creating if needed) a store rooted at `root`.
+    pub fn open(root: impl Into<PathBuf>) -> io::Result<Self> {
+        let root = root.into();
+        fs::create_dir_all(root.join("blobs"))?;
+        fs::create_dir_all(root.join("uploads"))?;
+        // A `put-` file is a small blob that was being written when the process stopped;
+        // nothing refers to it, and no `put` can be running before the store is opened.
+        for entry in fs::read_dir(root.join("uploads"))? {
+            let entry = entry?;
+            if entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with("put-"))
+            {
+                fs::remove_file(entry.path())?;
+            }
+        }
+        Ok(FsBlobStore {
+            root: Arc::new(root),
+        })
+    }
+
+    fn blob_path(&self, digest: &Digest) -> PathBuf {
+        // `Digest` only admits lowercase hex, so these components cannot escape the root.
+        let hex = digest.hex();
+        self.root
+            .join("blobs")
+            .join(digest.algorithm().as_str())
+            .join(&hex[..2])
+            .join(hex)
+    }
+
+    fn upload_path(&self, id: &UploadId) -> PathBuf {
+        self.root.join("uploads").join(id.to_string())
+    }
+
+    fn temp_path(&self) -> PathBuf {
+        self.root
+            .join("uploads")
+            .join(format!("put-{}", UploadId::new()))
+    }
+}
+
+/// Runs blocking file-system work off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    spawn_blocking(f).await.map_err(io::Error::other)?
+}
+
+/// Makes `from` durable and renames it to `to`, then makes the rename durable.
+fn publish(from: &Path, to: &Path) -> io::Result<()> {
+    File::open(from)?.sync_all()?;
+    let dir = to.parent().expect("blob paths have a parent");
+    if !dir.exists() {
+        fs::create_dir_all(dir)?;
+        if let Some(grandparent) = dir.parent() {
+            File::open(grandparent)?.sync_all()?;
+        }
+    }
+    fs::rename(from, to)?;
+    File::open(dir)?.sync_all()
+}
+
+#[async_trait]
+impl BlobStore for FsBlobStore {
+    async fn stat(&self, digest: &Digest) -> io::Result<Option<u64>> {
+        match tokio::fs::metadata(self.blob_path(digest)).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn read(
+        &self,
+        digest: &Digest,
+        range: Option<Range<u64>>,
+    ) -> io::Result<Option<ByteStream<'static>>> {
+        let path = self.blob_path(digest);
+        let opened = blocking(move || match File::open(path) {
+            Ok(f) => {
+                let len = f.metadata()?.len();
+                Ok(Some((f, len)))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await?;
+        let Some((file, len)) = opened else {
+            return Ok(None);
+        };
+        let range = range.unwrap_or(0..len);
+        Ok(Some(read_ahead_stream(Arc::new(file), range)))
+    }
+
+    async fn delete(&self, digest: &Digest) -> io::Result<bool> {
+        match tokio::fs::remove_file(self.blob_path(digest)).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn create_upload(&self, id: &UploadId) -> io::Result<()> {
+        let path = self.upload_path(id);
+        blocking(move || {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+                .map(drop)
+        })
+        .await
+    }
+
+    async fn append_upload(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        mut body: ByteStream<'_>,
+    ) -> Result<u64, AppendError> {
+        let path = self.upload_path(id);
+        let file = blocking(move || OpenOptions::new().write(true).open(path)).await;
+        let mut file = match file {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(AppendError::UnknownUpload);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let (file, actual) = blocking(move || {
+            let end = file.seek(SeekFrom::End(0))?;
+            Ok((file, end))
+        })
+        .await?;
+        if actual != offset {
+            return Err(AppendError::OffsetMismatch { actual });
+        }
+
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE);
+        let writer: JoinHandle<io::Result<File>> = spawn_blocking(move || {
+            let mut file = file;
+            while let Some(buf) = rx.blocking_recv() {
+                file.write_all(&buf)?;
+            }
+            Ok(file)
+        });
+
+        let mut pending = BytesMut::new();
+        let mut failure: Option<io::Error> = None;
+        while let Some(item) = body.next().await {
+            let chunk = match item {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            };
+            let full = if pending.is_empty() && chunk.len() >= WRITE_CHUNK {
+                Some(chunk)
+            } else {
+                pending.extend_from_slice(&chunk);
+                (pending.len() >= WRITE_CHUNK).then(|| pending.split().freeze())
+            };
+            if let Some(buf) = full
+                && tx.send(buf).await.is_err()
+            {
+                break; // The writer stopped: its error is reported below.
+            }
+        }
+        if failure.is_none() && !pending.is_empty() {
+            let _ = tx.send(pending.freeze()).await;
+        }
+        drop(tx);
+        let written = writer.await.map_err(io::Error::other)?;
+        let (file, e) = match (written, failure) {
+            (Ok(file), None) => {
+                return blocking(move || file.metadata().map(|m| m.len()))
+                    .await
+                    .map_err(AppendError::Io);
+            }
+            (Ok(file), Some(e)) => (file, e),
+            (Err(e), _) => {
+                let path = self.upload_path(id);
+                match blocking(move || OpenOptions::new().write(true).open(path)).await {
+                    Ok(file) => (file, e),
+                    Err(_) => return Err(AppendError::Io(e)),
+                }
+            }
+        };
+        // Nothing of a failed append is kept, so the session stays where the client last saw
+        // it and the hash state the caller holds stays valid.
+        blocking(move || file.set_len(offset)).await?;
+        Err(AppendError::Io(e))
+    }
+
+    async fn upload_len(&self, id: &UploadId) -> io::Result<Option<u64>> {
+        match tokio::fs::metadata(self.upload_path(id)).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn read_upload(&self, id: &UploadId) -> io::Result<ByteStream<'static>> {
+        let path = self.upload_path(id);
+        let (file, len) = blocking(move || {
+            let f = File::open(path)?;
+            let len = f.metadata()?.len();
+            Ok((f, len))
+        })
+        .await?;
+        Ok(read_ahead_stream(Arc::new(file), 0..len))
+    }
+
+    async fn commit_upload(&self, id: &UploadId, digest: &Digest) -> io::Result<()> {
+        let from = self.upload_path(id);
+        let to = self.blob_path(digest);
+        blocking(move || {
+            if to.exists() {
+                // Content-addressed: the bytes are already there and identical.
+                return fs::remove_file(from);
+            }
+            publish(&from, &to)
+        })
+        .await
+    }
+
+    async fn put(&self, digest: &Digest, bytes: Bytes) -> io::Result<()> {
+        let to = self.blob_path(digest);
+        let temp = self.temp_path();
+        blocking(move || {
+            if to.exists() {
+                return Ok(());
+            }
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&temp)?;
+            f.write_all(&bytes)?;
+            drop(f);
+            publish(&temp, &to).inspect_err(|_| {
+                let _ = fs::remove_file(&temp);
+            })
+        })
+        .await
+    }
+
+    async fn abort_upload(&self, id: &UploadId) -> io::Result<()> {
+        match tokio::fs::remove_file(self.upload_path(id)).await {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    async fn list_uploads(&self) -> io::Result<Vec<(UploadId, SystemTime)>> {
+        let dir = self.root.join("uploads");
+        blocking(move || {
+            let mut out = Vec::new();
+            for entry in fs::read_dir(dir)? {
+                let entry = entry?;
+                let name = entry.file_name();
+                if let Some(id) = name.to_str().and_then(|n| n.parse::<UploadId>().ok()) {
+                    out.push((id, entry.metadata()?.modified()?));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+/// Streams `range` of `file` in [`READ_CHUNK`] reads, keeping one read in flight ahead of
+/// the consumer.
+fn read_ahead_stream(file: Arc<File>, range: Range<u64>) -> ByteStream<'static> {
+    fn spawn_read(file: &Arc<File>, pos: u64, end: u64) -> Option<JoinHandle<io::Result<Bytes>>> {
+        if pos >= end {
+            return None;
+        }
+        let file = Arc::clone(file);
+        let len = (end - pos).min(READ_CHUNK as u64) as usize;
+        Some(spawn_blocking(move || {
+            let mut buf = vec![0u8; len];
+            file.read_exact_at(&mut buf, pos)?;
+            Ok(Bytes::from(buf))
+        }))
+    }
+
+    let first = spawn_read(&file, range.start, range.end);
+    let state = (file, range.start, range.end, first);
+    futures_util::stream::unfold(state, |(file, pos, end, pending)| async move {
+        let handle = pending?;
+        match handle.await.map_err(io::Error::other).and_then(|r| r) {
+            Ok(bytes) => {
+                let next_pos = pos + bytes.len() as u64;
+                let next = spawn_read(&file, next_pos, end);
+                Some((Ok(bytes), (file, next_pos, end, next)))
+            }
+            Err(e) => Some((Err(e), (file, end, end, None))),
+        }
+    })
+    .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::stream;
+
+    fn body(chunks: Vec<io::Result<Bytes>>) -> ByteStream<'static> {
+        stream::iter(chunks).boxed()
+    }
+
+    async fn collect(s: ByteStream<'static>) -> Vec<u8> {
+        s.map(|c| c.unwrap()).collect::<Vec<_>>().await.concat()
+    }
+
+    #[tokio::test]
+    async fn upload_append_commit_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path()).unwrap();
+        let id = UploadId::new();
+        store.create_upload(&id).await.unwrap();
+        let n = store
+            .append_upload(&id, 0, body(vec![Ok(Bytes::from_static(b"hello "))]))
+            .await
+            .unwrap();
+        assert_eq!(n, 6);
+        let err = store
+            .append_upload(&id, 0, body(vec![Ok(Bytes::from_static(b"x"))]))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, AppendError::OffsetMismatch { actual: 6 }));
+        let n = store
+            .append_upload(&id, 6, body(vec![Ok(Bytes::from_static(b"world"))]))
+            .await
+            .unwrap();
+        assert_eq!(n, 11);
+
+        let digest = Digest::sha256(b"hello world");
+        assert_eq!(store.stat(&digest).await.unwrap(), None);
+        store.commit_upload(&id, &digest).await.unwrap();
+        assert_eq!(store.stat(&digest).await.unwrap(), Some(11));
+        assert_eq!(store.upload_len(&id).await.unwrap(), None);
+        assert_eq!(
+            collect(store.read(&digest, None).await.unwrap().unwrap()).await,
+            b"hello world"
+        );
+        assert_eq!(
+            collect(store.read(&digest, Some(3..8)).await.unwrap().unwrap()).await,
+            b"lo wo"
+        );
+    }
+
+    #[tokio::test]
+    async fn failed_append_keeps_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path()).unwrap();
+        let id = UploadId::new();
+        store.create_upload(&id).await.unwrap();
+        store
+            .append_upload(&id, 0, body(vec![Ok(Bytes::from_static(b"abc"))]))
+            .await
+            .unwrap();
+        let big = Bytes::from(vec![7u8; 3 * WRITE_CHUNK]);
+        let failing = body(vec![
+            Ok(big),
+            Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "client went away",
+            )),
+        ]);
+        assert!(matches!(
+            store.append_upload(&id, 3, failing).await,
+            Err(AppendError::Io(_))
+        ));
+        assert_eq!(store.upload_len(&id).await.unwrap(), Some(3));
+    }
+
+    #[tokio::test]
+    async fn large_reads_are_chunked_and_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path()).unwrap();
+        let data: Vec<u8> = (0..(3 * READ_CHUNK + 17))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let digest = Digest::sha256(&data);
+        store.put(&digest, Bytes::from(data.clone())).await.unwrap();
+        assert_eq!(
+            collect(store.read(&digest, None).await.unwrap().unwrap()).await,
+            data
+        );
+        let r = (READ_CHUNK as u64 - 5)..(2 * READ_CHUNK as u64 + 9);
+        assert_eq!(
+            collect(store.read(&digest, Some(r.clone())).await.unwrap().unwrap()).await,
+            &data[r.start as usize..r.end as usize]
+        );
+    }
+}

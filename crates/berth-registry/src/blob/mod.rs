@@ -1,0 +1,97 @@
+//! Content-addressed blob storage: the first seam.
+//!
+//! A [`BlobStore`] holds blob bytes by digest, shared by every repository, and the bytes of
+//! upload sessions in progress. It knows nothing of repositories or of which blobs a
+//! repository may read: that is metadata ([`crate::metadata`]). It does not hash either; the
+//! [`crate::Registry`] hashes bytes as they stream through it.
+//!
+//! Architecture invariant: a blob is readable under its digest only once its bytes are
+//! complete and durable ([`BlobStore::commit_upload`] makes them so, then publishes them
+//! atomically). A crash at any moment leaves either no blob or the whole blob.
+
+mod fs;
+
+use std::io;
+use std::ops::Range;
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use berth_oci::Digest;
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+
+pub use fs::FsBlobStore;
+
+use crate::UploadId;
+
+/// A stream of blob bytes.
+pub type ByteStream<'a> = BoxStream<'a, io::Result<Bytes>>;
+
+/// What an append to an upload session did.
+#[derive(Debug)]
+pub enum AppendError {
+    /// The session's data does not end where the caller thinks it does.
+    OffsetMismatch {
+        /// Where the data really ends.
+        actual: u64,
+    },
+    /// The session does not exist in the store.
+    UnknownUpload,
+    /// Reading the body or writing the data failed; nothing of this append was kept.
+    Io(io::Error),
+}
+
+impl From<io::Error> for AppendError {
+    fn from(e: io::Error) -> Self {
+        AppendError::Io(e)
+    }
+}
+
+/// Storage for blob bytes and upload-session bytes.
+#[async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// The size of a committed blob, or `None` if the store does not hold it.
+    async fn stat(&self, digest: &Digest) -> io::Result<Option<u64>>;
+
+    /// Streams a committed blob, or the byte range `range` of it (already checked to lie
+    /// within the blob). `None` if the store does not hold it.
+    async fn read(
+        &self,
+        digest: &Digest,
+        range: Option<Range<u64>>,
+    ) -> io::Result<Option<ByteStream<'static>>>;
+
+    /// Removes a committed blob's bytes. Returns whether it existed.
+    async fn delete(&self, digest: &Digest) -> io::Result<bool>;
+
+    /// Creates an empty upload session.
+    async fn create_upload(&self, id: &UploadId) -> io::Result<()>;
+
+    /// Appends a body to an upload whose data currently ends at `offset`; returns the new
+    /// length. On any error the session is left exactly as it was before the call.
+    async fn append_upload(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        body: ByteStream<'_>,
+    ) -> Result<u64, AppendError>;
+
+    /// The current length of an upload's data, or `None` if the session is unknown.
+    async fn upload_len(&self, id: &UploadId) -> io::Result<Option<u64>>;
+
+    /// Streams an upload's data from the start (used to rebuild a hash after a restart).
+    async fn read_upload(&self, id: &UploadId) -> io::Result<ByteStream<'static>>;
+
+    /// Makes the upload's data durable and publishes it as the blob `digest`, atomically.
+    /// The session is gone afterwards. If the blob already exists, the upload is dropped.
+    async fn commit_upload(&self, id: &UploadId, digest: &Digest) -> io::Result<()>;
+
+    /// Stores a small blob whose digest the caller has verified, durably and atomically.
+    async fn put(&self, digest: &Digest, bytes: Bytes) -> io::Result<()>;
+
+    /// Drops an upload session and its data. Unknown sessions are not an error.
+    async fn abort_upload(&self, id: &UploadId) -> io::Result<()>;
+
+    /// Every upload session the store holds, with the time its data last changed.
+    async fn list_uploads(&self) -> io::Result<Vec<(UploadId, SystemTime)>>;
+}

@@ -1,0 +1,252 @@
+//! Registry metadata: the second seam.
+//!
+//! A [`MetadataStore`] records which repositories exist, which blobs each may read,
+//! manifests (with their exact bytes), tags, what manifests reference, upload sessions and
+//! the change log. One implementation now, [`SqliteMetadata`]; PostgreSQL later, with the
+//! same SQL and the same trait.
+//!
+//! Architecture invariants, kept by every implementation:
+//! - a manifest row exists only if every blob and child manifest it references is present in
+//!   the same repository, checked in the same transaction that inserts it;
+//! - every change to repository content appends a [`Change`] in the same transaction, with a
+//!   strictly increasing sequence number;
+//! - a tag always names a manifest of its repository (deleting the manifest deletes its tags).
+
+mod sqlite;
+
+use async_trait::async_trait;
+use berth_oci::{Digest, RepositoryName, Tag};
+use bytes::Bytes;
+use serde::Serialize;
+
+pub use sqlite::SqliteMetadata;
+
+use crate::UploadId;
+
+/// A failure of the metadata store itself (I/O, corruption): never the caller's fault.
+#[derive(Debug, thiserror::Error)]
+#[error("metadata store: {0}")]
+pub struct MetadataError(#[from] pub Box<dyn std::error::Error + Send + Sync>);
+
+/// Result of a metadata operation.
+pub type Result<T, E = MetadataError> = std::result::Result<T, E>;
+
+/// A manifest as stored.
+#[derive(Debug, Clone)]
+pub struct StoredManifest {
+    /// Digest of [`StoredManifest::content`].
+    pub digest: Digest,
+    /// The media type it was pushed with.
+    pub media_type: String,
+    /// The exact bytes pushed.
+    pub content: Bytes,
+}
+
+/// What the referrers API lists for a manifest that has a `subject`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Referrer {
+    /// The referrer's media type.
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    /// The referrer's digest.
+    pub digest: Digest,
+    /// The referrer's size.
+    pub size: u64,
+    /// Its `artifactType`, or its config's media type.
+    #[serde(rename = "artifactType", skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    /// Its annotations.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<serde_json::Value>,
+}
+
+/// Something a manifest references, which must exist in its repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A blob (config or layer).
+    Blob(Digest),
+    /// A child manifest (of an index).
+    Manifest(Digest),
+}
+
+/// A manifest to store, already parsed and validated.
+#[derive(Debug, Clone)]
+pub struct NewManifest {
+    /// Repository it goes to (created if needed).
+    pub repository: RepositoryName,
+    /// Digest of `content`, verified by the caller.
+    pub digest: Digest,
+    /// Media type.
+    pub media_type: String,
+    /// The exact bytes pushed.
+    pub content: Bytes,
+    /// `artifactType`, or the config's media type, for the referrers API.
+    pub artifact_type: Option<String>,
+    /// The digest of `subject`, if any.
+    pub subject: Option<Digest>,
+    /// Annotations as JSON, for the referrers API.
+    pub annotations: Option<serde_json::Value>,
+    /// Everything it references.
+    pub references: Vec<Target>,
+    /// Tags to point at it, in the same transaction.
+    pub tags: Vec<Tag>,
+}
+
+/// Why a manifest was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum PutManifestError {
+    /// A referenced blob or manifest is not in the repository.
+    #[error("manifest references `{0:?}`, which is not in the repository")]
+    UnknownTarget(Target),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] MetadataError),
+}
+
+/// One entry of the change log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    /// Strictly increasing position in the log.
+    pub seq: i64,
+    /// The repository changed.
+    pub repository: String,
+    /// What happened.
+    pub action: ChangeAction,
+    /// The manifest concerned.
+    pub digest: Option<String>,
+    /// The tag concerned.
+    pub tag: Option<String>,
+    /// The manifest's media type, for pushes.
+    pub media_type: Option<String>,
+    /// When, in Unix seconds.
+    pub at: i64,
+}
+
+/// The kinds of content change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeAction {
+    /// A manifest was stored.
+    ManifestPut,
+    /// A manifest was deleted.
+    ManifestDelete,
+    /// A tag was created or moved.
+    TagPut,
+    /// A tag was deleted.
+    TagDelete,
+}
+
+impl ChangeAction {
+    /// The action as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeAction::ManifestPut => "manifest_put",
+            ChangeAction::ManifestDelete => "manifest_delete",
+            ChangeAction::TagPut => "tag_put",
+            ChangeAction::TagDelete => "tag_delete",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "manifest_put" => ChangeAction::ManifestPut,
+            "manifest_delete" => ChangeAction::ManifestDelete,
+            "tag_put" => ChangeAction::TagPut,
+            "tag_delete" => ChangeAction::TagDelete,
+            _ => return None,
+        })
+    }
+}
+
+/// An upload session as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadRecord {
+    /// Session id.
+    pub id: UploadId,
+    /// Repository the upload is for.
+    pub repository: String,
+    /// Creation time, Unix seconds.
+    pub created_at: i64,
+}
+
+/// Storage for everything but blob bytes.
+#[async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
+    /// Whether the repository exists.
+    async fn repository_exists(&self, repository: &RepositoryName) -> Result<bool>;
+
+    /// Up to `n` repository names after `last`, in lexical order.
+    async fn repositories(&self, last: Option<&str>, n: u32) -> Result<Vec<String>>;
+
+    /// Makes a blob readable in a repository (creating the repository if needed), and
+    /// forgets the upload session it came from, if any, in one transaction.
+    async fn link_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        size: u64,
+        upload: Option<&UploadId>,
+    ) -> Result<()>;
+
+    /// The size of a blob readable in the repository.
+    async fn blob_size(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<u64>>;
+
+    /// Makes a blob unreadable in a repository. Returns whether it was linked.
+    async fn unlink_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool>;
+
+    /// Whether any repository still links the blob (its bytes are still needed).
+    async fn blob_in_use(&self, digest: &Digest) -> Result<bool>;
+
+    /// Stores a manifest and points its tags at it, after checking its references.
+    async fn put_manifest(&self, manifest: NewManifest) -> Result<(), PutManifestError>;
+
+    /// A manifest by digest.
+    async fn manifest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<StoredManifest>>;
+
+    /// The manifest a tag points to.
+    async fn tagged_manifest(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+    ) -> Result<Option<StoredManifest>>;
+
+    /// Deletes a manifest and every tag pointing at it. Returns whether it existed.
+    async fn delete_manifest(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool>;
+
+    /// Deletes a tag (not the manifest). Returns whether it existed.
+    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<bool>;
+
+    /// Up to `n` tags after `last`, in lexical order; `None` if the repository is unknown.
+    async fn tags(
+        &self,
+        repository: &RepositoryName,
+        last: Option<&str>,
+        n: u32,
+    ) -> Result<Option<Vec<String>>>;
+
+    /// Manifests of the repository whose `subject` is `digest`.
+    async fn referrers(
+        &self,
+        repository: &RepositoryName,
+        subject: &Digest,
+    ) -> Result<Vec<Referrer>>;
+
+    /// Up to `limit` changes with a sequence number greater than `after`, in order.
+    async fn changes(&self, after: i64, limit: u32) -> Result<Vec<Change>>;
+
+    /// Records a new upload session.
+    async fn create_upload(&self, id: &UploadId, repository: &RepositoryName) -> Result<()>;
+
+    /// An upload session.
+    async fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>>;
+
+    /// Forgets an upload session.
+    async fn delete_upload(&self, id: &UploadId) -> Result<()>;
+
+    /// Every recorded upload session.
+    async fn uploads(&self) -> Result<Vec<UploadRecord>>;
+}

@@ -1,0 +1,557 @@
+//! [`MetadataStore`] in an embedded SQLite database (WAL, `synchronous=FULL`).
+//!
+//! Writes run in `BEGIN IMMEDIATE` transactions, so a transaction that reads and then writes
+//! never fails on a lock upgrade: SQLite serialises writers, and readers never wait.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use berth_oci::{Digest, RepositoryName, Tag};
+use bytes::Bytes;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqliteConnection, SqlitePool};
+
+use super::{
+    Change, ChangeAction, MetadataError, MetadataStore, NewManifest, PutManifestError, Referrer,
+    Result, StoredManifest, Target, UploadRecord,
+};
+use crate::UploadId;
+
+/// Metadata in a SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteMetadata {
+    pool: SqlitePool,
+}
+
+fn err(e: impl std::error::Error + Send + Sync + 'static) -> MetadataError {
+    MetadataError(Box::new(e))
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn parse_digest(s: &str) -> Result<Digest> {
+    s.parse().map_err(err)
+}
+
+impl SqliteMetadata {
+    /// Opens (creating and migrating if needed) the database file at `path`.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(err)?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(err)?;
+        Ok(SqliteMetadata { pool })
+    }
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)
+    }
+}
+
+/// Returns the repository's id, creating the repository if needed.
+async fn ensure_repository(conn: &mut SqliteConnection, name: &RepositoryName) -> Result<i64> {
+    sqlx::query(
+        "INSERT INTO repositories (name, created_at) VALUES ($1, $2) \
+         ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id",
+    )
+    .bind(name.as_str())
+    .bind(now())
+    .fetch_one(&mut *conn)
+    .await
+    .map(|row| row.get(0))
+    .map_err(err)
+}
+
+async fn repository_id(conn: &mut SqliteConnection, name: &RepositoryName) -> Result<Option<i64>> {
+    sqlx::query("SELECT id FROM repositories WHERE name = $1")
+        .bind(name.as_str())
+        .fetch_optional(&mut *conn)
+        .await
+        .map(|row| row.map(|r| r.get(0)))
+        .map_err(err)
+}
+
+async fn log_change(
+    conn: &mut SqliteConnection,
+    repository: &RepositoryName,
+    action: ChangeAction,
+    digest: Option<&str>,
+    tag: Option<&str>,
+    media_type: Option<&str>,
+) -> Result<()> {
+    sqlx::query("INSERT INTO changes (repository, action, digest, tag, media_type, at) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(repository.as_str())
+        .bind(action.as_str())
+        .bind(digest)
+        .bind(tag)
+        .bind(media_type)
+        .bind(now())
+        .execute(&mut *conn)
+        .await
+        .map(drop)
+        .map_err(err)
+}
+
+async fn target_exists(conn: &mut SqliteConnection, repo_id: i64, target: &Target) -> Result<bool> {
+    let (sql, digest) = match target {
+        Target::Blob(d) => (
+            "SELECT 1 FROM repository_blobs WHERE repository_id = $1 AND digest = $2",
+            d,
+        ),
+        Target::Manifest(d) => (
+            "SELECT 1 FROM manifests WHERE repository_id = $1 AND digest = $2",
+            d,
+        ),
+    };
+    sqlx::query(sql)
+        .bind(repo_id)
+        .bind(digest.to_string())
+        .fetch_optional(&mut *conn)
+        .await
+        .map(|r| r.is_some())
+        .map_err(err)
+}
+
+fn stored_manifest(row: sqlx::sqlite::SqliteRow) -> Result<StoredManifest> {
+    Ok(StoredManifest {
+        digest: parse_digest(row.get::<&str, _>(0))?,
+        media_type: row.get(1),
+        content: Bytes::from(row.get::<Vec<u8>, _>(2)),
+    })
+}
+
+#[async_trait]
+impl MetadataStore for SqliteMetadata {
+    async fn repository_exists(&self, repository: &RepositoryName) -> Result<bool> {
+        let mut conn = self.pool.acquire().await.map_err(err)?;
+        Ok(repository_id(&mut conn, repository).await?.is_some())
+    }
+
+    async fn repositories(&self, last: Option<&str>, n: u32) -> Result<Vec<String>> {
+        sqlx::query("SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2")
+            .bind(last.unwrap_or(""))
+            .bind(n as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map(|rows| rows.into_iter().map(|r| r.get(0)).collect())
+            .map_err(err)
+    }
+
+    async fn link_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        size: u64,
+        upload: Option<&UploadId>,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let repo_id = ensure_repository(&mut tx, repository).await?;
+        sqlx::query(
+            "INSERT INTO repository_blobs (repository_id, digest, size, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(repo_id)
+        .bind(digest.to_string())
+        .bind(size as i64)
+        .bind(now())
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        if let Some(id) = upload {
+            sqlx::query("DELETE FROM uploads WHERE id = $1")
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+        }
+        tx.commit().await.map_err(err)
+    }
+
+    async fn blob_size(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<u64>> {
+        sqlx::query(
+            "SELECT b.size FROM repository_blobs b JOIN repositories r ON r.id = b.repository_id \
+             WHERE r.name = $1 AND b.digest = $2",
+        )
+        .bind(repository.as_str())
+        .bind(digest.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map(|row| row.map(|r| r.get::<i64, _>(0) as u64))
+        .map_err(err)
+    }
+
+    async fn unlink_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool> {
+        sqlx::query(
+            "DELETE FROM repository_blobs WHERE digest = $2 \
+             AND repository_id = (SELECT id FROM repositories WHERE name = $1)",
+        )
+        .bind(repository.as_str())
+        .bind(digest.to_string())
+        .execute(&self.pool)
+        .await
+        .map(|r| r.rows_affected() > 0)
+        .map_err(err)
+    }
+
+    async fn blob_in_use(&self, digest: &Digest) -> Result<bool> {
+        sqlx::query("SELECT 1 FROM repository_blobs WHERE digest = $1 LIMIT 1")
+            .bind(digest.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map(|r| r.is_some())
+            .map_err(err)
+    }
+
+    async fn put_manifest(&self, m: NewManifest) -> Result<(), PutManifestError> {
+        let mut tx = self.begin_write().await?;
+        let repo_id = ensure_repository(&mut tx, &m.repository).await?;
+        for target in &m.references {
+            if !target_exists(&mut tx, repo_id, target).await? {
+                return Err(PutManifestError::UnknownTarget(target.clone()));
+            }
+        }
+        let digest = m.digest.to_string();
+        let inserted = sqlx::query(
+            "INSERT INTO manifests (repository_id, digest, media_type, size, content, artifact_type, subject, annotations, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+        )
+        .bind(repo_id)
+        .bind(&digest)
+        .bind(&m.media_type)
+        .bind(m.content.len() as i64)
+        .bind(m.content.as_ref())
+        .bind(m.artifact_type.as_deref())
+        .bind(m.subject.as_ref().map(|s| s.to_string()))
+        .bind(m.annotations.as_ref().map(|a| a.to_string()))
+        .bind(now())
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?
+        .rows_affected()
+            > 0;
+        if inserted {
+            for target in &m.references {
+                let (kind, target_digest) = match target {
+                    Target::Blob(d) => ("blob", d),
+                    Target::Manifest(d) => ("manifest", d),
+                };
+                sqlx::query(
+                    "INSERT INTO manifest_references (repository_id, manifest_digest, target_digest, target_kind) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                )
+                .bind(repo_id)
+                .bind(&digest)
+                .bind(target_digest.to_string())
+                .bind(kind)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            }
+            log_change(
+                &mut tx,
+                &m.repository,
+                ChangeAction::ManifestPut,
+                Some(&digest),
+                None,
+                Some(&m.media_type),
+            )
+            .await?;
+        }
+        for tag in &m.tags {
+            let moved = sqlx::query(
+                "INSERT INTO tags (repository_id, name, digest, updated_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (repository_id, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at \
+                 WHERE tags.digest <> excluded.digest",
+            )
+            .bind(repo_id)
+            .bind(tag.as_str())
+            .bind(&digest)
+            .bind(now())
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected()
+                > 0;
+            if moved {
+                log_change(
+                    &mut tx,
+                    &m.repository,
+                    ChangeAction::TagPut,
+                    Some(&digest),
+                    Some(tag.as_str()),
+                    Some(&m.media_type),
+                )
+                .await?;
+            }
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(())
+    }
+
+    async fn manifest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<StoredManifest>> {
+        sqlx::query(
+            "SELECT m.digest, m.media_type, m.content FROM manifests m JOIN repositories r ON r.id = m.repository_id \
+             WHERE r.name = $1 AND m.digest = $2",
+        )
+        .bind(repository.as_str())
+        .bind(digest.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err)?
+        .map(stored_manifest)
+        .transpose()
+    }
+
+    async fn tagged_manifest(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+    ) -> Result<Option<StoredManifest>> {
+        sqlx::query(
+            "SELECT m.digest, m.media_type, m.content FROM tags t \
+             JOIN repositories r ON r.id = t.repository_id \
+             JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.digest \
+             WHERE r.name = $1 AND t.name = $2",
+        )
+        .bind(repository.as_str())
+        .bind(tag.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err)?
+        .map(stored_manifest)
+        .transpose()
+    }
+
+    async fn delete_manifest(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let Some(repo_id) = repository_id(&mut tx, repository).await? else {
+            return Ok(false);
+        };
+        let digest = digest.to_string();
+        let tags: Vec<String> = sqlx::query(
+            "SELECT name FROM tags WHERE repository_id = $1 AND digest = $2 ORDER BY name",
+        )
+        .bind(repo_id)
+        .bind(&digest)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(err)?
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect();
+        let deleted = sqlx::query("DELETE FROM manifests WHERE repository_id = $1 AND digest = $2")
+            .bind(repo_id)
+            .bind(&digest)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected()
+            > 0;
+        if !deleted {
+            return Ok(false);
+        }
+        // The tags went with the manifest (ON DELETE CASCADE); the log says so explicitly.
+        for tag in &tags {
+            log_change(
+                &mut tx,
+                repository,
+                ChangeAction::TagDelete,
+                Some(&digest),
+                Some(tag),
+                None,
+            )
+            .await?;
+        }
+        log_change(
+            &mut tx,
+            repository,
+            ChangeAction::ManifestDelete,
+            Some(&digest),
+            None,
+            None,
+        )
+        .await?;
+        tx.commit().await.map_err(err)?;
+        Ok(true)
+    }
+
+    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let Some(repo_id) = repository_id(&mut tx, repository).await? else {
+            return Ok(false);
+        };
+        let row =
+            sqlx::query("DELETE FROM tags WHERE repository_id = $1 AND name = $2 RETURNING digest")
+                .bind(repo_id)
+                .bind(tag.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(err)?;
+        let Some(row) = row else { return Ok(false) };
+        let digest: String = row.get(0);
+        log_change(
+            &mut tx,
+            repository,
+            ChangeAction::TagDelete,
+            Some(&digest),
+            Some(tag.as_str()),
+            None,
+        )
+        .await?;
+        tx.commit().await.map_err(err)?;
+        Ok(true)
+    }
+
+    async fn tags(
+        &self,
+        repository: &RepositoryName,
+        last: Option<&str>,
+        n: u32,
+    ) -> Result<Option<Vec<String>>> {
+        let mut conn = self.pool.acquire().await.map_err(err)?;
+        let Some(repo_id) = repository_id(&mut conn, repository).await? else {
+            return Ok(None);
+        };
+        sqlx::query(
+            "SELECT name FROM tags WHERE repository_id = $1 AND name > $2 ORDER BY name LIMIT $3",
+        )
+        .bind(repo_id)
+        .bind(last.unwrap_or(""))
+        .bind(n as i64)
+        .fetch_all(&mut *conn)
+        .await
+        .map(|rows| Some(rows.into_iter().map(|r| r.get(0)).collect()))
+        .map_err(err)
+    }
+
+    async fn referrers(
+        &self,
+        repository: &RepositoryName,
+        subject: &Digest,
+    ) -> Result<Vec<Referrer>> {
+        let rows = sqlx::query(
+            "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations FROM manifests m \
+             JOIN repositories r ON r.id = m.repository_id WHERE r.name = $1 AND m.subject = $2 ORDER BY m.digest",
+        )
+        .bind(repository.as_str())
+        .bind(subject.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.into_iter()
+            .map(|row| {
+                let annotations: Option<String> = row.get(4);
+                Ok(Referrer {
+                    digest: parse_digest(row.get::<&str, _>(0))?,
+                    media_type: row.get(1),
+                    size: row.get::<i64, _>(2) as u64,
+                    artifact_type: row.get(3),
+                    annotations: annotations
+                        .map(|a| serde_json::from_str(&a))
+                        .transpose()
+                        .map_err(err)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn changes(&self, after: i64, limit: u32) -> Result<Vec<Change>> {
+        let rows = sqlx::query(
+            "SELECT seq, repository, action, digest, tag, media_type, at FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.into_iter()
+            .map(|row| {
+                let action: &str = row.get(2);
+                Ok(Change {
+                    seq: row.get(0),
+                    repository: row.get(1),
+                    action: ChangeAction::parse(action).ok_or_else(|| {
+                        err(std::io::Error::other(format!(
+                            "unknown change action `{action}`"
+                        )))
+                    })?,
+                    digest: row.get(3),
+                    tag: row.get(4),
+                    media_type: row.get(5),
+                    at: row.get(6),
+                })
+            })
+            .collect()
+    }
+
+    async fn create_upload(&self, id: &UploadId, repository: &RepositoryName) -> Result<()> {
+        sqlx::query("INSERT INTO uploads (id, repository, created_at) VALUES ($1, $2, $3)")
+            .bind(id.to_string())
+            .bind(repository.as_str())
+            .bind(now())
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(err)
+    }
+
+    async fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>> {
+        sqlx::query("SELECT id, repository, created_at FROM uploads WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?
+            .map(upload_record)
+            .transpose()
+    }
+
+    async fn delete_upload(&self, id: &UploadId) -> Result<()> {
+        sqlx::query("DELETE FROM uploads WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(err)
+    }
+
+    async fn uploads(&self) -> Result<Vec<UploadRecord>> {
+        sqlx::query("SELECT id, repository, created_at FROM uploads ORDER BY created_at")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?
+            .into_iter()
+            .map(upload_record)
+            .collect()
+    }
+}
+
+fn upload_record(row: sqlx::sqlite::SqliteRow) -> Result<UploadRecord> {
+    Ok(UploadRecord {
+        id: UploadId::from_str(row.get::<&str, _>(0)).map_err(err)?,
+        repository: row.get(1),
+        created_at: row.get(2),
+    })
+}

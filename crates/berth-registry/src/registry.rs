@@ -1,0 +1,576 @@
+//! [`Registry`]: the distribution API's operations over a [`BlobStore`] and a
+//! [`MetadataStore`].
+//!
+//! Architecture invariants kept here:
+//! - bytes are hashed as they stream in, once: a chunked upload keeps its hash state between
+//!   requests (and rebuilds it from the stored data only after a restart);
+//! - a blob is linked into a repository only after its digest checked out and the store made
+//!   it durable; a manifest is stored only after validation, digest check and (in the
+//!   metadata transaction) the presence of everything it references;
+//! - blob bytes are never deleted on request: a blob `DELETE` unlinks it from the repository,
+//!   and bytes no repository links are left for garbage collection, so a concurrent push of
+//!   the same content can never lose its bytes.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use berth_oci::manifest::ManifestError;
+use berth_oci::name::DEFAULT_MAX_NAME_LENGTH;
+use berth_oci::{Algorithm, Digest, Hasher, Manifest, Reference, RepositoryName, Tag};
+use bytes::Bytes;
+use futures_util::StreamExt;
+
+use crate::UploadId;
+use crate::blob::{AppendError, BlobStore, ByteStream, FsBlobStore};
+use crate::cache::ManifestCache;
+use crate::error::{RegistryError, TargetDisplay};
+use crate::metadata::{
+    Change, MetadataStore, NewManifest, PutManifestError, Referrer, SqliteMetadata, StoredManifest,
+    Target,
+};
+
+type Result<T, E = RegistryError> = std::result::Result<T, E>;
+
+/// Limits and ages, parsed once from configuration.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Largest manifest accepted, in bytes.
+    pub max_manifest_size: usize,
+    /// Longest repository name accepted, in bytes.
+    pub max_name_length: usize,
+    /// Upload sessions idle for longer than this are removed.
+    pub upload_max_age: Duration,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            max_manifest_size: 4 << 20,
+            max_name_length: DEFAULT_MAX_NAME_LENGTH,
+            upload_max_age: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// What a manifest push stored.
+#[derive(Debug, Clone)]
+pub struct ManifestPushed {
+    /// The manifest's digest.
+    pub digest: Digest,
+    /// Its `subject`, if it has one (for the `OCI-Subject` header).
+    pub subject: Option<Digest>,
+}
+
+/// A blob that a repository may read; [`Blob::read`] streams it.
+pub struct Blob {
+    /// Its digest.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    store: Arc<dyn BlobStore>,
+}
+
+impl Blob {
+    /// Streams the blob, or `range` of it (which the caller checked against [`Blob::size`]).
+    pub async fn read(&self, range: Option<Range<u64>>) -> Result<ByteStream<'static>> {
+        self.store
+            .read(&self.digest, range)
+            .await?
+            .ok_or_else(|| RegistryError::BlobUnknown(self.digest.clone()))
+    }
+}
+
+/// Hash state of an upload session between requests.
+struct UploadState {
+    /// SHA-256 of the first `offset` bytes; `None` until rebuilt after a restart.
+    hasher: Option<Hasher>,
+    offset: u64,
+}
+
+/// The registry: every distribution API operation, over the two stores.
+pub struct Registry {
+    blobs: Arc<dyn BlobStore>,
+    metadata: Arc<dyn MetadataStore>,
+    config: RegistryConfig,
+    /// Per-session state; the per-session lock also serialises requests on one session.
+    uploads: Mutex<HashMap<UploadId, Arc<tokio::sync::Mutex<UploadState>>>>,
+    cache: ManifestCache,
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Registry {
+    /// A registry over the given stores.
+    pub fn new(
+        blobs: Arc<dyn BlobStore>,
+        metadata: Arc<dyn MetadataStore>,
+        config: RegistryConfig,
+    ) -> Self {
+        Registry {
+            blobs,
+            metadata,
+            config,
+            uploads: Mutex::default(),
+            cache: ManifestCache::default(),
+        }
+    }
+
+    /// The embedded defaults: blobs under `data_dir` and metadata in `data_dir/metadata.db`.
+    pub async fn open_local(data_dir: &Path, config: RegistryConfig) -> Result<Self> {
+        std::fs::create_dir_all(data_dir)?;
+        let blobs = FsBlobStore::open(data_dir)?;
+        let metadata = SqliteMetadata::open(&data_dir.join("metadata.db")).await?;
+        Ok(Registry::new(Arc::new(blobs), Arc::new(metadata), config))
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
+    }
+
+    /// Validates a repository name against the grammar and the configured length.
+    pub fn repository_name(&self, name: &str) -> Result<RepositoryName> {
+        RepositoryName::parse(name, self.config.max_name_length).map_err(RegistryError::NameInvalid)
+    }
+
+    /// Parses a digest named in a request.
+    pub fn digest(s: &str) -> Result<Digest> {
+        s.parse().map_err(|e: berth_oci::digest::DigestError| {
+            RegistryError::DigestInvalid(e.to_string())
+        })
+    }
+
+    // ----- blobs -----
+
+    /// A blob readable in `repository`, ready to be streamed.
+    pub async fn blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<Blob> {
+        let size = self
+            .metadata
+            .blob_size(repository, digest)
+            .await?
+            .ok_or_else(|| RegistryError::BlobUnknown(digest.clone()))?;
+        Ok(Blob {
+            digest: digest.clone(),
+            size,
+            store: Arc::clone(&self.blobs),
+        })
+    }
+
+    /// Makes a blob unreadable in `repository` (its bytes are left to garbage collection).
+    pub async fn delete_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<()> {
+        if self.metadata.unlink_blob(repository, digest).await? {
+            Ok(())
+        } else {
+            Err(RegistryError::BlobUnknown(digest.clone()))
+        }
+    }
+
+    /// Links a blob readable in `from` into `repository`. Returns whether it could.
+    pub async fn mount_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        from: &RepositoryName,
+    ) -> Result<bool> {
+        let Some(size) = self.metadata.blob_size(from, digest).await? else {
+            return Ok(false);
+        };
+        if self.blobs.stat(digest).await?.is_none() {
+            return Ok(false);
+        }
+        self.metadata
+            .link_blob(repository, digest, size, None)
+            .await?;
+        Ok(true)
+    }
+
+    // ----- uploads -----
+
+    /// Opens an upload session for `repository`.
+    pub async fn start_upload(&self, repository: &RepositoryName) -> Result<UploadId> {
+        let id = UploadId::new();
+        self.blobs.create_upload(&id).await?;
+        self.metadata.create_upload(&id, repository).await?;
+        let state = UploadState {
+            hasher: Some(Hasher::new(Algorithm::Sha256)),
+            offset: 0,
+        };
+        self.uploads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, Arc::new(tokio::sync::Mutex::new(state)));
+        Ok(id)
+    }
+
+    /// The session's state, after checking that it exists and belongs to `repository`.
+    async fn session(
+        &self,
+        repository: &RepositoryName,
+        id: &UploadId,
+    ) -> Result<Arc<tokio::sync::Mutex<UploadState>>> {
+        let record = self.metadata.upload(id).await?;
+        if record.is_none_or(|r| r.repository != repository.as_str()) {
+            return Err(RegistryError::UploadUnknown(*id));
+        }
+        let mut uploads = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
+        let state = uploads.entry(*id).or_insert_with(|| {
+            Arc::new(tokio::sync::Mutex::new(UploadState {
+                hasher: None,
+                offset: 0,
+            }))
+        });
+        Ok(Arc::clone(state))
+    }
+
+    /// Rebuilds a session's hash from its stored data (after a restart).
+    async fn ensure_hasher(&self, id: &UploadId, state: &mut UploadState) -> Result<()> {
+        if state.hasher.is_some() {
+            return Ok(());
+        }
+        let (hasher, len) = self.hash_upload(id, Algorithm::Sha256).await?;
+        state.hasher = Some(hasher);
+        state.offset = len;
+        Ok(())
+    }
+
+    async fn hash_upload(&self, id: &UploadId, algorithm: Algorithm) -> Result<(Hasher, u64)> {
+        if self.blobs.upload_len(id).await?.is_none() {
+            return Err(RegistryError::UploadUnknown(*id));
+        }
+        let mut hasher = Hasher::new(algorithm);
+        let mut len = 0u64;
+        let mut data = self.blobs.read_upload(id).await?;
+        while let Some(chunk) = data.next().await {
+            let chunk = chunk?;
+            hasher.update(&chunk);
+            len += chunk.len() as u64;
+        }
+        Ok((hasher, len))
+    }
+
+    /// Bytes received so far by a session.
+    pub async fn upload_offset(&self, repository: &RepositoryName, id: &UploadId) -> Result<u64> {
+        let state = self.session(repository, id).await?;
+        let mut state = state.lock().await;
+        if state.hasher.is_none() {
+            state.offset = self
+                .blobs
+                .upload_len(id)
+                .await?
+                .ok_or(RegistryError::UploadUnknown(*id))?;
+        }
+        Ok(state.offset)
+    }
+
+    /// Appends a chunk. `start`, from `Content-Range`, must equal the bytes received so far.
+    /// Returns the new total.
+    pub async fn append_upload(
+        &self,
+        repository: &RepositoryName,
+        id: &UploadId,
+        start: Option<u64>,
+        body: ByteStream<'_>,
+    ) -> Result<u64> {
+        let state = self.session(repository, id).await?;
+        let mut state = state.lock().await;
+        self.append_locked(id, &mut state, start, body).await
+    }
+
+    async fn append_locked(
+        &self,
+        id: &UploadId,
+        state: &mut UploadState,
+        start: Option<u64>,
+        body: ByteStream<'_>,
+    ) -> Result<u64> {
+        self.ensure_hasher(id, state).await?;
+        if let Some(start) = start
+            && start != state.offset
+        {
+            return Err(RegistryError::UploadRangeInvalid {
+                offset: state.offset,
+            });
+        }
+        let mut hasher = state.hasher.clone().expect("ensured above");
+        let hashed = body.inspect(|chunk| {
+            if let Ok(bytes) = chunk {
+                hasher.update(bytes);
+            }
+        });
+        match self
+            .blobs
+            .append_upload(id, state.offset, hashed.boxed())
+            .await
+        {
+            Ok(len) => {
+                state.hasher = Some(hasher);
+                state.offset = len;
+                Ok(len)
+            }
+            Err(AppendError::OffsetMismatch { actual }) => {
+                // The stored data changed under us (a crash mid-append): rebuild next time.
+                state.hasher = None;
+                Err(RegistryError::UploadRangeInvalid { offset: actual })
+            }
+            Err(AppendError::UnknownUpload) => Err(RegistryError::UploadUnknown(*id)),
+            Err(AppendError::Io(e)) => Err(RegistryError::UploadInvalid(format!(
+                "the upload body could not be received: {e}"
+            ))),
+        }
+    }
+
+    /// Completes an upload: appends the optional last chunk, checks the digest, and publishes
+    /// the blob in `repository`. A digest mismatch cancels the session.
+    pub async fn finish_upload(
+        &self,
+        repository: &RepositoryName,
+        id: &UploadId,
+        digest: &Digest,
+        last_chunk: Option<(Option<u64>, ByteStream<'_>)>,
+    ) -> Result<()> {
+        let state = self.session(repository, id).await?;
+        let mut state = state.lock().await;
+        if let Some((start, body)) = last_chunk {
+            self.append_locked(id, &mut state, start, body).await?;
+        }
+        self.ensure_hasher(id, &mut state).await?;
+        let actual = match digest.algorithm() {
+            Algorithm::Sha256 => state.hasher.as_ref().expect("ensured above").peek(),
+            // Bytes are hashed with SHA-256 as they arrive; other algorithms are rare
+            // enough to afford a second read.
+            other => self.hash_upload(id, other).await?.0.finish(),
+        };
+        if &actual != digest {
+            drop(state);
+            self.cancel_upload(repository, id).await?;
+            return Err(RegistryError::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        let size = state.offset;
+        self.blobs.commit_upload(id, digest).await?;
+        self.metadata
+            .link_blob(repository, digest, size, Some(id))
+            .await?;
+        drop(state);
+        self.uploads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        Ok(())
+    }
+
+    /// Cancels an upload session and drops its data.
+    pub async fn cancel_upload(&self, repository: &RepositoryName, id: &UploadId) -> Result<()> {
+        let state = self.session(repository, id).await?;
+        let _guard = state.lock().await;
+        self.forget_upload(id).await
+    }
+
+    async fn forget_upload(&self, id: &UploadId) -> Result<()> {
+        self.metadata.delete_upload(id).await?;
+        self.blobs.abort_upload(id).await?;
+        self.uploads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        Ok(())
+    }
+
+    /// Removes upload sessions idle for longer than the configured age, and upload data that
+    /// no session refers to. Returns how many were removed.
+    pub async fn sweep_uploads(&self) -> Result<usize> {
+        let max_age = self.config.upload_max_age;
+        let cutoff = SystemTime::now().checked_sub(max_age).unwrap_or(UNIX_EPOCH);
+        let stored: HashMap<UploadId, SystemTime> =
+            self.blobs.list_uploads().await?.into_iter().collect();
+        let records = self.metadata.uploads().await?;
+        let mut removed = 0;
+        for record in &records {
+            let created = UNIX_EPOCH + Duration::from_secs(record.created_at.max(0) as u64);
+            let last_active = stored
+                .get(&record.id)
+                .copied()
+                .unwrap_or(created)
+                .max(created);
+            if last_active < cutoff {
+                self.forget_upload(&record.id).await?;
+                removed += 1;
+            }
+        }
+        let recorded: std::collections::HashSet<UploadId> = records.iter().map(|r| r.id).collect();
+        for (id, modified) in stored {
+            if !recorded.contains(&id) && modified < cutoff {
+                self.blobs.abort_upload(&id).await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    // ----- manifests -----
+
+    /// Stores a manifest pushed to `reference` (a tag, or the digest it must have), and points
+    /// `reference` (if a tag) and `extra_tags` at it.
+    pub async fn put_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        content: Bytes,
+        extra_tags: Vec<Tag>,
+    ) -> Result<ManifestPushed> {
+        if content.len() > self.config.max_manifest_size {
+            return Err(RegistryError::ManifestTooLarge {
+                size: content.len(),
+                max: self.config.max_manifest_size,
+            });
+        }
+        let digest = match reference {
+            Reference::Digest(expected) => {
+                let actual = Digest::of(expected.algorithm(), &content);
+                if &actual != expected {
+                    return Err(RegistryError::DigestMismatch {
+                        expected: expected.clone(),
+                        actual,
+                    });
+                }
+                actual
+            }
+            Reference::Tag(_) => Digest::sha256(&content),
+        };
+        let manifest =
+            Manifest::parse(&content, content_type).map_err(RegistryError::ManifestInvalid)?;
+        let mut tags = extra_tags;
+        if let Reference::Tag(tag) = reference {
+            tags.insert(0, tag.clone());
+        }
+        let references = manifest
+            .required_blobs()
+            .map(|d| Target::Blob(d.digest.clone()))
+            .chain(
+                manifest
+                    .required_manifests()
+                    .iter()
+                    .map(|d| Target::Manifest(d.digest.clone())),
+            )
+            .collect();
+        let subject = manifest.subject.as_ref().map(|s| s.digest.clone());
+        let new = NewManifest {
+            repository: repository.clone(),
+            digest: digest.clone(),
+            media_type: manifest.media_type.clone(),
+            content,
+            artifact_type: manifest.effective_artifact_type().map(str::to_owned),
+            subject: subject.clone(),
+            annotations: manifest.annotations.as_ref().map(|a| serde_json::json!(a)),
+            references,
+            tags,
+        };
+        let stored = self.metadata.put_manifest(new).await;
+        self.cache.invalidate();
+        match stored {
+            Ok(()) => Ok(ManifestPushed { digest, subject }),
+            Err(PutManifestError::UnknownTarget(target)) => Err(
+                RegistryError::ManifestReferenceUnknown(TargetDisplay(target)),
+            ),
+            Err(PutManifestError::Store(e)) => Err(e.into()),
+        }
+    }
+
+    /// A manifest by tag or digest, from the cache when it is current.
+    pub async fn manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<Arc<StoredManifest>> {
+        let key = reference.to_string();
+        if let Some(hit) = self.cache.get(repository.as_str(), &key) {
+            return Ok(hit);
+        }
+        let generation = self.cache.generation();
+        let found = match reference {
+            Reference::Tag(tag) => self.metadata.tagged_manifest(repository, tag).await?,
+            Reference::Digest(digest) => self.metadata.manifest(repository, digest).await?,
+        };
+        let manifest = Arc::new(found.ok_or_else(|| RegistryError::ManifestUnknown(key.clone()))?);
+        self.cache
+            .insert(repository.as_str(), &key, generation, Arc::clone(&manifest));
+        Ok(manifest)
+    }
+
+    /// Deletes a tag (by tag) or a manifest and its tags (by digest).
+    pub async fn delete_manifest(
+        &self,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<()> {
+        let deleted = match reference {
+            Reference::Tag(tag) => self.metadata.delete_tag(repository, tag).await,
+            Reference::Digest(digest) => self.metadata.delete_manifest(repository, digest).await,
+        };
+        self.cache.invalidate();
+        if deleted? {
+            Ok(())
+        } else {
+            Err(RegistryError::ManifestUnknown(reference.to_string()))
+        }
+    }
+
+    /// Up to `n` tags after `last`, in lexical order.
+    pub async fn tags(
+        &self,
+        repository: &RepositoryName,
+        last: Option<&str>,
+        n: u32,
+    ) -> Result<Vec<String>> {
+        self.metadata
+            .tags(repository, last, n)
+            .await?
+            .ok_or_else(|| RegistryError::NameUnknown(repository.to_string()))
+    }
+
+    /// Up to `n` repository names after `last`, in lexical order.
+    pub async fn catalog(&self, last: Option<&str>, n: u32) -> Result<Vec<String>> {
+        Ok(self.metadata.repositories(last, n).await?)
+    }
+
+    /// Manifests whose `subject` is `digest`, optionally only those of one artifact type.
+    pub async fn referrers(
+        &self,
+        repository: &RepositoryName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>> {
+        let mut referrers = self.metadata.referrers(repository, subject).await?;
+        if let Some(wanted) = artifact_type {
+            referrers.retain(|r| r.artifact_type.as_deref() == Some(wanted));
+        }
+        Ok(referrers)
+    }
+
+    /// Content changes after sequence number `after`.
+    pub async fn changes(&self, after: i64, limit: u32) -> Result<Vec<Change>> {
+        Ok(self.metadata.changes(after, limit).await?)
+    }
+
+    /// How long ago, in seconds, a Unix time was.
+    pub fn age_of(unix_seconds: i64) -> i64 {
+        unix_now() - unix_seconds
+    }
+}
+
+impl From<ManifestError> for RegistryError {
+    fn from(e: ManifestError) -> Self {
+        RegistryError::ManifestInvalid(e)
+    }
+}

@@ -1,0 +1,213 @@
+//! Blob uploads: `POST /v2/<name>/blobs/uploads/` (monolithic, session start, mount),
+//! `PATCH`/`PUT`/`GET`/`DELETE /v2/<name>/blobs/uploads/<id>`.
+
+use axum::body::Body;
+use axum::response::Response;
+use berth_oci::{Digest, ErrorCode, RepositoryName};
+use berth_registry::{Registry, RegistryError, UploadId};
+use http::{HeaderMap, StatusCode, header};
+
+use super::{QueryParams, body_stream, content_length, header_str};
+use crate::error::{ApiError, range_header};
+use crate::state::AppState;
+
+fn upload_location(name: &RepositoryName, id: &UploadId) -> String {
+    format!("/v2/{name}/blobs/uploads/{id}")
+}
+
+fn session_response(
+    status: StatusCode,
+    name: &RepositoryName,
+    id: &UploadId,
+    offset: u64,
+) -> Response {
+    Response::builder()
+        .status(status)
+        .header(header::LOCATION, upload_location(name, id))
+        .header(header::RANGE, range_header(offset))
+        .header("Docker-Upload-UUID", id.to_string())
+        .header(header::CONTENT_LENGTH, 0)
+        .body(Body::empty())
+        .expect("valid response parts")
+}
+
+fn created(name: &RepositoryName, digest: &Digest) -> Response {
+    Response::builder()
+        .status(StatusCode::CREATED)
+        .header(header::LOCATION, format!("/v2/{name}/blobs/{digest}"))
+        .header("Docker-Content-Digest", digest.to_string())
+        .header(header::CONTENT_LENGTH, 0)
+        .body(Body::empty())
+        .expect("valid response parts")
+}
+
+fn parse_id(id: &str) -> Result<UploadId, ApiError> {
+    id.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::BlobUploadUnknown,
+            format!("upload `{id}` is not known"),
+        )
+    })
+}
+
+fn required_digest(params: &QueryParams) -> Result<Digest, ApiError> {
+    let digest = params.get("digest").ok_or_else(|| {
+        ApiError::bad_request(
+            ErrorCode::DigestInvalid,
+            "the `digest` query parameter is required to complete an upload",
+        )
+    })?;
+    Ok(Registry::digest(digest)?)
+}
+
+/// Where a chunk starts, from `Content-Range` (`<start>-<end>`, or `bytes <start>-<end>/<total>`),
+/// checked against `Content-Length` when both are present.
+fn chunk_start(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = header_str(headers, header::CONTENT_RANGE) else {
+        return Ok(None);
+    };
+    let invalid = || {
+        ApiError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            ErrorCode::BlobUploadInvalid,
+            format!("Content-Range `{value}` is not `<start>-<end>`"),
+        )
+    };
+    let spec = value
+        .trim()
+        .trim_start_matches("bytes")
+        .trim_start_matches('=')
+        .trim();
+    let spec = spec.split('/').next().unwrap_or(spec);
+    let (start, end) = spec.split_once('-').ok_or_else(invalid)?;
+    let start: u64 = start.trim().parse().map_err(|_| invalid())?;
+    let end: u64 = end.trim().parse().map_err(|_| invalid())?;
+    if end < start {
+        return Err(invalid());
+    }
+    if let Some(len) = content_length(headers)
+        && len != end - start + 1
+    {
+        return Err(ApiError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            ErrorCode::BlobUploadInvalid,
+            format!(
+                "Content-Range `{value}` covers {} bytes but Content-Length is {len}",
+                end - start + 1
+            ),
+        ));
+    }
+    Ok(Some(start))
+}
+
+/// `POST /v2/<name>/blobs/uploads/`: a mount (`?mount=&from=`), a monolithic upload
+/// (`?digest=` with the body), or the start of a session.
+pub async fn start(
+    state: &AppState,
+    name: &RepositoryName,
+    params: &QueryParams,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let registry = &state.registry;
+    if let Some(mount) = params.get("mount") {
+        let digest = Registry::digest(mount)?;
+        if let Some(from) = params.get("from") {
+            let from = registry.repository_name(from)?;
+            if registry.mount_blob(name, &digest, &from).await? {
+                return Ok(created(name, &digest));
+            }
+        }
+        // Not mountable: fall back to a normal session, as the spec requires.
+        let id = registry.start_upload(name).await?;
+        return Ok(session_response(StatusCode::ACCEPTED, name, &id, 0));
+    }
+    if let Some(digest) = params.get("digest") {
+        let digest = Registry::digest(digest)?;
+        let id = registry.start_upload(name).await?;
+        let result = registry
+            .finish_upload(name, &id, &digest, Some((None, body_stream(body))))
+            .await;
+        if result.is_err() {
+            // Best effort: a failed monolithic upload leaves no session behind.
+            let _ = registry.cancel_upload(name, &id).await;
+        }
+        result?;
+        return Ok(created(name, &digest));
+    }
+    let id = registry.start_upload(name).await?;
+    Ok(session_response(StatusCode::ACCEPTED, name, &id, 0))
+}
+
+/// `PATCH /v2/<name>/blobs/uploads/<id>`: appends a chunk (with `Content-Range`) or a stream.
+pub async fn patch(
+    state: &AppState,
+    name: &RepositoryName,
+    id: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let id = parse_id(id)?;
+    let start = match chunk_start(headers) {
+        Ok(start) => start,
+        Err(e) => {
+            let offset = state.registry.upload_offset(name, &id).await?;
+            return Err(e.with_header(header::RANGE, range_header(offset)));
+        }
+    };
+    let offset = state
+        .registry
+        .append_upload(name, &id, start, body_stream(body))
+        .await
+        .map_err(|e| match e {
+            RegistryError::UploadRangeInvalid { offset } => ApiError::from(e)
+                .with_header(header::LOCATION, upload_location(name, &id))
+                .with_header(header::RANGE, range_header(offset)),
+            other => other.into(),
+        })?;
+    Ok(session_response(StatusCode::ACCEPTED, name, &id, offset))
+}
+
+/// `PUT /v2/<name>/blobs/uploads/<id>?digest=`: the optional last chunk, then the digest check.
+pub async fn put(
+    state: &AppState,
+    name: &RepositoryName,
+    id: &str,
+    params: &QueryParams,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let id = parse_id(id)?;
+    let digest = required_digest(params)?;
+    let start = chunk_start(headers)?;
+    state
+        .registry
+        .finish_upload(name, &id, &digest, Some((start, body_stream(body))))
+        .await?;
+    Ok(created(name, &digest))
+}
+
+/// `GET /v2/<name>/blobs/uploads/<id>`: how much the session holds.
+pub async fn status(
+    state: &AppState,
+    name: &RepositoryName,
+    id: &str,
+) -> Result<Response, ApiError> {
+    let id = parse_id(id)?;
+    let offset = state.registry.upload_offset(name, &id).await?;
+    Ok(session_response(StatusCode::NO_CONTENT, name, &id, offset))
+}
+
+/// `DELETE /v2/<name>/blobs/uploads/<id>`: cancels the session.
+pub async fn cancel(
+    state: &AppState,
+    name: &RepositoryName,
+    id: &str,
+) -> Result<Response, ApiError> {
+    let id = parse_id(id)?;
+    state.registry.cancel_upload(name, &id).await?;
+    Ok(Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .body(Body::empty())
+        .expect("valid response parts"))
+}

@@ -1,0 +1,21 @@
+//! Berth's HTTP layer: the only crate that knows status codes and headers.
+//!
+//! Layout:
+//! - [`api`]: the router of the OCI distribution API and its dispatch by endpoint and method;
+//! - [`route`]: parsing `/v2/…` paths, where repository names contain `/`;
+//! - [`handlers`]: one module per resource (blobs, uploads, manifests, listings);
+//! - [`error`]: [`ApiError`], the one mapping from domain errors to the spec's error JSON;
+//! - [`listener`]: the accept loop with graceful shutdown;
+//! - [`state`]: [`AppState`], shared by every handler.
+
+pub mod api;
+pub mod error;
+pub mod handlers;
+pub mod listener;
+pub mod route;
+pub mod state;
+
+pub use api::router;
+pub use error::ApiError;
+pub use listener::{ListenerConfig, serve};
+pub use state::AppState;

@@ -1,0 +1,91 @@
+//! The accept loop: one task per connection, HTTP/1.1 and HTTP/2, graceful shutdown.
+//!
+//! Berth runs its own loop rather than `axum::serve` so that each listener can later apply
+//! its own rules before any request is read (network rules, TLS), and so shutdown can let
+//! in-flight requests finish within a grace period.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+/// How a listener behaves.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// How long in-flight requests may run after shutdown is asked for.
+    pub shutdown_grace: Duration,
+    /// How long a client may take to send a request's headers.
+    pub header_read_timeout: Duration,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        ListenerConfig {
+            shutdown_grace: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then lets in-flight requests finish
+/// (within the grace period) and returns.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    config: ListenerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            request
+                .extensions_mut()
+                .insert(ConnectInfo::<SocketAddr>(peer));
+            app.clone().oneshot(request)
+        });
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(config.shutdown_grace) => tracing::warn!("shutdown grace period over; closing remaining connections"),
+    }
+    Ok(())
+}

@@ -1,0 +1,228 @@
+//! Configuration, parsed once at start.
+//!
+//! Each setting comes from, in order of precedence: a command-line flag, a `BERTH_*`
+//! environment variable, a key of the TOML file named by `--config` (or `BERTH_CONFIG`), and
+//! finally the embedded default. Clap handles the first two; this module merges the file and
+//! the defaults under them and validates the result.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use berth_registry::RegistryConfig;
+use serde::Deserialize;
+
+/// `berth serve`'s flags (each also readable from its `BERTH_*` variable).
+#[derive(Debug, Default, clap::Args)]
+pub struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "BERTH_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:5000].
+    #[arg(long, env = "BERTH_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for blobs and the database [default: ./berth-data].
+    #[arg(long, env = "BERTH_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Largest manifest accepted, in bytes [default: 4194304].
+    #[arg(long, env = "BERTH_MAX_MANIFEST_SIZE", value_name = "BYTES")]
+    pub max_manifest_size: Option<usize>,
+    /// Longest repository name accepted, in bytes [default: 255].
+    #[arg(long, env = "BERTH_MAX_NAME_LENGTH", value_name = "BYTES")]
+    pub max_name_length: Option<usize>,
+    /// Idle upload sessions older than this are removed, e.g. `24h`, `90m` [default: 24h].
+    #[arg(long, env = "BERTH_UPLOAD_MAX_AGE", value_name = "DURATION")]
+    pub upload_max_age: Option<String>,
+    /// How long in-flight requests may run after SIGTERM or SIGINT [default: 30s].
+    #[arg(long, env = "BERTH_SHUTDOWN_GRACE", value_name = "DURATION")]
+    pub shutdown_grace: Option<String>,
+    /// Log filter, e.g. `info`, `debug`, `berth_server=debug` [default: info].
+    #[arg(long, env = "BERTH_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
+}
+
+/// The keys of the TOML configuration file; every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    max_manifest_size: Option<usize>,
+    max_name_length: Option<usize>,
+    upload_max_age: Option<String>,
+    shutdown_grace: Option<String>,
+    log: Option<String>,
+}
+
+/// The configuration in force, after merging and validation.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address of the registry's listener.
+    pub listen: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Registry limits and ages.
+    pub registry: RegistryConfig,
+    /// Grace period for in-flight requests at shutdown.
+    pub shutdown_grace: Duration,
+    /// Log filter.
+    pub log: String,
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration file `{path}`: {source}")]
+    Read {
+        /// File named.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for Berth.
+    #[error("configuration file `{path}` is invalid: {message}")]
+    Parse {
+        /// File named.
+        path: PathBuf,
+        /// What is wrong, with the line.
+        message: String,
+    },
+    /// A value is out of range or malformed.
+    #[error("setting `{key}` is invalid: {message}")]
+    Invalid {
+        /// The setting.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn parse_duration(key: &'static str, value: &str) -> Result<Duration, ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid { key, message };
+    let parsed: jiff::SignedDuration = value.parse().map_err(|e| {
+        invalid(format!(
+            "`{value}` is not a duration such as `24h`, `90m` or `PT1H` ({e})"
+        ))
+    })?;
+    Duration::try_from(parsed).map_err(|_| invalid(format!("`{value}` is negative")))
+}
+
+impl Config {
+    /// Merges flags and environment (already in `args`) over the file and the defaults.
+    pub fn load(args: ServeArgs) -> Result<Config, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let defaults = RegistryConfig::default();
+        let registry = RegistryConfig {
+            max_manifest_size: args
+                .max_manifest_size
+                .or(file.max_manifest_size)
+                .unwrap_or(defaults.max_manifest_size),
+            max_name_length: args
+                .max_name_length
+                .or(file.max_name_length)
+                .unwrap_or(defaults.max_name_length),
+            upload_max_age: match args.upload_max_age.or(file.upload_max_age) {
+                Some(v) => parse_duration("upload_max_age", &v)?,
+                None => defaults.upload_max_age,
+            },
+        };
+        if registry.max_manifest_size == 0 {
+            return Err(ConfigError::Invalid {
+                key: "max_manifest_size",
+                message: "must be at least 1 byte".into(),
+            });
+        }
+        if registry.max_name_length == 0 {
+            return Err(ConfigError::Invalid {
+                key: "max_name_length",
+                message: "must be at least 1 byte".into(),
+            });
+        }
+        Ok(Config {
+            listen: args
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| "127.0.0.1:5000".parse().expect("valid default")),
+            data_dir: args
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("berth-data")),
+            registry,
+            shutdown_grace: match args.shutdown_grace.or(file.shutdown_grace) {
+                Some(v) => parse_duration("shutdown_grace", &v)?,
+                None => Duration::from_secs(30),
+            },
+            log: args.log.or(file.log).unwrap_or_else(|| "info".into()),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let c = Config::load(ServeArgs::default()).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:5000");
+        assert_eq!(c.data_dir, PathBuf::from("berth-data"));
+        assert_eq!(c.registry.max_manifest_size, 4 << 20);
+        assert_eq!(c.registry.upload_max_age, Duration::from_secs(86400));
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:6000\"\ndata_dir = \"/srv/berth\"\nupload_max_age = \"90m\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            listen: Some("0.0.0.0:7000".parse().unwrap()),
+            ..Default::default()
+        };
+        let c = Config::load(args).unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:7000");
+        assert_eq!(c.data_dir, PathBuf::from("/srv/berth"));
+        assert_eq!(c.registry.upload_max_age, Duration::from_secs(5400));
+    }
+
+    #[test]
+    fn clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(&path, "lisen = \"127.0.0.1:6000\"\n").unwrap();
+        let err = Config::load(ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unknown field `lisen`"), "{err}");
+        let err = Config::load(ServeArgs {
+            upload_max_age: Some("soon".into()),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("upload_max_age"), "{err}");
+    }
+}

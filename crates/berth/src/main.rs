@@ -1,0 +1,130 @@
+//! `berth`: the registry server and, later, its management command line.
+//!
+//! `berth serve` starts a registry on embedded defaults (local disk, an embedded database).
+
+mod config;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_registry::Registry;
+use berth_server::{AppState, ListenerConfig};
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Config, ServeArgs};
+
+/// Berth: a container registry for images that live far from the data centre.
+#[derive(Parser)]
+#[command(name = "berth", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the registry.
+    Serve(ServeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            let config = match Config::load(args) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("berth: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            init_logging(&config.log);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .max_blocking_threads(128)
+                .thread_keep_alive(Duration::from_secs(10))
+                .build()
+                .expect("start the async runtime");
+            match runtime.block_on(serve(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("berth: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new(filter));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let registry = Registry::open_local(&config.data_dir, config.registry.clone())
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot open the data directory `{}`: {e}",
+                config.data_dir.display()
+            )
+        })?;
+    let registry = Arc::new(registry);
+    spawn_upload_sweeper(Arc::clone(&registry));
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr()?;
+    println!(
+        "berth: registry listening on http://{addr}, data in {}",
+        config.data_dir.display()
+    );
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "registry started");
+
+    let app = berth_server::router(AppState::new(registry));
+    let listener_config = ListenerConfig {
+        shutdown_grace: config.shutdown_grace,
+        ..ListenerConfig::default()
+    };
+    berth_server::serve(listener, app, listener_config, shutdown_signal()).await?;
+    tracing::info!("registry stopped");
+    Ok(())
+}
+
+/// Removes abandoned upload sessions at start and then periodically.
+fn spawn_upload_sweeper(registry: Arc<Registry>) {
+    let period = (registry.config().upload_max_age / 4)
+        .clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tick.tick().await;
+            match registry.sweep_uploads().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "removed abandoned upload sessions"),
+                Err(e) => tracing::warn!(error = %e, "could not sweep upload sessions"),
+            }
+        }
+    });
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

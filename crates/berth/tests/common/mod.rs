@@ -1,0 +1,179 @@
+//! Shared harness for the end-to-end tests: starts a real `berth serve` process on a free
+//! loopback port with its own data directory, and stops it when dropped.
+//!
+//! Every test file under `tests/` that needs a live registry does `mod common;` and calls
+//! [`Berth::start`]. Extra arguments (limits, ages) go through [`Berth::start_with`].
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `berth serve` process.
+pub struct Berth {
+    /// Address the registry listens on, e.g. `127.0.0.1:41234`.
+    pub addr: SocketAddr,
+    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    pub url: String,
+    /// Host and port as registry clients write it, e.g. `127.0.0.1:41234`.
+    pub host: String,
+    data_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    extra_args: Vec<String>,
+    child: Option<Child>,
+}
+
+/// Path of the `berth` binary built by cargo for these tests.
+pub fn berth_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_berth")
+}
+
+/// Returns a loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+impl Berth {
+    /// Starts a registry on embedded defaults in a fresh temporary data directory.
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a registry with extra `berth serve` arguments.
+    pub fn start_with(extra_args: &[&str]) -> Self {
+        let temp = tempfile::tempdir().expect("create a temporary data directory");
+        let data_dir = temp.path().join("data");
+        let mut berth = Self::with_data_dir(&data_dir, extra_args);
+        berth._temp = Some(temp);
+        berth
+    }
+
+    /// Starts a registry on an existing (or new) data directory that outlives the process.
+    pub fn with_data_dir(data_dir: &Path, extra_args: &[&str]) -> Self {
+        let port = free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let mut berth = Berth {
+            addr,
+            url: format!("http://{addr}"),
+            host: addr.to_string(),
+            data_dir: data_dir.to_path_buf(),
+            _temp: None,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            child: None,
+        };
+        berth.spawn();
+        berth
+    }
+
+    /// The data directory this registry keeps its blobs and database in.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    fn spawn(&mut self) {
+        let mut child = Command::new(berth_bin())
+            .arg("serve")
+            .arg("--listen")
+            .arg(self.addr.to_string())
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(&self.extra_args)
+            .env(
+                "RUST_LOG",
+                std::env::var("BERTH_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn berth serve");
+        // Drain stdout in the background so the child never blocks on a full pipe.
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                eprintln!("[berth] {line}");
+            }
+        });
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("berth serve exited before it was ready: {status}");
+            }
+            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("berth serve did not listen on {} within 30 s", self.addr);
+    }
+
+    /// Sends SIGKILL and waits for the process to be gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits up to 30 s for a graceful exit; returns whether it exited 0.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
+    /// Starts the process again on the same address and data directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+}
+
+impl Drop for Berth {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Returns whether `program` is on the PATH. End-to-end tests fail (never skip) when a
+/// client they need is missing, with a message that says how to install it.
+pub fn require(program: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "`{program}` is not installed; run the README's test command, which installs it \
+         (apt-get install -y skopeo podman buildah umoci docker.io docker-registry)"
+    );
+}
