@@ -50,10 +50,7 @@ pub fn body_stream(body: Body) -> ByteStream<'static> {
 }
 
 /// A header's value as text, if present and printable.
-pub fn header_str<'a>(
-    headers: &'a HeaderMap,
-    name: impl http::header::AsHeaderName,
-) -> Option<&'a str> {
+pub fn header_str(headers: &HeaderMap, name: impl http::header::AsHeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 

@@ -1,0 +1,517 @@
+//! In-process tests of the distribution API: the router is called with `oneshot`, no socket.
+//! They pin the exact error bodies and the behaviours that real clients are less likely to
+//! exercise (bad input, path tricks, the change log).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use berth_registry::{ChangeAction, Registry, RegistryConfig};
+use berth_server::AppState;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+struct App {
+    router: Router,
+    registry: Arc<Registry>,
+    _dir: tempfile::TempDir,
+}
+
+async fn app_with(config: RegistryConfig) -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Arc::new(Registry::open_local(dir.path(), config).await.unwrap());
+    App {
+        router: berth_server::router(AppState::new(Arc::clone(&registry))),
+        registry,
+        _dir: dir,
+    }
+}
+
+async fn app() -> App {
+    app_with(RegistryConfig::default()).await
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: http::HeaderMap,
+    body: bytes::Bytes,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .unwrap_or_else(|| panic!("no `{name}` header in {:?}", self.headers))
+            .to_str()
+            .unwrap()
+    }
+}
+
+impl App {
+    async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Body>,
+    ) -> Reply {
+        let mut request = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let response = self
+            .router
+            .clone()
+            .oneshot(request.body(body.into()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn push_blob(&self, repo: &str, data: &[u8]) -> String {
+        let digest = sha256(data);
+        let r = self
+            .call(
+                "POST",
+                &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
+                &[],
+                data.to_vec(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        digest
+    }
+}
+
+fn sha256(data: &[u8]) -> String {
+    berth_oci::Digest::sha256(data).to_string()
+}
+
+fn image_manifest(config: &str, config_len: usize, layers: &[(&str, usize)]) -> String {
+    let layers: Vec<Value> = layers
+        .iter()
+        .map(|(d, n)| json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": n}))
+        .collect();
+    json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": config_len},
+        "layers": layers,
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn error_bodies_follow_the_spec() {
+    let app = app().await;
+    let missing = sha256(b"missing");
+    let r = app
+        .call("GET", &format!("/v2/a/blobs/{missing}"), &[], Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.header("content-type"), "application/json");
+    assert_eq!(r.header("docker-distribution-api-version"), "registry/2.0");
+    assert_eq!(
+        r.json(),
+        json!({"errors": [{"code": "BLOB_UNKNOWN", "message": format!("blob `{missing}` is not in the repository"), "detail": {"digest": missing}}]})
+    );
+
+    let r = app
+        .call("GET", "/v2/Upper/tags/list", &[], Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.json()["errors"][0]["code"], "NAME_INVALID");
+
+    let r = app
+        .call("GET", "/v2/a/blobs/sha256:abc", &[], Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.json()["errors"][0]["code"], "DIGEST_INVALID");
+
+    let r = app
+        .call("GET", "/v2/a/manifests/-bad", &[], Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.json()["errors"][0]["code"], "TAG_INVALID");
+
+    let r = app
+        .call("GET", "/v2/nothing/tags/list", &[], Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.json()["errors"][0]["code"], "NAME_UNKNOWN");
+
+    let r = app
+        .call("POST", "/v2/a/tags/list", &[], Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.json()["errors"][0]["code"], "UNSUPPORTED");
+}
+
+#[tokio::test]
+async fn path_tricks_are_refused() {
+    let app = app().await;
+    let d = sha256(b"x");
+    for path in [
+        format!("/v2/a/../b/blobs/{d}"),
+        format!("/v2/a/./b/blobs/{d}"),
+        format!("/v2/a//b/blobs/{d}"),
+        format!("/v2/%2e%2e/blobs/{d}"),
+        format!("/v2/a%2Fb/blobs/{d}"),
+    ] {
+        let r = app.call("GET", &path, &[], Body::empty()).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}: {:?}", r.body);
+        assert_eq!(r.json()["errors"][0]["code"], "NAME_INVALID", "{path}");
+    }
+    let r = app
+        .call(
+            "PATCH",
+            "/v2/a/blobs/uploads/..%2F..%2Fetc",
+            &[],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.json()["errors"][0]["code"], "BLOB_UPLOAD_UNKNOWN");
+}
+
+#[tokio::test]
+async fn chunk_out_of_order_is_416_with_the_current_range() {
+    let app = app().await;
+    let r = app
+        .call("POST", "/v2/a/blobs/uploads/", &[], Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let location = r.header("location").to_owned();
+    let r = app
+        .call(
+            "PATCH",
+            &location,
+            &[("content-range", "0-4"), ("content-length", "5")],
+            "hello",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert_eq!(r.header("range"), "0-4");
+    let r = app
+        .call(
+            "PATCH",
+            &location,
+            &[("content-range", "10-14"), ("content-length", "5")],
+            "world",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(r.header("range"), "0-4");
+    assert_eq!(r.json()["errors"][0]["code"], "BLOB_UPLOAD_INVALID");
+    // The session is intact: the right chunk still completes it.
+    let r = app
+        .call(
+            "PATCH",
+            &location,
+            &[("content-range", "5-9"), ("content-length", "5")],
+            "world",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let digest = sha256(b"helloworld");
+    let r = app
+        .call(
+            "PUT",
+            &format!("{location}?digest={digest}"),
+            &[],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let r = app
+        .call("GET", &format!("/v2/a/blobs/{digest}"), &[], Body::empty())
+        .await;
+    assert_eq!(&r.body[..], b"helloworld");
+}
+
+#[tokio::test]
+async fn wrong_digest_is_refused_and_nothing_appears() {
+    let app = app().await;
+    let claimed = sha256(b"something else");
+    let r = app
+        .call(
+            "POST",
+            &format!("/v2/a/blobs/uploads/?digest={claimed}"),
+            &[],
+            "actual bytes",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.json()["errors"][0]["code"], "DIGEST_INVALID");
+    assert_eq!(
+        r.json()["errors"][0]["detail"]["actual"],
+        sha256(b"actual bytes")
+    );
+    for digest in [claimed, sha256(b"actual bytes")] {
+        let r = app
+            .call("HEAD", &format!("/v2/a/blobs/{digest}"), &[], Body::empty())
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+    }
+}
+
+#[tokio::test]
+async fn manifest_with_missing_blob_is_refused_and_invisible() {
+    let app = app().await;
+    let config = app.push_blob("a", b"{}").await;
+    let missing = sha256(b"never pushed");
+    let manifest = image_manifest(&config, 2, &[(&missing, 12)]);
+    let r = app
+        .call(
+            "PUT",
+            "/v2/a/manifests/v1",
+            &[("content-type", OCI_MANIFEST)],
+            manifest.clone(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.json()["errors"][0]["code"], "MANIFEST_BLOB_UNKNOWN");
+    let r = app
+        .call("GET", "/v2/a/manifests/v1", &[], Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = app
+        .call(
+            "GET",
+            &format!("/v2/a/manifests/{}", sha256(manifest.as_bytes())),
+            &[],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // A blob of another repository does not count either.
+    app.push_blob("other", b"never pushed").await;
+    let r = app
+        .call(
+            "PUT",
+            "/v2/a/manifests/v1",
+            &[("content-type", OCI_MANIFEST)],
+            manifest,
+        )
+        .await;
+    assert_eq!(r.json()["errors"][0]["code"], "MANIFEST_BLOB_UNKNOWN");
+}
+
+#[tokio::test]
+async fn manifest_size_limit() {
+    let app = app_with(RegistryConfig {
+        max_manifest_size: 1000,
+        ..RegistryConfig::default()
+    })
+    .await;
+    let config = app.push_blob("a", b"{}").await;
+    let mut manifest = image_manifest(&config, 2, &[]);
+    let r = app
+        .call(
+            "PUT",
+            "/v2/a/manifests/small",
+            &[("content-type", OCI_MANIFEST)],
+            manifest.clone(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    manifest.insert_str(
+        manifest.len() - 1,
+        &format!(r#","annotations":{{"pad":"{}"}}"#, "x".repeat(1000)),
+    );
+    let r = app
+        .call(
+            "PUT",
+            "/v2/a/manifests/big",
+            &[("content-type", OCI_MANIFEST)],
+            manifest,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(r.json()["errors"][0]["code"], "SIZE_INVALID");
+}
+
+#[tokio::test]
+async fn exact_bytes_are_served_and_the_change_log_records_every_change() {
+    let app = app().await;
+    let config = app.push_blob("a", b"{}").await;
+    // Unusual whitespace and key order: the registry must not re-serialise.
+    let manifest = format!(
+        "{{\n  \"schemaVersion\" : 2,\n\t\"config\": {{\"size\": 2, \"digest\": \"{config}\", \"mediaType\": \"application/vnd.oci.image.config.v1+json\"}},\n  \"mediaType\": \"{OCI_MANIFEST}\", \"layers\": [] }}\n\n"
+    );
+    let digest = sha256(manifest.as_bytes());
+    let r = app
+        .call(
+            "PUT",
+            "/v2/a/manifests/v1",
+            &[("content-type", OCI_MANIFEST)],
+            manifest.clone(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.header("docker-content-digest"), digest);
+    let r = app
+        .call(
+            "GET",
+            "/v2/a/manifests/v1",
+            &[("accept", OCI_MANIFEST)],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(&r.body[..], manifest.as_bytes());
+    assert_eq!(r.header("content-type"), OCI_MANIFEST);
+
+    // Tag moves, re-pushes (no change), tag and manifest deletes.
+    let r = app
+        .call(
+            "PUT",
+            "/v2/a/manifests/v2",
+            &[("content-type", OCI_MANIFEST)],
+            manifest.clone(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let r = app
+        .call(
+            "PUT",
+            "/v2/a/manifests/v2",
+            &[("content-type", OCI_MANIFEST)],
+            manifest.clone(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let r = app
+        .call("DELETE", "/v2/a/manifests/v2", &[], Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let r = app
+        .call(
+            "DELETE",
+            &format!("/v2/a/manifests/{digest}"),
+            &[],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let r = app
+        .call("GET", "/v2/a/manifests/v1", &[], Body::empty())
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::NOT_FOUND,
+        "deleting the manifest deletes its tags"
+    );
+
+    let changes = app.registry.changes(0, 100).await.unwrap();
+    let summary: Vec<(ChangeAction, Option<&str>)> = changes
+        .iter()
+        .map(|c| (c.action, c.tag.as_deref()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (ChangeAction::ManifestPut, None),
+            (ChangeAction::TagPut, Some("v1")),
+            (ChangeAction::TagPut, Some("v2")),
+            (ChangeAction::TagDelete, Some("v2")),
+            (ChangeAction::TagDelete, Some("v1")),
+            (ChangeAction::ManifestDelete, None),
+        ]
+    );
+    assert!(
+        changes.windows(2).all(|w| w[0].seq < w[1].seq),
+        "sequence numbers strictly increase"
+    );
+    assert!(
+        changes
+            .iter()
+            .all(|c| c.repository == "a" && c.digest.as_deref() == Some(digest.as_str()))
+    );
+}
+
+#[tokio::test]
+async fn catalog_and_tags_paginate_with_link() {
+    let app = app().await;
+    let config = app.push_blob("x", b"{}").await;
+    let manifest = image_manifest(&config, 2, &[]);
+    for tag in ["c", "a", "b", "d"] {
+        let r = app
+            .call(
+                "PUT",
+                &format!("/v2/x/manifests/{tag}"),
+                &[("content-type", OCI_MANIFEST)],
+                manifest.clone(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED);
+    }
+    let r = app
+        .call("GET", "/v2/x/tags/list?n=2", &[], Body::empty())
+        .await;
+    assert_eq!(r.json(), json!({"name": "x", "tags": ["a", "b"]}));
+    assert_eq!(
+        r.header("link"),
+        "</v2/x/tags/list?n=2&last=b>; rel=\"next\""
+    );
+    let r = app
+        .call("GET", "/v2/x/tags/list?n=2&last=b", &[], Body::empty())
+        .await;
+    assert_eq!(r.json(), json!({"name": "x", "tags": ["c", "d"]}));
+    assert!(r.headers.get("link").is_none());
+
+    for repo in ["z", "y/1", "b"] {
+        app.push_blob(repo, b"{}").await;
+    }
+    let r = app
+        .call("GET", "/v2/_catalog?n=3", &[], Body::empty())
+        .await;
+    assert_eq!(r.json(), json!({"repositories": ["b", "x", "y/1"]}));
+    assert_eq!(
+        r.header("link"),
+        "</v2/_catalog?n=3&last=y%2F1>; rel=\"next\""
+    );
+    let r = app
+        .call("GET", "/v2/_catalog?n=3&last=y%2F1", &[], Body::empty())
+        .await;
+    assert_eq!(r.json(), json!({"repositories": ["z"]}));
+}
+
+#[tokio::test]
+async fn abandoned_uploads_are_swept() {
+    let app = app_with(RegistryConfig {
+        upload_max_age: Duration::from_secs(1),
+        ..RegistryConfig::default()
+    })
+    .await;
+    let r = app
+        .call("POST", "/v2/a/blobs/uploads/", &[], Body::empty())
+        .await;
+    let location = r.header("location").to_owned();
+    app.call("PATCH", &location, &[], "partial").await;
+    assert_eq!(
+        app.registry.sweep_uploads().await.unwrap(),
+        0,
+        "a fresh session is kept"
+    );
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(app.registry.sweep_uploads().await.unwrap(), 1);
+    let r = app.call("GET", &location, &[], Body::empty()).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.json()["errors"][0]["code"], "BLOB_UPLOAD_UNKNOWN");
+}
