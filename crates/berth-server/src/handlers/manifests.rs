@@ -4,10 +4,10 @@ use axum::body::Body;
 use axum::response::Response;
 use berth_oci::{ErrorCode, NameError, Reference, RepositoryName, Tag};
 use berth_registry::RegistryError;
+use futures_util::StreamExt;
 use http::{HeaderMap, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
 
-use super::{QueryParams, content_length, header_str};
+use super::{QueryParams, header_str};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -38,6 +38,16 @@ fn accepts(headers: &HeaderMap, media_type: &str) -> bool {
     !any_accept
 }
 
+/// Parses a reference to read or delete: a tag that cannot exist is simply unknown (`404`),
+/// as the conformance suite expects; a malformed digest stays `DIGEST_INVALID`.
+fn existing_reference(reference: &str) -> Result<Reference, ApiError> {
+    match Reference::parse(reference) {
+        Ok(reference) => Ok(reference),
+        Err(NameError::Digest(e)) => Err(RegistryError::DigestInvalid(e.to_string()).into()),
+        Err(_) => Err(RegistryError::ManifestUnknown(reference.to_owned()).into()),
+    }
+}
+
 /// `GET` (or `HEAD`, with `head`) of a manifest by tag or digest.
 pub async fn get(
     state: &AppState,
@@ -46,7 +56,7 @@ pub async fn get(
     headers: &HeaderMap,
     head: bool,
 ) -> Result<Response, ApiError> {
-    let reference = parse_reference(reference)?;
+    let reference = existing_reference(reference)?;
     let manifest = state.registry.manifest(name, &reference).await?;
     if !accepts(headers, &manifest.media_type) {
         return Err(ApiError::new(
@@ -88,27 +98,7 @@ pub async fn put(
         .collect::<Result<Vec<_>, _>>()
         .map_err(RegistryError::TagInvalid)?;
     let max = state.registry.config().max_manifest_size;
-    let too_large = |size: usize| ApiError::from(RegistryError::ManifestTooLarge { size, max });
-    if let Some(len) = content_length(headers)
-        && len > max as u64
-    {
-        return Err(too_large(len as usize));
-    }
-    let content = match Limited::new(body, max).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            return Err(too_large(max + 1));
-        }
-        Err(e) => {
-            return Err(ApiError::bad_request(
-                ErrorCode::ManifestInvalid,
-                format!("the manifest body could not be received: {e}"),
-            ));
-        }
-    };
+    let content = read_manifest_body(body, max).await?;
     let content_type = header_str(headers, header::CONTENT_TYPE);
     let pushed = state
         .registry
@@ -131,13 +121,45 @@ pub async fn put(
     Ok(builder.body(Body::empty()).expect("valid response parts"))
 }
 
+/// Reads a manifest body of at most `max` bytes. A larger body is read on and discarded (up
+/// to a bound) before the `413` is sent, so that the client, still sending, reads the error
+/// instead of a reset connection.
+async fn read_manifest_body(body: Body, max: usize) -> Result<bytes::Bytes, ApiError> {
+    const DISCARD_AT_MOST: usize = 64 << 20;
+    let mut body = body.into_data_stream();
+    let mut content = bytes::BytesMut::new();
+    let mut received = 0usize;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request(
+                ErrorCode::ManifestInvalid,
+                format!("the manifest body could not be received: {e}"),
+            )
+        })?;
+        received += chunk.len();
+        if received <= max {
+            content.extend_from_slice(&chunk);
+        } else if received > max + DISCARD_AT_MOST {
+            break;
+        }
+    }
+    if received > max {
+        return Err(RegistryError::ManifestTooLarge {
+            size: received,
+            max,
+        }
+        .into());
+    }
+    Ok(content.freeze())
+}
+
 /// `DELETE` of a manifest (by digest: the manifest and its tags) or of a tag.
 pub async fn delete(
     state: &AppState,
     name: &RepositoryName,
     reference: &str,
 ) -> Result<Response, ApiError> {
-    let reference = parse_reference(reference)?;
+    let reference = existing_reference(reference)?;
     state.registry.delete_manifest(name, &reference).await?;
     Ok(Response::builder()
         .status(StatusCode::ACCEPTED)

@@ -89,9 +89,8 @@ fn chunk_start(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     if let Some(len) = content_length(headers)
         && len != end - start + 1
     {
-        return Err(ApiError::new(
-            StatusCode::RANGE_NOT_SATISFIABLE,
-            ErrorCode::BlobUploadInvalid,
+        return Err(ApiError::bad_request(
+            ErrorCode::SizeInvalid,
             format!(
                 "Content-Range `{value}` covers {} bytes but Content-Length is {len}",
                 end - start + 1
