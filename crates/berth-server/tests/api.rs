@@ -144,11 +144,15 @@ async fn error_bodies_follow_the_spec() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.json()["errors"][0]["code"], "DIGEST_INVALID");
 
+    let r = app.call("PUT", "/v2/a/manifests/-bad", &[], "{}").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.json()["errors"][0]["code"], "TAG_INVALID");
+    // A tag that cannot exist is simply unknown when read, as the conformance suite expects.
     let r = app
         .call("GET", "/v2/a/manifests/-bad", &[], Body::empty())
         .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert_eq!(r.json()["errors"][0]["code"], "TAG_INVALID");
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.json()["errors"][0]["code"], "MANIFEST_UNKNOWN");
 
     let r = app
         .call("GET", "/v2/nothing/tags/list", &[], Body::empty())
