@@ -1,0 +1,923 @@
+//! [`Identity`]: every identity operation, over an [`IdentityStore`] and an in-memory snapshot.
+//!
+//! Checks on the request path (logins, sessions, actions) read an immutable snapshot of all
+//! tokens, scope maps and settings, so they never wait on the database. Management writes
+//! go to the store and then replace the snapshot, one write at a time; a change (a disabled
+//! token, a rotated password, an edited scope map) is therefore in force from the very next
+//! request.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::access_token::{Access, Claims, SigningKey, TokenError, TokenKind};
+use crate::action::{Actions, GatewayAction};
+use crate::admin::{self, AdminCache};
+use crate::error::IdentityError;
+use crate::rate_limit::LoginLimiter;
+use crate::scope_map::{
+    self, CompiledScopeMap, GatewayRule, RepositoryRule, ScopeMap, built_in_scope_maps,
+};
+use crate::store::{AdminRecord, IdentityStore};
+use crate::token::{self, PasswordSlot, Slot, Token, TokenStatus, generate_password};
+
+type Result<T, E = IdentityError> = std::result::Result<T, E>;
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Identity settings, parsed once from configuration.
+#[derive(Debug, Clone)]
+pub struct IdentityConfig {
+    /// The admin's user name.
+    pub admin_username: String,
+    /// The admin's password, if configured; otherwise one is generated at first start.
+    pub admin_password: Option<String>,
+    /// Lifetime of access tokens.
+    pub access_token_ttl: Duration,
+    /// Lifetime of refresh tokens.
+    pub refresh_token_ttl: Duration,
+    /// Failed logins allowed per client address per minute.
+    pub login_failures_per_minute: u32,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        IdentityConfig {
+            admin_username: "admin".into(),
+            admin_password: None,
+            access_token_ttl: Duration::from_secs(300),
+            refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
+            login_failures_per_minute: 10,
+        }
+    }
+}
+
+/// Registry-wide settings managed through the API.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Anyone may pull any repository (never push).
+    pub anonymous_pull_enabled: bool,
+}
+
+/// Who a request is from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// The registry's owner: every action.
+    Admin,
+    /// A token, logged in with one of its passwords.
+    Token {
+        /// Token name.
+        name: String,
+        /// The slot whose password was used.
+        slot: Slot,
+        /// That password's creation time: a new password in the slot ends the session.
+        password_created_at: i64,
+    },
+    /// No credentials.
+    Anonymous,
+}
+
+impl Principal {
+    /// The name to show in logs and errors.
+    pub fn display_name(&self) -> &str {
+        match self {
+            Principal::Admin => "admin",
+            Principal::Token { name, .. } => name,
+            Principal::Anonymous => "anonymous",
+        }
+    }
+}
+
+/// Why a login was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoginError {
+    /// Wrong name or password, a disabled token, or an expired password. Deliberately vague.
+    #[error("invalid user name or password, or the token is disabled or its password expired")]
+    Invalid,
+    /// Too many failures from this address.
+    #[error("too many failed logins from this address; retry in {} seconds", .0.as_secs())]
+    RateLimited(Duration),
+}
+
+/// A requested token scope, e.g. `repository:team/app:pull,push`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    /// `repository` or `registry`.
+    pub kind: String,
+    /// Repository name, or `catalog`.
+    pub name: String,
+    /// Requested actions (Docker names).
+    pub actions: String,
+}
+
+impl Scope {
+    /// Parses one scope (`type[(class)]:name:actions`). `None` if malformed.
+    pub fn parse(s: &str) -> Option<Scope> {
+        let (kind, rest) = s.split_once(':')?;
+        let (name, actions) = rest.rsplit_once(':')?;
+        let kind = kind.split('(').next()?.to_owned();
+        (!kind.is_empty() && !name.is_empty()).then(|| Scope {
+            kind,
+            name: name.to_owned(),
+            actions: actions.to_owned(),
+        })
+    }
+
+    /// Parses every scope of a list of `scope` parameters, each possibly space-separated.
+    pub fn parse_all<'a>(params: impl IntoIterator<Item = &'a str>) -> Vec<Scope> {
+        params
+            .into_iter()
+            .flat_map(|p| p.split(' '))
+            .filter_map(Scope::parse)
+            .collect()
+    }
+}
+
+/// An issued access token.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    /// The JWT.
+    pub token: String,
+    /// Lifetime in seconds.
+    pub expires_in: u64,
+    /// Issue time, Unix seconds.
+    pub issued_at: i64,
+    /// What it grants.
+    pub access: Vec<Access>,
+}
+
+/// A password shown once, when generated.
+#[derive(Debug, Clone, Serialize)]
+pub struct GeneratedPassword {
+    /// Which slot it fills.
+    pub slot: Slot,
+    /// The password itself; never stored.
+    pub value: String,
+    /// Creation time, Unix seconds.
+    pub created_at: i64,
+    /// Expiry, Unix seconds.
+    pub expiry: Option<i64>,
+}
+
+/// A new token.
+#[derive(Debug, Clone, Default)]
+pub struct NewToken {
+    /// Name.
+    pub name: String,
+    /// An existing scope map; or `None` to create `<name>-scope-map` from the rules below.
+    pub scope_map: Option<String>,
+    /// Rules of the scope map to create.
+    pub repositories: Vec<RepositoryRule>,
+    /// Gateway rules of the scope map to create.
+    pub gateways: Vec<GatewayRule>,
+    /// Disabled at creation?
+    pub disabled: bool,
+    /// Generate both passwords (the default) or none.
+    pub no_passwords: bool,
+    /// Expiry of the generated passwords, Unix seconds.
+    pub expiry: Option<i64>,
+}
+
+/// Changes to a scope map.
+#[derive(Debug, Clone, Default)]
+pub struct ScopeMapUpdate {
+    /// New description.
+    pub description: Option<String>,
+    /// Actions to add, per repository pattern.
+    pub add_repositories: Vec<RepositoryRule>,
+    /// Actions to remove, per repository pattern.
+    pub remove_repositories: Vec<RepositoryRule>,
+    /// Actions to add, per connected registry.
+    pub add_gateways: Vec<GatewayRule>,
+    /// Actions to remove, per connected registry.
+    pub remove_gateways: Vec<GatewayRule>,
+}
+
+struct Snapshot {
+    tokens: HashMap<String, Token>,
+    scope_maps: BTreeMap<String, ScopeMap>,
+    compiled: HashMap<String, Arc<CompiledScopeMap>>,
+    settings: Settings,
+    admin: AdminRecord,
+}
+
+/// Identities: logins, sessions, permissions, and their management.
+pub struct Identity {
+    store: Arc<dyn IdentityStore>,
+    snapshot: RwLock<Arc<Snapshot>>,
+    writes: tokio::sync::Mutex<()>,
+    key: SigningKey,
+    admin_cache: AdminCache,
+    limiter: LoginLimiter,
+    config: IdentityConfig,
+}
+
+async fn hash_admin_password(password: String) -> String {
+    tokio::task::spawn_blocking(move || admin::hash_password(&password))
+        .await
+        .expect("hashing does not panic")
+}
+
+impl Identity {
+    /// Opens identities, creating the admin account on first start. Returns the generated
+    /// admin password when one was generated (to be shown once).
+    pub async fn open(
+        store: Arc<dyn IdentityStore>,
+        key: SigningKey,
+        config: IdentityConfig,
+    ) -> Result<(Identity, Option<String>)> {
+        let stored = store.load().await?;
+        let mut generated = None;
+        let admin = match (stored.admin, &config.admin_password) {
+            (None, configured) => {
+                let password = configured.clone().unwrap_or_else(|| {
+                    let p = admin::generate_password();
+                    generated = Some(p.clone());
+                    p
+                });
+                let record = AdminRecord {
+                    username: config.admin_username.clone(),
+                    password_hash: hash_admin_password(password).await,
+                };
+                store.put_admin(&record).await?;
+                Some(record)
+            }
+            (Some(existing), Some(configured)) => {
+                // A configured password always wins, so rotating it in configuration works.
+                let (configured, hash) = (configured.clone(), existing.password_hash.clone());
+                let matches =
+                    tokio::task::spawn_blocking(move || admin::verify_password(&configured, &hash))
+                        .await
+                        .expect("no panic");
+                if matches && existing.username == config.admin_username {
+                    Some(existing)
+                } else {
+                    let record = AdminRecord {
+                        username: config.admin_username.clone(),
+                        password_hash: hash_admin_password(
+                            config.admin_password.clone().unwrap_or_default(),
+                        )
+                        .await,
+                    };
+                    store.put_admin(&record).await?;
+                    Some(record)
+                }
+            }
+            (Some(existing), None) => Some(existing),
+        };
+        let _ = admin;
+        let limiter = LoginLimiter::new(
+            config.login_failures_per_minute.max(1),
+            Duration::from_secs(60),
+        );
+        let identity = Identity {
+            snapshot: RwLock::new(Arc::new(Self::build_snapshot(store.load().await?)?)),
+            store,
+            writes: tokio::sync::Mutex::new(()),
+            key,
+            admin_cache: AdminCache::default(),
+            limiter,
+            config,
+        };
+        Ok((identity, generated))
+    }
+
+    fn build_snapshot(stored: crate::store::StoredIdentities) -> Result<Snapshot> {
+        let mut scope_maps: BTreeMap<String, ScopeMap> = built_in_scope_maps()
+            .into_iter()
+            .map(|m| (m.name.clone(), m))
+            .collect();
+        scope_maps.extend(stored.scope_maps.into_iter().map(|m| (m.name.clone(), m)));
+        let compiled = scope_maps
+            .iter()
+            .map(|(name, m)| (name.clone(), Arc::new(m.compile())))
+            .collect();
+        let mut settings = Settings::default();
+        for (key, value) in stored.settings {
+            if key == "anonymous_pull_enabled" {
+                settings.anonymous_pull_enabled = value.as_bool().unwrap_or(false);
+            }
+        }
+        Ok(Snapshot {
+            tokens: stored
+                .tokens
+                .into_iter()
+                .map(|t| (t.name.clone(), t))
+                .collect(),
+            scope_maps,
+            compiled,
+            settings,
+            admin: stored
+                .admin
+                .ok_or_else(|| IdentityError::Invalid("the admin account is missing".into()))?,
+        })
+    }
+
+    fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.snapshot.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    async fn reload(&self) -> Result<()> {
+        let snapshot = Self::build_snapshot(self.store.load().await?)?;
+        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
+        Ok(())
+    }
+
+    /// The admin's user name.
+    pub fn admin_username(&self) -> String {
+        self.snapshot().admin.username.clone()
+    }
+
+    // ----- logins and permissions -----
+
+    /// Checks a user name and password from `client`.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        client: IpAddr,
+    ) -> Result<Principal, LoginError> {
+        self.limiter
+            .check(client)
+            .map_err(LoginError::RateLimited)?;
+        let snapshot = self.snapshot();
+        let principal = if username == snapshot.admin.username {
+            let hash = snapshot.admin.password_hash.clone();
+            let ok = self.admin_cache.hit(&hash, password) || {
+                let (candidate, stored) = (password.to_owned(), hash.clone());
+                let ok = tokio::task::spawn_blocking(move || {
+                    admin::verify_password(&candidate, &stored)
+                })
+                .await
+                .unwrap_or(false);
+                if ok {
+                    self.admin_cache.remember(&hash, password);
+                }
+                ok
+            };
+            ok.then_some(Principal::Admin)
+        } else {
+            snapshot.tokens.get(username).and_then(|token| {
+                let slot = token.check_password(password, now())?;
+                Some(Principal::Token {
+                    name: token.name.clone(),
+                    slot,
+                    password_created_at: token.slot(slot).map(|p| p.created_at).unwrap_or_default(),
+                })
+            })
+        };
+        principal.ok_or_else(|| {
+            self.limiter.failed(client);
+            LoginError::Invalid
+        })
+    }
+
+    /// Whether a principal's login still stands (token enabled, password unchanged and not
+    /// expired).
+    pub fn principal_valid(&self, principal: &Principal) -> bool {
+        match principal {
+            Principal::Admin | Principal::Anonymous => true,
+            Principal::Token {
+                name,
+                slot,
+                password_created_at,
+            } => self
+                .snapshot()
+                .tokens
+                .get(name)
+                .is_some_and(|t| t.session_valid(*slot, *password_created_at, now())),
+        }
+    }
+
+    /// The repository actions `principal` has on `repository` now.
+    pub fn repository_actions(&self, principal: &Principal, repository: &str) -> Actions {
+        let snapshot = self.snapshot();
+        match principal {
+            Principal::Admin => Actions::ALL,
+            Principal::Anonymous if snapshot.settings.anonymous_pull_enabled => {
+                Actions::of(&[crate::action::RepositoryAction::ContentRead])
+            }
+            Principal::Anonymous => Actions::NONE,
+            Principal::Token {
+                name,
+                slot,
+                password_created_at,
+            } => {
+                let Some(token) = snapshot.tokens.get(name) else {
+                    return Actions::NONE;
+                };
+                if !token.session_valid(*slot, *password_created_at, now()) {
+                    return Actions::NONE;
+                }
+                snapshot
+                    .compiled
+                    .get(&token.scope_map)
+                    .map_or(Actions::NONE, |m| m.repository_actions(repository))
+            }
+        }
+    }
+
+    /// The gateway actions `principal` has on connected registry `name` now.
+    pub fn gateway_actions(&self, principal: &Principal, name: &str) -> BTreeSet<GatewayAction> {
+        let snapshot = self.snapshot();
+        match principal {
+            Principal::Admin => GatewayAction::ALL.into_iter().collect(),
+            Principal::Anonymous => BTreeSet::new(),
+            Principal::Token {
+                name: token,
+                slot,
+                password_created_at,
+            } => snapshot
+                .tokens
+                .get(token)
+                .filter(|t| t.session_valid(*slot, *password_created_at, now()))
+                .and_then(|t| snapshot.compiled.get(&t.scope_map))
+                .map(|m| m.gateway_actions(name))
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The registry settings.
+    pub fn settings(&self) -> Settings {
+        self.snapshot().settings.clone()
+    }
+
+    // ----- access and refresh tokens -----
+
+    fn claims(
+        &self,
+        principal: &Principal,
+        service: &str,
+        kind: TokenKind,
+        ttl: Duration,
+        access: Vec<Access>,
+    ) -> Claims {
+        let now = now();
+        let (who, sub, slot, pwd) = match principal {
+            Principal::Admin => ("admin", self.admin_username(), None, None),
+            Principal::Token {
+                name,
+                slot,
+                password_created_at,
+            } => (
+                "token",
+                name.clone(),
+                Some(slot.number()),
+                Some(*password_created_at),
+            ),
+            Principal::Anonymous => ("anonymous", String::new(), None, None),
+        };
+        Claims {
+            iss: "berth".into(),
+            sub,
+            aud: service.to_owned(),
+            iat: now,
+            nbf: now,
+            exp: now + ttl.as_secs() as i64,
+            kind,
+            who: who.into(),
+            slot,
+            pwd,
+            access,
+        }
+    }
+
+    /// Issues an access token for `scopes`, granting only what `principal` may do: requested
+    /// but ungranted actions are dropped silently, as the Docker token spec asks.
+    pub fn issue_access_token(
+        &self,
+        principal: &Principal,
+        service: &str,
+        scopes: &[Scope],
+    ) -> IssuedToken {
+        let mut access: Vec<Access> = Vec::new();
+        for scope in scopes {
+            match scope.kind.as_str() {
+                "repository" => {
+                    let granted = Actions::from_docker(&scope.actions)
+                        .intersection(self.repository_actions(principal, &scope.name));
+                    if !granted.is_empty() {
+                        access.push(Access {
+                            kind: "repository".into(),
+                            name: scope.name.clone(),
+                            actions: granted
+                                .docker_names()
+                                .into_iter()
+                                .map(str::to_owned)
+                                .collect(),
+                        });
+                    }
+                }
+                "registry" if scope.name == "catalog" && *principal != Principal::Anonymous => {
+                    access.push(Access {
+                        kind: "registry".into(),
+                        name: "catalog".into(),
+                        actions: vec!["*".into()],
+                    });
+                }
+                _ => {}
+            }
+        }
+        let claims = self.claims(
+            principal,
+            service,
+            TokenKind::Access,
+            self.config.access_token_ttl,
+            access,
+        );
+        IssuedToken {
+            token: self.key.sign(&claims),
+            expires_in: self.config.access_token_ttl.as_secs(),
+            issued_at: claims.iat,
+            access: claims.access,
+        }
+    }
+
+    /// Issues a refresh token: a login that can be exchanged for access tokens until it
+    /// expires, the token is disabled, or its password changes.
+    pub fn issue_refresh_token(&self, principal: &Principal, service: &str) -> String {
+        self.key.sign(&self.claims(
+            principal,
+            service,
+            TokenKind::Refresh,
+            self.config.refresh_token_ttl,
+            Vec::new(),
+        ))
+    }
+
+    fn principal_of(&self, claims: &Claims) -> Result<Principal, TokenError> {
+        let principal = match claims.who.as_str() {
+            "admin" if claims.sub == self.admin_username() => Principal::Admin,
+            "token" => Principal::Token {
+                name: claims.sub.clone(),
+                slot: claims
+                    .slot
+                    .and_then(Slot::from_number)
+                    .ok_or(TokenError::Malformed)?,
+                password_created_at: claims.pwd.ok_or(TokenError::Malformed)?,
+            },
+            "anonymous" => Principal::Anonymous,
+            _ => return Err(TokenError::Malformed),
+        };
+        if self.principal_valid(&principal) {
+            Ok(principal)
+        } else {
+            Err(TokenError::Expired)
+        }
+    }
+
+    /// Verifies an access token; returns who it is for and what it grants. A token whose
+    /// login no longer stands (disabled, rotated password) is refused.
+    pub fn verify_access_token(&self, jwt: &str) -> Result<(Principal, Vec<Access>), TokenError> {
+        let claims = self.key.verify(jwt, now())?;
+        if claims.kind != TokenKind::Access {
+            return Err(TokenError::Malformed);
+        }
+        let principal = self.principal_of(&claims)?;
+        Ok((principal, claims.access))
+    }
+
+    /// Verifies a refresh token; returns who it is for.
+    pub fn verify_refresh_token(&self, jwt: &str) -> Result<Principal, TokenError> {
+        let claims = self.key.verify(jwt, now())?;
+        if claims.kind != TokenKind::Refresh || claims.who == "anonymous" {
+            return Err(TokenError::Malformed);
+        }
+        self.principal_of(&claims)
+    }
+
+    // ----- scope maps -----
+
+    /// Every scope map, built-ins first (their names start with `_`).
+    pub fn scope_maps(&self) -> Vec<ScopeMap> {
+        self.snapshot().scope_maps.values().cloned().collect()
+    }
+
+    /// One scope map.
+    pub fn scope_map(&self, name: &str) -> Result<ScopeMap> {
+        self.snapshot()
+            .scope_maps
+            .get(name)
+            .cloned()
+            .ok_or_else(|| IdentityError::NotFound {
+                kind: "scope map",
+                name: name.into(),
+            })
+    }
+
+    /// Creates a scope map.
+    pub async fn create_scope_map(
+        &self,
+        name: &str,
+        description: &str,
+        repositories: &[RepositoryRule],
+        gateways: &[GatewayRule],
+    ) -> Result<ScopeMap> {
+        let _write = self.writes.lock().await;
+        let mut map = ScopeMap::new(name, description, repositories, gateways)?;
+        if self.snapshot().scope_maps.contains_key(name) {
+            return Err(IdentityError::Conflict(format!(
+                "scope map `{name}` already exists; use `scope-map update` to change it"
+            )));
+        }
+        if map.repositories.is_empty() && map.gateways.is_empty() {
+            return Err(IdentityError::Invalid(
+                "a scope map needs at least one --repository or --gateway rule".into(),
+            ));
+        }
+        map.created_at = now();
+        self.store.put_scope_map(&map).await?;
+        self.reload().await?;
+        Ok(map)
+    }
+
+    /// Changes a scope map's description and rules.
+    pub async fn update_scope_map(&self, name: &str, update: ScopeMapUpdate) -> Result<ScopeMap> {
+        let _write = self.writes.lock().await;
+        let mut map = self.scope_map(name)?;
+        if map.built_in {
+            return Err(IdentityError::ReadOnly(format!(
+                "`{name}` is a built-in scope map and cannot be changed; create your own"
+            )));
+        }
+        if let Some(description) = update.description {
+            map.description = description;
+        }
+        let mut repositories = map.repositories.clone();
+        repositories.extend(update.add_repositories);
+        for remove in &update.remove_repositories {
+            for rule in repositories
+                .iter_mut()
+                .filter(|r| r.repository == remove.repository)
+            {
+                rule.actions.retain(|a| !remove.actions.contains(a));
+            }
+        }
+        repositories.retain(|r| !r.actions.is_empty());
+        let mut gateways = map.gateways.clone();
+        gateways.extend(update.add_gateways);
+        for remove in &update.remove_gateways {
+            for rule in gateways
+                .iter_mut()
+                .filter(|r| r.connected_registry == remove.connected_registry)
+            {
+                rule.actions.retain(|a| !remove.actions.contains(a));
+            }
+        }
+        gateways.retain(|r| !r.actions.is_empty());
+        let mut updated = ScopeMap::new(&map.name, &map.description, &repositories, &gateways)?;
+        updated.created_at = map.created_at;
+        self.store.put_scope_map(&updated).await?;
+        self.reload().await?;
+        Ok(updated)
+    }
+
+    /// Deletes a scope map that no token uses.
+    pub async fn delete_scope_map(&self, name: &str) -> Result<()> {
+        let _write = self.writes.lock().await;
+        let map = self.scope_map(name)?;
+        if map.built_in {
+            return Err(IdentityError::ReadOnly(format!(
+                "`{name}` is a built-in scope map and cannot be deleted"
+            )));
+        }
+        let users: Vec<String> = self
+            .snapshot()
+            .tokens
+            .values()
+            .filter(|t| t.scope_map == name)
+            .map(|t| t.name.clone())
+            .collect();
+        if !users.is_empty() {
+            let mut users = users;
+            users.sort();
+            return Err(IdentityError::Conflict(format!(
+                "scope map `{name}` is used by token(s) {}; delete them or move them to another scope map first",
+                users
+                    .iter()
+                    .map(|u| format!("`{u}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        self.store.delete_scope_map(name).await?;
+        self.reload().await
+    }
+
+    // ----- tokens -----
+
+    /// Every token.
+    pub fn tokens(&self) -> Vec<Token> {
+        let mut tokens: Vec<Token> = self.snapshot().tokens.values().cloned().collect();
+        tokens.sort_by(|a, b| a.name.cmp(&b.name));
+        tokens
+    }
+
+    /// One token.
+    pub fn token(&self, name: &str) -> Result<Token> {
+        self.snapshot()
+            .tokens
+            .get(name)
+            .cloned()
+            .ok_or_else(|| IdentityError::NotFound {
+                kind: "token",
+                name: name.into(),
+            })
+    }
+
+    /// Creates a token (and its scope map, when given rules instead of a scope map name).
+    pub async fn create_token(&self, new: NewToken) -> Result<(Token, Vec<GeneratedPassword>)> {
+        let _write = self.writes.lock().await;
+        token::validate_name(&new.name)?;
+        let snapshot = self.snapshot();
+        if new.name == snapshot.admin.username {
+            return Err(IdentityError::Conflict(format!(
+                "`{}` is the admin's user name; choose another token name",
+                new.name
+            )));
+        }
+        if snapshot.tokens.contains_key(&new.name) {
+            return Err(IdentityError::Conflict(format!(
+                "token `{}` already exists; use `token update` to change it",
+                new.name
+            )));
+        }
+        let scope_map = match (
+            &new.scope_map,
+            new.repositories.is_empty() && new.gateways.is_empty(),
+        ) {
+            (Some(_), false) => {
+                return Err(IdentityError::Invalid(
+                    "give either --scope-map or --repository/--gateway rules, not both".into(),
+                ));
+            }
+            (Some(name), true) => {
+                if !snapshot.scope_maps.contains_key(name) {
+                    return Err(IdentityError::NotFound {
+                        kind: "scope map",
+                        name: name.clone(),
+                    });
+                }
+                name.clone()
+            }
+            (None, true) => {
+                return Err(IdentityError::Invalid(
+                    "a token needs --scope-map, or --repository/--gateway rules".into(),
+                ));
+            }
+            (None, false) => {
+                let name = format!("{}-scope-map", new.name);
+                if snapshot.scope_maps.contains_key(&name) {
+                    return Err(IdentityError::Conflict(format!(
+                        "scope map `{name}` already exists; pass it with --scope-map"
+                    )));
+                }
+                let mut map = ScopeMap::new(
+                    &name,
+                    &format!("Created with token {}", new.name),
+                    &new.repositories,
+                    &new.gateways,
+                )?;
+                map.created_at = now();
+                self.store.put_scope_map(&map).await?;
+                name
+            }
+        };
+        let now = now();
+        let mut token = Token {
+            name: new.name.clone(),
+            scope_map,
+            status: if new.disabled {
+                TokenStatus::Disabled
+            } else {
+                TokenStatus::Enabled
+            },
+            password1: None,
+            password2: None,
+            created_at: now,
+        };
+        let mut passwords = Vec::new();
+        if !new.no_passwords {
+            for slot in Slot::BOTH {
+                passwords.push(fill_slot(&mut token, slot, now, new.expiry));
+            }
+        }
+        self.store.put_token(&token).await?;
+        self.reload().await?;
+        Ok((token, passwords))
+    }
+
+    /// Changes a token's scope map or status.
+    pub async fn update_token(
+        &self,
+        name: &str,
+        scope_map: Option<&str>,
+        status: Option<TokenStatus>,
+    ) -> Result<Token> {
+        let _write = self.writes.lock().await;
+        let mut token = self.token(name)?;
+        if let Some(map) = scope_map {
+            if !self.snapshot().scope_maps.contains_key(map) {
+                return Err(IdentityError::NotFound {
+                    kind: "scope map",
+                    name: map.into(),
+                });
+            }
+            token.scope_map = map.to_owned();
+        }
+        if let Some(status) = status {
+            token.status = status;
+        }
+        self.store.put_token(&token).await?;
+        self.reload().await?;
+        Ok(token)
+    }
+
+    /// Deletes a token; its sessions end at once.
+    pub async fn delete_token(&self, name: &str) -> Result<()> {
+        let _write = self.writes.lock().await;
+        self.token(name)?;
+        self.store.delete_token(name).await?;
+        self.reload().await
+    }
+
+    /// Generates new passwords in `slots`, replacing what they held.
+    pub async fn generate_passwords(
+        &self,
+        name: &str,
+        slots: &[Slot],
+        expiry: Option<i64>,
+    ) -> Result<Vec<GeneratedPassword>> {
+        let _write = self.writes.lock().await;
+        let mut token = self.token(name)?;
+        let now = now();
+        if expiry.is_some_and(|e| e <= now) {
+            return Err(IdentityError::Invalid(
+                "the expiry must be in the future".into(),
+            ));
+        }
+        let passwords = slots
+            .iter()
+            .map(|slot| fill_slot(&mut token, *slot, now, expiry))
+            .collect();
+        self.store.put_token(&token).await?;
+        self.reload().await?;
+        Ok(passwords)
+    }
+
+    /// Empties a password slot.
+    pub async fn delete_password(&self, name: &str, slot: Slot) -> Result<Token> {
+        let _write = self.writes.lock().await;
+        let mut token = self.token(name)?;
+        token.set_slot(slot, None);
+        self.store.put_token(&token).await?;
+        self.reload().await?;
+        Ok(token)
+    }
+
+    /// Changes settings.
+    pub async fn set_anonymous_pull(&self, enabled: bool) -> Result<Settings> {
+        let _write = self.writes.lock().await;
+        self.store
+            .put_setting("anonymous_pull_enabled", &serde_json::Value::Bool(enabled))
+            .await?;
+        self.reload().await?;
+        Ok(self.settings())
+    }
+}
+
+fn fill_slot(token: &mut Token, slot: Slot, now: i64, expiry: Option<i64>) -> GeneratedPassword {
+    // A slot refilled within the same second still gets a distinct creation time, so that
+    // sessions of the previous password end.
+    let created_at = token
+        .slot(slot)
+        .map_or(now, |old| now.max(old.created_at + 1));
+    let (value, PasswordSlot { hash, .. }) = generate_password(created_at, expiry);
+    token.set_slot(
+        slot,
+        Some(PasswordSlot {
+            hash,
+            created_at,
+            expiry,
+        }),
+    );
+    GeneratedPassword {
+        slot,
+        value,
+        created_at,
+        expiry,
+    }
+}
+
+/// Validates a scope map name (re-exported for callers that check before calling).
+pub fn validate_scope_map_name(name: &str) -> Result<()> {
+    scope_map::validate_name(name)
+}

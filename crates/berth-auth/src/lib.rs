@@ -1,0 +1,46 @@
+//! Identities: who may do what to which repository. No HTTP.
+//!
+//! Layout:
+//! - [`action`]: repository and gateway actions, and Docker's token-scope names for them;
+//! - [`scope_map`]: scope maps (rules with wildcards that add up) and the five built-ins;
+//! - [`token`]: tokens with two password slots; passwords generated here, stored as hashes;
+//! - [`admin`]: the admin's human-chosen password, Argon2id, with a brief success cache;
+//! - [`access_token`]: signed access and refresh tokens (JWT, HMAC-SHA256);
+//! - [`rate_limit`]: failed logins limited per client address;
+//! - [`store`]: the [`IdentityStore`] seam and its SQLite implementation;
+//! - [`identity`]: [`Identity`], the one entry point: logins, permission checks on an
+//!   in-memory snapshot, token issuing, and management.
+
+pub mod access_token;
+pub mod action;
+pub mod admin;
+pub mod error;
+pub mod identity;
+pub mod rate_limit;
+pub mod scope_map;
+pub mod store;
+pub mod token;
+
+use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+pub use access_token::{Access, SigningKey};
+pub use action::{Actions, GatewayAction, RepositoryAction};
+pub use error::IdentityError;
+pub use identity::{
+    GeneratedPassword, Identity, IdentityConfig, IssuedToken, LoginError, NewToken, Principal,
+    Scope, ScopeMapUpdate, Settings,
+};
+pub use scope_map::{GatewayRule, RepositoryRule, ScopeMap};
+pub use store::{IdentityStore, SqliteIdentityStore};
+pub use token::{Slot, Token, TokenStatus};
+
+/// Creates a new file readable and writable only by its owner (mode 0600).
+pub fn private_file(path: &Path) -> std::io::Result<File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+}
