@@ -125,7 +125,13 @@ impl Registry {
 
     /// The embedded defaults: blobs under `data_dir` and metadata in `data_dir/metadata.db`.
     pub async fn open_local(data_dir: &Path, config: RegistryConfig) -> Result<Self> {
-        std::fs::create_dir_all(data_dir)?;
+        if !data_dir.exists() {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(data_dir)?;
+        }
         let blobs = FsBlobStore::open(data_dir)?;
         let metadata = SqliteMetadata::open(&data_dir.join("metadata.db")).await?;
         Ok(Registry::new(Arc::new(blobs), Arc::new(metadata), config))

@@ -14,7 +14,10 @@ use berth_registry::Registry;
 use http::{HeaderValue, Method, StatusCode, header};
 
 use crate::error::ApiError;
-use crate::handlers::{QueryParams, blobs, listing, manifests, uploads};
+use berth_auth::RepositoryAction as A;
+
+use crate::auth::authenticate;
+use crate::handlers::{QueryParams, blobs, listing, manifests, token, uploads};
 use crate::route::Route;
 use crate::state::AppState;
 
@@ -24,7 +27,29 @@ pub fn router(state: AppState) -> Router {
         .route("/v2", any(entry))
         .route("/v2/", any(entry))
         .route("/v2/{*rest}", any(entry))
+        .route("/oauth2/token", any(token_entry))
+        .merge(crate::manage::router())
+        .fallback(not_found)
         .with_state(state)
+}
+
+async fn not_found(request: Request) -> Response {
+    ApiError::management(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        format!("`{}` is not an endpoint of Berth", request.uri().path()),
+    )
+    .into_response()
+}
+
+async fn token_entry(State(state): State<AppState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let result = match parts.method {
+        Method::GET => token::get(&state, &parts).await,
+        Method::POST => token::post(&state, &parts, body).await,
+        ref other => Err(ApiError::method_not_allowed(other)),
+    };
+    result.unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn entry(State(state): State<AppState>, request: Request) -> Response {
@@ -55,68 +80,85 @@ async fn dispatch(state: &AppState, request: Request) -> Result<Response, ApiErr
     let headers = &parts.headers;
     let method = &parts.method;
     let head = method == Method::HEAD;
+    let caller = authenticate(state, &parts).await?;
+    // Each arm checks the one action its endpoint needs before touching anything.
+    let need =
+        |repository: &RepositoryName, action| caller.require(state, repository.as_str(), action);
 
-    match route {
-        Route::Base => match *method {
-            Method::GET | Method::HEAD => Ok(json_ok("{}")),
-            _ => Err(ApiError::method_not_allowed(method)),
-        },
-        Route::Catalog => match *method {
-            Method::GET => listing::catalog(state, &params).await,
-            _ => Err(ApiError::method_not_allowed(method)),
-        },
-        Route::Tags { name: n } => {
-            let n = name(state, n)?;
-            match *method {
-                Method::GET => listing::tags(state, &n, &params).await,
-                _ => Err(ApiError::method_not_allowed(method)),
-            }
+    match (route, method.clone()) {
+        (Route::Base, Method::GET | Method::HEAD) => {
+            caller.require_login(None)?;
+            Ok(json_ok("{}"))
         }
-        Route::Manifest { name: n, reference } => {
+        (Route::Catalog, Method::GET) => {
+            caller.require_catalog()?;
+            listing::catalog(state, &caller, &params).await
+        }
+        (Route::Tags { name: n }, Method::GET) => {
             let n = name(state, n)?;
-            match *method {
-                Method::GET | Method::HEAD => {
+            need(&n, A::MetadataRead)?;
+            listing::tags(state, &n, &params).await
+        }
+        (
+            Route::Manifest { name: n, reference },
+            m @ (Method::GET | Method::HEAD | Method::PUT | Method::DELETE),
+        ) => {
+            let n = name(state, n)?;
+            match m {
+                Method::PUT => {
+                    need(&n, A::ContentWrite)?;
+                    manifests::put(state, &n, reference, &params, headers, body).await
+                }
+                Method::DELETE => {
+                    need(&n, A::ContentDelete)?;
+                    manifests::delete(state, &n, reference).await
+                }
+                _ => {
+                    need(&n, A::ContentRead)?;
                     manifests::get(state, &n, reference, headers, head).await
                 }
-                Method::PUT => manifests::put(state, &n, reference, &params, headers, body).await,
-                Method::DELETE => manifests::delete(state, &n, reference).await,
-                _ => Err(ApiError::method_not_allowed(method)),
             }
         }
-        Route::Blob { name: n, digest } => {
+        (Route::Blob { name: n, digest }, m @ (Method::GET | Method::HEAD | Method::DELETE)) => {
             let n = name(state, n)?;
             let digest = Registry::digest(digest)?;
-            match *method {
-                Method::GET | Method::HEAD => blobs::get(state, &n, &digest, headers, head).await,
-                Method::DELETE => blobs::delete(state, &n, &digest).await,
-                _ => Err(ApiError::method_not_allowed(method)),
+            if m == Method::DELETE {
+                need(&n, A::ContentDelete)?;
+                blobs::delete(state, &n, &digest).await
+            } else {
+                need(&n, A::ContentRead)?;
+                blobs::get(state, &n, &digest, headers, head).await
             }
         }
-        Route::UploadStart { name: n } => {
+        (Route::UploadStart { name: n }, Method::POST) => {
             let n = name(state, n)?;
-            match *method {
-                Method::POST => uploads::start(state, &n, &params, body).await,
-                _ => Err(ApiError::method_not_allowed(method)),
-            }
+            need(&n, A::ContentWrite)?;
+            // A mount reads `from`: without that right it is a plain upload.
+            let may_mount = params
+                .get("from")
+                .is_some_and(|from| caller.actions(state, from).contains(A::ContentRead));
+            uploads::start(state, &n, &params, may_mount, body).await
         }
-        Route::Upload { name: n, id } => {
+        (
+            Route::Upload { name: n, id },
+            m @ (Method::PATCH | Method::PUT | Method::GET | Method::DELETE),
+        ) => {
             let n = name(state, n)?;
-            match *method {
+            need(&n, A::ContentWrite)?;
+            match m {
                 Method::PATCH => uploads::patch(state, &n, id, headers, body).await,
                 Method::PUT => uploads::put(state, &n, id, &params, headers, body).await,
                 Method::GET => uploads::status(state, &n, id).await,
-                Method::DELETE => uploads::cancel(state, &n, id).await,
-                _ => Err(ApiError::method_not_allowed(method)),
+                _ => uploads::cancel(state, &n, id).await,
             }
         }
-        Route::Referrers { name: n, digest } => {
+        (Route::Referrers { name: n, digest }, Method::GET) => {
             let n = name(state, n)?;
             let digest = Registry::digest(digest)?;
-            match *method {
-                Method::GET => listing::referrers(state, &n, &digest, &params).await,
-                _ => Err(ApiError::method_not_allowed(method)),
-            }
+            need(&n, A::ContentRead)?;
+            listing::referrers(state, &n, &digest, &params).await
         }
+        _ => Err(ApiError::method_not_allowed(method)),
     }
 }
 

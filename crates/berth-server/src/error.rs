@@ -33,6 +33,17 @@ impl ApiError {
         }
     }
 
+    /// An error with a code of Berth's management API (`NOT_FOUND`, `CONFLICT`, ...).
+    pub fn management(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            detail: serde_json::Value::Null,
+            headers: Vec::new(),
+        }
+    }
+
     /// Adds a `detail` object.
     pub fn with_detail(mut self, detail: serde_json::Value) -> Self {
         self.detail = detail;
@@ -87,6 +98,20 @@ impl ApiError {
             message: "internal storage error; see the registry's log".into(),
             detail: serde_json::Value::Null,
             headers: Vec::new(),
+        }
+    }
+}
+
+impl From<berth_auth::IdentityError> for ApiError {
+    fn from(e: berth_auth::IdentityError) -> Self {
+        use berth_auth::IdentityError as E;
+        let message = e.to_string();
+        match e {
+            E::Invalid(_) => ApiError::management(StatusCode::BAD_REQUEST, "INVALID", message),
+            E::NotFound { .. } => ApiError::management(StatusCode::NOT_FOUND, "NOT_FOUND", message),
+            E::Conflict(_) => ApiError::management(StatusCode::CONFLICT, "CONFLICT", message),
+            E::ReadOnly(_) => ApiError::management(StatusCode::FORBIDDEN, "READ_ONLY", message),
+            E::Store(ref cause) => ApiError::internal(cause),
         }
     }
 }

@@ -3,15 +3,19 @@
 //! Layout:
 //! - [`api`]: the router of the OCI distribution API and its dispatch by endpoint and method;
 //! - [`route`]: parsing `/v2/…` paths, where repository names contain `/`;
-//! - [`handlers`]: one module per resource (blobs, uploads, manifests, listings);
+//! - [`handlers`]: one module per resource (blobs, uploads, manifests, listings, tokens);
 //! - [`error`]: [`ApiError`], the one mapping from domain errors to the spec's error JSON;
+//! - [`auth`]: authenticating requests and checking their one action (401/403 rules);
+//! - [`manage`]: the management API under `/berth/v1/`, admin only;
 //! - [`listener`]: the accept loop with graceful shutdown;
 //! - [`state`]: [`AppState`], shared by every handler.
 
 pub mod api;
+pub mod auth;
 pub mod error;
 pub mod handlers;
 pub mod listener;
+pub mod manage;
 pub mod route;
 pub mod state;
 

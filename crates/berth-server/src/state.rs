@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use berth_auth::Identity;
 use berth_registry::Registry;
 
 /// Shared, cheaply cloneable application state.
@@ -9,11 +10,20 @@ use berth_registry::Registry;
 pub struct AppState {
     /// The registry core.
     pub registry: Arc<Registry>,
+    /// Identities and permissions.
+    pub identity: Arc<Identity>,
+    /// The URL clients reach the registry at (`https://registry.example.com`), for token
+    /// challenges; `None` derives it from each request's `Host`.
+    pub public_url: Option<String>,
 }
 
 impl AppState {
-    /// State over a registry.
-    pub fn new(registry: Arc<Registry>) -> Self {
-        AppState { registry }
+    /// State over a registry and its identities.
+    pub fn new(registry: Arc<Registry>, identity: Arc<Identity>) -> Self {
+        AppState {
+            registry,
+            identity,
+            public_url: None,
+        }
     }
 }

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use berth_auth::IdentityConfig;
 use berth_registry::RegistryConfig;
 use serde::Deserialize;
 
@@ -39,6 +40,26 @@ pub struct ServeArgs {
     /// Log filter, e.g. `info`, `debug`, `berth_server=debug` [default: info].
     #[arg(long, env = "BERTH_LOG", value_name = "FILTER")]
     pub log: Option<String>,
+    /// The admin's user name [default: admin].
+    #[arg(long, env = "BERTH_ADMIN_USERNAME", value_name = "NAME")]
+    pub admin_username: Option<String>,
+    /// The admin's password; when unset, one is generated at first start and printed once.
+    #[arg(
+        long,
+        env = "BERTH_ADMIN_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    pub admin_password: Option<String>,
+    /// Lifetime of access tokens issued by `/oauth2/token` [default: 5m].
+    #[arg(long, env = "BERTH_ACCESS_TOKEN_TTL", value_name = "DURATION")]
+    pub access_token_ttl: Option<String>,
+    /// Failed logins allowed per client address per minute [default: 10].
+    #[arg(long, env = "BERTH_LOGIN_FAILURES_PER_MINUTE", value_name = "N")]
+    pub login_failures_per_minute: Option<u32>,
+    /// URL clients reach the registry at, for token challenges [default: from each request's Host].
+    #[arg(long, env = "BERTH_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
 }
 
 /// The keys of the TOML configuration file; every key is optional.
@@ -52,6 +73,11 @@ struct FileConfig {
     upload_max_age: Option<String>,
     shutdown_grace: Option<String>,
     log: Option<String>,
+    admin_username: Option<String>,
+    admin_password: Option<String>,
+    access_token_ttl: Option<String>,
+    login_failures_per_minute: Option<u32>,
+    public_url: Option<String>,
 }
 
 /// The configuration in force, after merging and validation.
@@ -67,6 +93,10 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Log filter.
     pub log: String,
+    /// Identity settings.
+    pub identity: IdentityConfig,
+    /// The URL clients reach the registry at.
+    pub public_url: Option<String>,
 }
 
 /// Why the configuration cannot be used.
@@ -157,6 +187,29 @@ impl Config {
                 None => Duration::from_secs(30),
             },
             log: args.log.or(file.log).unwrap_or_else(|| "info".into()),
+            identity: {
+                let defaults = IdentityConfig::default();
+                IdentityConfig {
+                    admin_username: args
+                        .admin_username
+                        .or(file.admin_username)
+                        .unwrap_or(defaults.admin_username),
+                    admin_password: args
+                        .admin_password
+                        .or(file.admin_password)
+                        .filter(|p| !p.is_empty()),
+                    access_token_ttl: match args.access_token_ttl.or(file.access_token_ttl) {
+                        Some(v) => parse_duration("access_token_ttl", &v)?,
+                        None => defaults.access_token_ttl,
+                    },
+                    login_failures_per_minute: args
+                        .login_failures_per_minute
+                        .or(file.login_failures_per_minute)
+                        .unwrap_or(defaults.login_failures_per_minute),
+                    ..defaults
+                }
+            },
+            public_url: args.public_url.or(file.public_url),
         })
     }
 }

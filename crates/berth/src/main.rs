@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_auth::{Identity, SigningKey, SqliteIdentityStore};
 use berth_registry::Registry;
 use berth_server::{AppState, ListenerConfig};
 use clap::{Parser, Subcommand};
@@ -80,6 +81,7 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         })?;
     let registry = Arc::new(registry);
     spawn_upload_sweeper(Arc::clone(&registry));
+    let identity = Arc::new(open_identity(&config).await?);
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -91,7 +93,9 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     );
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "registry started");
 
-    let app = berth_server::router(AppState::new(registry));
+    let mut state = AppState::new(registry, identity);
+    state.public_url = config.public_url.clone();
+    let app = berth_server::router(state);
     let listener_config = ListenerConfig {
         shutdown_grace: config.shutdown_grace,
         ..ListenerConfig::default()
@@ -99,6 +103,31 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     berth_server::serve(listener, app, listener_config, shutdown_signal()).await?;
     tracing::info!("registry stopped");
     Ok(())
+}
+
+/// Opens identities (creating the admin account and the signing key on first start) and
+/// prints a generated admin password, once.
+async fn open_identity(config: &Config) -> Result<Identity, Box<dyn std::error::Error>> {
+    let store = SqliteIdentityStore::open(&config.data_dir.join("identity.db"))
+        .await
+        .map_err(|e| format!("cannot open the identity database: {e}"))?;
+    let key = SigningKey::load_or_create(&config.data_dir.join("signing.key"))
+        .map_err(|e| format!("cannot read or create the token signing key: {e}"))?;
+    let (identity, generated) =
+        Identity::open(Arc::new(store), key, config.identity.clone()).await?;
+    if let Some(password) = generated {
+        println!(
+            "berth: created the admin account `{}` with password:",
+            config.identity.admin_username
+        );
+        println!();
+        println!("    {password}");
+        println!();
+        println!(
+            "berth: this password is shown only once. Store it now, or set BERTH_ADMIN_PASSWORD to choose your own."
+        );
+    }
+    Ok(identity)
 }
 
 /// Removes abandoned upload sessions at start and then periodically.

@@ -43,9 +43,19 @@ fn parse_digest(s: &str) -> Result<Digest> {
 impl SqliteMetadata {
     /// Opens (creating and migrating if needed) the database file at `path`.
     pub async fn open(path: &Path) -> Result<Self> {
+        if !path.exists() {
+            // Created readable only by its owner; SQLite gives its -wal and -shm files the
+            // same permissions.
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(err)?;
+        }
         let options = SqliteConnectOptions::new()
             .filename(path)
-            .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)

@@ -7,7 +7,10 @@ use berth_oci::{Digest, ErrorCode, RepositoryName, media_type};
 use http::{StatusCode, header};
 use serde_json::json;
 
+use berth_auth::RepositoryAction;
+
 use super::QueryParams;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -72,14 +75,30 @@ pub async fn tags(
     ))
 }
 
-/// `GET /v2/_catalog`.
-pub async fn catalog(state: &AppState, params: &QueryParams) -> Result<Response, ApiError> {
+/// `GET /v2/_catalog`: only the repositories the caller may pull from.
+pub async fn catalog(
+    state: &AppState,
+    caller: &Caller,
+    params: &QueryParams,
+) -> Result<Response, ApiError> {
     let n = page_size(params)?;
-    let repositories = if n == 0 {
-        Vec::new()
-    } else {
-        state.registry.catalog(params.get("last"), n + 1).await?
-    };
+    let mut repositories = Vec::new();
+    let mut last = params.get("last").map(str::to_owned);
+    // Fetch pages until n + 1 readable names are found (one more tells whether to link on).
+    while n > 0 && repositories.len() <= n as usize {
+        let want = (n as usize + 1 - repositories.len()).clamp(100, 1000) as u32;
+        let page = state.registry.catalog(last.as_deref(), want).await?;
+        let exhausted = page.len() < want as usize;
+        last = page.last().cloned();
+        repositories.extend(page.into_iter().filter(|r| {
+            caller
+                .actions(state, r)
+                .contains(RepositoryAction::ContentRead)
+        }));
+        if exhausted {
+            break;
+        }
+    }
     Ok(page(
         "/v2/_catalog",
         "repositories",

@@ -5,6 +5,7 @@
 pub mod blobs;
 pub mod listing;
 pub mod manifests;
+pub mod token;
 pub mod uploads;
 
 use std::io;

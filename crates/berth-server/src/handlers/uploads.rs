@@ -100,18 +100,19 @@ fn chunk_start(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     Ok(Some(start))
 }
 
-/// `POST /v2/<name>/blobs/uploads/`: a mount (`?mount=&from=`), a monolithic upload
-/// (`?digest=` with the body), or the start of a session.
+/// `POST /v2/<name>/blobs/uploads/`: a mount (`?mount=&from=`, when the caller may read
+/// `from`), a monolithic upload (`?digest=` with the body), or the start of a session.
 pub async fn start(
     state: &AppState,
     name: &RepositoryName,
     params: &QueryParams,
+    may_mount: bool,
     body: Body,
 ) -> Result<Response, ApiError> {
     let registry = &state.registry;
     if let Some(mount) = params.get("mount") {
         let digest = Registry::digest(mount)?;
-        if let Some(from) = params.get("from") {
+        if let Some(from) = params.get("from").filter(|_| may_mount) {
             let from = registry.repository_name(from)?;
             if registry.mount_blob(name, &digest, &from).await? {
                 return Ok(created(name, &digest));

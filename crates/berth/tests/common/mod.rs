@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The admin password every test registry is started with.
+pub const ADMIN_PASSWORD: &str = "test-admin-password";
+
 /// A running `berth serve` process.
 pub struct Berth {
     /// Address the registry listens on, e.g. `127.0.0.1:41234`.
@@ -71,6 +74,11 @@ impl Berth {
         berth
     }
 
+    /// `admin:<password>`, as `skopeo --creds` and `podman --creds` take it.
+    pub fn admin_creds(&self) -> String {
+        format!("admin:{ADMIN_PASSWORD}")
+    }
+
     /// The data directory this registry keeps its blobs and database in.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
@@ -88,6 +96,9 @@ impl Berth {
                 "RUST_LOG",
                 std::env::var("BERTH_TEST_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            .env("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            // Tests try wrong passwords on purpose; only the rate-limit test lowers this.
+            .env("BERTH_LOGIN_FAILURES_PER_MINUTE", "1000")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

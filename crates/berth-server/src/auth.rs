@@ -1,0 +1,324 @@
+//! Authentication and authorization of registry requests.
+//!
+//! Every request is authenticated once, in [`authenticate`]: Basic credentials (a token or
+//! the admin), a Bearer access token issued by `/oauth2/token`, or nothing (anonymous).
+//! Then [`Caller::require`] checks one repository action. The rules:
+//! - no or wrong credentials: `401` with a `WWW-Authenticate: Bearer` challenge naming the
+//!   realm, the service and the scope the request needs, so Docker-style clients fetch a token;
+//! - a Bearer token that does not carry the action, for a caller who has it: `401` with the
+//!   challenge too (the client asks for a token with that scope);
+//! - an authenticated caller who lacks the action: `403 DENIED`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use axum::extract::ConnectInfo;
+use base64::Engine as _;
+use berth_auth::{Access, Actions, LoginError, Principal, RepositoryAction};
+use berth_oci::ErrorCode;
+use http::request::Parts;
+use http::{StatusCode, header};
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// How a request authenticated.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// Nothing.
+    None,
+    /// `Authorization: Basic`.
+    Basic,
+    /// `Authorization: Bearer`, with what the token grants.
+    Bearer(Vec<Access>),
+}
+
+/// Who sent a request, and how.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The principal.
+    pub principal: Principal,
+    /// How it authenticated.
+    pub credential: Credential,
+    /// The service name and token realm, for challenges.
+    realm: String,
+    service: String,
+}
+
+/// The client's address, from the listener (loopback-unspecified when called in process).
+pub fn client_ip(parts: &Parts) -> IpAddr {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
+
+/// `(realm, service)` for this request: from the configured public URL, else from `Host`.
+pub fn realm_and_service(state: &AppState, parts: &Parts) -> (String, String) {
+    let base = match &state.public_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => {
+            let host = parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost");
+            format!("http://{host}")
+        }
+    };
+    let service = base.split("://").nth(1).unwrap_or(&base).to_owned();
+    (format!("{base}/oauth2/token"), service)
+}
+
+/// Decodes `Authorization: Basic`.
+pub fn basic_credentials(value: &str) -> Option<(String, String)> {
+    let encoded = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+/// A `401` for this request, challenging for `scope`.
+pub fn challenge(
+    realm: &str,
+    service: &str,
+    scope: Option<&str>,
+    message: &str,
+    detail: serde_json::Value,
+) -> ApiError {
+    let mut value = format!("Bearer realm=\"{realm}\",service=\"{service}\"");
+    if let Some(scope) = scope {
+        value.push_str(&format!(",scope=\"{scope}\""));
+    }
+    ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
+        .with_detail(detail)
+        .with_header(header::WWW_AUTHENTICATE, value)
+}
+
+/// Maps a failed login to its response: `429` when rate-limited, else a `401` challenge.
+pub fn login_failure(error: LoginError, realm: &str, service: &str) -> ApiError {
+    match error {
+        LoginError::RateLimited(retry) => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::TooManyRequests,
+            error.to_string(),
+        )
+        .with_header(header::RETRY_AFTER, retry.as_secs().to_string()),
+        LoginError::Invalid => challenge(
+            realm,
+            service,
+            None,
+            &error.to_string(),
+            serde_json::Value::Null,
+        ),
+    }
+}
+
+/// Authenticates a request. Wrong credentials are refused here; missing ones make an
+/// anonymous caller, whose rights [`Caller::require`] decides.
+pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Caller, ApiError> {
+    let (realm, service) = realm_and_service(state, parts);
+    let authorization = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok());
+    let (principal, credential) = match authorization {
+        None => (Principal::Anonymous, Credential::None),
+        Some(value) if value.len() > 7 && value[..7].eq_ignore_ascii_case("bearer ") => {
+            match state.identity.verify_access_token(value[7..].trim()) {
+                Ok((principal, access)) => (principal, Credential::Bearer(access)),
+                Err(e) => {
+                    return Err(challenge(
+                        &realm,
+                        &service,
+                        None,
+                        &format!("{e}; log in again"),
+                        serde_json::Value::Null,
+                    ));
+                }
+            }
+        }
+        Some(value) => {
+            let Some((user, password)) = basic_credentials(value) else {
+                return Err(challenge(
+                    &realm,
+                    &service,
+                    None,
+                    "the Authorization header is malformed",
+                    serde_json::Value::Null,
+                ));
+            };
+            let principal = state
+                .identity
+                .login(&user, &password, client_ip(parts))
+                .await
+                .map_err(|e| login_failure(e, &realm, &service))?;
+            (principal, Credential::Basic)
+        }
+    };
+    Ok(Caller {
+        principal,
+        credential,
+        realm,
+        service,
+    })
+}
+
+impl Caller {
+    /// Whether the caller presented credentials (a Bearer token counts, even anonymous).
+    pub fn authenticated(&self) -> bool {
+        !matches!(self.credential, Credential::None)
+    }
+
+    /// The actions the caller may use on `repository` now: its rights, narrowed by what its
+    /// Bearer token carries.
+    pub fn actions(&self, state: &AppState, repository: &str) -> Actions {
+        let rights = state
+            .identity
+            .repository_actions(&self.principal, repository);
+        match &self.credential {
+            Credential::Bearer(access) => rights.intersection(token_actions(access, repository)),
+            _ => rights,
+        }
+    }
+
+    /// Requires `action` on `repository`.
+    pub fn require(
+        &self,
+        state: &AppState,
+        repository: &str,
+        action: RepositoryAction,
+    ) -> Result<(), ApiError> {
+        if self.actions(state, repository).contains(action) {
+            return Ok(());
+        }
+        let scope = format!("repository:{repository}:{}", scope_actions(action));
+        let detail =
+            json!([{ "Type": "repository", "Name": repository, "Action": action.docker_name() }]);
+        let has_right = state
+            .identity
+            .repository_actions(&self.principal, repository)
+            .contains(action);
+        let needs_login = self.principal == Principal::Anonymous && !self.authenticated();
+        if needs_login || (has_right && matches!(self.credential, Credential::Bearer(_))) {
+            let message = format!(
+                "authentication required to {} `{repository}`",
+                action.docker_name()
+            );
+            return Err(challenge(
+                &self.realm,
+                &self.service,
+                Some(&scope),
+                &message,
+                detail,
+            ));
+        }
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Denied,
+            format!(
+                "`{}` may not {} repository `{repository}` ({action})",
+                self.principal.display_name(),
+                action.docker_name()
+            ),
+        )
+        .with_detail(detail))
+    }
+
+    /// Requires any valid credentials (the `/v2/` check, and the catalog).
+    pub fn require_login(&self, scope: Option<&str>) -> Result<(), ApiError> {
+        if self.authenticated() {
+            return Ok(());
+        }
+        Err(challenge(
+            &self.realm,
+            &self.service,
+            scope,
+            "authentication required",
+            serde_json::Value::Null,
+        ))
+    }
+
+    /// Requires the catalog scope for Bearer tokens (`registry:catalog:*`).
+    pub fn require_catalog(&self) -> Result<(), ApiError> {
+        const SCOPE: &str = "registry:catalog:*";
+        self.require_login(Some(SCOPE))?;
+        match &self.credential {
+            Credential::Bearer(access)
+                if !access
+                    .iter()
+                    .any(|a| a.kind == "registry" && a.name == "catalog") =>
+            {
+                Err(challenge(
+                    &self.realm,
+                    &self.service,
+                    Some(SCOPE),
+                    "a token with the catalog scope is required",
+                    serde_json::Value::Null,
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Requires the admin.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        match self.principal {
+            Principal::Admin => Ok(()),
+            Principal::Anonymous if !self.authenticated() => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthorized,
+                "the management API needs the admin's credentials",
+            )
+            .with_header(header::WWW_AUTHENTICATE, "Basic realm=\"berth\"")),
+            _ => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Denied,
+                "only the admin may use the management API",
+            )),
+        }
+    }
+}
+
+/// What a Bearer token's access list grants on a repository.
+fn token_actions(access: &[Access], repository: &str) -> Actions {
+    access
+        .iter()
+        .filter(|a| a.kind == "repository" && a.name == repository)
+        .fold(Actions::NONE, |set, a| {
+            set.union(Actions::from_docker(&a.actions.join(",")))
+        })
+}
+
+/// The scope actions to challenge for: a push also needs pull, as Docker clients ask.
+fn scope_actions(action: RepositoryAction) -> &'static str {
+    match action {
+        RepositoryAction::ContentWrite => "pull,push",
+        other => other.docker_name(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_decoding() {
+        let value = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("robot:pa:ss")
+        );
+        assert_eq!(
+            basic_credentials(&value),
+            Some(("robot".into(), "pa:ss".into()))
+        );
+        assert_eq!(basic_credentials("Basic !!!"), None);
+        assert_eq!(basic_credentials("Digest x"), None);
+    }
+}

@@ -1,0 +1,490 @@
+//! Berth's management API, `/berth/v1/…`: versioned JSON for the admin, described by
+//! `docs/openapi.json` (a test checks the document against [`ROUTES`]).
+//!
+//! Request and response types live here, apart from the domain types of `berth-auth`:
+//! times are RFC 3339 strings, password hashes never leave the registry, and a password is
+//! in a response only when it was just generated.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, delete, get, post};
+use axum::{Json, Router};
+use berth_auth::{
+    GatewayRule, GeneratedPassword, NewToken, RepositoryRule, ScopeMap, ScopeMapUpdate, Slot,
+    Token, TokenStatus,
+};
+use http::StatusCode;
+use http::request::Parts;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::authenticate;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Every route of the management API: path, and the methods it serves.
+pub const ROUTES: &[(&str, &[&str])] = &[
+    ("/berth/v1/registry", &["GET", "PATCH"]),
+    ("/berth/v1/scope-maps", &["GET", "POST"]),
+    ("/berth/v1/scope-maps/{name}", &["GET", "PATCH", "DELETE"]),
+    ("/berth/v1/tokens", &["GET", "POST"]),
+    ("/berth/v1/tokens/{name}", &["GET", "PATCH", "DELETE"]),
+    ("/berth/v1/tokens/{name}/credentials", &["POST"]),
+    ("/berth/v1/tokens/{name}/credentials/{slot}", &["DELETE"]),
+];
+
+/// The management routes (with their admin check in each handler's extractor).
+pub fn router() -> Router<AppState> {
+    let routes: [(&str, MethodRouter<AppState>); 7] = [
+        (ROUTES[0].0, get(show_registry).patch(update_registry)),
+        (ROUTES[1].0, get(list_scope_maps).post(create_scope_map)),
+        (
+            ROUTES[2].0,
+            get(show_scope_map)
+                .patch(update_scope_map)
+                .delete(delete_scope_map),
+        ),
+        (ROUTES[3].0, get(list_tokens).post(create_token)),
+        (
+            ROUTES[4].0,
+            get(show_token).patch(update_token).delete(delete_token),
+        ),
+        (ROUTES[5].0, post(generate_credentials)),
+        (ROUTES[6].0, delete(delete_credential)),
+    ];
+    routes
+        .into_iter()
+        .fold(Router::new(), |router, (path, method_router)| {
+            router.route(path, method_router)
+        })
+}
+
+/// The admin, authenticated: every management handler takes this, so none can forget it.
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        authenticate(state, parts).await?.require_admin()?;
+        Ok(Admin)
+    }
+}
+
+/// A JSON body whose rejections come back in the API's error format.
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(Body(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    ApiError::management(
+        StatusCode::BAD_REQUEST,
+        "INVALID",
+        format!("the request body is not valid: {}", rejection.body_text()),
+    )
+}
+
+fn time(unix: i64) -> String {
+    jiff::Timestamp::from_second(unix)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+fn parse_time(field: &str, value: &str) -> Result<i64, ApiError> {
+    value
+        .parse::<jiff::Timestamp>()
+        .map(|t| t.as_second())
+        .map_err(|e| {
+            ApiError::management(
+                StatusCode::BAD_REQUEST,
+                "INVALID",
+                format!("`{field}` must be a UTC time such as 2027-01-31T00:00:00Z ({e})"),
+            )
+        })
+}
+
+// ----- registry settings -----
+
+#[derive(Serialize)]
+struct RegistryView {
+    admin_username: String,
+    anonymous_pull_enabled: bool,
+    version: &'static str,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegistryUpdate {
+    anonymous_pull_enabled: Option<bool>,
+}
+
+fn registry_view(state: &AppState) -> RegistryView {
+    RegistryView {
+        admin_username: state.identity.admin_username(),
+        anonymous_pull_enabled: state.identity.settings().anonymous_pull_enabled,
+        version: env!("CARGO_PKG_VERSION"),
+    }
+}
+
+async fn show_registry(_: Admin, State(state): State<AppState>) -> Json<RegistryView> {
+    Json(registry_view(&state))
+}
+
+async fn update_registry(
+    _: Admin,
+    State(state): State<AppState>,
+    Body(update): Body<RegistryUpdate>,
+) -> Result<Json<RegistryView>, ApiError> {
+    if let Some(enabled) = update.anonymous_pull_enabled {
+        state.identity.set_anonymous_pull(enabled).await?;
+    }
+    Ok(Json(registry_view(&state)))
+}
+
+// ----- scope maps -----
+
+#[derive(Serialize)]
+struct ScopeMapView {
+    name: String,
+    description: String,
+    built_in: bool,
+    created_at: Option<String>,
+    repositories: Vec<RepositoryRule>,
+    gateways: Vec<GatewayRule>,
+    actions: Vec<String>,
+}
+
+impl From<ScopeMap> for ScopeMapView {
+    fn from(map: ScopeMap) -> Self {
+        ScopeMapView {
+            actions: map.action_strings(),
+            created_at: (!map.built_in).then(|| time(map.created_at)),
+            name: map.name,
+            description: map.description,
+            built_in: map.built_in,
+            repositories: map.repositories,
+            gateways: map.gateways,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScopeMapCreate {
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    repositories: Vec<RepositoryRule>,
+    #[serde(default)]
+    gateways: Vec<GatewayRule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScopeMapPatch {
+    description: Option<String>,
+    #[serde(default)]
+    add_repositories: Vec<RepositoryRule>,
+    #[serde(default)]
+    remove_repositories: Vec<RepositoryRule>,
+    #[serde(default)]
+    add_gateways: Vec<GatewayRule>,
+    #[serde(default)]
+    remove_gateways: Vec<GatewayRule>,
+}
+
+async fn list_scope_maps(_: Admin, State(state): State<AppState>) -> Json<Vec<ScopeMapView>> {
+    Json(
+        state
+            .identity
+            .scope_maps()
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    )
+}
+
+async fn show_scope_map(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<ScopeMapView>, ApiError> {
+    Ok(Json(state.identity.scope_map(&name)?.into()))
+}
+
+async fn create_scope_map(
+    _: Admin,
+    State(state): State<AppState>,
+    Body(body): Body<ScopeMapCreate>,
+) -> Result<Response, ApiError> {
+    let map = state
+        .identity
+        .create_scope_map(
+            &body.name,
+            &body.description,
+            &body.repositories,
+            &body.gateways,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(ScopeMapView::from(map))).into_response())
+}
+
+async fn update_scope_map(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Body(body): Body<ScopeMapPatch>,
+) -> Result<Json<ScopeMapView>, ApiError> {
+    let update = ScopeMapUpdate {
+        description: body.description,
+        add_repositories: body.add_repositories,
+        remove_repositories: body.remove_repositories,
+        add_gateways: body.add_gateways,
+        remove_gateways: body.remove_gateways,
+    };
+    Ok(Json(
+        state.identity.update_scope_map(&name, update).await?.into(),
+    ))
+}
+
+async fn delete_scope_map(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.identity.delete_scope_map(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ----- tokens -----
+
+#[derive(Serialize)]
+struct PasswordView {
+    name: &'static str,
+    created_at: String,
+    expiry: Option<String>,
+    expired: bool,
+}
+
+#[derive(Serialize)]
+struct TokenView {
+    name: String,
+    scope_map: String,
+    status: TokenStatus,
+    created_at: String,
+    passwords: Vec<PasswordView>,
+}
+
+impl From<Token> for TokenView {
+    fn from(token: Token) -> Self {
+        let now = jiff::Timestamp::now().as_second();
+        let passwords = Slot::BOTH
+            .into_iter()
+            .filter_map(|slot| {
+                token.slot(slot).map(|p| PasswordView {
+                    name: slot.as_str(),
+                    created_at: time(p.created_at),
+                    expiry: p.expiry.map(time),
+                    expired: p.expired(now),
+                })
+            })
+            .collect();
+        TokenView {
+            created_at: time(token.created_at),
+            name: token.name,
+            scope_map: token.scope_map,
+            status: token.status,
+            passwords,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct NewPasswordView {
+    name: &'static str,
+    value: String,
+    created_at: String,
+    expiry: Option<String>,
+}
+
+impl From<GeneratedPassword> for NewPasswordView {
+    fn from(p: GeneratedPassword) -> Self {
+        NewPasswordView {
+            name: p.slot.as_str(),
+            value: p.value,
+            created_at: time(p.created_at),
+            expiry: p.expiry.map(time),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct TokenCreated {
+    token: TokenView,
+    passwords: Vec<NewPasswordView>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenCreate {
+    name: String,
+    scope_map: Option<String>,
+    #[serde(default)]
+    repositories: Vec<RepositoryRule>,
+    #[serde(default)]
+    gateways: Vec<GatewayRule>,
+    status: Option<String>,
+    #[serde(default)]
+    no_passwords: bool,
+    expiry: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenPatch {
+    scope_map: Option<String>,
+    status: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CredentialsGenerate {
+    #[serde(default)]
+    password1: bool,
+    #[serde(default)]
+    password2: bool,
+    expiry: Option<String>,
+}
+
+#[derive(Serialize)]
+struct CredentialsGenerated {
+    passwords: Vec<NewPasswordView>,
+}
+
+async fn list_tokens(_: Admin, State(state): State<AppState>) -> Json<Vec<TokenView>> {
+    Json(
+        state
+            .identity
+            .tokens()
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    )
+}
+
+async fn show_token(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<TokenView>, ApiError> {
+    Ok(Json(state.identity.token(&name)?.into()))
+}
+
+async fn create_token(
+    _: Admin,
+    State(state): State<AppState>,
+    Body(body): Body<TokenCreate>,
+) -> Result<Response, ApiError> {
+    let disabled = match body.status.as_deref() {
+        None => false,
+        Some(s) => TokenStatus::parse(s)? == TokenStatus::Disabled,
+    };
+    let expiry = body
+        .expiry
+        .as_deref()
+        .map(|e| parse_time("expiry", e))
+        .transpose()?;
+    let new = NewToken {
+        name: body.name,
+        scope_map: body.scope_map,
+        repositories: body.repositories,
+        gateways: body.gateways,
+        disabled,
+        no_passwords: body.no_passwords,
+        expiry,
+    };
+    let (token, passwords) = state.identity.create_token(new).await?;
+    let created = TokenCreated {
+        token: token.into(),
+        passwords: passwords.into_iter().map(Into::into).collect(),
+    };
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+async fn update_token(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Body(body): Body<TokenPatch>,
+) -> Result<Json<TokenView>, ApiError> {
+    let status = body.status.as_deref().map(TokenStatus::parse).transpose()?;
+    Ok(Json(
+        state
+            .identity
+            .update_token(&name, body.scope_map.as_deref(), status)
+            .await?
+            .into(),
+    ))
+}
+
+async fn delete_token(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.identity.delete_token(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn generate_credentials(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Body(body): Body<CredentialsGenerate>,
+) -> Result<Json<CredentialsGenerated>, ApiError> {
+    let slots: Vec<Slot> = match (body.password1, body.password2) {
+        (false, false) | (true, true) => Slot::BOTH.to_vec(),
+        (true, false) => vec![Slot::One],
+        (false, true) => vec![Slot::Two],
+    };
+    let expiry = body
+        .expiry
+        .as_deref()
+        .map(|e| parse_time("expiry", e))
+        .transpose()?;
+    let passwords = state
+        .identity
+        .generate_passwords(&name, &slots, expiry)
+        .await?;
+    Ok(Json(CredentialsGenerated {
+        passwords: passwords.into_iter().map(Into::into).collect(),
+    }))
+}
+
+async fn delete_credential(
+    _: Admin,
+    State(state): State<AppState>,
+    Path((name, slot)): Path<(String, String)>,
+) -> Result<Json<TokenView>, ApiError> {
+    let slot = Slot::parse(&slot).ok_or_else(|| {
+        ApiError::management(
+            StatusCode::BAD_REQUEST,
+            "INVALID",
+            format!("`{slot}` is not a password slot; use password1 or password2"),
+        )
+    })?;
+    Ok(Json(
+        state.identity.delete_password(&name, slot).await?.into(),
+    ))
+}
