@@ -127,7 +127,8 @@ pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Caller, Api
     let authorization = parts
         .headers
         .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok());
+        .and_then(|h| h.to_str().ok())
+        .filter(|v| !v.trim().is_empty());
     let (principal, credential) = match authorization {
         None => (Principal::Anonymous, Credential::None),
         Some(value) if value.len() > 7 && value[..7].eq_ignore_ascii_case("bearer ") => {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
+use berth_auth::{Identity, IdentityConfig, SigningKey, SqliteIdentityStore};
 use berth_registry::{ChangeAction, Registry, RegistryConfig};
 use berth_server::AppState;
 use http::{Request, StatusCode};
@@ -22,14 +23,34 @@ struct App {
     _dir: tempfile::TempDir,
 }
 
+const ADMIN_PASSWORD: &str = "in-process-admin";
+
 async fn app_with(config: RegistryConfig) -> App {
     let dir = tempfile::tempdir().unwrap();
     let registry = Arc::new(Registry::open_local(dir.path(), config).await.unwrap());
+    let store = SqliteIdentityStore::open(&dir.path().join("identity.db"))
+        .await
+        .unwrap();
+    let identity_config = IdentityConfig {
+        admin_password: Some(ADMIN_PASSWORD.into()),
+        ..IdentityConfig::default()
+    };
+    let (identity, _) = Identity::open(Arc::new(store), SigningKey::generate(), identity_config)
+        .await
+        .unwrap();
+    let state = AppState::new(Arc::clone(&registry), Arc::new(identity));
     App {
-        router: berth_server::router(AppState::new(Arc::clone(&registry))),
+        router: berth_server::router(state),
         registry,
         _dir: dir,
     }
+}
+
+fn admin_basic() -> String {
+    use base64::Engine as _;
+    let encoded =
+        base64::engine::general_purpose::STANDARD.encode(format!("admin:{ADMIN_PASSWORD}"));
+    format!("Basic {encoded}")
 }
 
 async fn app() -> App {
@@ -64,7 +85,17 @@ impl App {
         headers: &[(&str, &str)],
         body: impl Into<Body>,
     ) -> Reply {
-        let mut request = Request::builder().method(method).uri(uri);
+        // As the admin, unless `headers` carry their own `authorization`.
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("host", "registry.test");
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        {
+            request = request.header("authorization", admin_basic());
+        }
         for (k, v) in headers {
             request = request.header(*k, *v);
         }
@@ -518,4 +549,52 @@ async fn abandoned_uploads_are_swept() {
     let r = app.call("GET", &location, &[], Body::empty()).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.json()["errors"][0]["code"], "BLOB_UPLOAD_UNKNOWN");
+}
+
+#[tokio::test]
+async fn challenges_name_realm_service_and_scope() {
+    let app = app().await;
+    let r = app
+        .call("GET", "/v2/", &[("authorization", "")], Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = app
+        .call(
+            "GET",
+            "/v2/team/app/manifests/v1",
+            &[("authorization", "")],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        r.header("www-authenticate"),
+        "Bearer realm=\"http://registry.test/oauth2/token\",service=\"registry.test\",scope=\"repository:team/app:pull\""
+    );
+    assert_eq!(
+        r.json(),
+        json!({"errors": [{"code": "UNAUTHORIZED", "message": "authentication required to pull `team/app`",
+                           "detail": [{"Type": "repository", "Name": "team/app", "Action": "pull"}]}]})
+    );
+    let r = app
+        .call(
+            "POST",
+            "/v2/team/app/blobs/uploads/",
+            &[("authorization", "")],
+            Body::empty(),
+        )
+        .await;
+    assert!(
+        r.header("www-authenticate")
+            .ends_with("scope=\"repository:team/app:pull,push\"")
+    );
+    let wrong = format!("Basic {}", {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode("admin:wrong")
+    });
+    let r = app
+        .call("GET", "/v2/", &[("authorization", &wrong)], Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(r.header("www-authenticate").starts_with("Bearer realm="));
 }

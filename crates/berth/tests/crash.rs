@@ -96,7 +96,7 @@ fn pusher(
     stop: Arc<AtomicBool>,
     committed: Arc<Mutex<Vec<Committed>>>,
 ) {
-    let client = Client::builder()
+    let client = common::admin_client_builder()
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap();
@@ -251,7 +251,7 @@ fn kill_during_pushes_loses_nothing_committed() {
         }
 
         berth.restart();
-        let client = Client::new();
+        let client = common::admin_client();
         let images = committed.lock().unwrap().clone();
         assert!(
             images.len() > before,

@@ -176,6 +176,32 @@ impl Drop for Berth {
     }
 }
 
+/// `Authorization: Basic …` for the admin.
+pub fn admin_authorization() -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("admin:{ADMIN_PASSWORD}"))
+    )
+}
+
+/// A blocking HTTP client builder that sends the admin's Basic credentials on every request.
+pub fn admin_client_builder() -> reqwest::blocking::ClientBuilder {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        admin_authorization().parse().expect("a valid header value"),
+    );
+    reqwest::blocking::Client::builder().default_headers(headers)
+}
+
+/// A blocking HTTP client that sends the admin's Basic credentials on every request.
+pub fn admin_client() -> reqwest::blocking::Client {
+    admin_client_builder()
+        .build()
+        .expect("build an HTTP client")
+}
+
 /// Returns whether `program` is on the PATH. End-to-end tests fail (never skip) when a
 /// client they need is missing, with a message that says how to install it.
 pub fn require(program: &str) {
