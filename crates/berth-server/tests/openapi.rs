@@ -1,0 +1,100 @@
+//! The OpenAPI document in `docs/openapi.json` describes exactly the management API's real
+//! routes: every documented operation is served, and every served route is documented.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::body::Body;
+use berth_auth::{Identity, IdentityConfig, SigningKey, SqliteIdentityStore};
+use berth_registry::{Registry, RegistryConfig};
+use berth_server::AppState;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+const DOC: &str = include_str!("../../../docs/openapi.json");
+
+fn documented() -> BTreeSet<(String, String)> {
+    let doc: serde_json::Value = serde_json::from_str(DOC).expect("docs/openapi.json is JSON");
+    let mut ops = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in item.as_object().unwrap().keys() {
+            ops.insert((method.to_uppercase(), path.clone()));
+        }
+    }
+    ops
+}
+
+#[test]
+fn the_document_lists_exactly_the_routes() {
+    let routed: BTreeSet<(String, String)> = berth_server::manage::ROUTES
+        .iter()
+        .flat_map(|(path, methods)| {
+            methods
+                .iter()
+                .map(move |m| (m.to_string(), path.to_string()))
+        })
+        .collect();
+    assert_eq!(
+        documented(),
+        routed,
+        "docs/openapi.json and manage::ROUTES disagree"
+    );
+}
+
+#[tokio::test]
+async fn every_documented_operation_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Arc::new(
+        Registry::open_local(dir.path(), RegistryConfig::default())
+            .await
+            .unwrap(),
+    );
+    let store = SqliteIdentityStore::open(&dir.path().join("identity.db"))
+        .await
+        .unwrap();
+    let config = IdentityConfig {
+        admin_password: Some("pw".into()),
+        ..IdentityConfig::default()
+    };
+    let (identity, _) = Identity::open(Arc::new(store), SigningKey::generate(), config)
+        .await
+        .unwrap();
+    let router = berth_server::router(AppState::new(registry, Arc::new(identity)));
+    let auth = {
+        use base64::Engine as _;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("admin:pw")
+        )
+    };
+    for (method, path) in documented() {
+        let uri = path
+            .replace("{name}", "no-such-object")
+            .replace("{slot}", "password1");
+        let request = Request::builder()
+            .method(method.as_str())
+            .uri(&uri)
+            .header("authorization", &auth)
+            .header("content-type", "application/json")
+            .body(Body::from("{}"))
+            .unwrap();
+        let response = router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&body);
+        assert_ne!(
+            status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {uri} is not routed"
+        );
+        assert!(
+            !text.contains("is not an endpoint of Berth"),
+            "{method} {uri} is not routed: {text}"
+        );
+        assert!(
+            status.as_u16() < 500,
+            "{method} {uri} failed: {status} {text}"
+        );
+    }
+}
