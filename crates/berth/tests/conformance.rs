@@ -12,6 +12,10 @@
 //! speak HTTP through [`Registry`], so they run unchanged against any registry. Every
 //! assertion names what it expected and prints the full request and response it got.
 //!
+//! Berth requires authentication, so every request (the raw-socket ones included) carries
+//! the admin's Basic credentials: these checks are about the distribution API, not about
+//! who may use it (that is `auth_matrix.rs`).
+//!
 //! Where the official suite tolerates several answers (a registry may disable deletes, or
 //! not support mounting), these checks say which answer Berth must give and why, in a
 //! comment next to the assertion.
@@ -88,7 +92,7 @@ const SPEC_ERROR_CODES: &[&str] = &[
 /// Starts a fresh registry and runs one group of checks against its base URL.
 fn run(check: fn(&Registry)) {
     let berth = common::Berth::start();
-    check(&Registry::new(&berth.url));
+    check(&Registry::new(&berth.url).with_basic_auth("admin", common::ADMIN_PASSWORD));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -2726,6 +2730,8 @@ fn sha512_digest(bytes: &[u8]) -> String {
 struct Registry {
     base: String,
     http: Client,
+    /// Basic credentials sent with every request, if any.
+    basic_auth: Option<(String, String)>,
 }
 
 impl Registry {
@@ -2737,7 +2743,25 @@ impl Registry {
         Registry {
             base: base.trim_end_matches('/').to_owned(),
             http,
+            basic_auth: None,
         }
+    }
+
+    /// Sends `Authorization: Basic` with `user` and `password` on every request.
+    fn with_basic_auth(mut self, user: &str, password: &str) -> Self {
+        self.basic_auth = Some((user.to_owned(), password.to_owned()));
+        self
+    }
+
+    /// The `Authorization` header value, if credentials are set.
+    fn authorization(&self) -> Option<String> {
+        use base64::Engine as _;
+        self.basic_auth.as_ref().map(|(user, password)| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            )
+        })
     }
 
     /// An absolute URL for a path or a `Location` (absolute or relative).
@@ -2760,6 +2784,10 @@ impl Registry {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
         let mut request = format!("{method} {url}");
         let mut builder = self.http.request(method, &url);
+        if let Some((user, password)) = &self.basic_auth {
+            let _ = write!(request, "\n    Authorization: Basic ({user}:...)");
+            builder = builder.basic_auth(user, Some(password));
+        }
         for (name, value) in headers {
             let _ = write!(request, "\n    {name}: {value}");
             builder = builder.header(*name, *value);
@@ -2918,9 +2946,13 @@ impl Registry {
         stream
             .set_read_timeout(Some(Duration::from_secs(60)))
             .expect("set a read timeout");
+        let authorization = self
+            .authorization()
+            .map(|value| format!("Authorization: {value}\r\n"))
+            .unwrap_or_default();
         let request = format!(
             "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {OCI_MANIFEST}\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+             {authorization}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
         stream

@@ -18,6 +18,12 @@
 //! - a private dockerd loads, pushes (with a cross-repository mount) and pulls images, and
 //!   pulls both platforms of an OCI index.
 //!
+//! The registry requires authentication, so every client logs in as the admin the way its
+//! users would: skopeo with `--creds` / `--src-creds` / `--dest-creds`, buildah and podman
+//! with `--creds`, docker with `docker login --password-stdin` into its private
+//! configuration, and direct HTTP checks with Basic credentials. (What a token with fewer
+//! rights may do is `e2e_auth.rs`.)
+//!
 //! A missing client fails the test with an install hint (`common::require`); nothing is
 //! skipped. Client settings that make these tools work here (isolated storage, auth file,
 //! registries.conf, dockerd flags) are in `clients/mod.rs`.
@@ -35,24 +41,35 @@ use clients::{
 };
 use serde_json::Value;
 
-/// `skopeo copy` between two references, plain HTTP on both sides.
-fn skopeo_copy(c: &Containers, extra: &[&str], from: &str, to: &str) -> Output {
-    run(c
-        .skopeo()
-        .arg("copy")
-        .arg("--src-tls-verify=false")
-        .arg("--dest-tls-verify=false")
-        .args(extra)
-        .arg(from)
-        .arg(to))
+/// The admin's credentials as the containers tools take them (`user:password`).
+fn admin_creds() -> String {
+    format!("admin:{}", common::ADMIN_PASSWORD)
 }
 
-/// `skopeo inspect` over plain HTTP; `extra` goes before the reference.
+/// `skopeo copy` between two references, plain HTTP on both sides, logged in as the admin
+/// on whichever side is a registry.
+fn skopeo_copy(c: &Containers, extra: &[&str], from: &str, to: &str) -> Output {
+    let mut cmd = c.skopeo();
+    cmd.arg("copy")
+        .arg("--src-tls-verify=false")
+        .arg("--dest-tls-verify=false");
+    if from.starts_with("docker://") {
+        cmd.arg("--src-creds").arg(admin_creds());
+    }
+    if to.starts_with("docker://") {
+        cmd.arg("--dest-creds").arg(admin_creds());
+    }
+    run(cmd.args(extra).arg(from).arg(to))
+}
+
+/// `skopeo inspect` over plain HTTP as the admin; `extra` goes before the reference.
 fn skopeo_inspect(c: &Containers, extra: &[&str], reference: &str) -> Output {
     run(c
         .skopeo()
         .arg("inspect")
         .arg("--tls-verify=false")
+        .arg("--creds")
+        .arg(admin_creds())
         .args(extra)
         .arg(reference))
 }
@@ -68,6 +85,8 @@ fn skopeo_tags(c: &Containers, repository: &str) -> Vec<String> {
         .skopeo()
         .arg("list-tags")
         .arg("--tls-verify=false")
+        .arg("--creds")
+        .arg(admin_creds())
         .arg(format!("docker://{repository}")));
     let listing = parse_json(&out.stdout);
     let mut tags: Vec<String> = listing["Tags"]
@@ -123,6 +142,7 @@ fn with_sha256(id: &str) -> String {
 fn get_manifest(url: &str, repo: &str, reference: &str, accept: &str) -> (String, String, Vec<u8>) {
     let resp = http()
         .get(format!("{url}/v2/{repo}/manifests/{reference}"))
+        .basic_auth("admin", Some(common::ADMIN_PASSWORD))
         .header("Accept", accept)
         .send()
         .expect("GET manifest");
@@ -312,16 +332,21 @@ fn skopeo_pushes_inspects_lists_copies_back_and_deletes_an_image_built_with_umoc
         .skopeo()
         .arg("delete")
         .arg("--tls-verify=false")
+        .arg("--creds")
+        .arg(admin_creds())
         .arg(format!("docker://{repository}:v1")));
     let gone = run_failing(
         c.skopeo()
             .arg("inspect")
             .arg("--tls-verify=false")
+            .arg("--creds")
+            .arg(admin_creds())
             .arg(format!("docker://{repository}:v1")),
     );
     assert_printed(&gone, "manifest unknown");
     let resp = http()
         .get(format!("{}/v2/e2e/skopeo/manifests/{digest}", berth.url))
+        .basic_auth("admin", Some(common::ADMIN_PASSWORD))
         .header("Accept", OCI_MANIFEST)
         .send()
         .unwrap();
@@ -377,6 +402,8 @@ fn buildah_and_podman_push_pull_and_mount_layers_across_repositories() {
         .buildah("main")
         .arg("push")
         .arg("--tls-verify=false")
+        .arg("--creds")
+        .arg(admin_creds())
         .arg("--digestfile")
         .arg(&digest_file)
         .arg("localhost/e2e/app:v1")
@@ -401,6 +428,8 @@ fn buildah_and_podman_push_pull_and_mount_layers_across_repositories() {
         .arg("--log-level=debug")
         .arg("push")
         .arg("--tls-verify=false")
+        .arg("--creds")
+        .arg(admin_creds())
         .arg("--digestfile")
         .arg(&digest_file)
         .arg("localhost/e2e/app:v1")
@@ -421,6 +450,8 @@ fn buildah_and_podman_push_pull_and_mount_layers_across_repositories() {
         .podman("main")
         .arg("pull")
         .arg("--tls-verify=false")
+        .arg("--creds")
+        .arg(admin_creds())
         .arg(format!("{second}:v1")));
     assert_eq!(
         with_sha256(&last_line(&pulled)),
@@ -455,6 +486,8 @@ fn buildah_and_podman_push_pull_and_mount_layers_across_repositories() {
         .buildah("fresh")
         .arg("pull")
         .arg("--tls-verify=false")
+        .arg("--creds")
+        .arg(admin_creds())
         .arg(format!("{first}:v1")));
     assert_eq!(
         with_sha256(&last_line(&pulled)),
@@ -618,6 +651,8 @@ fn buildah_manifest_push_all_pushes_a_docker_manifest_list() {
         .arg("--format")
         .arg("v2s2")
         .arg("--tls-verify=false")
+        .arg("--creds")
+        .arg(admin_creds())
         .arg("--digestfile")
         .arg(&digest_file)
         .arg("localhost/e2e/list:v1")
@@ -672,6 +707,8 @@ fn buildah_manifest_push_all_pushes_a_docker_manifest_list() {
             .podman(&format!("pull-{arch}"))
             .arg("pull")
             .arg("--tls-verify=false")
+            .arg("--creds")
+            .arg(admin_creds())
             .arg("--arch")
             .arg(arch)
             .arg(format!("{repository}:v1")));
@@ -731,7 +768,11 @@ fn referrers_api_lists_artifacts_pushed_with_skopeo() {
             berth.url,
             image.digest()
         );
-        let resp = http().get(&url).send().expect("GET referrers");
+        let resp = http()
+            .get(&url)
+            .basic_auth("admin", Some(common::ADMIN_PASSWORD))
+            .send()
+            .expect("GET referrers");
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = resp.text().unwrap();
@@ -808,7 +849,11 @@ fn referrers_api_lists_artifacts_pushed_with_skopeo() {
         berth.url,
         digest_of(&sbom)
     );
-    let resp = http().get(&url).send().unwrap();
+    let resp = http()
+        .get(&url)
+        .basic_auth("admin", Some(common::ADMIN_PASSWORD))
+        .send()
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 200, "GET {url}");
     let none = parse_json(&resp.text().unwrap());
     assert_eq!(none["manifests"], serde_json::json!([]), "{none}");
@@ -822,6 +867,7 @@ fn docker_loads_pushes_mounts_and_pulls_images() {
     let berth = common::Berth::start();
     let c = Containers::new();
     let dockerd = Dockerd::start();
+    dockerd.login(&berth.host, "admin", common::ADMIN_PASSWORD);
     let docker = || dockerd.docker();
     let image_id = |reference: &str| {
         last_line(&run(docker()

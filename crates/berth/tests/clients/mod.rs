@@ -43,7 +43,8 @@ impl Output {
         format!("{}\n{}", self.stdout, self.stderr)
     }
 
-    fn report(&self) -> String {
+    /// Everything about the command, for failure messages.
+    pub fn report(&self) -> String {
         format!(
             "command: {}\nstatus: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
             self.command, self.status, self.stdout, self.stderr
@@ -71,13 +72,32 @@ pub fn describe(cmd: &Command) -> String {
 
 /// Runs `cmd` to completion (at most [`COMMAND_TIMEOUT`]), whatever its exit status.
 pub fn run_unchecked(cmd: &mut Command) -> Output {
+    run_unchecked_with_stdin(cmd, None)
+}
+
+/// Runs `cmd` with `input` on its standard input (closed after it; `None`: no input), to
+/// completion, whatever its exit status. For `--password-stdin`.
+pub fn run_unchecked_with_stdin(cmd: &mut Command, input: Option<&[u8]>) -> Output {
+    use std::io::Write as _;
+
     let command = describe(cmd);
+    let stdin = if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    };
     let mut child = cmd
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start `{command}`: {e}"));
+    if let Some(input) = input {
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(input)
+            .unwrap_or_else(|e| panic!("cannot write to the input of `{command}`: {e}"));
+        // Dropped here: the command sees the end of its input.
+    }
     // Drain both pipes on threads so a chatty client never blocks on a full pipe.
     let mut out_pipe = child.stdout.take().unwrap();
     let mut err_pipe = child.stderr.take().unwrap();
@@ -651,6 +671,31 @@ impl Dockerd {
             .arg("-H")
             .arg(format!("unix://{}", self.socket.display()));
         cmd
+    }
+
+    /// `docker login -u <user> --password-stdin <host>`, whatever its outcome. The
+    /// credentials go to this daemon's private client configuration.
+    pub fn try_login(&self, host: &str, user: &str, password: &str) -> Output {
+        run_unchecked_with_stdin(
+            self.docker()
+                .arg("login")
+                .arg("-u")
+                .arg(user)
+                .arg("--password-stdin")
+                .arg(host),
+            Some(password.as_bytes()),
+        )
+    }
+
+    /// `docker login`, which must succeed.
+    pub fn login(&self, host: &str, user: &str, password: &str) -> Output {
+        let output = self.try_login(host, user, password);
+        assert!(
+            output.status.success(),
+            "docker login to {host} as {user} failed\n{}",
+            output.report()
+        );
+        output
     }
 
     /// A scratch path inside the daemon's temporary directory.
