@@ -90,15 +90,30 @@ impl SqliteIdentityStore {
         Ok(SqliteIdentityStore { pool })
     }
 
-    async fn log(&self, tx: &mut sqlx::SqliteConnection, kind: &str, name: &str) -> Result<()> {
+    /// Runs one write and appends it to the identity change log, in one transaction.
+    async fn write(
+        &self,
+        query: sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+        kind: &str,
+        name: &str,
+    ) -> Result<()> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(IdentityError::store)?;
+        query
+            .execute(&mut *tx)
+            .await
+            .map_err(IdentityError::store)?;
         sqlx::query("INSERT INTO identity_changes (kind, name, at) VALUES ($1, $2, $3)")
             .bind(kind)
             .bind(name)
             .bind(now())
-            .execute(tx)
+            .execute(&mut *tx)
             .await
-            .map(drop)
-            .map_err(IdentityError::store)
+            .map_err(IdentityError::store)?;
+        tx.commit().await.map_err(IdentityError::store)
     }
 }
 
@@ -148,92 +163,56 @@ impl IdentityStore for SqliteIdentityStore {
     }
 
     async fn put_scope_map(&self, map: &ScopeMap) -> Result<()> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(IdentityError::store)?;
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO scope_maps (name, body, created_at, updated_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (name) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
         )
         .bind(&map.name)
         .bind(json(map))
         .bind(map.created_at)
-        .bind(now())
-        .execute(&mut *tx)
-        .await
-        .map_err(IdentityError::store)?;
-        self.log(&mut tx, "scope_map", &map.name).await?;
-        tx.commit().await.map_err(IdentityError::store)
+        .bind(now());
+        self.write(query, "scope_map", &map.name).await
     }
 
     async fn delete_scope_map(&self, name: &str) -> Result<()> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(IdentityError::store)?;
-        sqlx::query("DELETE FROM scope_maps WHERE name = $1")
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(IdentityError::store)?;
-        self.log(&mut tx, "scope_map", name).await?;
-        tx.commit().await.map_err(IdentityError::store)
+        self.write(
+            sqlx::query("DELETE FROM scope_maps WHERE name = $1").bind(name),
+            "scope_map",
+            name,
+        )
+        .await
     }
 
     async fn put_token(&self, token: &Token) -> Result<()> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(IdentityError::store)?;
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO tokens (name, scope_map, body, created_at, updated_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (name) DO UPDATE SET scope_map = excluded.scope_map, body = excluded.body, updated_at = excluded.updated_at",
+             ON CONFLICT (name) DO UPDATE SET scope_map = excluded.scope_map, body = excluded.body, \
+             updated_at = excluded.updated_at",
         )
         .bind(&token.name)
         .bind(&token.scope_map)
         .bind(json(token))
         .bind(token.created_at)
-        .bind(now())
-        .execute(&mut *tx)
-        .await
-        .map_err(IdentityError::store)?;
-        self.log(&mut tx, "token", &token.name).await?;
-        tx.commit().await.map_err(IdentityError::store)
+        .bind(now());
+        self.write(query, "token", &token.name).await
     }
 
     async fn delete_token(&self, name: &str) -> Result<()> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(IdentityError::store)?;
-        sqlx::query("DELETE FROM tokens WHERE name = $1")
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(IdentityError::store)?;
-        self.log(&mut tx, "token", name).await?;
-        tx.commit().await.map_err(IdentityError::store)
+        self.write(
+            sqlx::query("DELETE FROM tokens WHERE name = $1").bind(name),
+            "token",
+            name,
+        )
+        .await
     }
 
     async fn put_setting(&self, key: &str, value: &serde_json::Value) -> Result<()> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(IdentityError::store)?;
-        sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
-            .bind(key)
-            .bind(value.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(IdentityError::store)?;
-        self.log(&mut tx, "settings", key).await?;
-        tx.commit().await.map_err(IdentityError::store)
+        let query = sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value.to_string());
+        self.write(query, "settings", key).await
     }
 
     async fn put_admin(&self, admin: &AdminRecord) -> Result<()> {
