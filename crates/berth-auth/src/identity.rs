@@ -236,44 +236,33 @@ impl Identity {
     ) -> Result<(Identity, Option<String>)> {
         let stored = store.load().await?;
         let mut generated = None;
-        let admin = match (stored.admin, &config.admin_password) {
-            (None, configured) => {
-                let password = configured.clone().unwrap_or_else(|| {
-                    let p = admin::generate_password();
-                    generated = Some(p.clone());
-                    p
-                });
-                let record = AdminRecord {
-                    username: config.admin_username.clone(),
-                    password_hash: hash_admin_password(password).await,
-                };
-                store.put_admin(&record).await?;
-                Some(record)
+        // The admin account: created on first start (with the configured password, or a
+        // generated one shown once); a configured password always wins afterwards, so
+        // rotating it in configuration works.
+        let new_password = match (&stored.admin, &config.admin_password) {
+            (None, Some(configured)) => Some(configured.clone()),
+            (None, None) => {
+                let password = admin::generate_password();
+                generated = Some(password.clone());
+                Some(password)
             }
             (Some(existing), Some(configured)) => {
-                // A configured password always wins, so rotating it in configuration works.
-                let (configured, hash) = (configured.clone(), existing.password_hash.clone());
+                let (candidate, hash) = (configured.clone(), existing.password_hash.clone());
                 let matches =
-                    tokio::task::spawn_blocking(move || admin::verify_password(&configured, &hash))
+                    tokio::task::spawn_blocking(move || admin::verify_password(&candidate, &hash))
                         .await
-                        .expect("no panic");
-                if matches && existing.username == config.admin_username {
-                    Some(existing)
-                } else {
-                    let record = AdminRecord {
-                        username: config.admin_username.clone(),
-                        password_hash: hash_admin_password(
-                            config.admin_password.clone().unwrap_or_default(),
-                        )
-                        .await,
-                    };
-                    store.put_admin(&record).await?;
-                    Some(record)
-                }
+                        .expect("verifying does not panic");
+                (!matches || existing.username != config.admin_username).then(|| configured.clone())
             }
-            (Some(existing), None) => Some(existing),
+            (Some(_), None) => None,
         };
-        let _ = admin;
+        if let Some(password) = new_password {
+            let record = AdminRecord {
+                username: config.admin_username.clone(),
+                password_hash: hash_admin_password(password).await,
+            };
+            store.put_admin(&record).await?;
+        }
         let limiter = LoginLimiter::new(
             config.login_failures_per_minute.max(1),
             Duration::from_secs(60),
@@ -920,4 +909,204 @@ fn fill_slot(token: &mut Token, slot: Slot, now: i64, expiry: Option<i64>) -> Ge
 /// Validates a scope map name (re-exported for callers that check before calling).
 pub fn validate_scope_map_name(name: &str) -> Result<()> {
     scope_map::validate_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::access_token::SigningKey;
+    use crate::action::RepositoryAction;
+    use crate::store::SqliteIdentityStore;
+
+    const IP: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    async fn open(dir: &std::path::Path, config: IdentityConfig) -> (Identity, Option<String>) {
+        let store = SqliteIdentityStore::open(&dir.join("identity.db"))
+            .await
+            .unwrap();
+        Identity::open(Arc::new(store), SigningKey::generate(), config)
+            .await
+            .unwrap()
+    }
+
+    fn rule(repository: &str, actions: &[&str]) -> RepositoryRule {
+        RepositoryRule {
+            repository: repository.into(),
+            actions: actions.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn admin_password_is_generated_once_and_persists() {
+        let dir = tempfile::tempdir().unwrap();
+        let (identity, generated) = open(dir.path(), IdentityConfig::default()).await;
+        let password = generated.expect("a first start generates the admin password");
+        assert_eq!(
+            identity.login("admin", &password, IP).await,
+            Ok(Principal::Admin)
+        );
+        assert_eq!(
+            identity.login("admin", "wrong", IP).await,
+            Err(LoginError::Invalid)
+        );
+        drop(identity);
+        let (identity, generated) = open(dir.path(), IdentityConfig::default()).await;
+        assert!(generated.is_none(), "shown only once");
+        assert_eq!(
+            identity.login("admin", &password, IP).await,
+            Ok(Principal::Admin)
+        );
+        // A configured password replaces it.
+        drop(identity);
+        let config = IdentityConfig {
+            admin_password: Some("chosen".into()),
+            ..IdentityConfig::default()
+        };
+        let (identity, _) = open(dir.path(), config).await;
+        assert_eq!(
+            identity.login("admin", "chosen", IP).await,
+            Ok(Principal::Admin)
+        );
+        assert_eq!(
+            identity.login("admin", &password, IP).await,
+            Err(LoginError::Invalid)
+        );
+    }
+
+    #[tokio::test]
+    async fn token_lifecycle_takes_effect_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = IdentityConfig {
+            admin_password: Some("pw".into()),
+            ..IdentityConfig::default()
+        };
+        let (identity, _) = open(dir.path(), config).await;
+        let new = NewToken {
+            name: "robot".into(),
+            repositories: vec![rule("team/*", &["content/read"])],
+            ..NewToken::default()
+        };
+        let (token, passwords) = identity.create_token(new).await.unwrap();
+        assert_eq!(token.scope_map, "robot-scope-map");
+        assert_eq!(passwords.len(), 2);
+        let (p1, p2) = (passwords[0].value.clone(), passwords[1].value.clone());
+        let session = identity.login("robot", &p1, IP).await.unwrap();
+        assert!(
+            identity
+                .repository_actions(&session, "team/app")
+                .contains(RepositoryAction::ContentRead)
+        );
+        assert!(identity.repository_actions(&session, "other").is_empty());
+
+        // An access token grants only what was both asked for and allowed.
+        let scopes = Scope::parse_all(["repository:team/app:pull,push repository:other:pull"]);
+        let issued = identity.issue_access_token(&session, "svc", &scopes);
+        assert_eq!(issued.access.len(), 1);
+        assert_eq!(issued.access[0].actions, ["pull"]);
+        assert!(identity.verify_access_token(&issued.token).is_ok());
+
+        // Regenerating password1 ends its sessions; password2 keeps working.
+        identity
+            .generate_passwords("robot", &[Slot::One], None)
+            .await
+            .unwrap();
+        assert!(!identity.principal_valid(&session));
+        assert!(identity.verify_access_token(&issued.token).is_err());
+        assert_eq!(
+            identity.login("robot", &p1, IP).await,
+            Err(LoginError::Invalid)
+        );
+        let session2 = identity.login("robot", &p2, IP).await.unwrap();
+
+        // Disabling refuses at once; enabling restores.
+        identity
+            .update_token("robot", None, Some(TokenStatus::Disabled))
+            .await
+            .unwrap();
+        assert!(
+            identity
+                .repository_actions(&session2, "team/app")
+                .is_empty()
+        );
+        assert_eq!(
+            identity.login("robot", &p2, IP).await,
+            Err(LoginError::Invalid)
+        );
+        identity
+            .update_token("robot", None, Some(TokenStatus::Enabled))
+            .await
+            .unwrap();
+        assert!(identity.principal_valid(&session2));
+
+        // A scope map in use cannot be deleted; the error names the token.
+        let err = identity
+            .delete_scope_map("robot-scope-map")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`robot`"), "{err}");
+        identity.delete_token("robot").await.unwrap();
+        assert!(!identity.principal_valid(&session2));
+        identity.delete_scope_map("robot-scope-map").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn failed_logins_are_rate_limited() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = IdentityConfig {
+            admin_password: Some("pw".into()),
+            login_failures_per_minute: 2,
+            ..IdentityConfig::default()
+        };
+        let (identity, _) = open(dir.path(), config).await;
+        assert_eq!(
+            identity.login("nobody", "x", IP).await,
+            Err(LoginError::Invalid)
+        );
+        assert_eq!(
+            identity.login("nobody", "x", IP).await,
+            Err(LoginError::Invalid)
+        );
+        assert!(matches!(
+            identity.login("admin", "pw", IP).await,
+            Err(LoginError::RateLimited(_))
+        ));
+        let other = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+        assert_eq!(
+            identity.login("admin", "pw", other).await,
+            Ok(Principal::Admin)
+        );
+    }
+
+    #[tokio::test]
+    async fn built_ins_are_read_only_and_anonymous_pull_is_pull_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = IdentityConfig {
+            admin_password: Some("pw".into()),
+            ..IdentityConfig::default()
+        };
+        let (identity, _) = open(dir.path(), config).await;
+        assert!(matches!(
+            identity.delete_scope_map("_repositories_pull").await,
+            Err(IdentityError::ReadOnly(_))
+        ));
+        assert!(matches!(
+            identity
+                .update_scope_map("_repositories_admin", ScopeMapUpdate::default())
+                .await,
+            Err(IdentityError::ReadOnly(_))
+        ));
+        assert!(
+            identity
+                .repository_actions(&Principal::Anonymous, "x")
+                .is_empty()
+        );
+        identity.set_anonymous_pull(true).await.unwrap();
+        assert_eq!(
+            identity.repository_actions(&Principal::Anonymous, "x"),
+            Actions::of(&[RepositoryAction::ContentRead])
+        );
+    }
 }
