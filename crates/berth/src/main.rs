@@ -1,7 +1,10 @@
-//! `berth`: the registry server and, later, its management command line.
+//! `berth`: the registry server and its management command line.
 //!
-//! `berth serve` starts a registry on embedded defaults (local disk, an embedded database).
+//! `berth serve` starts a registry on embedded defaults (local disk, an embedded database);
+//! the other commands (`login`, `scope-map`, `token`, `update`, `show`) manage a running
+//! registry through its management API, see [`cli`].
 
+mod cli;
 mod config;
 
 use std::process::ExitCode;
@@ -18,7 +21,7 @@ use crate::config::{Config, ServeArgs};
 
 /// Berth: a container registry for images that live far from the data centre.
 #[derive(Parser)]
-#[command(name = "berth", version, about)]
+#[command(name = "berth", version, about, after_long_help = cli::EXIT_CODES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -28,6 +31,8 @@ struct Cli {
 enum Command {
     /// Run the registry.
     Serve(ServeArgs),
+    #[command(flatten)]
+    Manage(cli::Command),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +61,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Manage(command) => cli::run(command),
     }
 }
 

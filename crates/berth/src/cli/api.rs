@@ -1,0 +1,203 @@
+//! Request and response bodies of the management API (`/berth/v1/…`), as the command
+//! line sends and reads them. Unknown response fields are ignored, so a newer registry
+//! can add fields without breaking an older `berth`.
+
+use serde::{Deserialize, Serialize};
+
+/// Actions granted on repositories matching a pattern (`name`, `prefix/*` or `*`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RepositoryRule {
+    /// The repository pattern.
+    pub repository: String,
+    /// `content/read` and the like.
+    pub actions: Vec<String>,
+}
+
+/// Gateway actions granted on a connected registry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GatewayRule {
+    /// The connected registry's name.
+    pub connected_registry: String,
+    /// `config/read` and the like.
+    pub actions: Vec<String>,
+}
+
+/// `GET /berth/v1/registry`.
+#[derive(Debug, Deserialize)]
+pub struct RegistryView {
+    /// The admin's user name.
+    pub admin_username: String,
+    /// Whether anyone may pull without credentials.
+    pub anonymous_pull_enabled: bool,
+    /// The registry's version.
+    pub version: String,
+}
+
+/// `PATCH /berth/v1/registry`.
+#[derive(Debug, Serialize)]
+pub struct RegistryUpdate {
+    /// New anonymous pull setting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anonymous_pull_enabled: Option<bool>,
+}
+
+/// A scope map as the API shows it.
+#[derive(Debug, Deserialize)]
+pub struct ScopeMapView {
+    /// Its name.
+    pub name: String,
+    /// Free text.
+    #[serde(default)]
+    pub description: String,
+    /// Built-in scope maps are read-only.
+    #[serde(default)]
+    pub built_in: bool,
+    /// Creation time (RFC 3339); none for built-ins.
+    pub created_at: Option<String>,
+    /// Repository rules.
+    #[serde(default)]
+    pub repositories: Vec<RepositoryRule>,
+    /// Gateway rules.
+    #[serde(default)]
+    pub gateways: Vec<GatewayRule>,
+}
+
+/// `POST /berth/v1/scope-maps`.
+#[derive(Debug, Serialize)]
+pub struct ScopeMapCreate {
+    /// Its name.
+    pub name: String,
+    /// Free text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Repository rules.
+    pub repositories: Vec<RepositoryRule>,
+    /// Gateway rules.
+    pub gateways: Vec<GatewayRule>,
+}
+
+/// `PATCH /berth/v1/scope-maps/{name}`.
+#[derive(Debug, Serialize)]
+pub struct ScopeMapPatch {
+    /// New description.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Rules to add (actions merge with existing ones).
+    pub add_repositories: Vec<RepositoryRule>,
+    /// Actions to take away.
+    pub remove_repositories: Vec<RepositoryRule>,
+    /// Gateway rules to add.
+    pub add_gateways: Vec<GatewayRule>,
+    /// Gateway actions to take away.
+    pub remove_gateways: Vec<GatewayRule>,
+}
+
+/// A password slot as the API shows it (never its value).
+#[derive(Debug, Deserialize)]
+pub struct PasswordView {
+    /// `password1` or `password2`.
+    pub name: String,
+    /// When it was generated (RFC 3339).
+    pub created_at: String,
+    /// When it stops working, if ever.
+    pub expiry: Option<String>,
+    /// Whether it has stopped working.
+    #[serde(default)]
+    pub expired: bool,
+}
+
+/// A token as the API shows it.
+#[derive(Debug, Deserialize)]
+pub struct TokenView {
+    /// Its name, the user name of `docker login`.
+    pub name: String,
+    /// The scope map it is bound to.
+    pub scope_map: String,
+    /// `enabled` or `disabled`.
+    pub status: String,
+    /// Creation time (RFC 3339).
+    pub created_at: String,
+    /// The filled password slots.
+    #[serde(default)]
+    pub passwords: Vec<PasswordView>,
+}
+
+impl TokenView {
+    /// The slot named `name`, if filled.
+    pub fn password(&self, name: &str) -> Option<&PasswordView> {
+        self.passwords.iter().find(|p| p.name == name)
+    }
+}
+
+/// A password just generated: the only time its value is seen.
+#[derive(Debug, Deserialize)]
+pub struct NewPassword {
+    /// `password1` or `password2`.
+    pub name: String,
+    /// The password.
+    pub value: String,
+    /// When it stops working, if ever.
+    pub expiry: Option<String>,
+}
+
+/// `POST /berth/v1/tokens`.
+#[derive(Debug, Serialize)]
+pub struct TokenCreate {
+    /// Its name.
+    pub name: String,
+    /// An existing scope map, or none when rules are given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope_map: Option<String>,
+    /// Rules for a new scope map `<name>-scope-map`.
+    pub repositories: Vec<RepositoryRule>,
+    /// Gateway rules for that scope map.
+    pub gateways: Vec<GatewayRule>,
+    /// `enabled` or `disabled`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Create the token without passwords.
+    pub no_passwords: bool,
+    /// Expiry of the generated passwords (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expiry: Option<String>,
+}
+
+/// The answer to `POST /berth/v1/tokens`.
+#[derive(Debug, Deserialize)]
+pub struct TokenCreated {
+    /// The token.
+    pub token: TokenView,
+    /// Its passwords, shown this once.
+    #[serde(default)]
+    pub passwords: Vec<NewPassword>,
+}
+
+/// `PATCH /berth/v1/tokens/{name}`.
+#[derive(Debug, Serialize)]
+pub struct TokenPatch {
+    /// New scope map.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope_map: Option<String>,
+    /// New status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+/// `POST /berth/v1/tokens/{name}/credentials`.
+#[derive(Debug, Serialize)]
+pub struct CredentialsGenerate {
+    /// Regenerate password1.
+    pub password1: bool,
+    /// Regenerate password2.
+    pub password2: bool,
+    /// Expiry of the new passwords (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expiry: Option<String>,
+}
+
+/// The answer to `POST /berth/v1/tokens/{name}/credentials`.
+#[derive(Debug, Deserialize)]
+pub struct CredentialsGenerated {
+    /// The new passwords, shown this once.
+    pub passwords: Vec<NewPassword>,
+}

@@ -1,0 +1,397 @@
+//! The one HTTP client of the command line: a registry's base URL, the admin's Basic
+//! credentials, and the single mapping from HTTP answers to [`CliError`]s.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use clap::Args;
+use reqwest::blocking::RequestBuilder;
+use reqwest::{Method, StatusCode, Url};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::CliError;
+use super::credentials::CredentialStore;
+
+/// The user name `berth login` assumes.
+pub const DEFAULT_USERNAME: &str = "admin";
+
+/// A registry as a user names it: `host:port` (the login server that Docker and
+/// Kubernetes write in their configuration) and the URL Berth talks to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    /// `host` or `host:port`, without scheme; the key of Docker's `auths`.
+    pub name: String,
+    /// `http://host:port` or `https://host:port`.
+    pub url: Url,
+}
+
+impl Server {
+    /// Parses `host[:port]`, `http://host[:port]` or `https://host[:port]`.
+    ///
+    /// Without a scheme, plain HTTP is assumed for loopback addresses and when `insecure`
+    /// is set, HTTPS otherwise (as Docker does).
+    pub fn parse(input: &str, insecure: bool) -> Result<Server, CliError> {
+        let input = input.trim().trim_end_matches('/');
+        let with_scheme = if input.contains("://") {
+            input.to_owned()
+        } else {
+            let host = input.rsplit_once(':').map_or(input, |(host, port)| {
+                if port.bytes().all(|b| b.is_ascii_digit()) {
+                    host
+                } else {
+                    input
+                }
+            });
+            let scheme = if insecure || is_loopback(host) {
+                "http"
+            } else {
+                "https"
+            };
+            format!("{scheme}://{input}")
+        };
+        let invalid = |why: &str| {
+            CliError::usage(format!("`{input}` is not a registry address: {why}"))
+                .hint("give host:port, e.g. `registry.example.com:5000`, or a URL such as `http://10.0.0.5:5000`")
+        };
+        let url = Url::parse(&with_scheme).map_err(|e| invalid(&e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(invalid("the scheme must be http or https"));
+        }
+        if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+            return Err(invalid(
+                "a registry is named by host and port only, without a path",
+            ));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(invalid(
+                "give credentials with --username and --password, not in the address",
+            ));
+        }
+        let host = url.host_str().ok_or_else(|| invalid("it names no host"))?;
+        let name = match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        };
+        Ok(Server { name, url })
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Which registry to manage and as whom; by default the last `berth login`.
+#[derive(Args, Debug, Clone)]
+pub struct ConnectionArgs {
+    /// Registry to manage, as `host:port` or a URL [default: the last `berth login`].
+    #[arg(
+        long,
+        short = 's',
+        env = "BERTH_SERVER",
+        global = true,
+        help_heading = "Connection"
+    )]
+    pub server: Option<String>,
+    /// User name for the management API [default: the saved login's, else `admin`].
+    #[arg(
+        long,
+        env = "BERTH_USERNAME",
+        global = true,
+        help_heading = "Connection"
+    )]
+    pub username: Option<String>,
+    /// Password for the management API [default: the saved login's].
+    #[arg(
+        long,
+        env = "BERTH_PASSWORD",
+        global = true,
+        hide_env_values = true,
+        help_heading = "Connection"
+    )]
+    pub password: Option<String>,
+}
+
+impl ConnectionArgs {
+    /// A client for the chosen registry, with the saved login filling in what the flags
+    /// and variables leave out.
+    pub fn connect(&self) -> Result<ApiClient, CliError> {
+        let saved = CredentialStore::locate()?.load()?;
+        let (server, login) = match &self.server {
+            Some(input) => {
+                let mut server = Server::parse(input, false)?;
+                let login = saved.find(&server.name).cloned();
+                // A saved login remembers whether the registry speaks plain HTTP, unless
+                // the flag names a scheme itself.
+                if let Some(login) = &login
+                    && !input.contains("://")
+                {
+                    server = login.server()?;
+                }
+                (server, login)
+            }
+            None => {
+                let login = saved.current().cloned().ok_or_else(|| {
+                    CliError::access("not logged in to any registry").hint(
+                        "run `berth login <host:port>` first, or pass --server with --password",
+                    )
+                })?;
+                (login.server()?, Some(login))
+            }
+        };
+        let username = self
+            .username
+            .clone()
+            .or_else(|| login.as_ref().map(|l| l.username.clone()))
+            .unwrap_or_else(|| DEFAULT_USERNAME.to_owned());
+        let password = match (&self.password, &login) {
+            (Some(password), _) => password.clone(),
+            (None, Some(login)) if login.username == username => login.password.clone(),
+            _ => {
+                return Err(CliError::access(format!(
+                    "no saved password for `{username}` at `{}`",
+                    server.name
+                ))
+                .hint(format!(
+                    "run `berth login {} -u {username}`, or pass --password",
+                    server.name
+                )));
+            }
+        };
+        ApiClient::new(server, username, password)
+    }
+}
+
+/// How long a management request may take; they are all small.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A blocking client of one registry's management API, authenticated as one user.
+pub struct ApiClient {
+    http: reqwest::blocking::Client,
+    server: Server,
+    username: String,
+    password: String,
+}
+
+impl ApiClient {
+    /// A client for `server` that sends `username:password` on every request.
+    pub fn new(server: Server, username: String, password: String) -> Result<Self, CliError> {
+        // reqwest is built without a TLS backend for now; say so plainly rather than let
+        // the connection fail with a transport error.
+        if server.url.scheme() == "https" {
+            return Err(CliError::access(format!(
+                "`{}` needs HTTPS, and this build of berth cannot talk TLS yet",
+                server.name
+            ))
+            .hint(format!(
+                "if the registry serves plain HTTP, use `http://{}` or `--insecure`",
+                server.name
+            )));
+        }
+        let http = reqwest::blocking::Client::builder()
+            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build()
+            .map_err(|e| CliError::failed(format!("cannot start an HTTP client: {e}")))?;
+        Ok(ApiClient {
+            http,
+            server,
+            username,
+            password,
+        })
+    }
+
+    /// The registry this client talks to.
+    pub fn server(&self) -> &Server {
+        &self.server
+    }
+
+    /// `GET /berth/v1/<path…>`.
+    pub fn get(&self, path: &[&str]) -> Result<Value, CliError> {
+        self.send(Method::GET, path, None::<&()>)
+    }
+
+    /// `POST /berth/v1/<path…>` with a JSON body.
+    pub fn post(&self, path: &[&str], body: &impl Serialize) -> Result<Value, CliError> {
+        self.send(Method::POST, path, Some(body))
+    }
+
+    /// `PATCH /berth/v1/<path…>` with a JSON body.
+    pub fn patch(&self, path: &[&str], body: &impl Serialize) -> Result<Value, CliError> {
+        self.send(Method::PATCH, path, Some(body))
+    }
+
+    /// `DELETE /berth/v1/<path…>`; `Value::Null` when the answer has no body.
+    pub fn delete(&self, path: &[&str]) -> Result<Value, CliError> {
+        self.send(Method::DELETE, path, None::<&()>)
+    }
+
+    fn url(&self, path: &[&str]) -> Url {
+        let mut url = self.server.url.clone();
+        // Each name is one path segment, percent-encoded, whatever the user typed.
+        url.path_segments_mut()
+            .expect("an http URL has a path")
+            .clear()
+            .extend(["berth", "v1"])
+            .extend(path);
+        url
+    }
+
+    fn send(
+        &self,
+        method: Method,
+        path: &[&str],
+        body: Option<&impl Serialize>,
+    ) -> Result<Value, CliError> {
+        let mut request: RequestBuilder = self
+            .http
+            .request(method, self.url(path))
+            .basic_auth(&self.username, Some(&self.password));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().map_err(|e| self.unreachable(&e))?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let text = response.text().map_err(|e| self.unreachable(&e))?;
+        if status.is_success() {
+            if text.trim().is_empty() {
+                return Ok(Value::Null);
+            }
+            return serde_json::from_str(&text).map_err(|e| {
+                CliError::failed(format!(
+                    "`{}` answered with something that is not JSON: {e}",
+                    self.server.name
+                ))
+            });
+        }
+        Err(self.refusal(status, &text, retry_after))
+    }
+
+    fn unreachable(&self, error: &reqwest::Error) -> CliError {
+        // The innermost cause is the useful part ("Connection refused", a DNS failure);
+        // the outer layers only repeat the URL.
+        let mut cause: &dyn std::error::Error = error;
+        while let Some(source) = cause.source() {
+            cause = source;
+        }
+        let why = if error.is_timeout() {
+            "the request timed out".to_owned()
+        } else {
+            cause.to_string()
+        };
+        CliError::access(format!(
+            "cannot reach the registry at {}: {why}",
+            self.server.url
+        ))
+        .hint("check that it is running and that the address is right (`berth login <host:port>`)")
+    }
+
+    /// The single mapping from an error answer to a [`CliError`].
+    fn refusal(&self, status: StatusCode, body: &str, retry_after: Option<String>) -> CliError {
+        let (code, message) = error_body(body).unwrap_or_else(|| {
+            let snippet: String = body.chars().take(200).collect();
+            (String::new(), format!("{status}: {}", snippet.trim()))
+        });
+        let server = &self.server.name;
+        match (status, code.as_str()) {
+            (StatusCode::UNAUTHORIZED, _) => CliError::access(format!(
+                "the registry at `{server}` refused the credentials of `{}`: {message}",
+                self.username
+            ))
+            .hint(format!(
+                "run `berth login {server}` with the admin's user name and password (printed by `berth serve` at its first start, or set with BERTH_ADMIN_PASSWORD)"
+            )),
+            // READ_ONLY is the registry refusing a change, not the caller's identity.
+            (StatusCode::FORBIDDEN, "READ_ONLY") => CliError::failed(message),
+            (StatusCode::FORBIDDEN, _) => CliError::access(format!(
+                "`{}` may not use the management API of `{server}`: {message}",
+                self.username
+            ))
+            .hint(format!(
+                "tokens log in with `docker login`; log in here as the admin: `berth login {server} -u admin`"
+            )),
+            (StatusCode::TOO_MANY_REQUESTS, _) => CliError::access(message).hint(format!(
+                "too many failed logins from this address; wait {} second(s) and try again",
+                retry_after.as_deref().unwrap_or("a few")
+            )),
+            // A 404 that is not the API's own NOT_FOUND means no management API there.
+            (StatusCode::NOT_FOUND, c) if c != "NOT_FOUND" => CliError::access(format!(
+                "`{server}` does not serve Berth's management API ({message})"
+            ))
+            .hint("check the address: is it a Berth registry?"),
+            (s, _) if s.is_server_error() => CliError::failed(format!(
+                "the registry at `{server}` failed: {message}"
+            ))
+            .hint("see the registry's log"),
+            _ => CliError::failed(message),
+        }
+    }
+}
+
+/// The code and message of an API error body, `{"errors":[{"code","message"}]}`.
+fn error_body(body: &str) -> Option<(String, String)> {
+    let value: Value = serde_json::from_str(body).ok()?;
+    let error = value.get("errors")?.get(0)?;
+    Some((
+        error.get("code")?.as_str()?.to_owned(),
+        error.get("message")?.as_str()?.to_owned(),
+    ))
+}
+
+/// Reads a response body into its typed form.
+pub fn decode<T: DeserializeOwned>(value: Value) -> Result<T, CliError> {
+    serde_json::from_value(value).map_err(|e| {
+        CliError::failed(format!(
+            "the registry's answer has an unexpected shape: {e}"
+        ))
+        .hint("is berth older or newer than the registry? `berth show` gives its version")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        let s = Server::parse("127.0.0.1:5000", false).unwrap();
+        assert_eq!(s.name, "127.0.0.1:5000");
+        assert_eq!(s.url.as_str(), "http://127.0.0.1:5000/");
+        let s = Server::parse("localhost:5000/", false).unwrap();
+        assert_eq!(s.url.scheme(), "http");
+        let s = Server::parse("[::1]:5000", false).unwrap();
+        assert_eq!((s.name.as_str(), s.url.scheme()), ("[::1]:5000", "http"));
+        let s = Server::parse("registry.example.com", false).unwrap();
+        assert_eq!(
+            (s.name.as_str(), s.url.scheme()),
+            ("registry.example.com", "https")
+        );
+        let s = Server::parse("registry.example.com:5000", true).unwrap();
+        assert_eq!(s.url.as_str(), "http://registry.example.com:5000/");
+        let s = Server::parse("http://10.0.0.5:80", false).unwrap();
+        assert_eq!(s.name, "10.0.0.5");
+        assert!(Server::parse("ftp://x", false).is_err());
+        assert!(Server::parse("http://x/v2", false).is_err());
+        assert!(Server::parse("http://u:p@x", false).is_err());
+    }
+
+    #[test]
+    fn error_bodies() {
+        let body = r#"{"errors":[{"code":"CONFLICT","message":"in use"}]}"#;
+        assert_eq!(
+            error_body(body),
+            Some(("CONFLICT".to_owned(), "in use".to_owned()))
+        );
+        assert_eq!(error_body("<html>"), None);
+    }
+}
