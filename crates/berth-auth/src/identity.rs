@@ -619,7 +619,7 @@ impl Identity {
         }
         if map.repositories.is_empty() && map.gateways.is_empty() {
             return Err(IdentityError::Invalid(
-                "a scope map needs at least one --repository or --gateway rule".into(),
+                "a scope map needs at least one repository or gateway rule".into(),
             ));
         }
         map.created_at = now();
@@ -745,7 +745,8 @@ impl Identity {
         ) {
             (Some(_), false) => {
                 return Err(IdentityError::Invalid(
-                    "give either --scope-map or --repository/--gateway rules, not both".into(),
+                    "give either a scope map or repository/gateway rules for a new one, not both"
+                        .into(),
                 ));
             }
             (Some(name), true) => {
@@ -759,11 +760,19 @@ impl Identity {
             }
             (None, true) => {
                 return Err(IdentityError::Invalid(
-                    "a token needs --scope-map, or --repository/--gateway rules".into(),
+                    "a token needs a scope map, or repository/gateway rules for a new one".into(),
                 ));
             }
             (None, false) => {
                 let name = format!("{}-scope-map", new.name);
+                if name.len() > 50 {
+                    return Err(IdentityError::Invalid(format!(
+                        "the scope map created with a token is named `<token>-scope-map`, which must fit in 50 \
+                         characters: token names over 40 characters need an existing scope map (`{}` is {})",
+                        new.name,
+                        new.name.len()
+                    )));
+                }
                 if snapshot.scope_maps.contains_key(&name) {
                     return Err(IdentityError::Conflict(format!(
                         "scope map `{name}` already exists; pass it with --scope-map"
@@ -781,6 +790,11 @@ impl Identity {
             }
         };
         let now = now();
+        if new.expiry.is_some_and(|e| e <= now) {
+            return Err(IdentityError::Invalid(
+                "the passwords' expiry must be in the future".into(),
+            ));
+        }
         let mut token = Token {
             name: new.name.clone(),
             scope_map,

@@ -36,7 +36,7 @@ pub fn router(state: AppState) -> Router {
 async fn not_found(request: Request) -> Response {
     ApiError::management(
         StatusCode::NOT_FOUND,
-        "NOT_FOUND",
+        "UNSUPPORTED",
         format!("`{}` is not an endpoint of Berth", request.uri().path()),
     )
     .into_response()

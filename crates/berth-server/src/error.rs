@@ -110,7 +110,7 @@ impl From<berth_auth::IdentityError> for ApiError {
             E::Invalid(_) => ApiError::management(StatusCode::BAD_REQUEST, "INVALID", message),
             E::NotFound { .. } => ApiError::management(StatusCode::NOT_FOUND, "NOT_FOUND", message),
             E::Conflict(_) => ApiError::management(StatusCode::CONFLICT, "CONFLICT", message),
-            E::ReadOnly(_) => ApiError::management(StatusCode::FORBIDDEN, "READ_ONLY", message),
+            E::ReadOnly(_) => ApiError::management(StatusCode::CONFLICT, "READ_ONLY", message),
             E::Store(ref cause) => ApiError::internal(cause),
         }
     }

@@ -311,8 +311,6 @@ impl ApiClient {
             .hint(format!(
                 "run `berth login {server}` with the admin's user name and password (printed by `berth serve` at its first start, or set with BERTH_ADMIN_PASSWORD)"
             )),
-            // READ_ONLY is the registry refusing a change, not the caller's identity.
-            (StatusCode::FORBIDDEN, "READ_ONLY") => CliError::failed(message),
             (StatusCode::FORBIDDEN, _) => CliError::access(format!(
                 "`{}` may not use the management API of `{server}`: {message}",
                 self.username
