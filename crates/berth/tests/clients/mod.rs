@@ -1,5 +1,5 @@
 //! Helpers for driving real registry clients (skopeo, umoci, buildah, podman, docker) from
-//! the end-to-end tests in `e2e_clients.rs`.
+//! the end-to-end tests in `e2e_clients.rs` and `e2e_auth.rs`.
 //!
 //! - [`run`] runs one external command with a timeout and panics with its full command line,
 //!   exit status, stdout and stderr when it fails, so a failing test says exactly what the
@@ -9,7 +9,8 @@
 //! - [`Containers`] gives skopeo, buildah and podman an isolated configuration and storage in
 //!   a temporary directory, as root, without touching the machine's own image store.
 //! - [`Dockerd`] starts a private `dockerd` (own data root, exec root and socket) and stops
-//!   it, with its containerd, when dropped.
+//!   it, with its containerd, when dropped; [`Dockerd::login`] runs `docker login
+//!   --password-stdin` into its private client configuration.
 
 #![allow(dead_code)]
 
