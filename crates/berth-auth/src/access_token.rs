@@ -62,9 +62,9 @@ pub struct Claims {
     /// For tokens: the password slot used to log in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slot: Option<u8>,
-    /// For tokens: when that password was created, so a rotated password ends the session.
+    /// For tokens: which password was used (`PasswordSlot::id`), so a new one ends the session.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pwd: Option<i64>,
+    pub pwd: Option<String>,
     /// What the token grants (access tokens only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub access: Vec<Access>,
@@ -82,6 +82,11 @@ pub enum TokenError {
     /// Expired, or not valid yet.
     #[error("the token has expired")]
     Expired,
+    /// The login it was issued for no longer stands.
+    #[error(
+        "the login behind this token no longer stands: the token was disabled or deleted, or its password changed or expired"
+    )]
+    Revoked,
 }
 
 /// The key that signs and verifies tokens.
@@ -182,7 +187,7 @@ mod tests {
             kind: TokenKind::Access,
             who: "token".into(),
             slot: Some(1),
-            pwd: Some(5),
+            pwd: Some("0123456789abcdef".into()),
             access: vec![Access {
                 kind: "repository".into(),
                 name: "a/b".into(),

@@ -22,7 +22,7 @@ use crate::scope_map::{
     self, CompiledScopeMap, GatewayRule, RepositoryRule, ScopeMap, built_in_scope_maps,
 };
 use crate::store::{AdminRecord, IdentityStore};
-use crate::token::{self, PasswordSlot, Slot, Token, TokenStatus, generate_password};
+use crate::token::{self, Slot, Token, TokenStatus, generate_password};
 
 type Result<T, E = IdentityError> = std::result::Result<T, E>;
 
@@ -78,8 +78,8 @@ pub enum Principal {
         name: String,
         /// The slot whose password was used.
         slot: Slot,
-        /// That password's creation time: a new password in the slot ends the session.
-        password_created_at: i64,
+        /// Which password ([`crate::token::PasswordSlot::id`]): a new one ends the session.
+        password_id: String,
     },
     /// No credentials.
     Anonymous,
@@ -359,7 +359,10 @@ impl Identity {
                 Some(Principal::Token {
                     name: token.name.clone(),
                     slot,
-                    password_created_at: token.slot(slot).map(|p| p.created_at).unwrap_or_default(),
+                    password_id: token
+                        .slot(slot)
+                        .map(|p| p.id().to_owned())
+                        .unwrap_or_default(),
                 })
             })
         };
@@ -377,12 +380,12 @@ impl Identity {
             Principal::Token {
                 name,
                 slot,
-                password_created_at,
+                password_id,
             } => self
                 .snapshot()
                 .tokens
                 .get(name)
-                .is_some_and(|t| t.session_valid(*slot, *password_created_at, now())),
+                .is_some_and(|t| t.session_valid(*slot, password_id, now())),
         }
     }
 
@@ -398,12 +401,12 @@ impl Identity {
             Principal::Token {
                 name,
                 slot,
-                password_created_at,
+                password_id,
             } => {
                 let Some(token) = snapshot.tokens.get(name) else {
                     return Actions::NONE;
                 };
-                if !token.session_valid(*slot, *password_created_at, now()) {
+                if !token.session_valid(*slot, password_id, now()) {
                     return Actions::NONE;
                 }
                 snapshot
@@ -423,11 +426,11 @@ impl Identity {
             Principal::Token {
                 name: token,
                 slot,
-                password_created_at,
+                password_id,
             } => snapshot
                 .tokens
                 .get(token)
-                .filter(|t| t.session_valid(*slot, *password_created_at, now()))
+                .filter(|t| t.session_valid(*slot, password_id, now()))
                 .and_then(|t| snapshot.compiled.get(&t.scope_map))
                 .map(|m| m.gateway_actions(name))
                 .unwrap_or_default(),
@@ -455,12 +458,12 @@ impl Identity {
             Principal::Token {
                 name,
                 slot,
-                password_created_at,
+                password_id,
             } => (
                 "token",
                 name.clone(),
                 Some(slot.number()),
-                Some(*password_created_at),
+                Some(password_id.clone()),
             ),
             Principal::Anonymous => ("anonymous", String::new(), None, None),
         };
@@ -551,7 +554,7 @@ impl Identity {
                     .slot
                     .and_then(Slot::from_number)
                     .ok_or(TokenError::Malformed)?,
-                password_created_at: claims.pwd.ok_or(TokenError::Malformed)?,
+                password_id: claims.pwd.clone().ok_or(TokenError::Malformed)?,
             },
             "anonymous" => Principal::Anonymous,
             _ => return Err(TokenError::Malformed),
@@ -559,7 +562,7 @@ impl Identity {
         if self.principal_valid(&principal) {
             Ok(principal)
         } else {
-            Err(TokenError::Expired)
+            Err(TokenError::Revoked)
         }
     }
 
@@ -898,24 +901,12 @@ impl Identity {
 }
 
 fn fill_slot(token: &mut Token, slot: Slot, now: i64, expiry: Option<i64>) -> GeneratedPassword {
-    // A slot refilled within the same second still gets a distinct creation time, so that
-    // sessions of the previous password end.
-    let created_at = token
-        .slot(slot)
-        .map_or(now, |old| now.max(old.created_at + 1));
-    let (value, PasswordSlot { hash, .. }) = generate_password(created_at, expiry);
-    token.set_slot(
-        slot,
-        Some(PasswordSlot {
-            hash,
-            created_at,
-            expiry,
-        }),
-    );
+    let (value, stored) = generate_password(now, expiry);
+    token.set_slot(slot, Some(stored));
     GeneratedPassword {
         slot,
         value,
-        created_at,
+        created_at: now,
         expiry,
     }
 }

@@ -104,6 +104,13 @@ impl PasswordSlot {
         self.expiry.is_some_and(|e| e <= now)
     }
 
+    /// Identifies this password among all passwords the slot ever held: the first 16 hex
+    /// digits of its hash. Sessions record it, so a new password (even one created in the
+    /// same second, or for a re-created token of the same name) ends the old sessions.
+    pub fn id(&self) -> &str {
+        &self.hash[..self.hash.len().min(16)]
+    }
+
     /// Whether `password` is this slot's password (constant time).
     pub fn verify(&self, password: &str) -> bool {
         let Ok(stored) = hex::decode(&self.hash) else {
@@ -167,12 +174,13 @@ impl Token {
         found
     }
 
-    /// Whether a login made with `slot`'s password created at `created_at` is still good.
-    pub fn session_valid(&self, slot: Slot, created_at: i64, now: i64) -> bool {
+    /// Whether a login made with `slot`'s password `password_id` ([`PasswordSlot::id`]) still
+    /// stands: the token is enabled and the slot still holds that password, unexpired.
+    pub fn session_valid(&self, slot: Slot, password_id: &str, now: i64) -> bool {
         self.status == TokenStatus::Enabled
             && self
                 .slot(slot)
-                .is_some_and(|p| p.created_at == created_at && !p.expired(now))
+                .is_some_and(|p| p.id() == password_id && !p.expired(now))
     }
 }
 
@@ -239,14 +247,19 @@ mod tests {
         assert_eq!(t.check_password(&p1, 50), Some(Slot::One));
         assert_eq!(t.check_password(&p1, 100), None, "expired at its expiry");
         assert_eq!(t.check_password(&p2, 1000), Some(Slot::Two));
-        assert!(t.session_valid(Slot::Two, 10, 1000));
+        let id2 = t.password2.as_ref().unwrap().id().to_owned();
+        assert!(t.session_valid(Slot::Two, &id2, 1000));
+        let (_, rotated) = generate_password(10, None);
+        t.set_slot(Slot::Two, Some(rotated));
         assert!(
-            !t.session_valid(Slot::Two, 11, 1000),
-            "a rotated password ends its sessions"
+            !t.session_valid(Slot::Two, &id2, 1000),
+            "a new password, even of the same second, ends the sessions"
         );
+        let (_, s2) = generate_password(10, None);
+        let id2 = s2.id().to_owned();
+        t.set_slot(Slot::Two, Some(s2));
         t.status = TokenStatus::Disabled;
-        assert_eq!(t.check_password(&p2, 50), None);
-        assert!(!t.session_valid(Slot::Two, 10, 50));
+        assert!(!t.session_valid(Slot::Two, &id2, 50));
     }
 
     #[test]

@@ -206,7 +206,9 @@ impl Caller {
             .identity
             .repository_actions(&self.principal, repository)
             .contains(action);
-        let needs_login = self.principal == Principal::Anonymous && !self.authenticated();
+        // Anonymous callers, even with an (anonymous) access token, have no credentials:
+        // they are challenged to log in rather than denied.
+        let needs_login = self.principal == Principal::Anonymous;
         if needs_login || (has_right && matches!(self.credential, Credential::Bearer(_))) {
             let message = format!(
                 "authentication required to {} `{repository}`",
@@ -289,12 +291,20 @@ impl Caller {
 
 /// What a Bearer token's access list grants on a repository.
 fn token_actions(access: &[Access], repository: &str) -> Actions {
-    access
+    let granted = access
         .iter()
         .filter(|a| a.kind == "repository" && a.name == repository)
         .fold(Actions::NONE, |set, a| {
             set.union(Actions::from_docker(&a.actions.join(",")))
-        })
+        });
+    // Docker clients (skopeo among them) list tags with a `pull` token and never ask for
+    // `metadata_read`; a pull grant therefore carries listing, which the caller's own rights
+    // still have to allow (metadata/read in its scope map).
+    if granted.contains(RepositoryAction::ContentRead) {
+        granted.with(RepositoryAction::MetadataRead)
+    } else {
+        granted
+    }
 }
 
 /// The scope actions to challenge for: a push also needs pull, as Docker clients ask.
