@@ -14,6 +14,7 @@
 pub mod access_token;
 pub mod action;
 pub mod admin;
+pub mod connected;
 pub mod error;
 pub mod identity;
 pub mod rate_limit;

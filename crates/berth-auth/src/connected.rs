@@ -1,0 +1,414 @@
+//! Connected registries as resources of the root registry: their settings, the rules they
+//! obey, and the names of what is created with them.
+//!
+//! A connected registry is defined on the root (whatever its parent) and run on site by a
+//! `berth serve` instance that activates against it. This module owns the definition and
+//! its validation; the instance and the gateway it talks to live elsewhere.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::action::RepositoryAction;
+use crate::error::IdentityError;
+use crate::scope_map::{RepositoryPattern, RepositoryRule};
+
+/// The continuous sync schedule (every minute, i.e. "as changes happen").
+pub const CONTINUOUS: &str = "* * * * *";
+/// The default message TTL.
+pub const DEFAULT_MESSAGE_TTL: &str = "P2D";
+
+/// What local clients of a connected registry may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Mode {
+    /// Local clients push and pull; local pushes flow up to the parent.
+    ReadWrite,
+    /// A pull-only mirror.
+    #[default]
+    ReadOnly,
+}
+
+impl Mode {
+    /// Parses `ReadWrite` or `ReadOnly` (case-insensitive).
+    pub fn parse(s: &str) -> Result<Self, IdentityError> {
+        match s.to_ascii_lowercase().as_str() {
+            "readwrite" => Ok(Mode::ReadWrite),
+            "readonly" => Ok(Mode::ReadOnly),
+            _ => Err(IdentityError::Invalid(format!(
+                "mode `{s}` is invalid; use ReadWrite or ReadOnly"
+            ))),
+        }
+    }
+
+    /// The repository actions a sync token of this mode holds on the synced repositories.
+    pub fn sync_actions(self) -> &'static [RepositoryAction] {
+        match self {
+            Mode::ReadOnly => &[
+                RepositoryAction::ContentRead,
+                RepositoryAction::MetadataRead,
+            ],
+            Mode::ReadWrite => &RepositoryAction::ALL,
+        }
+    }
+}
+
+/// The instance's log level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum LogLevel {
+    /// Everything.
+    Debug,
+    /// The default.
+    #[default]
+    Information,
+    /// Warnings and errors.
+    Warning,
+    /// Errors only.
+    Error,
+    /// Nothing.
+    None,
+}
+
+impl LogLevel {
+    /// Parses a log level (case-insensitive).
+    pub fn parse(s: &str) -> Result<Self, IdentityError> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "debug" => LogLevel::Debug,
+            "information" | "info" => LogLevel::Information,
+            "warning" | "warn" => LogLevel::Warning,
+            "error" => LogLevel::Error,
+            "none" => LogLevel::None,
+            _ => {
+                return Err(IdentityError::Invalid(format!(
+                    "log level `{s}` is invalid; use Debug, Information, Warning, Error or None"
+                )));
+            }
+        })
+    }
+}
+
+/// When and for how long the instance syncs with its parent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncSettings {
+    /// 5-field cron; `* * * * *` is continuous.
+    pub schedule: String,
+    /// ISO-8601 duration, 1 hour to 7 days; only with a non-continuous schedule.
+    pub window: Option<String>,
+    /// ISO-8601 duration, 1 to 90 days: how long messages wait for an offline instance.
+    pub message_ttl: String,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        SyncSettings {
+            schedule: CONTINUOUS.into(),
+            window: None,
+            message_ttl: DEFAULT_MESSAGE_TTL.into(),
+        }
+    }
+}
+
+impl SyncSettings {
+    /// Checks the schedule, the window and the TTL, together.
+    pub fn validate(&self) -> Result<(), IdentityError> {
+        validate_schedule(&self.schedule)?;
+        match (
+            &self.window,
+            self.schedule
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                == CONTINUOUS,
+        ) {
+            (Some(_), true) => {
+                return Err(IdentityError::Invalid(
+                    "a sync window only applies to a scheduled sync; set --sync-schedule to a cron expression other \
+                     than `* * * * *`, or drop --sync-window"
+                        .into(),
+                ));
+            }
+            (Some(window), false) => {
+                let d = iso_duration("sync window", window)?;
+                if d < Duration::from_secs(3600) || d > Duration::from_secs(7 * 24 * 3600) {
+                    return Err(IdentityError::Invalid(format!(
+                        "sync window `{window}` is out of range: use 1 hour to 7 days, e.g. PT3H or P1D"
+                    )));
+                }
+            }
+            (None, _) => {}
+        }
+        let ttl = iso_duration("message TTL", &self.message_ttl)?;
+        if ttl < Duration::from_secs(24 * 3600) || ttl > Duration::from_secs(90 * 24 * 3600) {
+            return Err(IdentityError::Invalid(format!(
+                "message TTL `{}` is out of range: use 1 to 90 days, e.g. P2D",
+                self.message_ttl
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Checks a 5-field cron expression.
+pub fn validate_schedule(schedule: &str) -> Result<(), IdentityError> {
+    let fields = schedule.split_whitespace().count();
+    if fields != 5 {
+        return Err(IdentityError::Invalid(format!(
+            "sync schedule `{schedule}` has {fields} fields; use a 5-field cron expression (minute hour day month weekday), \
+             e.g. `0 */2 * * *`, or `* * * * *` to sync continuously"
+        )));
+    }
+    schedule.parse::<croner::Cron>().map(drop).map_err(|e| {
+        IdentityError::Invalid(format!(
+            "sync schedule `{schedule}` is not a valid cron expression: {e}"
+        ))
+    })
+}
+
+/// Parses an ISO-8601 duration (`PT4H`, `P2D`, `P1DT12H`), days counting 24 hours.
+pub fn iso_duration(what: &str, value: &str) -> Result<Duration, IdentityError> {
+    let invalid = || {
+        IdentityError::Invalid(format!(
+            "{what} `{value}` is not an ISO-8601 duration such as PT4H or P2D"
+        ))
+    };
+    if !value.starts_with(['P', 'p']) {
+        return Err(invalid());
+    }
+    let span: jiff::Span = value.parse().map_err(|_| invalid())?;
+    let signed = span
+        .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+        .map_err(|_| invalid())?;
+    Duration::try_from(signed).map_err(|_| invalid())
+}
+
+/// Checks a notification pattern: `repository[:tag][@digest]:push|delete`, where every part
+/// may contain `*` wildcards (e.g. `*:*`, `hello-world:v1:push`, `team/*@sha256:*:delete`).
+pub fn validate_notification(pattern: &str) -> Result<(), IdentityError> {
+    let invalid = |why: &str| {
+        IdentityError::Invalid(format!(
+            "notification pattern `{pattern}` is invalid ({why}); use `repository[:tag][@digest]:push|delete`, \
+             with `*` wildcards, e.g. `*:*` or `hello-world:v1:push`"
+        ))
+    };
+    let (target, action) = pattern
+        .rsplit_once(':')
+        .ok_or_else(|| invalid("no action"))?;
+    if !matches!(action, "push" | "delete" | "*") {
+        return Err(invalid("the action must be push, delete or *"));
+    }
+    let (rest, digest) = match target.split_once('@') {
+        Some((rest, digest)) => (rest, Some(digest)),
+        None => (target, None),
+    };
+    let (repository, tag) = match rest.split_once(':') {
+        Some((repository, tag)) => (repository, Some(tag)),
+        None => (rest, None),
+    };
+    let part_ok = |s: &str, extra: &[u8]| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'*' || extra.contains(&b))
+    };
+    if !part_ok(repository, b"/._-") {
+        return Err(invalid("bad repository part"));
+    }
+    if tag.is_some_and(|t| !part_ok(t, b"._-")) {
+        return Err(invalid("bad tag part"));
+    }
+    if digest.is_some_and(|d| !part_ok(d, b":+._-=")) {
+        return Err(invalid("bad digest part"));
+    }
+    Ok(())
+}
+
+/// Checks a connected registry name: 5-40 letters and digits, starting with a letter.
+pub fn validate_name(name: &str) -> Result<(), IdentityError> {
+    let ok = (5..=40).contains(&name.len())
+        && name.as_bytes()[0].is_ascii_alphabetic()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(IdentityError::Invalid(format!(
+            "connected registry name `{name}` is invalid: use 5 to 40 letters and digits, starting with a letter"
+        )))
+    }
+}
+
+/// The name of the sync token created with connected registry `name`.
+pub fn sync_token_name(name: &str) -> String {
+    format!("{name}-sync-token")
+}
+
+/// The name of the sync token's scope map.
+pub fn sync_scope_map_name(name: &str) -> String {
+    format!("{name}-sync-scope-map")
+}
+
+/// Whether every repository `pattern` covers is also covered by `outer`.
+pub fn pattern_within(pattern: &RepositoryPattern, outer: &RepositoryPattern) -> bool {
+    match (outer, pattern) {
+        (RepositoryPattern::All, _) => true,
+        (_, RepositoryPattern::All) => false,
+        (RepositoryPattern::Prefix(o), RepositoryPattern::Prefix(p)) => p.starts_with(o.as_str()),
+        (RepositoryPattern::Prefix(o), RepositoryPattern::Exact(p)) => p.starts_with(o.as_str()),
+        (RepositoryPattern::Exact(o), RepositoryPattern::Exact(p)) => o == p,
+        (RepositoryPattern::Exact(_), RepositoryPattern::Prefix(_)) => false,
+    }
+}
+
+/// The repository rules of a sync scope map for `repositories` in `mode`.
+pub fn sync_rules(repositories: &[String], mode: Mode) -> Vec<RepositoryRule> {
+    repositories
+        .iter()
+        .map(|r| RepositoryRule {
+            repository: r.clone(),
+            actions: mode
+                .sync_actions()
+                .iter()
+                .map(|a| a.as_str().to_owned())
+                .collect(),
+        })
+        .collect()
+}
+
+/// What the instance reports, as the root shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct InstanceStatus {
+    /// `Online`, `Syncing`, `Unhealthy` (as reported); `Offline` is derived from silence.
+    pub connection_state: String,
+    /// Last successful sync, Unix seconds.
+    pub last_sync: Option<i64>,
+    /// Typed problems: code, description, time.
+    #[serde(default)]
+    pub details: Vec<StatusDetail>,
+    /// The instance's Berth version.
+    pub version: String,
+    /// The address local clients use.
+    pub login_server: String,
+    /// When the report arrived, Unix seconds.
+    pub reported_at: i64,
+}
+
+/// A typed problem an instance reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusDetail {
+    /// Machine-readable code, e.g. `DISK_FULL`, `ALREADY_ACTIVATED`.
+    pub code: String,
+    /// For people.
+    pub description: String,
+    /// When, Unix seconds.
+    pub at: i64,
+}
+
+/// Which instance holds a connected registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Activation {
+    /// The instance's identity, kept in its data directory.
+    pub instance_id: String,
+    /// When it activated, Unix seconds.
+    pub activated_at: i64,
+}
+
+/// A connected registry resource, as stored on the root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectedRegistry {
+    /// 5-40 letters and digits, unique in the hierarchy.
+    pub name: String,
+    /// Fixed at creation.
+    pub mode: Mode,
+    /// The parent connected registry; `None` is the root.
+    pub parent: Option<String>,
+    /// The sync token (normally `<name>-sync-token`).
+    pub sync_token: String,
+    /// Client tokens the instance accepts.
+    #[serde(default)]
+    pub client_tokens: Vec<String>,
+    /// Schedule, window, TTL.
+    pub sync: SyncSettings,
+    /// The instance's log level.
+    #[serde(default)]
+    pub log_level: LogLevel,
+    /// Notification patterns.
+    #[serde(default)]
+    pub notifications: Vec<String>,
+    /// Creation time, Unix seconds.
+    pub created_at: i64,
+    /// The active instance, if any.
+    #[serde(default)]
+    pub activation: Option<Activation>,
+    /// The last status report.
+    #[serde(default)]
+    pub status: Option<InstanceStatus>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(validate_name("factory").is_ok());
+        assert!(validate_name("line3").is_ok());
+        for bad in ["abcd", "3line", "has-dash", &"a".repeat(41), "fäctory"] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn schedules_windows_and_ttls() {
+        assert!(SyncSettings::default().validate().is_ok());
+        let s = |schedule: &str, window: Option<&str>, ttl: &str| SyncSettings {
+            schedule: schedule.into(),
+            window: window.map(Into::into),
+            message_ttl: ttl.into(),
+        };
+        assert!(s("0 */2 * * *", Some("PT3H"), "P2D").validate().is_ok());
+        assert!(s("0 */2 * * *", Some("P7D"), "P90D").validate().is_ok());
+        let err = |x: SyncSettings| x.validate().unwrap_err().to_string();
+        assert!(
+            err(s("* * * * *", Some("PT3H"), "P2D")).contains("only applies to a scheduled sync")
+        );
+        assert!(err(s("0 * * * *", Some("PT30M"), "P2D")).contains("1 hour to 7 days"));
+        assert!(err(s("0 * * * *", Some("P8D"), "P2D")).contains("1 hour to 7 days"));
+        assert!(err(s("* * * * *", None, "PT12H")).contains("1 to 90 days"));
+        assert!(err(s("* * * * *", None, "P91D")).contains("1 to 90 days"));
+        assert!(err(s("* * * * *", None, "2 days")).contains("ISO-8601"));
+        assert!(err(s("0 0 * * * *", None, "P2D")).contains("6 fields"));
+        assert!(err(s("61 * * * *", None, "P2D")).contains("not a valid cron"));
+    }
+
+    #[test]
+    fn notification_patterns() {
+        for ok in [
+            "*:*",
+            "hello-world:v1:push",
+            "hello-world:*:delete",
+            "team/*@sha256:*:push",
+            "a/b:tag@sha256:abc:delete",
+        ] {
+            assert!(validate_notification(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "*",
+            "hello:pull",
+            "hello world:push",
+            ":push",
+            "a:b:c:d:push",
+        ] {
+            assert!(validate_notification(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn containment() {
+        let p = |s: &str| RepositoryPattern::parse(s).unwrap();
+        assert!(pattern_within(&p("team/app"), &p("*")));
+        assert!(pattern_within(&p("team/app"), &p("team/*")));
+        assert!(pattern_within(&p("team/x/*"), &p("team/*")));
+        assert!(pattern_within(&p("team/app"), &p("team/app")));
+        assert!(!pattern_within(&p("*"), &p("team/*")));
+        assert!(!pattern_within(&p("team/*"), &p("team/app")));
+        assert!(!pattern_within(&p("other"), &p("team/*")));
+    }
+}
