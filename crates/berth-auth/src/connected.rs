@@ -320,6 +320,9 @@ pub struct ConnectedRegistry {
     pub parent: Option<String>,
     /// The sync token (normally `<name>-sync-token`).
     pub sync_token: String,
+    /// The repositories it syncs (names, `prefix/*` or `*`); its sync scope map also holds
+    /// those of its descendants.
+    pub repositories: Vec<String>,
     /// Client tokens the instance accepts.
     #[serde(default)]
     pub client_tokens: Vec<String>,

@@ -21,12 +21,12 @@ use crate::rate_limit::LoginLimiter;
 use crate::scope_map::{
     self, CompiledScopeMap, GatewayRule, RepositoryRule, ScopeMap, built_in_scope_maps,
 };
-use crate::store::{AdminRecord, IdentityStore};
+use crate::store::{AdminRecord, IdentityStore, Write};
 use crate::token::{self, Slot, Token, TokenStatus, generate_password};
 
 type Result<T, E = IdentityError> = std::result::Result<T, E>;
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -201,19 +201,23 @@ pub struct ScopeMapUpdate {
     pub remove_gateways: Vec<GatewayRule>,
 }
 
-struct Snapshot {
-    tokens: HashMap<String, Token>,
-    scope_maps: BTreeMap<String, ScopeMap>,
+#[derive(Clone)]
+pub(crate) struct Snapshot {
+    pub(crate) tokens: HashMap<String, Token>,
+    pub(crate) scope_maps: BTreeMap<String, ScopeMap>,
     compiled: HashMap<String, Arc<CompiledScopeMap>>,
     settings: Settings,
     admin: AdminRecord,
+    pub(crate) connected: BTreeMap<String, crate::connected::ConnectedRegistry>,
 }
 
 /// Identities: logins, sessions, permissions, and their management.
 pub struct Identity {
-    store: Arc<dyn IdentityStore>,
+    pub(crate) store: Arc<dyn IdentityStore>,
     snapshot: RwLock<Arc<Snapshot>>,
-    writes: tokio::sync::Mutex<()>,
+    pub(crate) writes: tokio::sync::Mutex<()>,
+    /// Connected registries' last status reports (in memory only).
+    pub(crate) statuses: RwLock<HashMap<String, crate::connected::InstanceStatus>>,
     key: SigningKey,
     admin_cache: AdminCache,
     limiter: LoginLimiter,
@@ -271,6 +275,7 @@ impl Identity {
             snapshot: RwLock::new(Arc::new(Self::build_snapshot(store.load().await?)?)),
             store,
             writes: tokio::sync::Mutex::new(()),
+            statuses: RwLock::default(),
             key,
             admin_cache: AdminCache::default(),
             limiter,
@@ -307,14 +312,19 @@ impl Identity {
             admin: stored
                 .admin
                 .ok_or_else(|| IdentityError::Invalid("the admin account is missing".into()))?,
+            connected: stored
+                .connected_registries
+                .into_iter()
+                .map(|c| (c.name.clone(), c))
+                .collect(),
         })
     }
 
-    fn snapshot(&self) -> Arc<Snapshot> {
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
         Arc::clone(&self.snapshot.read().unwrap_or_else(|e| e.into_inner()))
     }
 
-    async fn reload(&self) -> Result<()> {
+    pub(crate) async fn reload(&self) -> Result<()> {
         let snapshot = Self::build_snapshot(self.store.load().await?)?;
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
         Ok(())
@@ -626,7 +636,7 @@ impl Identity {
             ));
         }
         map.created_at = now();
-        self.store.put_scope_map(&map).await?;
+        self.store.apply(&[Write::PutScopeMap(map.clone())]).await?;
         self.reload().await?;
         Ok(map)
     }
@@ -638,6 +648,20 @@ impl Identity {
         if map.built_in {
             return Err(IdentityError::ReadOnly(format!(
                 "`{name}` is a built-in scope map and cannot be changed; create your own"
+            )));
+        }
+        let snapshot = self.snapshot();
+        let sync_owner = snapshot.connected.values().find(|r| {
+            snapshot
+                .tokens
+                .get(&r.sync_token)
+                .is_some_and(|t| t.scope_map == name)
+        });
+        if let Some(owner) = sync_owner {
+            return Err(IdentityError::ReadOnly(format!(
+                "`{name}` is the sync scope map of connected registry `{}` and follows its repositories; change them with \
+                 `connected-registry permissions update --name {}`",
+                owner.name, owner.name
             )));
         }
         if let Some(description) = update.description {
@@ -667,7 +691,9 @@ impl Identity {
         gateways.retain(|r| !r.actions.is_empty());
         let mut updated = ScopeMap::new(&map.name, &map.description, &repositories, &gateways)?;
         updated.created_at = map.created_at;
-        self.store.put_scope_map(&updated).await?;
+        self.store
+            .apply(&[Write::PutScopeMap(updated.clone())])
+            .await?;
         self.reload().await?;
         Ok(updated)
     }
@@ -700,7 +726,9 @@ impl Identity {
                     .join(", ")
             )));
         }
-        self.store.delete_scope_map(name).await?;
+        self.store
+            .apply(&[Write::DeleteScopeMap(name.to_owned())])
+            .await?;
         self.reload().await
     }
 
@@ -742,6 +770,7 @@ impl Identity {
                 new.name
             )));
         }
+        let mut writes = Vec::new();
         let scope_map = match (
             &new.scope_map,
             new.repositories.is_empty() && new.gateways.is_empty(),
@@ -788,7 +817,7 @@ impl Identity {
                     &new.gateways,
                 )?;
                 map.created_at = now();
-                self.store.put_scope_map(&map).await?;
+                writes.push(Write::PutScopeMap(map));
                 name
             }
         };
@@ -816,7 +845,9 @@ impl Identity {
                 passwords.push(fill_slot(&mut token, slot, now, new.expiry));
             }
         }
-        self.store.put_token(&token).await?;
+        // The token and the scope map made for it appear together, or not at all.
+        writes.push(Write::PutToken(token.clone()));
+        self.store.apply(&writes).await?;
         self.reload().await?;
         Ok((token, passwords))
     }
@@ -842,7 +873,7 @@ impl Identity {
         if let Some(status) = status {
             token.status = status;
         }
-        self.store.put_token(&token).await?;
+        self.store.apply(&[Write::PutToken(token.clone())]).await?;
         self.reload().await?;
         Ok(token)
     }
@@ -851,7 +882,25 @@ impl Identity {
     pub async fn delete_token(&self, name: &str) -> Result<()> {
         let _write = self.writes.lock().await;
         self.token(name)?;
-        self.store.delete_token(name).await?;
+        let snapshot = self.snapshot();
+        if let Some(owner) = snapshot.connected.values().find(|r| r.sync_token == name) {
+            return Err(IdentityError::Conflict(format!(
+                "token `{name}` is the sync token of connected registry `{}`; it goes with `connected-registry delete --cleanup`",
+                owner.name
+            )));
+        }
+        // A deleted token also leaves the client-token lists that named it, in the same step.
+        let mut writes = vec![Write::DeleteToken(name.to_owned())];
+        for registry in snapshot
+            .connected
+            .values()
+            .filter(|r| r.client_tokens.iter().any(|t| t == name))
+        {
+            let mut registry = registry.clone();
+            registry.client_tokens.retain(|t| t != name);
+            writes.push(Write::PutConnectedRegistry(Box::new(registry)));
+        }
+        self.store.apply(&writes).await?;
         self.reload().await
     }
 
@@ -874,7 +923,7 @@ impl Identity {
             .iter()
             .map(|slot| fill_slot(&mut token, *slot, now, expiry))
             .collect();
-        self.store.put_token(&token).await?;
+        self.store.apply(&[Write::PutToken(token.clone())]).await?;
         self.reload().await?;
         Ok(passwords)
     }
@@ -884,7 +933,7 @@ impl Identity {
         let _write = self.writes.lock().await;
         let mut token = self.token(name)?;
         token.set_slot(slot, None);
-        self.store.put_token(&token).await?;
+        self.store.apply(&[Write::PutToken(token.clone())]).await?;
         self.reload().await?;
         Ok(token)
     }
@@ -893,14 +942,22 @@ impl Identity {
     pub async fn set_anonymous_pull(&self, enabled: bool) -> Result<Settings> {
         let _write = self.writes.lock().await;
         self.store
-            .put_setting("anonymous_pull_enabled", &serde_json::Value::Bool(enabled))
+            .apply(&[Write::PutSetting(
+                "anonymous_pull_enabled".into(),
+                serde_json::Value::Bool(enabled),
+            )])
             .await?;
         self.reload().await?;
         Ok(self.settings())
     }
 }
 
-fn fill_slot(token: &mut Token, slot: Slot, now: i64, expiry: Option<i64>) -> GeneratedPassword {
+pub(crate) fn fill_slot(
+    token: &mut Token,
+    slot: Slot,
+    now: i64,
+    expiry: Option<i64>,
+) -> GeneratedPassword {
     let (value, stored) = generate_password(now, expiry);
     token.set_slot(slot, Some(stored));
     GeneratedPassword {

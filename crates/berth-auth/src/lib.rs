@@ -8,6 +8,8 @@
 //! - [`access_token`]: signed access and refresh tokens (JWT, HMAC-SHA256);
 //! - [`rate_limit`]: failed logins limited per client address;
 //! - [`store`]: the [`IdentityStore`] seam and its SQLite implementation;
+//! - [`connected`], [`hierarchy`]: connected registries as resources of the root: their
+//!   rules, sync tokens and derived sync scope maps, activation and status;
 //! - [`identity`]: [`Identity`], the one entry point: logins, permission checks on an
 //!   in-memory snapshot, token issuing, and management.
 
@@ -16,6 +18,7 @@ pub mod action;
 pub mod admin;
 pub mod connected;
 pub mod error;
+pub mod hierarchy;
 pub mod identity;
 pub mod rate_limit;
 pub mod scope_map;

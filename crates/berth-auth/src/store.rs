@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
+use crate::connected::ConnectedRegistry;
 use crate::error::IdentityError;
 use crate::scope_map::ScopeMap;
 use crate::token::Token;
@@ -33,23 +34,36 @@ pub struct StoredIdentities {
     pub settings: Vec<(String, serde_json::Value)>,
     /// The admin account, once created.
     pub admin: Option<AdminRecord>,
+    /// Connected registries defined here.
+    pub connected_registries: Vec<ConnectedRegistry>,
 }
 
-/// Storage for identities. Every write also appends to the identity change log.
+/// One change to the stored identities.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Creates or replaces a scope map.
+    PutScopeMap(ScopeMap),
+    /// Deletes a scope map.
+    DeleteScopeMap(String),
+    /// Creates or replaces a token.
+    PutToken(Token),
+    /// Deletes a token.
+    DeleteToken(String),
+    /// Sets a setting to a JSON value.
+    PutSetting(String, serde_json::Value),
+    /// Creates or replaces a connected registry.
+    PutConnectedRegistry(Box<ConnectedRegistry>),
+    /// Deletes a connected registry.
+    DeleteConnectedRegistry(String),
+}
+
+/// Storage for identities.
 #[async_trait]
 pub trait IdentityStore: Send + Sync + 'static {
     /// Everything.
     async fn load(&self) -> Result<StoredIdentities>;
-    /// Creates or replaces a scope map.
-    async fn put_scope_map(&self, map: &ScopeMap) -> Result<()>;
-    /// Deletes a scope map.
-    async fn delete_scope_map(&self, name: &str) -> Result<()>;
-    /// Creates or replaces a token.
-    async fn put_token(&self, token: &Token) -> Result<()>;
-    /// Deletes a token.
-    async fn delete_token(&self, name: &str) -> Result<()>;
-    /// Sets a setting.
-    async fn put_setting(&self, key: &str, value: &serde_json::Value) -> Result<()>;
+    /// Applies `writes` in one transaction, each also appended to the identity change log.
+    async fn apply(&self, writes: &[Write]) -> Result<()>;
     /// Creates or replaces the admin account.
     async fn put_admin(&self, admin: &AdminRecord) -> Result<()>;
 }
@@ -89,32 +103,6 @@ impl SqliteIdentityStore {
             .map_err(IdentityError::store)?;
         Ok(SqliteIdentityStore { pool })
     }
-
-    /// Runs one write and appends it to the identity change log, in one transaction.
-    async fn write(
-        &self,
-        query: sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
-        kind: &str,
-        name: &str,
-    ) -> Result<()> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(IdentityError::store)?;
-        query
-            .execute(&mut *tx)
-            .await
-            .map_err(IdentityError::store)?;
-        sqlx::query("INSERT INTO identity_changes (kind, name, at) VALUES ($1, $2, $3)")
-            .bind(kind)
-            .bind(name)
-            .bind(now())
-            .execute(&mut *tx)
-            .await
-            .map_err(IdentityError::store)?;
-        tx.commit().await.map_err(IdentityError::store)
-    }
 }
 
 fn json<T: serde::Serialize>(value: &T) -> String {
@@ -151,6 +139,14 @@ impl IdentityStore for SqliteIdentityStore {
                 serde_json::from_str(row.get::<&str, _>(1)).map_err(IdentityError::store)?,
             ));
         }
+        for row in sqlx::query("SELECT body FROM connected_registries ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(IdentityError::store)?
+        {
+            out.connected_registries
+                .push(serde_json::from_str(row.get::<&str, _>(0)).map_err(IdentityError::store)?);
+        }
         out.admin = sqlx::query("SELECT username, password_hash FROM admin WHERE id = 1")
             .fetch_optional(&self.pool)
             .await
@@ -162,57 +158,86 @@ impl IdentityStore for SqliteIdentityStore {
         Ok(out)
     }
 
-    async fn put_scope_map(&self, map: &ScopeMap) -> Result<()> {
-        let query = sqlx::query(
-            "INSERT INTO scope_maps (name, body, created_at, updated_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (name) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
-        )
-        .bind(&map.name)
-        .bind(json(map))
-        .bind(map.created_at)
-        .bind(now());
-        self.write(query, "scope_map", &map.name).await
-    }
-
-    async fn delete_scope_map(&self, name: &str) -> Result<()> {
-        self.write(
-            sqlx::query("DELETE FROM scope_maps WHERE name = $1").bind(name),
-            "scope_map",
-            name,
-        )
-        .await
-    }
-
-    async fn put_token(&self, token: &Token) -> Result<()> {
-        let query = sqlx::query(
-            "INSERT INTO tokens (name, scope_map, body, created_at, updated_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (name) DO UPDATE SET scope_map = excluded.scope_map, body = excluded.body, \
-             updated_at = excluded.updated_at",
-        )
-        .bind(&token.name)
-        .bind(&token.scope_map)
-        .bind(json(token))
-        .bind(token.created_at)
-        .bind(now());
-        self.write(query, "token", &token.name).await
-    }
-
-    async fn delete_token(&self, name: &str) -> Result<()> {
-        self.write(
-            sqlx::query("DELETE FROM tokens WHERE name = $1").bind(name),
-            "token",
-            name,
-        )
-        .await
-    }
-
-    async fn put_setting(&self, key: &str, value: &serde_json::Value) -> Result<()> {
-        let query = sqlx::query(
-            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(key)
-        .bind(value.to_string());
-        self.write(query, "settings", key).await
+    async fn apply(&self, writes: &[Write]) -> Result<()> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(IdentityError::store)?;
+        for write in writes {
+            let (query, kind, name) = match write {
+                Write::PutScopeMap(map) => (
+                    sqlx::query(
+                        "INSERT INTO scope_maps (name, body, created_at, updated_at) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (name) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+                    )
+                    .bind(map.name.clone())
+                    .bind(json(map))
+                    .bind(map.created_at)
+                    .bind(now()),
+                    "scope_map",
+                    &map.name,
+                ),
+                Write::DeleteScopeMap(name) => {
+                    (sqlx::query("DELETE FROM scope_maps WHERE name = $1").bind(name.clone()), "scope_map", name)
+                }
+                Write::PutToken(token) => (
+                    sqlx::query(
+                        "INSERT INTO tokens (name, scope_map, body, created_at, updated_at) VALUES ($1, $2, $3, $4, $5) \
+                         ON CONFLICT (name) DO UPDATE SET scope_map = excluded.scope_map, body = excluded.body, \
+                         updated_at = excluded.updated_at",
+                    )
+                    .bind(token.name.clone())
+                    .bind(token.scope_map.clone())
+                    .bind(json(token))
+                    .bind(token.created_at)
+                    .bind(now()),
+                    "token",
+                    &token.name,
+                ),
+                Write::DeleteToken(name) => (sqlx::query("DELETE FROM tokens WHERE name = $1").bind(name.clone()), "token", name),
+                Write::PutSetting(key, value) => (
+                    sqlx::query(
+                        "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    )
+                    .bind(key.clone())
+                    .bind(value.to_string()),
+                    "settings",
+                    key,
+                ),
+                Write::PutConnectedRegistry(registry) => (
+                    sqlx::query(
+                        "INSERT INTO connected_registries (name, parent, body, created_at, updated_at) VALUES ($1, $2, $3, $4, $5) \
+                         ON CONFLICT (name) DO UPDATE SET parent = excluded.parent, body = excluded.body, \
+                         updated_at = excluded.updated_at",
+                    )
+                    .bind(registry.name.clone())
+                    .bind(registry.parent.clone())
+                    .bind(json(registry))
+                    .bind(registry.created_at)
+                    .bind(now()),
+                    "connected_registry",
+                    &registry.name,
+                ),
+                Write::DeleteConnectedRegistry(name) => (
+                    sqlx::query("DELETE FROM connected_registries WHERE name = $1").bind(name.clone()),
+                    "connected_registry",
+                    name,
+                ),
+            };
+            query
+                .execute(&mut *tx)
+                .await
+                .map_err(IdentityError::store)?;
+            sqlx::query("INSERT INTO identity_changes (kind, name, at) VALUES ($1, $2, $3)")
+                .bind(kind)
+                .bind(name.as_str())
+                .bind(now())
+                .execute(&mut *tx)
+                .await
+                .map_err(IdentityError::store)?;
+        }
+        tx.commit().await.map_err(IdentityError::store)
     }
 
     async fn put_admin(&self, admin: &AdminRecord) -> Result<()> {

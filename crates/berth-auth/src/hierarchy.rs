@@ -1,0 +1,1087 @@
+//! Managing connected registries on the root: creation with their sync token and sync scope
+//! map, updates, client tokens, permissions through the hierarchy, deletion, activation
+//! state and connection strings.
+//!
+//! Invariant: every sync scope map is *derived*: it holds the registry's own repositories
+//! (with its mode's actions) and those of all its descendants, plus the four gateway actions
+//! on itself and each descendant. It is recomputed, in the same transaction, after every
+//! change that could alter it, so content and messages can always be relayed down the tree.
+
+use std::collections::BTreeSet;
+
+use crate::action::GatewayAction;
+use crate::connected::{
+    self, Activation, ConnectedRegistry, InstanceStatus, LogLevel, Mode, SyncSettings,
+    pattern_within, sync_rules, validate_notification,
+};
+use crate::error::IdentityError;
+use crate::identity::{GeneratedPassword, Identity, Snapshot, fill_slot, now};
+use crate::scope_map::{GatewayRule, RepositoryPattern, ScopeMap};
+use crate::store::Write;
+use crate::token::{Slot, Token, TokenStatus};
+
+type Result<T, E = IdentityError> = std::result::Result<T, E>;
+
+/// An instance that has not reported for this long is shown `Offline`.
+pub const OFFLINE_AFTER_SECS: i64 = 30;
+
+/// A connected registry to create.
+#[derive(Debug, Clone, Default)]
+pub struct NewConnectedRegistry {
+    /// Name.
+    pub name: String,
+    /// Mode (default ReadOnly).
+    pub mode: Mode,
+    /// Parent connected registry; `None` for the root.
+    pub parent: Option<String>,
+    /// Repositories to sync; or empty with `sync_token` set.
+    pub repositories: Vec<String>,
+    /// An existing token to use as the sync token (its scope map's repositories are synced).
+    pub sync_token: Option<String>,
+    /// Client tokens the instance accepts.
+    pub client_tokens: Vec<String>,
+    /// Schedule, window, TTL.
+    pub sync: SyncSettings,
+    /// Log level.
+    pub log_level: LogLevel,
+    /// Notification patterns.
+    pub notifications: Vec<String>,
+}
+
+/// Changes to a connected registry.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectedRegistryUpdate {
+    /// Client tokens to add.
+    pub add_client_tokens: Vec<String>,
+    /// Client tokens to remove.
+    pub remove_client_tokens: Vec<String>,
+    /// New schedule.
+    pub sync_schedule: Option<String>,
+    /// New window (`Some("")` clears it).
+    pub sync_window: Option<String>,
+    /// New message TTL.
+    pub sync_message_ttl: Option<String>,
+    /// New log level.
+    pub log_level: Option<LogLevel>,
+    /// Notification patterns to add.
+    pub add_notifications: Vec<String>,
+    /// Notification patterns to remove.
+    pub remove_notifications: Vec<String>,
+}
+
+/// Whether an instance is activated, and how it is connected, as the root sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum ConnectionState {
+    /// Reporting: all well.
+    Online,
+    /// Reporting: a sync is running.
+    Syncing,
+    /// Reporting: something is wrong (see the status details).
+    Unhealthy,
+    /// Not reporting (never activated, deactivated, or silent for too long).
+    Offline,
+}
+
+/// The connection state of `registry` at `now`.
+pub fn connection_state(registry: &ConnectedRegistry, now: i64) -> ConnectionState {
+    match (&registry.activation, &registry.status) {
+        (Some(_), Some(status)) if now - status.reported_at <= OFFLINE_AFTER_SECS => {
+            match status.connection_state.as_str() {
+                "Syncing" => ConnectionState::Syncing,
+                "Unhealthy" => ConnectionState::Unhealthy,
+                _ => ConnectionState::Online,
+            }
+        }
+        _ => ConnectionState::Offline,
+    }
+}
+
+/// What `delete` left behind, to remove by hand.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Leftovers {
+    /// Tokens left.
+    pub tokens: Vec<String>,
+    /// Scope maps left.
+    pub scope_maps: Vec<String>,
+}
+
+fn not_found(name: &str) -> IdentityError {
+    IdentityError::NotFound {
+        kind: "connected registry",
+        name: name.into(),
+    }
+}
+
+/// Ancestors of `name`, nearest first.
+fn ancestors(snapshot: &Snapshot, name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = snapshot.connected.get(name).and_then(|r| r.parent.clone());
+    while let Some(parent) = current {
+        if out.contains(&parent) {
+            break; // Never loops on a corrupted tree.
+        }
+        current = snapshot
+            .connected
+            .get(&parent)
+            .and_then(|r| r.parent.clone());
+        out.push(parent);
+    }
+    out
+}
+
+/// Descendants of `name` in `registries`, in breadth-first order.
+fn descendants<'a>(
+    registries: impl Iterator<Item = &'a ConnectedRegistry> + Clone,
+    name: &str,
+) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut frontier = vec![name.to_owned()];
+    while let Some(current) = frontier.pop() {
+        for child in registries
+            .clone()
+            .filter(|r| r.parent.as_deref() == Some(current.as_str()))
+        {
+            if !out.contains(&child.name) {
+                out.push(child.name.clone());
+                frontier.push(child.name.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Rebuilds every sync scope map from the registries as they will be after a change.
+fn derived_sync_maps(snapshot: &Snapshot, registries: &[ConnectedRegistry]) -> Vec<Write> {
+    let mut writes = Vec::new();
+    for registry in registries {
+        let Some(token) = snapshot.tokens.get(&registry.sync_token) else {
+            continue;
+        };
+        let subtree: Vec<&ConnectedRegistry> = std::iter::once(registry)
+            .chain(
+                descendants(registries.iter(), &registry.name)
+                    .iter()
+                    .filter_map(|d| registries.iter().find(|r| &r.name == d)),
+            )
+            .collect();
+        let repositories: Vec<_> = subtree
+            .iter()
+            .flat_map(|r| sync_rules(&r.repositories, r.mode))
+            .collect();
+        let gateways: Vec<GatewayRule> = subtree
+            .iter()
+            .map(|r| GatewayRule {
+                connected_registry: r.name.clone(),
+                actions: GatewayAction::ALL
+                    .iter()
+                    .map(|a| a.as_str().to_owned())
+                    .collect(),
+            })
+            .collect();
+        let created_at = snapshot
+            .scope_maps
+            .get(&token.scope_map)
+            .map_or_else(now, |m| m.created_at);
+        let mut map = ScopeMap {
+            name: token.scope_map.clone(),
+            description: format!("Sync scope map of connected registry {}", registry.name),
+            repositories: Vec::new(),
+            gateways: Vec::new(),
+            built_in: false,
+            created_at,
+        };
+        if map.set_rules(&repositories, &gateways).is_ok()
+            && snapshot.scope_maps.get(&map.name) != Some(&map)
+        {
+            writes.push(Write::PutScopeMap(map));
+        }
+    }
+    writes
+}
+
+impl Identity {
+    /// Every connected registry, with its last status report.
+    pub fn connected_registries(&self) -> Vec<ConnectedRegistry> {
+        self.snapshot()
+            .connected
+            .values()
+            .map(|r| self.with_status(r.clone()))
+            .collect()
+    }
+
+    /// One connected registry, with its last status report.
+    pub fn connected_registry(&self, name: &str) -> Result<ConnectedRegistry> {
+        self.snapshot()
+            .connected
+            .get(name)
+            .map(|r| self.with_status(r.clone()))
+            .ok_or_else(|| not_found(name))
+    }
+
+    /// Status reports are kept in memory only: they arrive every few seconds from every
+    /// instance, and after a restart of the root the next report restores them.
+    fn with_status(&self, mut registry: ConnectedRegistry) -> ConnectedRegistry {
+        registry.status = self
+            .statuses
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&registry.name)
+            .cloned();
+        registry
+    }
+
+    /// Connected registries under `parent` (the root when `None`): direct children only with
+    /// `no_children`, else all descendants.
+    pub fn list_connected_registries(
+        &self,
+        parent: Option<&str>,
+        no_children: bool,
+    ) -> Result<Vec<ConnectedRegistry>> {
+        let snapshot = self.snapshot();
+        if let Some(p) = parent
+            && !snapshot.connected.contains_key(p)
+        {
+            return Err(not_found(p));
+        }
+        let names: Vec<String> = match (parent, no_children) {
+            (None, false) => snapshot.connected.keys().cloned().collect(),
+            (p, true) => snapshot
+                .connected
+                .values()
+                .filter(|r| r.parent.as_deref() == p)
+                .map(|r| r.name.clone())
+                .collect(),
+            (Some(p), false) => descendants(snapshot.connected.values(), p),
+        };
+        let mut out: Vec<ConnectedRegistry> = names
+            .iter()
+            .filter_map(|n| {
+                snapshot
+                    .connected
+                    .get(n)
+                    .map(|r| self.with_status(r.clone()))
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn check_client_tokens(snapshot: &Snapshot, mode: Mode, tokens: &[String]) -> Result<()> {
+        for name in tokens {
+            let token = snapshot
+                .tokens
+                .get(name)
+                .ok_or_else(|| IdentityError::NotFound {
+                    kind: "token",
+                    name: name.clone(),
+                })?;
+            if snapshot.connected.values().any(|r| &r.sync_token == name) {
+                return Err(IdentityError::Invalid(format!(
+                    "`{name}` is a sync token; client tokens are ordinary tokens"
+                )));
+            }
+            if mode == Mode::ReadOnly {
+                let map = snapshot.scope_maps.get(&token.scope_map);
+                let writes: Vec<String> = map
+                    .iter()
+                    .flat_map(|m| m.repositories.iter())
+                    .flat_map(|r| {
+                        r.actions
+                            .iter()
+                            .filter(|a| !matches!(a.as_str(), "content/read" | "metadata/read"))
+                            .map(move |a| format!("{}/{a}", r.repository))
+                    })
+                    .collect();
+                if !writes.is_empty() {
+                    return Err(IdentityError::Invalid(format!(
+                        "a ReadOnly connected registry accepts only read-only client tokens, but token `{name}` (scope map \
+                         `{}`) grants {}; use a token whose scope map has only content/read and metadata/read",
+                        token.scope_map,
+                        writes.join(", ")
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_repositories(
+        parent: Option<&ConnectedRegistry>,
+        repositories: &[String],
+    ) -> Result<()> {
+        for repository in repositories {
+            let pattern = RepositoryPattern::parse(repository)?;
+            if let Some(parent) = parent {
+                let covered = parent
+                    .repositories
+                    .iter()
+                    .filter_map(|r| RepositoryPattern::parse(r).ok())
+                    .any(|outer| pattern_within(&pattern, &outer));
+                if !covered {
+                    return Err(IdentityError::Invalid(format!(
+                        "repository `{repository}` is not synced by parent `{}`: a child's repositories must be within its \
+                         parent's; add it to the parent first with `connected-registry permissions update --name {} --add {repository}`",
+                        parent.name, parent.name
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a connected registry, its sync token (without passwords: `get-settings`
+    /// generates one) and its sync scope map, and widens every ancestor's sync scope map.
+    pub async fn create_connected_registry(
+        &self,
+        new: NewConnectedRegistry,
+    ) -> Result<ConnectedRegistry> {
+        let _write = self.writes.lock().await;
+        let snapshot = self.snapshot();
+        connected::validate_name(&new.name)?;
+        if snapshot.connected.contains_key(&new.name) {
+            return Err(IdentityError::Conflict(format!(
+                "connected registry `{}` already exists in the hierarchy",
+                new.name
+            )));
+        }
+        let parent = match &new.parent {
+            Some(p) => Some(
+                snapshot
+                    .connected
+                    .get(p)
+                    .ok_or_else(|| not_found(p))?
+                    .clone(),
+            ),
+            None => None,
+        };
+        if let Some(parent) = &parent
+            && parent.mode == Mode::ReadOnly
+            && new.mode == Mode::ReadWrite
+        {
+            return Err(IdentityError::Invalid(format!(
+                "parent `{}` is ReadOnly, and a ReadOnly parent only takes ReadOnly children; create this one with --mode ReadOnly",
+                parent.name
+            )));
+        }
+        let mut writes = Vec::new();
+        let (sync_token, repositories) = match (&new.sync_token, new.repositories.is_empty()) {
+            (Some(_), false) => {
+                return Err(IdentityError::Invalid(
+                    "give either repositories or an existing sync token, not both".into(),
+                ));
+            }
+            (None, true) => {
+                return Err(IdentityError::Invalid(
+                    "a connected registry needs repositories to sync (or an existing sync token)"
+                        .into(),
+                ));
+            }
+            (Some(token), true) => {
+                let existing =
+                    snapshot
+                        .tokens
+                        .get(token)
+                        .ok_or_else(|| IdentityError::NotFound {
+                            kind: "token",
+                            name: token.clone(),
+                        })?;
+                if snapshot.connected.values().any(|r| &r.sync_token == token) {
+                    return Err(IdentityError::Conflict(format!(
+                        "token `{token}` is already the sync token of another connected registry"
+                    )));
+                }
+                let repositories = snapshot
+                    .scope_maps
+                    .get(&existing.scope_map)
+                    .map(|m| {
+                        m.repositories
+                            .iter()
+                            .map(|r| r.repository.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (token.clone(), repositories)
+            }
+            (None, false) => {
+                let token_name = connected::sync_token_name(&new.name);
+                let map_name = connected::sync_scope_map_name(&new.name);
+                if snapshot.tokens.contains_key(&token_name) {
+                    return Err(IdentityError::Conflict(format!(
+                        "token `{token_name}` already exists; delete it, or pass it as the sync token"
+                    )));
+                }
+                if snapshot.scope_maps.contains_key(&map_name) {
+                    return Err(IdentityError::Conflict(format!(
+                        "scope map `{map_name}` already exists; delete it first"
+                    )));
+                }
+                let now = now();
+                // Created empty here; the derivation below fills it.
+                writes.push(Write::PutScopeMap(ScopeMap {
+                    name: map_name.clone(),
+                    description: String::new(),
+                    repositories: Vec::new(),
+                    gateways: Vec::new(),
+                    built_in: false,
+                    created_at: now,
+                }));
+                let token = Token {
+                    name: token_name.clone(),
+                    scope_map: map_name,
+                    status: TokenStatus::Enabled,
+                    password1: None,
+                    password2: None,
+                    created_at: now,
+                };
+                writes.push(Write::PutToken(token));
+                (token_name, new.repositories.clone())
+            }
+        };
+        let mut repositories = repositories;
+        repositories.sort();
+        repositories.dedup();
+        Self::check_repositories(parent.as_ref(), &repositories)?;
+        Self::check_client_tokens(&snapshot, new.mode, &new.client_tokens)?;
+        new.sync.validate()?;
+        for pattern in &new.notifications {
+            validate_notification(pattern)?;
+        }
+        let registry = ConnectedRegistry {
+            name: new.name.clone(),
+            mode: new.mode,
+            parent: new.parent.clone(),
+            sync_token,
+            repositories,
+            client_tokens: dedup(new.client_tokens),
+            sync: new.sync,
+            log_level: new.log_level,
+            notifications: dedup(new.notifications),
+            created_at: now(),
+            activation: None,
+            status: None,
+        };
+        writes.push(Write::PutConnectedRegistry(Box::new(registry.clone())));
+        self.commit_with_derived_maps(writes).await?;
+        Ok(registry)
+    }
+
+    /// Applies `writes` plus every sync scope map they change, then reloads.
+    async fn commit_with_derived_maps(&self, mut writes: Vec<Write>) -> Result<()> {
+        let snapshot = self.snapshot();
+        // The registries and tokens as they will be after `writes`.
+        let mut registries: std::collections::BTreeMap<String, ConnectedRegistry> =
+            snapshot.connected.clone();
+        let mut future = (*snapshot).clone();
+        for write in &writes {
+            match write {
+                Write::PutConnectedRegistry(r) => {
+                    registries.insert(r.name.clone(), (**r).clone());
+                }
+                Write::DeleteConnectedRegistry(n) => {
+                    registries.remove(n);
+                }
+                Write::PutToken(t) => {
+                    future.tokens.insert(t.name.clone(), t.clone());
+                }
+                Write::DeleteToken(n) => {
+                    future.tokens.remove(n);
+                }
+                Write::PutScopeMap(m) => {
+                    future.scope_maps.insert(m.name.clone(), m.clone());
+                }
+                Write::DeleteScopeMap(n) => {
+                    future.scope_maps.remove(n);
+                }
+                Write::PutSetting(..) => {}
+            }
+        }
+        future.connected = registries.clone();
+        let all: Vec<ConnectedRegistry> = registries.into_values().collect();
+        writes.extend(derived_sync_maps(&future, &all));
+        self.store.apply(&writes).await?;
+        self.reload().await
+    }
+
+    /// Changes a connected registry's client tokens, schedule, window, TTL, log level or
+    /// notification patterns.
+    pub async fn update_connected_registry(
+        &self,
+        name: &str,
+        update: ConnectedRegistryUpdate,
+    ) -> Result<ConnectedRegistry> {
+        let _write = self.writes.lock().await;
+        let snapshot = self.snapshot();
+        let mut registry = snapshot
+            .connected
+            .get(name)
+            .cloned()
+            .ok_or_else(|| not_found(name))?;
+        Self::check_client_tokens(&snapshot, registry.mode, &update.add_client_tokens)?;
+        registry.client_tokens.extend(update.add_client_tokens);
+        registry
+            .client_tokens
+            .retain(|t| !update.remove_client_tokens.contains(t));
+        registry.client_tokens = dedup(registry.client_tokens);
+        if let Some(schedule) = update.sync_schedule {
+            registry.sync.schedule = schedule;
+        }
+        if let Some(window) = update.sync_window {
+            registry.sync.window = (!window.is_empty()).then_some(window);
+        }
+        if let Some(ttl) = update.sync_message_ttl {
+            registry.sync.message_ttl = ttl;
+        }
+        registry.sync.validate()?;
+        if let Some(level) = update.log_level {
+            registry.log_level = level;
+        }
+        for pattern in &update.add_notifications {
+            validate_notification(pattern)?;
+        }
+        registry.notifications.extend(update.add_notifications);
+        registry
+            .notifications
+            .retain(|n| !update.remove_notifications.contains(n));
+        registry.notifications = dedup(registry.notifications);
+        self.store
+            .apply(&[Write::PutConnectedRegistry(Box::new(registry.clone()))])
+            .await?;
+        self.reload().await?;
+        Ok(registry)
+    }
+
+    /// Deletes a connected registry that has no children. With `cleanup`, its sync token
+    /// and sync scope map go too and the ancestors' sync scope maps are narrowed; without,
+    /// returns what is left to remove by hand.
+    pub async fn delete_connected_registry(&self, name: &str, cleanup: bool) -> Result<Leftovers> {
+        let _write = self.writes.lock().await;
+        let snapshot = self.snapshot();
+        let registry = snapshot
+            .connected
+            .get(name)
+            .cloned()
+            .ok_or_else(|| not_found(name))?;
+        let children: Vec<String> = snapshot
+            .connected
+            .values()
+            .filter(|r| r.parent.as_deref() == Some(name))
+            .map(|r| r.name.clone())
+            .collect();
+        if !children.is_empty() {
+            return Err(IdentityError::Conflict(format!(
+                "connected registry `{name}` has children ({}); delete them first",
+                children.join(", ")
+            )));
+        }
+        let scope_map = snapshot
+            .tokens
+            .get(&registry.sync_token)
+            .map(|t| t.scope_map.clone());
+        let mut writes = vec![Write::DeleteConnectedRegistry(name.to_owned())];
+        let mut leftovers = Leftovers::default();
+        if cleanup {
+            writes.push(Write::DeleteToken(registry.sync_token.clone()));
+            if let Some(map) = scope_map {
+                writes.push(Write::DeleteScopeMap(map));
+            }
+            self.commit_with_derived_maps(writes).await?;
+        } else {
+            leftovers.tokens.push(registry.sync_token.clone());
+            leftovers.scope_maps.extend(scope_map);
+            self.store.apply(&writes).await?;
+            self.reload().await?;
+        }
+        Ok(leftovers)
+    }
+
+    /// Forgets the active instance, so a replacement can activate.
+    pub async fn deactivate_connected_registry(&self, name: &str) -> Result<ConnectedRegistry> {
+        let _write = self.writes.lock().await;
+        let mut registry = self.connected_registry(name)?;
+        registry.activation = None;
+        registry.status = None;
+        self.statuses
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+        self.store
+            .apply(&[Write::PutConnectedRegistry(Box::new(registry.clone()))])
+            .await?;
+        self.reload().await?;
+        Ok(registry)
+    }
+
+    /// Adds repositories to a connected registry and all its ancestors; removes repositories
+    /// from it and all its descendants. Sync scope maps follow.
+    pub async fn update_connected_permissions(
+        &self,
+        name: &str,
+        add: &[String],
+        remove: &[String],
+    ) -> Result<ConnectedRegistry> {
+        let _write = self.writes.lock().await;
+        let snapshot = self.snapshot();
+        if !snapshot.connected.contains_key(name) {
+            return Err(not_found(name));
+        }
+        for repository in add.iter().chain(remove) {
+            RepositoryPattern::parse(repository)?;
+        }
+        let mut writes = Vec::new();
+        let mut up = vec![name.to_owned()];
+        up.extend(ancestors(&snapshot, name));
+        for target in &up {
+            let mut r = snapshot.connected[target].clone();
+            r.repositories.extend(add.iter().cloned());
+            if target == name {
+                r.repositories.retain(|x| !remove.contains(x));
+            }
+            r.repositories = dedup(r.repositories);
+            writes.push(Write::PutConnectedRegistry(Box::new(r)));
+        }
+        for target in descendants(snapshot.connected.values(), name) {
+            let mut r = snapshot.connected[&target].clone();
+            r.repositories.retain(|x| !remove.contains(x));
+            writes.push(Write::PutConnectedRegistry(Box::new(r)));
+        }
+        self.commit_with_derived_maps(writes).await?;
+        self.connected_registry(name)
+    }
+
+    /// The connection string for an instance, optionally with a new sync-token password in
+    /// `slot` (shown once). `parent_endpoint` is the root's address (or data endpoint) for a
+    /// child of the root; a nested child uses its parent instance's reported login server.
+    pub async fn connection_string(
+        &self,
+        name: &str,
+        protocol: &str,
+        root_endpoint: &str,
+        generate: Option<Slot>,
+    ) -> Result<(String, Option<GeneratedPassword>)> {
+        if !matches!(protocol, "http" | "https") {
+            return Err(IdentityError::Invalid(format!(
+                "parent protocol `{protocol}` is invalid; use http or https"
+            )));
+        }
+        let registry = self.connected_registry(name)?;
+        let endpoint = match &registry.parent {
+            None => root_endpoint.to_owned(),
+            Some(parent) => {
+                let parent = self.connected_registry(parent)?;
+                match parent
+                    .status
+                    .as_ref()
+                    .map(|s| s.login_server.clone())
+                    .filter(|s| !s.is_empty())
+                {
+                    Some(address) => address,
+                    None => format!(
+                        "<address of connected registry {}: start it, then run get-settings again>",
+                        parent.name
+                    ),
+                }
+            }
+        };
+        let generated = match generate {
+            Some(slot) => {
+                let _write = self.writes.lock().await;
+                let mut token = self.token(&registry.sync_token)?;
+                let password = fill_slot(&mut token, slot, now(), None);
+                self.store.apply(&[Write::PutToken(token)]).await?;
+                self.reload().await?;
+                Some(password)
+            }
+            None => None,
+        };
+        let password = generated.as_ref().map_or_else(
+            || "<run get-settings with --generate-password 1 or 2 to get one>".to_owned(),
+            |p| p.value.clone(),
+        );
+        let text = format!(
+            "ConnectedRegistryName={};SyncTokenName={};SyncTokenPassword={password};ParentGatewayEndpoint={endpoint};ParentEndpointProtocol={protocol}",
+            registry.name, registry.sync_token
+        );
+        Ok((text, generated))
+    }
+
+    /// Records an activation by `instance_id`; refuses a second live instance.
+    pub async fn activate_connected_registry(
+        &self,
+        name: &str,
+        instance_id: &str,
+    ) -> Result<ConnectedRegistry> {
+        let _write = self.writes.lock().await;
+        let mut registry = self.connected_registry(name)?;
+        match &registry.activation {
+            Some(a) if a.instance_id != instance_id => {
+                return Err(IdentityError::Conflict(format!(
+                    "ALREADY_ACTIVATED: connected registry `{name}` is already activated by another instance; run \
+                     `berth connected-registry deactivate --name {name}` to let a replacement activate"
+                )));
+            }
+            Some(_) => return Ok(registry),
+            None => {
+                registry.activation = Some(Activation {
+                    instance_id: instance_id.to_owned(),
+                    activated_at: now(),
+                })
+            }
+        }
+        registry.status = None;
+        self.store
+            .apply(&[Write::PutConnectedRegistry(Box::new(registry.clone()))])
+            .await?;
+        self.reload().await?;
+        Ok(registry)
+    }
+
+    /// Records a status report of the active instance.
+    pub fn report_connected_status(
+        &self,
+        name: &str,
+        instance_id: &str,
+        mut status: InstanceStatus,
+    ) -> Result<()> {
+        let registry = self
+            .snapshot()
+            .connected
+            .get(name)
+            .cloned()
+            .ok_or_else(|| not_found(name))?;
+        if registry
+            .activation
+            .as_ref()
+            .is_none_or(|a| a.instance_id != instance_id)
+        {
+            return Err(IdentityError::Conflict(format!(
+                "this instance is not the active instance of `{name}`; activate first"
+            )));
+        }
+        status.reported_at = now();
+        self.statuses
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned(), status);
+        Ok(())
+    }
+
+    /// Whether `token` is the sync token of some connected registry (and which).
+    pub fn sync_token_owner(&self, token: &str) -> Option<String> {
+        self.snapshot()
+            .connected
+            .values()
+            .find(|r| r.sync_token == token)
+            .map(|r| r.name.clone())
+    }
+}
+
+fn dedup(mut items: Vec<String>) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    items.retain(|i| seen.insert(i.clone()));
+    items
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::identity::{IdentityConfig, NewToken};
+    use crate::scope_map::RepositoryRule;
+    use crate::store::SqliteIdentityStore;
+    use crate::{Principal, RepositoryAction, SigningKey};
+
+    async fn identity(dir: &std::path::Path) -> Identity {
+        let store = SqliteIdentityStore::open(&dir.join("identity.db"))
+            .await
+            .unwrap();
+        let config = IdentityConfig {
+            admin_password: Some("pw".into()),
+            ..IdentityConfig::default()
+        };
+        Identity::open(Arc::new(store), SigningKey::generate(), config)
+            .await
+            .unwrap()
+            .0
+    }
+
+    fn new(
+        name: &str,
+        mode: Mode,
+        parent: Option<&str>,
+        repositories: &[&str],
+    ) -> NewConnectedRegistry {
+        NewConnectedRegistry {
+            name: name.into(),
+            mode,
+            parent: parent.map(Into::into),
+            repositories: repositories.iter().map(|r| r.to_string()).collect(),
+            ..NewConnectedRegistry::default()
+        }
+    }
+
+    fn map_of(identity: &Identity, registry: &str) -> ScopeMap {
+        let token = identity
+            .token(&identity.connected_registry(registry).unwrap().sync_token)
+            .unwrap();
+        identity.scope_map(&token.scope_map).unwrap()
+    }
+
+    #[tokio::test]
+    async fn hierarchy_rules_and_derived_sync_maps() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = identity(dir.path()).await;
+        identity
+            .create_connected_registry(new(
+                "factory",
+                Mode::ReadWrite,
+                None,
+                &["hello-world", "team/*"],
+            ))
+            .await
+            .unwrap();
+        identity
+            .create_connected_registry(new("line3", Mode::ReadOnly, Some("factory"), &["team/app"]))
+            .await
+            .unwrap();
+
+        let factory = map_of(&identity, "factory");
+        assert_eq!(factory.name, "factory-sync-scope-map");
+        let gateways: Vec<&str> = factory
+            .gateways
+            .iter()
+            .map(|g| g.connected_registry.as_str())
+            .collect();
+        assert_eq!(
+            gateways,
+            ["factory", "line3"],
+            "an ancestor's sync map reaches its descendants"
+        );
+        let line3 = map_of(&identity, "line3");
+        assert_eq!(
+            line3.repositories,
+            [RepositoryRule {
+                repository: "team/app".into(),
+                actions: vec!["content/read".into(), "metadata/read".into()]
+            }]
+        );
+        assert_eq!(line3.gateways.len(), 1);
+
+        let err = |e: IdentityError| e.to_string();
+        let e = err(identity
+            .create_connected_registry(new("line4", Mode::ReadWrite, Some("line3"), &["team/app"]))
+            .await
+            .unwrap_err());
+        assert!(e.contains("only takes ReadOnly children"), "{e}");
+        let e = err(identity
+            .create_connected_registry(new("line4", Mode::ReadOnly, Some("factory"), &["other"]))
+            .await
+            .unwrap_err());
+        assert!(e.contains("not synced by parent `factory`"), "{e}");
+        let e = err(identity
+            .create_connected_registry(new("line3", Mode::ReadOnly, None, &["x"]))
+            .await
+            .unwrap_err());
+        assert!(e.contains("already exists"), "{e}");
+        let e = err(identity
+            .create_connected_registry(new("l3", Mode::ReadOnly, None, &["x"]))
+            .await
+            .unwrap_err());
+        assert!(e.contains("5 to 40"), "{e}");
+
+        // Permissions: --add reaches the ancestors, --remove the descendants.
+        identity
+            .update_connected_permissions("line3", &["other/thing".into()], &[])
+            .await
+            .unwrap();
+        assert!(
+            identity
+                .connected_registry("factory")
+                .unwrap()
+                .repositories
+                .contains(&"other/thing".to_owned())
+        );
+        identity
+            .update_connected_permissions(
+                "factory",
+                &[],
+                &["team/app".into(), "other/thing".into()],
+            )
+            .await
+            .unwrap();
+        assert!(
+            identity
+                .connected_registry("line3")
+                .unwrap()
+                .repositories
+                .is_empty()
+        );
+
+        // The sync token is protected, and its scope map follows the registry.
+        assert!(matches!(
+            identity.delete_token("factory-sync-token").await,
+            Err(IdentityError::Conflict(_))
+        ));
+        assert!(matches!(
+            identity
+                .update_scope_map("factory-sync-scope-map", Default::default())
+                .await,
+            Err(IdentityError::ReadOnly(_))
+        ));
+
+        // Deleting: children first; --cleanup narrows the ancestors.
+        assert!(matches!(
+            identity.delete_connected_registry("factory", true).await,
+            Err(IdentityError::Conflict(_))
+        ));
+        identity
+            .delete_connected_registry("line3", true)
+            .await
+            .unwrap();
+        assert!(identity.token("line3-sync-token").is_err());
+        assert_eq!(map_of(&identity, "factory").gateways.len(), 1);
+        let left = identity
+            .delete_connected_registry("factory", false)
+            .await
+            .unwrap();
+        assert_eq!(left.tokens, ["factory-sync-token"]);
+        assert_eq!(left.scope_maps, ["factory-sync-scope-map"]);
+    }
+
+    #[tokio::test]
+    async fn read_only_registries_take_only_read_only_client_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = identity(dir.path()).await;
+        let reader = NewToken {
+            name: "reader".into(),
+            scope_map: Some("_repositories_pull".into()),
+            ..NewToken::default()
+        };
+        identity.create_token(reader).await.unwrap();
+        let pusher = NewToken {
+            name: "pusher".into(),
+            scope_map: Some("_repositories_push".into()),
+            ..NewToken::default()
+        };
+        identity.create_token(pusher).await.unwrap();
+        let mut shop = new("shop7", Mode::ReadOnly, None, &["*"]);
+        shop.client_tokens = vec!["pusher".into()];
+        let e = identity
+            .create_connected_registry(shop.clone())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("only read-only client tokens") && e.contains("content/write"),
+            "{e}"
+        );
+        shop.client_tokens = vec!["reader".into()];
+        identity.create_connected_registry(shop).await.unwrap();
+        // Deleting a client token takes it off the list.
+        identity.delete_token("reader").await.unwrap();
+        assert!(
+            identity
+                .connected_registry("shop7")
+                .unwrap()
+                .client_tokens
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn activation_connection_string_and_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = identity(dir.path()).await;
+        identity
+            .create_connected_registry(new("factory", Mode::ReadWrite, None, &["*"]))
+            .await
+            .unwrap();
+        let (text, password) = identity
+            .connection_string("factory", "http", "registry.example:5000", Some(Slot::One))
+            .await
+            .unwrap();
+        let password = password.unwrap();
+        assert_eq!(
+            text,
+            format!(
+                "ConnectedRegistryName=factory;SyncTokenName=factory-sync-token;SyncTokenPassword={};\
+                 ParentGatewayEndpoint=registry.example:5000;ParentEndpointProtocol=http",
+                password.value
+            )
+        );
+        let login = identity
+            .login(
+                "factory-sync-token",
+                &password.value,
+                "127.0.0.1".parse().unwrap(),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(login, Principal::Token { .. }));
+        assert!(
+            identity
+                .repository_actions(&login, "anything")
+                .contains(RepositoryAction::ContentWrite)
+        );
+        assert!(
+            identity
+                .gateway_actions(&login, "factory")
+                .contains(&GatewayAction::ConfigRead)
+        );
+        let (placeholder, none) = identity
+            .connection_string("factory", "https", "r:1", None)
+            .await
+            .unwrap();
+        assert!(none.is_none() && placeholder.contains("--generate-password"));
+
+        assert_eq!(
+            connection_state(&identity.connected_registry("factory").unwrap(), now()),
+            ConnectionState::Offline
+        );
+        identity
+            .activate_connected_registry("factory", "instance-a")
+            .await
+            .unwrap();
+        identity
+            .activate_connected_registry("factory", "instance-a")
+            .await
+            .unwrap();
+        let e = identity
+            .activate_connected_registry("factory", "instance-b")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("ALREADY_ACTIVATED") && e.contains("deactivate"),
+            "{e}"
+        );
+        let status = InstanceStatus {
+            connection_state: "Online".into(),
+            ..InstanceStatus::default()
+        };
+        identity
+            .report_connected_status("factory", "instance-a", status.clone())
+            .unwrap();
+        assert_eq!(
+            connection_state(&identity.connected_registry("factory").unwrap(), now()),
+            ConnectionState::Online
+        );
+        assert_eq!(
+            connection_state(&identity.connected_registry("factory").unwrap(), now() + 31),
+            ConnectionState::Offline
+        );
+        assert!(
+            identity
+                .report_connected_status("factory", "instance-b", status)
+                .is_err()
+        );
+        identity
+            .deactivate_connected_registry("factory")
+            .await
+            .unwrap();
+        identity
+            .activate_connected_registry("factory", "instance-b")
+            .await
+            .unwrap();
+    }
+}
