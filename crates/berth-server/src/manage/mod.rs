@@ -19,6 +19,8 @@ use http::request::Parts;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+mod connected;
+
 use crate::auth::authenticate;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -32,11 +34,29 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/berth/v1/tokens/{name}", &["GET", "PATCH", "DELETE"]),
     ("/berth/v1/tokens/{name}/credentials", &["POST"]),
     ("/berth/v1/tokens/{name}/credentials/{slot}", &["DELETE"]),
+    ("/berth/v1/connected-registries", &["GET", "POST"]),
+    (
+        "/berth/v1/connected-registries/{name}",
+        &["GET", "PATCH", "DELETE"],
+    ),
+    (
+        "/berth/v1/connected-registries/{name}/deactivate",
+        &["POST"],
+    ),
+    (
+        "/berth/v1/connected-registries/{name}/client-tokens",
+        &["GET"],
+    ),
+    ("/berth/v1/connected-registries/{name}/settings", &["POST"]),
+    (
+        "/berth/v1/connected-registries/{name}/permissions",
+        &["GET", "PATCH"],
+    ),
 ];
 
 /// The management routes (with their admin check in each handler's extractor).
 pub fn router() -> Router<AppState> {
-    let routes: [(&str, MethodRouter<AppState>); 7] = [
+    let routes: [(&str, MethodRouter<AppState>); 13] = [
         (ROUTES[0].0, get(show_registry).patch(update_registry)),
         (ROUTES[1].0, get(list_scope_maps).post(create_scope_map)),
         (
@@ -52,6 +72,20 @@ pub fn router() -> Router<AppState> {
         ),
         (ROUTES[5].0, post(generate_credentials)),
         (ROUTES[6].0, delete(delete_credential)),
+        (ROUTES[7].0, get(connected::list).post(connected::create)),
+        (
+            ROUTES[8].0,
+            get(connected::show)
+                .patch(connected::update)
+                .delete(connected::delete),
+        ),
+        (ROUTES[9].0, post(connected::deactivate)),
+        (ROUTES[10].0, get(connected::client_tokens)),
+        (ROUTES[11].0, post(connected::settings)),
+        (
+            ROUTES[12].0,
+            get(connected::permissions).patch(connected::update_permissions),
+        ),
     ];
     routes
         .into_iter()
@@ -94,7 +128,7 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
     )
 }
 
-fn time(unix: i64) -> String {
+pub(crate) fn time(unix: i64) -> String {
     jiff::Timestamp::from_second(unix)
         .map(|t| t.to_string())
         .unwrap_or_default()
@@ -154,7 +188,7 @@ async fn update_registry(
 // ----- scope maps -----
 
 #[derive(Serialize)]
-struct ScopeMapView {
+pub(crate) struct ScopeMapView {
     name: String,
     description: String,
     built_in: bool,
@@ -278,7 +312,7 @@ struct PasswordView {
 }
 
 #[derive(Serialize)]
-struct TokenView {
+pub(crate) struct TokenView {
     name: String,
     scope_map: String,
     status: TokenStatus,
@@ -311,7 +345,7 @@ impl From<Token> for TokenView {
 }
 
 #[derive(Serialize)]
-struct NewPasswordView {
+pub(crate) struct NewPasswordView {
     name: &'static str,
     value: String,
     created_at: String,
