@@ -216,6 +216,8 @@ pub struct Identity {
     pub(crate) store: Arc<dyn IdentityStore>,
     snapshot: RwLock<Arc<Snapshot>>,
     pub(crate) writes: tokio::sync::Mutex<()>,
+    /// Bumped after every change, for those waiting on one (the gateway's long polls).
+    changes: tokio::sync::watch::Sender<u64>,
     /// Connected registries' last status reports (in memory only).
     pub(crate) statuses: RwLock<HashMap<String, crate::connected::InstanceStatus>>,
     key: SigningKey,
@@ -276,6 +278,7 @@ impl Identity {
             store,
             writes: tokio::sync::Mutex::new(()),
             statuses: RwLock::default(),
+            changes: tokio::sync::watch::Sender::new(0),
             key,
             admin_cache: AdminCache::default(),
             limiter,
@@ -327,7 +330,14 @@ impl Identity {
     pub(crate) async fn reload(&self) -> Result<()> {
         let snapshot = Self::build_snapshot(self.store.load().await?)?;
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
+        self.changes.send_modify(|n| *n += 1);
         Ok(())
+    }
+
+    /// A receiver that sees every change to identities (tokens, scope maps, settings,
+    /// connected registries).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// The admin's user name.

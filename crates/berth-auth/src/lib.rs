@@ -10,6 +10,7 @@
 //! - [`store`]: the [`IdentityStore`] seam and its SQLite implementation;
 //! - [`connected`], [`hierarchy`]: connected registries as resources of the root: their
 //!   rules, sync tokens and derived sync scope maps, activation and status;
+//! - [`gateway`]: the configuration document that flows down to connected registries;
 //! - [`identity`]: [`Identity`], the one entry point: logins, permission checks on an
 //!   in-memory snapshot, token issuing, and management.
 
@@ -18,6 +19,7 @@ pub mod action;
 pub mod admin;
 pub mod connected;
 pub mod error;
+pub mod gateway;
 pub mod hierarchy;
 pub mod identity;
 pub mod rate_limit;

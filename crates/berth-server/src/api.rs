@@ -29,6 +29,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/{*rest}", any(entry))
         .route("/oauth2/token", any(token_entry))
         .merge(crate::manage::router())
+        .merge(crate::gateway::router())
         .fallback(not_found)
         .with_state(state)
 }
@@ -82,8 +83,18 @@ async fn dispatch(state: &AppState, request: Request) -> Result<Response, ApiErr
     let head = method == Method::HEAD;
     let caller = authenticate(state, &parts).await?;
     // Each arm checks the one action its endpoint needs before touching anything.
-    let need =
-        |repository: &RepositoryName, action| caller.require(state, repository.as_str(), action);
+    let need = |repository: &RepositoryName, action: A| {
+        caller.require(state, repository.as_str(), action)?;
+        // A ReadOnly connected registry is a mirror: nothing local may change it.
+        match &state.read_only {
+            Some(why) if !matches!(action, A::ContentRead | A::MetadataRead) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                berth_oci::ErrorCode::Denied,
+                why.clone(),
+            )),
+            _ => Ok(()),
+        }
+    };
 
     match (route, method.clone()) {
         (Route::Base, Method::GET | Method::HEAD) => {

@@ -7,12 +7,14 @@
 //! - [`error`]: [`ApiError`], the one mapping from domain errors to the spec's error JSON;
 //! - [`auth`]: authenticating requests and checking their one action (401/403 rules);
 //! - [`manage`]: the management API under `/berth/v1/`, admin only;
+//! - [`gateway`]: the parent side of the link with connected registries;
 //! - [`listener`]: the accept loop with graceful shutdown;
 //! - [`state`]: [`AppState`], shared by every handler.
 
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod gateway;
 pub mod handlers;
 pub mod listener;
 pub mod manage;

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use berth_auth::Identity;
 use berth_registry::Registry;
 
+use crate::gateway::{Gateway, RootGateway};
+
 /// Shared, cheaply cloneable application state.
 #[derive(Clone)]
 pub struct AppState {
@@ -15,15 +17,22 @@ pub struct AppState {
     /// The URL clients reach the registry at (`https://registry.example.com`), for token
     /// challenges; `None` derives it from each request's `Host`.
     pub public_url: Option<String>,
+    /// Where gateway answers come from: the root's identities, or a relay to the parent.
+    pub gateway: Arc<dyn Gateway>,
+    /// Set on a ReadOnly connected registry: every push and delete is refused with this.
+    pub read_only: Option<String>,
 }
 
 impl AppState {
     /// State over a registry and its identities.
     pub fn new(registry: Arc<Registry>, identity: Arc<Identity>) -> Self {
+        let gateway = Arc::new(RootGateway(Arc::clone(&identity)));
         AppState {
             registry,
             identity,
             public_url: None,
+            gateway,
+            read_only: None,
         }
     }
 }

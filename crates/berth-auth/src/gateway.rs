@@ -1,0 +1,222 @@
+//! What flows down the hierarchy: the configuration document of a connected registry.
+//!
+//! The root computes, for connected registry `X`, a [`ConfigDocument`] holding `X`'s settings,
+//! the tokens `X`'s instance must accept (its client tokens, and the sync tokens of its direct
+//! children, so it can serve their gateway requests) with password *hashes* only, the scope
+//! maps those tokens use, and the documents of `X`'s children, recursively. An instance keeps
+//! the last document it received, so it serves and relays with it while its parent is down.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::action::RepositoryAction;
+use crate::connected::{LogLevel, Mode, SyncSettings};
+use crate::error::IdentityError;
+use crate::identity::{Identity, Snapshot};
+use crate::scope_map::ScopeMap;
+use crate::store::Write;
+use crate::token::Token;
+
+/// A connected registry's settings, as its instance needs them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistrySettings {
+    /// Name.
+    pub name: String,
+    /// Mode.
+    pub mode: Mode,
+    /// Parent (`None`: the root).
+    pub parent: Option<String>,
+    /// Repositories it syncs.
+    pub repositories: Vec<String>,
+    /// Schedule, window, TTL.
+    pub sync: SyncSettings,
+    /// Log level.
+    pub log_level: LogLevel,
+    /// Notification patterns.
+    pub notifications: Vec<String>,
+    /// Client tokens it accepts.
+    pub client_tokens: Vec<String>,
+    /// Its sync token.
+    pub sync_token: String,
+}
+
+/// Everything an instance needs from its parent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigDocument {
+    /// Its own settings.
+    pub registry: RegistrySettings,
+    /// Tokens it accepts: client tokens, and its children's sync tokens (hashes only).
+    pub tokens: Vec<Token>,
+    /// The scope maps of those tokens; for a ReadOnly registry, client scope maps hold only
+    /// read actions.
+    pub scope_maps: Vec<ScopeMap>,
+    /// Its children's documents, for relaying.
+    pub children: Vec<ConfigDocument>,
+}
+
+impl ConfigDocument {
+    /// A short fingerprint of the document: equal documents, equal fingerprints.
+    pub fn etag(&self) -> String {
+        let bytes = serde_json::to_vec(self).expect("documents serialise");
+        hex::encode(&Sha256::digest(&bytes)[..12])
+    }
+
+    /// The document of `name`, here or among the descendants.
+    pub fn find(&self, name: &str) -> Option<&ConfigDocument> {
+        if self.registry.name == name {
+            return Some(self);
+        }
+        self.children.iter().find_map(|c| c.find(name))
+    }
+}
+
+fn read_only(map: &ScopeMap) -> ScopeMap {
+    let mut map = map.clone();
+    for rule in &mut map.repositories {
+        rule.actions.retain(|a| {
+            RepositoryAction::parse(a).is_some_and(|a| {
+                matches!(
+                    a,
+                    RepositoryAction::ContentRead | RepositoryAction::MetadataRead
+                )
+            })
+        });
+    }
+    map.repositories.retain(|r| !r.actions.is_empty());
+    map.gateways.clear();
+    map
+}
+
+fn document(
+    snapshot: &Snapshot,
+    name: &str,
+    depth: usize,
+) -> Result<ConfigDocument, IdentityError> {
+    let registry = snapshot
+        .connected
+        .get(name)
+        .ok_or_else(|| IdentityError::NotFound {
+            kind: "connected registry",
+            name: name.into(),
+        })?;
+    let mut tokens = Vec::new();
+    let mut scope_maps: BTreeMap<String, ScopeMap> = BTreeMap::new();
+    for token_name in &registry.client_tokens {
+        let Some(token) = snapshot.tokens.get(token_name) else {
+            continue;
+        };
+        if let Some(map) = snapshot.scope_maps.get(&token.scope_map) {
+            let map = if registry.mode == Mode::ReadOnly {
+                read_only(map)
+            } else {
+                map.clone()
+            };
+            scope_maps.insert(map.name.clone(), map);
+        }
+        tokens.push(token.clone());
+    }
+    let children: Vec<&crate::connected::ConnectedRegistry> = snapshot
+        .connected
+        .values()
+        .filter(|r| r.parent.as_deref() == Some(name))
+        .collect();
+    for child in &children {
+        if let Some(token) = snapshot.tokens.get(&child.sync_token) {
+            if let Some(map) = snapshot.scope_maps.get(&token.scope_map) {
+                scope_maps.insert(map.name.clone(), map.clone());
+            }
+            tokens.push(token.clone());
+        }
+    }
+    // A corrupted tree cannot recurse forever.
+    let children = if depth > 64 {
+        Vec::new()
+    } else {
+        children
+            .iter()
+            .map(|c| document(snapshot, &c.name, depth + 1))
+            .collect::<Result<_, _>>()?
+    };
+    Ok(ConfigDocument {
+        registry: RegistrySettings {
+            name: registry.name.clone(),
+            mode: registry.mode,
+            parent: registry.parent.clone(),
+            repositories: registry.repositories.clone(),
+            sync: registry.sync.clone(),
+            log_level: registry.log_level,
+            notifications: registry.notifications.clone(),
+            client_tokens: registry.client_tokens.clone(),
+            sync_token: registry.sync_token.clone(),
+        },
+        tokens,
+        scope_maps: scope_maps.into_values().collect(),
+        children,
+    })
+}
+
+impl Identity {
+    /// The configuration document of connected registry `name` (on the root).
+    pub fn config_document(&self, name: &str) -> Result<ConfigDocument, IdentityError> {
+        document(&self.snapshot(), name, 0)
+    }
+
+    /// Makes this (instance's) identities exactly the tokens and scope maps of `document`,
+    /// in one transaction: tokens and scope maps it no longer lists are removed.
+    pub async fn apply_document(&self, document: &ConfigDocument) -> Result<(), IdentityError> {
+        let _write = self.writes.lock().await;
+        let snapshot = self.snapshot();
+        let mut writes = Vec::new();
+        for name in snapshot
+            .tokens
+            .keys()
+            .filter(|n| !document.tokens.iter().any(|t| &t.name == *n))
+        {
+            writes.push(Write::DeleteToken(name.clone()));
+        }
+        for map in snapshot
+            .scope_maps
+            .values()
+            .filter(|m| !m.built_in && !document.scope_maps.iter().any(|d| d.name == m.name))
+        {
+            writes.push(Write::DeleteScopeMap(map.name.clone()));
+        }
+        for token in &document.tokens {
+            if snapshot.tokens.get(&token.name) != Some(token) {
+                writes.push(Write::PutToken(token.clone()));
+            }
+        }
+        for map in &document.scope_maps {
+            if snapshot.scope_maps.get(&map.name) != Some(map) {
+                writes.push(Write::PutScopeMap(map.clone()));
+            }
+        }
+        if writes.is_empty() {
+            return Ok(());
+        }
+        self.store.apply(&writes).await?;
+        self.reload().await
+    }
+}
+
+/// An instance asking to become the active instance of its connected registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivateRequest {
+    /// The instance's identity, kept in its data directory.
+    pub instance_id: String,
+    /// Its Berth version.
+    pub version: String,
+    /// The address its local clients use.
+    pub login_server: String,
+}
+
+/// An instance's periodic status report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// The reporting instance.
+    pub instance_id: String,
+    /// What it reports.
+    pub status: crate::connected::InstanceStatus,
+}

@@ -1,0 +1,226 @@
+//! The gateway: the parent side of the link with connected registries.
+//!
+//! Routes, under `/berth/gateway/v1/<connected registry>/`:
+//! - `POST activate` (`config/read`): become the active instance; answers the configuration
+//!   document, or `409 ALREADY_ACTIVATED`;
+//! - `GET config?since=<etag>&wait=<seconds>` (`config/read`): a long poll that answers the
+//!   configuration document as soon as it differs from `since`, or `304` after `wait`;
+//! - `POST status` (`config/write`): the instance's status report.
+//!
+//! Callers authenticate with their sync token; the gateway actions of its scope map say which
+//! connected registries it may act for (its own, and for ancestors, their descendants').
+//! Where the answers come from is a [`Gateway`]: on the root, [`RootGateway`] reads the
+//! identities; on a connected registry, a relay serves its children from the document it
+//! received and forwards activations and reports to its own parent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use berth_auth::gateway::{ActivateRequest, ConfigDocument, StatusReport};
+use berth_auth::{GatewayAction, Identity, IdentityError};
+use http::{StatusCode, header};
+use serde::Deserialize;
+
+use crate::auth::authenticate;
+use crate::error::ApiError;
+use crate::manage::Body;
+use crate::state::AppState;
+
+/// The longest a config long poll may wait.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// Why a gateway request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// A rule of the hierarchy (unknown registry, already activated, not active, ...).
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// This registry is a relay and its own parent could not be reached.
+    #[error("the parent registry is unreachable: {0}")]
+    Unavailable(String),
+}
+
+/// Where gateway answers come from.
+#[async_trait]
+pub trait Gateway: Send + Sync + 'static {
+    /// Activates an instance of `name`; answers its configuration document.
+    async fn activate(
+        &self,
+        name: &str,
+        request: ActivateRequest,
+    ) -> Result<ConfigDocument, GatewayError>;
+    /// The configuration document of `name` once it differs from `since`, or `None` if it did
+    /// not change within `wait`.
+    async fn config(
+        &self,
+        name: &str,
+        since: Option<&str>,
+        wait: Duration,
+    ) -> Result<Option<ConfigDocument>, GatewayError>;
+    /// Records a status report of `name`'s instance.
+    async fn status(&self, name: &str, report: StatusReport) -> Result<(), GatewayError>;
+}
+
+/// The gateway of the root registry, where every connected registry is defined.
+pub struct RootGateway(pub Arc<Identity>);
+
+#[async_trait]
+impl Gateway for RootGateway {
+    async fn activate(
+        &self,
+        name: &str,
+        request: ActivateRequest,
+    ) -> Result<ConfigDocument, GatewayError> {
+        self.0
+            .activate_connected_registry(name, &request.instance_id)
+            .await?;
+        let status = berth_auth::connected::InstanceStatus {
+            connection_state: "Online".into(),
+            version: request.version,
+            login_server: request.login_server,
+            ..Default::default()
+        };
+        self.0
+            .report_connected_status(name, &request.instance_id, status)?;
+        Ok(self.0.config_document(name)?)
+    }
+
+    async fn config(
+        &self,
+        name: &str,
+        since: Option<&str>,
+        wait: Duration,
+    ) -> Result<Option<ConfigDocument>, GatewayError> {
+        let mut changes = self.0.subscribe();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            changes.mark_unchanged();
+            let document = self.0.config_document(name)?;
+            if since != Some(document.etag().as_str()) {
+                return Ok(Some(document));
+            }
+            if tokio::time::timeout_at(deadline, changes.changed())
+                .await
+                .is_err()
+            {
+                return Ok(None);
+            }
+        }
+    }
+
+    async fn status(&self, name: &str, report: StatusReport) -> Result<(), GatewayError> {
+        Ok(self
+            .0
+            .report_connected_status(name, &report.instance_id, report.status)?)
+    }
+}
+
+/// The gateway routes.
+pub fn router() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/berth/gateway/v1/{name}/activate", post(activate))
+        .route("/berth/gateway/v1/{name}/config", get(config))
+        .route("/berth/gateway/v1/{name}/status", post(status))
+}
+
+/// Checks that the caller's sync token may perform `action` for connected registry `name`.
+async fn authorize(
+    state: &AppState,
+    parts: &Parts,
+    name: &str,
+    action: GatewayAction,
+) -> Result<Arc<dyn Gateway>, ApiError> {
+    let caller = authenticate(state, parts).await?;
+    caller.require_login(None)?;
+    if !state
+        .identity
+        .gateway_actions(&caller.principal, name)
+        .contains(&action)
+    {
+        return Err(ApiError::management(
+            StatusCode::FORBIDDEN,
+            "DENIED",
+            format!(
+                "`{}` may not use the gateway of connected registry `{name}` ({action})",
+                caller.principal.display_name()
+            ),
+        ));
+    }
+    Ok(Arc::clone(&state.gateway))
+}
+
+fn gateway_error(e: GatewayError) -> ApiError {
+    match e {
+        GatewayError::Identity(IdentityError::Conflict(message))
+            if message.starts_with("ALREADY_ACTIVATED") =>
+        {
+            ApiError::management(StatusCode::CONFLICT, "ALREADY_ACTIVATED", message)
+        }
+        GatewayError::Identity(e) => e.into(),
+        GatewayError::Unavailable(message) => ApiError::management(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "PARENT_UNREACHABLE",
+            format!("the parent registry is unreachable: {message}"),
+        ),
+    }
+}
+
+fn document_response(document: &ConfigDocument) -> Response {
+    let etag = document.etag();
+    ([(header::ETAG, etag)], Json(document)).into_response()
+}
+
+async fn activate(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    parts: Parts,
+    Body(request): Body<ActivateRequest>,
+) -> Result<Response, ApiError> {
+    let gateway = authorize(&state, &parts, &name, GatewayAction::ConfigRead).await?;
+    let document = gateway
+        .activate(&name, request)
+        .await
+        .map_err(gateway_error)?;
+    Ok(document_response(&document))
+}
+
+#[derive(Deserialize)]
+struct ConfigQuery {
+    since: Option<String>,
+    wait: Option<u64>,
+}
+
+async fn config(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<ConfigQuery>,
+    parts: Parts,
+) -> Result<Response, ApiError> {
+    let gateway = authorize(&state, &parts, &name, GatewayAction::ConfigRead).await?;
+    let wait = Duration::from_secs(q.wait.unwrap_or(0)).min(MAX_WAIT);
+    match gateway
+        .config(&name, q.since.as_deref(), wait)
+        .await
+        .map_err(gateway_error)?
+    {
+        Some(document) => Ok(document_response(&document)),
+        None => Ok(StatusCode::NOT_MODIFIED.into_response()),
+    }
+}
+
+async fn status(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    parts: Parts,
+    Body(report): Body<StatusReport>,
+) -> Result<StatusCode, ApiError> {
+    let gateway = authorize(&state, &parts, &name, GatewayAction::ConfigWrite).await?;
+    gateway.status(&name, report).await.map_err(gateway_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
