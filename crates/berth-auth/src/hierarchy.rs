@@ -23,7 +23,7 @@ use crate::token::{Slot, Token, TokenStatus};
 type Result<T, E = IdentityError> = std::result::Result<T, E>;
 
 /// An instance that has not reported for this long is shown `Offline`.
-pub const OFFLINE_AFTER_SECS: i64 = 30;
+pub const OFFLINE_AFTER_SECS: i64 = 15;
 
 /// A connected registry to create.
 #[derive(Debug, Clone, Default)]
@@ -1067,7 +1067,7 @@ mod tests {
             ConnectionState::Online
         );
         assert_eq!(
-            connection_state(&identity.connected_registry("factory").unwrap(), now() + 31),
+            connection_state(&identity.connected_registry("factory").unwrap(), now() + 16),
             ConnectionState::Offline
         );
         assert!(

@@ -83,18 +83,22 @@ async fn dispatch(state: &AppState, request: Request) -> Result<Response, ApiErr
     let head = method == Method::HEAD;
     let caller = authenticate(state, &parts).await?;
     // Each arm checks the one action its endpoint needs before touching anything.
-    let need = |repository: &RepositoryName, action: A| {
-        caller.require(state, repository.as_str(), action)?;
-        // A ReadOnly connected registry is a mirror: nothing local may change it.
-        match &state.read_only {
-            Some(why) if !matches!(action, A::ContentRead | A::MetadataRead) => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                berth_oci::ErrorCode::Denied,
-                why.clone(),
-            )),
-            _ => Ok(()),
-        }
-    };
+    let need =
+        |repository: &RepositoryName, action: A| {
+            caller.require(state, repository.as_str(), action)?;
+            // A ReadOnly connected registry is a mirror: nothing local may change it.
+            let read_only = state
+                .read_only
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            match read_only {
+                Some(why) if !matches!(action, A::ContentRead | A::MetadataRead) => Err(
+                    ApiError::new(StatusCode::FORBIDDEN, berth_oci::ErrorCode::Denied, why),
+                ),
+                _ => Ok(()),
+            }
+        };
 
     match (route, method.clone()) {
         (Route::Base, Method::GET | Method::HEAD) => {

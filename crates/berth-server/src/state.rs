@@ -20,7 +20,8 @@ pub struct AppState {
     /// Where gateway answers come from: the root's identities, or a relay to the parent.
     pub gateway: Arc<dyn Gateway>,
     /// Set on a ReadOnly connected registry: every push and delete is refused with this.
-    pub read_only: Option<String>,
+    /// (Shared with the instance, which learns its mode from its parent.)
+    pub read_only: Arc<std::sync::RwLock<Option<String>>>,
 }
 
 impl AppState {
@@ -32,7 +33,7 @@ impl AppState {
             identity,
             public_url: None,
             gateway,
-            read_only: None,
+            read_only: Arc::default(),
         }
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use berth_auth::IdentityConfig;
 use berth_registry::RegistryConfig;
+use berth_sync::ConnectionString;
 use serde::Deserialize;
 
 /// `berth serve`'s flags (each also readable from its `BERTH_*` variable).
@@ -60,6 +61,17 @@ pub struct ServeArgs {
     /// URL clients reach the registry at, for token challenges [default: from each request's Host].
     #[arg(long, env = "BERTH_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
+    /// Run as a connected registry with this connection string (from `berth connected-registry get-settings`).
+    #[arg(
+        long,
+        env = "BERTH_CONNECTION_STRING",
+        value_name = "STRING",
+        hide_env_values = true
+    )]
+    pub connection_string: Option<String>,
+    /// Overrides the connection string's ParentGatewayEndpoint (`host[:port]`).
+    #[arg(long, env = "BERTH_PARENT_GATEWAY_ENDPOINT", value_name = "HOST:PORT")]
+    pub parent_gateway_endpoint: Option<String>,
 }
 
 /// The keys of the TOML configuration file; every key is optional.
@@ -78,6 +90,8 @@ struct FileConfig {
     access_token_ttl: Option<String>,
     login_failures_per_minute: Option<u32>,
     public_url: Option<String>,
+    connection_string: Option<String>,
+    parent_gateway_endpoint: Option<String>,
 }
 
 /// The configuration in force, after merging and validation.
@@ -97,6 +111,8 @@ pub struct Config {
     pub identity: IdentityConfig,
     /// The URL clients reach the registry at.
     pub public_url: Option<String>,
+    /// Set when running as a connected registry.
+    pub connection: Option<ConnectionString>,
 }
 
 /// Why the configuration cannot be used.
@@ -210,6 +226,23 @@ impl Config {
                 }
             },
             public_url: args.public_url.or(file.public_url),
+            connection: match args.connection_string.or(file.connection_string) {
+                Some(text) => {
+                    let mut connection =
+                        ConnectionString::parse(&text).map_err(|e| ConfigError::Invalid {
+                            key: "connection_string",
+                            message: e.to_string(),
+                        })?;
+                    if let Some(endpoint) = args
+                        .parent_gateway_endpoint
+                        .or(file.parent_gateway_endpoint)
+                    {
+                        connection.parent_endpoint = endpoint;
+                    }
+                    Some(connection)
+                }
+                None => None,
+            },
         })
     }
 }

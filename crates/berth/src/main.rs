@@ -14,6 +14,7 @@ use std::time::Duration;
 use berth_auth::{Identity, SigningKey, SqliteIdentityStore};
 use berth_registry::Registry;
 use berth_server::{AppState, ListenerConfig};
+use berth_sync::Instance;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
@@ -99,14 +100,55 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     );
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "registry started");
 
-    let mut state = AppState::new(registry, identity);
+    let mut state = AppState::new(registry, Arc::clone(&identity));
     state.public_url = config.public_url.clone();
+    let instance = match &config.connection {
+        Some(connection) => {
+            let login_server = config
+                .public_url
+                .as_deref()
+                .map(|u| {
+                    u.split("://")
+                        .nth(1)
+                        .unwrap_or(u)
+                        .trim_end_matches('/')
+                        .to_owned()
+                })
+                .unwrap_or_else(|| addr.to_string());
+            let instance = Instance::open(
+                connection.clone(),
+                &config.data_dir,
+                login_server,
+                identity,
+                Arc::clone(&state.read_only),
+            )
+            .await?;
+            state.gateway = instance.relay();
+            println!(
+                "berth: connected registry `{}`, parent {}",
+                instance.name(),
+                connection.parent_url()
+            );
+            Some(instance)
+        }
+        None => None,
+    };
     let app = berth_server::router(state);
     let listener_config = ListenerConfig {
         shutdown_grace: config.shutdown_grace,
         ..ListenerConfig::default()
     };
-    berth_server::serve(listener, app, listener_config, shutdown_signal()).await?;
+    let server = berth_server::serve(listener, app, listener_config, shutdown_signal());
+    match instance {
+        None => server.await?,
+        Some(instance) => {
+            // The link with the parent runs beside the server; it only ends on a fatal error.
+            tokio::select! {
+                served = server => served?,
+                fatal = instance.run() => return Err(format!("connected registry stopped: {fatal}").into()),
+            }
+        }
+    }
     tracing::info!("registry stopped");
     Ok(())
 }

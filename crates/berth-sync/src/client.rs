@@ -1,0 +1,134 @@
+//! The instance's HTTP client for its parent's gateway.
+
+use std::time::Duration;
+
+use berth_auth::gateway::{ActivateRequest, ConfigDocument, StatusReport};
+use reqwest::StatusCode;
+
+use crate::connection::ConnectionString;
+
+/// Why a call to the parent failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// Another instance holds the connected registry.
+    #[error("{0}")]
+    AlreadyActivated(String),
+    /// The sync token was refused (wrong password, disabled, or lacking gateway actions).
+    #[error("the parent refused the sync token: {0}")]
+    Refused(String),
+    /// The parent could not be reached, or failed.
+    #[error("the parent is unreachable: {0}")]
+    Unreachable(String),
+}
+
+/// A client of the parent's gateway, authenticated with the sync token.
+#[derive(Clone)]
+pub struct ParentClient {
+    http: reqwest::Client,
+    base: String,
+    username: String,
+    password: String,
+}
+
+/// How long a config long poll waits at the parent.
+pub const LONG_POLL: Duration = Duration::from_secs(25);
+
+impl ParentClient {
+    /// A client for the parent named in `connection`.
+    pub fn new(connection: &ConnectionString) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(LONG_POLL + Duration::from_secs(15))
+            .build()
+            .expect("build an HTTP client");
+        ParentClient {
+            http,
+            base: format!("{}/berth/gateway/v1", connection.parent_url()),
+            username: connection.sync_token.clone(),
+            password: connection.password.clone(),
+        }
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, LinkError> {
+        let response = request
+            .basic_auth(&self.username, Some(&self.password))
+            .send()
+            .await
+            .map_err(|e| LinkError::Unreachable(e.to_string()))?;
+        let status = response.status();
+        if status.is_success() || status == StatusCode::NOT_MODIFIED {
+            return Ok(response);
+        }
+        let body = response.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["errors"][0]["message"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| format!("{status}: {body}"));
+        Err(match status {
+            StatusCode::CONFLICT if body.contains("ALREADY_ACTIVATED") => {
+                LinkError::AlreadyActivated(message)
+            }
+            StatusCode::UNAUTHORIZED
+            | StatusCode::FORBIDDEN
+            | StatusCode::NOT_FOUND
+            | StatusCode::CONFLICT => LinkError::Refused(message),
+            _ => LinkError::Unreachable(message),
+        })
+    }
+
+    async fn document(response: reqwest::Response) -> Result<ConfigDocument, LinkError> {
+        response
+            .json()
+            .await
+            .map_err(|e| LinkError::Unreachable(format!("unreadable configuration: {e}")))
+    }
+
+    /// Activates `registry` (this instance's, or a child's when relaying).
+    pub async fn activate(
+        &self,
+        registry: &str,
+        request: &ActivateRequest,
+    ) -> Result<ConfigDocument, LinkError> {
+        let response = self
+            .send(
+                self.http
+                    .post(format!("{}/{registry}/activate", self.base))
+                    .json(request),
+            )
+            .await?;
+        Self::document(response).await
+    }
+
+    /// Waits for `registry`'s configuration to differ from `since`.
+    pub async fn config(
+        &self,
+        registry: &str,
+        since: Option<&str>,
+    ) -> Result<Option<ConfigDocument>, LinkError> {
+        // ETags are hex, so they need no escaping in the query.
+        let mut url = format!(
+            "{}/{registry}/config?wait={}",
+            self.base,
+            LONG_POLL.as_secs()
+        );
+        if let Some(since) = since {
+            url.push_str(&format!("&since={since}"));
+        }
+        let response = self.send(self.http.get(url)).await?;
+        if response.status() == StatusCode::NOT_MODIFIED {
+            return Ok(None);
+        }
+        Self::document(response).await.map(Some)
+    }
+
+    /// Reports `registry`'s status.
+    pub async fn status(&self, registry: &str, report: &StatusReport) -> Result<(), LinkError> {
+        self.send(
+            self.http
+                .post(format!("{}/{registry}/status", self.base))
+                .json(report),
+        )
+        .await
+        .map(drop)
+    }
+}

@@ -1,0 +1,145 @@
+//! The connection string an instance is deployed with:
+//! `ConnectedRegistryName=<n>;SyncTokenName=<t>;SyncTokenPassword=<p>;ParentGatewayEndpoint=<host[:port]>;ParentEndpointProtocol=<http|https>`.
+
+use std::fmt;
+
+/// A parsed connection string.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConnectionString {
+    /// The connected registry this instance runs.
+    pub registry: String,
+    /// Its sync token's name.
+    pub sync_token: String,
+    /// Its sync token's password.
+    pub password: String,
+    /// The parent's gateway, `host[:port]`.
+    pub parent_endpoint: String,
+    /// `http` or `https`.
+    pub protocol: String,
+}
+
+impl fmt::Debug for ConnectionString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionString")
+            .field("registry", &self.registry)
+            .field("sync_token", &self.sync_token)
+            .field("password", &"<redacted>")
+            .field("parent_endpoint", &self.parent_endpoint)
+            .field("protocol", &self.protocol)
+            .finish()
+    }
+}
+
+/// Why a connection string cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectionStringError {
+    /// A `key=value` pair without `=`.
+    #[error("connection string part `{0}` is not of the form Key=Value")]
+    Malformed(String),
+    /// A required key is missing.
+    #[error(
+        "the connection string has no `{0}`; run `berth connected-registry get-settings` on the root to get a complete one"
+    )]
+    Missing(&'static str),
+    /// The password is the placeholder `get-settings` prints without `--generate-password`.
+    #[error(
+        "the connection string has no sync token password; run `berth connected-registry get-settings --generate-password 1` on the root"
+    )]
+    NoPassword,
+    /// The protocol is neither http nor https.
+    #[error("ParentEndpointProtocol `{0}` is invalid; use http or https")]
+    Protocol(String),
+}
+
+impl ConnectionString {
+    /// Parses a connection string: split on `;`, then on the first `=` only (values may
+    /// contain `=`). Keys are case-insensitive; unknown keys are ignored.
+    pub fn parse(text: &str) -> Result<Self, ConnectionStringError> {
+        let (mut registry, mut token, mut password, mut endpoint, mut protocol) =
+            (None, None, None, None, None);
+        for part in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| ConnectionStringError::Malformed(part.to_owned()))?;
+            let value = Some(value.trim().to_owned());
+            match key.trim().to_ascii_lowercase().as_str() {
+                "connectedregistryname" => registry = value,
+                "synctokenname" => token = value,
+                "synctokenpassword" => password = value,
+                "parentgatewayendpoint" => endpoint = value,
+                "parentendpointprotocol" => protocol = value,
+                _ => {}
+            }
+        }
+        let password = password.ok_or(ConnectionStringError::Missing("SyncTokenPassword"))?;
+        if password.starts_with('<') {
+            return Err(ConnectionStringError::NoPassword);
+        }
+        let protocol = protocol
+            .unwrap_or_else(|| "https".into())
+            .to_ascii_lowercase();
+        if protocol != "http" && protocol != "https" {
+            return Err(ConnectionStringError::Protocol(protocol));
+        }
+        Ok(ConnectionString {
+            registry: registry.ok_or(ConnectionStringError::Missing("ConnectedRegistryName"))?,
+            sync_token: token.ok_or(ConnectionStringError::Missing("SyncTokenName"))?,
+            password,
+            parent_endpoint: endpoint
+                .ok_or(ConnectionStringError::Missing("ParentGatewayEndpoint"))?,
+            protocol,
+        })
+    }
+
+    /// The parent's base URL.
+    pub fn parent_url(&self) -> String {
+        format!(
+            "{}://{}",
+            self.protocol,
+            self.parent_endpoint.trim_end_matches('/')
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_keeps_equals_in_values() {
+        let c = ConnectionString::parse(
+            "ConnectedRegistryName=factory;SyncTokenName=factory-sync-token;SyncTokenPassword=a=b==;\
+             ParentGatewayEndpoint=10.0.0.1:5000;ParentEndpointProtocol=http",
+        )
+        .unwrap();
+        assert_eq!(c.registry, "factory");
+        assert_eq!(c.password, "a=b==");
+        assert_eq!(c.parent_url(), "http://10.0.0.1:5000");
+        assert!(
+            !format!("{c:?}").contains("a=b=="),
+            "the password is never printed"
+        );
+    }
+
+    #[test]
+    fn clear_errors() {
+        assert_eq!(
+            ConnectionString::parse("ConnectedRegistryName=x"),
+            Err(ConnectionStringError::Missing("SyncTokenPassword"))
+        );
+        assert_eq!(
+            ConnectionString::parse("garbage"),
+            Err(ConnectionStringError::Malformed("garbage".into()))
+        );
+        let placeholder = "ConnectedRegistryName=x;SyncTokenName=t;SyncTokenPassword=<run get-settings>;ParentGatewayEndpoint=h";
+        assert_eq!(
+            ConnectionString::parse(placeholder),
+            Err(ConnectionStringError::NoPassword)
+        );
+        let ftp = "ConnectedRegistryName=x;SyncTokenName=t;SyncTokenPassword=p;ParentGatewayEndpoint=h;ParentEndpointProtocol=ftp";
+        assert_eq!(
+            ConnectionString::parse(ftp),
+            Err(ConnectionStringError::Protocol("ftp".into()))
+        );
+    }
+}

@@ -1,0 +1,332 @@
+//! A connected registry's instance: activation, configuration and status, and the relay that
+//! serves its own children.
+//!
+//! The instance keeps the last configuration document it received in its data directory, so
+//! it serves its client tokens (and relays to its children) with it while its parent is
+//! unreachable, including after a restart.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use berth_auth::Identity;
+use berth_auth::connected::{InstanceStatus, Mode};
+use berth_auth::gateway::{ActivateRequest, ConfigDocument, StatusReport};
+use berth_server::gateway::{Gateway, GatewayError};
+use tokio::sync::watch;
+
+use crate::client::{LinkError, ParentClient};
+use crate::connection::ConnectionString;
+
+/// How often the instance reports its status.
+pub const STATUS_EVERY: Duration = Duration::from_secs(3);
+
+/// Why the instance must stop.
+#[derive(Debug, thiserror::Error)]
+pub enum InstanceError {
+    /// Another instance holds the connected registry.
+    #[error("{0}")]
+    AlreadyActivated(String),
+    /// Reading or writing the instance's files failed.
+    #[error("instance state in `{path}`: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// The running instance of a connected registry.
+pub struct Instance {
+    connection: ConnectionString,
+    instance_id: String,
+    login_server: String,
+    identity: Arc<Identity>,
+    client: ParentClient,
+    state_file: PathBuf,
+    document: RwLock<Option<ConfigDocument>>,
+    changes: watch::Sender<u64>,
+    read_only: Arc<RwLock<Option<String>>>,
+    last_sync: RwLock<Option<i64>>,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> InstanceError + '_ {
+    move |source| InstanceError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Reads or creates this instance's identity in `data_dir/instance.id`.
+fn instance_id(data_dir: &Path) -> Result<String, InstanceError> {
+    let path = data_dir.join("instance.id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) => Ok(id.trim().to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = uuid::Uuid::new_v4().to_string();
+            std::fs::write(&path, &id).map_err(io(&path))?;
+            Ok(id)
+        }
+        Err(e) => Err(io(&path)(e)),
+    }
+}
+
+impl Instance {
+    /// Prepares the instance: its identity, and the last configuration it received (applied
+    /// at once, so it serves while the parent is down). `read_only` is the data plane's
+    /// switch for ReadOnly mode.
+    pub async fn open(
+        connection: ConnectionString,
+        data_dir: &Path,
+        login_server: String,
+        identity: Arc<Identity>,
+        read_only: Arc<RwLock<Option<String>>>,
+    ) -> Result<Arc<Instance>, InstanceError> {
+        let instance_id = instance_id(data_dir)?;
+        let state_file = data_dir.join("connected-registry.json");
+        let instance = Arc::new(Instance {
+            client: ParentClient::new(&connection),
+            connection,
+            instance_id,
+            login_server,
+            identity,
+            state_file,
+            document: RwLock::new(None),
+            changes: watch::Sender::new(0),
+            read_only,
+            last_sync: RwLock::new(None),
+        });
+        if let Ok(text) = std::fs::read_to_string(&instance.state_file)
+            && let Ok(document) = serde_json::from_str::<ConfigDocument>(&text)
+        {
+            tracing::info!(registry = %document.registry.name, "serving with the configuration kept from the last sync");
+            instance.install(document, false).await?;
+        }
+        Ok(instance)
+    }
+
+    /// The connected registry's name.
+    pub fn name(&self) -> &str {
+        &self.connection.registry
+    }
+
+    /// The gateway this instance serves to its own children.
+    pub fn relay(self: &Arc<Self>) -> Arc<dyn Gateway> {
+        Arc::new(Relay(Arc::clone(self)))
+    }
+
+    /// Makes `document` the configuration in force: identities, mode, relay; and keeps it on
+    /// disk when `persist`.
+    async fn install(&self, document: ConfigDocument, persist: bool) -> Result<(), InstanceError> {
+        if persist {
+            let text = serde_json::to_vec_pretty(&document).expect("documents serialise");
+            let temp = self.state_file.with_extension("json.tmp");
+            write_private(&temp, &text).map_err(io(&temp))?;
+            std::fs::rename(&temp, &self.state_file).map_err(io(&self.state_file))?;
+        }
+        if let Err(e) = self.identity.apply_document(&document).await {
+            tracing::error!(error = %e, "could not apply the configuration's tokens");
+        }
+        *self.read_only.write().unwrap_or_else(|e| e.into_inner()) = (document.registry.mode == Mode::ReadOnly).then(|| {
+            format!("connected registry `{}` is ReadOnly: it only mirrors its parent; push to a ReadWrite registry", document.registry.name)
+        });
+        *self.document.write().unwrap_or_else(|e| e.into_inner()) = Some(document);
+        self.changes.send_modify(|n| *n += 1);
+        Ok(())
+    }
+
+    fn current(&self) -> Option<ConfigDocument> {
+        self.document
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn activate_request(&self) -> ActivateRequest {
+        ActivateRequest {
+            instance_id: self.instance_id.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            login_server: self.login_server.clone(),
+        }
+    }
+
+    /// Runs the link with the parent until the instance must stop: activation (retried while
+    /// the parent is unreachable), then the configuration long poll and the status reports.
+    /// Returns only on a fatal error, such as another instance holding the registry.
+    pub async fn run(self: Arc<Self>) -> InstanceError {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match self
+                .client
+                .activate(self.name(), &self.activate_request())
+                .await
+            {
+                Ok(document) => {
+                    tracing::info!(registry = %self.name(), "activated against the parent");
+                    if let Err(e) = self.install(document, true).await {
+                        return e;
+                    }
+                    *self.last_sync.write().unwrap_or_else(|e| e.into_inner()) = Some(now());
+                    break;
+                }
+                Err(LinkError::AlreadyActivated(message)) => {
+                    return InstanceError::AlreadyActivated(message);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "activation failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+        tokio::spawn(Arc::clone(&self).report_status());
+        self.follow_config().await;
+        unreachable!("the configuration loop never ends")
+    }
+
+    async fn follow_config(&self) {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let since = self.current().map(|d| d.etag());
+            match self.client.config(self.name(), since.as_deref()).await {
+                Ok(Some(document)) => {
+                    backoff = Duration::from_millis(200);
+                    tracing::debug!(etag = %document.etag(), "configuration changed");
+                    if let Err(e) = self.install(document, true).await {
+                        tracing::error!(error = %e, "could not keep the configuration");
+                    }
+                    *self.last_sync.write().unwrap_or_else(|e| e.into_inner()) = Some(now());
+                }
+                Ok(None) => {
+                    backoff = Duration::from_millis(200);
+                    *self.last_sync.write().unwrap_or_else(|e| e.into_inner()) = Some(now());
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "configuration poll failed; serving with the last configuration");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    async fn report_status(self: Arc<Self>) {
+        loop {
+            let status = InstanceStatus {
+                connection_state: "Online".into(),
+                last_sync: *self.last_sync.read().unwrap_or_else(|e| e.into_inner()),
+                details: Vec::new(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                login_server: self.login_server.clone(),
+                reported_at: 0,
+            };
+            let report = StatusReport {
+                instance_id: self.instance_id.clone(),
+                status,
+            };
+            if let Err(e) = self.client.status(self.name(), &report).await {
+                tracing::debug!(error = %e, "status report failed");
+            }
+            tokio::time::sleep(STATUS_EVERY).await;
+        }
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// The gateway a connected registry serves to its children: configuration from the document
+/// it received (so children keep their configuration fresh, and are served while this
+/// instance's own parent is down), activations and status reports forwarded up.
+struct Relay(Arc<Instance>);
+
+fn unreachable_parent(e: LinkError) -> GatewayError {
+    match e {
+        LinkError::AlreadyActivated(message) => {
+            GatewayError::Identity(berth_auth::IdentityError::Conflict(message))
+        }
+        LinkError::Refused(message) => {
+            GatewayError::Identity(berth_auth::IdentityError::Invalid(message))
+        }
+        LinkError::Unreachable(message) => GatewayError::Unavailable(message),
+    }
+}
+
+impl Relay {
+    fn child_document(&self, name: &str) -> Result<ConfigDocument, GatewayError> {
+        self.0
+            .current()
+            .and_then(|d| d.children.iter().find_map(|c| c.find(name)).cloned())
+            .ok_or_else(|| {
+                GatewayError::Identity(berth_auth::IdentityError::NotFound {
+                    kind: "connected registry",
+                    name: name.into(),
+                })
+            })
+    }
+}
+
+#[async_trait]
+impl Gateway for Relay {
+    async fn activate(
+        &self,
+        name: &str,
+        request: ActivateRequest,
+    ) -> Result<ConfigDocument, GatewayError> {
+        self.0
+            .client
+            .activate(name, &request)
+            .await
+            .map_err(unreachable_parent)
+    }
+
+    async fn config(
+        &self,
+        name: &str,
+        since: Option<&str>,
+        wait: Duration,
+    ) -> Result<Option<ConfigDocument>, GatewayError> {
+        let mut changes = self.0.changes.subscribe();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            changes.mark_unchanged();
+            let document = self.child_document(name)?;
+            if since != Some(document.etag().as_str()) {
+                return Ok(Some(document));
+            }
+            if tokio::time::timeout_at(deadline, changes.changed())
+                .await
+                .is_err()
+            {
+                return Ok(None);
+            }
+        }
+    }
+
+    async fn status(&self, name: &str, report: StatusReport) -> Result<(), GatewayError> {
+        self.0
+            .client
+            .status(name, &report)
+            .await
+            .map_err(unreachable_parent)
+    }
+}

@@ -1,0 +1,18 @@
+//! The child side of the hierarchy: a connected registry's instance.
+//!
+//! Layout:
+//! - [`connection`]: the connection string an instance is deployed with;
+//! - [`client`]: the HTTP client of the parent's gateway (activate, config long poll, status);
+//! - [`instance`]: [`Instance`], which activates, follows its configuration, reports its
+//!   status, keeps the last configuration on disk, and relays for its own children.
+//!
+//! An instance never needs a route to anything but its parent: its children talk to its own
+//! gateway, which serves their configuration from the document it received and forwards
+//! their activations and reports up.
+
+pub mod client;
+pub mod connection;
+pub mod instance;
+
+pub use connection::{ConnectionString, ConnectionStringError};
+pub use instance::{Instance, InstanceError};
