@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_auth::Identity;
-use berth_auth::connected::{InstanceStatus, Mode};
+use berth_auth::connected::{InstanceStatus, LogLevel, Mode};
 use berth_auth::gateway::{ActivateRequest, ConfigDocument, StatusReport};
 use berth_server::gateway::{Gateway, GatewayError};
 use tokio::sync::watch;
@@ -49,6 +49,7 @@ pub struct Instance {
     document: RwLock<Option<ConfigDocument>>,
     changes: watch::Sender<u64>,
     read_only: Arc<RwLock<Option<String>>>,
+    log_level: Arc<dyn Fn(LogLevel) + Send + Sync>,
     last_sync: RwLock<Option<i64>>,
 }
 
@@ -83,13 +84,14 @@ fn instance_id(data_dir: &Path) -> Result<String, InstanceError> {
 impl Instance {
     /// Prepares the instance: its identity, and the last configuration it received (applied
     /// at once, so it serves while the parent is down). `read_only` is the data plane's
-    /// switch for ReadOnly mode.
+    /// switch for ReadOnly mode; `log_level` applies the configured log level.
     pub async fn open(
         connection: ConnectionString,
         data_dir: &Path,
         login_server: String,
         identity: Arc<Identity>,
         read_only: Arc<RwLock<Option<String>>>,
+        log_level: Arc<dyn Fn(LogLevel) + Send + Sync>,
     ) -> Result<Arc<Instance>, InstanceError> {
         let instance_id = instance_id(data_dir)?;
         let state_file = data_dir.join("connected-registry.json");
@@ -103,6 +105,7 @@ impl Instance {
             document: RwLock::new(None),
             changes: watch::Sender::new(0),
             read_only,
+            log_level,
             last_sync: RwLock::new(None),
         });
         if let Ok(text) = std::fs::read_to_string(&instance.state_file)
@@ -139,6 +142,7 @@ impl Instance {
         *self.read_only.write().unwrap_or_else(|e| e.into_inner()) = (document.registry.mode == Mode::ReadOnly).then(|| {
             format!("connected registry `{}` is ReadOnly: it only mirrors its parent; push to a ReadWrite registry", document.registry.name)
         });
+        (self.log_level)(document.registry.log_level);
         *self.document.write().unwrap_or_else(|e| e.into_inner()) = Some(document);
         self.changes.send_modify(|n| *n += 1);
         Ok(())

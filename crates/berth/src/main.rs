@@ -4,6 +4,7 @@
 //! the other commands (`login`, `scope-map`, `token`, `update`, `show`) manage a running
 //! registry through its management API, see [`cli`].
 
+mod allocator;
 mod cli;
 mod config;
 
@@ -11,6 +12,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_auth::connected::LogLevel;
 use berth_auth::{Identity, SigningKey, SqliteIdentityStore};
 use berth_registry::Registry;
 use berth_server::{AppState, ListenerConfig};
@@ -37,6 +39,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    allocator::tune();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
@@ -47,14 +50,14 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            init_logging(&config.log);
+            let log_control = init_logging(&config.log);
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .max_blocking_threads(128)
                 .thread_keep_alive(Duration::from_secs(10))
                 .build()
                 .expect("start the async runtime");
-            match runtime.block_on(serve(config)) {
+            match runtime.block_on(serve(config, log_control)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("berth: {e}");
@@ -66,18 +69,39 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(filter: &str) {
-    let filter = std::env::var("RUST_LOG")
+/// Sets the log filter while running: a connected registry takes its log level from its
+/// parent's configuration, unless `RUST_LOG` was set, which always wins.
+type LogControl = Arc<dyn Fn(LogLevel) + Send + Sync>;
+
+fn init_logging(filter: &str) -> LogControl {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let from_env = std::env::var("RUST_LOG")
         .ok()
-        .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::new(filter));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .and_then(|f| EnvFilter::try_new(f).ok());
+    let pinned = from_env.is_some();
+    let (filter, handle) =
+        tracing_subscriber::reload::Layer::new(from_env.unwrap_or_else(|| EnvFilter::new(filter)));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
         .init();
+    Arc::new(move |level: LogLevel| {
+        if pinned {
+            return;
+        }
+        let directive = match level {
+            LogLevel::Debug => "debug",
+            LogLevel::Information => "info",
+            LogLevel::Warning => "warn",
+            LogLevel::Error => "error",
+            LogLevel::None => "off",
+        };
+        let _ = handle.reload(EnvFilter::new(directive));
+    })
 }
 
-async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+async fn serve(config: Config, log_control: LogControl) -> Result<(), Box<dyn std::error::Error>> {
     let registry = Registry::open_local(&config.data_dir, config.registry.clone())
         .await
         .map_err(|e| {
@@ -121,6 +145,7 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
                 login_server,
                 identity,
                 Arc::clone(&state.read_only),
+                log_control,
             )
             .await?;
             state.gateway = instance.relay();
