@@ -9,7 +9,8 @@
 //!   `line3`;
 //! - the root shows both Online, then `line3` Offline after it is killed;
 //! - a second `factory` instance gets `ALREADY_ACTIVATED`; `deactivate` lets a replacement in;
-//! - the ReadOnly `line3` refuses pushes.
+//! - the ReadOnly `line3` refuses pushes;
+//! - depth 3: `cell4` under `line3` activates through two relays and follows token changes.
 //!
 //! Propagation is awaited with a generous deadline so a slow machine does not make the test
 //! flaky; `bench/` measures the actual time against the 2-second target.
@@ -130,6 +131,36 @@ fn hierarchy_propagates_configuration_and_survives_failures() {
         registry_view(&manage, "line3")["login_server"],
         line3.host.as_str()
     );
+
+    // Depth 3: `cell4` under `line3` talks only to line3, which relays up through factory.
+    create_registry(
+        &manage,
+        json!({"name": "cell4", "mode": "ReadOnly", "parent": "line3", "repositories": ["hello-world"], "client_tokens": ["client1"]}),
+    );
+    let cell4_cs = connection_string(&manage, "cell4");
+    assert!(
+        cell4_cs.contains(&format!("ParentGatewayEndpoint={}", line3.host)),
+        "{cell4_cs}"
+    );
+    let cell4 = Berth::start_with(&["--connection-string", &cell4_cs]);
+    wait_state(&manage, "cell4", "Online", PROPAGATION);
+    wait_login(
+        &cell4,
+        "client1",
+        &client.password1,
+        200,
+        "client1 accepted on cell4, three levels down",
+    );
+    manage.set_token_status("client1", "disabled");
+    wait_login(
+        &cell4,
+        "client1",
+        &client.password1,
+        401,
+        "disabled client1 refused on cell4",
+    );
+    manage.set_token_status("client1", "enabled");
+    drop(cell4);
 
     // Not yet a client of line3: refused. Added on the root: docker login works, no restart.
     assert_eq!(login_status(&line3, "client1", &client.password1), 401);
