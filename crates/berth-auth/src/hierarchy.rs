@@ -150,20 +150,37 @@ fn descendants<'a>(
     out
 }
 
-/// Rebuilds every sync scope map from the registries as they will be after a change.
-fn derived_sync_maps(snapshot: &Snapshot, registries: &[ConnectedRegistry]) -> Vec<Write> {
+/// Rebuilds the sync scope maps of `affected` registries from `registries`, the tree as it
+/// will be after a change. Only the changed registries and their ancestors can need it, so
+/// the work stays proportional to the change, not to the size of the hierarchy.
+fn derived_sync_maps(
+    snapshot: &Snapshot,
+    registries: &std::collections::BTreeMap<String, ConnectedRegistry>,
+    affected: &BTreeSet<String>,
+) -> Vec<Write> {
+    let mut children: std::collections::HashMap<&str, Vec<&ConnectedRegistry>> =
+        std::collections::HashMap::new();
+    for registry in registries.values() {
+        if let Some(parent) = &registry.parent {
+            children.entry(parent.as_str()).or_default().push(registry);
+        }
+    }
     let mut writes = Vec::new();
-    for registry in registries {
+    for registry in affected.iter().filter_map(|name| registries.get(name)) {
         let Some(token) = snapshot.tokens.get(&registry.sync_token) else {
             continue;
         };
-        let subtree: Vec<&ConnectedRegistry> = std::iter::once(registry)
-            .chain(
-                descendants(registries.iter(), &registry.name)
-                    .iter()
-                    .filter_map(|d| registries.iter().find(|r| &r.name == d)),
-            )
-            .collect();
+        let mut subtree = vec![registry];
+        let mut next = 0;
+        while next < subtree.len() && subtree.len() <= registries.len() {
+            subtree.extend(
+                children
+                    .get(subtree[next].name.as_str())
+                    .into_iter()
+                    .flatten(),
+            );
+            next += 1;
+        }
         let repositories: Vec<_> = subtree
             .iter()
             .flat_map(|r| sync_rules(&r.repositories, r.mode))
@@ -495,9 +512,23 @@ impl Identity {
                 Write::PutSetting(..) => {}
             }
         }
+        // The changed registries and their ancestors, before and after the change.
+        let mut affected = BTreeSet::new();
+        for write in &writes {
+            let name = match write {
+                Write::PutConnectedRegistry(r) => r.name.clone(),
+                Write::DeleteConnectedRegistry(n) => n.clone(),
+                _ => continue,
+            };
+            affected.extend(ancestors(&snapshot, &name));
+            affected.insert(name);
+        }
         future.connected = registries.clone();
-        let all: Vec<ConnectedRegistry> = registries.into_values().collect();
-        writes.extend(derived_sync_maps(&future, &all));
+        let changed: Vec<String> = affected.iter().cloned().collect();
+        for name in changed {
+            affected.extend(ancestors(&future, &name));
+        }
+        writes.extend(derived_sync_maps(&future, &registries, &affected));
         self.store.apply(&writes).await?;
         self.reload().await
     }
