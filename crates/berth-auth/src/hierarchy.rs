@@ -238,13 +238,42 @@ impl Identity {
     /// Status reports are kept in memory only: they arrive every few seconds from every
     /// instance, and after a restart of the root the next report restores them.
     fn with_status(&self, mut registry: ConnectedRegistry) -> ConnectedRegistry {
-        registry.status = self
+        let status = self
             .statuses
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(&registry.name)
             .cloned();
+        let events = self
+            .events
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&registry.name)
+            .cloned()
+            .unwrap_or_default();
+        registry.status = match (status, events.is_empty()) {
+            (status, true) => status,
+            (status, false) => {
+                let mut status = status.unwrap_or_default();
+                status.details.extend(events);
+                status.details.sort_by_key(|d| d.at);
+                Some(status)
+            }
+        };
         registry
+    }
+
+    /// Records a problem the root saw for `name` (the last ten are kept, in memory).
+    fn record_event(&self, name: &str, code: &str, description: String) {
+        let mut events = self.events.write().unwrap_or_else(|e| e.into_inner());
+        let list = events.entry(name.to_owned()).or_default();
+        list.push(connected::StatusDetail {
+            code: code.to_owned(),
+            description,
+            at: now(),
+        });
+        let excess = list.len().saturating_sub(10);
+        list.drain(..excess);
     }
 
     /// Connected registries under `parent` (the root when `None`): direct children only with
@@ -635,6 +664,10 @@ impl Identity {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(name);
+        self.events
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
         self.store
             .apply(&[Write::PutConnectedRegistry(Box::new(registry.clone()))])
             .await?;
@@ -745,6 +778,11 @@ impl Identity {
         let mut registry = self.connected_registry(name)?;
         match &registry.activation {
             Some(a) if a.instance_id != instance_id => {
+                self.record_event(
+                    name,
+                    "ALREADY_ACTIVATED",
+                    format!("instance `{instance_id}` was refused: instance `{}` holds this connected registry", a.instance_id),
+                );
                 return Err(IdentityError::Conflict(format!(
                     "ALREADY_ACTIVATED: connected registry `{name}` is already activated by another instance; run \
                      `berth connected-registry deactivate --name {name}` to let a replacement activate"
@@ -1085,6 +1123,17 @@ mod tests {
         assert!(
             e.starts_with("ALREADY_ACTIVATED") && e.contains("deactivate"),
             "{e}"
+        );
+        let details = identity
+            .connected_registry("factory")
+            .unwrap()
+            .status
+            .unwrap()
+            .details;
+        assert_eq!(details.len(), 1);
+        assert_eq!(
+            details[0].code, "ALREADY_ACTIVATED",
+            "the refused activation is a status detail"
         );
         let status = InstanceStatus {
             connection_state: "Online".into(),

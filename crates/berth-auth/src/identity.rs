@@ -220,6 +220,8 @@ pub struct Identity {
     changes: tokio::sync::watch::Sender<u64>,
     /// Connected registries' last status reports (in memory only).
     pub(crate) statuses: RwLock<HashMap<String, crate::connected::InstanceStatus>>,
+    /// Problems the root itself saw for a connected registry (e.g. a refused activation).
+    pub(crate) events: RwLock<HashMap<String, Vec<crate::connected::StatusDetail>>>,
     key: SigningKey,
     admin_cache: AdminCache,
     limiter: LoginLimiter,
@@ -278,6 +280,7 @@ impl Identity {
             store,
             writes: tokio::sync::Mutex::new(()),
             statuses: RwLock::default(),
+            events: RwLock::default(),
             changes: tokio::sync::watch::Sender::new(0),
             key,
             admin_cache: AdminCache::default(),

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_auth::Identity;
-use berth_auth::connected::{InstanceStatus, LogLevel, Mode};
+use berth_auth::connected::{InstanceStatus, LogLevel, Mode, StatusDetail};
 use berth_auth::gateway::{ActivateRequest, ConfigDocument, StatusReport};
 use berth_server::gateway::{Gateway, GatewayError};
 use tokio::sync::watch;
@@ -46,6 +46,7 @@ pub struct Instance {
     identity: Arc<Identity>,
     client: ParentClient,
     state_file: PathBuf,
+    data_dir: PathBuf,
     document: RwLock<Option<ConfigDocument>>,
     changes: watch::Sender<u64>,
     read_only: Arc<RwLock<Option<String>>>,
@@ -102,6 +103,7 @@ impl Instance {
             login_server,
             identity,
             state_file,
+            data_dir: data_dir.to_owned(),
             document: RwLock::new(None),
             changes: watch::Sender::new(0),
             read_only,
@@ -225,10 +227,16 @@ impl Instance {
 
     async fn report_status(self: Arc<Self>) {
         loop {
+            let details: Vec<StatusDetail> = disk_problem(&self.data_dir).into_iter().collect();
             let status = InstanceStatus {
-                connection_state: "Online".into(),
+                connection_state: if details.is_empty() {
+                    "Online"
+                } else {
+                    "Unhealthy"
+                }
+                .into(),
                 last_sync: *self.last_sync.read().unwrap_or_else(|e| e.into_inner()),
-                details: Vec::new(),
+                details,
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 login_server: self.login_server.clone(),
                 reported_at: 0,
@@ -243,6 +251,26 @@ impl Instance {
             tokio::time::sleep(STATUS_EVERY).await;
         }
     }
+}
+
+/// Free space below which the instance reports itself Unhealthy.
+const LOW_DISK_BYTES: u64 = 512 << 20;
+
+/// A `DISK_LOW` status detail when the data directory's file system is nearly full (less than
+/// 5% or 512 MiB free): pushes and sync would soon fail there.
+fn disk_problem(data_dir: &Path) -> Option<StatusDetail> {
+    let stats = rustix::fs::statvfs(data_dir).ok()?;
+    let total = stats.f_blocks.saturating_mul(stats.f_frsize);
+    let free = stats.f_bavail.saturating_mul(stats.f_frsize);
+    (free < LOW_DISK_BYTES || free.saturating_mul(20) < total).then(|| StatusDetail {
+        code: "DISK_LOW".into(),
+        description: format!(
+            "{} MiB free of {} MiB on the data directory's file system",
+            free >> 20,
+            total >> 20
+        ),
+        at: now(),
+    })
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -332,5 +360,22 @@ impl Gateway for Relay {
             .status(name, &report)
             .await
             .map_err(unreachable_parent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_check_reads_the_file_system() {
+        let dir = tempfile::tempdir().unwrap();
+        // This machine's disk is far from full; the check must run and find nothing.
+        let stats = rustix::fs::statvfs(dir.path()).unwrap();
+        let free = stats.f_bavail * stats.f_frsize;
+        let total = stats.f_blocks * stats.f_frsize;
+        let expect_problem = free < LOW_DISK_BYTES || free * 20 < total;
+        assert_eq!(disk_problem(dir.path()).is_some(), expect_problem);
+        assert!(disk_problem(&dir.path().join("missing")).is_none());
     }
 }
