@@ -201,3 +201,186 @@ pub struct CredentialsGenerated {
     /// The new passwords, shown this once.
     pub passwords: Vec<NewPassword>,
 }
+
+/// A connected registry's sync settings as the API shows them.
+#[derive(Debug, Deserialize)]
+pub struct SyncSettingsView {
+    /// 5-field cron; `* * * * *` is continuous.
+    pub schedule: String,
+    /// ISO-8601 duration, with a non-continuous schedule.
+    pub window: Option<String>,
+    /// ISO-8601 duration: how long messages wait for an offline instance.
+    pub message_ttl: String,
+}
+
+/// A typed problem reported by a connected registry's instance.
+#[derive(Debug, Deserialize)]
+pub struct StatusDetailView {
+    /// Machine-readable code, e.g. `DISK_FULL`.
+    pub code: String,
+    /// For people.
+    #[serde(default)]
+    pub description: String,
+    /// When (RFC 3339).
+    #[serde(default)]
+    pub at: String,
+}
+
+/// A connected registry as the API shows it: the resource and its instance's status.
+#[derive(Debug, Deserialize)]
+pub struct ConnectedRegistryView {
+    /// Its name.
+    pub name: String,
+    /// `ReadWrite` or `ReadOnly`.
+    pub mode: String,
+    /// Its parent connected registry; none for a child of the root.
+    pub parent: Option<String>,
+    /// The repositories it syncs.
+    #[serde(default)]
+    pub repositories: Vec<String>,
+    /// Its sync token.
+    pub sync_token: String,
+    /// The client tokens its instance accepts.
+    #[serde(default)]
+    pub client_tokens: Vec<String>,
+    /// Schedule, window and message TTL.
+    pub sync: SyncSettingsView,
+    /// The instance's log level.
+    pub log_level: String,
+    /// Notification patterns.
+    #[serde(default)]
+    pub notifications: Vec<String>,
+    /// Creation time (RFC 3339).
+    pub created_at: String,
+    /// `Active` or `Inactive`.
+    pub activation: String,
+    /// `Online`, `Syncing`, `Unhealthy` or `Offline`.
+    pub connection_state: String,
+    /// Last successful sync (RFC 3339).
+    pub last_sync: Option<String>,
+    /// Typed problems the instance reported.
+    #[serde(default)]
+    pub status_details: Vec<StatusDetailView>,
+    /// The instance's Berth version.
+    pub version: Option<String>,
+    /// The address local clients use.
+    pub login_server: Option<String>,
+}
+
+/// `POST /berth/v1/connected-registries`.
+#[derive(Debug, Serialize)]
+pub struct ConnectedRegistryCreate {
+    /// Its name.
+    pub name: String,
+    /// `ReadWrite` or `ReadOnly` (the registry's default: ReadOnly).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Its parent connected registry; none for the root.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// Repositories to sync.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub repositories: Vec<String>,
+    /// Instead of repositories: an existing token to use as the sync token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_token: Option<String>,
+    /// Client tokens the instance accepts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub client_tokens: Vec<String>,
+    /// 5-field cron.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_schedule: Option<String>,
+    /// ISO-8601 duration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_window: Option<String>,
+    /// ISO-8601 duration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_message_ttl: Option<String>,
+    /// `Debug`, `Information`, `Warning`, `Error` or `None`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<String>,
+    /// Notification patterns.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<String>,
+}
+
+/// `PATCH /berth/v1/connected-registries/{name}`.
+#[derive(Debug, Serialize)]
+pub struct ConnectedRegistryPatch {
+    /// Client tokens to add.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub add_client_tokens: Vec<String>,
+    /// Client tokens to remove.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remove_client_tokens: Vec<String>,
+    /// New schedule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_schedule: Option<String>,
+    /// New window; empty clears it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_window: Option<String>,
+    /// New message TTL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_message_ttl: Option<String>,
+    /// New log level.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<String>,
+    /// Notification patterns to add.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub add_notifications: Vec<String>,
+    /// Notification patterns to remove.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remove_notifications: Vec<String>,
+}
+
+/// The answer to `DELETE /berth/v1/connected-registries/{name}`: what is left to remove
+/// by hand (nothing with `cleanup`).
+#[derive(Debug, Deserialize)]
+pub struct Leftovers {
+    /// Tokens left.
+    #[serde(default)]
+    pub tokens: Vec<String>,
+    /// Scope maps left.
+    #[serde(default)]
+    pub scope_maps: Vec<String>,
+}
+
+/// `POST /berth/v1/connected-registries/{name}/settings`.
+#[derive(Debug, Serialize)]
+pub struct SettingsRequest {
+    /// `http` or `https`.
+    pub parent_protocol: String,
+    /// Generate a new sync-token password in slot 1 or 2.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generate_password: Option<u8>,
+}
+
+/// The answer to `POST /berth/v1/connected-registries/{name}/settings`.
+#[derive(Debug, Deserialize)]
+pub struct SettingsView {
+    /// `ConnectedRegistryName=…;SyncTokenName=…;…`.
+    pub connection_string: String,
+    /// The sync token.
+    pub sync_token: String,
+    /// The password just generated, if any (shown this once).
+    pub password: Option<NewPassword>,
+}
+
+/// `GET /berth/v1/connected-registries/{name}/permissions`.
+#[derive(Debug, Deserialize)]
+pub struct PermissionsView {
+    /// The repositories the connected registry syncs.
+    #[serde(default)]
+    pub repositories: Vec<String>,
+    /// Its sync scope map (its own rights and those of its descendants).
+    pub sync_scope_map: ScopeMapView,
+}
+
+/// `PATCH /berth/v1/connected-registries/{name}/permissions`.
+#[derive(Debug, Serialize)]
+pub struct PermissionsPatch {
+    /// Repositories to add (to it and its ancestors).
+    pub add: Vec<String>,
+    /// Repositories to remove (from it and its descendants).
+    pub remove: Vec<String>,
+}

@@ -213,25 +213,35 @@ impl ApiClient {
 
     /// `GET /berth/v1/<path…>`.
     pub fn get(&self, path: &[&str]) -> Result<Value, CliError> {
-        self.send(Method::GET, path, None::<&()>)
+        self.send(Method::GET, path, &[], None::<&()>)
+    }
+
+    /// `GET /berth/v1/<path…>?<query>`.
+    pub fn get_query(&self, path: &[&str], query: &[(&str, &str)]) -> Result<Value, CliError> {
+        self.send(Method::GET, path, query, None::<&()>)
     }
 
     /// `POST /berth/v1/<path…>` with a JSON body.
     pub fn post(&self, path: &[&str], body: &impl Serialize) -> Result<Value, CliError> {
-        self.send(Method::POST, path, Some(body))
+        self.send(Method::POST, path, &[], Some(body))
     }
 
     /// `PATCH /berth/v1/<path…>` with a JSON body.
     pub fn patch(&self, path: &[&str], body: &impl Serialize) -> Result<Value, CliError> {
-        self.send(Method::PATCH, path, Some(body))
+        self.send(Method::PATCH, path, &[], Some(body))
     }
 
     /// `DELETE /berth/v1/<path…>`; `Value::Null` when the answer has no body.
     pub fn delete(&self, path: &[&str]) -> Result<Value, CliError> {
-        self.send(Method::DELETE, path, None::<&()>)
+        self.send(Method::DELETE, path, &[], None::<&()>)
     }
 
-    fn url(&self, path: &[&str]) -> Url {
+    /// `DELETE /berth/v1/<path…>?<query>`.
+    pub fn delete_query(&self, path: &[&str], query: &[(&str, &str)]) -> Result<Value, CliError> {
+        self.send(Method::DELETE, path, query, None::<&()>)
+    }
+
+    fn url(&self, path: &[&str], query: &[(&str, &str)]) -> Url {
         let mut url = self.server.url.clone();
         // Each name is one path segment, percent-encoded, whatever the user typed.
         url.path_segments_mut()
@@ -239,6 +249,9 @@ impl ApiClient {
             .clear()
             .extend(["berth", "v1"])
             .extend(path);
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
         url
     }
 
@@ -246,11 +259,12 @@ impl ApiClient {
         &self,
         method: Method,
         path: &[&str],
+        query: &[(&str, &str)],
         body: Option<&impl Serialize>,
     ) -> Result<Value, CliError> {
         let mut request: RequestBuilder = self
             .http
-            .request(method, self.url(path))
+            .request(method, self.url(path, query))
             .basic_auth(&self.username, Some(&self.password));
         if let Some(body) = body {
             request = request.json(body);

@@ -1,4 +1,5 @@
-//! The management command line: `berth login`, `scope-map`, `token`, `update`, `show`.
+//! The management command line: `berth login`, `scope-map`, `token`, `connected-registry`,
+//! `update`, `show`.
 //!
 //! Every command is a thin client of the registry's management API (`/berth/v1/…`); the
 //! registry validates and decides, the command line only parses flags, sends one request
@@ -11,10 +12,12 @@
 //! - [`api`]: the request and response bodies of the management API;
 //! - [`output`]: `--output` formats, the table printer, Docker and Kubernetes documents;
 //! - [`error`]: [`CliError`] and the exit codes scripts rely on;
-//! - one module per command group: [`login`], [`scope_map`], [`token`], [`registry`].
+//! - one module per command group: [`login`], [`scope_map`], [`token`],
+//!   [`connected_registry`], [`registry`].
 
 pub mod api;
 pub mod client;
+pub mod connected_registry;
 pub mod credentials;
 pub mod error;
 pub mod login;
@@ -55,6 +58,9 @@ pub enum Command {
     ScopeMap(scope_map::ScopeMapArgs),
     /// Manage tokens: logins for machines and people, each bound to one scope map.
     Token(token::TokenArgs),
+    /// Manage connected registries: on-site registries that sync repositories with their
+    /// parent.
+    ConnectedRegistry(connected_registry::ConnectedRegistryArgs),
     /// Change registry settings.
     Update(registry::UpdateArgs),
     /// Show registry settings.
@@ -68,6 +74,7 @@ pub fn run(command: Command) -> ExitCode {
         Command::Logout(args) => login::logout(args),
         Command::ScopeMap(args) => scope_map::run(args),
         Command::Token(args) => token::run(args),
+        Command::ConnectedRegistry(args) => connected_registry::run(args),
         Command::Update(args) => registry::update(args),
         Command::Show(args) => registry::show(args),
     };

@@ -310,7 +310,7 @@ fn map_type(built_in: bool) -> &'static str {
 }
 
 /// One scope map: its fields, then its rules.
-fn print_scope_map(map: &ScopeMapView) {
+pub fn print_scope_map(map: &ScopeMapView) {
     let mut fields = Table::fields();
     fields
         .field("Name", map.name.clone())

@@ -242,27 +242,7 @@ pub fn run(args: TokenArgs) -> Result<(), CliError> {
         }
         TokenCommand::List(a) => {
             let value = connection.connect()?.get(&["tokens"])?;
-            a.output.print(value, |tokens: Vec<TokenView>| {
-                let mut table = Table::new(&[
-                    "NAME",
-                    "SCOPE MAP",
-                    "STATUS",
-                    "PASSWORD1 EXPIRY",
-                    "PASSWORD2 EXPIRY",
-                    "CREATED",
-                ]);
-                for token in tokens {
-                    table.row([
-                        token.name.clone(),
-                        token.scope_map.clone(),
-                        token.status.clone(),
-                        expiry_cell(&token, "password1"),
-                        expiry_cell(&token, "password2"),
-                        token.created_at,
-                    ]);
-                }
-                table.print();
-            })
+            a.output.print(value, print_tokens)
         }
         TokenCommand::Delete(a) => {
             let client = connection.connect()?;
@@ -341,6 +321,29 @@ fn generate(connection: &ConnectionArgs, a: GenerateArgs) -> Result<(), CliError
         &value,
         || {},
     )
+}
+
+/// The table of `token list` (also that of `connected-registry list-client-tokens`).
+pub fn print_tokens(tokens: Vec<TokenView>) {
+    let mut table = Table::new(&[
+        "NAME",
+        "SCOPE MAP",
+        "STATUS",
+        "PASSWORD1 EXPIRY",
+        "PASSWORD2 EXPIRY",
+        "CREATED",
+    ]);
+    for token in tokens {
+        table.row([
+            token.name.clone(),
+            token.scope_map.clone(),
+            token.status.clone(),
+            expiry_cell(&token, "password1"),
+            expiry_cell(&token, "password2"),
+            token.created_at,
+        ]);
+    }
+    table.print();
 }
 
 /// A slot's expiry for the token list: `-` when empty, `never`, or the time.

@@ -1,0 +1,683 @@
+//! `berth connected-registry create|update|delete|deactivate|list|show|list-client-tokens|
+//! get-settings|permissions show|permissions update`.
+//!
+//! Flag names follow `az acr connected-registry`, so that its users feel at home. Every
+//! connected registry of the tree is defined on the root registry, whatever its parent;
+//! these commands talk to the root.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use clap::{ArgAction, ArgGroup, Args, Subcommand, ValueEnum};
+
+use super::api::{
+    ConnectedRegistryCreate, ConnectedRegistryPatch, ConnectedRegistryView, Leftovers,
+    PermissionsPatch, PermissionsView, SettingsRequest, SettingsView,
+};
+use super::client::{ConnectionArgs, decode};
+use super::output::{Format, OutputArgs, Table, password_reminder, print_json};
+use super::scope_map::print_scope_map;
+use super::token::print_tokens;
+use super::{CliError, confirm_delete};
+
+/// The continuous schedule, as the registry writes it.
+const CONTINUOUS: &str = "* * * * *";
+
+/// Beyond this many client tokens, `show` gives their number rather than their names.
+const CLIENT_TOKENS_SHOWN: usize = 10;
+
+/// What `create` and `update` accept, shown in `--help`.
+const SETTINGS_HELP: &str = "\
+Rules the registry checks:
+  --name              5-40 letters and digits, starting with a letter; unique in the
+                      whole hierarchy
+  --mode              fixed at creation; a ReadOnly parent only takes ReadOnly children,
+                      and a ReadOnly registry only read-only client tokens
+  --repository        a name, `prefix/*` or `*`; a child's repositories must be within
+                      its parent's
+  --sync-schedule     5-field cron (minute hour day month weekday); `* * * * *` (the
+                      default) syncs continuously
+  --sync-window       ISO-8601 duration, PT1H to P7D; only with a schedule other than
+                      `* * * * *`
+  --sync-message-ttl  ISO-8601 duration, P1D to P90D [default: P2D]
+  --notifications     `repository[:tag][@digest]:push|delete`, with `*` wildcards,
+                      e.g. `*:*` or `hello-world:v1:push`";
+
+/// `berth connected-registry`.
+#[derive(Args, Debug)]
+pub struct ConnectedRegistryArgs {
+    #[command(flatten)]
+    connection: ConnectionArgs,
+    #[command(subcommand)]
+    command: ConnectedRegistryCommand,
+}
+
+/// The connected registry commands.
+#[derive(Subcommand, Debug)]
+pub enum ConnectedRegistryCommand {
+    /// Create a connected registry, with its sync token and sync scope map.
+    #[command(after_help = SETTINGS_HELP)]
+    Create(CreateArgs),
+    /// Change a connected registry's client tokens, sync settings, log level or
+    /// notifications (its mode is fixed at creation).
+    #[command(after_help = SETTINGS_HELP)]
+    Update(UpdateArgs),
+    /// Delete a connected registry that has no children.
+    Delete(DeleteArgs),
+    /// Reset a connected registry's activation, so that a replacement instance can start.
+    Deactivate(DeactivateArgs),
+    /// List connected registries: all, or those under --parent.
+    List(ListArgs),
+    /// Show a connected registry: its settings and its instance's status.
+    Show(ShowArgs),
+    /// List the client tokens a connected registry accepts.
+    ListClientTokens(ShowArgs),
+    /// Print the connection string an instance starts with (`berth serve
+    /// --connection-string`), generating a sync-token password on request.
+    GetSettings(GetSettingsArgs),
+    /// Show or change the repositories a connected registry syncs.
+    #[command(subcommand)]
+    Permissions(PermissionsCommand),
+}
+
+/// `connected-registry permissions`.
+#[derive(Subcommand, Debug)]
+pub enum PermissionsCommand {
+    /// Show the repositories a connected registry syncs, and its sync scope map.
+    Show(ShowArgs),
+    /// Add repositories (to the registry and all its ancestors) or remove them (from the
+    /// registry and all its descendants).
+    Update(PermissionsUpdateArgs),
+}
+
+/// What local clients of a connected registry may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// A pull-only mirror (the default).
+    #[value(name = "ReadOnly")]
+    ReadOnly,
+    /// Local clients push and pull; local pushes flow up to the parent.
+    #[value(name = "ReadWrite")]
+    ReadWrite,
+}
+
+impl Mode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Mode::ReadOnly => "ReadOnly",
+            Mode::ReadWrite => "ReadWrite",
+        }
+    }
+}
+
+/// The instance's log level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    /// Everything.
+    #[value(name = "Debug")]
+    Debug,
+    /// The default.
+    #[value(name = "Information")]
+    Information,
+    /// Warnings and errors.
+    #[value(name = "Warning")]
+    Warning,
+    /// Errors only.
+    #[value(name = "Error")]
+    Error,
+    /// Nothing.
+    #[value(name = "None")]
+    None,
+}
+
+impl LogLevel {
+    fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "Debug",
+            LogLevel::Information => "Information",
+            LogLevel::Warning => "Warning",
+            LogLevel::Error => "Error",
+            LogLevel::None => "None",
+        }
+    }
+}
+
+/// How an instance reaches its parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Protocol {
+    /// Plain HTTP.
+    Http,
+    /// HTTP over TLS.
+    Https,
+}
+
+impl Protocol {
+    fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Https => "https",
+        }
+    }
+}
+
+/// `connected-registry create`.
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("source").required(true).args(["repository", "sync_token"])))]
+pub struct CreateArgs {
+    /// Name: 5-40 letters and digits, starting with a letter, unique in the hierarchy.
+    #[arg(long, short = 'n')]
+    name: String,
+    /// The parent connected registry [default: the root registry].
+    #[arg(long, value_name = "P")]
+    parent: Option<String>,
+    /// Repositories to sync: names, `prefix/*` or `*` (one or more; repeatable).
+    #[arg(long, value_name = "R", num_args = 1.., action = ArgAction::Append)]
+    repository: Vec<String>,
+    /// Instead of --repository: an existing token to use as the sync token; the
+    /// repositories of its scope map are synced.
+    #[arg(long, value_name = "T")]
+    sync_token: Option<String>,
+    /// ReadOnly (a pull-only mirror) or ReadWrite; fixed at creation [default: ReadOnly].
+    #[arg(long, short = 'm', value_enum, ignore_case = true)]
+    mode: Option<Mode>,
+    /// Tokens the instance accepts from its local clients (one or more; repeatable).
+    #[arg(long, value_name = "T", num_args = 1.., action = ArgAction::Append)]
+    client_tokens: Vec<String>,
+    /// 5-field cron [default: `* * * * *`, continuous].
+    #[arg(long, value_name = "CRON")]
+    sync_schedule: Option<String>,
+    /// How long each scheduled sync may run (ISO-8601, PT1H to P7D).
+    #[arg(long, value_name = "DURATION")]
+    sync_window: Option<String>,
+    /// How long messages wait for an offline instance (ISO-8601, P1D to P90D) [default:
+    /// P2D].
+    #[arg(long, value_name = "DURATION")]
+    sync_message_ttl: Option<String>,
+    /// The instance's log level [default: Information].
+    #[arg(long, value_enum, ignore_case = true)]
+    log_level: Option<LogLevel>,
+    /// Notification patterns `repository[:tag][@digest]:push|delete` (one or more;
+    /// repeatable).
+    #[arg(long, value_name = "PATTERN", num_args = 1.., action = ArgAction::Append)]
+    notifications: Vec<String>,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+/// `connected-registry update`.
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    /// The connected registry.
+    #[arg(long, short = 'n')]
+    name: String,
+    /// Client tokens to accept (one or more; repeatable).
+    #[arg(long, value_name = "T", num_args = 1.., action = ArgAction::Append)]
+    add_client_tokens: Vec<String>,
+    /// Client tokens to stop accepting (one or more; repeatable).
+    #[arg(long, value_name = "T", num_args = 1.., action = ArgAction::Append)]
+    remove_client_tokens: Vec<String>,
+    /// New 5-field cron schedule; `* * * * *` syncs continuously.
+    #[arg(long, value_name = "CRON")]
+    sync_schedule: Option<String>,
+    /// New sync window (ISO-8601, PT1H to P7D); "" removes it.
+    #[arg(long, value_name = "DURATION")]
+    sync_window: Option<String>,
+    /// New message TTL (ISO-8601, P1D to P90D).
+    #[arg(long, value_name = "DURATION")]
+    sync_message_ttl: Option<String>,
+    /// New log level.
+    #[arg(long, value_enum, ignore_case = true)]
+    log_level: Option<LogLevel>,
+    /// Notification patterns to add (one or more; repeatable).
+    #[arg(long, value_name = "PATTERN", num_args = 1.., action = ArgAction::Append)]
+    add_notifications: Vec<String>,
+    /// Notification patterns to remove (one or more; repeatable).
+    #[arg(long, value_name = "PATTERN", num_args = 1.., action = ArgAction::Append)]
+    remove_notifications: Vec<String>,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+/// `connected-registry delete`.
+#[derive(Args, Debug)]
+pub struct DeleteArgs {
+    /// The connected registry.
+    #[arg(long, short = 'n')]
+    name: String,
+    /// Also delete its sync token and sync scope map, and take its rights out of its
+    /// ancestors' sync scope maps.
+    #[arg(long)]
+    cleanup: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    yes: bool,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+/// `connected-registry deactivate`.
+#[derive(Args, Debug)]
+pub struct DeactivateArgs {
+    /// The connected registry.
+    #[arg(long, short = 'n')]
+    name: String,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    yes: bool,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+/// `connected-registry list`.
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// Only the connected registries under this one (all its descendants).
+    #[arg(long, value_name = "P")]
+    parent: Option<String>,
+    /// Only direct children (of --parent, or of the root registry).
+    #[arg(long)]
+    no_children: bool,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+/// `connected-registry show`, `list-client-tokens` and `permissions show`.
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    /// The connected registry.
+    #[arg(long, short = 'n')]
+    name: String,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+/// `connected-registry get-settings`.
+#[derive(Args, Debug)]
+pub struct GetSettingsArgs {
+    /// The connected registry.
+    #[arg(long, short = 'n')]
+    name: String,
+    /// The protocol the instance uses to reach its parent.
+    #[arg(long, value_enum, default_value_t = Protocol::Https, ignore_case = true)]
+    parent_protocol: Protocol,
+    /// Generate a new password for the sync token in slot 1 or 2 and put it in the
+    /// connection string (shown only now; it replaces that slot's password).
+    #[arg(long, value_name = "1|2", value_parser = clap::value_parser!(u8).range(1..=2))]
+    generate_password: Option<u8>,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+/// `connected-registry permissions update`.
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("change").required(true).multiple(true).args(["add", "remove"])))]
+pub struct PermissionsUpdateArgs {
+    /// The connected registry.
+    #[arg(long, short = 'n')]
+    name: String,
+    /// Repositories to sync, added to this registry and all its ancestors (one or more;
+    /// repeatable).
+    #[arg(long, value_name = "R", num_args = 1.., action = ArgAction::Append)]
+    add: Vec<String>,
+    /// Repositories to stop syncing, removed from this registry and all its descendants
+    /// (one or more; repeatable).
+    #[arg(long, value_name = "R", num_args = 1.., action = ArgAction::Append)]
+    remove: Vec<String>,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+/// Runs a connected registry command.
+pub fn run(args: ConnectedRegistryArgs) -> Result<(), CliError> {
+    let connection = &args.connection;
+    match args.command {
+        ConnectedRegistryCommand::Create(a) => {
+            let body = ConnectedRegistryCreate {
+                name: a.name,
+                mode: a.mode.map(|m| m.as_str().to_owned()),
+                parent: a.parent,
+                repositories: a.repository,
+                sync_token: a.sync_token,
+                client_tokens: a.client_tokens,
+                sync_schedule: a.sync_schedule,
+                sync_window: a.sync_window,
+                sync_message_ttl: a.sync_message_ttl,
+                log_level: a.log_level.map(|l| l.as_str().to_owned()),
+                notifications: a.notifications,
+            };
+            let value = connection
+                .connect()?
+                .post(&["connected-registries"], &body)?;
+            a.output.print(value, |registry: ConnectedRegistryView| {
+                print_registry(&registry);
+                eprintln!();
+                eprintln!(
+                    "Next, get the connection string for its instance: berth connected-registry get-settings --name {} --generate-password 1",
+                    registry.name
+                );
+            })
+        }
+        ConnectedRegistryCommand::Update(a) => {
+            if a.add_client_tokens.is_empty()
+                && a.remove_client_tokens.is_empty()
+                && a.sync_schedule.is_none()
+                && a.sync_window.is_none()
+                && a.sync_message_ttl.is_none()
+                && a.log_level.is_none()
+                && a.add_notifications.is_empty()
+                && a.remove_notifications.is_empty()
+            {
+                return Err(CliError::usage(
+                    "nothing to update: give --add-client-tokens, --remove-client-tokens, --sync-schedule, --sync-window, --sync-message-ttl, --log-level, --add-notifications or --remove-notifications",
+                )
+                .hint("the mode is fixed at creation; to change it, delete the connected registry and create it again"));
+            }
+            let body = ConnectedRegistryPatch {
+                add_client_tokens: a.add_client_tokens,
+                remove_client_tokens: a.remove_client_tokens,
+                sync_schedule: a.sync_schedule,
+                sync_window: a.sync_window,
+                sync_message_ttl: a.sync_message_ttl,
+                log_level: a.log_level.map(|l| l.as_str().to_owned()),
+                add_notifications: a.add_notifications,
+                remove_notifications: a.remove_notifications,
+            };
+            let value = connection
+                .connect()?
+                .patch(&["connected-registries", &a.name], &body)?;
+            a.output.print(value, |registry| print_registry(&registry))
+        }
+        ConnectedRegistryCommand::Delete(a) => delete(connection, a),
+        ConnectedRegistryCommand::Deactivate(a) => {
+            let client = connection.connect()?;
+            confirm_deactivate(&a.name, a.yes)?;
+            let value = client.post(&["connected-registries", &a.name, "deactivate"], &())?;
+            a.output.print(value, |registry: ConnectedRegistryView| {
+                println!(
+                    "Deactivated connected registry `{}`: a replacement instance can now activate with its connection string.",
+                    registry.name
+                );
+            })
+        }
+        ConnectedRegistryCommand::List(a) => {
+            let mut query = Vec::new();
+            if let Some(parent) = &a.parent {
+                query.push(("parent", parent.as_str()));
+            }
+            if a.no_children {
+                query.push(("no_children", "true"));
+            }
+            let value = connection
+                .connect()?
+                .get_query(&["connected-registries"], &query)?;
+            a.output
+                .print(value, |registries: Vec<ConnectedRegistryView>| {
+                    print_list(&registries)
+                })
+        }
+        ConnectedRegistryCommand::Show(a) => {
+            let value = connection
+                .connect()?
+                .get(&["connected-registries", &a.name])?;
+            a.output.print(value, |registry| print_registry(&registry))
+        }
+        ConnectedRegistryCommand::ListClientTokens(a) => {
+            let value =
+                connection
+                    .connect()?
+                    .get(&["connected-registries", &a.name, "client-tokens"])?;
+            a.output.print(value, print_tokens)
+        }
+        ConnectedRegistryCommand::GetSettings(a) => get_settings(connection, a),
+        ConnectedRegistryCommand::Permissions(PermissionsCommand::Show(a)) => {
+            let value =
+                connection
+                    .connect()?
+                    .get(&["connected-registries", &a.name, "permissions"])?;
+            a.output.print(value, |permissions| {
+                print_permissions(&a.name, &permissions)
+            })
+        }
+        ConnectedRegistryCommand::Permissions(PermissionsCommand::Update(a)) => {
+            let body = PermissionsPatch {
+                add: a.add,
+                remove: a.remove,
+            };
+            let value = connection
+                .connect()?
+                .patch(&["connected-registries", &a.name, "permissions"], &body)?;
+            a.output.print(value, |permissions| {
+                print_permissions(&a.name, &permissions)
+            })
+        }
+    }
+}
+
+/// Asks before deactivating, unless `--yes` was given; like [`confirm_delete`], refuses
+/// without a terminal to ask on.
+fn confirm_deactivate(name: &str, yes: bool) -> Result<(), CliError> {
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::usage(format!(
+            "not deactivating connected registry `{name}` without confirmation"
+        ))
+        .hint("pass --yes to deactivate when not running interactively"));
+    }
+    eprint!(
+        "Deactivate connected registry `{name}`, so that a replacement instance can activate? [y/N] "
+    );
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| CliError::failed(format!("cannot read the answer: {e}")))?;
+    if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+        Ok(())
+    } else {
+        Err(CliError::failed("cancelled; nothing was changed"))
+    }
+}
+
+fn delete(connection: &ConnectionArgs, a: DeleteArgs) -> Result<(), CliError> {
+    let client = connection.connect()?;
+    let what = if a.cleanup {
+        format!(
+            "connected registry `{}` with its sync token and sync scope map",
+            a.name
+        )
+    } else {
+        format!("connected registry `{}`", a.name)
+    };
+    confirm_delete(&what, a.yes)?;
+    let query: &[(&str, &str)] = if a.cleanup {
+        &[("cleanup", "true")]
+    } else {
+        &[]
+    };
+    let value = client.delete_query(&["connected-registries", &a.name], query)?;
+    if a.output.output == Format::Json {
+        print_json(&value);
+        return Ok(());
+    }
+    let leftovers: Leftovers = decode(value)?;
+    if a.cleanup {
+        println!(
+            "Deleted connected registry `{}`, its sync token and its sync scope map; its ancestors' sync scope maps no longer grant its rights.",
+            a.name
+        );
+        return Ok(());
+    }
+    println!("Deleted connected registry `{}`.", a.name);
+    if leftovers.tokens.is_empty() && leftovers.scope_maps.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = leftovers
+        .tokens
+        .iter()
+        .map(|t| format!("token `{t}`"))
+        .chain(
+            leftovers
+                .scope_maps
+                .iter()
+                .map(|m| format!("scope map `{m}`")),
+        )
+        .collect();
+    println!();
+    println!(
+        "Left in place: its sync {}. Until they are deleted, the token keeps its rights and any password generated for it.",
+        names.join(" and sync ")
+    );
+    println!(
+        "`delete --cleanup` would have removed them with the registry; now remove them by hand, the token first:"
+    );
+    for token in &leftovers.tokens {
+        println!("  berth token delete --name {token} --yes");
+    }
+    for map in &leftovers.scope_maps {
+        println!("  berth scope-map delete --name {map} --yes");
+    }
+    Ok(())
+}
+
+fn get_settings(connection: &ConnectionArgs, a: GetSettingsArgs) -> Result<(), CliError> {
+    let body = SettingsRequest {
+        parent_protocol: a.parent_protocol.as_str().to_owned(),
+        generate_password: a.generate_password,
+    };
+    let value = connection
+        .connect()?
+        .post(&["connected-registries", &a.name, "settings"], &body)?;
+    let settings: SettingsView = decode(value.clone())?;
+    match a.output.output {
+        Format::Json => print_json(&value),
+        Format::Table => println!("{}", settings.connection_string),
+    }
+    match &settings.password {
+        Some(password) => {
+            eprintln!();
+            eprintln!("{}", password_reminder(1));
+            eprintln!(
+                "It is {} of the sync token `{}`, and replaces the password that slot held.",
+                password.name, settings.sync_token
+            );
+        }
+        None if a.output.output == Format::Table => {
+            eprintln!();
+            eprintln!(
+                "The connection string holds no password: run again with --generate-password 1 (or 2) to generate one for the sync token `{}`.",
+                settings.sync_token
+            );
+        }
+        None => {}
+    }
+    Ok(())
+}
+
+/// `-` for nothing.
+fn or_dash(value: Option<&str>) -> String {
+    value.filter(|v| !v.is_empty()).unwrap_or("-").to_owned()
+}
+
+/// A list, comma-separated, or `none`.
+fn joined(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.join(", ")
+    }
+}
+
+fn print_list(registries: &[ConnectedRegistryView]) {
+    let mut table = Table::new(&[
+        "NAME",
+        "MODE",
+        "CONNECTION STATE",
+        "PARENT",
+        "LOGIN SERVER",
+        "LAST SYNC",
+    ]);
+    for r in registries {
+        table.row([
+            r.name.clone(),
+            r.mode.clone(),
+            r.connection_state.clone(),
+            or_dash(r.parent.as_deref()),
+            or_dash(r.login_server.as_deref()),
+            or_dash(r.last_sync.as_deref()),
+        ]);
+    }
+    table.print();
+}
+
+/// One connected registry: its settings, its status, then any status details.
+fn print_registry(r: &ConnectedRegistryView) {
+    let schedule = if r
+        .sync
+        .schedule
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        == CONTINUOUS
+    {
+        format!("{} (continuous)", r.sync.schedule)
+    } else {
+        r.sync.schedule.clone()
+    };
+    let client_tokens = if r.client_tokens.len() > CLIENT_TOKENS_SHOWN {
+        format!(
+            "{} tokens (berth connected-registry list-client-tokens --name {})",
+            r.client_tokens.len(),
+            r.name
+        )
+    } else {
+        joined(&r.client_tokens)
+    };
+    let mut fields = Table::fields();
+    fields
+        .field("Name", r.name.clone())
+        .field("Mode", r.mode.clone())
+        .field(
+            "Parent",
+            r.parent
+                .clone()
+                .unwrap_or_else(|| "(the root registry)".into()),
+        )
+        .field("Repositories", joined(&r.repositories))
+        .field("Sync token", r.sync_token.clone())
+        .field("Client tokens", client_tokens)
+        .field("Sync schedule", schedule)
+        .field("Sync window", or_dash(r.sync.window.as_deref()))
+        .field("Message TTL", r.sync.message_ttl.clone())
+        .field("Log level", r.log_level.clone())
+        .field("Notifications", joined(&r.notifications))
+        .field("Created", r.created_at.clone())
+        .field("Activation", r.activation.clone())
+        .field("Connection state", r.connection_state.clone())
+        .field("Last sync", or_dash(r.last_sync.as_deref()))
+        .field("Version", or_dash(r.version.as_deref()))
+        .field("Login server", or_dash(r.login_server.as_deref()));
+    if r.status_details.is_empty() {
+        fields.field("Status details", "none");
+    }
+    fields.print();
+    if !r.status_details.is_empty() {
+        println!();
+        let mut table = Table::new(&["STATUS CODE", "DESCRIPTION", "TIME"]);
+        for d in &r.status_details {
+            table.row([d.code.clone(), d.description.clone(), d.at.clone()]);
+        }
+        table.print();
+    }
+}
+
+fn print_permissions(name: &str, permissions: &PermissionsView) {
+    Table::fields()
+        .field("Connected registry", name)
+        .field("Repositories", joined(&permissions.repositories))
+        .print();
+    println!();
+    println!("Sync scope map (its own rights and those of its descendants):");
+    print_scope_map(&permissions.sync_scope_map);
+}
