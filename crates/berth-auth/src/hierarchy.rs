@@ -312,7 +312,11 @@ impl Identity {
         Ok(out)
     }
 
-    fn check_client_tokens(snapshot: &Snapshot, mode: Mode, tokens: &[String]) -> Result<()> {
+    pub(crate) fn check_client_tokens(
+        snapshot: &Snapshot,
+        mode: Mode,
+        tokens: &[String],
+    ) -> Result<()> {
         for name in tokens {
             let token = snapshot
                 .tokens
@@ -610,9 +614,9 @@ impl Identity {
         Ok(registry)
     }
 
-    /// Deletes a connected registry that has no children. With `cleanup`, its sync token
-    /// and sync scope map go too and the ancestors' sync scope maps are narrowed; without,
-    /// returns what is left to remove by hand.
+    /// Deletes a connected registry that has no children, and narrows its ancestors' sync
+    /// scope maps. With `cleanup`, its sync token and sync scope map go too; without, returns
+    /// them as what is left to remove by hand.
     pub async fn delete_connected_registry(&self, name: &str, cleanup: bool) -> Result<Leftovers> {
         let _write = self.writes.lock().await;
         let snapshot = self.snapshot();
@@ -646,10 +650,11 @@ impl Identity {
             }
             self.commit_with_derived_maps(writes).await?;
         } else {
+            // The ancestors are narrowed either way: the leftovers are the registry's own token
+            // and scope map, not rights the rest of the tree should keep.
             leftovers.tokens.push(registry.sync_token.clone());
             leftovers.scope_maps.extend(scope_map);
-            self.store.apply(&writes).await?;
-            self.reload().await?;
+            self.commit_with_derived_maps(writes).await?;
         }
         Ok(leftovers)
     }
@@ -1046,14 +1051,51 @@ mod tests {
         );
         shop.client_tokens = vec!["reader".into()];
         identity.create_connected_registry(shop).await.unwrap();
+        // The rule holds afterwards too: the token cannot move to a pushing scope map, and its
+        // scope map cannot gain a write action.
+        let e = identity
+            .update_token("reader", Some("_repositories_push"), None)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("only read-only client tokens"), "{e}");
+        let own = NewToken {
+            name: "reader2".into(),
+            repositories: vec![RepositoryRule {
+                repository: "x".into(),
+                actions: vec!["content/read".into()],
+            }],
+            ..NewToken::default()
+        };
+        identity.create_token(own).await.unwrap();
+        identity
+            .update_connected_registry(
+                "shop7",
+                ConnectedRegistryUpdate {
+                    add_client_tokens: vec!["reader2".into()],
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let widen = crate::identity::ScopeMapUpdate {
+            add_repositories: vec![RepositoryRule {
+                repository: "x".into(),
+                actions: vec!["content/write".into()],
+            }],
+            ..Default::default()
+        };
+        let e = identity
+            .update_scope_map("reader2-scope-map", widen)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("only read-only client tokens"), "{e}");
         // Deleting a client token takes it off the list.
         identity.delete_token("reader").await.unwrap();
-        assert!(
-            identity
-                .connected_registry("shop7")
-                .unwrap()
-                .client_tokens
-                .is_empty()
+        assert_eq!(
+            identity.connected_registry("shop7").unwrap().client_tokens,
+            ["reader2"]
         );
     }
 

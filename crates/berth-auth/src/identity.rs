@@ -704,6 +704,20 @@ impl Identity {
         gateways.retain(|r| !r.actions.is_empty());
         let mut updated = ScopeMap::new(&map.name, &map.description, &repositories, &gateways)?;
         updated.created_at = map.created_at;
+        // Tokens on this map that a ReadOnly connected registry accepts must stay read-only.
+        let mut future = (*snapshot).clone();
+        future
+            .scope_maps
+            .insert(updated.name.clone(), updated.clone());
+        for registry in future.connected.values() {
+            let users: Vec<String> = registry
+                .client_tokens
+                .iter()
+                .filter(|t| future.tokens.get(*t).is_some_and(|t| t.scope_map == name))
+                .cloned()
+                .collect();
+            Identity::check_client_tokens(&future, registry.mode, &users)?;
+        }
         self.store
             .apply(&[Write::PutScopeMap(updated.clone())])
             .await?;
@@ -882,6 +896,20 @@ impl Identity {
                 });
             }
             token.scope_map = map.to_owned();
+            // A ReadOnly connected registry accepting this token must stay read-only.
+            let mut future = (*self.snapshot()).clone();
+            future.tokens.insert(token.name.clone(), token.clone());
+            for registry in future
+                .connected
+                .values()
+                .filter(|r| r.client_tokens.contains(&token.name))
+            {
+                Identity::check_client_tokens(
+                    &future,
+                    registry.mode,
+                    std::slice::from_ref(&token.name),
+                )?;
+            }
         }
         if let Some(status) = status {
             token.status = status;
