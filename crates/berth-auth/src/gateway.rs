@@ -196,8 +196,7 @@ impl Identity {
         if writes.is_empty() {
             return Ok(());
         }
-        self.store.apply(&writes).await?;
-        self.reload().await
+        self.commit(&writes).await
     }
 }
 

@@ -562,8 +562,7 @@ impl Identity {
             affected.extend(ancestors(&future, &name));
         }
         writes.extend(derived_sync_maps(&future, &registries, &affected));
-        self.store.apply(&writes).await?;
-        self.reload().await
+        self.commit(&writes).await
     }
 
     /// Changes a connected registry's client tokens, schedule, window, TTL, log level or
@@ -607,10 +606,8 @@ impl Identity {
             .notifications
             .retain(|n| !update.remove_notifications.contains(n));
         registry.notifications = dedup(registry.notifications);
-        self.store
-            .apply(&[Write::PutConnectedRegistry(Box::new(registry.clone()))])
+        self.commit(&[Write::PutConnectedRegistry(Box::new(registry.clone()))])
             .await?;
-        self.reload().await?;
         Ok(registry)
     }
 
@@ -673,10 +670,8 @@ impl Identity {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(name);
-        self.store
-            .apply(&[Write::PutConnectedRegistry(Box::new(registry.clone()))])
+        self.commit(&[Write::PutConnectedRegistry(Box::new(registry.clone()))])
             .await?;
-        self.reload().await?;
         Ok(registry)
     }
 
@@ -756,8 +751,7 @@ impl Identity {
                 let _write = self.writes.lock().await;
                 let mut token = self.token(&registry.sync_token)?;
                 let password = fill_slot(&mut token, slot, now(), None);
-                self.store.apply(&[Write::PutToken(token)]).await?;
-                self.reload().await?;
+                self.commit(&[Write::PutToken(token)]).await?;
                 Some(password)
             }
             None => None,
@@ -802,10 +796,8 @@ impl Identity {
             }
         }
         registry.status = None;
-        self.store
-            .apply(&[Write::PutConnectedRegistry(Box::new(registry.clone()))])
+        self.commit(&[Write::PutConnectedRegistry(Box::new(registry.clone()))])
             .await?;
-        self.reload().await?;
         Ok(registry)
     }
 

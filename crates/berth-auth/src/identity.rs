@@ -330,9 +330,47 @@ impl Identity {
         Arc::clone(&self.snapshot.read().unwrap_or_else(|e| e.into_inner()))
     }
 
-    pub(crate) async fn reload(&self) -> Result<()> {
-        let snapshot = Self::build_snapshot(self.store.load().await?)?;
-        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snapshot);
+    /// Applies `writes` to the store in one transaction, then to the in-memory snapshot (no
+    /// reload: every write goes through here, so the snapshot can follow them exactly, and a
+    /// write costs the same with ten tokens or ten thousand).
+    pub(crate) async fn commit(&self, writes: &[Write]) -> Result<()> {
+        self.store.apply(writes).await?;
+        let mut next = (*self.snapshot()).clone();
+        for write in writes {
+            match write {
+                Write::PutScopeMap(map) => {
+                    next.compiled
+                        .insert(map.name.clone(), Arc::new(map.compile()));
+                    next.scope_maps.insert(map.name.clone(), map.clone());
+                }
+                Write::DeleteScopeMap(name) => {
+                    // Built-ins are never stored, so never deleted.
+                    if next.scope_maps.get(name).is_some_and(|m| !m.built_in) {
+                        next.scope_maps.remove(name);
+                        next.compiled.remove(name);
+                    }
+                }
+                Write::PutToken(token) => {
+                    next.tokens.insert(token.name.clone(), token.clone());
+                }
+                Write::DeleteToken(name) => {
+                    next.tokens.remove(name);
+                }
+                Write::PutSetting(key, value) => {
+                    if key == "anonymous_pull_enabled" {
+                        next.settings.anonymous_pull_enabled = value.as_bool().unwrap_or(false);
+                    }
+                }
+                Write::PutConnectedRegistry(registry) => {
+                    next.connected
+                        .insert(registry.name.clone(), (**registry).clone());
+                }
+                Write::DeleteConnectedRegistry(name) => {
+                    next.connected.remove(name);
+                }
+            }
+        }
+        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
         self.changes.send_modify(|n| *n += 1);
         Ok(())
     }
@@ -649,8 +687,7 @@ impl Identity {
             ));
         }
         map.created_at = now();
-        self.store.apply(&[Write::PutScopeMap(map.clone())]).await?;
-        self.reload().await?;
+        self.commit(&[Write::PutScopeMap(map.clone())]).await?;
         Ok(map)
     }
 
@@ -718,10 +755,7 @@ impl Identity {
                 .collect();
             Identity::check_client_tokens(&future, registry.mode, &users)?;
         }
-        self.store
-            .apply(&[Write::PutScopeMap(updated.clone())])
-            .await?;
-        self.reload().await?;
+        self.commit(&[Write::PutScopeMap(updated.clone())]).await?;
         Ok(updated)
     }
 
@@ -753,10 +787,7 @@ impl Identity {
                     .join(", ")
             )));
         }
-        self.store
-            .apply(&[Write::DeleteScopeMap(name.to_owned())])
-            .await?;
-        self.reload().await
+        self.commit(&[Write::DeleteScopeMap(name.to_owned())]).await
     }
 
     // ----- tokens -----
@@ -874,8 +905,7 @@ impl Identity {
         }
         // The token and the scope map made for it appear together, or not at all.
         writes.push(Write::PutToken(token.clone()));
-        self.store.apply(&writes).await?;
-        self.reload().await?;
+        self.commit(&writes).await?;
         Ok((token, passwords))
     }
 
@@ -914,8 +944,7 @@ impl Identity {
         if let Some(status) = status {
             token.status = status;
         }
-        self.store.apply(&[Write::PutToken(token.clone())]).await?;
-        self.reload().await?;
+        self.commit(&[Write::PutToken(token.clone())]).await?;
         Ok(token)
     }
 
@@ -941,8 +970,7 @@ impl Identity {
             registry.client_tokens.retain(|t| t != name);
             writes.push(Write::PutConnectedRegistry(Box::new(registry)));
         }
-        self.store.apply(&writes).await?;
-        self.reload().await
+        self.commit(&writes).await
     }
 
     /// Generates new passwords in `slots`, replacing what they held.
@@ -964,8 +992,7 @@ impl Identity {
             .iter()
             .map(|slot| fill_slot(&mut token, *slot, now, expiry))
             .collect();
-        self.store.apply(&[Write::PutToken(token.clone())]).await?;
-        self.reload().await?;
+        self.commit(&[Write::PutToken(token.clone())]).await?;
         Ok(passwords)
     }
 
@@ -974,21 +1001,18 @@ impl Identity {
         let _write = self.writes.lock().await;
         let mut token = self.token(name)?;
         token.set_slot(slot, None);
-        self.store.apply(&[Write::PutToken(token.clone())]).await?;
-        self.reload().await?;
+        self.commit(&[Write::PutToken(token.clone())]).await?;
         Ok(token)
     }
 
     /// Changes settings.
     pub async fn set_anonymous_pull(&self, enabled: bool) -> Result<Settings> {
         let _write = self.writes.lock().await;
-        self.store
-            .apply(&[Write::PutSetting(
-                "anonymous_pull_enabled".into(),
-                serde_json::Value::Bool(enabled),
-            )])
-            .await?;
-        self.reload().await?;
+        self.commit(&[Write::PutSetting(
+            "anonymous_pull_enabled".into(),
+            serde_json::Value::Bool(enabled),
+        )])
+        .await?;
         Ok(self.settings())
     }
 }
