@@ -98,6 +98,8 @@ pub struct Registry {
     /// Per-session state; the per-session lock also serialises requests on one session.
     uploads: Mutex<HashMap<UploadId, Arc<tokio::sync::Mutex<UploadState>>>>,
     cache: ManifestCache,
+    /// Bumped after every committed content change, for those following the change log.
+    changed: tokio::sync::watch::Sender<u64>,
 }
 
 fn unix_now() -> i64 {
@@ -120,7 +122,26 @@ impl Registry {
             config,
             uploads: Mutex::default(),
             cache: ManifestCache::default(),
+            changed: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// A receiver that sees every committed change to repository content (what the change
+    /// log records), so a follower can wait for the next one instead of polling.
+    pub fn subscribe_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Links a blob the store already holds (pushed to another repository) into
+    /// `repository`. Returns whether it could: the bytes need not travel again.
+    pub async fn adopt_blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool> {
+        let Some(size) = self.blobs.stat(digest).await? else {
+            return Ok(false);
+        };
+        self.metadata
+            .link_blob(repository, digest, size, None)
+            .await?;
+        Ok(true)
     }
 
     /// The embedded defaults: blobs under `data_dir` and metadata in `data_dir/metadata.db`.
@@ -484,6 +505,7 @@ impl Registry {
         };
         let stored = self.metadata.put_manifest(new).await;
         self.cache.invalidate();
+        self.changed.send_modify(|n| *n += 1);
         match stored {
             Ok(()) => Ok(ManifestPushed { digest, subject }),
             Err(PutManifestError::UnknownTarget(target)) => Err(
@@ -525,6 +547,7 @@ impl Registry {
             Reference::Digest(digest) => self.metadata.delete_manifest(repository, digest).await,
         };
         self.cache.invalidate();
+        self.changed.send_modify(|n| *n += 1);
         if deleted? {
             Ok(())
         } else {

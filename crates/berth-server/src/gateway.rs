@@ -5,7 +5,11 @@
 //!   document, or `409 ALREADY_ACTIVATED`;
 //! - `GET config?since=<etag>&wait=<seconds>` (`config/read`): a long poll that answers the
 //!   configuration document as soon as it differs from `since`, or `304` after `wait`;
-//! - `POST status` (`config/write`): the instance's status report.
+//! - `POST status` (`config/write`): the instance's status report;
+//! - `GET messages?after=<seq>&wait=<seconds>` (`message/read`): the content changes of this
+//!   registry's change log after `seq`, limited to what the caller's sync token may pull; a
+//!   long poll when there are none yet. Every registry (root or connected) serves its own log,
+//!   so each level of the tree syncs content from its direct parent.
 //!
 //! Callers authenticate with their sync token; the gateway actions of its scope map say which
 //! connected registries it may act for (its own, and for ancestors, their descendants').
@@ -127,6 +131,7 @@ pub fn router() -> axum::Router<AppState> {
         .route("/berth/gateway/v1/{name}/activate", post(activate))
         .route("/berth/gateway/v1/{name}/config", get(config))
         .route("/berth/gateway/v1/{name}/status", post(status))
+        .route("/berth/gateway/v1/{name}/messages", get(messages))
 }
 
 /// Checks that the caller's sync token may perform `action` for connected registry `name`.
@@ -135,7 +140,7 @@ async fn authorize(
     parts: &Parts,
     name: &str,
     action: GatewayAction,
-) -> Result<Arc<dyn Gateway>, ApiError> {
+) -> Result<(Arc<dyn Gateway>, crate::auth::Caller), ApiError> {
     let caller = authenticate(state, parts).await?;
     caller.require_login(None)?;
     if !state
@@ -152,7 +157,7 @@ async fn authorize(
             ),
         ));
     }
-    Ok(Arc::clone(&state.gateway))
+    Ok((Arc::clone(&state.gateway), caller))
 }
 
 fn gateway_error(e: GatewayError) -> ApiError {
@@ -182,7 +187,7 @@ async fn activate(
     parts: Parts,
     Body(request): Body<ActivateRequest>,
 ) -> Result<Response, ApiError> {
-    let gateway = authorize(&state, &parts, &name, GatewayAction::ConfigRead).await?;
+    let (gateway, _) = authorize(&state, &parts, &name, GatewayAction::ConfigRead).await?;
     let document = gateway
         .activate(&name, request)
         .await
@@ -202,7 +207,7 @@ async fn config(
     Query(q): Query<ConfigQuery>,
     parts: Parts,
 ) -> Result<Response, ApiError> {
-    let gateway = authorize(&state, &parts, &name, GatewayAction::ConfigRead).await?;
+    let (gateway, _) = authorize(&state, &parts, &name, GatewayAction::ConfigRead).await?;
     let wait = Duration::from_secs(q.wait.unwrap_or(0)).min(MAX_WAIT);
     match gateway
         .config(&name, q.since.as_deref(), wait)
@@ -220,7 +225,62 @@ async fn status(
     parts: Parts,
     Body(report): Body<StatusReport>,
 ) -> Result<StatusCode, ApiError> {
-    let gateway = authorize(&state, &parts, &name, GatewayAction::ConfigWrite).await?;
+    let (gateway, _) = authorize(&state, &parts, &name, GatewayAction::ConfigWrite).await?;
     gateway.status(&name, report).await.map_err(gateway_error)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Changes returned by one `messages` call at most.
+const MESSAGES_PER_CALL: u32 = 500;
+
+#[derive(Deserialize)]
+struct MessagesQuery {
+    after: Option<i64>,
+    wait: Option<u64>,
+}
+
+#[derive(serde::Serialize)]
+struct Messages {
+    /// The changes the caller may see, in order.
+    events: Vec<berth_registry::Change>,
+    /// The last sequence number examined (including changes filtered out): the next `after`.
+    last: i64,
+}
+
+async fn messages(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<MessagesQuery>,
+    parts: Parts,
+) -> Result<Response, ApiError> {
+    let (_, caller) = authorize(&state, &parts, &name, GatewayAction::MessageRead).await?;
+    let after = q.after.unwrap_or(0).max(0);
+    let wait = Duration::from_secs(q.wait.unwrap_or(0)).min(MAX_WAIT);
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut changed = state.registry.subscribe_changes();
+    loop {
+        changed.mark_unchanged();
+        let changes = state.registry.changes(after, MESSAGES_PER_CALL).await?;
+        if let Some(last) = changes.last().map(|c| c.seq) {
+            let events = changes
+                .into_iter()
+                .filter(|c| {
+                    caller
+                        .actions(&state, &c.repository)
+                        .contains(berth_auth::RepositoryAction::ContentRead)
+                })
+                .collect();
+            return Ok(Json(Messages { events, last }).into_response());
+        }
+        if tokio::time::timeout_at(deadline, changed.changed())
+            .await
+            .is_err()
+        {
+            return Ok(Json(Messages {
+                events: Vec::new(),
+                last: after,
+            })
+            .into_response());
+        }
+    }
 }

@@ -25,6 +25,7 @@ pub enum LinkError {
 #[derive(Clone)]
 pub struct ParentClient {
     http: reqwest::Client,
+    root: String,
     base: String,
     username: String,
     password: String,
@@ -43,6 +44,7 @@ impl ParentClient {
             .expect("build an HTTP client");
         ParentClient {
             http,
+            root: connection.parent_url(),
             base: format!("{}/berth/gateway/v1", connection.parent_url()),
             username: connection.sync_token.clone(),
             password: connection.password.clone(),
@@ -81,6 +83,19 @@ impl ParentClient {
             .json()
             .await
             .map_err(|e| LinkError::Unreachable(format!("unreadable configuration: {e}")))
+    }
+
+    /// `GET <parent><path>` with the sync token, e.g. a registry API path; errors mapped.
+    pub async fn get(
+        &self,
+        path: &str,
+        accept: Option<&str>,
+    ) -> Result<reqwest::Response, LinkError> {
+        let mut request = self.http.get(format!("{}{path}", self.root));
+        if let Some(accept) = accept {
+            request = request.header("accept", accept);
+        }
+        self.send(request).await
     }
 
     /// Activates `registry` (this instance's, or a child's when relaying).

@@ -16,8 +16,11 @@ use berth_auth::gateway::{ActivateRequest, ConfigDocument, StatusReport};
 use berth_server::gateway::{Gateway, GatewayError};
 use tokio::sync::watch;
 
+use berth_registry::Registry;
+
 use crate::client::{LinkError, ParentClient};
 use crate::connection::ConnectionString;
+use crate::content::ContentSync;
 
 /// How often the instance reports its status.
 pub const STATUS_EVERY: Duration = Duration::from_secs(3);
@@ -38,12 +41,14 @@ pub enum InstanceError {
     },
 }
 
-/// The running instance of a connected registry.
+/// The running instance of a connected registry: configuration, status, relay, and content
+/// sync from its parent.
 pub struct Instance {
     connection: ConnectionString,
     instance_id: String,
     login_server: String,
     identity: Arc<Identity>,
+    registry: Arc<Registry>,
     client: ParentClient,
     state_file: PathBuf,
     data_dir: PathBuf,
@@ -91,6 +96,7 @@ impl Instance {
         data_dir: &Path,
         login_server: String,
         identity: Arc<Identity>,
+        registry: Arc<Registry>,
         read_only: Arc<RwLock<Option<String>>>,
         log_level: Arc<dyn Fn(LogLevel) + Send + Sync>,
     ) -> Result<Arc<Instance>, InstanceError> {
@@ -102,6 +108,7 @@ impl Instance {
             instance_id,
             login_server,
             identity,
+            registry,
             state_file,
             data_dir: data_dir.to_owned(),
             document: RwLock::new(None),
@@ -195,6 +202,20 @@ impl Instance {
             }
         }
         tokio::spawn(Arc::clone(&self).report_status());
+        let content = ContentSync::new(
+            Arc::clone(&self.registry),
+            self.client.clone(),
+            self.name().to_owned(),
+            &self.data_dir,
+        );
+        let this = Arc::clone(&self);
+        tokio::spawn(async move {
+            content
+                .run(move || {
+                    *this.last_sync.write().unwrap_or_else(|e| e.into_inner()) = Some(now())
+                })
+                .await;
+        });
         self.follow_config().await;
         unreachable!("the configuration loop never ends")
     }

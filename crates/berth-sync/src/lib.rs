@@ -3,6 +3,7 @@
 //! Layout:
 //! - [`connection`]: the connection string an instance is deployed with;
 //! - [`client`]: the HTTP client of the parent's gateway (activate, config long poll, status);
+//! - [`content`]: content sync from the parent's change log into the local registry;
 //! - [`instance`]: [`Instance`], which activates, follows its configuration, reports its
 //!   status, keeps the last configuration on disk, and relays for its own children.
 //!
@@ -12,6 +13,7 @@
 
 pub mod client;
 pub mod connection;
+pub mod content;
 pub mod instance;
 
 pub use connection::{ConnectionString, ConnectionStringError};

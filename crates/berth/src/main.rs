@@ -124,7 +124,7 @@ async fn serve(config: Config, log_control: LogControl) -> Result<(), Box<dyn st
     );
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "registry started");
 
-    let mut state = AppState::new(registry, Arc::clone(&identity));
+    let mut state = AppState::new(Arc::clone(&registry), Arc::clone(&identity));
     state.public_url = config.public_url.clone();
     let instance = match &config.connection {
         Some(connection) => {
@@ -144,6 +144,7 @@ async fn serve(config: Config, log_control: LogControl) -> Result<(), Box<dyn st
                 &config.data_dir,
                 login_server,
                 identity,
+                registry,
                 Arc::clone(&state.read_only),
                 log_control,
             )

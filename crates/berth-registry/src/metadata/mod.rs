@@ -104,7 +104,7 @@ pub enum PutManifestError {
 }
 
 /// One entry of the change log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Change {
     /// Strictly increasing position in the log.
     pub seq: i64,
@@ -123,7 +123,7 @@ pub struct Change {
 }
 
 /// The kinds of content change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeAction {
     /// A manifest was stored.

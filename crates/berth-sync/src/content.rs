@@ -1,0 +1,301 @@
+//! Content sync, parent to child: the instance follows its parent's change log and makes its
+//! own repositories hold what the parent's hold.
+//!
+//! The parent's gateway serves its change log (`messages`), limited to the repositories this
+//! instance's sync token may pull. For each change the instance fetches, through the parent's
+//! registry API and with the same token, what it lacks: a manifest and, depth first, every blob
+//! and child manifest it references (only blobs the instance holds nowhere cross the link);
+//! then it stores the manifest, moves the tag, or deletes, exactly as the change says.
+//!
+//! Invariants: every change is idempotent (storing a manifest or a tag it already has, or
+//! deleting what is gone, changes nothing), and the position in the parent's log is saved
+//! only after the changes before it were applied; so a sync cut at any moment resumes where
+//! it stopped and applies each change exactly once in effect. What the instance stores goes
+//! through its own registry, with every check of a push (digests, references), into its own
+//! change log, which its own children follow in turn.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_oci::{Digest, Manifest, Reference, RepositoryName, Tag, media_type};
+use berth_registry::{ChangeAction, Registry, RegistryError};
+use futures_util::{StreamExt, TryStreamExt};
+use serde::Deserialize;
+
+use crate::client::{LONG_POLL, ParentClient};
+
+/// Every manifest type the registry stores, for `Accept`.
+const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
+                      application/vnd.docker.distribution.manifest.v2+json, \
+                      application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// Why applying a change failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The parent could not be reached or answered an error.
+    #[error("the parent: {0}")]
+    Parent(String),
+    /// The local registry refused or failed.
+    #[error("the local registry: {0}")]
+    Local(#[from] RegistryError),
+    /// Saving the position failed.
+    #[error("sync position: {0}")]
+    Io(#[from] io::Error),
+}
+
+#[derive(Deserialize)]
+struct Messages {
+    events: Vec<berth_registry::Change>,
+    last: i64,
+}
+
+/// Follows the parent's change log into the local registry.
+pub struct ContentSync {
+    registry: Arc<Registry>,
+    client: ParentClient,
+    name: String,
+    position_file: PathBuf,
+}
+
+impl ContentSync {
+    /// A follower for connected registry `name`, keeping its position in `data_dir`.
+    pub fn new(
+        registry: Arc<Registry>,
+        client: ParentClient,
+        name: String,
+        data_dir: &std::path::Path,
+    ) -> Self {
+        ContentSync {
+            registry,
+            client,
+            name,
+            position_file: data_dir.join("sync-position"),
+        }
+    }
+
+    fn position(&self) -> i64 {
+        std::fs::read_to_string(&self.position_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn save_position(&self, seq: i64) -> io::Result<()> {
+        let temp = self.position_file.with_extension("tmp");
+        std::fs::write(&temp, seq.to_string())?;
+        std::fs::File::open(&temp)?.sync_all()?;
+        std::fs::rename(&temp, &self.position_file)
+    }
+
+    /// Runs forever: waits for changes at the parent and applies them, retrying with backoff
+    /// while the parent is unreachable. `on_synced` is called after each applied batch.
+    pub async fn run(self, on_synced: impl Fn() + Send + Sync) {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match self.step().await {
+                Ok(applied) => {
+                    backoff = Duration::from_millis(200);
+                    if applied {
+                        on_synced();
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "content sync failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    /// One long poll and the changes it brought. Returns whether anything was applied.
+    pub async fn step(&self) -> Result<bool, SyncError> {
+        let after = self.position();
+        let path = format!(
+            "/berth/gateway/v1/{}/messages?after={after}&wait={}",
+            self.name,
+            LONG_POLL.as_secs()
+        );
+        let response = self
+            .client
+            .get(&path, None)
+            .await
+            .map_err(|e| SyncError::Parent(e.to_string()))?;
+        let messages: Messages = response
+            .json()
+            .await
+            .map_err(|e| SyncError::Parent(e.to_string()))?;
+        let applied = !messages.events.is_empty();
+        for change in &messages.events {
+            self.apply(change).await?;
+            // A position is never saved ahead of what was applied.
+            self.save_position(change.seq)?;
+        }
+        if messages.last > after {
+            self.save_position(messages.last)?;
+        }
+        Ok(applied)
+    }
+
+    async fn apply(&self, change: &berth_registry::Change) -> Result<(), SyncError> {
+        let repository = self.registry.repository_name(&change.repository)?;
+        let digest = change.digest.as_deref().map(Registry::digest).transpose()?;
+        let tag = change
+            .tag
+            .as_deref()
+            .map(Tag::parse)
+            .transpose()
+            .map_err(RegistryError::TagInvalid)?;
+        tracing::debug!(seq = change.seq, repository = %repository, action = ?change.action, "applying");
+        match (change.action, digest, tag) {
+            (ChangeAction::ManifestPut, Some(digest), _) => {
+                self.ensure_manifest(&repository, &digest).await?;
+            }
+            (ChangeAction::TagPut, Some(digest), Some(tag)) => {
+                self.ensure_manifest(&repository, &digest).await?;
+                let local = self
+                    .registry
+                    .manifest(&repository, &Reference::Digest(digest.clone()))
+                    .await?;
+                self.registry
+                    .put_manifest(
+                        &repository,
+                        &Reference::Digest(digest),
+                        Some(&local.media_type),
+                        local.content.clone(),
+                        vec![tag],
+                    )
+                    .await?;
+            }
+            (ChangeAction::TagDelete, _, Some(tag)) => ignore_unknown(
+                self.registry
+                    .delete_manifest(&repository, &Reference::Tag(tag))
+                    .await,
+            )?,
+            (ChangeAction::ManifestDelete, Some(digest), _) => ignore_unknown(
+                self.registry
+                    .delete_manifest(&repository, &Reference::Digest(digest))
+                    .await,
+            )?,
+            _ => tracing::warn!(
+                seq = change.seq,
+                "skipping a change the parent sent incomplete"
+            ),
+        }
+        Ok(())
+    }
+
+    /// Makes sure the local repository holds manifest `digest` and everything it references.
+    async fn ensure_manifest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<(), SyncError> {
+        // Depth-first over an index's children; an explicit stack keeps deep trees cheap.
+        let mut pending = vec![(digest.clone(), false)];
+        while let Some((digest, children_done)) = pending.pop() {
+            match self
+                .registry
+                .manifest(repository, &Reference::Digest(digest.clone()))
+                .await
+            {
+                Ok(_) => continue,
+                Err(RegistryError::ManifestUnknown(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let (content, content_type) = self.fetch_manifest(repository, &digest).await?;
+            let manifest = Manifest::parse(&content, Some(&content_type))
+                .map_err(RegistryError::ManifestInvalid)?;
+            if !children_done {
+                let missing_children: Vec<Digest> = manifest
+                    .required_manifests()
+                    .iter()
+                    .map(|d| d.digest.clone())
+                    .collect();
+                if !missing_children.is_empty() {
+                    pending.push((digest.clone(), true));
+                    pending.extend(missing_children.into_iter().map(|d| (d, false)));
+                    continue;
+                }
+            }
+            for blob in manifest.required_blobs() {
+                self.ensure_blob(repository, &blob.digest).await?;
+            }
+            let media_type = manifest.media_type.clone();
+            self.registry
+                .put_manifest(
+                    repository,
+                    &Reference::Digest(digest),
+                    Some(&media_type),
+                    content,
+                    Vec::new(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn fetch_manifest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<(bytes::Bytes, String), SyncError> {
+        let response = self
+            .client
+            .get(
+                &format!("/v2/{repository}/manifests/{digest}"),
+                Some(ACCEPT),
+            )
+            .await
+            .map_err(|e| SyncError::Parent(e.to_string()))?;
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(media_type::OCI_MANIFEST)
+            .to_owned();
+        let content = response
+            .bytes()
+            .await
+            .map_err(|e| SyncError::Parent(e.to_string()))?;
+        Ok((content, content_type))
+    }
+
+    /// Makes sure the local repository may read blob `digest`: linked from another local
+    /// repository when the bytes are already here, else streamed from the parent and checked.
+    async fn ensure_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<(), SyncError> {
+        if self.registry.blob(repository, digest).await.is_ok()
+            || self.registry.adopt_blob(repository, digest).await?
+        {
+            return Ok(());
+        }
+        let response = self
+            .client
+            .get(&format!("/v2/{repository}/blobs/{digest}"), None)
+            .await
+            .map_err(|e| SyncError::Parent(e.to_string()))?;
+        let body = response.bytes_stream().map_err(io::Error::other).boxed();
+        let id = self.registry.start_upload(repository).await?;
+        let finished = self
+            .registry
+            .finish_upload(repository, &id, digest, Some((None, body)))
+            .await;
+        if finished.is_err() {
+            let _ = self.registry.cancel_upload(repository, &id).await;
+        }
+        Ok(finished?)
+    }
+}
+
+fn ignore_unknown(result: Result<(), RegistryError>) -> Result<(), SyncError> {
+    match result {
+        Ok(()) | Err(RegistryError::ManifestUnknown(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
