@@ -1,0 +1,249 @@
+//! Content sync, parent to child, end to end with real clients and real processes:
+//! root -> `factory` (ReadWrite) -> `line3` (ReadOnly).
+//!
+//! - an image pushed to the root with skopeo is pulled from `line3` with a client token, byte
+//!   for byte; a multi-platform index and a signature artifact (with `subject`) arrive too, and
+//!   the artifact is found on `line3` through the referrers API;
+//! - a tag deleted at the root disappears below; a repository outside `line3`'s list never
+//!   reaches it;
+//! - `line3` killed while the root changes, then restarted, catches up from where it stopped.
+
+mod authn;
+mod clients;
+mod common;
+
+use std::time::Duration;
+
+use authn::{Cred, Manage, expect_status, poll_until, send};
+use clients::{Containers, OciLayout, run};
+use common::Berth;
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn connected(manage: &Manage, body: Value) -> String {
+    let name = body["name"].as_str().unwrap().to_owned();
+    expect_status(
+        &manage.call("POST", "/berth/v1/connected-registries", Some(body)),
+        201,
+        "create",
+    );
+    let resp = manage.call(
+        "POST",
+        &format!("/berth/v1/connected-registries/{name}/settings"),
+        Some(json!({"parent_protocol": "http", "generate_password": 1})),
+    );
+    expect_status(&resp, 200, "settings");
+    resp.json("settings")["connection_string"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The manifest `reference` of `repo` on `berth` as `who`: status and body.
+fn manifest(berth: &Berth, who: &Cred, repo: &str, reference: &str) -> (u16, Vec<u8>) {
+    let accept =
+        "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json";
+    let resp = send(
+        &authn::client(),
+        "GET",
+        &format!("{}/v2/{repo}/manifests/{reference}", berth.url),
+        who,
+        &[("Accept", accept)],
+        None,
+    );
+    (resp.status, resp.body.clone())
+}
+
+#[track_caller]
+fn wait_manifest(berth: &Berth, who: &Cred, repo: &str, reference: &str, expected: u16) -> Vec<u8> {
+    poll_until(
+        WAIT,
+        &format!("{repo}:{reference} answering {expected} on {}", berth.host),
+        || {
+            let (status, body) = manifest(berth, who, repo, reference);
+            if status == expected {
+                Ok(body)
+            } else {
+                Err(format!("status {status}"))
+            }
+        },
+    )
+}
+
+#[test]
+fn content_flows_down_two_levels() {
+    common::require("skopeo");
+    let root = Berth::start();
+    let manage = Manage::new(&root.url);
+    manage.create_scope_map(
+        "hello-pull",
+        &[("hello-world", &["content/read", "metadata/read"])],
+    );
+    let password = manage.create_token("client1", "hello-pull", None).password1;
+    let client = Cred::basic("client1", &password);
+
+    let factory_cs = connected(
+        &manage,
+        json!({"name": "factory", "mode": "ReadWrite", "repositories": ["hello-world", "team/*"]}),
+    );
+    let factory = Berth::start_with(&["--connection-string", &factory_cs]);
+    let line3_cs = connected(
+        &manage,
+        json!({"name": "line3", "parent": "factory", "repositories": ["hello-world"], "client_tokens": ["client1"]}),
+    );
+    let temp = tempfile::tempdir().unwrap();
+    let mut line3 = Berth::with_data_dir(
+        &temp.path().join("line3"),
+        &["--connection-string", &line3_cs],
+    );
+
+    // Images built offline: one image, a two-platform index, a signature of the image.
+    let containers = Containers::new();
+    let mut layout = OciLayout::create(&containers.work("layout"));
+    let image = layout.put_image("amd64", "hello.txt", b"hello from the root", Some("v1"));
+    let arm = layout.put_image("arm64", "hello.txt", b"hello, arm", None);
+    let (_, index_bytes) = layout.put_index(&[("amd64", &image), ("arm64", &arm)], "multi");
+    let (signature, _) = layout.put_artifact(
+        "application/vnd.example.signature.v1",
+        &image.descriptor,
+        b"signed",
+        "sig",
+        "sig",
+    );
+    let creds = root.admin_creds();
+    for tag in ["v1", "multi", "sig"] {
+        run(containers
+            .skopeo()
+            .args([
+                "copy",
+                "--all",
+                "--dest-tls-verify=false",
+                "--dest-creds",
+                &creds,
+            ])
+            .arg(layout.reference(tag))
+            .arg(format!("docker://{}/hello-world:{tag}", root.host)));
+    }
+    // Also a repository line3 does not sync.
+    run(containers
+        .skopeo()
+        .args(["copy", "--dest-tls-verify=false", "--dest-creds", &creds])
+        .arg(layout.reference("v1"))
+        .arg(format!("docker://{}/team/app:v1", root.host)));
+
+    // On line3, with the client token: the same bytes, under the same digests.
+    assert_eq!(
+        wait_manifest(&line3, &client, "hello-world", "v1", 200),
+        image.manifest
+    );
+    assert_eq!(
+        wait_manifest(&line3, &client, "hello-world", "multi", 200),
+        index_bytes
+    );
+    assert_eq!(
+        wait_manifest(&line3, &client, "hello-world", &arm.digest(), 200),
+        arm.manifest
+    );
+    let pulled = containers.work("pulled");
+    run(containers
+        .skopeo()
+        .args([
+            "copy",
+            "--src-tls-verify=false",
+            "--src-creds",
+            &format!("client1:{password}"),
+        ])
+        .arg(format!("docker://{}/hello-world:v1", line3.host))
+        .arg(format!("oci:{}:v1", pulled.display())));
+    let layer = clients::read_layout_blob(&pulled, &image.layer_digest);
+    assert_eq!(
+        clients::sha256_digest(&layer),
+        image.layer_digest,
+        "the layer pulled from line3 is the root's"
+    );
+
+    // The signature is found through the referrers API on line3.
+    let referrers = poll_until(WAIT, "the signature listed on line3", || {
+        let resp = send(
+            &authn::client(),
+            "GET",
+            &format!("{}/v2/hello-world/referrers/{}", line3.url, image.digest()),
+            &client,
+            &[],
+            None,
+        );
+        let body: Value = serde_json::from_slice(&resp.body).map_err(|e| e.to_string())?;
+        if body["manifests"].as_array().is_some_and(|m| !m.is_empty()) {
+            Ok(body)
+        } else {
+            Err(body.to_string())
+        }
+    });
+    assert_eq!(referrers["manifests"][0]["digest"], signature["digest"]);
+    assert_eq!(
+        referrers["manifests"][0]["artifactType"],
+        "application/vnd.example.signature.v1"
+    );
+
+    // team/app is not line3's: it never arrives there (factory has it, line3 does not).
+    assert_eq!(
+        wait_manifest(&factory, &Cred::admin(), "team/app", "v1", 200),
+        image.manifest
+    );
+    assert_eq!(manifest(&line3, &Cred::admin(), "team/app", "v1").0, 404);
+
+    // A tag deleted at the root disappears below; the manifest stays by digest.
+    let resp = send(
+        &authn::client(),
+        "DELETE",
+        &format!("{}/v2/hello-world/manifests/multi", root.url),
+        &Cred::admin(),
+        &[],
+        None,
+    );
+    expect_status(&resp, 202, "untag multi at the root");
+    wait_manifest(&line3, &client, "hello-world", "multi", 404);
+    assert_eq!(
+        manifest(&line3, &client, "hello-world", &arm.digest()).0,
+        200
+    );
+
+    // line3 down while the root changes; restarted, it catches up.
+    line3.kill();
+    let v2 = layout.put_image("amd64", "hello.txt", b"version two", Some("v2"));
+    run(containers
+        .skopeo()
+        .args(["copy", "--dest-tls-verify=false", "--dest-creds", &creds])
+        .arg(layout.reference("v2"))
+        .arg(format!("docker://{}/hello-world:v2", root.host)));
+    let resp = send(
+        &authn::client(),
+        "DELETE",
+        &format!(
+            "{}/v2/hello-world/manifests/{}",
+            root.url,
+            signature["digest"].as_str().unwrap()
+        ),
+        &Cred::admin(),
+        &[],
+        None,
+    );
+    expect_status(&resp, 202, "delete the signature at the root");
+    line3.restart();
+    assert_eq!(
+        wait_manifest(&line3, &client, "hello-world", "v2", 200),
+        v2.manifest
+    );
+    wait_manifest(
+        &line3,
+        &client,
+        "hello-world",
+        signature["digest"].as_str().unwrap(),
+        404,
+    );
+    assert_eq!(
+        manifest(&line3, &client, "hello-world", "v1").1,
+        image.manifest
+    );
+}
