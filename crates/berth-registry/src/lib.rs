@@ -23,7 +23,9 @@ use std::str::FromStr;
 
 pub use blob::{BlobStore, ByteStream, FsBlobStore};
 pub use error::RegistryError;
-pub use metadata::{Change, ChangeAction, MetadataStore, Referrer, SqliteMetadata, StoredManifest};
+pub use metadata::{
+    Change, ChangeAction, MetadataStore, Origin, Referrer, SqliteMetadata, StoredManifest,
+};
 pub use registry::{Blob, ManifestPushed, Registry, RegistryConfig};
 
 /// The id of an upload session: a random UUID, also its `Docker-Upload-UUID`.

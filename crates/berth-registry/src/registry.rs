@@ -28,8 +28,8 @@ use crate::blob::{AppendError, BlobStore, ByteStream, FsBlobStore};
 use crate::cache::ManifestCache;
 use crate::error::{RegistryError, TargetDisplay};
 use crate::metadata::{
-    Change, MetadataStore, NewManifest, PutManifestError, Referrer, SqliteMetadata, StoredManifest,
-    Target,
+    Change, MetadataStore, NewManifest, Origin, PutManifestError, Referrer, SqliteMetadata,
+    StoredManifest, Target,
 };
 
 type Result<T, E = RegistryError> = std::result::Result<T, E>;
@@ -456,6 +456,27 @@ impl Registry {
         content: Bytes,
         extra_tags: Vec<Tag>,
     ) -> Result<ManifestPushed> {
+        self.put_manifest_from(
+            Origin::Local,
+            repository,
+            reference,
+            content_type,
+            content,
+            extra_tags,
+        )
+        .await
+    }
+
+    /// [`Registry::put_manifest`], recording where the push came from in the change log.
+    pub async fn put_manifest_from(
+        &self,
+        origin: Origin,
+        repository: &RepositoryName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        content: Bytes,
+        extra_tags: Vec<Tag>,
+    ) -> Result<ManifestPushed> {
         if content.len() > self.config.max_manifest_size {
             return Err(RegistryError::ManifestTooLarge {
                 size: content.len(),
@@ -502,6 +523,7 @@ impl Registry {
             annotations: manifest.annotations.as_ref().map(|a| serde_json::json!(a)),
             references,
             tags,
+            origin,
         };
         let stored = self.metadata.put_manifest(new).await;
         self.cache.invalidate();
@@ -542,9 +564,24 @@ impl Registry {
         repository: &RepositoryName,
         reference: &Reference,
     ) -> Result<()> {
+        self.delete_manifest_from(Origin::Local, repository, reference)
+            .await
+    }
+
+    /// [`Registry::delete_manifest`], recording where the deletion came from.
+    pub async fn delete_manifest_from(
+        &self,
+        origin: Origin,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<()> {
         let deleted = match reference {
-            Reference::Tag(tag) => self.metadata.delete_tag(repository, tag).await,
-            Reference::Digest(digest) => self.metadata.delete_manifest(repository, digest).await,
+            Reference::Tag(tag) => self.metadata.delete_tag(repository, tag, origin).await,
+            Reference::Digest(digest) => {
+                self.metadata
+                    .delete_manifest(repository, digest, origin)
+                    .await
+            }
         };
         self.cache.invalidate();
         self.changed.send_modify(|n| *n += 1);

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_oci::{Digest, Manifest, Reference, RepositoryName, Tag, media_type};
-use berth_registry::{ChangeAction, Registry, RegistryError};
+use berth_registry::{ChangeAction, Origin, Registry, RegistryError};
 use futures_util::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 
@@ -160,7 +160,8 @@ impl ContentSync {
                     .manifest(&repository, &Reference::Digest(digest.clone()))
                     .await?;
                 self.registry
-                    .put_manifest(
+                    .put_manifest_from(
+                        Origin::Parent,
                         &repository,
                         &Reference::Digest(digest),
                         Some(&local.media_type),
@@ -171,12 +172,12 @@ impl ContentSync {
             }
             (ChangeAction::TagDelete, _, Some(tag)) => ignore_unknown(
                 self.registry
-                    .delete_manifest(&repository, &Reference::Tag(tag))
+                    .delete_manifest_from(Origin::Parent, &repository, &Reference::Tag(tag))
                     .await,
             )?,
             (ChangeAction::ManifestDelete, Some(digest), _) => ignore_unknown(
                 self.registry
-                    .delete_manifest(&repository, &Reference::Digest(digest))
+                    .delete_manifest_from(Origin::Parent, &repository, &Reference::Digest(digest))
                     .await,
             )?,
             _ => tracing::warn!(
@@ -225,7 +226,8 @@ impl ContentSync {
             }
             let media_type = manifest.media_type.clone();
             self.registry
-                .put_manifest(
+                .put_manifest_from(
+                    Origin::Parent,
                     repository,
                     &Reference::Digest(digest),
                     Some(&media_type),

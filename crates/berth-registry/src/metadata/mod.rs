@@ -90,6 +90,29 @@ pub struct NewManifest {
     pub references: Vec<Target>,
     /// Tags to point at it, in the same transaction.
     pub tags: Vec<Tag>,
+    /// Where the push came from, recorded in the change log.
+    pub origin: Origin,
+}
+
+/// Where a content change came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// A client of this registry.
+    #[default]
+    Local,
+    /// Content sync from this registry's parent.
+    Parent,
+}
+
+impl Origin {
+    /// The origin as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Local => "local",
+            Origin::Parent => "parent",
+        }
+    }
 }
 
 /// Why a manifest was not stored.
@@ -120,6 +143,9 @@ pub struct Change {
     pub media_type: Option<String>,
     /// When, in Unix seconds.
     pub at: i64,
+    /// Where the change came from.
+    #[serde(default)]
+    pub origin: Origin,
 }
 
 /// The kinds of content change.
@@ -215,10 +241,20 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<Option<StoredManifest>>;
 
     /// Deletes a manifest and every tag pointing at it. Returns whether it existed.
-    async fn delete_manifest(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool>;
+    async fn delete_manifest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        origin: Origin,
+    ) -> Result<bool>;
 
     /// Deletes a tag (not the manifest). Returns whether it existed.
-    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<bool>;
+    async fn delete_tag(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+        origin: Origin,
+    ) -> Result<bool>;
 
     /// Up to `n` tags after `last`, in lexical order; `None` if the repository is unknown.
     async fn tags(

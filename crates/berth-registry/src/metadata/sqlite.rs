@@ -14,8 +14,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::{
-    Change, ChangeAction, MetadataError, MetadataStore, NewManifest, PutManifestError, Referrer,
-    Result, StoredManifest, Target, UploadRecord,
+    Change, ChangeAction, MetadataError, MetadataStore, NewManifest, Origin, PutManifestError,
+    Referrer, Result, StoredManifest, Target, UploadRecord,
 };
 use crate::UploadId;
 
@@ -107,14 +107,18 @@ async fn log_change(
     digest: Option<&str>,
     tag: Option<&str>,
     media_type: Option<&str>,
+    origin: Origin,
 ) -> Result<()> {
-    sqlx::query("INSERT INTO changes (repository, action, digest, tag, media_type, at) VALUES ($1, $2, $3, $4, $5, $6)")
-        .bind(repository.as_str())
-        .bind(action.as_str())
-        .bind(digest)
-        .bind(tag)
-        .bind(media_type)
-        .bind(now())
+    sqlx::query(
+        "INSERT INTO changes (repository, action, digest, tag, media_type, at, origin) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(repository.as_str())
+    .bind(action.as_str())
+    .bind(digest)
+    .bind(tag)
+    .bind(media_type)
+    .bind(now())
+    .bind(origin.as_str())
         .execute(&mut *conn)
         .await
         .map(drop)
@@ -283,6 +287,7 @@ impl MetadataStore for SqliteMetadata {
                 Some(&digest),
                 None,
                 Some(&m.media_type),
+                m.origin,
             )
             .await?;
         }
@@ -309,6 +314,7 @@ impl MetadataStore for SqliteMetadata {
                     Some(&digest),
                     Some(tag.as_str()),
                     Some(&m.media_type),
+                    m.origin,
                 )
                 .await?;
             }
@@ -355,7 +361,12 @@ impl MetadataStore for SqliteMetadata {
         .transpose()
     }
 
-    async fn delete_manifest(&self, repository: &RepositoryName, digest: &Digest) -> Result<bool> {
+    async fn delete_manifest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        origin: Origin,
+    ) -> Result<bool> {
         let mut tx = self.begin_write().await?;
         let Some(repo_id) = repository_id(&mut tx, repository).await? else {
             return Ok(false);
@@ -392,6 +403,7 @@ impl MetadataStore for SqliteMetadata {
                 Some(&digest),
                 Some(tag),
                 None,
+                origin,
             )
             .await?;
         }
@@ -402,13 +414,19 @@ impl MetadataStore for SqliteMetadata {
             Some(&digest),
             None,
             None,
+            origin,
         )
         .await?;
         tx.commit().await.map_err(err)?;
         Ok(true)
     }
 
-    async fn delete_tag(&self, repository: &RepositoryName, tag: &Tag) -> Result<bool> {
+    async fn delete_tag(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+        origin: Origin,
+    ) -> Result<bool> {
         let mut tx = self.begin_write().await?;
         let Some(repo_id) = repository_id(&mut tx, repository).await? else {
             return Ok(false);
@@ -429,6 +447,7 @@ impl MetadataStore for SqliteMetadata {
             Some(&digest),
             Some(tag.as_str()),
             None,
+            origin,
         )
         .await?;
         tx.commit().await.map_err(err)?;
@@ -490,7 +509,7 @@ impl MetadataStore for SqliteMetadata {
 
     async fn changes(&self, after: i64, limit: u32) -> Result<Vec<Change>> {
         let rows = sqlx::query(
-            "SELECT seq, repository, action, digest, tag, media_type, at FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2",
+            "SELECT seq, repository, action, digest, tag, media_type, at, origin FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2",
         )
         .bind(after)
         .bind(limit as i64)
@@ -512,6 +531,11 @@ impl MetadataStore for SqliteMetadata {
                     tag: row.get(4),
                     media_type: row.get(5),
                     at: row.get(6),
+                    origin: if row.get::<&str, _>(7) == "parent" {
+                        Origin::Parent
+                    } else {
+                        Origin::Local
+                    },
                 })
             })
             .collect()
