@@ -16,6 +16,9 @@ pub enum LinkError {
     /// The sync token was refused (wrong password, disabled, or lacking gateway actions).
     #[error("the parent refused the sync token: {0}")]
     Refused(String),
+    /// What was asked for does not exist at the parent.
+    #[error("not found at the parent: {0}")]
+    NotFound(String),
     /// The parent could not be reached, or failed.
     #[error("the parent is unreachable: {0}")]
     Unreachable(String),
@@ -67,13 +70,13 @@ impl ParentClient {
             .and_then(|v| v["errors"][0]["message"].as_str().map(str::to_owned))
             .unwrap_or_else(|| format!("{status}: {body}"));
         Err(match status {
+            StatusCode::NOT_FOUND => LinkError::NotFound(message),
             StatusCode::CONFLICT if body.contains("ALREADY_ACTIVATED") => {
                 LinkError::AlreadyActivated(message)
             }
-            StatusCode::UNAUTHORIZED
-            | StatusCode::FORBIDDEN
-            | StatusCode::NOT_FOUND
-            | StatusCode::CONFLICT => LinkError::Refused(message),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::CONFLICT => {
+                LinkError::Refused(message)
+            }
             _ => LinkError::Unreachable(message),
         })
     }
@@ -96,6 +99,55 @@ impl ParentClient {
             request = request.header("accept", accept);
         }
         self.send(request).await
+    }
+
+    /// `HEAD <parent><path>`: whether it answers 200 (404 is `false`; other errors fail).
+    pub async fn exists(&self, path: &str) -> Result<bool, LinkError> {
+        match self
+            .send(self.http.head(format!("{}{path}", self.root)))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(LinkError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `PUT <parent><path>` with a body of `content_type`.
+    pub async fn put(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: bytes::Bytes,
+    ) -> Result<(), LinkError> {
+        let request = self
+            .http
+            .put(format!("{}{path}", self.root))
+            .header("content-type", content_type)
+            .body(body);
+        self.send(request).await.map(drop)
+    }
+
+    /// `POST <parent><path>` streaming `body` (a monolithic blob upload).
+    pub async fn post_stream(&self, path: &str, body: reqwest::Body) -> Result<(), LinkError> {
+        let request = self
+            .http
+            .post(format!("{}{path}", self.root))
+            .header("content-type", "application/octet-stream")
+            .body(body);
+        self.send(request).await.map(drop)
+    }
+
+    /// `DELETE <parent><path>`; a 404 (already gone) is success.
+    pub async fn delete(&self, path: &str) -> Result<(), LinkError> {
+        match self
+            .send(self.http.delete(format!("{}{path}", self.root)))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(LinkError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Activates `registry` (this instance's, or a child's when relaying).

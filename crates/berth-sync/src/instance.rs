@@ -21,6 +21,7 @@ use berth_registry::Registry;
 use crate::client::{LinkError, ParentClient};
 use crate::connection::ConnectionString;
 use crate::content::ContentSync;
+use crate::upstream::Upstream;
 
 /// How often the instance reports its status.
 pub const STATUS_EVERY: Duration = Duration::from_secs(3);
@@ -216,6 +217,24 @@ impl Instance {
                 })
                 .await;
         });
+        let upstream = Upstream::new(
+            Arc::clone(&self.registry),
+            self.client.clone(),
+            &self.data_dir,
+        );
+        let this = Arc::clone(&self);
+        tokio::spawn(async move {
+            upstream
+                .run(move || {
+                    this.current().map(|d| {
+                        (
+                            d.registry.mode == Mode::ReadWrite,
+                            d.registry.repositories.clone(),
+                        )
+                    })
+                })
+                .await;
+        });
         self.follow_config().await;
         unreachable!("the configuration loop never ends")
     }
@@ -317,7 +336,7 @@ fn unreachable_parent(e: LinkError) -> GatewayError {
         LinkError::AlreadyActivated(message) => {
             GatewayError::Identity(berth_auth::IdentityError::Conflict(message))
         }
-        LinkError::Refused(message) => {
+        LinkError::Refused(message) | LinkError::NotFound(message) => {
             GatewayError::Identity(berth_auth::IdentityError::Invalid(message))
         }
         LinkError::Unreachable(message) => GatewayError::Unavailable(message),

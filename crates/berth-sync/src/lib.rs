@@ -4,6 +4,7 @@
 //! - [`connection`]: the connection string an instance is deployed with;
 //! - [`client`]: the HTTP client of the parent's gateway (activate, config long poll, status);
 //! - [`content`]: content sync from the parent's change log into the local registry;
+//! - [`upstream`]: for ReadWrite registries, local changes sent up to the parent;
 //! - [`instance`]: [`Instance`], which activates, follows its configuration, reports its
 //!   status, keeps the last configuration on disk, and relays for its own children.
 //!
@@ -15,6 +16,7 @@ pub mod client;
 pub mod connection;
 pub mod content;
 pub mod instance;
+pub mod upstream;
 
 pub use connection::{ConnectionString, ConnectionStringError};
 pub use instance::{Instance, InstanceError};

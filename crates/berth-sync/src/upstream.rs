@@ -1,0 +1,200 @@
+//! Content sync, child to parent, for ReadWrite connected registries: what local clients
+//! push, tag, untag or delete here is sent up to the parent (and from there on up, and down
+//! to every other registry that syncs the repository).
+//!
+//! The instance follows its *own* change log, skipping what arrived from the parent (the
+//! log's `origin`), so nothing echoes back up; and the parent applies what it receives as a
+//! local change of its own, so it flows on. Changes are sent in order, one at a time, and the
+//! position is saved only after the parent accepted a change: through any number of outages
+//! and restarts, every local change reaches the parent exactly once in effect (re-sending a
+//! manifest, a tag or a deletion the parent already has changes nothing there).
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_auth::scope_map::RepositoryPattern;
+use berth_oci::{Digest, Manifest, Reference, RepositoryName};
+use berth_registry::{Change, ChangeAction, Origin, Registry, RegistryError};
+
+use crate::client::{LinkError, ParentClient};
+
+/// Why sending a change up failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// The parent could not be reached or refused.
+    #[error("the parent: {0}")]
+    Parent(#[from] LinkError),
+    /// The local registry failed.
+    #[error("the local registry: {0}")]
+    Local(#[from] RegistryError),
+    /// Saving the position failed.
+    #[error("upstream position: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Sends local changes up to the parent.
+pub struct Upstream {
+    registry: Arc<Registry>,
+    client: ParentClient,
+    position_file: PathBuf,
+}
+
+impl Upstream {
+    /// An upstream sender keeping its position in `data_dir`.
+    pub fn new(registry: Arc<Registry>, client: ParentClient, data_dir: &Path) -> Self {
+        Upstream {
+            registry,
+            client,
+            position_file: data_dir.join("upstream-position"),
+        }
+    }
+
+    fn position(&self) -> i64 {
+        std::fs::read_to_string(&self.position_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn save_position(&self, seq: i64) -> io::Result<()> {
+        let temp = self.position_file.with_extension("tmp");
+        std::fs::write(&temp, seq.to_string())?;
+        std::fs::File::open(&temp)?.sync_all()?;
+        std::fs::rename(&temp, &self.position_file)
+    }
+
+    /// Runs forever. `settings` says, at each round, whether the registry is ReadWrite and
+    /// which repositories it syncs (its configuration can change while it runs).
+    pub async fn run(self, settings: impl Fn() -> Option<(bool, Vec<String>)> + Send + Sync) {
+        let mut changed = self.registry.subscribe_changes();
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            changed.mark_unchanged();
+            match self.send_pending(&settings).await {
+                Ok(()) => {
+                    backoff = Duration::from_millis(200);
+                    // Wait for the next local change (or look again after a while).
+                    let _ = tokio::time::timeout(Duration::from_secs(5), changed.changed()).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "sending local changes up failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    async fn send_pending(
+        &self,
+        settings: &(impl Fn() -> Option<(bool, Vec<String>)> + Send + Sync),
+    ) -> Result<(), PushError> {
+        let Some((read_write, repositories)) = settings() else {
+            return Ok(());
+        };
+        let patterns: Vec<RepositoryPattern> = repositories
+            .iter()
+            .filter_map(|r| RepositoryPattern::parse(r).ok())
+            .collect();
+        loop {
+            let changes = self.registry.changes(self.position(), 200).await?;
+            if changes.is_empty() {
+                return Ok(());
+            }
+            for change in changes {
+                let synced = patterns.iter().any(|p| p.matches(&change.repository));
+                if read_write && synced && change.origin == Origin::Local {
+                    self.send(&change).await?;
+                }
+                self.save_position(change.seq)?;
+            }
+        }
+    }
+
+    async fn send(&self, change: &Change) -> Result<(), PushError> {
+        let repository = self.registry.repository_name(&change.repository)?;
+        let digest = change.digest.as_deref().map(Registry::digest).transpose()?;
+        tracing::debug!(seq = change.seq, repository = %repository, action = ?change.action, "sending up");
+        match (change.action, digest, change.tag.as_deref()) {
+            (ChangeAction::ManifestPut, Some(digest), _) => {
+                self.push_manifest(&repository, &digest, None).await
+            }
+            (ChangeAction::TagPut, Some(digest), Some(tag)) => {
+                self.push_manifest(&repository, &digest, Some(tag)).await
+            }
+            (ChangeAction::TagDelete, _, Some(tag)) => Ok(self
+                .client
+                .delete(&format!("/v2/{repository}/manifests/{tag}"))
+                .await?),
+            (ChangeAction::ManifestDelete, Some(digest), _) => Ok(self
+                .client
+                .delete(&format!("/v2/{repository}/manifests/{digest}"))
+                .await?),
+            _ => Ok(()),
+        }
+    }
+
+    /// Pushes manifest `digest` (children and blobs first, only what the parent lacks), and
+    /// points `tag` at it.
+    async fn push_manifest(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        tag: Option<&str>,
+    ) -> Result<(), PushError> {
+        let local = match self
+            .registry
+            .manifest(repository, &Reference::Digest(digest.clone()))
+            .await
+        {
+            Ok(local) => local,
+            // Deleted here since: its deletion follows in the log.
+            Err(RegistryError::ManifestUnknown(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let manifest = Manifest::parse(&local.content, Some(&local.media_type))
+            .map_err(RegistryError::ManifestInvalid)?;
+        for child in manifest.required_manifests() {
+            if !self
+                .client
+                .exists(&format!("/v2/{repository}/manifests/{}", child.digest))
+                .await?
+            {
+                Box::pin(self.push_manifest(repository, &child.digest, None)).await?;
+            }
+        }
+        for blob in manifest.required_blobs() {
+            if self
+                .client
+                .exists(&format!("/v2/{repository}/blobs/{}", blob.digest))
+                .await?
+            {
+                continue;
+            }
+            let bytes = self
+                .registry
+                .blob(repository, &blob.digest)
+                .await?
+                .read(None)
+                .await?;
+            let body = reqwest::Body::wrap_stream(bytes);
+            self.client
+                .post_stream(
+                    &format!("/v2/{repository}/blobs/uploads/?digest={}", blob.digest),
+                    body,
+                )
+                .await?;
+        }
+        let reference = tag.map_or_else(|| digest.to_string(), str::to_owned);
+        self.client
+            .put(
+                &format!("/v2/{repository}/manifests/{reference}"),
+                &local.media_type,
+                local.content.clone(),
+            )
+            .await?;
+        Ok(())
+    }
+}
