@@ -247,3 +247,92 @@ fn content_flows_down_two_levels() {
         image.manifest
     );
 }
+
+/// What local clients push to a ReadWrite connected registry flows up to the root and down
+/// to its siblings' subtree; pushed while the root is down, it is kept and sent when the root
+/// returns, in order, all of it.
+#[test]
+fn pushes_to_a_read_write_registry_flow_up_and_survive_an_outage() {
+    common::require("skopeo");
+    let mut root = Berth::start();
+    let manage = Manage::new(&root.url);
+    let factory_cs = connected(
+        &manage,
+        json!({"name": "factory", "mode": "ReadWrite", "repositories": ["hello-world"]}),
+    );
+    let factory = Berth::start_with(&["--connection-string", &factory_cs]);
+    let line3_cs = connected(
+        &manage,
+        json!({"name": "line3", "parent": "factory", "repositories": ["hello-world"]}),
+    );
+    let line3 = Berth::start_with(&["--connection-string", &line3_cs]);
+
+    let containers = Containers::new();
+    let mut layout = OciLayout::create(&containers.work("layout"));
+    let reference = |tag: &str| format!("oci:{}:{tag}", containers.work("layout").display());
+    let push = |tag: &str, to: &Berth| {
+        run(containers
+            .skopeo()
+            .args([
+                "copy",
+                "--dest-tls-verify=false",
+                "--dest-creds",
+                &to.admin_creds(),
+            ])
+            .arg(reference(tag))
+            .arg(format!("docker://{}/hello-world:{tag}", to.host)));
+    };
+    let image = layout.put_image("amd64", "site.txt", b"pushed on site", Some("site"));
+    push("site", &factory);
+    let admin = Cred::admin();
+    assert_eq!(
+        wait_manifest(&root, &admin, "hello-world", "site", 200),
+        image.manifest,
+        "reached the root"
+    );
+    assert_eq!(
+        wait_manifest(&line3, &admin, "hello-world", "site", 200),
+        image.manifest,
+        "came back down to line3"
+    );
+
+    // The root is down: 20 pushes to factory are accepted and kept.
+    root.kill();
+    let mut pushed = Vec::new();
+    for n in 0..20 {
+        let tag = format!("offline{n}");
+        let image = layout.put_image(
+            "amd64",
+            "site.txt",
+            format!("offline push {n}").as_bytes(),
+            Some(&tag),
+        );
+        push(&tag, &factory);
+        pushed.push((tag, image));
+    }
+    root.restart();
+    for (tag, image) in &pushed {
+        assert_eq!(
+            wait_manifest(&root, &admin, "hello-world", tag, 200),
+            image.manifest,
+            "{tag} reached the root"
+        );
+        assert_eq!(
+            wait_manifest(&line3, &admin, "hello-world", tag, 200),
+            image.manifest,
+            "{tag} reached line3"
+        );
+    }
+    // An untag on site flows up too.
+    let resp = send(
+        &authn::client(),
+        "DELETE",
+        &format!("{}/v2/hello-world/manifests/offline0", factory.url),
+        &admin,
+        &[],
+        None,
+    );
+    expect_status(&resp, 202, "untag on factory");
+    wait_manifest(&root, &admin, "hello-world", "offline0", 404);
+    wait_manifest(&line3, &admin, "hello-world", "offline0", 404);
+}
