@@ -592,6 +592,28 @@ impl Registry {
         }
     }
 
+    /// Deletes every manifest (and so every tag) of `repository`, as one change each in the
+    /// change log. Returns how many manifests were deleted.
+    pub async fn delete_repository_content(
+        &self,
+        origin: Origin,
+        repository: &RepositoryName,
+    ) -> Result<usize> {
+        let digests = self.metadata.manifest_digests(repository).await?;
+        let mut deleted = 0;
+        for digest in digests {
+            match self
+                .delete_manifest_from(origin, repository, &Reference::Digest(digest))
+                .await
+            {
+                Ok(()) => deleted += 1,
+                Err(RegistryError::ManifestUnknown(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(deleted)
+    }
+
     /// Up to `n` tags after `last`, in lexical order.
     pub async fn tags(
         &self,

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use berth_auth::Identity;
 use berth_auth::connected::{InstanceStatus, LogLevel, Mode, StatusDetail};
 use berth_auth::gateway::{ActivateRequest, ConfigDocument, StatusReport};
+use berth_auth::scope_map::RepositoryPattern;
 use berth_server::gateway::{Gateway, GatewayError};
 use tokio::sync::watch;
 
@@ -153,6 +154,19 @@ impl Instance {
             format!("connected registry `{}` is ReadOnly: it only mirrors its parent; push to a ReadWrite registry", document.registry.name)
         });
         (self.log_level)(document.registry.log_level);
+        if document.registry.mode == Mode::ReadOnly {
+            // A mirror holds exactly its parent's repositories for its list: a repository
+            // taken off the list is deleted here.
+            let (registry, repositories) = (
+                Arc::clone(&self.registry),
+                document.registry.repositories.clone(),
+            );
+            tokio::spawn(async move {
+                if let Err(e) = prune_repositories(&registry, &repositories).await {
+                    tracing::warn!(error = %e, "could not delete repositories no longer synced");
+                }
+            });
+        }
         *self.document.write().unwrap_or_else(|e| e.into_inner()) = Some(document);
         self.changes.send_modify(|n| *n += 1);
         Ok(())
@@ -290,6 +304,36 @@ impl Instance {
             }
             tokio::time::sleep(STATUS_EVERY).await;
         }
+    }
+}
+
+/// Deletes the content of every local repository that none of `repositories` covers.
+async fn prune_repositories(
+    registry: &Registry,
+    repositories: &[String],
+) -> Result<(), berth_registry::RegistryError> {
+    let patterns: Vec<RepositoryPattern> = repositories
+        .iter()
+        .filter_map(|r| RepositoryPattern::parse(r).ok())
+        .collect();
+    let mut last: Option<String> = None;
+    loop {
+        let page = registry.catalog(last.as_deref(), 500).await?;
+        for name in &page {
+            if !patterns.iter().any(|p| p.matches(name)) {
+                let repository = registry.repository_name(name)?;
+                let deleted = registry
+                    .delete_repository_content(berth_registry::Origin::Parent, &repository)
+                    .await?;
+                if deleted > 0 {
+                    tracing::info!(repository = %name, manifests = deleted, "deleted a repository no longer synced");
+                }
+            }
+        }
+        if page.len() < 500 {
+            return Ok(());
+        }
+        last = page.last().cloned();
     }
 }
 

@@ -6,7 +6,8 @@
 //!   the artifact is found on `line3` through the referrers API;
 //! - a tag deleted at the root disappears below; a repository outside `line3`'s list never
 //!   reaches it;
-//! - `line3` killed while the root changes, then restarted, catches up from where it stopped.
+//! - `line3` killed while the root changes, then restarted, catches up from where it stopped;
+//! - a repository taken off `line3`'s list on the root is deleted on `line3`.
 
 mod authn;
 mod clients;
@@ -245,6 +246,20 @@ fn content_flows_down_two_levels() {
     assert_eq!(
         manifest(&line3, &client, "hello-world", "v1").1,
         image.manifest
+    );
+
+    // Taken off line3's list on the root: the repository is deleted there.
+    let resp = manage.call(
+        "PATCH",
+        "/berth/v1/connected-registries/line3/permissions",
+        Some(json!({"remove": ["hello-world"]})),
+    );
+    expect_status(&resp, 200, "removing hello-world from line3");
+    wait_manifest(&line3, &Cred::admin(), "hello-world", &image.digest(), 404);
+    assert_eq!(
+        manifest(&factory, &Cred::admin(), "hello-world", "v1").0,
+        200,
+        "factory keeps it"
     );
 }
 

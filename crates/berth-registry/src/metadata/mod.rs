@@ -264,6 +264,9 @@ pub trait MetadataStore: Send + Sync + 'static {
         n: u32,
     ) -> Result<Option<Vec<String>>>;
 
+    /// Digests of every manifest of the repository.
+    async fn manifest_digests(&self, repository: &RepositoryName) -> Result<Vec<Digest>>;
+
     /// Manifests of the repository whose `subject` is `digest`.
     async fn referrers(
         &self,

@@ -476,6 +476,19 @@ impl MetadataStore for SqliteMetadata {
         .map_err(err)
     }
 
+    async fn manifest_digests(&self, repository: &RepositoryName) -> Result<Vec<Digest>> {
+        let rows = sqlx::query(
+            "SELECT m.digest FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE r.name = $1 ORDER BY m.digest",
+        )
+        .bind(repository.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.into_iter()
+            .map(|row| parse_digest(row.get::<&str, _>(0)))
+            .collect()
+    }
+
     async fn referrers(
         &self,
         repository: &RepositoryName,
