@@ -24,7 +24,13 @@ use berth_registry::{ChangeAction, Origin, Registry, RegistryError};
 use futures_util::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use berth_auth::connected::SyncSettings;
+use chrono::Utc;
+
 use crate::client::{LONG_POLL, ParentClient};
+use crate::schedule::{Gate, Schedule};
 
 /// Every manifest type the registry stores, for `Accept`.
 const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
@@ -89,15 +95,56 @@ impl ContentSync {
         std::fs::rename(&temp, &self.position_file)
     }
 
-    /// Runs forever: waits for changes at the parent and applies them, retrying with backoff
-    /// while the parent is unreachable. `on_synced` is called after each applied batch.
-    pub async fn run(self, on_synced: impl Fn() + Send + Sync) {
+    /// Runs forever: waits for changes at the parent and applies them, when the schedule
+    /// allows (`settings` gives the current sync settings), retrying with backoff while the
+    /// parent is unreachable. `syncing` is set during a scheduled run; `config_changes` wakes a
+    /// wait for the next tick when the configuration changes; `on_synced` is called
+    /// after each applied batch and at the end of each run.
+    pub async fn run(
+        self,
+        schedule: Schedule,
+        settings: impl Fn() -> Option<SyncSettings> + Send + Sync,
+        syncing: Arc<AtomicBool>,
+        mut config_changes: tokio::sync::watch::Receiver<u64>,
+        on_synced: impl Fn() + Send + Sync,
+    ) {
         let mut backoff = Duration::from_millis(200);
         loop {
-            match self.step().await {
+            let Some(settings) = settings() else {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            };
+            let (wait, until) = match schedule.gate(&settings, Utc::now()) {
+                Gate::Open => (LONG_POLL, None),
+                Gate::OpenUntil(end) => (Duration::ZERO, Some(end)),
+                Gate::ClosedUntil(next) => {
+                    let pause = (next - Utc::now())
+                        .to_std()
+                        .unwrap_or_default()
+                        .min(Duration::from_secs(30));
+                    // Until the tick, or until the configuration (maybe the schedule) changes.
+                    config_changes.mark_unchanged();
+                    tokio::select! {
+                        () = tokio::time::sleep(pause.max(Duration::from_millis(100))) => {}
+                        _ = config_changes.changed() => {}
+                    }
+                    continue;
+                }
+            };
+            syncing.store(until.is_some(), Ordering::Relaxed);
+            match self.step(wait).await {
                 Ok(applied) => {
                     backoff = Duration::from_millis(200);
                     if applied {
+                        on_synced();
+                    }
+                    // A scheduled run ends when it caught up or its window closed; what is
+                    // left goes on at the next tick.
+                    if let Some(end) = until
+                        && (!applied || Utc::now() >= end)
+                    {
+                        schedule.mark_run(Utc::now());
+                        syncing.store(false, Ordering::Relaxed);
                         on_synced();
                     }
                 }
@@ -110,13 +157,13 @@ impl ContentSync {
         }
     }
 
-    /// One long poll and the changes it brought. Returns whether anything was applied.
-    pub async fn step(&self) -> Result<bool, SyncError> {
+    /// One poll (a long poll of `wait`) and the changes it brought. Returns whether anything was applied.
+    pub async fn step(&self, wait: Duration) -> Result<bool, SyncError> {
         let after = self.position();
         let path = format!(
             "/berth/gateway/v1/{}/messages?after={after}&wait={}",
             self.name,
-            LONG_POLL.as_secs()
+            wait.as_secs()
         );
         let response = self
             .client

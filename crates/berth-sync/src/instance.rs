@@ -22,6 +22,7 @@ use berth_registry::Registry;
 use crate::client::{LinkError, ParentClient};
 use crate::connection::ConnectionString;
 use crate::content::ContentSync;
+use crate::schedule::{Gate, Schedule};
 use crate::upstream::Upstream;
 
 /// How often the instance reports its status.
@@ -59,6 +60,8 @@ pub struct Instance {
     read_only: Arc<RwLock<Option<String>>>,
     log_level: Arc<dyn Fn(LogLevel) + Send + Sync>,
     last_sync: RwLock<Option<i64>>,
+    /// Set while a scheduled sync run is on: the status says `Syncing`.
+    syncing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn now() -> i64 {
@@ -118,6 +121,7 @@ impl Instance {
             read_only,
             log_level,
             last_sync: RwLock::new(None),
+            syncing: Arc::default(),
         });
         if let Ok(text) = std::fs::read_to_string(&instance.state_file)
             && let Ok(document) = serde_json::from_str::<ConfigDocument>(&text)
@@ -223,12 +227,20 @@ impl Instance {
             self.name().to_owned(),
             &self.data_dir,
         );
-        let this = Arc::clone(&self);
+        let (this, settings_of) = (Arc::clone(&self), Arc::clone(&self));
+        let syncing = Arc::clone(&self.syncing);
+        let config_changes = self.changes.subscribe();
         tokio::spawn(async move {
             content
-                .run(move || {
-                    *this.last_sync.write().unwrap_or_else(|e| e.into_inner()) = Some(now())
-                })
+                .run(
+                    Schedule::new(&this.data_dir),
+                    move || settings_of.current().map(|d| d.registry.sync),
+                    syncing,
+                    config_changes,
+                    move || {
+                        *this.last_sync.write().unwrap_or_else(|e| e.into_inner()) = Some(now())
+                    },
+                )
                 .await;
         });
         let upstream = Upstream::new(
@@ -238,14 +250,19 @@ impl Instance {
         );
         let this = Arc::clone(&self);
         tokio::spawn(async move {
+            let schedule = Schedule::new(&this.data_dir);
             upstream
                 .run(move || {
-                    this.current().map(|d| {
-                        (
-                            d.registry.mode == Mode::ReadWrite,
-                            d.registry.repositories.clone(),
-                        )
-                    })
+                    let document = this.current()?;
+                    // Sent up only when the schedule lets content move.
+                    let open = !matches!(
+                        schedule.gate(&document.registry.sync, chrono::Utc::now()),
+                        Gate::ClosedUntil(_)
+                    );
+                    Some((
+                        open && document.registry.mode == Mode::ReadWrite,
+                        document.registry.repositories.clone(),
+                    ))
                 })
                 .await;
         });
@@ -283,10 +300,13 @@ impl Instance {
         loop {
             let details: Vec<StatusDetail> = disk_problem(&self.data_dir).into_iter().collect();
             let status = InstanceStatus {
-                connection_state: if details.is_empty() {
-                    "Online"
-                } else {
-                    "Unhealthy"
+                connection_state: match (
+                    details.is_empty(),
+                    self.syncing.load(std::sync::atomic::Ordering::Relaxed),
+                ) {
+                    (false, _) => "Unhealthy",
+                    (true, true) => "Syncing",
+                    (true, false) => "Online",
                 }
                 .into(),
                 last_sync: *self.last_sync.read().unwrap_or_else(|e| e.into_inner()),

@@ -5,6 +5,7 @@
 //! - [`client`]: the HTTP client of the parent's gateway (activate, config long poll, status);
 //! - [`content`]: content sync from the parent's change log into the local registry;
 //! - [`upstream`]: for ReadWrite registries, local changes sent up to the parent;
+//! - [`schedule`]: when content may move (continuous, or cron ticks with a window);
 //! - [`instance`]: [`Instance`], which activates, follows its configuration, reports its
 //!   status, keeps the last configuration on disk, and relays for its own children.
 //!
@@ -16,6 +17,7 @@ pub mod client;
 pub mod connection;
 pub mod content;
 pub mod instance;
+pub mod schedule;
 pub mod upstream;
 
 pub use connection::{ConnectionString, ConnectionStringError};

@@ -351,3 +351,59 @@ fn pushes_to_a_read_write_registry_flow_up_and_survive_an_outage() {
     wait_manifest(&root, &admin, "hello-world", "offline0", 404);
     wait_manifest(&line3, &admin, "hello-world", "offline0", 404);
 }
+
+/// With a cron schedule, content moves only inside the windows: a new site waits for its
+/// first tick (here, next New Year), while its configuration still follows at once; switched
+/// to the continuous schedule, it catches up.
+#[test]
+fn a_cron_schedule_keeps_content_until_its_window() {
+    common::require("skopeo");
+    let root = Berth::start();
+    let manage = Manage::new(&root.url);
+    let cs = connected(
+        &manage,
+        json!({"name": "shop7", "repositories": ["hello-world"], "sync_schedule": "0 0 1 1 *", "sync_window": "PT1H"}),
+    );
+    let shop = Berth::start_with(&["--connection-string", &cs]);
+    poll_until(WAIT, "shop7 online", || {
+        let view = manage
+            .call("GET", "/berth/v1/connected-registries/shop7", None)
+            .json("show");
+        if view["connection_state"] == "Online" {
+            Ok(())
+        } else {
+            Err(view.to_string())
+        }
+    });
+
+    let containers = Containers::new();
+    let mut layout = OciLayout::create(&containers.work("layout"));
+    let image = layout.put_image("amd64", "shop.txt", b"for the shop", Some("v1"));
+    run(containers
+        .skopeo()
+        .args([
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &root.admin_creds(),
+        ])
+        .arg(layout.reference("v1"))
+        .arg(format!("docker://{}/hello-world:v1", root.host)));
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        manifest(&shop, &Cred::admin(), "hello-world", "v1").0,
+        404,
+        "nothing moves outside the window"
+    );
+
+    let resp = manage.call(
+        "PATCH",
+        "/berth/v1/connected-registries/shop7",
+        Some(json!({"sync_schedule": "* * * * *", "sync_window": ""})),
+    );
+    expect_status(&resp, 200, "switch shop7 to continuous sync");
+    assert_eq!(
+        wait_manifest(&shop, &Cred::admin(), "hello-world", "v1", 200),
+        image.manifest
+    );
+}
