@@ -348,6 +348,14 @@ impl Registry {
                 Err(RegistryError::UploadRangeInvalid { offset: actual })
             }
             Err(AppendError::UnknownUpload) => Err(RegistryError::UploadUnknown(*id)),
+            Err(AppendError::Interrupted { len, error }) => {
+                // The hasher saw exactly the chunks the store kept: the session resumes at `len`.
+                state.hasher = Some(hasher);
+                state.offset = len;
+                Err(RegistryError::UploadInvalid(format!(
+                    "the upload body was cut after byte {len}; resume from there: {error}"
+                )))
+            }
             Err(AppendError::Io(e)) => Err(RegistryError::UploadInvalid(format!(
                 "the upload body could not be received: {e}"
             ))),

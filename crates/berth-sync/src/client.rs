@@ -101,6 +101,15 @@ impl ParentClient {
         self.send(request).await
     }
 
+    /// `GET <parent><path>` from byte `offset` on (`Range: bytes=<offset>-`, when not 0).
+    pub async fn get_from(&self, path: &str, offset: u64) -> Result<reqwest::Response, LinkError> {
+        let mut request = self.http.get(format!("{}{path}", self.root));
+        if offset > 0 {
+            request = request.header("range", format!("bytes={offset}-"));
+        }
+        self.send(request).await
+    }
+
     /// `HEAD <parent><path>`: whether it answers 200 (404 is `false`; other errors fail).
     pub async fn exists(&self, path: &str) -> Result<bool, LinkError> {
         match self

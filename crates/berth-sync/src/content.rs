@@ -63,6 +63,9 @@ pub struct ContentSync {
     client: ParentClient,
     name: String,
     position_file: PathBuf,
+    /// Blob transfers cut part way, to resume: (repository, digest) -> upload session.
+    partial:
+        std::sync::Mutex<std::collections::HashMap<(String, String), berth_registry::UploadId>>,
 }
 
 impl ContentSync {
@@ -78,6 +81,7 @@ impl ContentSync {
             client,
             name,
             position_file: data_dir.join("sync-position"),
+            partial: Default::default(),
         }
     }
 
@@ -314,6 +318,8 @@ impl ContentSync {
 
     /// Makes sure the local repository may read blob `digest`: linked from another local
     /// repository when the bytes are already here, else streamed from the parent and checked.
+    /// A transfer cut part way is resumed from the bytes already received (`Range`), and the
+    /// digest is still checked over the whole blob.
     async fn ensure_blob(
         &self,
         repository: &RepositoryName,
@@ -324,16 +330,56 @@ impl ContentSync {
         {
             return Ok(());
         }
+        let key = (repository.to_string(), digest.to_string());
+        let resumable = self
+            .partial
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .copied();
+        let (id, offset) = match resumable {
+            Some(id) => match self.registry.upload_offset(repository, &id).await {
+                Ok(offset) => (id, offset),
+                Err(_) => (self.registry.start_upload(repository).await?, 0),
+            },
+            None => (self.registry.start_upload(repository).await?, 0),
+        };
+        self.partial
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), id);
+        let path = format!("/v2/{repository}/blobs/{digest}");
         let response = self
             .client
-            .get(&format!("/v2/{repository}/blobs/{digest}"), None)
+            .get_from(&path, offset)
             .await
             .map_err(|e| SyncError::Parent(e.to_string()))?;
+        if offset > 0 && response.status() != reqwest::StatusCode::PARTIAL_CONTENT {
+            // The parent sent the whole blob: start this transfer over.
+            self.partial
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
+            let _ = self.registry.cancel_upload(repository, &id).await;
+            return Err(SyncError::Parent(format!(
+                "{path}: the parent ignored the range request; starting over"
+            )));
+        }
+        if offset > 0 {
+            tracing::info!(%digest, offset, "resuming a blob transfer");
+        }
         let body = response.bytes_stream().map_err(io::Error::other).boxed();
-        let id = self.registry.start_upload(repository).await?;
+        // On a cut the bytes received so far stay in the session, for the next attempt.
+        self.registry
+            .append_upload(repository, &id, Some(offset), body)
+            .await?;
+        self.partial
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
         let finished = self
             .registry
-            .finish_upload(repository, &id, digest, Some((None, body)))
+            .finish_upload(repository, &id, digest, None)
             .await;
         if finished.is_err() {
             let _ = self.registry.cancel_upload(repository, &id).await;

@@ -407,3 +407,138 @@ fn a_cron_schedule_keeps_content_until_its_window() {
         image.manifest
     );
 }
+
+/// A TCP proxy on loopback that forwards to `upstream`, counts the bytes it sends back, and
+/// cuts the first connection that has carried more than `cut_after` bytes back.
+struct CuttingProxy {
+    addr: std::net::SocketAddr,
+    returned: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    cuts: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl CuttingProxy {
+    fn start(upstream: std::net::SocketAddr, cut_after: u64) -> Self {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let returned = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let cuts = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (returned2, cuts2) = (returned.clone(), cuts.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = std::net::TcpStream::connect(upstream) else {
+                    continue;
+                };
+                let (mut c_read, mut s_write) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c_read, &mut s_write);
+                    let _ = s_write.shutdown(std::net::Shutdown::Write);
+                });
+                let (returned, cuts) = (returned2.clone(), cuts2.clone());
+                let (mut s_read, mut c_write) = (server, client);
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut carried = 0u64;
+                    loop {
+                        let n = match s_read.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        carried += n as u64;
+                        if carried > cut_after && cuts.load(Ordering::SeqCst) == 0 {
+                            cuts.fetch_add(1, Ordering::SeqCst);
+                            let _ = c_write.shutdown(std::net::Shutdown::Both);
+                            let _ = s_read.shutdown(std::net::Shutdown::Both);
+                            break;
+                        }
+                        returned.fetch_add(n as u64, Ordering::SeqCst);
+                        if c_write.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = c_write.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        CuttingProxy {
+            addr,
+            returned,
+            cuts,
+        }
+    }
+}
+
+/// A blob transfer cut mid-way resumes from the bytes already received, and the result is
+/// still checked by digest: the bytes carried stay close to one copy of the layer.
+#[test]
+fn a_cut_blob_transfer_resumes_where_it_stopped() {
+    use std::sync::atomic::Ordering;
+    common::require("skopeo");
+    let root = Berth::start();
+    let manage = Manage::new(&root.url);
+    let cs = connected(
+        &manage,
+        json!({"name": "ship1", "repositories": ["hello-world"]}),
+    );
+    let proxy = CuttingProxy::start(root.addr, 3 << 20);
+    let ship = Berth::start_with(&[
+        "--connection-string",
+        &cs,
+        "--parent-gateway-endpoint",
+        &proxy.addr.to_string(),
+    ]);
+
+    let containers = Containers::new();
+    let mut layout = OciLayout::create(&containers.work("layout"));
+    // 8 MiB of incompressible bytes, so the layer is about that big.
+    let mut contents = Vec::with_capacity(8 << 20);
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    while contents.len() < 8 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        contents.extend_from_slice(&x.to_le_bytes());
+    }
+    let image = layout.put_image("amd64", "big.bin", &contents, Some("big"));
+    run(containers
+        .skopeo()
+        .args([
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &root.admin_creds(),
+        ])
+        .arg(layout.reference("big"))
+        .arg(format!("docker://{}/hello-world:big", root.host)));
+
+    assert_eq!(
+        wait_manifest(&ship, &Cred::admin(), "hello-world", "big", 200),
+        image.manifest
+    );
+    assert_eq!(
+        proxy.cuts.load(Ordering::SeqCst),
+        1,
+        "the link was cut once, mid-blob"
+    );
+    let resp = send(
+        &authn::client(),
+        "GET",
+        &format!("{}/v2/hello-world/blobs/{}", ship.url, image.layer_digest),
+        &Cred::admin(),
+        &[],
+        None,
+    );
+    assert_eq!(
+        clients::sha256_digest(&resp.body),
+        image.layer_digest,
+        "the resumed layer is whole"
+    );
+    let carried = proxy.returned.load(Ordering::SeqCst);
+    let layer_size = resp.body.len() as u64;
+    assert!(
+        carried < layer_size + (1 << 20),
+        "the transfer resumed instead of starting over: {carried} bytes carried for a {layer_size}-byte layer"
+    );
+}

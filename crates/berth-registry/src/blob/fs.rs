@@ -267,30 +267,32 @@ impl BlobStore for FsBlobStore {
                 }
             }
         }
-        if failure.is_none() && !batch.is_empty() {
+        // Everything the body delivered is written, even when it then failed: the session can
+        // resume from there (the caller hashed exactly these chunks).
+        if !batch.is_empty() {
             let _ = tx.send(batch).await;
         }
         drop(tx);
         let written = writer.await.map_err(io::Error::other)?;
-        let (file, e) = match (written, failure) {
-            (Ok(file), None) => {
-                return blocking(move || file.metadata().map(|m| m.len()))
-                    .await
-                    .map_err(AppendError::Io);
+        match (written, failure) {
+            (Ok(file), None) => blocking(move || file.metadata().map(|m| m.len()))
+                .await
+                .map_err(AppendError::Io),
+            (Ok(file), Some(error)) => {
+                let len = blocking(move || file.metadata().map(|m| m.len())).await?;
+                Err(AppendError::Interrupted { len, error })
             }
-            (Ok(file), Some(e)) => (file, e),
             (Err(e), _) => {
+                // A write failed: what was written cannot be trusted to match the hash, so
+                // nothing of this append is kept.
                 let path = self.upload_path(id);
-                match blocking(move || OpenOptions::new().write(true).open(path)).await {
-                    Ok(file) => (file, e),
-                    Err(_) => return Err(AppendError::Io(e)),
+                if let Ok(file) = blocking(move || OpenOptions::new().write(true).open(path)).await
+                {
+                    blocking(move || file.set_len(offset)).await?;
                 }
+                Err(AppendError::Io(e))
             }
-        };
-        // Nothing of a failed append is kept, so the session stays where the client last saw
-        // it and the hash state the caller holds stays valid.
-        blocking(move || file.set_len(offset)).await?;
-        Err(AppendError::Io(e))
+        }
     }
 
     async fn upload_len(&self, id: &UploadId) -> io::Result<Option<u64>> {
@@ -452,7 +454,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn failed_append_keeps_nothing() {
+    async fn an_interrupted_body_keeps_what_arrived() {
         let dir = tempfile::tempdir().unwrap();
         let store = FsBlobStore::open(dir.path()).unwrap();
         let id = UploadId::new();
@@ -461,7 +463,7 @@ mod tests {
             .append_upload(&id, 0, body(vec![Ok(Bytes::from_static(b"abc"))]))
             .await
             .unwrap();
-        let big = Bytes::from(vec![7u8; 3 * WRITE_CHUNK]);
+        let big = Bytes::from(vec![7u8; 3 * WRITE_CHUNK + 5]);
         let failing = body(vec![
             Ok(big),
             Err(io::Error::new(
@@ -469,11 +471,16 @@ mod tests {
                 "client went away",
             )),
         ]);
-        assert!(matches!(
-            store.append_upload(&id, 3, failing).await,
-            Err(AppendError::Io(_))
-        ));
-        assert_eq!(store.upload_len(&id).await.unwrap(), Some(3));
+        match store.append_upload(&id, 3, failing).await {
+            Err(AppendError::Interrupted { len, .. }) => {
+                assert_eq!(len, 3 + 3 * WRITE_CHUNK as u64 + 5)
+            }
+            other => panic!("expected an interrupted append, got {other:?}"),
+        }
+        assert_eq!(
+            store.upload_len(&id).await.unwrap(),
+            Some(3 + 3 * WRITE_CHUNK as u64 + 5)
+        );
     }
 
     #[tokio::test]

@@ -37,7 +37,15 @@ pub enum AppendError {
     },
     /// The session does not exist in the store.
     UnknownUpload,
-    /// Reading the body or writing the data failed; nothing of this append was kept.
+    /// The body failed part way: what arrived before is kept, and the session now holds
+    /// `len` bytes, so it can be resumed from there.
+    Interrupted {
+        /// The session's length now.
+        len: u64,
+        /// Why the body failed.
+        error: io::Error,
+    },
+    /// Writing the data failed; nothing of this append was kept.
     Io(io::Error),
 }
 
@@ -68,7 +76,8 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn create_upload(&self, id: &UploadId) -> io::Result<()>;
 
     /// Appends a body to an upload whose data currently ends at `offset`; returns the new
-    /// length. On any error the session is left exactly as it was before the call.
+    /// length. If the body fails part way, what arrived is kept
+    /// ([`AppendError::Interrupted`]); if writing fails, nothing of it is.
     async fn append_upload(
         &self,
         id: &UploadId,
