@@ -95,6 +95,56 @@ pub struct SyncSettings {
     pub window: Option<String>,
     /// ISO-8601 duration, 1 to 90 days: how long messages wait for an offline instance.
     pub message_ttl: String,
+    /// Most bytes per second content sync may use on the link (down and up together);
+    /// `None`: unlimited.
+    #[serde(default)]
+    pub bandwidth: Option<u64>,
+    /// Most blob transfers at once on the link.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
+}
+
+/// Blob transfers at once, by default.
+pub const DEFAULT_CONCURRENCY: u32 = 4;
+
+fn default_concurrency() -> u32 {
+    DEFAULT_CONCURRENCY
+}
+
+/// Parses a bandwidth such as `500K`, `20M` or `1G` (bytes per second, powers of 1000; a
+/// plain number is bytes).
+pub fn parse_bandwidth(value: &str) -> Result<u64, IdentityError> {
+    let invalid = || {
+        IdentityError::Invalid(format!(
+            "sync bandwidth `{value}` is invalid: use bytes per second, e.g. 500K, 20M or 1G"
+        ))
+    };
+    let value = value.trim();
+    let (number, unit) = value.split_at(
+        value
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(value.len()),
+    );
+    let number: u64 = number.parse().map_err(|_| invalid())?;
+    let factor = match unit
+        .trim()
+        .trim_end_matches("B/s")
+        .trim_end_matches("/s")
+        .trim_end_matches('B')
+    {
+        "" => 1,
+        "K" | "k" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        _ => return Err(invalid()),
+    };
+    let bytes = number.checked_mul(factor).ok_or_else(invalid)?;
+    if bytes < 1_000 {
+        return Err(IdentityError::Invalid(format!(
+            "sync bandwidth `{value}` is too low: at least 1K (1,000 bytes per second)"
+        )));
+    }
+    Ok(bytes)
 }
 
 impl Default for SyncSettings {
@@ -103,6 +153,8 @@ impl Default for SyncSettings {
             schedule: CONTINUOUS.into(),
             window: None,
             message_ttl: DEFAULT_MESSAGE_TTL.into(),
+            bandwidth: None,
+            concurrency: DEFAULT_CONCURRENCY,
         }
     }
 }
@@ -110,6 +162,12 @@ impl Default for SyncSettings {
 impl SyncSettings {
     /// Checks the schedule, the window and the TTL, together.
     pub fn validate(&self) -> Result<(), IdentityError> {
+        if !(1..=64).contains(&self.concurrency) {
+            return Err(IdentityError::Invalid(format!(
+                "sync concurrency {} is out of range: use 1 to 64 blob transfers at once",
+                self.concurrency
+            )));
+        }
         validate_schedule(&self.schedule)?;
         match (
             &self.window,
@@ -364,6 +422,7 @@ mod tests {
             schedule: schedule.into(),
             window: window.map(Into::into),
             message_ttl: ttl.into(),
+            ..SyncSettings::default()
         };
         assert!(s("0 */2 * * *", Some("PT3H"), "P2D").validate().is_ok());
         assert!(s("0 */2 * * *", Some("P7D"), "P90D").validate().is_ok());
@@ -378,6 +437,22 @@ mod tests {
         assert!(err(s("* * * * *", None, "2 days")).contains("ISO-8601"));
         assert!(err(s("0 0 * * * *", None, "P2D")).contains("6 fields"));
         assert!(err(s("61 * * * *", None, "P2D")).contains("not a valid cron"));
+    }
+
+    #[test]
+    fn bandwidths() {
+        assert_eq!(parse_bandwidth("20M").unwrap(), 20_000_000);
+        assert_eq!(parse_bandwidth("500K").unwrap(), 500_000);
+        assert_eq!(parse_bandwidth("1G").unwrap(), 1_000_000_000);
+        assert_eq!(parse_bandwidth("2MB/s").unwrap(), 2_000_000);
+        for bad in ["", "fast", "10X", "-1M", "999"] {
+            assert!(parse_bandwidth(bad).is_err(), "{bad}");
+        }
+        let zero = SyncSettings {
+            concurrency: 0,
+            ..SyncSettings::default()
+        };
+        assert!(zero.validate().unwrap_err().to_string().contains("1 to 64"));
     }
 
     #[test]

@@ -61,6 +61,10 @@ pub struct ConnectedRegistryUpdate {
     pub sync_window: Option<String>,
     /// New message TTL.
     pub sync_message_ttl: Option<String>,
+    /// New bandwidth limit (`Some("")` removes it).
+    pub sync_bandwidth: Option<String>,
+    /// New number of blob transfers at once.
+    pub sync_concurrency: Option<u32>,
     /// New log level.
     pub log_level: Option<LogLevel>,
     /// Notification patterns to add.
@@ -593,6 +597,16 @@ impl Identity {
         }
         if let Some(ttl) = update.sync_message_ttl {
             registry.sync.message_ttl = ttl;
+        }
+        if let Some(bandwidth) = update.sync_bandwidth {
+            registry.sync.bandwidth = if bandwidth.is_empty() {
+                None
+            } else {
+                Some(connected::parse_bandwidth(&bandwidth)?)
+            };
+        }
+        if let Some(concurrency) = update.sync_concurrency {
+            registry.sync.concurrency = concurrency;
         }
         registry.sync.validate()?;
         if let Some(level) = update.log_level {

@@ -31,6 +31,7 @@ use chrono::Utc;
 
 use crate::client::{LONG_POLL, ParentClient};
 use crate::schedule::{Gate, Schedule};
+use crate::throttle::Throttle;
 
 /// Every manifest type the registry stores, for `Accept`.
 const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
@@ -63,20 +64,29 @@ pub struct ContentSync {
     client: ParentClient,
     name: String,
     position_file: PathBuf,
+    /// The link's bandwidth pacing, shared with the upstream direction.
+    throttle: Arc<Throttle>,
+    /// The link's limits now: bandwidth (bytes per second) and blob transfers at once.
+    limits: Arc<dyn Fn() -> (Option<u64>, u32) + Send + Sync>,
     /// Blob transfers cut part way, to resume: (repository, digest) -> upload session.
     partial:
         std::sync::Mutex<std::collections::HashMap<(String, String), berth_registry::UploadId>>,
 }
 
 impl ContentSync {
-    /// A follower for connected registry `name`, keeping its position in `data_dir`.
+    /// A follower for connected registry `name`, keeping its position in `data_dir`, moving
+    /// blobs within the link's `limits` (paced by `throttle`).
     pub fn new(
         registry: Arc<Registry>,
         client: ParentClient,
         name: String,
         data_dir: &std::path::Path,
+        throttle: Arc<Throttle>,
+        limits: Arc<dyn Fn() -> (Option<u64>, u32) + Send + Sync>,
     ) -> Self {
         ContentSync {
+            throttle,
+            limits,
             registry,
             client,
             name,
@@ -272,9 +282,18 @@ impl ContentSync {
                     continue;
                 }
             }
-            for blob in manifest.required_blobs() {
-                self.ensure_blob(repository, &blob.digest).await?;
-            }
+            // Blobs in parallel, as many at once as the link allows.
+            let (_, concurrency) = (self.limits)();
+            futures_util::stream::iter(
+                manifest
+                    .required_blobs()
+                    .map(|b| b.digest.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .map(|digest| async move { self.ensure_blob(repository, &digest).await })
+            .buffer_unordered(concurrency.max(1) as usize)
+            .try_collect::<Vec<()>>()
+            .await?;
             let media_type = manifest.media_type.clone();
             self.registry
                 .put_manifest_from(
@@ -368,7 +387,21 @@ impl ContentSync {
         if offset > 0 {
             tracing::info!(%digest, offset, "resuming a blob transfer");
         }
-        let body = response.bytes_stream().map_err(io::Error::other).boxed();
+        let throttle = Arc::clone(&self.throttle);
+        let (bandwidth, _) = (self.limits)();
+        let body = response
+            .bytes_stream()
+            .map_err(io::Error::other)
+            .then(move |chunk| {
+                let throttle = Arc::clone(&throttle);
+                async move {
+                    if let Ok(bytes) = &chunk {
+                        throttle.pace(bytes.len(), bandwidth).await;
+                    }
+                    chunk
+                }
+            })
+            .boxed();
         // On a cut the bytes received so far stay in the session, for the next attempt.
         self.registry
             .append_upload(repository, &id, Some(offset), body)

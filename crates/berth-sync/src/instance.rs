@@ -23,6 +23,7 @@ use crate::client::{LinkError, ParentClient};
 use crate::connection::ConnectionString;
 use crate::content::ContentSync;
 use crate::schedule::{Gate, Schedule};
+use crate::throttle::Throttle;
 use crate::upstream::Upstream;
 
 /// How often the instance reports its status.
@@ -221,11 +222,23 @@ impl Instance {
             }
         }
         tokio::spawn(Arc::clone(&self).report_status());
+        // One throttle and one set of limits for the link, both directions.
+        let throttle = Arc::new(Throttle::default());
+        let limits_of = Arc::clone(&self);
+        let limits: Arc<dyn Fn() -> (Option<u64>, u32) + Send + Sync> = Arc::new(move || {
+            limits_of
+                .current()
+                .map_or((None, berth_auth::connected::DEFAULT_CONCURRENCY), |d| {
+                    (d.registry.sync.bandwidth, d.registry.sync.concurrency)
+                })
+        });
         let content = ContentSync::new(
             Arc::clone(&self.registry),
             self.client.clone(),
             self.name().to_owned(),
             &self.data_dir,
+            Arc::clone(&throttle),
+            Arc::clone(&limits),
         );
         let (this, settings_of) = (Arc::clone(&self), Arc::clone(&self));
         let syncing = Arc::clone(&self.syncing);
@@ -247,6 +260,8 @@ impl Instance {
             Arc::clone(&self.registry),
             self.client.clone(),
             &self.data_dir,
+            throttle,
+            limits,
         );
         let this = Arc::clone(&self);
         tokio::spawn(async move {

@@ -162,6 +162,7 @@ mod tests {
             schedule: "0 0 1 1 *".into(),
             window: Some("PT1H".into()),
             message_ttl: "P2D".into(),
+            ..SyncSettings::default()
         };
         let now = at("2026-06-01T00:00:00Z");
         assert_eq!(

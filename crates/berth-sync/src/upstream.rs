@@ -18,7 +18,10 @@ use berth_auth::scope_map::RepositoryPattern;
 use berth_oci::{Digest, Manifest, Reference, RepositoryName};
 use berth_registry::{Change, ChangeAction, Origin, Registry, RegistryError};
 
+use futures_util::{StreamExt, TryStreamExt};
+
 use crate::client::{LinkError, ParentClient};
+use crate::throttle::Throttle;
 
 /// Why sending a change up failed.
 #[derive(Debug, thiserror::Error)]
@@ -39,12 +42,22 @@ pub struct Upstream {
     registry: Arc<Registry>,
     client: ParentClient,
     position_file: PathBuf,
+    throttle: Arc<Throttle>,
+    limits: Arc<dyn Fn() -> (Option<u64>, u32) + Send + Sync>,
 }
 
 impl Upstream {
     /// An upstream sender keeping its position in `data_dir`.
-    pub fn new(registry: Arc<Registry>, client: ParentClient, data_dir: &Path) -> Self {
+    pub fn new(
+        registry: Arc<Registry>,
+        client: ParentClient,
+        data_dir: &Path,
+        throttle: Arc<Throttle>,
+        limits: Arc<dyn Fn() -> (Option<u64>, u32) + Send + Sync>,
+    ) -> Self {
         Upstream {
+            throttle,
+            limits,
             registry,
             client,
             position_file: data_dir.join("upstream-position"),
@@ -165,28 +178,50 @@ impl Upstream {
                 Box::pin(self.push_manifest(repository, &child.digest, None)).await?;
             }
         }
-        for blob in manifest.required_blobs() {
+        // Blobs the parent lacks, in parallel as the link allows, paced to its bandwidth.
+        let (bandwidth, concurrency) = (self.limits)();
+        futures_util::stream::iter(
+            manifest
+                .required_blobs()
+                .map(|b| b.digest.clone())
+                .collect::<Vec<_>>(),
+        )
+        .map(|digest| async move {
             if self
                 .client
-                .exists(&format!("/v2/{repository}/blobs/{}", blob.digest))
+                .exists(&format!("/v2/{repository}/blobs/{digest}"))
                 .await?
             {
-                continue;
+                return Ok::<(), PushError>(());
             }
+            let throttle = Arc::clone(&self.throttle);
             let bytes = self
                 .registry
-                .blob(repository, &blob.digest)
+                .blob(repository, &digest)
                 .await?
                 .read(None)
-                .await?;
+                .await?
+                .then(move |chunk| {
+                    let throttle = Arc::clone(&throttle);
+                    async move {
+                        if let Ok(bytes) = &chunk {
+                            throttle.pace(bytes.len(), bandwidth).await;
+                        }
+                        chunk
+                    }
+                });
             let body = reqwest::Body::wrap_stream(bytes);
             self.client
                 .post_stream(
-                    &format!("/v2/{repository}/blobs/uploads/?digest={}", blob.digest),
+                    &format!("/v2/{repository}/blobs/uploads/?digest={digest}"),
                     body,
                 )
                 .await?;
-        }
+            Ok(())
+        })
+        .buffer_unordered(concurrency.max(1) as usize)
+        .try_collect::<Vec<()>>()
+        .await?;
         let reference = tag.map_or_else(|| digest.to_string(), str::to_owned);
         self.client
             .put(

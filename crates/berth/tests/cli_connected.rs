@@ -1037,7 +1037,7 @@ fn schedules_windows_ttls_and_notifications_are_checked() {
     let factory = cli.cr(&["show", "--name", "factory"]);
     assert_eq!(
         factory["sync"],
-        json!({"schedule": "* * * * *", "window": null, "message_ttl": "P2D"})
+        json!({"schedule": "* * * * *", "window": null, "message_ttl": "P2D", "bandwidth": null, "concurrency": 4})
     );
     assert_eq!(factory["notifications"], json!([]));
 
@@ -1064,7 +1064,7 @@ fn schedules_windows_ttls_and_notifications_are_checked() {
     ]);
     assert_eq!(
         shop7["sync"],
-        json!({"schedule": "0 */2 * * *", "window": "PT1H", "message_ttl": "P90D"})
+        json!({"schedule": "0 */2 * * *", "window": "PT1H", "message_ttl": "P90D", "bandwidth": null, "concurrency": 4})
     );
     assert_eq!(shop7["log_level"], "Warning");
     assert_eq!(
@@ -1189,7 +1189,7 @@ fn update_changes_client_tokens_and_settings() {
     assert_eq!(factory["client_tokens"], json!(["reader2", "reader3"]));
     assert_eq!(
         factory["sync"],
-        json!({"schedule": "* * * * *", "window": null, "message_ttl": "P3D"})
+        json!({"schedule": "* * * * *", "window": null, "message_ttl": "P3D", "bandwidth": null, "concurrency": 4})
     );
     assert_eq!(factory["log_level"], "Debug");
     assert_eq!(

@@ -542,3 +542,61 @@ fn a_cut_blob_transfer_resumes_where_it_stopped() {
         "the transfer resumed instead of starting over: {carried} bytes carried for a {layer_size}-byte layer"
     );
 }
+
+/// The link's bandwidth setting holds transfers to it: an 8 MiB layer at 4 MB/s takes at
+/// least two seconds to arrive (and arrives whole).
+#[test]
+fn the_sync_bandwidth_limit_paces_transfers() {
+    common::require("skopeo");
+    let root = Berth::start();
+    let manage = Manage::new(&root.url);
+    let cs = connected(
+        &manage,
+        json!({"name": "ship2", "repositories": ["hello-world"], "sync_bandwidth": "4M", "sync_concurrency": 2}),
+    );
+    let ship = Berth::start_with(&["--connection-string", &cs]);
+    let view = manage
+        .call("GET", "/berth/v1/connected-registries/ship2", None)
+        .json("show");
+    assert_eq!(view["sync"]["bandwidth"], 4_000_000);
+    assert_eq!(view["sync"]["concurrency"], 2);
+
+    let containers = Containers::new();
+    let mut layout = OciLayout::create(&containers.work("layout"));
+    let mut contents = Vec::with_capacity(8 << 20);
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    while contents.len() < 8 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        contents.extend_from_slice(&x.to_le_bytes());
+    }
+    let image = layout.put_image("amd64", "big.bin", &contents, Some("big"));
+    run(containers
+        .skopeo()
+        .args([
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &root.admin_creds(),
+        ])
+        .arg(layout.reference("big"))
+        .arg(format!("docker://{}/hello-world:big", root.host)));
+    let started = std::time::Instant::now();
+    assert_eq!(
+        wait_manifest(&ship, &Cred::admin(), "hello-world", "big", 200),
+        image.manifest
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1900),
+        "8 MiB at 4 MB/s arrived in {took:?}"
+    );
+
+    let bad = manage.call(
+        "PATCH",
+        "/berth/v1/connected-registries/ship2",
+        Some(json!({"sync_bandwidth": "fast"})),
+    );
+    expect_status(&bad, 400, "an invalid bandwidth");
+}

@@ -102,6 +102,8 @@ pub(crate) struct CreateBody {
     sync_schedule: Option<String>,
     sync_window: Option<String>,
     sync_message_ttl: Option<String>,
+    sync_bandwidth: Option<String>,
+    sync_concurrency: Option<u32>,
     log_level: Option<String>,
     #[serde(default)]
     notifications: Vec<String>,
@@ -117,6 +119,8 @@ pub(crate) struct UpdateBody {
     sync_schedule: Option<String>,
     sync_window: Option<String>,
     sync_message_ttl: Option<String>,
+    sync_bandwidth: Option<String>,
+    sync_concurrency: Option<u32>,
     log_level: Option<String>,
     #[serde(default)]
     add_notifications: Vec<String>,
@@ -200,6 +204,12 @@ pub(crate) async fn create(
             schedule: body.sync_schedule.unwrap_or(defaults.schedule),
             window: body.sync_window,
             message_ttl: body.sync_message_ttl.unwrap_or(defaults.message_ttl),
+            bandwidth: body
+                .sync_bandwidth
+                .as_deref()
+                .map(berth_auth::connected::parse_bandwidth)
+                .transpose()?,
+            concurrency: body.sync_concurrency.unwrap_or(defaults.concurrency),
         },
         log_level: body
             .log_level
@@ -229,6 +239,8 @@ pub(crate) async fn update(
         sync_schedule: body.sync_schedule,
         sync_window: body.sync_window,
         sync_message_ttl: body.sync_message_ttl,
+        sync_bandwidth: body.sync_bandwidth,
+        sync_concurrency: body.sync_concurrency,
         log_level: body.log_level.as_deref().map(LogLevel::parse).transpose()?,
         add_notifications: body.add_notifications,
         remove_notifications: body.remove_notifications,

@@ -296,6 +296,12 @@ pub struct ConnectedRegistryCreate {
     /// ISO-8601 duration.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sync_message_ttl: Option<String>,
+    /// Bytes per second, e.g. `20M`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_bandwidth: Option<String>,
+    /// Blob transfers at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_concurrency: Option<u32>,
     /// `Debug`, `Information`, `Warning`, `Error` or `None`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_level: Option<String>,
@@ -322,6 +328,12 @@ pub struct ConnectedRegistryPatch {
     /// New message TTL.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sync_message_ttl: Option<String>,
+    /// New bandwidth limit; empty removes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_bandwidth: Option<String>,
+    /// New number of blob transfers at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_concurrency: Option<u32>,
     /// New log level.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_level: Option<String>,

@@ -192,6 +192,13 @@ pub struct CreateArgs {
     /// P2D].
     #[arg(long, value_name = "DURATION")]
     sync_message_ttl: Option<String>,
+    /// Most bytes per second content sync may use on the link, e.g. 500K, 20M, 1G
+    /// [default: unlimited].
+    #[arg(long, value_name = "RATE")]
+    sync_bandwidth: Option<String>,
+    /// Most blob transfers at once on the link, 1 to 64 [default: 4].
+    #[arg(long, value_name = "N")]
+    sync_concurrency: Option<u32>,
     /// The instance's log level [default: Information].
     #[arg(long, value_enum, ignore_case = true)]
     log_level: Option<LogLevel>,
@@ -224,6 +231,12 @@ pub struct UpdateArgs {
     /// New message TTL (ISO-8601, P1D to P90D).
     #[arg(long, value_name = "DURATION")]
     sync_message_ttl: Option<String>,
+    /// New bandwidth limit, e.g. 500K, 20M, 1G; an empty value removes it.
+    #[arg(long, value_name = "RATE")]
+    sync_bandwidth: Option<String>,
+    /// New number of blob transfers at once, 1 to 64.
+    #[arg(long, value_name = "N")]
+    sync_concurrency: Option<u32>,
     /// New log level.
     #[arg(long, value_enum, ignore_case = true)]
     log_level: Option<LogLevel>,
@@ -341,6 +354,8 @@ pub fn run(args: ConnectedRegistryArgs) -> Result<(), CliError> {
                 sync_schedule: a.sync_schedule,
                 sync_window: a.sync_window,
                 sync_message_ttl: a.sync_message_ttl,
+                sync_bandwidth: a.sync_bandwidth,
+                sync_concurrency: a.sync_concurrency,
                 log_level: a.log_level.map(|l| l.as_str().to_owned()),
                 notifications: a.notifications,
             };
@@ -362,12 +377,14 @@ pub fn run(args: ConnectedRegistryArgs) -> Result<(), CliError> {
                 && a.sync_schedule.is_none()
                 && a.sync_window.is_none()
                 && a.sync_message_ttl.is_none()
+                && a.sync_bandwidth.is_none()
+                && a.sync_concurrency.is_none()
                 && a.log_level.is_none()
                 && a.add_notifications.is_empty()
                 && a.remove_notifications.is_empty()
             {
                 return Err(CliError::usage(
-                    "nothing to update: give --add-client-tokens, --remove-client-tokens, --sync-schedule, --sync-window, --sync-message-ttl, --log-level, --add-notifications or --remove-notifications",
+                    "nothing to update: give --add-client-tokens, --remove-client-tokens, --sync-schedule, --sync-window, --sync-message-ttl, --sync-bandwidth, --sync-concurrency, --log-level, --add-notifications or --remove-notifications",
                 )
                 .hint("the mode is fixed at creation; to change it, delete the connected registry and create it again"));
             }
@@ -377,6 +394,8 @@ pub fn run(args: ConnectedRegistryArgs) -> Result<(), CliError> {
                 sync_schedule: a.sync_schedule,
                 sync_window: a.sync_window,
                 sync_message_ttl: a.sync_message_ttl,
+                sync_bandwidth: a.sync_bandwidth,
+                sync_concurrency: a.sync_concurrency,
                 log_level: a.log_level.map(|l| l.as_str().to_owned()),
                 add_notifications: a.add_notifications,
                 remove_notifications: a.remove_notifications,

@@ -1,0 +1,63 @@
+//! Per-link limits: one [`Throttle`] paces every byte content sync moves over the link to
+//! the parent (down and up together) to the configured bandwidth.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Paces transfers to a rate, shared by all the transfers of one link.
+#[derive(Debug)]
+pub struct Throttle {
+    next: Mutex<Instant>,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Throttle {
+            next: Mutex::new(Instant::now()),
+        }
+    }
+}
+
+impl Throttle {
+    /// Waits until `bytes` more may go over the link at `rate` bytes per second (`None`:
+    /// unlimited, no wait). Every caller's bytes count against the same budget.
+    pub async fn pace(&self, bytes: usize, rate: Option<u64>) {
+        let Some(rate) = rate.filter(|r| *r > 0) else {
+            return;
+        };
+        let cost = Duration::from_secs_f64(bytes as f64 / rate as f64);
+        let start = {
+            let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+            // Idle time is not saved up: after a pause, the budget starts again from now.
+            let start = (*next).max(Instant::now());
+            *next = start + cost;
+            start
+        };
+        tokio::time::sleep_until(start).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn paces_to_the_rate() {
+        let throttle = Throttle::default();
+        let begin = Instant::now();
+        for _ in 0..10 {
+            throttle.pace(100_000, Some(1_000_000)).await;
+        }
+        // 1 MB at 1 MB/s: the last chunk may start after about 0.9 s.
+        let elapsed = begin.elapsed();
+        assert!(
+            elapsed >= Duration::from_millis(850) && elapsed <= Duration::from_millis(1000),
+            "{elapsed:?}"
+        );
+        let unlimited = Instant::now();
+        throttle.pace(1 << 30, None).await;
+        assert!(unlimited.elapsed() < Duration::from_millis(1));
+    }
+}
