@@ -41,6 +41,24 @@ fn connected(manage: &Manage, body: Value) -> String {
         .to_owned()
 }
 
+/// Waits until connected registry `name` reports Online to the root.
+fn wait_online(manage: &Manage, name: &str) {
+    poll_until(WAIT, &format!("{name} online"), || {
+        let view = manage
+            .call(
+                "GET",
+                &format!("/berth/v1/connected-registries/{name}"),
+                None,
+            )
+            .json("show");
+        if view["connection_state"] == "Online" {
+            Ok(())
+        } else {
+            Err(view.to_string())
+        }
+    });
+}
+
 /// The manifest `reference` of `repo` on `berth` as `who`: status and body.
 fn manifest(berth: &Berth, who: &Cred, repo: &str, reference: &str) -> (u16, Vec<u8>) {
     let accept =
@@ -89,6 +107,8 @@ fn content_flows_down_two_levels() {
         json!({"name": "factory", "mode": "ReadWrite", "repositories": ["hello-world", "team/*"]}),
     );
     let factory = Berth::start_with(&["--connection-string", &factory_cs]);
+    // line3's connection string names factory's address, which factory reports once online.
+    wait_online(&manage, "factory");
     let line3_cs = connected(
         &manage,
         json!({"name": "line3", "parent": "factory", "repositories": ["hello-world"], "client_tokens": ["client1"]}),
@@ -276,6 +296,8 @@ fn pushes_to_a_read_write_registry_flow_up_and_survive_an_outage() {
         json!({"name": "factory", "mode": "ReadWrite", "repositories": ["hello-world"]}),
     );
     let factory = Berth::start_with(&["--connection-string", &factory_cs]);
+    // line3's connection string names factory's address, which factory reports once online.
+    wait_online(&manage, "factory");
     let line3_cs = connected(
         &manage,
         json!({"name": "line3", "parent": "factory", "repositories": ["hello-world"]}),
