@@ -15,7 +15,6 @@
 //! change log, which its own children follow in turn.
 
 use std::io;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +29,7 @@ use berth_auth::connected::SyncSettings;
 use chrono::Utc;
 
 use crate::client::{LONG_POLL, ParentClient};
+use crate::position::Position;
 use crate::schedule::{Gate, Schedule};
 use crate::throttle::Throttle;
 
@@ -63,7 +63,7 @@ pub struct ContentSync {
     registry: Arc<Registry>,
     client: ParentClient,
     name: String,
-    position_file: PathBuf,
+    position: Position,
     /// The link's bandwidth pacing, shared with the upstream direction.
     throttle: Arc<Throttle>,
     /// The link's limits now: bandwidth (bytes per second) and blob transfers at once.
@@ -90,23 +90,9 @@ impl ContentSync {
             registry,
             client,
             name,
-            position_file: data_dir.join("sync-position"),
+            position: Position::new(data_dir, "sync-position"),
             partial: Default::default(),
         }
-    }
-
-    fn position(&self) -> i64 {
-        std::fs::read_to_string(&self.position_file)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0)
-    }
-
-    fn save_position(&self, seq: i64) -> io::Result<()> {
-        let temp = self.position_file.with_extension("tmp");
-        std::fs::write(&temp, seq.to_string())?;
-        std::fs::File::open(&temp)?.sync_all()?;
-        std::fs::rename(&temp, &self.position_file)
     }
 
     /// Runs forever: waits for changes at the parent and applies them, when the schedule
@@ -173,7 +159,7 @@ impl ContentSync {
 
     /// One poll (a long poll of `wait`) and the changes it brought. Returns whether anything was applied.
     pub async fn step(&self, wait: Duration) -> Result<bool, SyncError> {
-        let after = self.position();
+        let after = self.position.get();
         let path = format!(
             "/berth/gateway/v1/{}/messages?after={after}&wait={}",
             self.name,
@@ -192,10 +178,10 @@ impl ContentSync {
         for change in &messages.events {
             self.apply(change).await?;
             // A position is never saved ahead of what was applied.
-            self.save_position(change.seq)?;
+            self.position.set(change.seq)?;
         }
         if messages.last > after {
-            self.save_position(messages.last)?;
+            self.position.set(messages.last)?;
         }
         Ok(applied)
     }

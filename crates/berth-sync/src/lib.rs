@@ -7,6 +7,7 @@
 //! - [`upstream`]: for ReadWrite registries, local changes sent up to the parent;
 //! - [`schedule`]: when content may move (continuous, or cron ticks with a window);
 //! - [`throttle`]: the per-link bandwidth limit;
+//! - [`position`]: a durable position in a change log;
 //! - [`instance`]: [`Instance`], which activates, follows its configuration, reports its
 //!   status, keeps the last configuration on disk, and relays for its own children.
 //!
@@ -18,6 +19,7 @@ pub mod client;
 pub mod connection;
 pub mod content;
 pub mod instance;
+pub mod position;
 pub mod schedule;
 pub mod throttle;
 pub mod upstream;

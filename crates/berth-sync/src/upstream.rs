@@ -10,7 +10,7 @@
 //! manifest, a tag or a deletion the parent already has changes nothing there).
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +21,7 @@ use berth_registry::{Change, ChangeAction, Origin, Registry, RegistryError};
 use futures_util::{StreamExt, TryStreamExt};
 
 use crate::client::{LinkError, ParentClient};
+use crate::position::Position;
 use crate::throttle::Throttle;
 
 /// Why sending a change up failed.
@@ -41,7 +42,7 @@ pub enum PushError {
 pub struct Upstream {
     registry: Arc<Registry>,
     client: ParentClient,
-    position_file: PathBuf,
+    position: Position,
     throttle: Arc<Throttle>,
     limits: Arc<dyn Fn() -> (Option<u64>, u32) + Send + Sync>,
 }
@@ -60,22 +61,8 @@ impl Upstream {
             limits,
             registry,
             client,
-            position_file: data_dir.join("upstream-position"),
+            position: Position::new(data_dir, "upstream-position"),
         }
-    }
-
-    fn position(&self) -> i64 {
-        std::fs::read_to_string(&self.position_file)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0)
-    }
-
-    fn save_position(&self, seq: i64) -> io::Result<()> {
-        let temp = self.position_file.with_extension("tmp");
-        std::fs::write(&temp, seq.to_string())?;
-        std::fs::File::open(&temp)?.sync_all()?;
-        std::fs::rename(&temp, &self.position_file)
     }
 
     /// Runs forever. `settings` says, at each round, whether the registry is ReadWrite and
@@ -112,7 +99,7 @@ impl Upstream {
             .filter_map(|r| RepositoryPattern::parse(r).ok())
             .collect();
         loop {
-            let changes = self.registry.changes(self.position(), 200).await?;
+            let changes = self.registry.changes(self.position.get(), 200).await?;
             if changes.is_empty() {
                 return Ok(());
             }
@@ -121,7 +108,7 @@ impl Upstream {
                 if read_write && synced && change.origin == Origin::Local {
                     self.send(&change).await?;
                 }
-                self.save_position(change.seq)?;
+                self.position.set(change.seq)?;
             }
         }
     }

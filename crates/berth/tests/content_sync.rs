@@ -41,6 +41,20 @@ fn connected(manage: &Manage, body: Value) -> String {
         .to_owned()
 }
 
+/// `len` pseudo-random bytes from `seed` (xorshift), so a layer is about as big compressed.
+fn incompressible(len: usize, seed: u64) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(len + 8);
+    let mut x = seed;
+    while bytes.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        bytes.extend_from_slice(&x.to_le_bytes());
+    }
+    bytes.truncate(len);
+    bytes
+}
+
 /// Waits until connected registry `name` reports Online to the root.
 fn wait_online(manage: &Manage, name: &str) {
     poll_until(WAIT, &format!("{name} online"), || {
@@ -515,14 +529,7 @@ fn a_cut_blob_transfer_resumes_where_it_stopped() {
     let containers = Containers::new();
     let mut layout = OciLayout::create(&containers.work("layout"));
     // 8 MiB of incompressible bytes, so the layer is about that big.
-    let mut contents = Vec::with_capacity(8 << 20);
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    while contents.len() < 8 << 20 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        contents.extend_from_slice(&x.to_le_bytes());
-    }
+    let contents = incompressible(8 << 20, 0x9E37_79B9_7F4A_7C15);
     let image = layout.put_image("amd64", "big.bin", &contents, Some("big"));
     run(containers
         .skopeo()
@@ -585,14 +592,7 @@ fn the_sync_bandwidth_limit_paces_transfers() {
 
     let containers = Containers::new();
     let mut layout = OciLayout::create(&containers.work("layout"));
-    let mut contents = Vec::with_capacity(8 << 20);
-    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-    while contents.len() < 8 << 20 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        contents.extend_from_slice(&x.to_le_bytes());
-    }
+    let contents = incompressible(8 << 20, 0x2545_F491_4F6C_DD1D);
     let image = layout.put_image("amd64", "big.bin", &contents, Some("big"));
     run(containers
         .skopeo()
