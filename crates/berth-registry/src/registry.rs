@@ -654,6 +654,18 @@ impl Registry {
         Ok(referrers)
     }
 
+    /// The first and last sequence numbers the change log holds.
+    pub async fn change_bounds(&self) -> Result<(i64, i64)> {
+        Ok(self.metadata.change_bounds().await?)
+    }
+
+    /// Forgets changes older than `max_age` (the last one is always kept, so followers know
+    /// where the log stands). Returns how many were removed.
+    pub async fn prune_changes(&self, max_age: Duration) -> Result<u64> {
+        let before = unix_now() - max_age.as_secs() as i64;
+        Ok(self.metadata.prune_changes(before).await?)
+    }
+
     /// Content changes after sequence number `after`.
     pub async fn changes(&self, after: i64, limit: u32) -> Result<Vec<Change>> {
         Ok(self.metadata.changes(after, limit).await?)

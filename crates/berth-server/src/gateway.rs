@@ -245,6 +245,10 @@ struct Messages {
     events: Vec<berth_registry::Change>,
     /// The last sequence number examined (including changes filtered out): the next `after`.
     last: i64,
+    /// The changes after `after` are no longer all in the log (older than its retention): the
+    /// caller must catch up by comparing content, then continue from `last`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    expired: bool,
 }
 
 async fn messages(
@@ -258,6 +262,15 @@ async fn messages(
     let wait = Duration::from_secs(q.wait.unwrap_or(0)).min(MAX_WAIT);
     let deadline = tokio::time::Instant::now() + wait;
     let mut changed = state.registry.subscribe_changes();
+    let (oldest, latest) = state.registry.change_bounds().await?;
+    if oldest > after + 1 {
+        return Ok(Json(Messages {
+            events: Vec::new(),
+            last: latest,
+            expired: true,
+        })
+        .into_response());
+    }
     loop {
         changed.mark_unchanged();
         let changes = state.registry.changes(after, MESSAGES_PER_CALL).await?;
@@ -270,7 +283,12 @@ async fn messages(
                         .contains(berth_auth::RepositoryAction::ContentRead)
                 })
                 .collect();
-            return Ok(Json(Messages { events, last }).into_response());
+            return Ok(Json(Messages {
+                events,
+                last,
+                expired: false,
+            })
+            .into_response());
         }
         if tokio::time::timeout_at(deadline, changed.changed())
             .await
@@ -279,6 +297,7 @@ async fn messages(
             return Ok(Json(Messages {
                 events: Vec::new(),
                 last: after,
+                expired: false,
             })
             .into_response());
         }

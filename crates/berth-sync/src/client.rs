@@ -110,6 +110,16 @@ impl ParentClient {
         self.send(request).await
     }
 
+    /// `HEAD <parent><path>` with an `Accept` header; errors mapped.
+    pub async fn head(&self, path: &str, accept: &str) -> Result<reqwest::Response, LinkError> {
+        self.send(
+            self.http
+                .head(format!("{}{path}", self.root))
+                .header("accept", accept),
+        )
+        .await
+    }
+
     /// `HEAD <parent><path>`: whether it answers 200 (404 is `false`; other errors fail).
     pub async fn exists(&self, path: &str) -> Result<bool, LinkError> {
         match self

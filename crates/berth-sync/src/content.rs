@@ -31,7 +31,7 @@ use chrono::Utc;
 use crate::client::{LONG_POLL, ParentClient};
 use crate::position::Position;
 use crate::schedule::{Gate, Schedule};
-use crate::throttle::Throttle;
+use crate::throttle::{LinkSettings, Throttle};
 
 /// Every manifest type the registry stores, for `Accept`.
 const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
@@ -56,6 +56,19 @@ pub enum SyncError {
 struct Messages {
     events: Vec<berth_registry::Change>,
     last: i64,
+    #[serde(default)]
+    expired: bool,
+}
+
+#[derive(Deserialize)]
+struct Catalog {
+    repositories: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct TagList {
+    #[serde(default)]
+    tags: Vec<String>,
 }
 
 /// Follows the parent's change log into the local registry.
@@ -67,7 +80,7 @@ pub struct ContentSync {
     /// The link's bandwidth pacing, shared with the upstream direction.
     throttle: Arc<Throttle>,
     /// The link's limits now: bandwidth (bytes per second) and blob transfers at once.
-    limits: Arc<dyn Fn() -> (Option<u64>, u32) + Send + Sync>,
+    limits: Arc<dyn Fn() -> LinkSettings + Send + Sync>,
     /// Blob transfers cut part way, to resume: (repository, digest) -> upload session.
     partial:
         std::sync::Mutex<std::collections::HashMap<(String, String), berth_registry::UploadId>>,
@@ -82,7 +95,7 @@ impl ContentSync {
         name: String,
         data_dir: &std::path::Path,
         throttle: Arc<Throttle>,
-        limits: Arc<dyn Fn() -> (Option<u64>, u32) + Send + Sync>,
+        limits: Arc<dyn Fn() -> LinkSettings + Send + Sync>,
     ) -> Self {
         ContentSync {
             throttle,
@@ -174,6 +187,13 @@ impl ContentSync {
             .json()
             .await
             .map_err(|e| SyncError::Parent(e.to_string()))?;
+        if messages.expired {
+            // Our position fell out of the parent's change log (older than its retention):
+            // compare content instead, then follow the log from where it stands.
+            self.catch_up().await?;
+            self.position.set(messages.last)?;
+            return Ok(true);
+        }
         let applied = !messages.events.is_empty();
         for change in &messages.events {
             self.apply(change).await?;
@@ -235,6 +255,104 @@ impl ContentSync {
         Ok(())
     }
 
+    /// Brings every repository the parent lets us pull to the parent's tags, by comparison:
+    /// each tag's manifest is fetched if missing and the tag moved if it differs; on a
+    /// ReadOnly mirror, tags the parent no longer has are removed (a ReadWrite registry keeps
+    /// its own, which it sends up).
+    async fn catch_up(&self) -> Result<(), SyncError> {
+        tracing::warn!(
+            "the parent's change log no longer holds this registry's position; catching up by comparing content"
+        );
+        let mut last: Option<String> = None;
+        loop {
+            let path = match &last {
+                None => "/v2/_catalog?n=500".to_owned(),
+                Some(l) => format!("/v2/_catalog?n=500&last={l}"),
+            };
+            let response = self
+                .client
+                .get(&path, None)
+                .await
+                .map_err(|e| SyncError::Parent(e.to_string()))?;
+            let catalog: Catalog = response
+                .json()
+                .await
+                .map_err(|e| SyncError::Parent(e.to_string()))?;
+            for name in &catalog.repositories {
+                self.catch_up_repository(name).await?;
+            }
+            if catalog.repositories.len() < 500 {
+                return Ok(());
+            }
+            last = catalog.repositories.last().cloned();
+        }
+    }
+
+    async fn catch_up_repository(&self, name: &str) -> Result<(), SyncError> {
+        let repository = self.registry.repository_name(name)?;
+        let response = self
+            .client
+            .get(&format!("/v2/{name}/tags/list"), None)
+            .await
+            .map_err(|e| SyncError::Parent(e.to_string()))?;
+        let parent_tags: TagList = response
+            .json()
+            .await
+            .map_err(|e| SyncError::Parent(e.to_string()))?;
+        for tag in &parent_tags.tags {
+            let head = self
+                .client
+                .head(&format!("/v2/{name}/manifests/{tag}"), ACCEPT)
+                .await
+                .map_err(|e| SyncError::Parent(e.to_string()))?;
+            let Some(digest) = head
+                .headers()
+                .get("docker-content-digest")
+                .and_then(|v| v.to_str().ok())
+            else {
+                continue;
+            };
+            let digest = Registry::digest(digest)?;
+            self.ensure_manifest(&repository, &digest).await?;
+            let tag = Tag::parse(tag).map_err(RegistryError::TagInvalid)?;
+            let current = self
+                .registry
+                .manifest(&repository, &Reference::Tag(tag.clone()))
+                .await
+                .ok()
+                .map(|m| m.digest.clone());
+            if current.as_ref() != Some(&digest) {
+                let local = self
+                    .registry
+                    .manifest(&repository, &Reference::Digest(digest.clone()))
+                    .await?;
+                self.registry
+                    .put_manifest_from(
+                        Origin::Parent,
+                        &repository,
+                        &Reference::Digest(digest),
+                        Some(&local.media_type),
+                        local.content.clone(),
+                        vec![tag],
+                    )
+                    .await?;
+            }
+        }
+        if (self.limits)().read_only
+            && let Ok(local_tags) = self.registry.tags(&repository, None, u32::MAX - 1).await
+        {
+            for tag in local_tags.iter().filter(|t| !parent_tags.tags.contains(t)) {
+                let tag = Tag::parse(tag).map_err(RegistryError::TagInvalid)?;
+                ignore_unknown(
+                    self.registry
+                        .delete_manifest_from(Origin::Parent, &repository, &Reference::Tag(tag))
+                        .await,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
     /// Makes sure the local repository holds manifest `digest` and everything it references.
     async fn ensure_manifest(
         &self,
@@ -269,7 +387,7 @@ impl ContentSync {
                 }
             }
             // Blobs in parallel, as many at once as the link allows.
-            let (_, concurrency) = (self.limits)();
+            let concurrency = (self.limits)().concurrency;
             futures_util::stream::iter(
                 manifest
                     .required_blobs()
@@ -374,7 +492,7 @@ impl ContentSync {
             tracing::info!(%digest, offset, "resuming a blob transfer");
         }
         let throttle = Arc::clone(&self.throttle);
-        let (bandwidth, _) = (self.limits)();
+        let bandwidth = (self.limits)().bandwidth;
         let body = response
             .bytes_stream()
             .map_err(io::Error::other)

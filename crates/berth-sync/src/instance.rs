@@ -23,7 +23,7 @@ use crate::client::{LinkError, ParentClient};
 use crate::connection::ConnectionString;
 use crate::content::ContentSync;
 use crate::schedule::{Gate, Schedule};
-use crate::throttle::Throttle;
+use crate::throttle::{LinkSettings, Throttle};
 use crate::upstream::Upstream;
 
 /// How often the instance reports its status.
@@ -138,6 +138,18 @@ impl Instance {
         &self.connection.registry
     }
 
+    /// The message TTLs of this registry's children (who read its change log).
+    pub fn children_message_ttls(&self) -> Vec<String> {
+        self.current()
+            .map(|d| {
+                d.children
+                    .iter()
+                    .map(|c| c.registry.sync.message_ttl.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The gateway this instance serves to its own children.
     pub fn relay(self: &Arc<Self>) -> Arc<dyn Gateway> {
         Arc::new(Relay(Arc::clone(self)))
@@ -225,13 +237,19 @@ impl Instance {
         // One throttle and one set of limits for the link, both directions.
         let throttle = Arc::new(Throttle::default());
         let limits_of = Arc::clone(&self);
-        let limits: Arc<dyn Fn() -> (Option<u64>, u32) + Send + Sync> = Arc::new(move || {
-            limits_of
-                .current()
-                .map_or((None, berth_auth::connected::DEFAULT_CONCURRENCY), |d| {
-                    (d.registry.sync.bandwidth, d.registry.sync.concurrency)
-                })
-        });
+        let limits: Arc<dyn Fn() -> LinkSettings + Send + Sync> =
+            Arc::new(move || match limits_of.current() {
+                Some(d) => LinkSettings {
+                    bandwidth: d.registry.sync.bandwidth,
+                    concurrency: d.registry.sync.concurrency,
+                    read_only: d.registry.mode == Mode::ReadOnly,
+                },
+                None => LinkSettings {
+                    bandwidth: None,
+                    concurrency: berth_auth::connected::DEFAULT_CONCURRENCY,
+                    read_only: true,
+                },
+            });
         let content = ContentSync::new(
             Arc::clone(&self.registry),
             self.client.clone(),

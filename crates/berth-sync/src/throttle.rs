@@ -6,6 +6,18 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+/// What the link's transfers need to know of the configuration, read at each use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkSettings {
+    /// Bytes per second (`None`: unlimited).
+    pub bandwidth: Option<u64>,
+    /// Blob transfers at once.
+    pub concurrency: u32,
+    /// Whether this registry is a ReadOnly mirror (catch-up may then delete what the parent
+    /// no longer has).
+    pub read_only: bool,
+}
+
 /// Paces transfers to a rate, shared by all the transfers of one link.
 #[derive(Debug)]
 pub struct Throttle {

@@ -22,7 +22,7 @@ use futures_util::{StreamExt, TryStreamExt};
 
 use crate::client::{LinkError, ParentClient};
 use crate::position::Position;
-use crate::throttle::Throttle;
+use crate::throttle::{LinkSettings, Throttle};
 
 /// Why sending a change up failed.
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +44,7 @@ pub struct Upstream {
     client: ParentClient,
     position: Position,
     throttle: Arc<Throttle>,
-    limits: Arc<dyn Fn() -> (Option<u64>, u32) + Send + Sync>,
+    limits: Arc<dyn Fn() -> LinkSettings + Send + Sync>,
 }
 
 impl Upstream {
@@ -54,7 +54,7 @@ impl Upstream {
         client: ParentClient,
         data_dir: &Path,
         throttle: Arc<Throttle>,
-        limits: Arc<dyn Fn() -> (Option<u64>, u32) + Send + Sync>,
+        limits: Arc<dyn Fn() -> LinkSettings + Send + Sync>,
     ) -> Self {
         Upstream {
             throttle,
@@ -166,7 +166,11 @@ impl Upstream {
             }
         }
         // Blobs the parent lacks, in parallel as the link allows, paced to its bandwidth.
-        let (bandwidth, concurrency) = (self.limits)();
+        let LinkSettings {
+            bandwidth,
+            concurrency,
+            ..
+        } = (self.limits)();
         futures_util::stream::iter(
             manifest
                 .required_blobs()

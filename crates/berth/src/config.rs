@@ -69,6 +69,10 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub connection_string: Option<String>,
+    /// How long the change log keeps changes for connected registries that are away
+    /// [default: the longest message TTL of the connected registries below, or P2D].
+    #[arg(long, env = "BERTH_CHANGE_LOG_RETENTION", value_name = "DURATION")]
+    pub change_log_retention: Option<String>,
     /// Overrides the connection string's ParentGatewayEndpoint (`host[:port]`).
     #[arg(long, env = "BERTH_PARENT_GATEWAY_ENDPOINT", value_name = "HOST:PORT")]
     pub parent_gateway_endpoint: Option<String>,
@@ -92,6 +96,7 @@ struct FileConfig {
     public_url: Option<String>,
     connection_string: Option<String>,
     parent_gateway_endpoint: Option<String>,
+    change_log_retention: Option<String>,
 }
 
 /// The configuration in force, after merging and validation.
@@ -113,6 +118,8 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Set when running as a connected registry.
     pub connection: Option<ConnectionString>,
+    /// Fixed change log retention, when configured.
+    pub change_log_retention: Option<Duration>,
 }
 
 /// Why the configuration cannot be used.
@@ -226,6 +233,11 @@ impl Config {
                 }
             },
             public_url: args.public_url.or(file.public_url),
+            change_log_retention: args
+                .change_log_retention
+                .or(file.change_log_retention)
+                .map(|v| parse_duration("change_log_retention", &v))
+                .transpose()?,
             connection: match args.connection_string.or(file.connection_string) {
                 Some(text) => {
                     let mut connection =

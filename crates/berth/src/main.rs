@@ -159,6 +159,25 @@ async fn serve(config: Config, log_control: LogControl) -> Result<(), Box<dyn st
         }
         None => None,
     };
+    let fixed_retention = config.change_log_retention;
+    match &instance {
+        Some(instance) => {
+            let instance = Arc::clone(instance);
+            spawn_change_log_pruner(Arc::clone(&state.registry), fixed_retention, move || {
+                instance.children_message_ttls()
+            });
+        }
+        None => {
+            let identity = Arc::clone(&state.identity);
+            spawn_change_log_pruner(Arc::clone(&state.registry), fixed_retention, move || {
+                identity
+                    .connected_registries()
+                    .into_iter()
+                    .map(|r| r.sync.message_ttl)
+                    .collect()
+            });
+        }
+    }
     let app = berth_server::router(state);
     let listener_config = ListenerConfig {
         shutdown_grace: config.shutdown_grace,
@@ -202,6 +221,37 @@ async fn open_identity(config: &Config) -> Result<Identity, Box<dyn std::error::
         );
     }
     Ok(identity)
+}
+
+/// Forgets changes older than the retention, periodically. The retention is the configured
+/// one, else the longest message TTL among the connected registries that read this log
+/// (`ttls`), else two days: a child away longer catches up by comparing content.
+fn spawn_change_log_pruner(
+    registry: Arc<Registry>,
+    fixed: Option<Duration>,
+    ttls: impl Fn() -> Vec<String> + Send + 'static,
+) {
+    let period = fixed.map_or(Duration::from_secs(3600), |r| {
+        (r / 2).clamp(Duration::from_secs(1), Duration::from_secs(3600))
+    });
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tick.tick().await;
+            let retention = fixed.unwrap_or_else(|| {
+                ttls()
+                    .iter()
+                    .filter_map(|t| berth_auth::connected::iso_duration("message TTL", t).ok())
+                    .max()
+                    .unwrap_or(Duration::from_secs(2 * 24 * 3600))
+            });
+            match registry.prune_changes(retention).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "pruned the change log"),
+                Err(e) => tracing::warn!(error = %e, "could not prune the change log"),
+            }
+        }
+    });
 }
 
 /// Removes abandoned upload sessions at start and then periodically.

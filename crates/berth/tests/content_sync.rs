@@ -622,3 +622,67 @@ fn the_sync_bandwidth_limit_paces_transfers() {
     );
     expect_status(&bad, 400, "an invalid bandwidth");
 }
+
+/// A child away longer than the change log's retention catches up by comparing its content
+/// with the parent's: new tags arrive, and on a ReadOnly mirror, tags the parent removed go.
+#[test]
+fn a_child_away_longer_than_the_retention_catches_up_by_comparison() {
+    common::require("skopeo");
+    let root = Berth::start_with(&["--change-log-retention", "2s"]);
+    let manage = Manage::new(&root.url);
+    let cs = connected(
+        &manage,
+        json!({"name": "shop9", "repositories": ["hello-world"]}),
+    );
+    let temp = tempfile::tempdir().unwrap();
+    let mut shop = Berth::with_data_dir(&temp.path().join("shop9"), &["--connection-string", &cs]);
+
+    let containers = Containers::new();
+    let mut layout = OciLayout::create(&containers.work("layout"));
+    let v1 = layout.put_image("amd64", "a.txt", b"version one", Some("v1"));
+    let v2 = layout.put_image("amd64", "a.txt", b"version two", Some("v2"));
+    let push = |tag: &str| {
+        run(containers
+            .skopeo()
+            .args([
+                "copy",
+                "--dest-tls-verify=false",
+                "--dest-creds",
+                &root.admin_creds(),
+            ])
+            .arg(format!("oci:{}:{tag}", containers.work("layout").display()))
+            .arg(format!("docker://{}/hello-world:{tag}", root.host)));
+    };
+    push("v1");
+    let admin = Cred::admin();
+    assert_eq!(
+        wait_manifest(&shop, &admin, "hello-world", "v1", 200),
+        v1.manifest
+    );
+
+    // Away while the root changes, for longer than the retention.
+    shop.kill();
+    push("v2");
+    let resp = send(
+        &authn::client(),
+        "DELETE",
+        &format!("{}/v2/hello-world/manifests/v1", root.url),
+        &admin,
+        &[],
+        None,
+    );
+    expect_status(&resp, 202, "untag v1 at the root");
+    std::thread::sleep(Duration::from_secs(5));
+    shop.restart();
+    assert_eq!(
+        wait_manifest(&shop, &admin, "hello-world", "v2", 200),
+        v2.manifest,
+        "the new tag arrived"
+    );
+    wait_manifest(&shop, &admin, "hello-world", "v1", 404);
+    assert_eq!(
+        manifest(&shop, &admin, "hello-world", &v1.digest()).0,
+        200,
+        "untagged, still there by digest"
+    );
+}

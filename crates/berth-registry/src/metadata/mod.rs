@@ -277,6 +277,13 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Up to `limit` changes with a sequence number greater than `after`, in order.
     async fn changes(&self, after: i64, limit: u32) -> Result<Vec<Change>>;
 
+    /// The first and last sequence numbers the change log holds (0 when it is empty).
+    async fn change_bounds(&self) -> Result<(i64, i64)>;
+
+    /// Removes changes older than `before` (Unix seconds), always keeping the last one.
+    /// Returns how many were removed.
+    async fn prune_changes(&self, before: i64) -> Result<u64>;
+
     /// Records a new upload session.
     async fn create_upload(&self, id: &UploadId, repository: &RepositoryName) -> Result<()>;
 

@@ -554,6 +554,23 @@ impl MetadataStore for SqliteMetadata {
             .collect()
     }
 
+    async fn change_bounds(&self) -> Result<(i64, i64)> {
+        let row = sqlx::query("SELECT COALESCE(MIN(seq), 0), COALESCE(MAX(seq), 0) FROM changes")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok((row.get(0), row.get(1)))
+    }
+
+    async fn prune_changes(&self, before: i64) -> Result<u64> {
+        sqlx::query("DELETE FROM changes WHERE at < $1 AND seq < (SELECT MAX(seq) FROM changes)")
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map(|r| r.rows_affected())
+            .map_err(err)
+    }
+
     async fn create_upload(&self, id: &UploadId, repository: &RepositoryName) -> Result<()> {
         sqlx::query("INSERT INTO uploads (id, repository, created_at) VALUES ($1, $2, $3)")
             .bind(id.to_string())
