@@ -686,3 +686,119 @@ fn a_child_away_longer_than_the_retention_catches_up_by_comparison() {
         "untagged, still there by digest"
     );
 }
+
+/// Faults in the middle of transfers: the root killed mid-blob and restarted, the leaf
+/// restarted mid-sync; afterwards every registry holds the same tags with the same digests.
+#[test]
+fn registries_converge_after_faults_mid_transfer() {
+    common::require("skopeo");
+    let mut root = Berth::start();
+    let manage = Manage::new(&root.url);
+    // Slow links, so the faults land mid-transfer.
+    let factory_cs = connected(
+        &manage,
+        json!({"name": "factory", "mode": "ReadWrite", "repositories": ["hello-world"], "sync_bandwidth": "6M"}),
+    );
+    let factory = Berth::start_with(&["--connection-string", &factory_cs]);
+    wait_online(&manage, "factory");
+    let line3_cs = connected(
+        &manage,
+        json!({"name": "line3", "parent": "factory", "repositories": ["hello-world"], "sync_bandwidth": "6M"}),
+    );
+    let temp = tempfile::tempdir().unwrap();
+    let mut line3 = Berth::with_data_dir(
+        &temp.path().join("line3"),
+        &["--connection-string", &line3_cs],
+    );
+    wait_online(&manage, "line3");
+
+    let containers = Containers::new();
+    let mut layout = OciLayout::create(&containers.work("layout"));
+    let tags: Vec<String> = (0..3).map(|n| format!("big{n}")).collect();
+    let mut images = Vec::new();
+    for (n, tag) in tags.iter().enumerate() {
+        images.push(layout.put_image(
+            "amd64",
+            "big.bin",
+            &incompressible(6 << 20, 0x51_7CC1_B727_220A + n as u64),
+            Some(tag),
+        ));
+    }
+    for tag in &tags {
+        run(containers
+            .skopeo()
+            .args([
+                "copy",
+                "--dest-tls-verify=false",
+                "--dest-creds",
+                &root.admin_creds(),
+            ])
+            .arg(format!("oci:{}:{tag}", containers.work("layout").display()))
+            .arg(format!("docker://{}/hello-world:{tag}", root.host)));
+    }
+    // 18 MiB at 6 MB/s: about three seconds per hop. Kill the root mid-way, then the leaf.
+    std::thread::sleep(Duration::from_millis(1200));
+    root.kill();
+    std::thread::sleep(Duration::from_millis(800));
+    root.restart();
+    std::thread::sleep(Duration::from_millis(1500));
+    line3.kill();
+    std::thread::sleep(Duration::from_millis(500));
+    line3.restart();
+
+    let admin = Cred::admin();
+    for (tag, image) in tags.iter().zip(&images) {
+        for registry in [&root, &factory, &line3] {
+            let got = poll_until(
+                Duration::from_secs(90),
+                &format!("{tag} on {}", registry.host),
+                || {
+                    let (status, body) = manifest(registry, &admin, "hello-world", tag);
+                    if status == 200 {
+                        Ok(body)
+                    } else {
+                        Err(format!("status {status}"))
+                    }
+                },
+            );
+            assert_eq!(
+                got, image.manifest,
+                "{tag} on {} is the root's manifest",
+                registry.host
+            );
+        }
+        // And the layer is whole everywhere (its digest checked end to end).
+        for registry in [&factory, &line3] {
+            let resp = send(
+                &authn::client(),
+                "GET",
+                &format!(
+                    "{}/v2/hello-world/blobs/{}",
+                    registry.url, image.layer_digest
+                ),
+                &admin,
+                &[],
+                None,
+            );
+            assert_eq!(
+                clients::sha256_digest(&resp.body),
+                image.layer_digest,
+                "layer of {tag} on {}",
+                registry.host
+            );
+        }
+    }
+    let tag_list = |registry: &Berth| {
+        let resp = send(
+            &authn::client(),
+            "GET",
+            &format!("{}/v2/hello-world/tags/list", registry.url),
+            &admin,
+            &[],
+            None,
+        );
+        serde_json::from_slice::<Value>(&resp.body).unwrap()["tags"].clone()
+    };
+    assert_eq!(tag_list(&factory), tag_list(&root));
+    assert_eq!(tag_list(&line3), tag_list(&root));
+}
