@@ -654,6 +654,24 @@ impl Registry {
         Ok(referrers)
     }
 
+    /// The digest `tag` had as last set by content sync from the parent before change
+    /// `before`: what this registry last knew of the parent's tag.
+    pub async fn parent_tag_before(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+        before: i64,
+    ) -> Result<Option<Digest>> {
+        match self
+            .metadata
+            .parent_tag_before(repository, tag, before)
+            .await?
+        {
+            Some(d) => Ok(Some(Self::digest(&d)?)),
+            None => Ok(None),
+        }
+    }
+
     /// The first and last sequence numbers the change log holds.
     pub async fn change_bounds(&self) -> Result<(i64, i64)> {
         Ok(self.metadata.change_bounds().await?)

@@ -34,7 +34,7 @@ use crate::schedule::{Gate, Schedule};
 use crate::throttle::{LinkSettings, Throttle};
 
 /// Every manifest type the registry stores, for `Accept`.
-const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
+pub(crate) const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
                       application/vnd.docker.distribution.manifest.v2+json, \
                       application/vnd.docker.distribution.manifest.list.v2+json";
 

@@ -61,6 +61,8 @@ pub struct Instance {
     read_only: Arc<RwLock<Option<String>>>,
     log_level: Arc<dyn Fn(LogLevel) + Send + Sync>,
     last_sync: RwLock<Option<i64>>,
+    /// Problems seen while syncing (tag conflicts), reported with the status.
+    events: Arc<std::sync::Mutex<Vec<StatusDetail>>>,
     /// Set while a scheduled sync run is on: the status says `Syncing`.
     syncing: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -123,6 +125,7 @@ impl Instance {
             log_level,
             last_sync: RwLock::new(None),
             syncing: Arc::default(),
+            events: Arc::default(),
         });
         if let Ok(text) = std::fs::read_to_string(&instance.state_file)
             && let Ok(document) = serde_json::from_str::<ConfigDocument>(&text)
@@ -274,12 +277,20 @@ impl Instance {
                 )
                 .await;
         });
+        let events = Arc::clone(&self.events);
+        let conflicts: Arc<dyn Fn(StatusDetail) + Send + Sync> = Arc::new(move |detail| {
+            let mut events = events.lock().unwrap_or_else(|e| e.into_inner());
+            events.push(detail);
+            let excess = events.len().saturating_sub(10);
+            events.drain(..excess);
+        });
         let upstream = Upstream::new(
             Arc::clone(&self.registry),
             self.client.clone(),
             &self.data_dir,
             throttle,
             limits,
+            conflicts,
         );
         let this = Arc::clone(&self);
         tokio::spawn(async move {
@@ -331,10 +342,18 @@ impl Instance {
 
     async fn report_status(self: Arc<Self>) {
         loop {
-            let details: Vec<StatusDetail> = disk_problem(&self.data_dir).into_iter().collect();
+            let mut details: Vec<StatusDetail> = disk_problem(&self.data_dir).into_iter().collect();
+            let disk_ok = details.is_empty();
+            details.extend(
+                self.events
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                    .cloned(),
+            );
             let status = InstanceStatus {
                 connection_state: match (
-                    details.is_empty(),
+                    disk_ok,
                     self.syncing.load(std::sync::atomic::Ordering::Relaxed),
                 ) {
                     (false, _) => "Unhealthy",

@@ -20,6 +20,8 @@ use berth_registry::{Change, ChangeAction, Origin, Registry, RegistryError};
 
 use futures_util::{StreamExt, TryStreamExt};
 
+use berth_auth::connected::StatusDetail;
+
 use crate::client::{LinkError, ParentClient};
 use crate::position::Position;
 use crate::throttle::{LinkSettings, Throttle};
@@ -45,9 +47,61 @@ pub struct Upstream {
     position: Position,
     throttle: Arc<Throttle>,
     limits: Arc<dyn Fn() -> LinkSettings + Send + Sync>,
+    /// Where tag conflicts are reported (the instance's status details).
+    conflicts: Arc<dyn Fn(StatusDetail) + Send + Sync>,
 }
 
 impl Upstream {
+    /// Reports a tag moved on both sides while they were apart. The rule, everywhere: the
+    /// version that reaches the root last wins. Local changes are sent up after the parent's
+    /// (they were made here, later, and are replayed now), so the version pushed here wins;
+    /// the parent's stays pullable by its digest. Detection: the parent's tag now differs
+    /// from what this registry last received of it before the local change, and from the
+    /// local version.
+    async fn check_conflict(
+        &self,
+        repository: &RepositoryName,
+        tag: &str,
+        local: &Digest,
+        seq: i64,
+    ) -> Result<(), PushError> {
+        let parsed = berth_oci::Tag::parse(tag).map_err(RegistryError::TagInvalid)?;
+        let known = self
+            .registry
+            .parent_tag_before(repository, &parsed, seq)
+            .await?;
+        let current = match self
+            .client
+            .head(
+                &format!("/v2/{repository}/manifests/{tag}"),
+                crate::content::ACCEPT,
+            )
+            .await
+        {
+            Ok(response) => response
+                .headers()
+                .get("docker-content-digest")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|d| Registry::digest(d).ok()),
+            Err(LinkError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        if current != known && current.as_ref() != Some(local) {
+            let theirs = current.map_or_else(|| "deleted".to_owned(), |d| d.to_string());
+            let description = format!(
+                "tag `{repository}:{tag}` moved on both sides while apart: `{local}` here, {theirs} above; the version that \
+                 reaches the root last wins (`{local}`), and the other stays pullable by its digest"
+            );
+            tracing::warn!("{description}");
+            (self.conflicts)(StatusDetail {
+                code: "TAG_CONFLICT".into(),
+                description,
+                at: unix_now(),
+            });
+        }
+        Ok(())
+    }
+
     /// An upstream sender keeping its position in `data_dir`.
     pub fn new(
         registry: Arc<Registry>,
@@ -55,8 +109,10 @@ impl Upstream {
         data_dir: &Path,
         throttle: Arc<Throttle>,
         limits: Arc<dyn Fn() -> LinkSettings + Send + Sync>,
+        conflicts: Arc<dyn Fn(StatusDetail) + Send + Sync>,
     ) -> Self {
         Upstream {
+            conflicts,
             throttle,
             limits,
             registry,
@@ -122,6 +178,8 @@ impl Upstream {
                 self.push_manifest(&repository, &digest, None).await
             }
             (ChangeAction::TagPut, Some(digest), Some(tag)) => {
+                self.check_conflict(&repository, tag, &digest, change.seq)
+                    .await?;
                 self.push_manifest(&repository, &digest, Some(tag)).await
             }
             (ChangeAction::TagDelete, _, Some(tag)) => Ok(self
@@ -223,4 +281,11 @@ impl Upstream {
             .await?;
         Ok(())
     }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }

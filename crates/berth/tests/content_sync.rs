@@ -802,3 +802,161 @@ fn registries_converge_after_faults_mid_transfer() {
     assert_eq!(tag_list(&factory), tag_list(&root));
     assert_eq!(tag_list(&line3), tag_list(&root));
 }
+
+/// A loopback TCP proxy that can be switched off: while blocked it drops every connection
+/// it carries and refuses new ones, as a cut network link would.
+struct SwitchProxy {
+    addr: std::net::SocketAddr,
+    blocked: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl SwitchProxy {
+    fn start(upstream: std::net::SocketAddr) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let blocked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>> = Default::default();
+        let (blocked2, open2) = (blocked.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if blocked2.load(Ordering::SeqCst) {
+                    continue; // Dropped: the connection closes at once.
+                }
+                let Ok(server) = std::net::TcpStream::connect(upstream) else {
+                    continue;
+                };
+                open2
+                    .lock()
+                    .unwrap()
+                    .extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        SwitchProxy {
+            addr,
+            blocked,
+            open,
+        }
+    }
+
+    fn block(&self) {
+        self.blocked
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        for stream in self.open.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn unblock(&self) {
+        self.blocked
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The same tag moved on both sides of a cut link converges by the stated rule — the
+/// version that reaches the root last wins, here the one pushed on site, which is sent up
+/// after the link returns — with both versions pullable by digest, and the conflict
+/// reported as a status detail of the connected registry.
+#[test]
+fn a_tag_moved_on_both_sides_of_a_partition_converges_by_the_rule() {
+    common::require("skopeo");
+    let root = Berth::start();
+    let manage = Manage::new(&root.url);
+    let cs = connected(
+        &manage,
+        json!({"name": "factory", "mode": "ReadWrite", "repositories": ["hello-world"]}),
+    );
+    let proxy = SwitchProxy::start(root.addr);
+    let factory = Berth::start_with(&[
+        "--connection-string",
+        &cs,
+        "--parent-gateway-endpoint",
+        &proxy.addr.to_string(),
+    ]);
+    wait_online(&manage, "factory");
+
+    let containers = Containers::new();
+    let mut layout = OciLayout::create(&containers.work("layout"));
+    let d1 = layout.put_image("amd64", "a.txt", b"first", Some("one"));
+    let site = layout.put_image("amd64", "a.txt", b"pushed on site", Some("site"));
+    let above = layout.put_image("amd64", "a.txt", b"pushed at the root", Some("above"));
+    let push = |source_tag: &str, to: &Berth| {
+        run(containers
+            .skopeo()
+            .args([
+                "copy",
+                "--dest-tls-verify=false",
+                "--dest-creds",
+                &to.admin_creds(),
+            ])
+            .arg(format!(
+                "oci:{}:{source_tag}",
+                containers.work("layout").display()
+            ))
+            .arg(format!("docker://{}/hello-world:v1", to.host)));
+    };
+    let admin = Cred::admin();
+    push("one", &root);
+    assert_eq!(
+        wait_manifest(&factory, &admin, "hello-world", "v1", 200),
+        d1.manifest
+    );
+
+    proxy.block();
+    push("site", &factory);
+    push("above", &root);
+    proxy.unblock();
+
+    for registry in [&root, &factory] {
+        // Both versions end up everywhere (the loser by digest)...
+        assert_eq!(
+            wait_manifest(registry, &admin, "hello-world", &above.digest(), 200),
+            above.manifest
+        );
+        assert_eq!(
+            wait_manifest(registry, &admin, "hello-world", &site.digest(), 200),
+            site.manifest
+        );
+    }
+    for registry in [&root, &factory] {
+        // ...and the tag settles on the version that reached the root last.
+        poll_until(WAIT, &format!("v1 converged on {}", registry.host), || {
+            let (status, body) = manifest(registry, &admin, "hello-world", "v1");
+            if status == 200 && body == site.manifest {
+                Ok(())
+            } else {
+                Err(format!("status {status}, {} bytes", body.len()))
+            }
+        });
+    }
+    let detail = poll_until(WAIT, "the conflict reported on factory", || {
+        let view = manage
+            .call("GET", "/berth/v1/connected-registries/factory", None)
+            .json("show");
+        let details = view["status_details"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        details
+            .into_iter()
+            .find(|d| d["code"] == "TAG_CONFLICT")
+            .ok_or_else(|| view.to_string())
+    });
+    assert!(
+        detail["description"]
+            .as_str()
+            .unwrap()
+            .contains("hello-world:v1"),
+        "{detail}"
+    );
+}

@@ -277,6 +277,15 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Up to `limit` changes with a sequence number greater than `after`, in order.
     async fn changes(&self, after: i64, limit: u32) -> Result<Vec<Change>>;
 
+    /// The digest `tag` of `repository` had as last set by content sync from the parent before
+    /// change `before` (`None` if the parent never set it, or deleted it).
+    async fn parent_tag_before(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+        before: i64,
+    ) -> Result<Option<String>>;
+
     /// The first and last sequence numbers the change log holds (0 when it is empty).
     async fn change_bounds(&self) -> Result<(i64, i64)>;
 

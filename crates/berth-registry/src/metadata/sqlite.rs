@@ -554,6 +554,25 @@ impl MetadataStore for SqliteMetadata {
             .collect()
     }
 
+    async fn parent_tag_before(
+        &self,
+        repository: &RepositoryName,
+        tag: &Tag,
+        before: i64,
+    ) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT action, digest FROM changes WHERE repository = $1 AND tag = $2 AND seq < $3 AND origin = 'parent' \
+             AND action IN ('tag_put', 'tag_delete') ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(repository.as_str())
+        .bind(tag.as_str())
+        .bind(before)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(row.and_then(|r| (r.get::<&str, _>(0) == "tag_put").then(|| r.get(1))))
+    }
+
     async fn change_bounds(&self) -> Result<(i64, i64)> {
         let row = sqlx::query("SELECT COALESCE(MIN(seq), 0), COALESCE(MAX(seq), 0) FROM changes")
             .fetch_one(&self.pool)
