@@ -804,21 +804,29 @@ fn registries_converge_after_faults_mid_transfer() {
 }
 
 /// A loopback TCP proxy that can be switched off: while blocked it drops every connection
-/// it carries and refuses new ones, as a cut network link would.
+/// it carries and refuses new ones, as a cut network link would; while stalled it keeps its
+/// connections but moves no bytes, as a congested or flapping link would.
 struct SwitchProxy {
     addr: std::net::SocketAddr,
     blocked: std::sync::Arc<std::sync::atomic::AtomicBool>,
     open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl SwitchProxy {
+    /// Stops moving bytes (connections stay open), or moves them again.
+    fn stall(&self, on: bool) {
+        self.stalled.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
     fn start(upstream: std::net::SocketAddr) -> Self {
         use std::sync::atomic::Ordering;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let blocked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>> = Default::default();
-        let (blocked2, open2) = (blocked.clone(), open.clone());
+        let stalled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (blocked2, open2, stalled2) = (blocked.clone(), open.clone(), stalled.clone());
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 if blocked2.load(Ordering::SeqCst) {
@@ -835,14 +843,27 @@ impl SwitchProxy {
                     (client.try_clone().unwrap(), server.try_clone().unwrap()),
                     (server, client),
                 ] {
+                    let stalled = stalled2.clone();
                     std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
+                        use std::io::{Read, Write};
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            while stalled.load(Ordering::SeqCst) {
+                                std::thread::sleep(std::time::Duration::from_millis(20));
+                            }
+                            match from.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) if to.write_all(&buf[..n]).is_ok() => {}
+                                Ok(_) => break,
+                            }
+                        }
                         let _ = to.shutdown(std::net::Shutdown::Both);
                     });
                 }
             }
         });
         SwitchProxy {
+            stalled,
             addr,
             blocked,
             open,
@@ -959,4 +980,66 @@ fn a_tag_moved_on_both_sides_of_a_partition_converges_by_the_rule() {
             .contains("hello-world:v1"),
         "{detail}"
     );
+}
+
+/// A link that stalls mid-transfer and then moves again: the transfer completes, whole.
+#[test]
+fn a_stalled_link_resumes_and_the_content_arrives_whole() {
+    common::require("skopeo");
+    let root = Berth::start();
+    let manage = Manage::new(&root.url);
+    let cs = connected(
+        &manage,
+        json!({"name": "ship3", "repositories": ["hello-world"], "sync_bandwidth": "4M"}),
+    );
+    let proxy = SwitchProxy::start(root.addr);
+    let ship = Berth::start_with(&[
+        "--connection-string",
+        &cs,
+        "--parent-gateway-endpoint",
+        &proxy.addr.to_string(),
+    ]);
+    wait_online(&manage, "ship3");
+
+    let containers = Containers::new();
+    let mut layout = OciLayout::create(&containers.work("layout"));
+    let image = layout.put_image(
+        "amd64",
+        "big.bin",
+        &incompressible(24 << 20, 0x3C6E_F372_FE94_F82B),
+        Some("big"),
+    );
+    run(containers
+        .skopeo()
+        .args([
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &root.admin_creds(),
+        ])
+        .arg(layout.reference("big"))
+        .arg(format!("docker://{}/hello-world:big", root.host)));
+    // 24 MiB at 4 MB/s: about six seconds, more than socket buffers past the proxy can hold.
+    std::thread::sleep(Duration::from_millis(1000));
+    proxy.stall(true);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        manifest(&ship, &Cred::admin(), "hello-world", "big").0,
+        404,
+        "nothing completes while stalled"
+    );
+    proxy.stall(false);
+    assert_eq!(
+        wait_manifest(&ship, &Cred::admin(), "hello-world", "big", 200),
+        image.manifest
+    );
+    let resp = send(
+        &authn::client(),
+        "GET",
+        &format!("{}/v2/hello-world/blobs/{}", ship.url, image.layer_digest),
+        &Cred::admin(),
+        &[],
+        None,
+    );
+    assert_eq!(clients::sha256_digest(&resp.body), image.layer_digest);
 }
