@@ -209,11 +209,13 @@ async fn config(
 ) -> Result<Response, ApiError> {
     let (gateway, _) = authorize(&state, &parts, &name, GatewayAction::ConfigRead).await?;
     let wait = Duration::from_secs(q.wait.unwrap_or(0)).min(MAX_WAIT);
-    match gateway
-        .config(&name, q.since.as_deref(), wait)
-        .await
-        .map_err(gateway_error)?
-    {
+    // A long poll ends early when the registry shuts down, so shutdown never waits for it.
+    let mut stopping = state.stopping.clone();
+    let answer = tokio::select! {
+        answer = gateway.config(&name, q.since.as_deref(), wait) => answer.map_err(gateway_error)?,
+        () = stopped(&mut stopping) => None,
+    };
+    match answer {
         Some(document) => Ok(document_response(&document)),
         None => Ok(StatusCode::NOT_MODIFIED.into_response()),
     }
@@ -290,10 +292,13 @@ async fn messages(
             })
             .into_response());
         }
-        if tokio::time::timeout_at(deadline, changed.changed())
-            .await
-            .is_err()
-        {
+        let mut stopping = state.stopping.clone();
+        let woken = tokio::select! {
+            changed = tokio::time::timeout_at(deadline, changed.changed()) => changed.is_ok(),
+            // A long poll ends early when the registry shuts down.
+            () = stopped(&mut stopping) => false,
+        };
+        if !woken {
             return Ok(Json(Messages {
                 events: Vec::new(),
                 last: after,
@@ -301,5 +306,12 @@ async fn messages(
             })
             .into_response());
         }
+    }
+}
+
+/// Completes when the registry starts shutting down (never, if nothing can tell it to).
+async fn stopped(stopping: &mut tokio::sync::watch::Receiver<bool>) {
+    if stopping.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }

@@ -22,6 +22,8 @@ pub struct AppState {
     /// Set on a ReadOnly connected registry: every push and delete is refused with this.
     /// (Shared with the instance, which learns its mode from its parent.)
     pub read_only: Arc<std::sync::RwLock<Option<String>>>,
+    /// Turns `true` when the registry starts shutting down: long polls answer at once.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl AppState {
@@ -34,6 +36,7 @@ impl AppState {
             public_url: None,
             gateway,
             read_only: Arc::default(),
+            stopping: tokio::sync::watch::channel(false).1,
         }
     }
 }

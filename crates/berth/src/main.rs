@@ -178,12 +178,19 @@ async fn serve(config: Config, log_control: LogControl) -> Result<(), Box<dyn st
             });
         }
     }
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    state.stopping = stopping;
     let app = berth_server::router(state);
     let listener_config = ListenerConfig {
         shutdown_grace: config.shutdown_grace,
         ..ListenerConfig::default()
     };
-    let server = berth_server::serve(listener, app, listener_config, shutdown_signal());
+    let shutdown = async move {
+        shutdown_signal().await;
+        // Long polls of connected registries answer now, so in-flight requests finish soon.
+        let _ = stop.send(true);
+    };
+    let server = berth_server::serve(listener, app, listener_config, shutdown);
     match instance {
         None => server.await?,
         Some(instance) => {
