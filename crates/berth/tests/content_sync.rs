@@ -75,8 +75,8 @@ fn wait_online(manage: &Manage, name: &str) {
 
 /// The manifest `reference` of `repo` on `berth` as `who`: status and body.
 fn manifest(berth: &Berth, who: &Cred, repo: &str, reference: &str) -> (u16, Vec<u8>) {
-    let accept =
-        "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json";
+    let accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
+                  application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
     let resp = send(
         &authn::client(),
         "GET",
@@ -1042,4 +1042,126 @@ fn a_stalled_link_resumes_and_the_content_arrives_whole() {
         None,
     );
     assert_eq!(clients::sha256_digest(&resp.body), image.layer_digest);
+}
+
+/// With the clients people use: `docker push` to the root and `docker pull` from `line3`
+/// with a client token; `podman push` to the ReadWrite `factory` reaches the root and `line3`.
+#[test]
+fn docker_and_podman_through_the_hierarchy() {
+    common::require("dockerd");
+    common::require("podman");
+    common::require("skopeo");
+    let root = Berth::start();
+    let manage = Manage::new(&root.url);
+    manage.create_scope_map(
+        "site-pull",
+        &[("apps/*", &["content/read", "metadata/read"])],
+    );
+    let password = manage
+        .create_token("siterobot", "site-pull", None)
+        .password1;
+    let factory_cs = connected(
+        &manage,
+        json!({"name": "factory", "mode": "ReadWrite", "repositories": ["apps/*"]}),
+    );
+    let factory = Berth::start_with(&["--connection-string", &factory_cs]);
+    wait_online(&manage, "factory");
+    let line3_cs = connected(
+        &manage,
+        json!({"name": "line3", "parent": "factory", "repositories": ["apps/*"], "client_tokens": ["siterobot"]}),
+    );
+    let line3 = Berth::start_with(&["--connection-string", &line3_cs]);
+    wait_online(&manage, "line3");
+
+    let containers = Containers::new();
+    let mut layout = OciLayout::create(&containers.work("layout"));
+    let image = layout.put_image(
+        clients::host_arch(),
+        "hello",
+        b"hello through the hierarchy\n",
+        Some("v1"),
+    );
+
+    // docker push to the root.
+    let dockerd = clients::Dockerd::start();
+    let archive = dockerd.path("hello.tar");
+    run(containers
+        .skopeo()
+        .arg("copy")
+        .arg(layout.reference("v1"))
+        .arg(format!(
+            "docker-archive:{}:apps/hello:v1",
+            archive.display()
+        )));
+    run(dockerd.docker().arg("load").arg("-i").arg(&archive));
+    dockerd.login(&root.host, "admin", common::ADMIN_PASSWORD);
+    run(dockerd
+        .docker()
+        .arg("tag")
+        .arg("apps/hello:v1")
+        .arg(format!("{}/apps/hello:v1", root.host)));
+    run(dockerd
+        .docker()
+        .arg("push")
+        .arg(format!("{}/apps/hello:v1", root.host)));
+
+    // docker pull from line3, two levels down, with the client token.
+    wait_manifest(
+        &line3,
+        &Cred::basic("siterobot", &password),
+        "apps/hello",
+        "v1",
+        200,
+    );
+    dockerd.login(&line3.host, "siterobot", &password);
+    run(dockerd
+        .docker()
+        .arg("rmi")
+        .arg("apps/hello:v1")
+        .arg(format!("{}/apps/hello:v1", root.host)));
+    run(dockerd
+        .docker()
+        .arg("pull")
+        .arg(format!("{}/apps/hello:v1", line3.host)));
+    let id = run(dockerd
+        .docker()
+        .args(["image", "inspect", "--format", "{{.Id}}"])
+        .arg(format!("{}/apps/hello:v1", line3.host)));
+    assert_eq!(
+        id.stdout.trim(),
+        image.config_digest,
+        "line3 serves the image pushed at the root"
+    );
+
+    // podman push to the ReadWrite factory: it reaches the root and line3.
+    let store = "site";
+    run(containers
+        .skopeo()
+        .arg("copy")
+        .arg(layout.reference("v1"))
+        .arg(format!(
+            "containers-storage:[vfs@{}/root/{store}+{}/run/{store}]localhost/apps/site:v1",
+            containers.dir().display(),
+            containers.dir().display()
+        )));
+    run(containers
+        .podman(store)
+        .args([
+            "push",
+            "--tls-verify=false",
+            "--creds",
+            &factory.admin_creds(),
+        ])
+        .arg("localhost/apps/site:v1")
+        .arg(format!("docker://{}/apps/site:v1", factory.host)));
+    let admin = Cred::admin();
+    let at_root = wait_manifest(&root, &admin, "apps/site", "v1", 200);
+    let at_line3 = wait_manifest(
+        &line3,
+        &Cred::basic("siterobot", &password),
+        "apps/site",
+        "v1",
+        200,
+    );
+    assert_eq!(at_root, at_line3, "the same manifest everywhere");
 }
