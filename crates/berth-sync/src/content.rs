@@ -25,7 +25,7 @@ use serde::Deserialize;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use berth_auth::connected::SyncSettings;
+use berth_auth::connected::{StatusDetail, SyncSettings};
 use chrono::Utc;
 
 use crate::client::{LONG_POLL, ParentClient};
@@ -81,6 +81,8 @@ pub struct ContentSync {
     throttle: Arc<Throttle>,
     /// The link's limits now: bandwidth (bytes per second) and blob transfers at once.
     limits: Arc<dyn Fn() -> LinkSettings + Send + Sync>,
+    /// Where lasting problems are reported (the instance's status details).
+    report: Arc<dyn Fn(StatusDetail) + Send + Sync>,
     /// Blob transfers cut part way, to resume: (repository, digest) -> upload session.
     partial:
         std::sync::Mutex<std::collections::HashMap<(String, String), berth_registry::UploadId>>,
@@ -96,8 +98,10 @@ impl ContentSync {
         data_dir: &std::path::Path,
         throttle: Arc<Throttle>,
         limits: Arc<dyn Fn() -> LinkSettings + Send + Sync>,
+        report: Arc<dyn Fn(StatusDetail) + Send + Sync>,
     ) -> Self {
         ContentSync {
+            report,
             throttle,
             limits,
             registry,
@@ -122,6 +126,7 @@ impl ContentSync {
         on_synced: impl Fn() + Send + Sync,
     ) {
         let mut backoff = Duration::from_millis(200);
+        let mut failures = 0u32;
         loop {
             let Some(settings) = settings() else {
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -148,6 +153,7 @@ impl ContentSync {
             match self.step(wait).await {
                 Ok(applied) => {
                     backoff = Duration::from_millis(200);
+                    failures = 0;
                     if applied {
                         on_synced();
                     }
@@ -163,6 +169,15 @@ impl ContentSync {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "content sync failed; retrying");
+                    failures += 1;
+                    // A failure that persists is a status detail at the root, not a silent loop.
+                    if failures == 3 {
+                        (self.report)(StatusDetail {
+                            code: "SYNC_FAILING".into(),
+                            description: e.to_string(),
+                            at: Utc::now().timestamp(),
+                        });
+                    }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                 }

@@ -253,6 +253,13 @@ impl Instance {
                     read_only: true,
                 },
             });
+        let events = Arc::clone(&self.events);
+        let conflicts: Arc<dyn Fn(StatusDetail) + Send + Sync> = Arc::new(move |detail| {
+            let mut events = events.lock().unwrap_or_else(|e| e.into_inner());
+            events.push(detail);
+            let excess = events.len().saturating_sub(10);
+            events.drain(..excess);
+        });
         let content = ContentSync::new(
             Arc::clone(&self.registry),
             self.client.clone(),
@@ -260,6 +267,7 @@ impl Instance {
             &self.data_dir,
             Arc::clone(&throttle),
             Arc::clone(&limits),
+            Arc::clone(&conflicts),
         );
         let (this, settings_of) = (Arc::clone(&self), Arc::clone(&self));
         let syncing = Arc::clone(&self.syncing);
@@ -276,13 +284,6 @@ impl Instance {
                     },
                 )
                 .await;
-        });
-        let events = Arc::clone(&self.events);
-        let conflicts: Arc<dyn Fn(StatusDetail) + Send + Sync> = Arc::new(move |detail| {
-            let mut events = events.lock().unwrap_or_else(|e| e.into_inner());
-            events.push(detail);
-            let excess = events.len().saturating_sub(10);
-            events.drain(..excess);
         });
         let upstream = Upstream::new(
             Arc::clone(&self.registry),

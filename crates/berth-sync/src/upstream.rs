@@ -47,7 +47,7 @@ pub struct Upstream {
     position: Position,
     throttle: Arc<Throttle>,
     limits: Arc<dyn Fn() -> LinkSettings + Send + Sync>,
-    /// Where tag conflicts are reported (the instance's status details).
+    /// Where tag conflicts and lasting failures are reported (the instance's status details).
     conflicts: Arc<dyn Fn(StatusDetail) + Send + Sync>,
 }
 
@@ -126,16 +126,26 @@ impl Upstream {
     pub async fn run(self, settings: impl Fn() -> Option<(bool, Vec<String>)> + Send + Sync) {
         let mut changed = self.registry.subscribe_changes();
         let mut backoff = Duration::from_millis(200);
+        let mut failures = 0u32;
         loop {
             changed.mark_unchanged();
             match self.send_pending(&settings).await {
                 Ok(()) => {
                     backoff = Duration::from_millis(200);
+                    failures = 0;
                     // Wait for the next local change (or look again after a while).
                     let _ = tokio::time::timeout(Duration::from_secs(5), changed.changed()).await;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "sending local changes up failed; retrying");
+                    failures += 1;
+                    if failures == 3 {
+                        (self.conflicts)(StatusDetail {
+                            code: "UPSTREAM_FAILING".into(),
+                            description: e.to_string(),
+                            at: unix_now(),
+                        });
+                    }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
