@@ -55,6 +55,26 @@ fn incompressible(len: usize, seed: u64) -> Vec<u8> {
     bytes
 }
 
+/// `skopeo copy` of `source` (an `oci:` reference) to `target` (`repository:tag`) on `to`,
+/// as the admin.
+fn skopeo_push(
+    containers: &Containers,
+    source: impl AsRef<std::ffi::OsStr>,
+    to: &Berth,
+    target: &str,
+) {
+    run(containers
+        .skopeo()
+        .args([
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &to.admin_creds(),
+        ])
+        .arg(source)
+        .arg(format!("docker://{}/{target}", to.host)));
+}
+
 /// Waits until connected registry `name` reports Online to the root.
 fn wait_online(manage: &Manage, name: &str) {
     poll_until(WAIT, &format!("{name} online"), || {
@@ -322,16 +342,12 @@ fn pushes_to_a_read_write_registry_flow_up_and_survive_an_outage() {
     let mut layout = OciLayout::create(&containers.work("layout"));
     let reference = |tag: &str| format!("oci:{}:{tag}", containers.work("layout").display());
     let push = |tag: &str, to: &Berth| {
-        run(containers
-            .skopeo()
-            .args([
-                "copy",
-                "--dest-tls-verify=false",
-                "--dest-creds",
-                &to.admin_creds(),
-            ])
-            .arg(reference(tag))
-            .arg(format!("docker://{}/hello-world:{tag}", to.host)));
+        skopeo_push(
+            &containers,
+            reference(tag),
+            to,
+            &format!("hello-world:{tag}"),
+        );
     };
     let image = layout.put_image("amd64", "site.txt", b"pushed on site", Some("site"));
     push("site", &factory);
@@ -415,16 +431,7 @@ fn a_cron_schedule_keeps_content_until_its_window() {
     let containers = Containers::new();
     let mut layout = OciLayout::create(&containers.work("layout"));
     let image = layout.put_image("amd64", "shop.txt", b"for the shop", Some("v1"));
-    run(containers
-        .skopeo()
-        .args([
-            "copy",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            &root.admin_creds(),
-        ])
-        .arg(layout.reference("v1"))
-        .arg(format!("docker://{}/hello-world:v1", root.host)));
+    skopeo_push(&containers, layout.reference("v1"), &root, "hello-world:v1");
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(
         manifest(&shop, &Cred::admin(), "hello-world", "v1").0,
@@ -531,16 +538,12 @@ fn a_cut_blob_transfer_resumes_where_it_stopped() {
     // 8 MiB of incompressible bytes, so the layer is about that big.
     let contents = incompressible(8 << 20, 0x9E37_79B9_7F4A_7C15);
     let image = layout.put_image("amd64", "big.bin", &contents, Some("big"));
-    run(containers
-        .skopeo()
-        .args([
-            "copy",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            &root.admin_creds(),
-        ])
-        .arg(layout.reference("big"))
-        .arg(format!("docker://{}/hello-world:big", root.host)));
+    skopeo_push(
+        &containers,
+        layout.reference("big"),
+        &root,
+        "hello-world:big",
+    );
 
     assert_eq!(
         wait_manifest(&ship, &Cred::admin(), "hello-world", "big", 200),
@@ -594,16 +597,12 @@ fn the_sync_bandwidth_limit_paces_transfers() {
     let mut layout = OciLayout::create(&containers.work("layout"));
     let contents = incompressible(8 << 20, 0x2545_F491_4F6C_DD1D);
     let image = layout.put_image("amd64", "big.bin", &contents, Some("big"));
-    run(containers
-        .skopeo()
-        .args([
-            "copy",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            &root.admin_creds(),
-        ])
-        .arg(layout.reference("big"))
-        .arg(format!("docker://{}/hello-world:big", root.host)));
+    skopeo_push(
+        &containers,
+        layout.reference("big"),
+        &root,
+        "hello-world:big",
+    );
     let started = std::time::Instant::now();
     assert_eq!(
         wait_manifest(&ship, &Cred::admin(), "hello-world", "big", 200),
@@ -642,16 +641,12 @@ fn a_child_away_longer_than_the_retention_catches_up_by_comparison() {
     let v1 = layout.put_image("amd64", "a.txt", b"version one", Some("v1"));
     let v2 = layout.put_image("amd64", "a.txt", b"version two", Some("v2"));
     let push = |tag: &str| {
-        run(containers
-            .skopeo()
-            .args([
-                "copy",
-                "--dest-tls-verify=false",
-                "--dest-creds",
-                &root.admin_creds(),
-            ])
-            .arg(format!("oci:{}:{tag}", containers.work("layout").display()))
-            .arg(format!("docker://{}/hello-world:{tag}", root.host)));
+        skopeo_push(
+            &containers,
+            format!("oci:{}:{tag}", containers.work("layout").display()),
+            &root,
+            &format!("hello-world:{tag}"),
+        );
     };
     push("v1");
     let admin = Cred::admin();
@@ -725,16 +720,12 @@ fn registries_converge_after_faults_mid_transfer() {
         ));
     }
     for tag in &tags {
-        run(containers
-            .skopeo()
-            .args([
-                "copy",
-                "--dest-tls-verify=false",
-                "--dest-creds",
-                &root.admin_creds(),
-            ])
-            .arg(format!("oci:{}:{tag}", containers.work("layout").display()))
-            .arg(format!("docker://{}/hello-world:{tag}", root.host)));
+        skopeo_push(
+            &containers,
+            format!("oci:{}:{tag}", containers.work("layout").display()),
+            &root,
+            &format!("hello-world:{tag}"),
+        );
     }
     // 18 MiB at 6 MB/s: about three seconds per hop. Kill the root mid-way, then the leaf.
     std::thread::sleep(Duration::from_millis(1200));
@@ -912,19 +903,12 @@ fn a_tag_moved_on_both_sides_of_a_partition_converges_by_the_rule() {
     let site = layout.put_image("amd64", "a.txt", b"pushed on site", Some("site"));
     let above = layout.put_image("amd64", "a.txt", b"pushed at the root", Some("above"));
     let push = |source_tag: &str, to: &Berth| {
-        run(containers
-            .skopeo()
-            .args([
-                "copy",
-                "--dest-tls-verify=false",
-                "--dest-creds",
-                &to.admin_creds(),
-            ])
-            .arg(format!(
-                "oci:{}:{source_tag}",
-                containers.work("layout").display()
-            ))
-            .arg(format!("docker://{}/hello-world:v1", to.host)));
+        skopeo_push(
+            &containers,
+            format!("oci:{}:{source_tag}", containers.work("layout").display()),
+            to,
+            "hello-world:v1",
+        );
     };
     let admin = Cred::admin();
     push("one", &root);
@@ -1009,16 +993,12 @@ fn a_stalled_link_resumes_and_the_content_arrives_whole() {
         &incompressible(24 << 20, 0x3C6E_F372_FE94_F82B),
         Some("big"),
     );
-    run(containers
-        .skopeo()
-        .args([
-            "copy",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            &root.admin_creds(),
-        ])
-        .arg(layout.reference("big"))
-        .arg(format!("docker://{}/hello-world:big", root.host)));
+    skopeo_push(
+        &containers,
+        layout.reference("big"),
+        &root,
+        "hello-world:big",
+    );
     // 24 MiB at 4 MB/s: about six seconds, more than socket buffers past the proxy can hold.
     std::thread::sleep(Duration::from_millis(1000));
     proxy.stall(true);
