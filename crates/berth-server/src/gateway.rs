@@ -71,6 +71,30 @@ pub trait Gateway: Send + Sync + 'static {
     async fn status(&self, name: &str, report: StatusReport) -> Result<(), GatewayError>;
 }
 
+/// The long poll every [`Gateway::config`] answers with: `document()` as soon as its ETag
+/// differs from `since`, re-read on each change `changes` announces, or `None` after `wait`.
+pub async fn long_poll(
+    mut changes: tokio::sync::watch::Receiver<u64>,
+    since: Option<&str>,
+    wait: Duration,
+    document: impl Fn() -> Result<ConfigDocument, GatewayError>,
+) -> Result<Option<ConfigDocument>, GatewayError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        changes.mark_unchanged();
+        let document = document()?;
+        if since != Some(document.etag().as_str()) {
+            return Ok(Some(document));
+        }
+        if tokio::time::timeout_at(deadline, changes.changed())
+            .await
+            .is_err()
+        {
+            return Ok(None);
+        }
+    }
+}
+
 /// The gateway of the root registry, where every connected registry is defined.
 pub struct RootGateway(pub Arc<Identity>);
 
@@ -101,21 +125,10 @@ impl Gateway for RootGateway {
         since: Option<&str>,
         wait: Duration,
     ) -> Result<Option<ConfigDocument>, GatewayError> {
-        let mut changes = self.0.subscribe();
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            changes.mark_unchanged();
-            let document = self.0.config_document(name)?;
-            if since != Some(document.etag().as_str()) {
-                return Ok(Some(document));
-            }
-            if tokio::time::timeout_at(deadline, changes.changed())
-                .await
-                .is_err()
-            {
-                return Ok(None);
-            }
-        }
+        long_poll(self.0.subscribe(), since, wait, || {
+            Ok(self.0.config_document(name)?)
+        })
+        .await
     }
 
     async fn status(&self, name: &str, report: StatusReport) -> Result<(), GatewayError> {

@@ -494,21 +494,10 @@ impl Gateway for Relay {
         since: Option<&str>,
         wait: Duration,
     ) -> Result<Option<ConfigDocument>, GatewayError> {
-        let mut changes = self.0.changes.subscribe();
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            changes.mark_unchanged();
-            let document = self.child_document(name)?;
-            if since != Some(document.etag().as_str()) {
-                return Ok(Some(document));
-            }
-            if tokio::time::timeout_at(deadline, changes.changed())
-                .await
-                .is_err()
-            {
-                return Ok(None);
-            }
-        }
+        berth_server::gateway::long_poll(self.0.changes.subscribe(), since, wait, || {
+            self.child_document(name)
+        })
+        .await
     }
 
     async fn status(&self, name: &str, report: StatusReport) -> Result<(), GatewayError> {
