@@ -31,7 +31,7 @@ use chrono::Utc;
 use crate::client::{LONG_POLL, ParentClient};
 use crate::position::Position;
 use crate::schedule::{Gate, Schedule};
-use crate::throttle::{LinkSettings, Throttle};
+use crate::throttle::{LinkSettings, Throttle, paced};
 
 /// Every manifest type the registry stores, for `Accept`.
 pub(crate) const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
@@ -506,21 +506,13 @@ impl ContentSync {
         if offset > 0 {
             tracing::info!(%digest, offset, "resuming a blob transfer");
         }
-        let throttle = Arc::clone(&self.throttle);
         let bandwidth = (self.limits)().bandwidth;
-        let body = response
-            .bytes_stream()
-            .map_err(io::Error::other)
-            .then(move |chunk| {
-                let throttle = Arc::clone(&throttle);
-                async move {
-                    if let Ok(bytes) = &chunk {
-                        throttle.pace(bytes.len(), bandwidth).await;
-                    }
-                    chunk
-                }
-            })
-            .boxed();
+        let body = paced(
+            &self.throttle,
+            response.bytes_stream().map_err(io::Error::other),
+            bandwidth,
+        )
+        .boxed();
         // On a cut the bytes received so far stay in the session, for the next attempt.
         self.registry
             .append_upload(repository, &id, Some(offset), body)

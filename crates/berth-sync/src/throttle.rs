@@ -1,7 +1,10 @@
 //! Per-link limits: one [`Throttle`] paces every byte content sync moves over the link to
 //! the parent (down and up together) to the configured bandwidth.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -49,6 +52,27 @@ impl Throttle {
         };
         tokio::time::sleep_until(start).await;
     }
+}
+
+/// `stream` with every chunk paced by `throttle` to `rate` bytes per second.
+pub fn paced<E>(
+    throttle: &Arc<Throttle>,
+    stream: impl Stream<Item = Result<Bytes, E>> + Send + 'static,
+    rate: Option<u64>,
+) -> impl Stream<Item = Result<Bytes, E>> + Send + 'static
+where
+    E: Send + 'static,
+{
+    let throttle = Arc::clone(throttle);
+    stream.then(move |chunk| {
+        let throttle = Arc::clone(&throttle);
+        async move {
+            if let Ok(bytes) = &chunk {
+                throttle.pace(bytes.len(), rate).await;
+            }
+            chunk
+        }
+    })
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use berth_auth::connected::StatusDetail;
 
 use crate::client::{LinkError, ParentClient};
 use crate::position::Position;
-use crate::throttle::{LinkSettings, Throttle};
+use crate::throttle::{LinkSettings, Throttle, paced};
 
 /// Why sending a change up failed.
 #[derive(Debug, thiserror::Error)]
@@ -253,22 +253,13 @@ impl Upstream {
             {
                 return Ok::<(), PushError>(());
             }
-            let throttle = Arc::clone(&self.throttle);
-            let bytes = self
+            let blob = self
                 .registry
                 .blob(repository, &digest)
                 .await?
                 .read(None)
-                .await?
-                .then(move |chunk| {
-                    let throttle = Arc::clone(&throttle);
-                    async move {
-                        if let Ok(bytes) = &chunk {
-                            throttle.pace(bytes.len(), bandwidth).await;
-                        }
-                        chunk
-                    }
-                });
+                .await?;
+            let bytes = paced(&self.throttle, blob, bandwidth);
             let body = reqwest::Body::wrap_stream(bytes);
             self.client
                 .post_stream(
