@@ -17,6 +17,7 @@ use crate::access_token::{Access, Claims, SigningKey, TokenError, TokenKind};
 use crate::action::{Actions, GatewayAction};
 use crate::admin::{self, AdminCache};
 use crate::error::IdentityError;
+use crate::network::{NetworkPolicy, NetworkSettings};
 use crate::rate_limit::LoginLimiter;
 use crate::scope_map::{
     self, CompiledScopeMap, GatewayRule, RepositoryRule, ScopeMap, built_in_scope_maps,
@@ -201,12 +202,16 @@ pub struct ScopeMapUpdate {
     pub remove_gateways: Vec<GatewayRule>,
 }
 
+/// The settings key network settings are stored under, as one JSON value.
+const NETWORK_KEY: &str = "network";
+
 #[derive(Clone)]
 pub(crate) struct Snapshot {
     pub(crate) tokens: HashMap<String, Token>,
     pub(crate) scope_maps: BTreeMap<String, ScopeMap>,
     compiled: HashMap<String, Arc<CompiledScopeMap>>,
     settings: Settings,
+    network: Arc<NetworkPolicy>,
     admin: AdminRecord,
     pub(crate) connected: BTreeMap<String, crate::connected::ConnectedRegistry>,
 }
@@ -301,9 +306,18 @@ impl Identity {
             .map(|(name, m)| (name.clone(), Arc::new(m.compile())))
             .collect();
         let mut settings = Settings::default();
+        let mut network = NetworkSettings::default();
         for (key, value) in stored.settings {
-            if key == "anonymous_pull_enabled" {
-                settings.anonymous_pull_enabled = value.as_bool().unwrap_or(false);
+            match key.as_str() {
+                "anonymous_pull_enabled" => {
+                    settings.anonymous_pull_enabled = value.as_bool().unwrap_or(false);
+                }
+                NETWORK_KEY => {
+                    network = serde_json::from_value(value).map_err(|e| {
+                        IdentityError::Invalid(format!("stored network settings are invalid: {e}"))
+                    })?;
+                }
+                _ => {}
             }
         }
         Ok(Snapshot {
@@ -315,6 +329,7 @@ impl Identity {
             scope_maps,
             compiled,
             settings,
+            network: Arc::new(NetworkPolicy::new(network)),
             admin: stored
                 .admin
                 .ok_or_else(|| IdentityError::Invalid("the admin account is missing".into()))?,
@@ -356,11 +371,17 @@ impl Identity {
                 Write::DeleteToken(name) => {
                     next.tokens.remove(name);
                 }
-                Write::PutSetting(key, value) => {
-                    if key == "anonymous_pull_enabled" {
+                Write::PutSetting(key, value) => match key.as_str() {
+                    "anonymous_pull_enabled" => {
                         next.settings.anonymous_pull_enabled = value.as_bool().unwrap_or(false);
                     }
-                }
+                    NETWORK_KEY => {
+                        let settings = serde_json::from_value(value.clone())
+                            .map_err(|e| IdentityError::Invalid(e.to_string()))?;
+                        next.network = Arc::new(NetworkPolicy::new(settings));
+                    }
+                    _ => {}
+                },
                 Write::PutConnectedRegistry(registry) => {
                     next.connected
                         .insert(registry.name.clone(), (**registry).clone());
@@ -1003,6 +1024,26 @@ impl Identity {
         token.set_slot(slot, None);
         self.commit(&[Write::PutToken(token.clone())]).await?;
         Ok(token)
+    }
+
+    /// The network access settings, compiled for the listeners (cheap: an `Arc` clone).
+    pub fn network(&self) -> Arc<NetworkPolicy> {
+        Arc::clone(&self.snapshot().network)
+    }
+
+    /// Changes the network access settings with `change`, which may refuse; stored in one
+    /// transaction. Returns the new settings.
+    pub async fn update_network(
+        &self,
+        change: impl FnOnce(&mut NetworkSettings) -> Result<()>,
+    ) -> Result<NetworkSettings> {
+        let _write = self.writes.lock().await;
+        let mut settings = self.network().settings.clone();
+        change(&mut settings)?;
+        let value = serde_json::to_value(&settings).expect("network settings serialise");
+        self.commit(&[Write::PutSetting(NETWORK_KEY.into(), value)])
+            .await?;
+        Ok(settings)
     }
 
     /// Changes settings.

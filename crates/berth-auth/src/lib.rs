@@ -10,6 +10,8 @@
 //! - [`store`]: the [`IdentityStore`] seam and its SQLite implementation;
 //! - [`connected`], [`hierarchy`]: connected registries as resources of the root: their
 //!   rules, sync tokens and derived sync scope maps, activation and status;
+//! - [`network`]: network access settings (public switch, IP rules, private endpoint
+//!   states, data endpoint switch) and their compiled form;
 //! - [`gateway`]: the configuration document that flows down to connected registries;
 //! - [`identity`]: [`Identity`], the one entry point: logins, permission checks on an
 //!   in-memory snapshot, token issuing, and management.
@@ -22,6 +24,7 @@ pub mod error;
 pub mod gateway;
 pub mod hierarchy;
 pub mod identity;
+pub mod network;
 pub mod rate_limit;
 pub mod scope_map;
 pub mod store;

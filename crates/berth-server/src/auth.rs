@@ -20,6 +20,7 @@ use http::{StatusCode, header};
 use serde_json::json;
 
 use crate::error::ApiError;
+use crate::network::{Endpoint, Via};
 use crate::state::AppState;
 
 /// How a request authenticated.
@@ -54,17 +55,20 @@ pub fn client_ip(parts: &Parts) -> IpAddr {
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
 }
 
-/// `(realm, service)` for this request: from the configured public URL, else from `Host`.
+/// `(realm, service)` for this request: from the configured public URL on the login server,
+/// else (and always on a private endpoint) from the request's `Host` and listener's scheme.
 pub fn realm_and_service(state: &AppState, parts: &Parts) -> (String, String) {
+    let via = Via::of(&parts.extensions);
     let base = match &state.public_url {
-        Some(url) => url.trim_end_matches('/').to_owned(),
-        None => {
+        Some(url) if via.endpoint == Endpoint::Public => url.trim_end_matches('/').to_owned(),
+        _ => {
             let host = parts
                 .headers
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
+                .or_else(|| parts.uri.authority().map(|a| a.as_str()))
                 .unwrap_or("localhost");
-            format!("http://{host}")
+            format!("{}://{host}", via.scheme())
         }
     };
     let service = base.split("://").nth(1).unwrap_or(&base).to_owned();

@@ -8,18 +8,25 @@
 //! - [`auth`]: authenticating requests and checking their one action (401/403 rules);
 //! - [`manage`]: the management API under `/berth/v1/`, admin only;
 //! - [`gateway`]: the parent side of the link with connected registries;
-//! - [`listener`]: the accept loop with graceful shutdown;
+//! - [`network`]: what each listener serves: public switch, IP rules, private endpoint
+//!   states, client addresses behind trusted proxies;
+//! - [`data`]: the dedicated data endpoint and its signed blob URLs;
+//! - [`tls`]: certificates per listener, reloaded when their files change;
+//! - [`listener`]: the accept loop (TLS, graceful shutdown);
 //! - [`state`]: [`AppState`], shared by every handler.
 
 pub mod api;
 pub mod auth;
+pub mod data;
 pub mod error;
 pub mod gateway;
 pub mod handlers;
 pub mod listener;
 pub mod manage;
+pub mod network;
 pub mod route;
 pub mod state;
+pub mod tls;
 
 pub use api::router;
 pub use error::ApiError;

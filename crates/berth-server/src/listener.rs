@@ -1,8 +1,10 @@
-//! The accept loop: one task per connection, HTTP/1.1 and HTTP/2, graceful shutdown.
+//! The accept loop: one task per connection, TLS when configured, HTTP/1.1 and HTTP/2,
+//! graceful shutdown.
 //!
-//! Berth runs its own loop rather than `axum::serve` so that each listener can later apply
-//! its own rules before any request is read (network rules, TLS), and so shutdown can let
-//! in-flight requests finish within a grace period.
+//! Berth runs its own loop rather than `axum::serve` so that each listener can tag its
+//! requests with where they came from ([`Via`], which the network guard reads), terminate
+//! TLS with a certificate that can change while running, and let in-flight requests finish
+//! within a grace period at shutdown.
 
 use std::future::Future;
 use std::io;
@@ -16,11 +18,18 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use crate::network::{Endpoint, Via};
+
 /// How a listener behaves.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ListenerConfig {
+    /// Which listener this is (its requests are tagged with it).
+    pub endpoint: Endpoint,
+    /// TLS, when the listener has a certificate.
+    pub tls: Option<TlsAcceptor>,
     /// How long in-flight requests may run after shutdown is asked for.
     pub shutdown_grace: Duration,
     /// How long a client may take to send a request's headers.
@@ -30,6 +39,8 @@ pub struct ListenerConfig {
 impl Default for ListenerConfig {
     fn default() -> Self {
         ListenerConfig {
+            endpoint: Endpoint::Public,
+            tls: None,
             shutdown_grace: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(30),
         }
@@ -66,21 +77,55 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
+        let via = Via {
+            endpoint: config.endpoint.clone(),
+            tls: config.tls.is_some(),
+        };
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-            request
-                .extensions_mut()
-                .insert(ConnectInfo::<SocketAddr>(peer));
+            let extensions = request.extensions_mut();
+            extensions.insert(ConnectInfo::<SocketAddr>(peer));
+            extensions.insert(via.clone());
             app.clone().oneshot(request)
         });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+        match &config.tls {
+            None => {
+                let connection = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                    .into_owned();
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                });
             }
-        });
+            Some(acceptor) => {
+                // The handshake runs in the connection's task, so a slow client never holds
+                // up the accept loop; it is bounded like the request headers are.
+                let (acceptor, builder, watcher) =
+                    (acceptor.clone(), builder.clone(), graceful.watcher());
+                let timeout = config.header_read_timeout;
+                tokio::spawn(async move {
+                    let stream = match tokio::time::timeout(timeout, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let connection =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    if let Err(e) = watcher.watch(connection).await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     tokio::select! {

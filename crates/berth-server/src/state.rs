@@ -6,6 +6,7 @@ use berth_auth::Identity;
 use berth_registry::Registry;
 
 use crate::gateway::{Gateway, RootGateway};
+use crate::network::NetworkConfig;
 
 /// Shared, cheaply cloneable application state.
 #[derive(Clone)]
@@ -22,6 +23,8 @@ pub struct AppState {
     /// Set on a ReadOnly connected registry: every push and delete is refused with this.
     /// (Shared with the instance, which learns its mode from its parent.)
     pub read_only: Arc<std::sync::RwLock<Option<String>>>,
+    /// Listeners, trusted proxies and the data endpoint, as configured at start.
+    pub network: Arc<NetworkConfig>,
     /// Turns `true` when the registry starts shutting down: long polls answer at once.
     pub stopping: tokio::sync::watch::Receiver<bool>,
 }
@@ -36,6 +39,7 @@ impl AppState {
             public_url: None,
             gateway,
             read_only: Arc::default(),
+            network: Arc::default(),
             stopping: tokio::sync::watch::channel(false).1,
         }
     }

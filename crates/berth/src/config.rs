@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use berth_auth::IdentityConfig;
 use berth_registry::RegistryConfig;
+use berth_server::tls::TlsFiles;
 use berth_sync::ConnectionString;
 use serde::Deserialize;
 
@@ -76,6 +77,34 @@ pub struct ServeArgs {
     /// Overrides the connection string's ParentGatewayEndpoint (`host[:port]`).
     #[arg(long, env = "BERTH_PARENT_GATEWAY_ENDPOINT", value_name = "HOST:PORT")]
     pub parent_gateway_endpoint: Option<String>,
+    /// PEM certificate chain for the login server's listener (TLS; with --tls-key).
+    #[arg(long, env = "BERTH_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for the login server's listener.
+    #[arg(long, env = "BERTH_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Proxies whose X-Forwarded-For / Forwarded headers are believed (addresses or ranges,
+    /// comma-separated) [default: none].
+    #[arg(
+        long,
+        env = "BERTH_TRUSTED_PROXIES",
+        value_name = "ADDRS",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<String>,
+    /// A private endpoint listener, `NAME=ADDR` (repeatable); it starts Pending. For TLS or
+    /// pre-approval, use `[[private_endpoints]]` in the configuration file.
+    #[arg(long = "private-endpoint", value_name = "NAME=ADDR")]
+    pub private_endpoints: Vec<String>,
+    /// Address of the dedicated data endpoint's listener [default: none].
+    #[arg(long, env = "BERTH_DATA_ENDPOINT_LISTEN", value_name = "ADDR")]
+    pub data_endpoint_listen: Option<SocketAddr>,
+    /// URL clients reach the data endpoint at [default: from its listen address].
+    #[arg(long, env = "BERTH_DATA_ENDPOINT_URL", value_name = "URL")]
+    pub data_endpoint_url: Option<String>,
+    /// How long a signed data endpoint URL is valid, 20m to 30m [default: 25m].
+    #[arg(long, env = "BERTH_DATA_URL_TTL", value_name = "DURATION")]
+    pub data_url_ttl: Option<String>,
 }
 
 /// The keys of the TOML configuration file; every key is optional.
@@ -97,6 +126,64 @@ struct FileConfig {
     connection_string: Option<String>,
     parent_gateway_endpoint: Option<String>,
     change_log_retention: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    trusted_proxies: Option<Vec<String>>,
+    private_endpoints: Option<Vec<PrivateEndpointFile>>,
+    data_endpoint: Option<DataEndpointFile>,
+}
+
+/// `[[private_endpoints]]` in the configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrivateEndpointFile {
+    name: String,
+    listen: SocketAddr,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    #[serde(default)]
+    approved: bool,
+    #[serde(default)]
+    description: String,
+}
+
+/// `[data_endpoint]` in the configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DataEndpointFile {
+    listen: Option<SocketAddr>,
+    url: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    url_ttl: Option<String>,
+}
+
+/// A private endpoint's listener.
+#[derive(Debug, Clone)]
+pub struct PrivateEndpointConfig {
+    /// Its name, the handle of its connection state.
+    pub name: String,
+    /// Address bound.
+    pub listen: SocketAddr,
+    /// Certificate, when TLS.
+    pub tls: Option<TlsFiles>,
+    /// Approved from the start (only when the connection was never decided on).
+    pub approved: bool,
+    /// Description shown with the connection.
+    pub description: String,
+}
+
+/// The dedicated data endpoint.
+#[derive(Debug, Clone)]
+pub struct DataEndpointConfig {
+    /// Address bound.
+    pub listen: SocketAddr,
+    /// URL clients reach it at.
+    pub url: String,
+    /// Certificate, when TLS.
+    pub tls: Option<TlsFiles>,
+    /// Validity of signed URLs.
+    pub url_ttl: Duration,
 }
 
 /// The configuration in force, after merging and validation.
@@ -120,6 +207,14 @@ pub struct Config {
     pub connection: Option<ConnectionString>,
     /// Fixed change log retention, when configured.
     pub change_log_retention: Option<Duration>,
+    /// The login server's certificate, when it serves TLS.
+    pub tls: Option<TlsFiles>,
+    /// Canonical addresses and ranges of trusted proxies.
+    pub trusted_proxies: Vec<String>,
+    /// Private endpoint listeners.
+    pub private_endpoints: Vec<PrivateEndpointConfig>,
+    /// The data endpoint, when configured.
+    pub data_endpoint: Option<DataEndpointConfig>,
 }
 
 /// Why the configuration cannot be used.
@@ -159,6 +254,76 @@ fn parse_duration(key: &'static str, value: &str) -> Result<Duration, ConfigErro
         ))
     })?;
     Duration::try_from(parsed).map_err(|_| invalid(format!("`{value}` is negative")))
+}
+
+/// A certificate and key given together, or neither.
+fn tls_files(
+    key: &'static str,
+    cert: Option<PathBuf>,
+    private_key: Option<PathBuf>,
+) -> Result<Option<TlsFiles>, ConfigError> {
+    match (cert, private_key) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key })),
+        _ => Err(ConfigError::Invalid {
+            key,
+            message: "a TLS certificate and its private key go together: set both files".into(),
+        }),
+    }
+}
+
+fn private_endpoints(
+    flags: Vec<String>,
+    file: Option<Vec<PrivateEndpointFile>>,
+) -> Result<Vec<PrivateEndpointConfig>, ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid {
+        key: "private_endpoints",
+        message,
+    };
+    let mut endpoints = Vec::new();
+    for flag in flags {
+        let (name, listen) = flag
+            .split_once('=')
+            .ok_or_else(|| invalid(format!("`{flag}` is not of the form NAME=ADDR")))?;
+        let listen = listen.parse().map_err(|e| {
+            invalid(format!(
+                "`{listen}` is not an address such as 10.0.0.5:5000 ({e})"
+            ))
+        })?;
+        endpoints.push(PrivateEndpointConfig {
+            name: name.to_owned(),
+            listen,
+            tls: None,
+            approved: false,
+            description: String::new(),
+        });
+    }
+    for entry in file.unwrap_or_default() {
+        endpoints.push(PrivateEndpointConfig {
+            tls: tls_files("private_endpoints.tls_cert", entry.tls_cert, entry.tls_key)?,
+            name: entry.name,
+            listen: entry.listen,
+            approved: entry.approved,
+            description: entry.description,
+        });
+    }
+    for (i, endpoint) in endpoints.iter().enumerate() {
+        let name = &endpoint.name;
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(invalid(format!(
+                "name `{name}` is invalid: use 1 to 64 letters, digits, `-` or `_`"
+            )));
+        }
+        if endpoints[..i].iter().any(|e| e.name == *name) {
+            return Err(invalid(format!("name `{name}` is used twice")));
+        }
+    }
+    Ok(endpoints)
 }
 
 impl Config {
@@ -238,6 +403,69 @@ impl Config {
                 .or(file.change_log_retention)
                 .map(|v| parse_duration("change_log_retention", &v))
                 .transpose()?,
+            tls: tls_files(
+                "tls_cert",
+                args.tls_cert.or(file.tls_cert),
+                args.tls_key.or(file.tls_key),
+            )?,
+            trusted_proxies: {
+                let proxies = if args.trusted_proxies.is_empty() {
+                    file.trusted_proxies.unwrap_or_default()
+                } else {
+                    args.trusted_proxies
+                };
+                proxies
+                    .iter()
+                    .filter(|p| !p.trim().is_empty())
+                    .map(|p| {
+                        berth_auth::network::parse_ip_rule(p)
+                            .map(|net| net.to_string())
+                            .map_err(|e| ConfigError::Invalid {
+                                key: "trusted_proxies",
+                                message: e.to_string(),
+                            })
+                    })
+                    .collect::<Result<_, _>>()?
+            },
+            private_endpoints: private_endpoints(args.private_endpoints, file.private_endpoints)?,
+            data_endpoint: {
+                let section = file.data_endpoint.unwrap_or_default();
+                match args.data_endpoint_listen.or(section.listen) {
+                    None => None,
+                    Some(listen) => {
+                        let tls =
+                            tls_files("data_endpoint.tls_cert", section.tls_cert, section.tls_key)?;
+                        let scheme = if tls.is_some() { "https" } else { "http" };
+                        let url_ttl = match args.data_url_ttl.or(section.url_ttl) {
+                            Some(v) => parse_duration("data_endpoint.url_ttl", &v)?,
+                            None => Duration::from_secs(25 * 60),
+                        };
+                        let (min, max) = berth_server::data::TTL_RANGE;
+                        if url_ttl < min || url_ttl > max {
+                            return Err(ConfigError::Invalid {
+                                key: "data_endpoint.url_ttl",
+                                message: "signed URLs live between 20m and 30m".into(),
+                            });
+                        }
+                        let url = args
+                            .data_endpoint_url
+                            .or(section.url)
+                            .unwrap_or_else(|| format!("{scheme}://{listen}"));
+                        if !url.starts_with("http://") && !url.starts_with("https://") {
+                            return Err(ConfigError::Invalid {
+                                key: "data_endpoint.url",
+                                message: format!("`{url}` is not an http:// or https:// URL"),
+                            });
+                        }
+                        Some(DataEndpointConfig {
+                            listen,
+                            url,
+                            tls,
+                            url_ttl,
+                        })
+                    }
+                }
+            },
             connection: match args.connection_string.or(file.connection_string) {
                 Some(text) => {
                     let mut connection =

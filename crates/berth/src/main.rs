@@ -7,6 +7,7 @@
 mod allocator;
 mod cli;
 mod config;
+mod listeners;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{Config, ServeArgs};
+use crate::listeners::{Listeners, seed_private_endpoints};
 
 /// Berth: a container registry for images that live far from the data centre.
 #[derive(Parser)]
@@ -33,7 +35,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the registry.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     #[command(flatten)]
     Manage(cli::Command),
 }
@@ -43,7 +45,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
-            let config = match Config::load(args) {
+            let config = match Config::load(*args) {
                 Ok(config) => config,
                 Err(e) => {
                     eprintln!("berth: {e}");
@@ -114,18 +116,24 @@ async fn serve(config: Config, log_control: LogControl) -> Result<(), Box<dyn st
     spawn_upload_sweeper(Arc::clone(&registry));
     let identity = Arc::new(open_identity(&config).await?);
 
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    let addr = listener.local_addr()?;
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let listeners = Listeners::bind(&config, stopping.clone()).await?;
+    let addr = listeners.login_server.local_addr()?;
+    let login_scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     println!(
-        "berth: registry listening on http://{addr}, data in {}",
+        "berth: registry listening on {login_scheme}://{addr}, data in {}",
         config.data_dir.display()
     );
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "registry started");
+    seed_private_endpoints(&identity, &config).await?;
 
     let mut state = AppState::new(Arc::clone(&registry), Arc::clone(&identity));
     state.public_url = config.public_url.clone();
+    state.network = Arc::new(listeners.network_config(&config, addr)?);
     let instance = match &config.connection {
         Some(connection) => {
             let login_server = config
@@ -178,19 +186,17 @@ async fn serve(config: Config, log_control: LogControl) -> Result<(), Box<dyn st
             });
         }
     }
-    let (stop, stopping) = tokio::sync::watch::channel(false);
-    state.stopping = stopping;
-    let app = berth_server::router(state);
+    state.stopping = stopping.clone();
     let listener_config = ListenerConfig {
         shutdown_grace: config.shutdown_grace,
         ..ListenerConfig::default()
     };
-    let shutdown = async move {
+    let server = listeners.serve(state, listener_config, stopping);
+    tokio::spawn(async move {
         shutdown_signal().await;
         // Long polls of connected registries answer now, so in-flight requests finish soon.
         let _ = stop.send(true);
-    };
-    let server = berth_server::serve(listener, app, listener_config, shutdown);
+    });
     match instance {
         None => server.await?,
         Some(instance) => {

@@ -10,6 +10,7 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post};
 use axum::{Json, Router};
+use berth_auth::network::DefaultAction;
 use berth_auth::{
     GatewayRule, GeneratedPassword, NewToken, RepositoryRule, ScopeMap, ScopeMapUpdate, Slot,
     Token, TokenStatus,
@@ -20,6 +21,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 mod connected;
+mod network;
 
 use crate::auth::authenticate;
 use crate::error::ApiError;
@@ -52,11 +54,26 @@ pub const ROUTES: &[(&str, &[&str])] = &[
         "/berth/v1/connected-registries/{name}/permissions",
         &["GET", "PATCH"],
     ),
+    ("/berth/v1/network-rules", &["GET", "POST", "DELETE"]),
+    ("/berth/v1/endpoints", &["GET"]),
+    ("/berth/v1/private-endpoint-connections", &["GET"]),
+    (
+        "/berth/v1/private-endpoint-connections/{name}",
+        &["GET", "DELETE"],
+    ),
+    (
+        "/berth/v1/private-endpoint-connections/{name}/approve",
+        &["POST"],
+    ),
+    (
+        "/berth/v1/private-endpoint-connections/{name}/reject",
+        &["POST"],
+    ),
 ];
 
 /// The management routes (with their admin check in each handler's extractor).
 pub fn router() -> Router<AppState> {
-    let routes: [(&str, MethodRouter<AppState>); 13] = [
+    let routes: [(&str, MethodRouter<AppState>); 19] = [
         (ROUTES[0].0, get(show_registry).patch(update_registry)),
         (ROUTES[1].0, get(list_scope_maps).post(create_scope_map)),
         (
@@ -86,6 +103,20 @@ pub fn router() -> Router<AppState> {
             ROUTES[12].0,
             get(connected::permissions).patch(connected::update_permissions),
         ),
+        (
+            ROUTES[13].0,
+            get(network::list_rules)
+                .post(network::add_rule)
+                .delete(network::remove_rule),
+        ),
+        (ROUTES[14].0, get(network::endpoints)),
+        (ROUTES[15].0, get(network::list_connections)),
+        (
+            ROUTES[16].0,
+            get(network::show_connection).delete(network::delete_connection),
+        ),
+        (ROUTES[17].0, post(network::approve)),
+        (ROUTES[18].0, post(network::reject)),
     ];
     routes
         .into_iter()
@@ -117,6 +148,29 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
             Ok(Json(value)) => Ok(Body(value)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
+    }
+}
+
+/// An optional JSON body: empty means `T::default()`.
+pub struct MaybeBody<T>(pub T);
+
+impl<T: DeserializeOwned + Default> FromRequest<AppState> for MaybeBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|e| ApiError::management(StatusCode::BAD_REQUEST, "INVALID", e.body_text()))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(MaybeBody(T::default()));
+        }
+        serde_json::from_slice(&bytes).map(MaybeBody).map_err(|e| {
+            ApiError::management(
+                StatusCode::BAD_REQUEST,
+                "INVALID",
+                format!("the request body is not valid: {e}"),
+            )
+        })
     }
 }
 
@@ -153,6 +207,9 @@ fn parse_time(field: &str, value: &str) -> Result<i64, ApiError> {
 struct RegistryView {
     admin_username: String,
     anonymous_pull_enabled: bool,
+    public_network_enabled: bool,
+    default_action: DefaultAction,
+    data_endpoint_enabled: bool,
     version: &'static str,
 }
 
@@ -160,12 +217,19 @@ struct RegistryView {
 #[serde(deny_unknown_fields)]
 struct RegistryUpdate {
     anonymous_pull_enabled: Option<bool>,
+    public_network_enabled: Option<bool>,
+    default_action: Option<String>,
+    data_endpoint_enabled: Option<bool>,
 }
 
 fn registry_view(state: &AppState) -> RegistryView {
+    let network = state.identity.network();
     RegistryView {
         admin_username: state.identity.admin_username(),
         anonymous_pull_enabled: state.identity.settings().anonymous_pull_enabled,
+        public_network_enabled: network.settings.public_network_enabled,
+        default_action: network.settings.default_action,
+        data_endpoint_enabled: network.settings.data_endpoint_enabled,
         version: env!("CARGO_PKG_VERSION"),
     }
 }
@@ -179,6 +243,38 @@ async fn update_registry(
     State(state): State<AppState>,
     Body(update): Body<RegistryUpdate>,
 ) -> Result<Json<RegistryView>, ApiError> {
+    let default_action = update
+        .default_action
+        .as_deref()
+        .map(str::parse::<DefaultAction>)
+        .transpose()?;
+    if update.data_endpoint_enabled == Some(true) && state.network.data.is_none() {
+        return Err(ApiError::management(
+            StatusCode::CONFLICT,
+            "CONFLICT",
+            "this registry has no data endpoint: configure [data_endpoint] (or --data-endpoint-listen) and restart, then enable it",
+        ));
+    }
+    if update.public_network_enabled.is_some()
+        || default_action.is_some()
+        || update.data_endpoint_enabled.is_some()
+    {
+        state
+            .identity
+            .update_network(|s| {
+                if let Some(enabled) = update.public_network_enabled {
+                    s.public_network_enabled = enabled;
+                }
+                if let Some(action) = default_action {
+                    s.default_action = action;
+                }
+                if let Some(enabled) = update.data_endpoint_enabled {
+                    s.data_endpoint_enabled = enabled;
+                }
+                Ok(())
+            })
+            .await?;
+    }
     if let Some(enabled) = update.anonymous_pull_enabled {
         state.identity.set_anonymous_pull(enabled).await?;
     }
