@@ -37,7 +37,7 @@ enum Command {
     /// Run the registry.
     Serve(Box<ServeArgs>),
     #[command(flatten)]
-    Manage(cli::Command),
+    Manage(Box<cli::Command>),
 }
 
 fn main() -> ExitCode {
@@ -67,7 +67,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Manage(command) => cli::run(command),
+        Command::Manage(command) => cli::run(*command),
     }
 }
 
