@@ -29,6 +29,12 @@ pub struct RegistryView {
     pub admin_username: String,
     /// Whether anyone may pull without credentials.
     pub anonymous_pull_enabled: bool,
+    /// Whether the login server's listener serves anyone.
+    pub public_network_enabled: bool,
+    /// `Allow` or `Deny`: what the login server does with clients outside every IP rule.
+    pub default_action: String,
+    /// Whether blob downloads redirect to the data endpoint.
+    pub data_endpoint_enabled: bool,
     /// The registry's version.
     pub version: String,
 }
@@ -39,6 +45,94 @@ pub struct RegistryUpdate {
     /// New anonymous pull setting.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub anonymous_pull_enabled: Option<bool>,
+    /// New public network access setting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_network_enabled: Option<bool>,
+    /// New default action.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_action: Option<String>,
+    /// New data endpoint setting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_endpoint_enabled: Option<bool>,
+}
+
+/// `GET /berth/v1/network-rules`.
+#[derive(Debug, Deserialize)]
+pub struct NetworkRulesView {
+    /// Whether the login server's listener serves anyone.
+    pub public_network_enabled: bool,
+    /// `Allow` or `Deny`.
+    pub default_action: String,
+    /// Allowed addresses and ranges.
+    pub ip_rules: Vec<String>,
+}
+
+/// The body of `POST|DELETE /berth/v1/network-rules`.
+#[derive(Debug, Serialize)]
+pub struct IpRuleBody {
+    /// An address or CIDR range.
+    pub ip_address: String,
+}
+
+/// A private endpoint connection as the API shows it.
+#[derive(Debug, Deserialize)]
+pub struct ConnectionView {
+    /// The endpoint's name.
+    pub name: String,
+    /// `Pending`, `Approved`, `Rejected` or `Disconnected`.
+    pub state: String,
+    /// The owner's description.
+    #[serde(default)]
+    pub description: String,
+    /// Its URL.
+    pub url: Option<String>,
+    /// When its state last changed.
+    pub updated_at: Option<String>,
+}
+
+/// The body of `POST .../approve|reject`.
+#[derive(Debug, Serialize)]
+pub struct DecisionBody {
+    /// Why, in the owner's words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// `GET /berth/v1/endpoints`.
+#[derive(Debug, Deserialize)]
+pub struct EndpointsView {
+    /// The login server.
+    pub login_server: LoginServerView,
+    /// Private endpoints.
+    pub private_endpoints: Vec<ConnectionView>,
+    /// The data endpoint.
+    pub data_endpoint: DataEndpointView,
+}
+
+/// The login server in [`EndpointsView`].
+#[derive(Debug, Deserialize)]
+pub struct LoginServerView {
+    /// URL clients use.
+    pub url: Option<String>,
+    /// Whether public network access is on.
+    pub public_network_enabled: bool,
+    /// `Allow` or `Deny`.
+    pub default_action: String,
+    /// How many IP rules there are.
+    pub ip_rules: usize,
+}
+
+/// The data endpoint in [`EndpointsView`].
+#[derive(Debug, Deserialize)]
+pub struct DataEndpointView {
+    /// Whether one is configured.
+    pub configured: bool,
+    /// Whether blob downloads redirect to it.
+    pub enabled: bool,
+    /// Its URL.
+    pub url: Option<String>,
+    /// Validity of its signed URLs.
+    pub url_ttl_seconds: Option<u64>,
 }
 
 /// A scope map as the API shows it.

@@ -236,6 +236,11 @@ impl ApiClient {
         self.send(Method::DELETE, path, &[], None::<&()>)
     }
 
+    /// `DELETE /berth/v1/<path…>` with a JSON body.
+    pub fn delete_with(&self, path: &[&str], body: &impl Serialize) -> Result<Value, CliError> {
+        self.send(Method::DELETE, path, &[], Some(body))
+    }
+
     /// `DELETE /berth/v1/<path…>?<query>`.
     pub fn delete_query(&self, path: &[&str], query: &[(&str, &str)]) -> Result<Value, CliError> {
         self.send(Method::DELETE, path, query, None::<&()>)

@@ -1,5 +1,5 @@
 //! The management command line: `berth login`, `scope-map`, `token`, `connected-registry`,
-//! `update`, `show`.
+//! `network-rule`, `private-endpoint-connection`, `show-endpoints`, `update`, `show`.
 //!
 //! Every command is a thin client of the registry's management API (`/berth/v1/…`); the
 //! registry validates and decides, the command line only parses flags, sends one request
@@ -13,7 +13,8 @@
 //! - [`output`]: `--output` formats, the table printer, Docker and Kubernetes documents;
 //! - [`error`]: [`CliError`] and the exit codes scripts rely on;
 //! - one module per command group: [`login`], [`scope_map`], [`token`],
-//!   [`connected_registry`], [`registry`].
+//!   [`connected_registry`], [`registry`] (settings), [`network`] (rules, private
+//!   endpoints, endpoints).
 
 pub mod api;
 pub mod client;
@@ -21,6 +22,7 @@ pub mod connected_registry;
 pub mod credentials;
 pub mod error;
 pub mod login;
+pub mod network;
 pub mod output;
 pub mod registry;
 pub mod scope_map;
@@ -61,6 +63,12 @@ pub enum Command {
     /// Manage connected registries: on-site registries that sync repositories with their
     /// parent.
     ConnectedRegistry(connected_registry::ConnectedRegistryArgs),
+    /// Allow client addresses on the login server (with `update --default-action Deny`).
+    NetworkRule(network::NetworkRuleArgs),
+    /// Approve, reject or delete private endpoints' connections.
+    PrivateEndpointConnection(network::ConnectionArgsGroup),
+    /// Show the login server, private endpoints and data endpoint, with their states.
+    ShowEndpoints(network::ShowEndpointsArgs),
     /// Change registry settings.
     Update(registry::UpdateArgs),
     /// Show registry settings.
@@ -75,6 +83,9 @@ pub fn run(command: Command) -> ExitCode {
         Command::ScopeMap(args) => scope_map::run(args),
         Command::Token(args) => token::run(args),
         Command::ConnectedRegistry(args) => connected_registry::run(args),
+        Command::NetworkRule(args) => network::rules(args),
+        Command::PrivateEndpointConnection(args) => network::connections(args),
+        Command::ShowEndpoints(args) => network::show_endpoints(args),
         Command::Update(args) => registry::update(args),
         Command::Show(args) => registry::show(args),
     };

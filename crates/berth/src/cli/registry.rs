@@ -18,10 +18,27 @@ pub struct ShowArgs {
 
 /// `berth update`.
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("setting").required(true).multiple(true).args([
+    "anonymous_pull_enabled",
+    "public_network_enabled",
+    "default_action",
+    "data_endpoint_enabled",
+])))]
 pub struct UpdateArgs {
     /// Let anyone pull any repository without credentials (never push).
-    #[arg(long, required = true, action = ArgAction::Set, value_name = "true|false")]
+    #[arg(long, action = ArgAction::Set, value_name = "true|false")]
     anonymous_pull_enabled: Option<bool>,
+    /// Serve the login server's listener to anyone the IP rules allow (false: every
+    /// request there is refused; private endpoints keep serving, and the management API
+    /// still answers the admin from this machine).
+    #[arg(long, action = ArgAction::Set, value_name = "true|false")]
+    public_network_enabled: Option<bool>,
+    /// What the login server does with clients outside every IP rule.
+    #[arg(long, value_parser = ["Allow", "Deny"], ignore_case = true, value_name = "Allow|Deny")]
+    default_action: Option<String>,
+    /// Redirect blob downloads to the configured data endpoint with signed URLs.
+    #[arg(long, action = ArgAction::Set, value_name = "true|false")]
+    data_endpoint_enabled: Option<bool>,
     #[command(flatten)]
     connection: ConnectionArgs,
     #[command(flatten)]
@@ -41,6 +58,9 @@ pub fn update(args: UpdateArgs) -> Result<(), CliError> {
     let client = args.connection.connect()?;
     let body = RegistryUpdate {
         anonymous_pull_enabled: args.anonymous_pull_enabled,
+        public_network_enabled: args.public_network_enabled,
+        default_action: args.default_action,
+        data_endpoint_enabled: args.data_endpoint_enabled,
     };
     let value = client.patch(&["registry"], &body)?;
     args.output
@@ -57,6 +77,23 @@ fn print_registry(server: &str, view: &RegistryView) {
         .field("Login server", server)
         .field("Admin user", view.admin_username.clone())
         .field("Anonymous pull", anonymous)
+        .field(
+            "Public network access",
+            if view.public_network_enabled {
+                "enabled"
+            } else {
+                "disabled"
+            },
+        )
+        .field("Default action", view.default_action.clone())
+        .field(
+            "Data endpoint",
+            if view.data_endpoint_enabled {
+                "enabled"
+            } else {
+                "disabled"
+            },
+        )
         .field("Version", view.version.clone())
         .print();
 }
