@@ -727,13 +727,16 @@ impl Identity {
     }
 
     /// The connection string for an instance, optionally with a new sync-token password in
-    /// `slot` (shown once). `parent_endpoint` is the root's address (or data endpoint) for a
-    /// child of the root; a nested child uses its parent instance's reported login server.
+    /// `slot` (shown once). `root_endpoint` is the root's address for a child of the root; a
+    /// nested child uses its parent instance's reported login server. `root_data_endpoint`,
+    /// the root's data endpoint when it is on, is named as `ParentDataEndpoint` for a child
+    /// of the root: its instance follows blob redirects there, and nowhere else.
     pub async fn connection_string(
         &self,
         name: &str,
         protocol: &str,
         root_endpoint: &str,
+        root_data_endpoint: Option<&str>,
         generate: Option<Slot>,
     ) -> Result<(String, Option<GeneratedPassword>)> {
         if !matches!(protocol, "http" | "https") {
@@ -774,10 +777,13 @@ impl Identity {
             || "<run get-settings with --generate-password 1 or 2 to get one>".to_owned(),
             |p| p.value.clone(),
         );
-        let text = format!(
+        let mut text = format!(
             "ConnectedRegistryName={};SyncTokenName={};SyncTokenPassword={password};ParentGatewayEndpoint={endpoint};ParentEndpointProtocol={protocol}",
             registry.name, registry.sync_token
         );
+        if let (None, Some(data)) = (&registry.parent, root_data_endpoint) {
+            text.push_str(&format!(";ParentDataEndpoint={data}"));
+        }
         Ok((text, generated))
     }
 
@@ -1114,7 +1120,13 @@ mod tests {
             .await
             .unwrap();
         let (text, password) = identity
-            .connection_string("factory", "http", "registry.example:5000", Some(Slot::One))
+            .connection_string(
+                "factory",
+                "http",
+                "registry.example:5000",
+                None,
+                Some(Slot::One),
+            )
             .await
             .unwrap();
         let password = password.unwrap();
@@ -1146,10 +1158,14 @@ mod tests {
                 .contains(&GatewayAction::ConfigRead)
         );
         let (placeholder, none) = identity
-            .connection_string("factory", "https", "r:1", None)
+            .connection_string("factory", "https", "r:1", Some("data.r:1"), None)
             .await
             .unwrap();
         assert!(none.is_none() && placeholder.contains("--generate-password"));
+        assert!(
+            placeholder.ends_with(";ParentDataEndpoint=data.r:1"),
+            "{placeholder}"
+        );
 
         assert_eq!(
             connection_state(&identity.connected_registry("factory").unwrap(), now()),

@@ -41,6 +41,7 @@ impl ParentClient {
     /// A client for the parent named in `connection`.
     pub fn new(connection: &ConnectionString) -> Self {
         let http = reqwest::Client::builder()
+            .redirect(redirect_policy(connection))
             .connect_timeout(Duration::from_secs(5))
             .timeout(LONG_POLL + Duration::from_secs(15))
             .build()
@@ -53,7 +54,38 @@ impl ParentClient {
             password: connection.password.clone(),
         }
     }
+}
 
+/// Redirects are followed only to the parent itself and to the data endpoint its connection
+/// string names (blob downloads): a sync token's answers must not lead anywhere else.
+fn redirect_policy(connection: &ConnectionString) -> reqwest::redirect::Policy {
+    let allowed: Vec<String> = std::iter::once(&connection.parent_endpoint)
+        .chain(connection.data_endpoint.as_ref())
+        .map(|endpoint| endpoint.trim_end_matches('/').to_ascii_lowercase())
+        .collect();
+    reqwest::redirect::Policy::custom(move |attempt| {
+        let url = attempt.url();
+        let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+        let with_port = url
+            .port_or_known_default()
+            .map(|port| format!("{host}:{port}"));
+        let known = allowed.iter().any(|a| {
+            *a == host && url.port().is_none() || with_port.as_deref() == Some(a.as_str())
+        });
+        if attempt.previous().len() >= 5 {
+            attempt.error("the parent redirected more than 5 times")
+        } else if known {
+            attempt.follow()
+        } else {
+            let refusal = format!(
+                "the parent redirected to {host}, which is neither the parent nor the ParentDataEndpoint of the connection string; run `berth connected-registry get-settings` on the parent again"
+            );
+            attempt.error(refusal)
+        }
+    })
+}
+
+impl ParentClient {
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, LinkError> {
         let response = request
             .basic_auth(&self.username, Some(&self.password))

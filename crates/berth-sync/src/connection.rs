@@ -1,5 +1,7 @@
 //! The connection string an instance is deployed with:
-//! `ConnectedRegistryName=<n>;SyncTokenName=<t>;SyncTokenPassword=<p>;ParentGatewayEndpoint=<host[:port]>;ParentEndpointProtocol=<http|https>`.
+//! `ConnectedRegistryName=<n>;SyncTokenName=<t>;SyncTokenPassword=<p>;ParentGatewayEndpoint=<host[:port]>;ParentEndpointProtocol=<http|https>`,
+//! and `;ParentDataEndpoint=<host[:port]>` when the parent offloads blob downloads to a
+//! dedicated data endpoint.
 
 use std::fmt;
 
@@ -16,6 +18,9 @@ pub struct ConnectionString {
     pub parent_endpoint: String,
     /// `http` or `https`.
     pub protocol: String,
+    /// The parent's data endpoint, `host[:port]`: the one other host blob downloads may be
+    /// redirected to.
+    pub data_endpoint: Option<String>,
 }
 
 impl fmt::Debug for ConnectionString {
@@ -26,6 +31,7 @@ impl fmt::Debug for ConnectionString {
             .field("password", &"<redacted>")
             .field("parent_endpoint", &self.parent_endpoint)
             .field("protocol", &self.protocol)
+            .field("data_endpoint", &self.data_endpoint)
             .finish()
     }
 }
@@ -57,6 +63,7 @@ impl ConnectionString {
     pub fn parse(text: &str) -> Result<Self, ConnectionStringError> {
         let (mut registry, mut token, mut password, mut endpoint, mut protocol) =
             (None, None, None, None, None);
+        let mut data_endpoint = None;
         for part in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
             let (key, value) = part
                 .split_once('=')
@@ -68,6 +75,7 @@ impl ConnectionString {
                 "synctokenpassword" => password = value,
                 "parentgatewayendpoint" => endpoint = value,
                 "parentendpointprotocol" => protocol = value,
+                "parentdataendpoint" => data_endpoint = value.filter(|v| !v.is_empty()),
                 _ => {}
             }
         }
@@ -88,6 +96,7 @@ impl ConnectionString {
             parent_endpoint: endpoint
                 .ok_or(ConnectionStringError::Missing("ParentGatewayEndpoint"))?,
             protocol,
+            data_endpoint,
         })
     }
 
@@ -115,6 +124,12 @@ mod tests {
         assert_eq!(c.registry, "factory");
         assert_eq!(c.password, "a=b==");
         assert_eq!(c.parent_url(), "http://10.0.0.1:5000");
+        assert_eq!(c.data_endpoint, None);
+        let with_data = ConnectionString::parse(
+            "ConnectedRegistryName=f;SyncTokenName=t;SyncTokenPassword=p;ParentGatewayEndpoint=r:1;ParentDataEndpoint=data.r:443",
+        )
+        .unwrap();
+        assert_eq!(with_data.data_endpoint.as_deref(), Some("data.r:443"));
         assert!(
             !format!("{c:?}").contains("a=b=="),
             "the password is never printed"

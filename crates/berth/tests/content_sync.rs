@@ -1145,3 +1145,65 @@ fn docker_and_podman_through_the_hierarchy() {
     );
     assert_eq!(at_root, at_line3, "the same manifest everywhere");
 }
+
+/// With the root's data endpoint on, the connection string names it and the child's blob
+/// downloads follow the root's redirects there: the layer's bytes cross the data endpoint
+/// (counted by a proxy in front of it), and arrive whole.
+#[test]
+fn blobs_sync_through_the_parents_data_endpoint() {
+    use std::sync::atomic::Ordering;
+    common::require("skopeo");
+    let data_listen = format!("127.0.0.3:{}", common::free_port());
+    let proxy = CuttingProxy::start(data_listen.parse().unwrap(), u64::MAX);
+    let root = Berth::start_with(&[
+        "--data-endpoint-listen",
+        &data_listen,
+        "--data-endpoint-url",
+        &format!("http://{}", proxy.addr),
+    ]);
+    let manage = Manage::new(&root.url);
+    expect_status(
+        &manage.call(
+            "PATCH",
+            "/berth/v1/registry",
+            Some(json!({"data_endpoint_enabled": true})),
+        ),
+        200,
+        "enable the data endpoint",
+    );
+    let cs = connected(
+        &manage,
+        json!({"name": "ship2", "repositories": ["hello-world"]}),
+    );
+    assert!(
+        cs.ends_with(&format!(";ParentDataEndpoint={}", proxy.addr)),
+        "{cs}"
+    );
+
+    let containers = Containers::new();
+    let mut layout = OciLayout::create(&containers.work("layout"));
+    let contents = incompressible(4 << 20, 0x2545_F491_4F6C_DD1D);
+    let image = layout.put_image("amd64", "data.bin", &contents, Some("v1"));
+    skopeo_push(&containers, layout.reference("v1"), &root, "hello-world:v1");
+
+    let ship = Berth::start_with(&["--connection-string", &cs]);
+    assert_eq!(
+        wait_manifest(&ship, &Cred::admin(), "hello-world", "v1", 200),
+        image.manifest
+    );
+    let resp = send(
+        &authn::client(),
+        "GET",
+        &format!("{}/v2/hello-world/blobs/{}", ship.url, image.layer_digest),
+        &Cred::admin(),
+        &[],
+        None,
+    );
+    assert_eq!(clients::sha256_digest(&resp.body), image.layer_digest);
+    let carried = proxy.returned.load(Ordering::SeqCst);
+    assert!(
+        carried >= resp.body.len() as u64,
+        "the layer came through the data endpoint: {carried} bytes carried there for a {}-byte layer",
+        resp.body.len()
+    );
+}

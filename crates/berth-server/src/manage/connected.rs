@@ -315,9 +315,15 @@ pub(crate) async fn settings(
     };
     // The root's address as clients reach it: the configured public URL, or this request's Host.
     let (_, root_endpoint) = realm_and_service(&state, &parts);
+    let data_endpoint = state
+        .network
+        .data
+        .as_ref()
+        .filter(|_| state.identity.network().settings.data_endpoint_enabled)
+        .map(|data| data.host());
     let (connection_string, password) = state
         .identity
-        .connection_string(&name, &protocol, &root_endpoint, slot)
+        .connection_string(&name, &protocol, &root_endpoint, data_endpoint, slot)
         .await?;
     let sync_token = state.identity.connected_registry(&name)?.sync_token;
     Ok(Json(SettingsView {
