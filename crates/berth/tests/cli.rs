@@ -918,8 +918,8 @@ fn anonymous_pull_is_updated_and_shown() {
     assert_eq!(get_status(&berth, manifest, None), 401);
 
     let table = cli.ok(&["update", "--anonymous-pull-enabled", "true"]);
-    assert!(table.contains("Anonymous pull:  enabled"), "{table}");
-    assert!(cli.ok(&["show"]).contains("Anonymous pull:  enabled"));
+    assert_eq!(field(&table, "Anonymous pull"), "enabled", "{table}");
+    assert_eq!(field(&cli.ok(&["show"]), "Anonymous pull"), "enabled");
     // Anyone may now try to pull: the manifest is unknown, not unauthorised.
     assert_eq!(get_status(&berth, manifest, None), 404);
 
@@ -929,4 +929,138 @@ fn anonymous_pull_is_updated_and_shown() {
 
     cli.fails(&["update", "--anonymous-pull-enabled", "maybe"], 2);
     cli.fails(&["update"], 2);
+}
+
+/// The value of `Label:` in a table of fields.
+#[track_caller]
+fn field(table: &str, label: &str) -> String {
+    table
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{label}:")))
+        .unwrap_or_else(|| panic!("no `{label}` in:\n{table}"))
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn network_settings_rules_and_private_endpoints_from_the_command_line() {
+    let private = format!("127.0.0.2:{}", common::free_port());
+    let data = format!("127.0.0.3:{}", common::free_port());
+    let berth = Berth::start_with(&[
+        "--private-endpoint",
+        &format!("lan={private}"),
+        "--data-endpoint-listen",
+        &data,
+    ]);
+    let cli = Cli::logged_in(&berth);
+    let v2_via = |addr: &str| {
+        http()
+            .get(format!("http://{addr}/v2/"))
+            .send()
+            .expect("send")
+            .status()
+            .as_u16()
+    };
+
+    // Endpoints as configured: the private one waits for approval.
+    let table = cli.ok(&["show-endpoints"]);
+    assert!(
+        table.contains(&format!("private: lan  http://{private}  Pending")),
+        "{table}"
+    );
+    assert!(
+        table.contains(&format!("data          http://{data}")),
+        "{table}"
+    );
+    assert_eq!(v2_via(&private), 403);
+
+    // Approve, with a description; then it serves (and asks for credentials).
+    let shown = cli.ok(&[
+        "private-endpoint-connection",
+        "approve",
+        "--name",
+        "lan",
+        "--description",
+        "factory LAN",
+    ]);
+    assert_eq!(field(&shown, "State"), "Approved", "{shown}");
+    assert_eq!(field(&shown, "Description"), "factory LAN");
+    assert_eq!(v2_via(&private), 401);
+    let list = cli.json(&["private-endpoint-connection", "list"]);
+    assert_eq!(list[0]["name"], "lan");
+    assert_eq!(list[0]["state"], "Approved");
+    cli.ok(&["private-endpoint-connection", "reject", "-n", "lan"]);
+    assert_eq!(v2_via(&private), 403);
+    cli.ok(&[
+        "private-endpoint-connection",
+        "delete",
+        "-n",
+        "lan",
+        "--yes",
+    ]);
+    let shown = cli.json(&["private-endpoint-connection", "show", "-n", "lan"]);
+    assert_eq!(shown["state"], "Disconnected");
+    assert_eq!(v2_via(&private), 403);
+    cli.fails(&["private-endpoint-connection", "show", "-n", "nope"], 1);
+    cli.ok(&["private-endpoint-connection", "approve", "-n", "lan"]);
+    assert_eq!(v2_via(&private), 401);
+
+    // IP rules: listed canonical; bad input refused with exit 1 and the reason.
+    cli.ok(&["network-rule", "add", "--ip-address", "10.0.0.0/8"]);
+    cli.ok(&["network-rule", "add", "--ip-address", "2001:db8::/32"]);
+    let rules = cli.ok(&["network-rule", "add", "--ip-address", "127.0.0.1"]);
+    assert!(rules.contains("127.0.0.1/32"), "{rules}");
+    let err = cli.fails(&["network-rule", "add", "--ip-address", "10.0.0.1/8"], 1);
+    assert!(err.contains("host bits"), "{err}");
+    let err = cli.fails(
+        &["network-rule", "remove", "--ip-address", "192.0.2.0/24"],
+        1,
+    );
+    assert!(err.contains("does not exist"), "{err}");
+    let json = cli.json(&["network-rule", "list"]);
+    assert_eq!(
+        json["ip_rules"],
+        serde_json::json!(["10.0.0.0/8", "2001:db8::/32", "127.0.0.1/32"])
+    );
+
+    // Deny by default: 127.0.0.1 is allowed, so this machine still reaches /v2/.
+    let table = cli.ok(&["update", "--default-action", "Deny"]);
+    assert_eq!(field(&table, "Default action"), "Deny");
+    assert_eq!(get_status(&berth, "/v2/", None), 401);
+    cli.ok(&["network-rule", "remove", "--ip-address", "127.0.0.1"]);
+    assert_eq!(get_status(&berth, "/v2/", None), 403);
+    // ... and the management API still answers the admin on this machine.
+    cli.ok(&["update", "--default-action", "Allow"]);
+    assert_eq!(get_status(&berth, "/v2/", None), 401);
+
+    // Public access off: the login server refuses, the approved private endpoint serves.
+    let table = cli.ok(&["update", "--public-network-enabled", "false"]);
+    assert_eq!(field(&table, "Public network access"), "disabled");
+    assert_eq!(get_status(&berth, "/v2/", None), 403);
+    assert_eq!(v2_via(&private), 401);
+    assert!(
+        cli.ok(&["show-endpoints"])
+            .contains("public access disabled")
+    );
+    cli.ok(&["update", "--public-network-enabled", "true"]);
+    assert_eq!(get_status(&berth, "/v2/", None), 401);
+
+    // The data endpoint switch.
+    let table = cli.ok(&["update", "--data-endpoint-enabled", "true"]);
+    assert_eq!(field(&table, "Data endpoint"), "enabled");
+    assert!(
+        cli.ok(&["show-endpoints"])
+            .contains("enabled, URLs valid 25 min")
+    );
+    cli.fails(&["update", "--default-action", "Sometimes"], 2);
+}
+
+#[test]
+fn the_data_endpoint_cannot_be_enabled_without_one() {
+    let berth = Berth::start();
+    let cli = Cli::logged_in(&berth);
+    let err = cli.fails(&["update", "--data-endpoint-enabled", "true"], 1);
+    assert!(err.contains("no data endpoint"), "{err}");
+    let table = cli.ok(&["show-endpoints"]);
+    assert!(table.contains("not configured"), "{table}");
 }
