@@ -182,8 +182,10 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
         match &via.endpoint {
             Endpoint::Public => {
                 // The owner is never locked out: the management API answers on the login
-                // server to callers on this machine (still only to the admin).
-                let local_management = peer.ip().to_canonical().is_loopback()
+                // server to callers on this machine (still only to the admin). The client
+                // address, not the peer: a proxy on this machine does not make its clients
+                // local.
+                let local_management = client.to_canonical().is_loopback()
                     && request.uri().path().starts_with("/berth/v1/");
                 if !local_management
                     && let Err(refusal) = state.identity.network().admit_public(client)

@@ -551,4 +551,80 @@ mod tests {
         .to_string();
         assert!(err.contains("upload_max_age"), "{err}");
     }
+
+    #[test]
+    fn network_listeners_from_file_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(
+            &path,
+            r#"
+tls_cert = "/etc/berth/r.crt"
+tls_key = "/etc/berth/r.key"
+trusted_proxies = ["10.0.0.1", "10.1.0.0/16"]
+
+[[private_endpoints]]
+name = "factory-lan"
+listen = "10.20.0.5:443"
+approved = true
+description = "line 3"
+
+[data_endpoint]
+listen = "0.0.0.0:8443"
+tls_cert = "/etc/berth/d.crt"
+tls_key = "/etc/berth/d.key"
+url_ttl = "20m"
+"#,
+        )
+        .unwrap();
+        let c = Config::load(ServeArgs {
+            config: Some(path.clone()),
+            private_endpoints: vec!["vpn=127.0.0.2:5000".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.tls.unwrap().cert, PathBuf::from("/etc/berth/r.crt"));
+        assert_eq!(c.trusted_proxies, ["10.0.0.1/32", "10.1.0.0/16"]);
+        let names: Vec<_> = c
+            .private_endpoints
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        assert_eq!(names, ["vpn", "factory-lan"]);
+        assert!(c.private_endpoints[1].approved && !c.private_endpoints[0].approved);
+        let data = c.data_endpoint.unwrap();
+        assert_eq!(data.url, "https://0.0.0.0:8443");
+        assert_eq!(data.url_ttl, Duration::from_secs(20 * 60));
+
+        let invalid = |args: ServeArgs| Config::load(args).unwrap_err().to_string();
+        let err = invalid(ServeArgs {
+            tls_cert: Some("/a.crt".into()),
+            ..Default::default()
+        });
+        assert!(
+            err.contains("tls_cert") && err.contains("set both"),
+            "{err}"
+        );
+        let err = invalid(ServeArgs {
+            data_endpoint_listen: Some("127.0.0.3:5000".parse().unwrap()),
+            data_url_ttl: Some("1h".into()),
+            ..Default::default()
+        });
+        assert!(err.contains("between 20m and 30m"), "{err}");
+        let err = invalid(ServeArgs {
+            private_endpoints: vec!["a=127.0.0.2:1".into(), "a=127.0.0.2:2".into()],
+            ..Default::default()
+        });
+        assert!(err.contains("used twice"), "{err}");
+        let err = invalid(ServeArgs {
+            private_endpoints: vec!["bad name=127.0.0.2:1".into()],
+            ..Default::default()
+        });
+        assert!(err.contains("invalid"), "{err}");
+        let err = invalid(ServeArgs {
+            trusted_proxies: vec!["proxy.local".into()],
+            ..Default::default()
+        });
+        assert!(err.contains("trusted_proxies"), "{err}");
+    }
 }

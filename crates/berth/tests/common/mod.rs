@@ -7,7 +7,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,6 +17,8 @@ pub const ADMIN_PASSWORD: &str = "test-admin-password";
 
 /// A running `berth serve` process.
 pub struct Berth {
+    /// Address the login server is bound to (the same as `addr` unless it is unspecified).
+    pub listen: SocketAddr,
     /// Address the registry listens on, e.g. `127.0.0.1:41234`.
     pub addr: SocketAddr,
     /// Base URL, e.g. `http://127.0.0.1:41234`.
@@ -42,6 +44,15 @@ pub fn free_port() -> u16 {
         .expect("bind an ephemeral port")
 }
 
+/// Returns a port that was free on `ip` a moment ago (`127.0.0.2`, `::1`, …: every address
+/// of 127.0.0.0/8 reaches this machine).
+pub fn free_port_on(ip: IpAddr) -> u16 {
+    TcpListener::bind(SocketAddr::new(ip, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("bind an ephemeral port on {ip}: {e}"))
+}
+
 impl Berth {
     /// Starts a registry on embedded defaults in a fresh temporary data directory.
     pub fn start() -> Self {
@@ -57,11 +68,39 @@ impl Berth {
         berth
     }
 
+    /// Starts a registry whose login server listens on a free port of `ip` (`::1` for
+    /// IPv6, `127.0.0.5`, or `::` for a dual-stack listener), in a fresh temporary data
+    /// directory, with extra `berth serve` arguments. For the unspecified addresses, `addr`,
+    /// `url` and `host` name the loopback address of the same family, which clients connect to.
+    pub fn start_on(ip: IpAddr, extra_args: &[&str]) -> Self {
+        let temp = tempfile::tempdir().expect("create a temporary data directory");
+        let data_dir = temp.path().join("data");
+        let port = free_port_on(ip);
+        let mut berth = Self::at(SocketAddr::new(ip, port), &data_dir, extra_args);
+        berth._temp = Some(temp);
+        berth
+    }
+
     /// Starts a registry on an existing (or new) data directory that outlives the process.
     pub fn with_data_dir(data_dir: &Path, extra_args: &[&str]) -> Self {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        Self::at(addr, data_dir, extra_args)
+    }
+
+    /// Starts a registry whose login server listens on `listen`.
+    fn at(listen: SocketAddr, data_dir: &Path, extra_args: &[&str]) -> Self {
+        let addr = match listen.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => {
+                SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), listen.port())
+            }
+            IpAddr::V6(ip) if ip.is_unspecified() => {
+                SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), listen.port())
+            }
+            _ => listen,
+        };
         let mut berth = Berth {
+            listen,
             addr,
             url: format!("http://{addr}"),
             host: addr.to_string(),
@@ -88,7 +127,7 @@ impl Berth {
         let mut child = Command::new(berth_bin())
             .arg("serve")
             .arg("--listen")
-            .arg(self.addr.to_string())
+            .arg(self.listen.to_string())
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(&self.extra_args)
