@@ -110,8 +110,7 @@ impl App {
         router: &Router,
         method: &str,
         uri: &str,
-        peer: &str,
-        via: Via,
+        (peer, via): (&str, Via),
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> Reply {
@@ -138,8 +137,7 @@ impl App {
             &self.router,
             "GET",
             uri,
-            peer,
-            via(endpoint),
+            (peer, via(endpoint)),
             &headers,
             vec![],
         )
@@ -212,8 +210,7 @@ async fn public_access_off_refuses_everything_on_the_login_server_but_local_mana
             &app.router,
             "GET",
             "/berth/v1/registry",
-            "127.0.0.1:4000",
-            via(Endpoint::Public),
+            ("127.0.0.1:4000", via(Endpoint::Public)),
             &[("authorization", &admin), ("x-forwarded-for", "192.0.2.9")],
             vec![],
         )
@@ -294,8 +291,7 @@ async fn ip_rules_refuse_before_credentials_and_honour_trusted_proxies() {
                 &app.router,
                 "GET",
                 "/v2/",
-                "127.0.0.1:4000",
-                via(Endpoint::Public),
+                ("127.0.0.1:4000", via(Endpoint::Public)),
                 &[("x-forwarded-for", forwarded)],
                 vec![],
             )
@@ -316,8 +312,7 @@ async fn ip_rules_refuse_before_credentials_and_honour_trusted_proxies() {
             &app.router,
             "GET",
             "/v2/",
-            "192.0.2.1:4000",
-            via(Endpoint::Public),
+            ("192.0.2.1:4000", via(Endpoint::Public)),
             &[("x-forwarded-for", "10.0.0.1")],
             vec![],
         )
@@ -409,8 +404,7 @@ async fn blob_gets_redirect_to_signed_urls_that_only_the_data_endpoint_serves() 
             &app.router,
             "POST",
             &format!("/v2/app/blobs/uploads/?digest={digest}"),
-            "127.0.0.1:4000",
-            via(Endpoint::Public),
+            ("127.0.0.1:4000", via(Endpoint::Public)),
             &[
                 ("authorization", &admin),
                 ("content-type", "application/octet-stream"),
@@ -461,8 +455,7 @@ async fn blob_gets_redirect_to_signed_urls_that_only_the_data_endpoint_serves() 
             &app.router,
             "HEAD",
             &blob,
-            "127.0.0.1:4000",
-            via(Endpoint::Public),
+            ("127.0.0.1:4000", via(Endpoint::Public)),
             &[("authorization", &admin)],
             vec![],
         )
@@ -478,8 +471,7 @@ async fn blob_gets_redirect_to_signed_urls_that_only_the_data_endpoint_serves() 
                 &app.data,
                 "GET",
                 &uri,
-                "198.51.100.7:4000",
-                via(Endpoint::Data),
+                ("198.51.100.7:4000", via(Endpoint::Data)),
                 &headers,
                 vec![],
             )
