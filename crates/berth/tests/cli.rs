@@ -219,7 +219,7 @@ fn login_checks_the_password_and_saves_credentials_privately() {
     // Later commands use the saved login.
     let table = cli.ok(&["show"]);
     assert!(table.contains(&berth.host), "{table}");
-    assert!(table.contains("Anonymous pull:  disabled"), "{table}");
+    assert_eq!(field(&table, "Anonymous pull"), "disabled", "{table}");
 
     // Logging in again with -p replaces the login; logout forgets it.
     cli.ok(&["login", &berth.host, "-u", "admin", "-p", ADMIN_PASSWORD]);
