@@ -155,6 +155,33 @@ impl NetworkSettings {
         Ok(true)
     }
 
+    /// Records a private endpoint connection's state at `now`, keeping its description
+    /// unless a new one is given.
+    pub fn set_connection(
+        &mut self,
+        name: &str,
+        state: ConnectionState,
+        description: Option<String>,
+        now: i64,
+    ) {
+        let description = description
+            .or_else(|| {
+                self.private_endpoints
+                    .get(name)
+                    .map(|c| c.description.clone())
+            })
+            .unwrap_or_default();
+        self.private_endpoints.insert(
+            name.to_owned(),
+            PrivateEndpointConnection {
+                name: name.to_owned(),
+                state,
+                description,
+                updated_at: now,
+            },
+        );
+    }
+
     /// Removes an address or range; an error when there is no such rule.
     pub fn remove_rule(&mut self, rule: &str) -> Result<(), IdentityError> {
         let canonical = parse_ip_rule(rule)?.to_string();

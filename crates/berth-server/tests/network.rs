@@ -218,15 +218,7 @@ async fn public_access_off_refuses_everything_on_the_login_server_but_local_mana
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
     // The approved private endpoint serves meanwhile.
     app.set(|s| {
-        s.private_endpoints.insert(
-            "lan".into(),
-            berth_auth::network::PrivateEndpointConnection {
-                name: "lan".into(),
-                state: ConnectionState::Approved,
-                description: String::new(),
-                updated_at: 0,
-            },
-        );
+        s.set_connection("lan", ConnectionState::Approved, None, 0);
     })
     .await;
     let reply = app
@@ -320,15 +312,7 @@ async fn ip_rules_refuse_before_credentials_and_honour_trusted_proxies() {
     assert_eq!(spoofed.status, StatusCode::FORBIDDEN);
     // IP rules do not apply to private endpoints.
     app.set(|s| {
-        s.private_endpoints.insert(
-            "lan".into(),
-            berth_auth::network::PrivateEndpointConnection {
-                name: "lan".into(),
-                state: ConnectionState::Approved,
-                description: String::new(),
-                updated_at: 0,
-            },
-        );
+        s.set_connection("lan", ConnectionState::Approved, None, 0);
     })
     .await;
     let private = app
@@ -359,15 +343,7 @@ async fn private_endpoints_serve_only_when_approved() {
         (ConnectionState::Disconnected, StatusCode::FORBIDDEN),
     ] {
         app.set(|s| {
-            s.private_endpoints.insert(
-                "lan".into(),
-                berth_auth::network::PrivateEndpointConnection {
-                    name: "lan".into(),
-                    state,
-                    description: String::new(),
-                    updated_at: 0,
-                },
-            );
+            s.set_connection("lan", state, None, 0);
         })
         .await;
         let reply = app.get("/v2/", "10.0.0.1:4000", lan(), None).await;

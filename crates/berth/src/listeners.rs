@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_auth::network::{ConnectionState, IpRules, PrivateEndpointConnection};
+use berth_auth::network::{ConnectionState, IpRules};
 use berth_auth::{Identity, SigningKey};
 use berth_server::data::DataEndpoint;
 use berth_server::network::{Endpoint, ListenerInfo, NetworkConfig};
@@ -219,19 +219,13 @@ pub async fn seed_private_endpoints(identity: &Identity, config: &Config) -> Res
     identity
         .update_network(|settings| {
             for endpoint in new {
-                settings.private_endpoints.insert(
-                    endpoint.name.clone(),
-                    PrivateEndpointConnection {
-                        name: endpoint.name.clone(),
-                        state: if endpoint.approved {
-                            ConnectionState::Approved
-                        } else {
-                            ConnectionState::Pending
-                        },
-                        description: endpoint.description.clone(),
-                        updated_at: now,
-                    },
-                );
+                let state = if endpoint.approved {
+                    ConnectionState::Approved
+                } else {
+                    ConnectionState::Pending
+                };
+                let description = Some(endpoint.description.clone());
+                settings.set_connection(&endpoint.name, state, description, now);
             }
             Ok(())
         })

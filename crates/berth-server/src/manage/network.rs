@@ -184,18 +184,7 @@ async fn decide(
     state
         .identity
         .update_network(|s| {
-            let description = description
-                .or_else(|| s.private_endpoints.get(name).map(|r| r.description.clone()))
-                .unwrap_or_default();
-            s.private_endpoints.insert(
-                name.to_owned(),
-                PrivateEndpointConnection {
-                    name: name.to_owned(),
-                    state: to,
-                    description,
-                    updated_at: now(),
-                },
-            );
+            s.set_connection(name, to, description, now());
             Ok(())
         })
         .await?;
@@ -233,20 +222,7 @@ pub(crate) async fn delete_connection(
         .identity
         .update_network(|s| {
             if current.configured {
-                let description = s
-                    .private_endpoints
-                    .get(&name)
-                    .map(|r| r.description.clone())
-                    .unwrap_or_default();
-                s.private_endpoints.insert(
-                    name.clone(),
-                    PrivateEndpointConnection {
-                        name: name.clone(),
-                        state: ConnectionState::Disconnected,
-                        description,
-                        updated_at: now(),
-                    },
-                );
+                s.set_connection(&name, ConnectionState::Disconnected, None, now());
             } else {
                 s.private_endpoints.remove(&name);
             }
