@@ -553,6 +553,38 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, count: Option<Arc<AtomicU64>>) {
 // The data endpoint
 // ---------------------------------------------------------------------------------------
 
+/// `url` re-signed for `expires` with the key in the registry's data directory, computing
+/// HMAC-SHA256 here from its definition, independently of Berth's code.
+fn sign_data_url(
+    berth: &common::Berth,
+    url: &str,
+    repository: &str,
+    digest: &str,
+    expires: i64,
+) -> String {
+    use base64::Engine as _;
+    use sha2::{Digest as _, Sha256};
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let text = fs::read_to_string(berth.data_dir().join("data-url.key")).expect("the URL key");
+    let key = b64.decode(text.trim()).expect("a base64 key");
+    let message = format!("berth-data-v1\n{repository}\n{digest}\n{expires}");
+    let pad = |byte: u8| -> Vec<u8> {
+        let mut block = [0u8; 64];
+        block[..key.len()].copy_from_slice(&key);
+        block.iter().map(|b| b ^ byte).collect()
+    };
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message.as_bytes())
+        .finalize();
+    let tag = Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize();
+    let url = with_param(url, "expires", &expires.to_string());
+    with_param(&url, "signature", &b64.encode(tag))
+}
+
 /// `url` with the value of query parameter `key` replaced by `value`.
 fn with_param(url: &str, key: &str, value: &str) -> String {
     let (path, query) = url.split_once('?').expect("a signed URL has a query");
@@ -777,6 +809,17 @@ fn docker_podman_skopeo_pull_through_the_data_endpoint() {
             "malformed signature",
             with_param(&location, "signature", "%21%21"),
             "malformed",
+        ),
+        (
+            "expired, though signed with the registry's own key",
+            sign_data_url(
+                &berth,
+                &location,
+                "e2e/data",
+                &image.layer_digest,
+                unix_now() - 1,
+            ),
+            "expired",
         ),
     ];
     for (what, url, why) in &tampered {
