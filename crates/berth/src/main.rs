@@ -192,6 +192,7 @@ async fn serve(config: Config, log_control: LogControl) -> Result<(), Box<dyn st
         ..ListenerConfig::default()
     };
     let server = listeners.serve(state, listener_config, stopping);
+    spawn_hangup_logger();
     tokio::spawn(async move {
         shutdown_signal().await;
         // Long polls of connected registries answer now, so in-flight requests finish soon.
@@ -280,6 +281,18 @@ fn spawn_upload_sweeper(registry: Arc<Registry>) {
                 Ok(n) => tracing::info!(removed = n, "removed abandoned upload sessions"),
                 Err(e) => tracing::warn!(error = %e, "could not sweep upload sessions"),
             }
+        }
+    });
+}
+
+/// SIGHUP reloads certificates (each listener's reloader listens for it); it must never end
+/// the process, as its default action would, even on a registry without TLS.
+fn spawn_hangup_logger() {
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .expect("install a SIGHUP handler");
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP: certificates are re-read; nothing else is reloaded");
         }
     });
 }
