@@ -146,15 +146,8 @@ async fn dispatch(state: &AppState, request: Request) -> Result<Response, ApiErr
                 blobs::delete(state, &n, &digest).await
             } else {
                 need(&n, A::ContentRead)?;
-                if !head {
-                    // With the data endpoint on, the bytes come from there; the blob must
-                    // still be here, so a missing one is a 404 now, not after the redirect.
-                    if state.network.data.is_some() {
-                        state.registry.blob(&n, &digest).await?;
-                    }
-                    if let Some(redirect) = crate::data::redirect(state, &n, &digest) {
-                        return Ok(redirect);
-                    }
+                if !head && let Some(redirect) = crate::data::redirect(state, &n, &digest).await? {
+                    return Ok(redirect);
                 }
                 blobs::get(state, &n, &digest, headers, head).await
             }

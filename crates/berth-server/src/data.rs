@@ -10,7 +10,9 @@
 //!
 //! The tag is HMAC-SHA256 over the purpose, repository, digest and expiry, so a URL cannot be
 //! reused for another blob, another repository or a later time. The data endpoint serves
-//! only such URLs (`GET` and `HEAD`, with `Range`), without credentials.
+//! only such URLs (`GET` and `HEAD`, with `Range`), without credentials. A URL handed out
+//! stays good until it expires, even if the data endpoint is switched off meanwhile: a
+//! client may be part way through a download.
 
 use std::time::Duration;
 
@@ -190,13 +192,21 @@ async fn serve(state: &AppState, request: Request) -> Result<Response, ApiError>
 }
 
 /// `307` to the data endpoint for a blob the caller may read, when the data endpoint is on.
-pub fn redirect(state: &AppState, name: &RepositoryName, digest: &Digest) -> Option<Response> {
-    let data = state.network.data.as_ref()?;
+/// The blob must be in the repository: a missing one is a 404 here, not after the redirect.
+pub async fn redirect(
+    state: &AppState,
+    name: &RepositoryName,
+    digest: &Digest,
+) -> Result<Option<Response>, ApiError> {
+    let Some(data) = state.network.data.as_ref() else {
+        return Ok(None);
+    };
     if !state.identity.network().settings.data_endpoint_enabled {
-        return None;
+        return Ok(None);
     }
+    state.registry.blob(name, digest).await?;
     let location = data.sign(name, digest, now());
-    Some(
+    Ok(Some(
         Response::builder()
             .status(StatusCode::TEMPORARY_REDIRECT)
             .header(header::LOCATION, location)
@@ -204,7 +214,7 @@ pub fn redirect(state: &AppState, name: &RepositoryName, digest: &Digest) -> Opt
             .header(header::CONTENT_LENGTH, 0)
             .body(axum::body::Body::empty())
             .expect("valid response parts"),
-    )
+    ))
 }
 
 #[cfg(test)]
