@@ -12,12 +12,14 @@
 mod authn;
 mod clients;
 mod common;
+mod proxy;
 
 use std::time::Duration;
 
 use authn::{Cred, Manage, expect_status, poll_until, send};
 use clients::{Containers, OciLayout, run};
 use common::Berth;
+use proxy::{Proxy, incompressible};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -39,20 +41,6 @@ fn connected(manage: &Manage, body: Value) -> String {
         .as_str()
         .unwrap()
         .to_owned()
-}
-
-/// `len` pseudo-random bytes from `seed` (xorshift), so a layer is about as big compressed.
-fn incompressible(len: usize, seed: u64) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(len + 8);
-    let mut x = seed;
-    while bytes.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        bytes.extend_from_slice(&x.to_le_bytes());
-    }
-    bytes.truncate(len);
-    bytes
 }
 
 /// `skopeo copy` of `source` (an `oci:` reference) to `target` (`repository:tag`) on `to`,
@@ -451,73 +439,10 @@ fn a_cron_schedule_keeps_content_until_its_window() {
     );
 }
 
-/// A TCP proxy on loopback that forwards to `upstream`, counts the bytes it sends back, and
-/// cuts the first connection that has carried more than `cut_after` bytes back.
-struct CuttingProxy {
-    addr: std::net::SocketAddr,
-    returned: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    cuts: std::sync::Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl CuttingProxy {
-    fn start(upstream: std::net::SocketAddr, cut_after: u64) -> Self {
-        use std::io::{Read, Write};
-        use std::sync::atomic::Ordering;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let returned = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let cuts = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let (returned2, cuts2) = (returned.clone(), cuts.clone());
-        std::thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                let Ok(server) = std::net::TcpStream::connect(upstream) else {
-                    continue;
-                };
-                let (mut c_read, mut s_write) =
-                    (client.try_clone().unwrap(), server.try_clone().unwrap());
-                std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut c_read, &mut s_write);
-                    let _ = s_write.shutdown(std::net::Shutdown::Write);
-                });
-                let (returned, cuts) = (returned2.clone(), cuts2.clone());
-                let (mut s_read, mut c_write) = (server, client);
-                std::thread::spawn(move || {
-                    let mut buf = vec![0u8; 64 * 1024];
-                    let mut carried = 0u64;
-                    loop {
-                        let n = match s_read.read(&mut buf) {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => n,
-                        };
-                        carried += n as u64;
-                        if carried > cut_after && cuts.load(Ordering::SeqCst) == 0 {
-                            cuts.fetch_add(1, Ordering::SeqCst);
-                            let _ = c_write.shutdown(std::net::Shutdown::Both);
-                            let _ = s_read.shutdown(std::net::Shutdown::Both);
-                            break;
-                        }
-                        returned.fetch_add(n as u64, Ordering::SeqCst);
-                        if c_write.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                    let _ = c_write.shutdown(std::net::Shutdown::Write);
-                });
-            }
-        });
-        CuttingProxy {
-            addr,
-            returned,
-            cuts,
-        }
-    }
-}
-
 /// A blob transfer cut mid-way resumes from the bytes already received, and the result is
 /// still checked by digest: the bytes carried stay close to one copy of the layer.
 #[test]
 fn a_cut_blob_transfer_resumes_where_it_stopped() {
-    use std::sync::atomic::Ordering;
     common::require("skopeo");
     let root = Berth::start();
     let manage = Manage::new(&root.url);
@@ -525,7 +450,7 @@ fn a_cut_blob_transfer_resumes_where_it_stopped() {
         &manage,
         json!({"name": "ship1", "repositories": ["hello-world"]}),
     );
-    let proxy = CuttingProxy::start(root.addr, 3 << 20);
+    let proxy = Proxy::cutting(root.addr.ip(), root.addr, 3 << 20);
     let ship = Berth::start_with(&[
         "--connection-string",
         &cs,
@@ -549,11 +474,7 @@ fn a_cut_blob_transfer_resumes_where_it_stopped() {
         wait_manifest(&ship, &Cred::admin(), "hello-world", "big", 200),
         image.manifest
     );
-    assert_eq!(
-        proxy.cuts.load(Ordering::SeqCst),
-        1,
-        "the link was cut once, mid-blob"
-    );
+    assert_eq!(proxy.cuts(), 1, "the link was cut once, mid-blob");
     let resp = send(
         &authn::client(),
         "GET",
@@ -567,7 +488,7 @@ fn a_cut_blob_transfer_resumes_where_it_stopped() {
         image.layer_digest,
         "the resumed layer is whole"
     );
-    let carried = proxy.returned.load(Ordering::SeqCst);
+    let carried = proxy.returned();
     let layer_size = resp.body.len() as u64;
     assert!(
         carried < layer_size + (1 << 20),
@@ -1151,10 +1072,9 @@ fn docker_and_podman_through_the_hierarchy() {
 /// (counted by a proxy in front of it), and arrive whole.
 #[test]
 fn blobs_sync_through_the_parents_data_endpoint() {
-    use std::sync::atomic::Ordering;
     common::require("skopeo");
     let data_listen = format!("127.0.0.3:{}", common::free_port());
-    let proxy = CuttingProxy::start(data_listen.parse().unwrap(), u64::MAX);
+    let proxy = Proxy::start("127.0.0.1".parse().unwrap(), data_listen.parse().unwrap());
     let root = Berth::start_with(&[
         "--data-endpoint-listen",
         &data_listen,
@@ -1200,7 +1120,7 @@ fn blobs_sync_through_the_parents_data_endpoint() {
         None,
     );
     assert_eq!(clients::sha256_digest(&resp.body), image.layer_digest);
-    let carried = proxy.returned.load(Ordering::SeqCst);
+    let carried = proxy.returned();
     assert!(
         carried >= resp.body.len() as u64,
         "the layer came through the data endpoint: {carried} bytes carried there for a {}-byte layer",

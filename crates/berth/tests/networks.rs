@@ -29,20 +29,19 @@
 
 mod clients;
 mod common;
+mod proxy;
 
 use std::fs;
-use std::io::{Read as _, Write as _};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clients::{
     Containers, Dockerd, Image, OciLayout, Output, host_arch, layout_descriptor, parse_json,
     read_layout_blob, run, run_unchecked, sha256_digest,
 };
+use proxy::{Proxy, incompressible};
 use reqwest::Method;
 use reqwest::blocking::Client;
 use reqwest::header::HeaderMap;
@@ -459,96 +458,6 @@ fn podman_pull(c: &Containers, tls: Tls, store: &str, reference: &str, image: &I
     );
 }
 
-/// Deterministic bytes that do not compress, `len` of them.
-fn noise(len: usize, mut seed: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        out.extend_from_slice(&seed.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-// ---------------------------------------------------------------------------------------
-// A counting TCP forwarder
-// ---------------------------------------------------------------------------------------
-
-/// A TCP forwarder in front of the data endpoint that counts the bytes it carries back to
-/// clients, so a test can tell how much a client downloaded through the data endpoint.
-struct CountingProxy {
-    addr: SocketAddr,
-    to_clients: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-}
-
-impl CountingProxy {
-    /// Listens on a free port of `ip` and forwards every connection to `upstream`.
-    fn start(ip: IpAddr, upstream: SocketAddr) -> Self {
-        let listener = TcpListener::bind(SocketAddr::new(ip, 0)).expect("bind the forwarder");
-        let addr = listener.local_addr().unwrap();
-        let to_clients = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (counter, stopping) = (Arc::clone(&to_clients), Arc::clone(&stop));
-        std::thread::spawn(move || {
-            for client in listener.incoming() {
-                if stopping.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(client) = client else { continue };
-                // Refused upstream: dropping the client's connection tells it so.
-                let Ok(server) = TcpStream::connect(upstream) else {
-                    continue;
-                };
-                let (client_in, server_out) =
-                    (client.try_clone().unwrap(), server.try_clone().unwrap());
-                std::thread::spawn(move || pipe(client_in, server_out, None));
-                let counter = Arc::clone(&counter);
-                std::thread::spawn(move || pipe(server, client, Some(counter)));
-            }
-        });
-        CountingProxy {
-            addr,
-            to_clients,
-            stop,
-        }
-    }
-
-    /// Bytes carried from the data endpoint to clients so far.
-    fn served(&self) -> u64 {
-        self.to_clients.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for CountingProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wakes the accept loop so it sees the flag.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-    }
-}
-
-/// Copies `from` to `to` until either side ends, counting the bytes in `count`.
-fn pipe(mut from: TcpStream, mut to: TcpStream, count: Option<Arc<AtomicU64>>) {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match from.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if to.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-                if let Some(count) = &count {
-                    count.fetch_add(n as u64, Ordering::SeqCst);
-                }
-            }
-        }
-    }
-    let _ = to.shutdown(Shutdown::Write);
-}
-
 // ---------------------------------------------------------------------------------------
 // The data endpoint
 // ---------------------------------------------------------------------------------------
@@ -618,7 +527,7 @@ fn docker_podman_skopeo_pull_through_the_data_endpoint() {
     // The data endpoint listens on 127.0.0.3; clients reach it through a forwarder on
     // another port of 127.0.0.3 (its configured URL), which counts what it serves.
     let data_listen = free_addr("127.0.0.3");
-    let proxy = CountingProxy::start(v4("127.0.0.3"), data_listen);
+    let proxy = Proxy::start(v4("127.0.0.3"), data_listen);
     let data_url = format!("http://{}", proxy.addr);
     let berth = common::Berth::start_with(&[
         "--data-endpoint-listen",
@@ -635,7 +544,7 @@ fn docker_podman_skopeo_pull_through_the_data_endpoint() {
     let image = layout.put_image(
         host_arch(),
         "data.bin",
-        &noise(1536 * 1024, 0x9e37_79b9_7f4a_7c15),
+        &incompressible(1536 * 1024, 0x9e37_79b9_7f4a_7c15),
         Some("v1"),
     );
     let layer = read_layout_blob(&layout.dir, &image.layer_digest);
@@ -666,7 +575,7 @@ fn docker_podman_skopeo_pull_through_the_data_endpoint() {
     let direct = get(&blob_url, Auth::Admin, &[]).expect(200);
     assert_eq!(direct.body, layer, "blob served by the login server");
     assert_eq!(
-        proxy.served(),
+        proxy.returned(),
         0,
         "nothing went through the data endpoint yet"
     );
@@ -728,7 +637,7 @@ fn docker_podman_skopeo_pull_through_the_data_endpoint() {
     .expect(200);
     assert_eq!(manifest.body, image.manifest);
     assert_eq!(
-        proxy.served(),
+        proxy.returned(),
         0,
         "HEAD and manifests never touch the data endpoint"
     );
@@ -743,9 +652,9 @@ fn docker_podman_skopeo_pull_through_the_data_endpoint() {
         fetched.report()
     );
     assert!(
-        proxy.served() >= layer.len() as u64,
+        proxy.returned() >= layer.len() as u64,
         "the layer came through the data endpoint's URL ({} bytes)",
-        proxy.served()
+        proxy.returned()
     );
     // Also straight at the listener: the signature does not cover the host.
     let at_listener = location.replace(&data_url, &format!("http://{data_listen}"));
@@ -849,7 +758,7 @@ fn docker_podman_skopeo_pull_through_the_data_endpoint() {
 
     // skopeo, podman and docker follow the redirect; each download goes through the data
     // endpoint (the login server only answers 307 to blob GETs now).
-    let served = proxy.served();
+    let served = proxy.returned();
     skopeo_pull(
         &c,
         Tls::Plain,
@@ -858,13 +767,13 @@ fn docker_podman_skopeo_pull_through_the_data_endpoint() {
         &image,
         &layout.dir,
     );
-    let by_skopeo = proxy.served() - served;
+    let by_skopeo = proxy.returned() - served;
     assert!(
         by_skopeo >= layer.len() as u64,
         "skopeo should have downloaded the layer from the data endpoint ({by_skopeo} bytes)"
     );
 
-    let served = proxy.served();
+    let served = proxy.returned();
     podman_pull(
         &c,
         Tls::Plain,
@@ -872,7 +781,7 @@ fn docker_podman_skopeo_pull_through_the_data_endpoint() {
         &format!("{repository}:v1"),
         &image,
     );
-    let by_podman = proxy.served() - served;
+    let by_podman = proxy.returned() - served;
     assert!(
         by_podman >= layer.len() as u64,
         "podman should have downloaded the layer from the data endpoint ({by_podman} bytes)"
@@ -880,9 +789,9 @@ fn docker_podman_skopeo_pull_through_the_data_endpoint() {
 
     let dockerd = Dockerd::start();
     dockerd.login(&berth.host, "admin", common::ADMIN_PASSWORD);
-    let served = proxy.served();
+    let served = proxy.returned();
     run(dockerd.docker().arg("pull").arg(format!("{repository}:v1")));
-    let by_docker = proxy.served() - served;
+    let by_docker = proxy.returned() - served;
     assert!(
         by_docker >= layer.len() as u64,
         "docker should have downloaded the layer from the data endpoint ({by_docker} bytes)"
