@@ -31,10 +31,6 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::manage::router())
         .merge(crate::gateway::router())
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::network::guard,
-        ))
         .with_state(state)
 }
 

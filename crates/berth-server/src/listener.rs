@@ -2,13 +2,15 @@
 //! graceful shutdown.
 //!
 //! Berth runs its own loop rather than `axum::serve` so that each listener can tag its
-//! requests with where they came from ([`Via`], which the network guard reads), terminate
+//! requests with where they came from ([`Via`]), pass them through its [`Gate`], terminate
 //! TLS with a certificate that can change while running, and let in-flight requests finish
 //! within a grace period at shutdown.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -21,7 +23,9 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use crate::network::{Endpoint, Via};
+use futures_util::future::Either;
+
+use crate::network::{Endpoint, Gate, Via};
 
 /// How a listener behaves.
 #[derive(Clone)]
@@ -30,6 +34,8 @@ pub struct ListenerConfig {
     pub endpoint: Endpoint,
     /// TLS, when the listener has a certificate.
     pub tls: Option<TlsAcceptor>,
+    /// Decides on every request before the router sees it.
+    pub gate: Option<Arc<dyn Gate>>,
     /// How long in-flight requests may run after shutdown is asked for.
     pub shutdown_grace: Duration,
     /// How long a client may take to send a request's headers.
@@ -41,6 +47,7 @@ impl Default for ListenerConfig {
         ListenerConfig {
             endpoint: Endpoint::Public,
             tls: None,
+            gate: None,
             shutdown_grace: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(30),
         }
@@ -81,11 +88,21 @@ pub async fn serve(
             endpoint: config.endpoint.clone(),
             tls: config.tls.is_some(),
         };
+        let gate = config.gate.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            let client = match &gate {
+                None => peer,
+                Some(gate) => match gate.admit(&via, peer, request.uri(), request.headers()) {
+                    Ok(client) => client,
+                    Err(refusal) => {
+                        return Either::Left(std::future::ready(Ok::<_, Infallible>(*refusal)));
+                    }
+                },
+            };
             let extensions = request.extensions_mut();
-            extensions.insert(ConnectInfo::<SocketAddr>(peer));
+            extensions.insert(ConnectInfo::<SocketAddr>(client));
             extensions.insert(via.clone());
-            app.clone().oneshot(request)
+            Either::Right(app.clone().oneshot(request))
         });
         match &config.tls {
             None => {

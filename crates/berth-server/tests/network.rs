@@ -1,5 +1,6 @@
-//! In-process tests of what each listener serves: the router is called with `oneshot`, each
-//! request carrying the peer address and the `Via` a listener would give it.
+//! In-process tests of what each listener serves: each request goes through the network
+//! gate and then the router (`oneshot`), with the peer address and the `Via` a listener
+//! would give it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use berth_auth::{Identity, IdentityConfig, SigningKey, SqliteIdentityStore};
 use berth_registry::{Registry, RegistryConfig};
 use berth_server::AppState;
 use berth_server::data::DataEndpoint;
-use berth_server::network::{Endpoint, ListenerInfo, NetworkConfig, Via};
+use berth_server::network::{Endpoint, Gate, ListenerInfo, NetworkConfig, NetworkGate, Via};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::Value;
@@ -23,6 +24,7 @@ const ADMIN_PASSWORD: &str = "in-process-admin";
 
 struct App {
     router: Router,
+    gate: NetworkGate,
     data: Router,
     identity: Arc<Identity>,
     _dir: tempfile::TempDir,
@@ -91,6 +93,7 @@ async fn app() -> App {
     });
     App {
         router: berth_server::router(state.clone()),
+        gate: NetworkGate::new(&state),
         data: berth_server::data::router(state),
         identity,
         _dir: dir,
@@ -120,9 +123,21 @@ impl App {
         }
         let mut request = request.body(Body::from(body)).unwrap();
         let peer: SocketAddr = peer.parse().unwrap();
-        request.extensions_mut().insert(ConnectInfo(peer));
-        request.extensions_mut().insert(via);
-        let response = router.clone().oneshot(request).await.unwrap();
+        // As the listener does: the gate first (not on the data endpoint), then the router.
+        let admitted = match via.endpoint {
+            Endpoint::Data => Ok(peer),
+            _ => self
+                .gate
+                .admit(&via, peer, request.uri(), request.headers()),
+        };
+        let response = match admitted {
+            Err(refusal) => *refusal,
+            Ok(client) => {
+                request.extensions_mut().insert(ConnectInfo(client));
+                request.extensions_mut().insert(via);
+                router.clone().oneshot(request).await.unwrap()
+            }
+        };
         let (parts, body) = response.into_parts();
         Reply {
             status: parts.status,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use berth_auth::network::{ConnectionState, IpRules};
 use berth_auth::{Identity, SigningKey};
 use berth_server::data::DataEndpoint;
-use berth_server::network::{Endpoint, ListenerInfo, NetworkConfig};
+use berth_server::network::{Endpoint, Gate, ListenerInfo, NetworkConfig, NetworkGate};
 use berth_server::tls::{ReloadingCert, TlsFiles};
 use berth_server::{AppState, ListenerConfig};
 use tokio::net::TcpListener;
@@ -165,6 +165,7 @@ impl Listeners {
         stop: watch::Receiver<bool>,
     ) -> std::io::Result<()> {
         let app = berth_server::router(state.clone());
+        let gate: Arc<dyn Gate> = Arc::new(NetworkGate::new(&state));
         let data_app = berth_server::data::router(state);
         let stopped = |mut stop: watch::Receiver<bool>| async move {
             let _ = stop.wait_for(|stopping| *stopping).await;
@@ -176,14 +177,16 @@ impl Listeners {
             ListenerConfig {
                 endpoint: Endpoint::Public,
                 tls: self.login_tls.as_ref().map(ReloadingCert::acceptor),
+                gate: Some(Arc::clone(&gate)),
                 ..config.clone()
             },
             stopped(stop.clone()),
         ));
         for bound in self.others {
-            let app = match bound.endpoint {
-                Endpoint::Data => data_app.clone(),
-                _ => app.clone(),
+            // The data endpoint's URLs carry their own authorization: no gate there.
+            let (app, gate) = match bound.endpoint {
+                Endpoint::Data => (data_app.clone(), None),
+                _ => (app.clone(), Some(Arc::clone(&gate))),
             };
             tasks.spawn(berth_server::serve(
                 bound.listener,
@@ -191,6 +194,7 @@ impl Listeners {
                 ListenerConfig {
                     tls: bound.tls.as_ref().map(ReloadingCert::acceptor),
                     endpoint: bound.endpoint,
+                    gate,
                     ..config.clone()
                 },
                 stopped(stop.clone()),
