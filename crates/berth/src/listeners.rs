@@ -103,7 +103,7 @@ impl Listeners {
     }
 
     /// What handlers need to know about the listeners (for `show-endpoints`, the network
-    /// guard and signed URLs).
+    /// gate and signed URLs).
     pub fn network_config(
         &self,
         config: &Config,
