@@ -26,6 +26,14 @@ use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 use tokio_rustls::TlsAcceptor;
 
+/// Makes ring, the cryptography Berth's TLS is built on, the process's default provider:
+/// HTTP clients (the CLI, a connected registry's link to its parent) need one before they
+/// are built. Idempotent; call it first thing.
+pub fn install_crypto_provider() {
+    // An error means a provider is installed already, which is all this asks.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// A certificate chain and private key, read from PEM files, served by one listener and
 /// reloaded when the files change or on SIGHUP.
 ///
@@ -138,7 +146,7 @@ impl fmt::Debug for ReloadingCert {
 impl ReloadingCert {
     /// Reads the files now; an error here stops the start (clear message with the path).
     pub fn load(files: TlsFiles) -> Result<Self, TlsError> {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
         let loaded = Stamp::of(&files);
         let (key, _) = read_certified_key(&files, &provider)?;
         let current = Arc::new(RwLock::new(Arc::new(key)));
@@ -527,7 +535,7 @@ mod tests {
             roots
                 .add(CertificateDer::from_pem_file(&self.ca_cert).unwrap())
                 .unwrap();
-            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
             let mut config = rustls::ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
                 .unwrap()

@@ -40,6 +40,7 @@ pub const LONG_POLL: Duration = Duration::from_secs(25);
 impl ParentClient {
     /// A client for the parent named in `connection`.
     pub fn new(connection: &ConnectionString) -> Self {
+        berth_server::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
             .redirect(redirect_policy(connection))
             .connect_timeout(Duration::from_secs(5))

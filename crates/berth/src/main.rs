@@ -42,6 +42,7 @@ enum Command {
 
 fn main() -> ExitCode {
     allocator::tune();
+    berth_server::tls::install_crypto_provider();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {

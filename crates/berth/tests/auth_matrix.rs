@@ -1618,6 +1618,7 @@ fn failed_logins_are_rate_limited_per_client_address() {
     );
 
     // Another client address is not limited.
+    berth_server::tls::install_crypto_provider();
     let other = reqwest::blocking::Client::builder()
         .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
         .timeout(Duration::from_secs(30))

@@ -126,6 +126,7 @@ fn assert_success(out: &Output, what: &str) {
 }
 
 fn http() -> reqwest::blocking::Client {
+    berth_server::tls::install_crypto_provider();
     reqwest::blocking::Client::new()
 }
 

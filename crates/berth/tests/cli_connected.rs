@@ -1552,6 +1552,7 @@ fn parse_connection_string(text: &str) -> Vec<(String, String)> {
 
 /// The status of `GET /oauth2/token` with Basic credentials, as `docker login` asks.
 fn oauth_status(berth: &Berth, user: &str, password: &str) -> u16 {
+    berth_server::tls::install_crypto_provider();
     reqwest::blocking::Client::new()
         .get(format!(
             "{}/oauth2/token?service={}&scope=repository:hello-world:pull",

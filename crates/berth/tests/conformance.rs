@@ -2736,6 +2736,7 @@ struct Registry {
 
 impl Registry {
     fn new(base: &str) -> Self {
+        berth_server::tls::install_crypto_provider();
         let http = Client::builder()
             .timeout(Duration::from_secs(120))
             .build()

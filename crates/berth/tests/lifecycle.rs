@@ -182,6 +182,7 @@ fn environment_overrides_the_file_and_flags_override_both() {
         let mut ok = false;
         while std::time::Instant::now() < deadline && !ok {
             // Any answer of the registry API will do: without credentials it is a 401.
+            berth_server::tls::install_crypto_provider();
             ok = Client::new()
                 .get(&url)
                 .send()

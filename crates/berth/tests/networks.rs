@@ -157,6 +157,7 @@ impl Reply {
 /// An HTTP client that connects from `from` (`None`: the system's choice) and never follows
 /// redirects, so tests see the `307`s themselves.
 fn client_from(from: Option<IpAddr>) -> Client {
+    berth_server::tls::install_crypto_provider();
     let mut builder = Client::builder()
         .timeout(Duration::from_secs(60))
         .redirect(reqwest::redirect::Policy::none());
@@ -1585,6 +1586,7 @@ fn tls_with_a_test_ca_and_certificate_reload() {
     );
     // The management API over TLS, with the CA.
     let ca = reqwest::Certificate::from_pem(&fs::read(pki.join("ca.crt")).unwrap()).unwrap();
+    berth_server::tls::install_crypto_provider();
     let https = Client::builder()
         .timeout(Duration::from_secs(30))
         .redirect(reqwest::redirect::Policy::none())

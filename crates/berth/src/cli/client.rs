@@ -192,6 +192,7 @@ impl ApiClient {
                 server.name
             )));
         }
+        berth_server::tls::install_crypto_provider();
         let http = reqwest::blocking::Client::builder()
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
             .timeout(REQUEST_TIMEOUT)

@@ -145,6 +145,7 @@ impl fmt::Display for Resp {
 
 /// A blocking HTTP client that never follows redirects and sends no credential by itself.
 pub fn client() -> Client {
+    berth_server::tls::install_crypto_provider();
     Client::builder()
         .timeout(Duration::from_secs(60))
         .redirect(reqwest::redirect::Policy::none())

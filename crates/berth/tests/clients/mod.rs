@@ -195,6 +195,7 @@ pub fn host_arch() -> &'static str {
 
 /// A blocking HTTP client for looking at what the registry serves.
 pub fn http() -> reqwest::blocking::Client {
+    berth_server::tls::install_crypto_provider();
     reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()

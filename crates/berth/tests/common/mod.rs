@@ -231,6 +231,7 @@ pub fn admin_client_builder() -> reqwest::blocking::ClientBuilder {
         reqwest::header::AUTHORIZATION,
         admin_authorization().parse().expect("a valid header value"),
     );
+    berth_server::tls::install_crypto_provider();
     reqwest::blocking::Client::builder().default_headers(headers)
 }
 
