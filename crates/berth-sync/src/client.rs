@@ -41,7 +41,17 @@ impl ParentClient {
     /// A client for the parent named in `connection`.
     pub fn new(connection: &ConnectionString) -> Self {
         berth_server::tls::install_crypto_provider();
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        // Checked when the configuration was loaded; a bundle that fails here adds nothing.
+        for certificate in connection
+            .parent_ca
+            .as_deref()
+            .and_then(|pem| reqwest::Certificate::from_pem_bundle(pem).ok())
+            .unwrap_or_default()
+        {
+            builder = builder.add_root_certificate(certificate);
+        }
+        let http = builder
             .redirect(redirect_policy(connection))
             .connect_timeout(Duration::from_secs(5))
             .timeout(LONG_POLL + Duration::from_secs(15))

@@ -21,6 +21,10 @@ pub struct ConnectionString {
     /// The parent's data endpoint, `host[:port]`: the one other host blob downloads may be
     /// redirected to.
     pub data_endpoint: Option<String>,
+    /// PEM certificates to trust for the parent (and its data endpoint) beside the system's
+    /// store, for a parent whose certificate comes from a private CA. Not part of the string:
+    /// set from configuration.
+    pub parent_ca: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for ConnectionString {
@@ -32,6 +36,7 @@ impl fmt::Debug for ConnectionString {
             .field("parent_endpoint", &self.parent_endpoint)
             .field("protocol", &self.protocol)
             .field("data_endpoint", &self.data_endpoint)
+            .field("parent_ca", &self.parent_ca.as_ref().map(|_| "<PEM>"))
             .finish()
     }
 }
@@ -97,6 +102,7 @@ impl ConnectionString {
                 .ok_or(ConnectionStringError::Missing("ParentGatewayEndpoint"))?,
             protocol,
             data_endpoint,
+            parent_ca: None,
         })
     }
 

@@ -77,6 +77,9 @@ pub struct ServeArgs {
     /// Overrides the connection string's ParentGatewayEndpoint (`host[:port]`).
     #[arg(long, env = "BERTH_PARENT_GATEWAY_ENDPOINT", value_name = "HOST:PORT")]
     pub parent_gateway_endpoint: Option<String>,
+    /// PEM file of CA certificates to trust for the parent, beside the system's store.
+    #[arg(long, env = "BERTH_PARENT_CA_CERT", value_name = "FILE")]
+    pub parent_ca_cert: Option<PathBuf>,
     /// PEM certificate chain for the login server's listener (TLS; with --tls-key).
     #[arg(long, env = "BERTH_TLS_CERT", value_name = "FILE")]
     pub tls_cert: Option<PathBuf>,
@@ -125,6 +128,7 @@ struct FileConfig {
     public_url: Option<String>,
     connection_string: Option<String>,
     parent_gateway_endpoint: Option<String>,
+    parent_ca_cert: Option<PathBuf>,
     change_log_retention: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -479,11 +483,35 @@ impl Config {
                     {
                         connection.parent_endpoint = endpoint;
                     }
+                    if let Some(path) = args.parent_ca_cert.or(file.parent_ca_cert) {
+                        connection.parent_ca = Some(read_ca_bundle(&path)?);
+                    }
                     Some(connection)
                 }
                 None => None,
             },
         })
+    }
+}
+
+/// Reads a PEM bundle of CA certificates, refusing a file without one.
+fn read_ca_bundle(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid {
+        key: "parent_ca_cert",
+        message,
+    };
+    let pem = std::fs::read(path)
+        .map_err(|e| invalid(format!("cannot read `{}`: {e}", path.display())))?;
+    match reqwest::Certificate::from_pem_bundle(&pem) {
+        Ok(certificates) if !certificates.is_empty() => Ok(pem),
+        Ok(_) => Err(invalid(format!(
+            "`{}` holds no PEM certificate",
+            path.display()
+        ))),
+        Err(e) => Err(invalid(format!(
+            "`{}` is not a PEM bundle: {e}",
+            path.display()
+        ))),
     }
 }
 

@@ -1415,6 +1415,34 @@ fn openssl(dir: &Path, args: &[&str]) {
 /// Writes `{name}.key` and `{name}.crt` in `dir`: an EC key and a certificate for the IP
 /// address `ip` with `serial` and common name `cn`, signed by the CA in `ca.key` and
 /// `ca.crt`.
+/// A test CA in `dir`: `ca.crt`, `ca.key`.
+fn test_ca(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Berth test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+}
+
 fn server_certificate(dir: &Path, name: &str, ip: &str, serial: &str, cn: &str) {
     fs::write(
         dir.join(format!("{name}.ext")),
@@ -1498,30 +1526,7 @@ fn tls_with_a_test_ca_and_certificate_reload() {
     let c = Containers::new();
     let pki = c.dir().join("pki");
     fs::create_dir_all(&pki).unwrap();
-    openssl(
-        &pki,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=Berth test CA",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
-    );
+    test_ca(&pki);
     server_certificate(&pki, "server", "127.0.0.1", "0x1001", "berth-one");
     // What the clients trust: the CA only.
     let certs = c.dir().join("certs");
@@ -1711,4 +1716,120 @@ fn tls_with_a_test_ca_and_certificate_reload() {
     eprintln!("rewritten certificate served after {took:?}");
     skopeo_pull(&c, tls, &reference, "after-repair", &image, &layout.dir);
     assert_eq!(berth.pid(), pid, "no restart");
+}
+
+/// A connected registry reaches a parent that serves TLS with a certificate from a private
+/// CA, trusting that CA by `--parent-ca-cert`, and content flows down.
+#[test]
+fn a_connected_registry_syncs_from_a_tls_parent_with_a_private_ca() {
+    common::require("skopeo");
+    common::require("openssl");
+    let c = Containers::new();
+    let pki = c.dir().join("pki");
+    fs::create_dir_all(&pki).unwrap();
+    test_ca(&pki);
+    server_certificate(&pki, "root", "127.0.0.1", "0x2001", "berth-root");
+    let certs = c.dir().join("certs");
+    fs::create_dir_all(&certs).unwrap();
+    fs::copy(pki.join("ca.crt"), certs.join("ca.crt")).unwrap();
+    let (cert, key) = (pki.join("root.crt"), pki.join("root.key"));
+    let root = common::Berth::start_with(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+
+    // The connected registry, managed over TLS.
+    let ca = reqwest::Certificate::from_pem(&fs::read(pki.join("ca.crt")).unwrap()).unwrap();
+    berth_server::tls::install_crypto_provider();
+    let https = Client::builder()
+        .timeout(Duration::from_secs(30))
+        .tls_certs_only([ca])
+        .build()
+        .expect("an HTTPS client trusting the test CA");
+    let manage = |path: &str, body: Value| {
+        send(
+            &https,
+            Method::POST,
+            &format!("https://{}/berth/v1/{path}", root.addr),
+            Auth::Admin,
+            &[],
+            Some(&body),
+        )
+    };
+    manage(
+        "connected-registries",
+        json!({"name": "ship9", "repositories": ["e2e/tls"]}),
+    )
+    .expect(201);
+    let settings = manage(
+        "connected-registries/ship9/settings",
+        json!({"parent_protocol": "https", "generate_password": 1}),
+    )
+    .expect(200)
+    .json();
+    let cs = settings["connection_string"].as_str().unwrap().to_owned();
+    assert!(cs.contains("ParentEndpointProtocol=https"), "{cs}");
+
+    let mut layout = OciLayout::create(&c.work("layout"));
+    let image = layout.put_image(host_arch(), "hello", b"synced over TLS\n", Some("v1"));
+    let reference = format!("{}/e2e/tls:v1", root.host);
+    skopeo_push(&c, Tls::Ca(&certs), &layout, "v1", &reference);
+
+    let ca_file = pki.join("ca.crt");
+    let ship = common::Berth::start_with(&[
+        "--connection-string",
+        &cs,
+        "--parent-ca-cert",
+        ca_file.to_str().unwrap(),
+    ]);
+    let manifest_url = format!("{}/v2/e2e/tls/manifests/v1", ship.url);
+    let accept = [("Accept", "application/vnd.oci.image.manifest.v1+json")];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let reply = get(&manifest_url, Auth::Admin, &accept);
+        if reply.status == 200 {
+            assert_eq!(
+                reply.body, image.manifest,
+                "the manifest arrived byte for byte"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the manifest never reached the connected registry\n{}",
+            reply.report()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let layer = get(
+        &format!("{}/v2/e2e/tls/blobs/{}", ship.url, image.layer_digest),
+        Auth::Admin,
+        &[],
+    )
+    .expect(200);
+    assert_eq!(clients::sha256_digest(&layer.body), image.layer_digest);
+}
+
+#[test]
+fn a_parent_ca_file_without_certificates_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let bogus = dir.path().join("ca.crt");
+    fs::write(&bogus, "not a certificate\n").unwrap();
+    let out = Command::new(common::berth_bin())
+        .args([
+            "serve",
+            "--data-dir",
+            dir.path().join("data").to_str().unwrap(),
+            "--connection-string",
+            "ConnectedRegistryName=x;SyncTokenName=t;SyncTokenPassword=p;ParentGatewayEndpoint=127.0.0.1:1;ParentEndpointProtocol=https",
+            "--parent-ca-cert",
+            bogus.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("parent_ca_cert"), "{stderr}");
 }
