@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_oci::{Digest, Manifest, Reference, RepositoryName, Tag, media_type};
-use berth_registry::{ChangeAction, Origin, Registry, RegistryError};
+use berth_registry::{ChangeAction, Origin, Registry, RegistryError, UploadId};
 use futures_util::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 
@@ -71,6 +71,9 @@ struct TagList {
     tags: Vec<String>,
 }
 
+/// A blob in a repository: (repository, digest).
+type BlobKey = (String, String);
+
 /// Follows the parent's change log into the local registry.
 pub struct ContentSync {
     registry: Arc<Registry>,
@@ -84,8 +87,10 @@ pub struct ContentSync {
     /// Where lasting problems are reported (the instance's status details).
     report: Arc<dyn Fn(StatusDetail) + Send + Sync>,
     /// Blob transfers cut part way, to resume: (repository, digest) -> upload session.
-    partial:
-        std::sync::Mutex<std::collections::HashMap<(String, String), berth_registry::UploadId>>,
+    partial: std::sync::Mutex<std::collections::HashMap<BlobKey, UploadId>>,
+    /// Blob transfers under way, so two manifests sharing a blob fetch it once, in turn
+    /// (two at once would append to the same session).
+    in_flight: std::sync::Mutex<std::collections::HashMap<BlobKey, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl ContentSync {
@@ -109,6 +114,7 @@ impl ContentSync {
             name,
             position: Position::new(data_dir, "sync-position"),
             partial: Default::default(),
+            in_flight: Default::default(),
         }
     }
 
@@ -463,12 +469,37 @@ impl ContentSync {
         repository: &RepositoryName,
         digest: &Digest,
     ) -> Result<(), SyncError> {
+        let key = (repository.to_string(), digest.to_string());
+        let turn = Arc::clone(
+            self.in_flight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(key.clone())
+                .or_default(),
+        );
+        let held = turn.lock().await;
+        let result = self.fetch_blob(repository, digest, key.clone()).await;
+        drop(held);
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        // Only the map and this call hold it: nobody waits for this blob any more.
+        if Arc::strong_count(&turn) == 2 {
+            in_flight.remove(&key);
+        }
+        result
+    }
+
+    /// [`Self::ensure_blob`] for the one caller whose turn it is.
+    async fn fetch_blob(
+        &self,
+        repository: &RepositoryName,
+        digest: &Digest,
+        key: BlobKey,
+    ) -> Result<(), SyncError> {
         if self.registry.blob(repository, digest).await.is_ok()
             || self.registry.adopt_blob(repository, digest).await?
         {
             return Ok(());
         }
-        let key = (repository.to_string(), digest.to_string());
         let resumable = self
             .partial
             .lock()
@@ -487,36 +518,13 @@ impl ContentSync {
             .unwrap_or_else(|e| e.into_inner())
             .insert(key.clone(), id);
         let path = format!("/v2/{repository}/blobs/{digest}");
-        let response = self
-            .client
-            .get_from(&path, offset)
-            .await
-            .map_err(|e| SyncError::Parent(e.to_string()))?;
-        if offset > 0 && response.status() != reqwest::StatusCode::PARTIAL_CONTENT {
-            // The parent sent the whole blob: start this transfer over.
-            self.partial
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&key);
-            let _ = self.registry.cancel_upload(repository, &id).await;
-            return Err(SyncError::Parent(format!(
-                "{path}: the parent ignored the range request; starting over"
-            )));
+        // A transfer cut just after its last byte holds the whole blob already: asking the
+        // parent for the bytes after it would be refused (416) on every attempt.
+        let complete = offset > 0 && self.parent_blob_size(&path).await? <= offset;
+        if !complete {
+            self.fetch_into(repository, &id, &path, offset, &key)
+                .await?;
         }
-        if offset > 0 {
-            tracing::info!(%digest, offset, "resuming a blob transfer");
-        }
-        let bandwidth = (self.limits)().bandwidth;
-        let body = paced(
-            &self.throttle,
-            response.bytes_stream().map_err(io::Error::other),
-            bandwidth,
-        )
-        .boxed();
-        // On a cut the bytes received so far stay in the session, for the next attempt.
-        self.registry
-            .append_upload(repository, &id, Some(offset), body)
-            .await?;
         self.partial
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -529,6 +537,65 @@ impl ContentSync {
             let _ = self.registry.cancel_upload(repository, &id).await;
         }
         Ok(finished?)
+    }
+}
+
+impl ContentSync {
+    /// The size of a blob at the parent, from `HEAD`.
+    async fn parent_blob_size(&self, path: &str) -> Result<u64, SyncError> {
+        let response = self
+            .client
+            .head(path, "*/*")
+            .await
+            .map_err(|e| SyncError::Parent(e.to_string()))?;
+        response
+            .headers()
+            .get(reqwest::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| SyncError::Parent(format!("{path}: HEAD answered without a length")))
+    }
+
+    /// Appends the blob's bytes from `offset` on, as the parent sends them, to upload `id`.
+    async fn fetch_into(
+        &self,
+        repository: &RepositoryName,
+        id: &UploadId,
+        path: &str,
+        offset: u64,
+        key: &BlobKey,
+    ) -> Result<(), SyncError> {
+        let response = self
+            .client
+            .get_from(path, offset)
+            .await
+            .map_err(|e| SyncError::Parent(e.to_string()))?;
+        if offset > 0 && response.status() != reqwest::StatusCode::PARTIAL_CONTENT {
+            // The parent sent the whole blob: start this transfer over.
+            self.partial
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(key);
+            let _ = self.registry.cancel_upload(repository, id).await;
+            return Err(SyncError::Parent(format!(
+                "{path}: the parent ignored the range request; starting over"
+            )));
+        }
+        if offset > 0 {
+            tracing::info!(path, offset, "resuming a blob transfer");
+        }
+        let bandwidth = (self.limits)().bandwidth;
+        let body = paced(
+            &self.throttle,
+            response.bytes_stream().map_err(io::Error::other),
+            bandwidth,
+        )
+        .boxed();
+        // On a cut the bytes received so far stay in the session, for the next attempt.
+        self.registry
+            .append_upload(repository, id, Some(offset), body)
+            .await?;
+        Ok(())
     }
 }
 
