@@ -60,8 +60,13 @@ impl Via {
 
     /// `https` or `http`.
     pub fn scheme(&self) -> &'static str {
-        if self.tls { "https" } else { "http" }
+        scheme(self.tls)
     }
+}
+
+/// The URL scheme of a listener with or without TLS.
+pub fn scheme(tls: bool) -> &'static str {
+    if tls { "https" } else { "http" }
 }
 
 /// One listener as configured, for `show-endpoints`.
@@ -80,11 +85,7 @@ pub struct ListenerInfo {
 impl ListenerInfo {
     /// The URL of the listener as bound (`https://10.0.0.5:443`).
     pub fn url(&self) -> String {
-        format!(
-            "{}://{}",
-            if self.tls { "https" } else { "http" },
-            self.address
-        )
+        format!("{}://{}", scheme(self.tls), self.address)
     }
 }
 
@@ -93,8 +94,6 @@ impl ListenerInfo {
 pub struct NetworkConfig {
     /// Proxies whose `X-Forwarded-For` / `Forwarded` headers are believed.
     pub trusted_proxies: IpRules,
-    /// Whether any proxy is trusted (skips header parsing otherwise).
-    pub has_trusted_proxies: bool,
     /// The login server's listener.
     pub login_server: Option<ListenerInfo>,
     /// Private endpoints' listeners.
@@ -110,7 +109,7 @@ impl NetworkConfig {
     /// address in `X-Forwarded-For` (else `Forwarded: for=`) that is not itself a trusted
     /// proxy.
     pub fn client_addr(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
-        if !self.has_trusted_proxies || !self.trusted_proxies.contains(peer) {
+        if !self.trusted_proxies.contains(peer) {
             return peer;
         }
         let mut hops: Vec<IpAddr> = headers
@@ -245,7 +244,6 @@ mod tests {
             .collect();
         NetworkConfig {
             trusted_proxies: IpRules::compile(&rules),
-            has_trusted_proxies: !rules.is_empty(),
             ..NetworkConfig::default()
         }
     }

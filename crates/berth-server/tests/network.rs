@@ -76,7 +76,6 @@ async fn app() -> App {
     let mut state = AppState::new(registry, Arc::clone(&identity));
     state.network = Arc::new(NetworkConfig {
         trusted_proxies: IpRules::compile(&["127.0.0.1/32".into()]),
-        has_trusted_proxies: true,
         login_server: None,
         private_endpoints: vec![ListenerInfo {
             name: "lan".into(),

@@ -243,20 +243,7 @@ impl ContentSync {
             }
             (ChangeAction::TagPut, Some(digest), Some(tag)) => {
                 self.ensure_manifest(&repository, &digest).await?;
-                let local = self
-                    .registry
-                    .manifest(&repository, &Reference::Digest(digest.clone()))
-                    .await?;
-                self.registry
-                    .put_manifest_from(
-                        Origin::Parent,
-                        &repository,
-                        &Reference::Digest(digest),
-                        Some(&local.media_type),
-                        local.content.clone(),
-                        vec![tag],
-                    )
-                    .await?;
+                self.tag_from_parent(&repository, digest, tag).await?;
             }
             (ChangeAction::TagDelete, _, Some(tag)) => ignore_unknown(
                 self.registry
@@ -343,20 +330,7 @@ impl ContentSync {
                 .ok()
                 .map(|m| m.digest.clone());
             if current.as_ref() != Some(&digest) {
-                let local = self
-                    .registry
-                    .manifest(&repository, &Reference::Digest(digest.clone()))
-                    .await?;
-                self.registry
-                    .put_manifest_from(
-                        Origin::Parent,
-                        &repository,
-                        &Reference::Digest(digest),
-                        Some(&local.media_type),
-                        local.content.clone(),
-                        vec![tag],
-                    )
-                    .await?;
+                self.tag_from_parent(&repository, digest, tag).await?;
             }
         }
         if (self.limits)().read_only
@@ -541,6 +515,30 @@ impl ContentSync {
 }
 
 impl ContentSync {
+    /// Points `tag` at manifest `digest`, held here already, as the parent's change.
+    async fn tag_from_parent(
+        &self,
+        repository: &RepositoryName,
+        digest: Digest,
+        tag: Tag,
+    ) -> Result<(), SyncError> {
+        let local = self
+            .registry
+            .manifest(repository, &Reference::Digest(digest.clone()))
+            .await?;
+        self.registry
+            .put_manifest_from(
+                Origin::Parent,
+                repository,
+                &Reference::Digest(digest),
+                Some(&local.media_type),
+                local.content.clone(),
+                vec![tag],
+            )
+            .await?;
+        Ok(())
+    }
+
     /// The size of a blob at the parent, from `HEAD`.
     async fn parent_blob_size(&self, path: &str) -> Result<u64, SyncError> {
         let response = self

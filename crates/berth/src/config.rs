@@ -439,7 +439,7 @@ impl Config {
                     Some(listen) => {
                         let tls =
                             tls_files("data_endpoint.tls_cert", section.tls_cert, section.tls_key)?;
-                        let scheme = if tls.is_some() { "https" } else { "http" };
+                        let scheme = berth_server::network::scheme(tls.is_some());
                         let url_ttl = match args.data_url_ttl.or(section.url_ttl) {
                             Some(v) => parse_duration("data_endpoint.url_ttl", &v)?,
                             None => Duration::from_secs(25 * 60),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use berth_auth::network::{ConnectionState, IpRules};
 use berth_auth::{Identity, SigningKey};
 use berth_server::data::DataEndpoint;
-use berth_server::network::{Endpoint, Gate, ListenerInfo, NetworkConfig, NetworkGate};
+use berth_server::network::{Endpoint, Gate, ListenerInfo, NetworkConfig, NetworkGate, scheme};
 use berth_server::tls::{ReloadingCert, TlsFiles};
 use berth_server::{AppState, ListenerConfig};
 use tokio::net::TcpListener;
@@ -26,6 +26,8 @@ struct Bound {
     endpoint: Endpoint,
     listener: TcpListener,
     tls: Option<ReloadingCert>,
+    /// A private endpoint's description from configuration.
+    description: String,
 }
 
 /// The bound listeners.
@@ -54,10 +56,6 @@ fn certificate(
     Ok(Some(cert))
 }
 
-fn scheme(tls: bool) -> &'static str {
-    if tls { "https" } else { "http" }
-}
-
 impl Listeners {
     /// Binds every configured listener and loads its certificate (reloaded until `stop`).
     pub async fn bind(config: &Config, stop: watch::Receiver<bool>) -> Result<Self, BoxError> {
@@ -78,6 +76,7 @@ impl Listeners {
                 endpoint: Endpoint::Private(Arc::from(endpoint.name.as_str())),
                 listener,
                 tls,
+                description: endpoint.description.clone(),
             });
         }
         if let Some(data) = &config.data_endpoint {
@@ -93,6 +92,7 @@ impl Listeners {
                 endpoint: Endpoint::Data,
                 listener,
                 tls,
+                description: String::new(),
             });
         }
         Ok(Listeners {
@@ -109,28 +109,20 @@ impl Listeners {
         config: &Config,
         login_addr: SocketAddr,
     ) -> Result<NetworkConfig, BoxError> {
-        let info = |name: &str, bound: &Bound, description: &str| -> std::io::Result<_> {
+        let info = |name: &str, bound: &Bound| -> std::io::Result<_> {
             Ok(ListenerInfo {
                 name: name.to_owned(),
                 address: bound.listener.local_addr()?,
                 tls: bound.tls.is_some(),
-                description: description.to_owned(),
+                description: bound.description.clone(),
             })
         };
         let mut private_endpoints = Vec::new();
         let mut data_listener = None;
         for bound in &self.others {
             match &bound.endpoint {
-                Endpoint::Private(name) => {
-                    let description = config
-                        .private_endpoints
-                        .iter()
-                        .find(|e| *e.name == **name)
-                        .map(|e| e.description.as_str())
-                        .unwrap_or_default();
-                    private_endpoints.push(info(name, bound, description)?);
-                }
-                Endpoint::Data => data_listener = Some(info("", bound, "")?),
+                Endpoint::Private(name) => private_endpoints.push(info(name, bound)?),
+                Endpoint::Data => data_listener = Some(info("", bound)?),
                 Endpoint::Public => {}
             }
         }
@@ -144,7 +136,6 @@ impl Listeners {
         };
         Ok(NetworkConfig {
             trusted_proxies: IpRules::compile(&config.trusted_proxies),
-            has_trusted_proxies: !config.trusted_proxies.is_empty(),
             login_server: Some(ListenerInfo {
                 name: String::new(),
                 address: login_addr,

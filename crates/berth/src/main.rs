@@ -120,11 +120,7 @@ async fn serve(config: Config, log_control: LogControl) -> Result<(), Box<dyn st
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let listeners = Listeners::bind(&config, stopping.clone()).await?;
     let addr = listeners.login_server.local_addr()?;
-    let login_scheme = if config.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
+    let login_scheme = berth_server::network::scheme(config.tls.is_some());
     println!(
         "berth: registry listening on {login_scheme}://{addr}, data in {}",
         config.data_dir.display()
