@@ -330,6 +330,47 @@ fn private_endpoints(
     Ok(endpoints)
 }
 
+/// The data endpoint, when a listen address is given (flags over the `[data_endpoint]`
+/// section).
+fn data_endpoint(
+    listen: Option<SocketAddr>,
+    url: Option<String>,
+    url_ttl: Option<String>,
+    section: DataEndpointFile,
+) -> Result<Option<DataEndpointConfig>, ConfigError> {
+    let Some(listen) = listen.or(section.listen) else {
+        return Ok(None);
+    };
+    let tls = tls_files("data_endpoint.tls_cert", section.tls_cert, section.tls_key)?;
+    let url_ttl = match url_ttl.or(section.url_ttl) {
+        Some(v) => parse_duration("data_endpoint.url_ttl", &v)?,
+        None => Duration::from_secs(25 * 60),
+    };
+    let (min, max) = berth_server::data::TTL_RANGE;
+    if url_ttl < min || url_ttl > max {
+        return Err(ConfigError::Invalid {
+            key: "data_endpoint.url_ttl",
+            message: "signed URLs live between 20m and 30m".into(),
+        });
+    }
+    let scheme = berth_server::network::scheme(tls.is_some());
+    let url = url
+        .or(section.url)
+        .unwrap_or_else(|| format!("{scheme}://{listen}"));
+    if !url.starts_with("http://") && !url.starts_with("https://") {
+        return Err(ConfigError::Invalid {
+            key: "data_endpoint.url",
+            message: format!("`{url}` is not an http:// or https:// URL"),
+        });
+    }
+    Ok(Some(DataEndpointConfig {
+        listen,
+        url,
+        tls,
+        url_ttl,
+    }))
+}
+
 impl Config {
     /// Merges flags and environment (already in `args`) over the file and the defaults.
     pub fn load(args: ServeArgs) -> Result<Config, ConfigError> {
@@ -432,44 +473,12 @@ impl Config {
                     .collect::<Result<_, _>>()?
             },
             private_endpoints: private_endpoints(args.private_endpoints, file.private_endpoints)?,
-            data_endpoint: {
-                let section = file.data_endpoint.unwrap_or_default();
-                match args.data_endpoint_listen.or(section.listen) {
-                    None => None,
-                    Some(listen) => {
-                        let tls =
-                            tls_files("data_endpoint.tls_cert", section.tls_cert, section.tls_key)?;
-                        let scheme = berth_server::network::scheme(tls.is_some());
-                        let url_ttl = match args.data_url_ttl.or(section.url_ttl) {
-                            Some(v) => parse_duration("data_endpoint.url_ttl", &v)?,
-                            None => Duration::from_secs(25 * 60),
-                        };
-                        let (min, max) = berth_server::data::TTL_RANGE;
-                        if url_ttl < min || url_ttl > max {
-                            return Err(ConfigError::Invalid {
-                                key: "data_endpoint.url_ttl",
-                                message: "signed URLs live between 20m and 30m".into(),
-                            });
-                        }
-                        let url = args
-                            .data_endpoint_url
-                            .or(section.url)
-                            .unwrap_or_else(|| format!("{scheme}://{listen}"));
-                        if !url.starts_with("http://") && !url.starts_with("https://") {
-                            return Err(ConfigError::Invalid {
-                                key: "data_endpoint.url",
-                                message: format!("`{url}` is not an http:// or https:// URL"),
-                            });
-                        }
-                        Some(DataEndpointConfig {
-                            listen,
-                            url,
-                            tls,
-                            url_ttl,
-                        })
-                    }
-                }
-            },
+            data_endpoint: data_endpoint(
+                args.data_endpoint_listen,
+                args.data_endpoint_url,
+                args.data_url_ttl,
+                file.data_endpoint.unwrap_or_default(),
+            )?,
             connection: match args.connection_string.or(file.connection_string) {
                 Some(text) => {
                     let mut connection =
