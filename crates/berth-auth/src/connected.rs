@@ -205,20 +205,97 @@ impl SyncSettings {
     }
 }
 
-/// Checks a 5-field cron expression.
+/// The five fields of a cron expression: name, lowest and highest value.
+const CRON_FIELDS: [(&str, u32, u32); 5] = [
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day of month", 1, 31),
+    ("month", 1, 12),
+    ("day of week", 0, 7),
+];
+
+/// How far ahead a schedule's next tick may lie; one further away never fires in practice.
+const CRON_HORIZON_YEARS: i64 = 30;
+
+/// Checks one field of a cron expression: numbers within its range, steps of at least one.
+/// Names (`JAN`, `MON`) and the `L`, `W`, `#` and `?` forms are left to the parser.
+fn check_cron_field(
+    schedule: &str,
+    field: &str,
+    (name, low, high): (&str, u32, u32),
+) -> Result<(), IdentityError> {
+    let out_of_range = |value: &str| {
+        IdentityError::Invalid(format!(
+            "sync schedule `{schedule}`: {name} `{value}` is out of range; the {name} field takes {low} to {high}"
+        ))
+    };
+    for item in field.split(',') {
+        if item.contains(['L', 'W', '#', '?']) || item.bytes().any(|b| b.is_ascii_alphabetic()) {
+            continue;
+        }
+        let (range, step) = match item.split_once('/') {
+            Some((range, step)) => (range, Some(step)),
+            None => (item, None),
+        };
+        if let Some(step) = step {
+            match step.parse::<u32>() {
+                Ok(n) if (1..=high.max(1)).contains(&n) => {}
+                _ => {
+                    return Err(IdentityError::Invalid(format!(
+                        "sync schedule `{schedule}`: the step `/{step}` of the {name} field must be 1 to {high}"
+                    )));
+                }
+            }
+        }
+        if range == "*" {
+            continue;
+        }
+        let bounds: Vec<&str> = range.split('-').collect();
+        if bounds.len() > 2 || bounds.iter().any(|b| b.is_empty()) {
+            return Err(IdentityError::Invalid(format!(
+                "sync schedule `{schedule}`: `{item}` in the {name} field is not a number, a range `a-b`, `*` or a step \
+                 `*/n`; the {name} field takes {low} to {high}"
+            )));
+        }
+        for bound in bounds {
+            match bound.parse::<u32>() {
+                Ok(v) if (low..=high).contains(&v) => {}
+                _ => return Err(out_of_range(bound)),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks a 5-field cron expression: its shape, each field's range, and that it fires at all
+/// (`0 0 31 2 *` never does).
 pub fn validate_schedule(schedule: &str) -> Result<(), IdentityError> {
-    let fields = schedule.split_whitespace().count();
-    if fields != 5 {
+    let fields: Vec<&str> = schedule.split_whitespace().collect();
+    if fields.len() != 5 {
         return Err(IdentityError::Invalid(format!(
-            "sync schedule `{schedule}` has {fields} fields; use a 5-field cron expression (minute hour day month weekday), \
-             e.g. `0 */2 * * *`, or `* * * * *` to sync continuously"
+            "sync schedule `{schedule}` has {} fields; use a 5-field cron expression (minute hour day month weekday), \
+             e.g. `0 */2 * * *`, or `* * * * *` to sync continuously",
+            fields.len()
         )));
     }
-    schedule.parse::<croner::Cron>().map(drop).map_err(|e| {
+    for (field, spec) in fields.iter().zip(CRON_FIELDS) {
+        check_cron_field(schedule, field, spec)?;
+    }
+    let cron = schedule.parse::<croner::Cron>().map_err(|e| {
         IdentityError::Invalid(format!(
-            "sync schedule `{schedule}` is not a valid cron expression: {e}"
+            "sync schedule `{schedule}` is not a valid cron expression ({e}); use minute hour day month weekday, \
+             e.g. `0 */2 * * *`"
         ))
-    })
+    })?;
+    let now = chrono::Utc::now();
+    let horizon = now + chrono::Duration::days(366 * CRON_HORIZON_YEARS);
+    match cron.find_next_occurrence(&now, false) {
+        Ok(next) if next <= horizon => Ok(()),
+        _ => Err(IdentityError::Invalid(format!(
+            "sync schedule `{schedule}` never fires: no date matches it (e.g. day 31 of a month that has 30 days or \
+             fewer); content would never sync"
+        ))),
+    }
 }
 
 /// Parses an ISO-8601 duration (`PT4H`, `P2D`, `P1DT12H`), days counting 24 hours.
@@ -347,15 +424,57 @@ pub struct InstanceStatus {
     pub reported_at: i64,
 }
 
-/// A typed problem an instance reports.
+/// A typed problem of a connected registry: current while its cause lasts, then kept for a
+/// while as a past problem, with the time it ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusDetail {
     /// Machine-readable code, e.g. `DISK_FULL`, `ALREADY_ACTIVATED`.
     pub code: String,
     /// For people.
     pub description: String,
-    /// When, Unix seconds.
+    /// When it started, Unix seconds.
     pub at: i64,
+    /// When it ended, Unix seconds; `None` while it lasts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<i64>,
+}
+
+impl StatusDetail {
+    /// A problem that started at `at` and lasts.
+    pub fn new(code: &str, description: impl Into<String>, at: i64) -> Self {
+        StatusDetail {
+            code: code.to_owned(),
+            description: description.into(),
+            at,
+            resolved_at: None,
+        }
+    }
+
+    /// Whether its cause still lasts.
+    pub fn is_current(&self) -> bool {
+        self.resolved_at.is_none()
+    }
+}
+
+/// How many past problems are kept in a status.
+pub const PAST_DETAILS_KEPT: usize = 10;
+
+/// Orders status details: current problems first, oldest first; then past ones, the most
+/// recently ended first.
+pub fn order_details(details: &mut [StatusDetail]) {
+    details.sort_by(|a, b| match (a.resolved_at, b.resolved_at) {
+        (None, None) => a.at.cmp(&b.at),
+        (None, Some(_)) => std::cmp::Ordering::Less,
+        (Some(_), None) => std::cmp::Ordering::Greater,
+        (Some(x), Some(y)) => y.cmp(&x).then(b.at.cmp(&a.at)),
+    });
+}
+
+/// Keeps every current problem and the [`PAST_DETAILS_KEPT`] most recent past ones.
+pub fn trim_past(details: &mut Vec<StatusDetail>) {
+    order_details(details);
+    let current = details.iter().filter(|d| d.is_current()).count();
+    details.truncate(current + PAST_DETAILS_KEPT);
 }
 
 /// Which instance holds a connected registry.
@@ -366,6 +485,18 @@ pub struct Activation {
     /// When it activated, Unix seconds.
     pub activated_at: i64,
 }
+
+/// An instance deactivated on the root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deactivation {
+    /// The instance's identity.
+    pub instance_id: String,
+    /// When it was deactivated, Unix seconds.
+    pub deactivated_at: i64,
+}
+
+/// How many deactivated instances a connected registry remembers.
+pub const DEACTIVATIONS_KEPT: usize = 16;
 
 /// A connected registry resource, as stored on the root.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -397,6 +528,11 @@ pub struct ConnectedRegistry {
     /// The active instance, if any.
     #[serde(default)]
     pub activation: Option<Activation>,
+    /// Instances deactivated on the root, newest last (the last few): they may never
+    /// activate again, so an old instance that comes back cannot take the registry from its
+    /// replacement.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deactivated: Vec<Deactivation>,
     /// The last status report.
     #[serde(default)]
     pub status: Option<InstanceStatus>,
@@ -436,7 +572,44 @@ mod tests {
         assert!(err(s("* * * * *", None, "P91D")).contains("1 to 90 days"));
         assert!(err(s("* * * * *", None, "2 days")).contains("ISO-8601"));
         assert!(err(s("0 0 * * * *", None, "P2D")).contains("6 fields"));
-        assert!(err(s("61 * * * *", None, "P2D")).contains("not a valid cron"));
+        let e = err(s("61 * * * *", None, "P2D"));
+        assert!(
+            e.contains("minute `61` is out of range") && e.contains("0 to 59"),
+            "{e}"
+        );
+        let e = err(s("0 24 * * *", None, "P2D"));
+        assert!(e.contains("hour `24`") && e.contains("0 to 23"), "{e}");
+        let e = err(s("0 0 0 * *", None, "P2D"));
+        assert!(
+            e.contains("day of month `0`") && e.contains("1 to 31"),
+            "{e}"
+        );
+        let e = err(s("0 0 1 13 *", None, "P2D"));
+        assert!(e.contains("month `13`") && e.contains("1 to 12"), "{e}");
+        let e = err(s("0 0 * * 8", None, "P2D"));
+        assert!(e.contains("day of week `8`") && e.contains("0 to 7"), "{e}");
+        let e = err(s("*/0 * * * *", None, "P2D"));
+        assert!(e.contains("step `/0`"), "{e}");
+        let e = err(s("1-2-3 * * * *", None, "P2D"));
+        assert!(e.contains("not a number, a range"), "{e}");
+        for never in ["0 0 31 2 *", "0 0 30 2 *", "0 0 31 4,6,9,11 *"] {
+            let e = err(s(never, Some("PT1H"), "P2D"));
+            assert!(e.contains("never fires"), "{never}: {e}");
+        }
+        for fine in [
+            "0 0 29 2 *",
+            "0 0 1 1 *",
+            "0 22 * * MON-FRI",
+            "*/15 9-17 * JAN,JUL *",
+            "0 0 L * *",
+            "5,35 */2 1-15/2 * 0,7",
+        ] {
+            assert!(
+                s(fine, Some("PT1H"), "P2D").validate().is_ok(),
+                "{fine}: {:?}",
+                s(fine, Some("PT1H"), "P2D").validate()
+            );
+        }
     }
 
     #[test]

@@ -240,7 +240,9 @@ impl Identity {
     }
 
     /// Status reports are kept in memory only: they arrive every few seconds from every
-    /// instance, and after a restart of the root the next report restores them.
+    /// instance, and after a restart of the root the next report restores them. The
+    /// problems the root saw itself are merged in: current ones first, then past ones,
+    /// newest first.
     fn with_status(&self, mut registry: ConnectedRegistry) -> ConnectedRegistry {
         let status = self
             .statuses
@@ -260,24 +262,35 @@ impl Identity {
             (status, false) => {
                 let mut status = status.unwrap_or_default();
                 status.details.extend(events);
-                status.details.sort_by_key(|d| d.at);
+                connected::order_details(&mut status.details);
                 Some(status)
             }
         };
         registry
     }
 
-    /// Records a problem the root saw for `name` (the last ten are kept, in memory).
+    /// Records a problem the root saw for `name`: current until the registry's active
+    /// instance reports again (or it is deactivated); the last few past ones are kept, in
+    /// memory.
     fn record_event(&self, name: &str, code: &str, description: String) {
         let mut events = self.events.write().unwrap_or_else(|e| e.into_inner());
         let list = events.entry(name.to_owned()).or_default();
-        list.push(connected::StatusDetail {
-            code: code.to_owned(),
-            description,
-            at: now(),
-        });
-        let excess = list.len().saturating_sub(10);
-        list.drain(..excess);
+        match list.iter_mut().find(|e| e.code == code && e.is_current()) {
+            Some(current) => current.description = description,
+            None => list.push(connected::StatusDetail::new(code, description, now())),
+        }
+        connected::trim_past(list);
+    }
+
+    /// Marks every problem the root saw for `name` as past.
+    fn resolve_events(&self, name: &str) {
+        let mut events = self.events.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(list) = events.get_mut(name) {
+            let at = now();
+            for event in list.iter_mut().filter(|e| e.is_current()) {
+                event.resolved_at = Some(at);
+            }
+        }
     }
 
     /// Connected registries under `parent` (the root when `None`): direct children only with
@@ -512,6 +525,7 @@ impl Identity {
             notifications: dedup(new.notifications),
             created_at: now(),
             activation: None,
+            deactivated: Vec::new(),
             status: None,
         };
         writes.push(Write::PutConnectedRegistry(Box::new(registry.clone())));
@@ -670,23 +684,32 @@ impl Identity {
         Ok(leftovers)
     }
 
-    /// Forgets the active instance, so a replacement can activate.
+    /// Forgets the active instance, so a replacement can activate. The instance is
+    /// remembered as deactivated: it learns it on its next call and stops, and it can never
+    /// activate again (a new instance identity can).
     pub async fn deactivate_connected_registry(&self, name: &str) -> Result<ConnectedRegistry> {
         let _write = self.writes.lock().await;
         let mut registry = self.connected_registry(name)?;
-        registry.activation = None;
+        if let Some(active) = registry.activation.take() {
+            registry.deactivated.push(connected::Deactivation {
+                instance_id: active.instance_id,
+                deactivated_at: now(),
+            });
+            let excess = registry
+                .deactivated
+                .len()
+                .saturating_sub(connected::DEACTIVATIONS_KEPT);
+            registry.deactivated.drain(..excess);
+        }
         registry.status = None;
         self.statuses
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(name);
-        self.events
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(name);
+        self.resolve_events(name);
         self.commit(&[Write::PutConnectedRegistry(Box::new(registry.clone()))])
             .await?;
-        Ok(registry)
+        Ok(self.with_status(registry))
     }
 
     /// Adds repositories to a connected registry and all its ancestors; removes repositories
@@ -787,7 +810,8 @@ impl Identity {
         Ok((text, generated))
     }
 
-    /// Records an activation by `instance_id`; refuses a second live instance.
+    /// Records an activation by `instance_id`; refuses a second live instance, and an
+    /// instance that was deactivated.
     pub async fn activate_connected_registry(
         &self,
         name: &str,
@@ -795,6 +819,16 @@ impl Identity {
     ) -> Result<ConnectedRegistry> {
         let _write = self.writes.lock().await;
         let mut registry = self.connected_registry(name)?;
+        if registry
+            .deactivated
+            .iter()
+            .any(|d| d.instance_id == instance_id)
+        {
+            return Err(IdentityError::InstanceDeactivated {
+                registry: name.to_owned(),
+                instance: instance_id.to_owned(),
+            });
+        }
         match &registry.activation {
             Some(a) if a.instance_id != instance_id => {
                 self.record_event(
@@ -802,10 +836,9 @@ impl Identity {
                     "ALREADY_ACTIVATED",
                     format!("instance `{instance_id}` was refused: instance `{}` holds this connected registry", a.instance_id),
                 );
-                return Err(IdentityError::Conflict(format!(
-                    "ALREADY_ACTIVATED: connected registry `{name}` is already activated by another instance; run \
-                     `berth connected-registry deactivate --name {name}` to let a replacement activate"
-                )));
+                return Err(IdentityError::AlreadyActivated {
+                    registry: name.to_owned(),
+                });
             }
             Some(_) => return Ok(registry),
             None => {
@@ -821,33 +854,51 @@ impl Identity {
         Ok(registry)
     }
 
-    /// Records a status report of the active instance.
+    /// Checks that `instance_id` is the active instance of `name`.
+    pub fn check_active_instance(&self, name: &str, instance_id: &str) -> Result<()> {
+        let snapshot = self.snapshot();
+        let registry = snapshot
+            .connected
+            .get(name)
+            .ok_or_else(|| not_found(name))?;
+        if registry
+            .activation
+            .as_ref()
+            .is_some_and(|a| a.instance_id == instance_id)
+        {
+            return Ok(());
+        }
+        if registry
+            .deactivated
+            .iter()
+            .any(|d| d.instance_id == instance_id)
+        {
+            return Err(IdentityError::InstanceDeactivated {
+                registry: name.to_owned(),
+                instance: instance_id.to_owned(),
+            });
+        }
+        Err(IdentityError::InstanceNotActive {
+            registry: name.to_owned(),
+            instance: instance_id.to_owned(),
+        })
+    }
+
+    /// Records a status report of the active instance. The problems the root saw for the
+    /// registry become past: it is online again.
     pub fn report_connected_status(
         &self,
         name: &str,
         instance_id: &str,
         mut status: InstanceStatus,
     ) -> Result<()> {
-        let registry = self
-            .snapshot()
-            .connected
-            .get(name)
-            .cloned()
-            .ok_or_else(|| not_found(name))?;
-        if registry
-            .activation
-            .as_ref()
-            .is_none_or(|a| a.instance_id != instance_id)
-        {
-            return Err(IdentityError::Conflict(format!(
-                "this instance is not the active instance of `{name}`; activate first"
-            )));
-        }
+        self.check_active_instance(name, instance_id)?;
         status.reported_at = now();
         self.statuses
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(name.to_owned(), status);
+        self.resolve_events(name);
         Ok(())
     }
 
@@ -1182,10 +1233,10 @@ mod tests {
         let e = identity
             .activate_connected_registry("factory", "instance-b")
             .await
-            .unwrap_err()
-            .to_string();
+            .unwrap_err();
         assert!(
-            e.starts_with("ALREADY_ACTIVATED") && e.contains("deactivate"),
+            matches!(e, IdentityError::AlreadyActivated { .. })
+                && e.to_string().contains("deactivate"),
             "{e}"
         );
         let details = identity
@@ -1210,6 +1261,16 @@ mod tests {
             connection_state(&identity.connected_registry("factory").unwrap(), now()),
             ConnectionState::Online
         );
+        let details = identity
+            .connected_registry("factory")
+            .unwrap()
+            .status
+            .unwrap()
+            .details;
+        assert!(
+            details[0].code == "ALREADY_ACTIVATED" && !details[0].is_current(),
+            "the refusal is past once the active instance reports: {details:?}"
+        );
         assert_eq!(
             connection_state(&identity.connected_registry("factory").unwrap(), now() + 16),
             ConnectionState::Offline
@@ -1223,9 +1284,29 @@ mod tests {
             .deactivate_connected_registry("factory")
             .await
             .unwrap();
+        // The deactivated instance learns it on its next call, and can never come back.
+        assert!(matches!(
+            identity.report_connected_status("factory", "instance-a", InstanceStatus::default()),
+            Err(IdentityError::InstanceDeactivated { .. })
+        ));
+        assert!(matches!(
+            identity
+                .activate_connected_registry("factory", "instance-a")
+                .await,
+            Err(IdentityError::InstanceDeactivated { .. })
+        ));
         identity
             .activate_connected_registry("factory", "instance-b")
             .await
             .unwrap();
+        assert!(
+            identity
+                .check_active_instance("factory", "instance-b")
+                .is_ok()
+        );
+        assert!(matches!(
+            identity.check_active_instance("factory", "instance-c"),
+            Err(IdentityError::InstanceNotActive { .. })
+        ));
     }
 }

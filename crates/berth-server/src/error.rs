@@ -111,6 +111,18 @@ impl From<berth_auth::IdentityError> for ApiError {
             E::NotFound { .. } => ApiError::management(StatusCode::NOT_FOUND, "NOT_FOUND", message),
             E::Conflict(_) => ApiError::management(StatusCode::CONFLICT, "CONFLICT", message),
             E::ReadOnly(_) => ApiError::management(StatusCode::CONFLICT, "READ_ONLY", message),
+            E::AlreadyActivated { .. } => {
+                ApiError::management(StatusCode::CONFLICT, "ALREADY_ACTIVATED", message)
+            }
+            E::InstanceDeactivated { .. } => {
+                ApiError::management(StatusCode::CONFLICT, "INSTANCE_DEACTIVATED", message)
+            }
+            E::InstanceNotActive { .. } => {
+                ApiError::management(StatusCode::CONFLICT, "INSTANCE_NOT_ACTIVE", message)
+            }
+            E::ManagedByParent { .. } => {
+                ApiError::management(StatusCode::FORBIDDEN, "MANAGED_BY_PARENT", message)
+            }
             E::Store(ref cause) => ApiError::internal(cause),
         }
     }

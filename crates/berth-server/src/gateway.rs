@@ -3,9 +3,14 @@
 //! Routes, under `/berth/gateway/v1/<connected registry>/`:
 //! - `POST activate` (`config/read`): become the active instance; answers the configuration
 //!   document, or `409 ALREADY_ACTIVATED`;
-//! - `GET config?since=<etag>&wait=<seconds>` (`config/read`): a long poll that answers the
-//!   configuration document as soon as it differs from `since`, or `304` after `wait`;
-//! - `POST status` (`config/write`): the instance's status report;
+//! - `GET config?since=<etag>&wait=<seconds>&instance=<id>` (`config/read`): a long poll that
+//!   answers the configuration document as soon as it differs from `since`, or `304` after
+//!   `wait`; `409 INSTANCE_DEACTIVATED` (or `INSTANCE_NOT_ACTIVE`) as soon as instance `id` is
+//!   no longer the active one;
+//! - `POST status` (`config/write`): the instance's status report (refused the same way);
+//!
+//! A connected registry that does not exist (deleted) is `404 CONNECTED_REGISTRY_UNKNOWN`,
+//! which its instance takes as final.
 //! - `GET messages?after=<seq>&wait=<seconds>` (`message/read`): the content changes of this
 //!   registry's change log after `seq`, limited to what the caller's sync token may pull; a
 //!   long poll when there are none yet. Every registry (root or connected) serves its own log,
@@ -60,11 +65,14 @@ pub trait Gateway: Send + Sync + 'static {
         request: ActivateRequest,
     ) -> Result<ConfigDocument, GatewayError>;
     /// The configuration document of `name` once it differs from `since`, or `None` if it did
-    /// not change within `wait`.
+    /// not change within `wait`. When `instance` is given, fails as soon as that instance is
+    /// no longer the active one (where this gateway can tell: the root can, a relay leaves
+    /// it to the status reports it forwards).
     async fn config(
         &self,
         name: &str,
         since: Option<&str>,
+        instance: Option<&str>,
         wait: Duration,
     ) -> Result<Option<ConfigDocument>, GatewayError>;
     /// Records a status report of `name`'s instance.
@@ -123,9 +131,14 @@ impl Gateway for RootGateway {
         &self,
         name: &str,
         since: Option<&str>,
+        instance: Option<&str>,
         wait: Duration,
     ) -> Result<Option<ConfigDocument>, GatewayError> {
+        // Checked again on every change, so a deactivation ends the poll at once.
         long_poll(self.0.subscribe(), since, wait, || {
+            if let Some(instance) = instance {
+                self.0.check_active_instance(name, instance)?;
+            }
             Ok(self.0.config_document(name)?)
         })
         .await
@@ -175,11 +188,18 @@ async fn authorize(
 
 fn gateway_error(e: GatewayError) -> ApiError {
     match e {
-        GatewayError::Identity(IdentityError::Conflict(message))
-            if message.starts_with("ALREADY_ACTIVATED") =>
-        {
-            ApiError::management(StatusCode::CONFLICT, "ALREADY_ACTIVATED", message)
-        }
+        // Its own code, so an instance can tell "my registry was deleted" (final) from any
+        // other 404 (a proxy's, say).
+        GatewayError::Identity(
+            e @ IdentityError::NotFound {
+                kind: "connected registry",
+                ..
+            },
+        ) => ApiError::management(
+            StatusCode::NOT_FOUND,
+            "CONNECTED_REGISTRY_UNKNOWN",
+            e.to_string(),
+        ),
         GatewayError::Identity(e) => e.into(),
         GatewayError::Unavailable(message) => ApiError::management(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -212,6 +232,7 @@ async fn activate(
 struct ConfigQuery {
     since: Option<String>,
     wait: Option<u64>,
+    instance: Option<String>,
 }
 
 async fn config(
@@ -225,7 +246,7 @@ async fn config(
     // A long poll ends early when the registry shuts down, so shutdown never waits for it.
     let mut stopping = state.stopping.clone();
     let answer = tokio::select! {
-        answer = gateway.config(&name, q.since.as_deref(), wait) => answer.map_err(gateway_error)?,
+        answer = gateway.config(&name, q.since.as_deref(), q.instance.as_deref(), wait) => answer.map_err(gateway_error)?,
         () = stopped(&mut stopping) => None,
     };
     match answer {

@@ -11,17 +11,45 @@ use crate::connection::ConnectionString;
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
     /// Another instance holds the connected registry.
-    #[error("{0}")]
+    #[error("ALREADY_ACTIVATED: {0}")]
     AlreadyActivated(String),
-    /// The sync token was refused (wrong password, disabled, or lacking gateway actions).
+    /// This instance was deactivated on the root (final).
+    #[error("INSTANCE_DEACTIVATED: {0}")]
+    Deactivated(String),
+    /// This instance is not the active one (anymore).
+    #[error("INSTANCE_NOT_ACTIVE: {0}")]
+    NotActive(String),
+    /// The connected registry no longer exists on the root (final).
+    #[error("CONNECTED_REGISTRY_UNKNOWN: {0}")]
+    Unknown(String),
+    /// The sync token was refused (wrong password, disabled or deleted): `401`.
     #[error("the parent refused the sync token: {0}")]
     Refused(String),
+    /// The parent refused the request (`403`: its network rules, or rights the sync token
+    /// lacks for now); retried, as the parent's owner may change it.
+    #[error("the parent refused the request: {0}")]
+    Forbidden(String),
     /// What was asked for does not exist at the parent.
     #[error("not found at the parent: {0}")]
     NotFound(String),
     /// The parent could not be reached, or failed.
     #[error("the parent is unreachable: {0}")]
     Unreachable(String),
+}
+
+impl LinkError {
+    /// Whether retrying cannot help: the parent said this instance or its registry is done,
+    /// or refused its credentials.
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            LinkError::AlreadyActivated(_)
+                | LinkError::Deactivated(_)
+                | LinkError::NotActive(_)
+                | LinkError::Unknown(_)
+                | LinkError::Refused(_)
+        )
+    }
 }
 
 /// A client of the parent's gateway, authenticated with the sync token.
@@ -108,18 +136,28 @@ impl ParentClient {
             return Ok(response);
         }
         let body = response.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<serde_json::Value>(&body)
+        let error = serde_json::from_str::<serde_json::Value>(&body)
             .ok()
-            .and_then(|v| v["errors"][0]["message"].as_str().map(str::to_owned))
+            .map(|v| v["errors"][0].clone());
+        let code = error
+            .as_ref()
+            .and_then(|e| e["code"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let message = error
+            .as_ref()
+            .and_then(|e| e["message"].as_str().map(str::to_owned))
             .unwrap_or_else(|| format!("{status}: {body}"));
-        Err(match status {
-            StatusCode::NOT_FOUND => LinkError::NotFound(message),
-            StatusCode::CONFLICT if body.contains("ALREADY_ACTIVATED") => {
-                LinkError::AlreadyActivated(message)
-            }
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::CONFLICT => {
-                LinkError::Refused(message)
-            }
+        // Final answers are recognised by their code only: a 404 or 409 from anything else
+        // in the way (a proxy, a misrouted address) is no reason to stop for good.
+        Err(match (status, code.as_str()) {
+            (StatusCode::CONFLICT, "ALREADY_ACTIVATED") => LinkError::AlreadyActivated(message),
+            (StatusCode::CONFLICT, "INSTANCE_DEACTIVATED") => LinkError::Deactivated(message),
+            (StatusCode::CONFLICT, "INSTANCE_NOT_ACTIVE") => LinkError::NotActive(message),
+            (StatusCode::NOT_FOUND, "CONNECTED_REGISTRY_UNKNOWN") => LinkError::Unknown(message),
+            (StatusCode::NOT_FOUND, _) => LinkError::NotFound(message),
+            (StatusCode::UNAUTHORIZED, _) => LinkError::Refused(message),
+            (StatusCode::FORBIDDEN, _) => LinkError::Forbidden(message),
             _ => LinkError::Unreachable(message),
         })
     }
@@ -228,13 +266,15 @@ impl ParentClient {
         Self::document(response).await
     }
 
-    /// Waits for `registry`'s configuration to differ from `since`.
+    /// Waits for `registry`'s configuration to differ from `since`, as instance `instance`
+    /// (refused as soon as it is not the active instance). With no `since`, answers at once.
     pub async fn config(
         &self,
         registry: &str,
         since: Option<&str>,
+        instance: Option<&str>,
     ) -> Result<Option<ConfigDocument>, LinkError> {
-        // ETags are hex, so they need no escaping in the query.
+        // ETags are hex and instance ids UUIDs, so they need no escaping in the query.
         let mut url = format!(
             "{}/{registry}/config?wait={}",
             self.base,
@@ -242,6 +282,9 @@ impl ParentClient {
         );
         if let Some(since) = since {
             url.push_str(&format!("&since={since}"));
+        }
+        if let Some(instance) = instance {
+            url.push_str(&format!("&instance={instance}"));
         }
         let response = self.send(self.http.get(url)).await?;
         if response.status() == StatusCode::NOT_MODIFIED {

@@ -18,20 +18,22 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_auth::gateway::RegistrySettings;
+use berth_auth::scope_map::RepositoryPattern;
 use berth_oci::{Digest, Manifest, Reference, RepositoryName, Tag, media_type};
 use berth_registry::{ChangeAction, Origin, Registry, RegistryError, UploadId};
+use chrono::Utc;
 use futures_util::{StreamExt, TryStreamExt};
 use serde::Deserialize;
+use tokio::sync::watch;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use berth_auth::connected::{StatusDetail, SyncSettings};
-use chrono::Utc;
-
-use crate::client::{LONG_POLL, ParentClient};
+use crate::client::{LONG_POLL, LinkError};
+use crate::link::Link;
 use crate::position::Position;
 use crate::schedule::{Gate, Schedule};
-use crate::throttle::{LinkSettings, Throttle, paced};
+use crate::scope::SyncedRepositories;
+use crate::throttle::paced;
+use crate::transfers::{BlobKey, Transfers};
 
 /// Every manifest type the registry stores, for `Accept`.
 pub(crate) const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
@@ -42,6 +44,9 @@ pub(crate) const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, app
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
     /// The parent could not be reached or answered an error.
+    #[error("the parent: {0}")]
+    Link(#[from] LinkError),
+    /// The parent answered something unreadable.
     #[error("the parent: {0}")]
     Parent(String),
     /// The local registry refused or failed.
@@ -71,83 +76,86 @@ struct TagList {
     tags: Vec<String>,
 }
 
-/// A blob in a repository: (repository, digest).
-type BlobKey = (String, String);
+/// How one round of the loop ended.
+enum Round {
+    /// Changes were applied (`true`), or the poll brought none (`false`).
+    Done(bool),
+    /// The configuration changed, and with it maybe the schedule: look again.
+    Interrupted,
+}
+
+async fn json<T: serde::de::DeserializeOwned>(response: reqwest::Response) -> Result<T, SyncError> {
+    response
+        .json()
+        .await
+        .map_err(|e| SyncError::Parent(format!("an unreadable answer: {e}")))
+}
 
 /// Follows the parent's change log into the local registry.
 pub struct ContentSync {
-    registry: Arc<Registry>,
-    client: ParentClient,
+    link: Link,
     name: String,
     position: Position,
-    /// The link's bandwidth pacing, shared with the upstream direction.
-    throttle: Arc<Throttle>,
-    /// The link's limits now: bandwidth (bytes per second) and blob transfers at once.
-    limits: Arc<dyn Fn() -> LinkSettings + Send + Sync>,
-    /// Where lasting problems are reported (the instance's status details).
-    report: Arc<dyn Fn(StatusDetail) + Send + Sync>,
-    /// Blob transfers cut part way, to resume: (repository, digest) -> upload session.
-    partial: std::sync::Mutex<std::collections::HashMap<BlobKey, UploadId>>,
+    /// The repository patterns held whole (a pattern newly on the list is caught up first).
+    synced: Arc<SyncedRepositories>,
+    /// Blob transfers cut part way, to resume, kept on disk.
+    transfers: Transfers,
     /// Blob transfers under way, so two manifests sharing a blob fetch it once, in turn
     /// (two at once would append to the same session).
     in_flight: std::sync::Mutex<std::collections::HashMap<BlobKey, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl ContentSync {
-    /// A follower for connected registry `name`, keeping its position in `data_dir`, moving
-    /// blobs within the link's `limits` (paced by `throttle`).
+    /// A follower for connected registry `name` over `link`, keeping its position, the
+    /// patterns it holds whole (`synced`) and its transfers under way in `data_dir`.
     pub fn new(
-        registry: Arc<Registry>,
-        client: ParentClient,
+        link: Link,
         name: String,
         data_dir: &std::path::Path,
-        throttle: Arc<Throttle>,
-        limits: Arc<dyn Fn() -> LinkSettings + Send + Sync>,
-        report: Arc<dyn Fn(StatusDetail) + Send + Sync>,
+        synced: Arc<SyncedRepositories>,
     ) -> Self {
         ContentSync {
-            report,
-            throttle,
-            limits,
-            registry,
-            client,
+            link,
             name,
             position: Position::new(data_dir, "sync-position"),
-            partial: Default::default(),
+            synced,
+            transfers: Transfers::open(data_dir),
             in_flight: Default::default(),
         }
     }
 
-    /// Runs forever: waits for changes at the parent and applies them, when the schedule
-    /// allows (`settings` gives the current sync settings), retrying with backoff while the
-    /// parent is unreachable. `syncing` is set during a scheduled run; `config_changes` wakes a
-    /// wait for the next tick when the configuration changes; `on_synced` is called
-    /// after each applied batch and at the end of each run.
+    /// Runs until the parent gives a final answer (which it returns): waits for changes at the
+    /// parent and applies them when the schedule allows (`settings` gives the registry's
+    /// current settings), retrying with backoff while the parent is unreachable.
+    /// `config_changes` announces each new configuration: a poll in flight is then dropped
+    /// and the schedule looked at again, so a new schedule holds from that moment;
+    /// `on_synced` is called after each applied batch and at the end of each run.
     pub async fn run(
         self,
         schedule: Schedule,
-        settings: impl Fn() -> Option<SyncSettings> + Send + Sync,
-        syncing: Arc<AtomicBool>,
-        mut config_changes: tokio::sync::watch::Receiver<u64>,
+        settings: impl Fn() -> Option<RegistrySettings> + Send + Sync,
+        mut config_changes: watch::Receiver<u64>,
         on_synced: impl Fn() + Send + Sync,
-    ) {
+    ) -> LinkError {
+        self.forget_finished_transfers().await;
         let mut backoff = Duration::from_millis(200);
         let mut failures = 0u32;
         loop {
-            let Some(settings) = settings() else {
+            config_changes.mark_unchanged();
+            let Some(current) = settings() else {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             };
-            let (wait, until) = match schedule.gate(&settings, Utc::now()) {
+            let (wait, until) = match schedule.gate(&current.sync, Utc::now()) {
                 Gate::Open => (LONG_POLL, None),
                 Gate::OpenUntil(end) => (Duration::ZERO, Some(end)),
                 Gate::ClosedUntil(next) => {
+                    self.link.activity.set_scheduled_run(false);
                     let pause = (next - Utc::now())
                         .to_std()
                         .unwrap_or_default()
                         .min(Duration::from_secs(30));
                     // Until the tick, or until the configuration (maybe the schedule) changes.
-                    config_changes.mark_unchanged();
                     tokio::select! {
                         () = tokio::time::sleep(pause.max(Duration::from_millis(100))) => {}
                         _ = config_changes.changed() => {}
@@ -155,11 +163,16 @@ impl ContentSync {
                     continue;
                 }
             };
-            syncing.store(until.is_some(), Ordering::Relaxed);
-            match self.step(wait).await {
-                Ok(applied) => {
+            self.link.activity.set_scheduled_run(until.is_some());
+            let round = self
+                .round(&current, wait, &schedule, &settings, &mut config_changes)
+                .await;
+            match round {
+                Ok(Round::Interrupted) => {}
+                Ok(Round::Done(applied)) => {
                     backoff = Duration::from_millis(200);
                     failures = 0;
+                    self.link.problems.clear("SYNC_FAILING");
                     if applied {
                         on_synced();
                     }
@@ -169,20 +182,18 @@ impl ContentSync {
                         && (!applied || Utc::now() >= end)
                     {
                         schedule.mark_run(Utc::now());
-                        syncing.store(false, Ordering::Relaxed);
+                        self.link.activity.set_scheduled_run(false);
                         on_synced();
                     }
                 }
+                Err(SyncError::Link(e)) if e.is_final() => return e,
                 Err(e) => {
                     tracing::warn!(error = %e, "content sync failed; retrying");
                     failures += 1;
-                    // A failure that persists is a status detail at the root, not a silent loop.
-                    if failures == 3 {
-                        (self.report)(StatusDetail {
-                            code: "SYNC_FAILING".into(),
-                            description: e.to_string(),
-                            at: Utc::now().timestamp(),
-                        });
+                    // A failure that persists is a status detail at the root, not a silent
+                    // loop; it clears with the next success.
+                    if failures >= 3 {
+                        self.link.problems.raise("SYNC_FAILING", e.to_string());
                     }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(10));
@@ -191,31 +202,63 @@ impl ContentSync {
         }
     }
 
-    /// One poll (a long poll of `wait`) and the changes it brought. Returns whether anything was applied.
+    /// One round: repositories newly on the list caught up, then one poll (a long poll of
+    /// `wait`, dropped if the configuration changes meanwhile) and the changes it brought,
+    /// unless the schedule closed while it waited.
+    async fn round(
+        &self,
+        current: &RegistrySettings,
+        wait: Duration,
+        schedule: &Schedule,
+        settings: &(impl Fn() -> Option<RegistrySettings> + Send + Sync),
+        config_changes: &mut watch::Receiver<u64>,
+    ) -> Result<Round, SyncError> {
+        self.catch_up_added(&current.repositories).await?;
+        let messages = tokio::select! {
+            messages = self.poll(wait) => messages?,
+            _ = config_changes.changed() => return Ok(Round::Interrupted),
+        };
+        if let Some(now) = settings()
+            && matches!(schedule.gate(&now.sync, Utc::now()), Gate::ClosedUntil(_))
+        {
+            return Ok(Round::Interrupted);
+        }
+        self.apply_messages(messages).await.map(Round::Done)
+    }
+
+    /// One poll (a long poll of `wait`) and the changes it brought. Returns whether anything
+    /// was applied.
     pub async fn step(&self, wait: Duration) -> Result<bool, SyncError> {
+        let messages = self.poll(wait).await?;
+        self.apply_messages(messages).await
+    }
+
+    async fn poll(&self, wait: Duration) -> Result<Messages, SyncError> {
         let after = self.position.get();
         let path = format!(
             "/berth/gateway/v1/{}/messages?after={after}&wait={}",
             self.name,
             wait.as_secs()
         );
-        let response = self
-            .client
-            .get(&path, None)
-            .await
-            .map_err(|e| SyncError::Parent(e.to_string()))?;
-        let messages: Messages = response
-            .json()
-            .await
-            .map_err(|e| SyncError::Parent(e.to_string()))?;
+        json(self.link.client.get(&path, None).await?).await
+    }
+
+    async fn apply_messages(&self, messages: Messages) -> Result<bool, SyncError> {
+        let after = self.position.get();
         if messages.expired {
             // Our position fell out of the parent's change log (older than its retention):
             // compare content instead, then follow the log from where it stands.
-            self.catch_up().await?;
+            let _moving = self.link.activity.moving();
+            tracing::warn!(
+                "the parent's change log no longer holds this registry's position; catching up by comparing content"
+            );
+            self.catch_up(None).await?;
+            tracing::info!("caught up with the parent by comparing content");
             self.position.set(messages.last)?;
             return Ok(true);
         }
         let applied = !messages.events.is_empty();
+        let _moving = applied.then(|| self.link.activity.moving());
         for change in &messages.events {
             self.apply(change).await?;
             // A position is never saved ahead of what was applied.
@@ -228,7 +271,8 @@ impl ContentSync {
     }
 
     async fn apply(&self, change: &berth_registry::Change) -> Result<(), SyncError> {
-        let repository = self.registry.repository_name(&change.repository)?;
+        let registry = &self.link.registry;
+        let repository = registry.repository_name(&change.repository)?;
         let digest = change.digest.as_deref().map(Registry::digest).transpose()?;
         let tag = change
             .tag
@@ -246,12 +290,12 @@ impl ContentSync {
                 self.tag_from_parent(&repository, digest, tag).await?;
             }
             (ChangeAction::TagDelete, _, Some(tag)) => ignore_unknown(
-                self.registry
+                registry
                     .delete_manifest_from(Origin::Parent, &repository, &Reference::Tag(tag))
                     .await,
             )?,
             (ChangeAction::ManifestDelete, Some(digest), _) => ignore_unknown(
-                self.registry
+                registry
                     .delete_manifest_from(Origin::Parent, &repository, &Reference::Digest(digest))
                     .await,
             )?,
@@ -263,33 +307,94 @@ impl ContentSync {
         Ok(())
     }
 
-    /// Brings every repository the parent lets us pull to the parent's tags, by comparison:
-    /// each tag's manifest is fetched if missing and the tag moved if it differs; on a
-    /// ReadOnly mirror, tags the parent no longer has are removed (a ReadWrite registry keeps
-    /// its own, which it sends up).
-    async fn catch_up(&self) -> Result<(), SyncError> {
-        tracing::warn!(
-            "the parent's change log no longer holds this registry's position; catching up by comparing content"
-        );
-        let mut last: Option<String> = None;
+    /// Catches up, by comparison, the repository patterns on `list` that are not held whole
+    /// yet (put on the list, or taken off and put back), then records `list` as held whole.
+    async fn catch_up_added(&self, list: &[String]) -> Result<(), SyncError> {
+        let Some(synced) = self.synced.get() else {
+            // A new instance: its position in the parent's log covers everything.
+            self.synced.set(list)?;
+            return Ok(());
+        };
+        let added: Vec<&String> = list.iter().filter(|p| !synced.contains(p)).collect();
+        if added.is_empty() {
+            if synced.len() != list.len() {
+                self.synced.set(list)?;
+            }
+            return Ok(());
+        }
+        let patterns: Vec<RepositoryPattern> = added
+            .iter()
+            .filter_map(|p| RepositoryPattern::parse(p).ok())
+            .collect();
+        let _moving = self.link.activity.moving();
+        tracing::info!(repositories = ?added, "catching up repositories added to this registry's list");
+        self.catch_up(Some(&patterns)).await?;
+        tracing::info!(repositories = ?added, "caught up repositories added to this registry's list");
+        self.synced.set(list)?;
+        Ok(())
+    }
+
+    /// Brings the repositories the parent lets us pull (only those `only` covers, when
+    /// given) to the parent's tags, by comparison: each tag's manifest is fetched if missing
+    /// and the tag moved if it differs; on a ReadOnly mirror, tags the parent no longer has
+    /// are removed (a ReadWrite registry keeps its own, which it sends up).
+    async fn catch_up(&self, only: Option<&[RepositoryPattern]>) -> Result<(), SyncError> {
+        let wanted = |name: &str| only.is_none_or(|p| p.iter().any(|p| p.matches(name)));
+        // One repository needs no catalog; a prefix starts the catalog where it begins.
+        let mut start: Option<String> = None;
+        // Past the names of the last prefix, nothing more is wanted.
+        let mut end: Option<String> = None;
+        if let Some(patterns) = only {
+            let mut exact = Vec::new();
+            let mut prefixes = Vec::new();
+            for pattern in patterns {
+                match pattern {
+                    RepositoryPattern::Exact(name) => exact.push(name.clone()),
+                    RepositoryPattern::Prefix(prefix) => prefixes.push(prefix.clone()),
+                    RepositoryPattern::All => {
+                        exact.clear();
+                        prefixes.clear();
+                        prefixes.push(String::new());
+                        break;
+                    }
+                }
+            }
+            for name in &exact {
+                self.catch_up_repository(name).await?;
+            }
+            match prefixes.iter().min() {
+                None => return Ok(()),
+                Some(first) if !first.is_empty() => {
+                    start = Some(first.clone());
+                    end = prefixes.iter().max().cloned();
+                }
+                Some(_) => {}
+            }
+        }
+        let mut last = start;
         loop {
             let path = match &last {
                 None => "/v2/_catalog?n=500".to_owned(),
                 Some(l) => format!("/v2/_catalog?n=500&last={l}"),
             };
-            let response = self
-                .client
-                .get(&path, None)
-                .await
-                .map_err(|e| SyncError::Parent(e.to_string()))?;
-            let catalog: Catalog = response
-                .json()
-                .await
-                .map_err(|e| SyncError::Parent(e.to_string()))?;
-            for name in &catalog.repositories {
+            let catalog: Catalog = json(self.link.client.get(&path, None).await?).await?;
+            for name in catalog.repositories.iter().filter(|n| wanted(n)) {
+                // Exact names were caught up above.
+                if only.is_some_and(|p| {
+                    p.iter()
+                        .any(|p| matches!(p, RepositoryPattern::Exact(e) if e == name))
+                }) {
+                    continue;
+                }
                 self.catch_up_repository(name).await?;
             }
-            if catalog.repositories.len() < 500 {
+            let past_the_end = end.as_deref().is_some_and(|end| {
+                catalog
+                    .repositories
+                    .last()
+                    .is_some_and(|n| n.as_str() > end && !n.starts_with(end))
+            });
+            if catalog.repositories.len() < 500 || past_the_end {
                 return Ok(());
             }
             last = catalog.repositories.last().cloned();
@@ -297,22 +402,25 @@ impl ContentSync {
     }
 
     async fn catch_up_repository(&self, name: &str) -> Result<(), SyncError> {
-        let repository = self.registry.repository_name(name)?;
-        let response = self
+        let registry = &self.link.registry;
+        let repository = registry.repository_name(name)?;
+        let parent_tags: TagList = match self
+            .link
             .client
             .get(&format!("/v2/{name}/tags/list"), None)
             .await
-            .map_err(|e| SyncError::Parent(e.to_string()))?;
-        let parent_tags: TagList = response
-            .json()
-            .await
-            .map_err(|e| SyncError::Parent(e.to_string()))?;
+        {
+            Ok(response) => json(response).await?,
+            // Nothing of it at the parent (yet).
+            Err(LinkError::NotFound(_)) => TagList { tags: Vec::new() },
+            Err(e) => return Err(e.into()),
+        };
         for tag in &parent_tags.tags {
             let head = self
+                .link
                 .client
                 .head(&format!("/v2/{name}/manifests/{tag}"), ACCEPT)
-                .await
-                .map_err(|e| SyncError::Parent(e.to_string()))?;
+                .await?;
             let Some(digest) = head
                 .headers()
                 .get("docker-content-digest")
@@ -323,8 +431,7 @@ impl ContentSync {
             let digest = Registry::digest(digest)?;
             self.ensure_manifest(&repository, &digest).await?;
             let tag = Tag::parse(tag).map_err(RegistryError::TagInvalid)?;
-            let current = self
-                .registry
+            let current = registry
                 .manifest(&repository, &Reference::Tag(tag.clone()))
                 .await
                 .ok()
@@ -333,13 +440,13 @@ impl ContentSync {
                 self.tag_from_parent(&repository, digest, tag).await?;
             }
         }
-        if (self.limits)().read_only
-            && let Ok(local_tags) = self.registry.tags(&repository, None, u32::MAX - 1).await
+        if (self.link.limits)().read_only
+            && let Ok(local_tags) = registry.tags(&repository, None, u32::MAX - 1).await
         {
             for tag in local_tags.iter().filter(|t| !parent_tags.tags.contains(t)) {
                 let tag = Tag::parse(tag).map_err(RegistryError::TagInvalid)?;
                 ignore_unknown(
-                    self.registry
+                    registry
                         .delete_manifest_from(Origin::Parent, &repository, &Reference::Tag(tag))
                         .await,
                 )?;
@@ -354,11 +461,11 @@ impl ContentSync {
         repository: &RepositoryName,
         digest: &Digest,
     ) -> Result<(), SyncError> {
+        let registry = &self.link.registry;
         // Depth-first over an index's children; an explicit stack keeps deep trees cheap.
         let mut pending = vec![(digest.clone(), false)];
         while let Some((digest, children_done)) = pending.pop() {
-            match self
-                .registry
+            match registry
                 .manifest(repository, &Reference::Digest(digest.clone()))
                 .await
             {
@@ -382,7 +489,7 @@ impl ContentSync {
                 }
             }
             // Blobs in parallel, as many at once as the link allows.
-            let concurrency = (self.limits)().concurrency;
+            let concurrency = (self.link.limits)().concurrency;
             futures_util::stream::iter(
                 manifest
                     .required_blobs()
@@ -394,7 +501,7 @@ impl ContentSync {
             .try_collect::<Vec<()>>()
             .await?;
             let media_type = manifest.media_type.clone();
-            self.registry
+            registry
                 .put_manifest_from(
                     Origin::Parent,
                     repository,
@@ -414,13 +521,13 @@ impl ContentSync {
         digest: &Digest,
     ) -> Result<(bytes::Bytes, String), SyncError> {
         let response = self
+            .link
             .client
             .get(
                 &format!("/v2/{repository}/manifests/{digest}"),
                 Some(ACCEPT),
             )
-            .await
-            .map_err(|e| SyncError::Parent(e.to_string()))?;
+            .await?;
         let content_type = response
             .headers()
             .get("content-type")
@@ -436,14 +543,14 @@ impl ContentSync {
 
     /// Makes sure the local repository may read blob `digest`: linked from another local
     /// repository when the bytes are already here, else streamed from the parent and checked.
-    /// A transfer cut part way is resumed from the bytes already received (`Range`), and the
-    /// digest is still checked over the whole blob.
+    /// A transfer cut part way (by the link, or by a restart) is resumed from the bytes
+    /// already received (`Range`), and the digest is still checked over the whole blob.
     async fn ensure_blob(
         &self,
         repository: &RepositoryName,
         digest: &Digest,
     ) -> Result<(), SyncError> {
-        let key = (repository.to_string(), digest.to_string());
+        let key = format!("{repository}@{digest}");
         let turn = Arc::clone(
             self.in_flight
                 .lock()
@@ -452,7 +559,7 @@ impl ContentSync {
                 .or_default(),
         );
         let held = turn.lock().await;
-        let result = self.fetch_blob(repository, digest, key.clone()).await;
+        let result = self.fetch_blob(repository, digest, &key).await;
         drop(held);
         let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         // Only the map and this call hold it: nobody waits for this blob any more.
@@ -467,54 +574,74 @@ impl ContentSync {
         &self,
         repository: &RepositoryName,
         digest: &Digest,
-        key: BlobKey,
+        key: &str,
     ) -> Result<(), SyncError> {
-        if self.registry.blob(repository, digest).await.is_ok()
-            || self.registry.adopt_blob(repository, digest).await?
+        let registry = &self.link.registry;
+        if registry.blob(repository, digest).await.is_ok()
+            || registry.adopt_blob(repository, digest).await?
         {
+            // A transfer left from before is of no use any more.
+            if let Some(id) = self.transfers.get(key) {
+                let _ = registry.cancel_upload(repository, &id).await;
+                self.transfers.remove(key)?;
+            }
             return Ok(());
         }
-        let resumable = self
-            .partial
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .copied();
-        let (id, offset) = match resumable {
-            Some(id) => match self.registry.upload_offset(repository, &id).await {
-                Ok(offset) => (id, offset),
-                Err(_) => (self.registry.start_upload(repository).await?, 0),
-            },
-            None => (self.registry.start_upload(repository).await?, 0),
+        let resumable = match self.transfers.get(key) {
+            Some(id) => registry
+                .upload_offset(repository, &id)
+                .await
+                .ok()
+                .map(|offset| (id, offset)),
+            None => None,
         };
-        self.partial
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key.clone(), id);
+        let (id, offset) = match resumable {
+            Some(session) => session,
+            None => {
+                let id = registry.start_upload(repository).await?;
+                self.transfers.insert(key, id)?;
+                (id, 0)
+            }
+        };
         let path = format!("/v2/{repository}/blobs/{digest}");
         // A transfer cut just after its last byte holds the whole blob already: asking the
         // parent for the bytes after it would be refused (416) on every attempt.
         let complete = offset > 0 && self.parent_blob_size(&path).await? <= offset;
         if !complete {
-            self.fetch_into(repository, &id, &path, offset, &key)
-                .await?;
+            self.fetch_into(repository, &id, &path, offset, key).await?;
         }
-        self.partial
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&key);
-        let finished = self
-            .registry
-            .finish_upload(repository, &id, digest, None)
-            .await;
+        self.transfers.remove(key)?;
+        let finished = registry.finish_upload(repository, &id, digest, None).await;
         if finished.is_err() {
-            let _ = self.registry.cancel_upload(repository, &id).await;
+            let _ = registry.cancel_upload(repository, &id).await;
         }
         Ok(finished?)
     }
-}
 
-impl ContentSync {
+    /// Forgets, at start, the transfers whose session is gone (swept, or finished just
+    /// before a crash).
+    async fn forget_finished_transfers(&self) {
+        for (key, id) in self.transfers.all() {
+            let repository = key
+                .split_once('@')
+                .and_then(|(r, _)| self.link.registry.repository_name(r).ok());
+            let alive = match &repository {
+                Some(repository) => self
+                    .link
+                    .registry
+                    .upload_offset(repository, &id)
+                    .await
+                    .is_ok(),
+                None => false,
+            };
+            if alive {
+                tracing::info!(blob = %key, "a blob transfer cut by a restart resumes from the bytes on disk");
+            } else if let Err(e) = self.transfers.remove(&key) {
+                tracing::warn!(error = %e, "could not update the list of blob transfers");
+            }
+        }
+    }
+
     /// Points `tag` at manifest `digest`, held here already, as the parent's change.
     async fn tag_from_parent(
         &self,
@@ -522,11 +649,11 @@ impl ContentSync {
         digest: Digest,
         tag: Tag,
     ) -> Result<(), SyncError> {
-        let local = self
-            .registry
+        let registry = &self.link.registry;
+        let local = registry
             .manifest(repository, &Reference::Digest(digest.clone()))
             .await?;
-        self.registry
+        registry
             .put_manifest_from(
                 Origin::Parent,
                 repository,
@@ -541,11 +668,7 @@ impl ContentSync {
 
     /// The size of a blob at the parent, from `HEAD`.
     async fn parent_blob_size(&self, path: &str) -> Result<u64, SyncError> {
-        let response = self
-            .client
-            .head(path, "*/*")
-            .await
-            .map_err(|e| SyncError::Parent(e.to_string()))?;
+        let response = self.link.client.head(path, "*/*").await?;
         response
             .headers()
             .get(reqwest::header::CONTENT_LENGTH)
@@ -561,20 +684,13 @@ impl ContentSync {
         id: &UploadId,
         path: &str,
         offset: u64,
-        key: &BlobKey,
+        key: &str,
     ) -> Result<(), SyncError> {
-        let response = self
-            .client
-            .get_from(path, offset)
-            .await
-            .map_err(|e| SyncError::Parent(e.to_string()))?;
+        let response = self.link.client.get_from(path, offset).await?;
         if offset > 0 && response.status() != reqwest::StatusCode::PARTIAL_CONTENT {
             // The parent sent the whole blob: start this transfer over.
-            self.partial
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(key);
-            let _ = self.registry.cancel_upload(repository, id).await;
+            self.transfers.remove(key)?;
+            let _ = self.link.registry.cancel_upload(repository, id).await;
             return Err(SyncError::Parent(format!(
                 "{path}: the parent ignored the range request; starting over"
             )));
@@ -582,15 +698,17 @@ impl ContentSync {
         if offset > 0 {
             tracing::info!(path, offset, "resuming a blob transfer");
         }
-        let bandwidth = (self.limits)().bandwidth;
+        let _moving = self.link.activity.moving();
+        let bandwidth = (self.link.limits)().bandwidth;
         let body = paced(
-            &self.throttle,
+            &self.link.throttle,
             response.bytes_stream().map_err(io::Error::other),
             bandwidth,
         )
         .boxed();
         // On a cut the bytes received so far stay in the session, for the next attempt.
-        self.registry
+        self.link
+            .registry
             .append_upload(repository, id, Some(offset), body)
             .await?;
         Ok(())

@@ -6,35 +6,52 @@
 //! unreachable, including after a restart.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_auth::Identity;
 use berth_auth::connected::{InstanceStatus, LogLevel, Mode, StatusDetail};
-use berth_auth::gateway::{ActivateRequest, ConfigDocument, StatusReport};
+use berth_auth::gateway::{ActivateRequest, ConfigDocument, RegistrySettings, StatusReport};
 use berth_auth::scope_map::RepositoryPattern;
 use berth_server::gateway::{Gateway, GatewayError};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use berth_registry::Registry;
 
 use crate::client::{LinkError, ParentClient};
 use crate::connection::ConnectionString;
 use crate::content::ContentSync;
-use crate::schedule::{Gate, Schedule};
+use crate::link::Link;
+use crate::retirement::{self, Cause, Retirement};
+use crate::schedule::Schedule;
+use crate::scope::SyncedRepositories;
+use crate::status::{Activity, Problems};
 use crate::throttle::{LinkSettings, Throttle};
 use crate::upstream::Upstream;
 
 /// How often the instance reports its status.
 pub const STATUS_EVERY: Duration = Duration::from_secs(3);
 
-/// Why the instance must stop.
+/// Why the instance must stop. Each is said once, at error level, and never retried.
 #[derive(Debug, thiserror::Error)]
 pub enum InstanceError {
     /// Another instance holds the connected registry.
-    #[error("{0}")]
+    #[error("ALREADY_ACTIVATED: {0}")]
     AlreadyActivated(String),
+    /// The root retired this instance for good: deactivated, or its registry deleted.
+    #[error("{0}")]
+    Retired(String),
+    /// The parent refused the sync token (a wrong or regenerated password, a disabled or
+    /// deleted token).
+    #[error(
+        "the parent refused this instance's sync token ({0}); get a new connection string with `berth connected-registry \
+         get-settings --generate-password 1` on the root, and restart with it"
+    )]
+    Refused(String),
+    /// The parent no longer counts this instance as the active one.
+    #[error("{0}")]
+    NotActive(String),
     /// Reading or writing the instance's files failed.
     #[error("instance state in `{path}`: {source}")]
     Io {
@@ -43,6 +60,33 @@ pub enum InstanceError {
         /// The cause.
         source: std::io::Error,
     },
+}
+
+/// The first final error any part of the link met; the instance stops with it.
+#[derive(Default)]
+struct Stop {
+    reason: Mutex<Option<InstanceError>>,
+    notify: Notify,
+}
+
+impl Stop {
+    fn stop(&self, error: InstanceError) {
+        let mut reason = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+        if reason.is_none() {
+            *reason = Some(error);
+        }
+        self.notify.notify_one();
+    }
+
+    async fn wait(&self) -> InstanceError {
+        loop {
+            let notified = self.notify.notified();
+            if let Some(error) = self.reason.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                return error;
+            }
+            notified.await;
+        }
+    }
 }
 
 /// The running instance of a connected registry: configuration, status, relay, and content
@@ -61,10 +105,14 @@ pub struct Instance {
     read_only: Arc<RwLock<Option<String>>>,
     log_level: Arc<dyn Fn(LogLevel) + Send + Sync>,
     last_sync: RwLock<Option<i64>>,
-    /// Problems seen while syncing (tag conflicts), reported with the status.
-    events: Arc<std::sync::Mutex<Vec<StatusDetail>>>,
-    /// Set while a scheduled sync run is on: the status says `Syncing`.
-    syncing: Arc<std::sync::atomic::AtomicBool>,
+    /// Problems seen (sync failing, tag conflicts, the disk), reported with the status.
+    problems: Arc<Problems>,
+    /// Whether content is moving: the status says `Syncing`.
+    activity: Arc<Activity>,
+    /// The repository patterns content sync holds whole.
+    synced: Arc<SyncedRepositories>,
+    /// Set by whichever part of the link meets a final answer.
+    stop: Stop,
 }
 
 fn now() -> i64 {
@@ -98,7 +146,8 @@ fn instance_id(data_dir: &Path) -> Result<String, InstanceError> {
 impl Instance {
     /// Prepares the instance: its identity, and the last configuration it received (applied
     /// at once, so it serves while the parent is down). `read_only` is the data plane's
-    /// switch for ReadOnly mode; `log_level` applies the configured log level.
+    /// switch for ReadOnly mode; `log_level` applies the configured log level. Refuses to
+    /// start an instance its root retired (deactivated, or its registry deleted).
     pub async fn open(
         connection: ConnectionString,
         data_dir: &Path,
@@ -109,6 +158,13 @@ impl Instance {
         log_level: Arc<dyn Fn(LogLevel) + Send + Sync>,
     ) -> Result<Arc<Instance>, InstanceError> {
         let instance_id = instance_id(data_dir)?;
+        if let Some(retired) = Retirement::load(data_dir) {
+            if retired.holds_for(&instance_id, &connection) {
+                return Err(InstanceError::Retired(retired.explain(data_dir)));
+            }
+            let file = retirement::file(data_dir);
+            std::fs::remove_file(&file).map_err(io(&file))?;
+        }
         let state_file = data_dir.join("connected-registry.json");
         let instance = Arc::new(Instance {
             client: ParentClient::new(&connection),
@@ -124,8 +180,10 @@ impl Instance {
             read_only,
             log_level,
             last_sync: RwLock::new(None),
-            syncing: Arc::default(),
-            events: Arc::default(),
+            problems: Arc::default(),
+            activity: Arc::default(),
+            synced: Arc::new(SyncedRepositories::new(data_dir)),
+            stop: Stop::default(),
         });
         if let Ok(text) = std::fs::read_to_string(&instance.state_file)
             && let Ok(document) = serde_json::from_str::<ConfigDocument>(&text)
@@ -174,13 +232,15 @@ impl Instance {
             format!("connected registry `{}` is ReadOnly: it only mirrors its parent; push to a ReadWrite registry", document.registry.name)
         });
         (self.log_level)(document.registry.log_level);
+        // A pattern off the list is no longer held whole: put back, it is caught up again.
+        if let Err(e) = self.synced.retain(&document.registry.repositories) {
+            tracing::warn!(error = %e, "could not record the repositories synced");
+        }
         if document.registry.mode == Mode::ReadOnly {
             // A mirror holds exactly its parent's repositories for its list: a repository
             // taken off the list is deleted here.
-            let (registry, repositories) = (
-                Arc::clone(&self.registry),
-                document.registry.repositories.clone(),
-            );
+            let registry = Arc::clone(&self.registry);
+            let repositories = document.registry.repositories.clone();
             tokio::spawn(async move {
                 if let Err(e) = prune_repositories(&registry, &repositories).await {
                     tracing::warn!(error = %e, "could not delete repositories no longer synced");
@@ -199,6 +259,14 @@ impl Instance {
             .clone()
     }
 
+    fn settings(&self) -> Option<RegistrySettings> {
+        self.document
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|d| d.registry.clone())
+    }
+
     fn activate_request(&self) -> ActivateRequest {
         ActivateRequest {
             instance_id: self.instance_id.clone(),
@@ -207,10 +275,47 @@ impl Instance {
         }
     }
 
+    /// What a final answer of the parent means for this instance: for a retirement, the
+    /// record that keeps a restart from serving again.
+    fn final_error(&self, error: LinkError) -> InstanceError {
+        let cause = match &error {
+            LinkError::Deactivated(_) => Some(Cause::Deactivated),
+            LinkError::Unknown(_) => Some(Cause::Deleted),
+            _ => None,
+        };
+        if let Some(cause) = cause {
+            let retired = Retirement {
+                cause,
+                registry: self.name().to_owned(),
+                instance_id: self.instance_id.clone(),
+                connection: retirement::fingerprint(&self.connection),
+                at: now(),
+                message: error.to_string(),
+            };
+            if let Err(e) = retired.save(&self.data_dir) {
+                tracing::error!(error = %e, "could not record that this instance was retired");
+            }
+            return InstanceError::Retired(retired.explain(&self.data_dir));
+        }
+        match error {
+            LinkError::AlreadyActivated(message) => InstanceError::AlreadyActivated(message),
+            LinkError::NotActive(message) => InstanceError::NotActive(message),
+            other => InstanceError::Refused(other.to_string()),
+        }
+    }
+
     /// Runs the link with the parent until the instance must stop: activation (retried while
-    /// the parent is unreachable), then the configuration long poll and the status reports.
-    /// Returns only on a fatal error, such as another instance holding the registry.
+    /// the parent is unreachable), then the configuration long poll, the status reports and
+    /// content sync. Returns only on a final answer of the parent (another instance holds
+    /// the registry, this one was deactivated, the registry deleted, the sync token
+    /// refused), after logging it at error level; the caller then stops the process.
     pub async fn run(self: Arc<Self>) -> InstanceError {
+        let error = self.link().await;
+        tracing::error!(registry = %self.name(), "connected registry instance stops: {error}");
+        error
+    }
+
+    async fn link(self: &Arc<Self>) -> InstanceError {
         let mut backoff = Duration::from_millis(200);
         loop {
             match self
@@ -226,9 +331,7 @@ impl Instance {
                     *self.last_sync.write().unwrap_or_else(|e| e.into_inner()) = Some(now());
                     break;
                 }
-                Err(LinkError::AlreadyActivated(message)) => {
-                    return InstanceError::AlreadyActivated(message);
-                }
+                Err(e) if e.is_final() => return self.final_error(e),
                 Err(e) => {
                     tracing::warn!(error = %e, "activation failed; retrying");
                     tokio::time::sleep(backoff).await;
@@ -236,16 +339,16 @@ impl Instance {
                 }
             }
         }
-        tokio::spawn(Arc::clone(&self).report_status());
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(Arc::clone(self).report_status());
         // One throttle and one set of limits for the link, both directions.
-        let throttle = Arc::new(Throttle::default());
-        let limits_of = Arc::clone(&self);
+        let limits_of = Arc::clone(self);
         let limits: Arc<dyn Fn() -> LinkSettings + Send + Sync> =
-            Arc::new(move || match limits_of.current() {
-                Some(d) => LinkSettings {
-                    bandwidth: d.registry.sync.bandwidth,
-                    concurrency: d.registry.sync.concurrency,
-                    read_only: d.registry.mode == Mode::ReadOnly,
+            Arc::new(move || match limits_of.settings() {
+                Some(r) => LinkSettings {
+                    bandwidth: r.sync.bandwidth,
+                    concurrency: r.sync.concurrency,
+                    read_only: r.mode == Mode::ReadOnly,
                 },
                 None => LinkSettings {
                     bandwidth: None,
@@ -253,73 +356,61 @@ impl Instance {
                     read_only: true,
                 },
             });
-        let events = Arc::clone(&self.events);
-        let conflicts: Arc<dyn Fn(StatusDetail) + Send + Sync> = Arc::new(move |detail| {
-            let mut events = events.lock().unwrap_or_else(|e| e.into_inner());
-            events.push(detail);
-            let excess = events.len().saturating_sub(10);
-            events.drain(..excess);
-        });
+        let link = Link {
+            registry: Arc::clone(&self.registry),
+            client: self.client.clone(),
+            throttle: Arc::new(Throttle::default()),
+            limits,
+            problems: Arc::clone(&self.problems),
+            activity: Arc::clone(&self.activity),
+        };
         let content = ContentSync::new(
-            Arc::clone(&self.registry),
-            self.client.clone(),
+            link.clone(),
             self.name().to_owned(),
             &self.data_dir,
-            Arc::clone(&throttle),
-            Arc::clone(&limits),
-            Arc::clone(&conflicts),
+            Arc::clone(&self.synced),
         );
-        let (this, settings_of) = (Arc::clone(&self), Arc::clone(&self));
-        let syncing = Arc::clone(&self.syncing);
+        let (this, settings_of) = (Arc::clone(self), Arc::clone(self));
         let config_changes = self.changes.subscribe();
-        tokio::spawn(async move {
-            content
+        tasks.spawn(async move {
+            let error = content
                 .run(
                     Schedule::new(&this.data_dir),
-                    move || settings_of.current().map(|d| d.registry.sync),
-                    syncing,
+                    move || settings_of.settings(),
                     config_changes,
-                    move || {
-                        *this.last_sync.write().unwrap_or_else(|e| e.into_inner()) = Some(now())
-                    },
+                    || *this.last_sync.write().unwrap_or_else(|e| e.into_inner()) = Some(now()),
                 )
                 .await;
+            this.stop.stop(this.final_error(error));
         });
-        let upstream = Upstream::new(
-            Arc::clone(&self.registry),
-            self.client.clone(),
-            &self.data_dir,
-            throttle,
-            limits,
-            conflicts,
-        );
-        let this = Arc::clone(&self);
-        tokio::spawn(async move {
-            let schedule = Schedule::new(&this.data_dir);
-            upstream
-                .run(move || {
-                    let document = this.current()?;
-                    // Sent up only when the schedule lets content move.
-                    let open = !matches!(
-                        schedule.gate(&document.registry.sync, chrono::Utc::now()),
-                        Gate::ClosedUntil(_)
-                    );
-                    Some((
-                        open && document.registry.mode == Mode::ReadWrite,
-                        document.registry.repositories.clone(),
-                    ))
+        let upstream = Upstream::new(link, &self.data_dir);
+        let this = Arc::clone(self);
+        tasks.spawn(async move {
+            let settings_of = Arc::clone(&this);
+            let error = upstream
+                .run(Schedule::new(&this.data_dir), move || {
+                    settings_of.settings()
                 })
                 .await;
+            this.stop.stop(this.final_error(error));
         });
-        self.follow_config().await;
-        unreachable!("the configuration loop never ends")
+        // The tasks end with this future (the JoinSet aborts them when dropped).
+        tokio::select! {
+            error = self.follow_config() => error,
+            error = self.stop.wait() => error,
+        }
     }
 
-    async fn follow_config(&self) {
+    /// Follows the configuration until the parent answers finally.
+    async fn follow_config(&self) -> InstanceError {
         let mut backoff = Duration::from_millis(200);
         loop {
             let since = self.current().map(|d| d.etag());
-            match self.client.config(self.name(), since.as_deref()).await {
+            match self
+                .client
+                .config(self.name(), since.as_deref(), Some(&self.instance_id))
+                .await
+            {
                 Ok(Some(document)) => {
                     backoff = Duration::from_millis(200);
                     tracing::debug!(etag = %document.etag(), "configuration changed");
@@ -332,6 +423,7 @@ impl Instance {
                     backoff = Duration::from_millis(200);
                     *self.last_sync.write().unwrap_or_else(|e| e.into_inner()) = Some(now());
                 }
+                Err(e) if e.is_final() => return self.final_error(e),
                 Err(e) => {
                     tracing::warn!(error = %e, "configuration poll failed; serving with the last configuration");
                     tokio::time::sleep(backoff).await;
@@ -341,39 +433,44 @@ impl Instance {
         }
     }
 
+    /// The status report now: `Unhealthy` while the disk is low, `Syncing` while content
+    /// moves, else `Online`; every current and recent past problem.
+    fn status(&self) -> InstanceStatus {
+        match disk_problem(&self.data_dir) {
+            Some(description) => self.problems.raise("DISK_LOW", description),
+            None => self.problems.clear("DISK_LOW"),
+        }
+        let details: Vec<StatusDetail> = self.problems.details();
+        let connection_state = if self.problems.is_raised("DISK_LOW") {
+            "Unhealthy"
+        } else if self.activity.is_syncing() {
+            "Syncing"
+        } else {
+            "Online"
+        };
+        InstanceStatus {
+            connection_state: connection_state.into(),
+            last_sync: *self.last_sync.read().unwrap_or_else(|e| e.into_inner()),
+            details,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            login_server: self.login_server.clone(),
+            reported_at: 0,
+        }
+    }
+
     async fn report_status(self: Arc<Self>) {
         loop {
-            let mut details: Vec<StatusDetail> = disk_problem(&self.data_dir).into_iter().collect();
-            let disk_ok = details.is_empty();
-            details.extend(
-                self.events
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .iter()
-                    .cloned(),
-            );
-            let status = InstanceStatus {
-                connection_state: match (
-                    disk_ok,
-                    self.syncing.load(std::sync::atomic::Ordering::Relaxed),
-                ) {
-                    (false, _) => "Unhealthy",
-                    (true, true) => "Syncing",
-                    (true, false) => "Online",
-                }
-                .into(),
-                last_sync: *self.last_sync.read().unwrap_or_else(|e| e.into_inner()),
-                details,
-                version: env!("CARGO_PKG_VERSION").to_owned(),
-                login_server: self.login_server.clone(),
-                reported_at: 0,
-            };
             let report = StatusReport {
                 instance_id: self.instance_id.clone(),
-                status,
+                status: self.status(),
             };
-            if let Err(e) = self.client.status(self.name(), &report).await {
-                tracing::debug!(error = %e, "status report failed");
+            match self.client.status(self.name(), &report).await {
+                Ok(()) => {}
+                Err(e) if e.is_final() => {
+                    self.stop.stop(self.final_error(e));
+                    return;
+                }
+                Err(e) => tracing::debug!(error = %e, "status report failed"),
             }
             tokio::time::sleep(STATUS_EVERY).await;
         }
@@ -413,24 +510,22 @@ async fn prune_repositories(
 /// Free space below which the instance reports itself Unhealthy.
 const LOW_DISK_BYTES: u64 = 512 << 20;
 
-/// A `DISK_LOW` status detail when the data directory's file system is nearly full (less than
-/// 5% or 512 MiB free): pushes and sync would soon fail there.
-fn disk_problem(data_dir: &Path) -> Option<StatusDetail> {
+/// Why the data directory's file system is nearly full (less than 5% or 512 MiB free), if
+/// it is: pushes and sync would soon fail there.
+fn disk_problem(data_dir: &Path) -> Option<String> {
     let stats = rustix::fs::statvfs(data_dir).ok()?;
     let total = stats.f_blocks.saturating_mul(stats.f_frsize);
     let free = stats.f_bavail.saturating_mul(stats.f_frsize);
-    (free < LOW_DISK_BYTES || free.saturating_mul(20) < total).then(|| StatusDetail {
-        code: "DISK_LOW".into(),
-        description: format!(
+    (free < LOW_DISK_BYTES || free.saturating_mul(20) < total).then(|| {
+        format!(
             "{} MiB free of {} MiB on the data directory's file system",
             free >> 20,
             total >> 20
-        ),
-        at: now(),
+        )
     })
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
@@ -448,29 +543,49 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// instance's own parent is down), activations and status reports forwarded up.
 struct Relay(Arc<Instance>);
 
-fn unreachable_parent(e: LinkError) -> GatewayError {
+/// What the relay answers its child when its own parent answered `e` about the child
+/// (`instance`, the child's instance, when known): the root's decisions pass through with
+/// their codes; anything else about this link is this relay's problem, not the child's, so
+/// the child is told to retry.
+fn relayed(name: &str, instance: Option<&str>, e: LinkError) -> GatewayError {
+    use berth_auth::IdentityError as E;
+    let (registry, instance) = (name.to_owned(), instance.unwrap_or_default().to_owned());
     match e {
-        LinkError::AlreadyActivated(message) => {
-            GatewayError::Identity(berth_auth::IdentityError::Conflict(message))
+        LinkError::AlreadyActivated(_) => E::AlreadyActivated { registry }.into(),
+        LinkError::Deactivated(_) => E::InstanceDeactivated { registry, instance }.into(),
+        LinkError::NotActive(_) => E::InstanceNotActive { registry, instance }.into(),
+        LinkError::Unknown(_) => E::NotFound {
+            kind: "connected registry",
+            name: registry,
         }
-        LinkError::Refused(message) | LinkError::NotFound(message) => {
-            GatewayError::Identity(berth_auth::IdentityError::Invalid(message))
-        }
-        LinkError::Unreachable(message) => GatewayError::Unavailable(message),
+        .into(),
+        LinkError::Refused(message)
+        | LinkError::Forbidden(message)
+        | LinkError::NotFound(message)
+        | LinkError::Unreachable(message) => GatewayError::Unavailable(message),
     }
 }
 
 impl Relay {
-    fn child_document(&self, name: &str) -> Result<ConfigDocument, GatewayError> {
-        self.0
-            .current()
-            .and_then(|d| d.children.iter().find_map(|c| c.find(name)).cloned())
-            .ok_or_else(|| {
-                GatewayError::Identity(berth_auth::IdentityError::NotFound {
-                    kind: "connected registry",
-                    name: name.into(),
-                })
-            })
+    /// The document of descendant `name`, from the one this instance received. One it does
+    /// not hold may be newer than that document: the parent decides, so a child is never
+    /// told its registry is gone on the word of a stale copy.
+    async fn child_document(&self, name: &str) -> Result<ConfigDocument, GatewayError> {
+        let Some(document) = self.0.current() else {
+            return Err(GatewayError::Unavailable(
+                "this connected registry has no configuration from its parent yet".into(),
+            ));
+        };
+        if let Some(child) = document.children.iter().find_map(|c| c.find(name)) {
+            return Ok(child.clone());
+        }
+        match self.0.client.config(name, None, None).await {
+            Ok(Some(document)) => Ok(document),
+            Ok(None) => Err(GatewayError::Unavailable(
+                "the parent answered no configuration".into(),
+            )),
+            Err(e) => Err(relayed(name, None, e)),
+        }
     }
 }
 
@@ -481,31 +596,46 @@ impl Gateway for Relay {
         name: &str,
         request: ActivateRequest,
     ) -> Result<ConfigDocument, GatewayError> {
+        let instance = request.instance_id.clone();
         self.0
             .client
             .activate(name, &request)
             .await
-            .map_err(unreachable_parent)
+            .map_err(|e| relayed(name, Some(&instance), e))
     }
 
+    /// Served from this instance's document; whether `instance` is still the active one is
+    /// left to the status reports, which the root answers.
     async fn config(
         &self,
         name: &str,
         since: Option<&str>,
+        _instance: Option<&str>,
         wait: Duration,
     ) -> Result<Option<ConfigDocument>, GatewayError> {
+        let first = self.child_document(name).await?;
+        if since != Some(first.etag().as_str()) {
+            return Ok(Some(first));
+        }
         berth_server::gateway::long_poll(self.0.changes.subscribe(), since, wait, || {
-            self.child_document(name)
+            // Gone from a newer document: no answer now (`first` is what the child has), and
+            // its next call asks the parent.
+            Ok(self
+                .0
+                .current()
+                .and_then(|d| d.children.iter().find_map(|c| c.find(name)).cloned())
+                .unwrap_or_else(|| first.clone()))
         })
         .await
     }
 
     async fn status(&self, name: &str, report: StatusReport) -> Result<(), GatewayError> {
+        let instance = report.instance_id.clone();
         self.0
             .client
             .status(name, &report)
             .await
-            .map_err(unreachable_parent)
+            .map_err(|e| relayed(name, Some(&instance), e))
     }
 }
 

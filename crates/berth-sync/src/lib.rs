@@ -8,6 +8,14 @@
 //! - [`schedule`]: when content may move (continuous, or cron ticks with a window);
 //! - [`throttle`]: the per-link bandwidth limit;
 //! - [`position`]: a durable position in a change log;
+//! - [`scope`]: which repository patterns content sync holds whole (a pattern newly on the
+//!   list is caught up by comparison first);
+//! - [`transfers`]: blob transfers cut part way, kept on disk so they resume after a restart;
+//! - [`link`]: what both directions share on the link (registry, client, pacing, status);
+//! - [`status`]: what the instance reports: activity (`Syncing`) and current and past
+//!   problems;
+//! - [`retirement`]: an instance its root deactivated, or whose registry it deleted, stops
+//!   and does not start again;
 //! - [`instance`]: [`Instance`], which activates, follows its configuration, reports its
 //!   status, keeps the last configuration on disk, and relays for its own children.
 //!
@@ -19,9 +27,14 @@ pub mod client;
 pub mod connection;
 pub mod content;
 pub mod instance;
+pub mod link;
 pub mod position;
+pub mod retirement;
 pub mod schedule;
+pub mod scope;
+pub mod status;
 pub mod throttle;
+pub mod transfers;
 pub mod upstream;
 
 pub use connection::{ConnectionString, ConnectionStringError};

@@ -4,7 +4,9 @@
 //! Rules: a run starts at each tick and ends when the window closes (what is left goes on at
 //! the next tick); a tick missed while the instance was down is made up as soon as it
 //! starts; an instance's very first start counts as a run, so a new site waits for its first
-//! tick. The end of the last run is kept in the data directory (`last-sync-run`).
+//! tick; and so does a switch to another schedule (from continuous sync too), which holds
+//! from the moment the instance learns it. The end of the last run and the schedule it ran
+//! under are kept in the data directory (`last-sync-run`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -46,6 +48,10 @@ fn parse(settings: &SyncSettings) -> Option<(croner::Cron, Option<Duration>)> {
     Some((cron, window))
 }
 
+fn normalized(schedule: &str) -> String {
+    schedule.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 impl Schedule {
     /// The schedule of the instance whose data directory is `data_dir`.
     pub fn new(data_dir: &Path) -> Self {
@@ -54,25 +60,56 @@ impl Schedule {
         }
     }
 
-    fn last_run(&self) -> Option<DateTime<Utc>> {
+    /// The end of the last run, and the schedule it ran under (absent in files written
+    /// before it was kept).
+    fn last_run(&self) -> Option<(DateTime<Utc>, Option<String>)> {
         let text = std::fs::read_to_string(&self.state_file).ok()?;
-        DateTime::from_timestamp(text.trim().parse().ok()?, 0)
+        let mut lines = text.lines();
+        let at = DateTime::from_timestamp(lines.next()?.trim().parse().ok()?, 0)?;
+        Some((at, lines.next().map(normalized)))
     }
 
-    /// Records that a run (or the first start) happened at `at`.
+    fn record(&self, at: DateTime<Utc>, schedule: &str) {
+        let text = format!("{}\n{}\n", at.timestamp(), normalized(schedule));
+        if let Err(e) = std::fs::write(&self.state_file, text) {
+            tracing::warn!(error = %e, file = %self.state_file.display(), "could not record the last sync run");
+        }
+    }
+
+    /// Records that a run (or the first start) ended at `at`, under the schedule in force.
     pub fn mark_run(&self, at: DateTime<Utc>) {
-        let _ = std::fs::write(&self.state_file, at.timestamp().to_string());
+        match self.last_run().and_then(|(_, s)| s) {
+            Some(schedule) => self.record(at, &schedule),
+            None => {
+                let _ = std::fs::write(&self.state_file, at.timestamp().to_string());
+            }
+        }
     }
 
     /// Whether content may move at `now` under `settings`.
     pub fn gate(&self, settings: &SyncSettings, now: DateTime<Utc>) -> Gate {
+        let schedule = normalized(&settings.schedule);
+        let last = self.last_run();
         let Some((cron, window)) = parse(settings) else {
+            // Remembered, so that a switch to a schedule later is seen as one.
+            if last
+                .as_ref()
+                .is_none_or(|(_, s)| s.as_deref() != Some(CONTINUOUS))
+            {
+                self.record(now, CONTINUOUS);
+            }
             return Gate::Open;
         };
-        let last = match self.last_run() {
-            Some(last) => last,
+        let last = match last {
+            // A new schedule (or a first start) waits for its first tick.
+            Some((_, Some(previous))) if previous != schedule => {
+                tracing::info!(schedule = %schedule, "sync schedule changed: content waits for its next tick");
+                self.record(now, &schedule);
+                now
+            }
+            Some((last, _)) => last,
             None => {
-                self.mark_run(now);
+                self.record(now, &schedule);
                 now
             }
         };
@@ -169,5 +206,49 @@ mod tests {
             schedule.gate(&yearly, now),
             Gate::ClosedUntil(at("2027-01-01T00:00:00Z"))
         );
+    }
+
+    #[test]
+    fn a_switch_of_schedule_waits_for_the_new_tick() {
+        let dir = tempfile::tempdir().unwrap();
+        let schedule = Schedule::new(dir.path());
+        let hourly = SyncSettings {
+            schedule: "0 * * * *".into(),
+            window: Some("PT1H".into()),
+            ..SyncSettings::default()
+        };
+        // An hourly schedule ran long ago: its missed tick is made up.
+        schedule.record(at("2026-05-01T00:30:00Z"), "0 * * * *");
+        assert!(matches!(
+            schedule.gate(&hourly, at("2026-06-01T00:10:00Z")),
+            Gate::OpenUntil(_)
+        ));
+        // Continuous for a while, then yearly: nothing moves before the new tick, though
+        // ticks of the old schedule were missed.
+        assert_eq!(
+            schedule.gate(&SyncSettings::default(), at("2026-06-01T00:20:00Z")),
+            Gate::Open
+        );
+        let yearly = SyncSettings {
+            schedule: "0 0 1 1 *".into(),
+            window: Some("PT1H".into()),
+            ..SyncSettings::default()
+        };
+        assert_eq!(
+            schedule.gate(&yearly, at("2026-06-01T00:30:00Z")),
+            Gate::ClosedUntil(at("2027-01-01T00:00:00Z"))
+        );
+        // Straight from one schedule to another, too.
+        schedule.record(at("2026-05-01T00:30:00Z"), "0 0 1 1 *");
+        assert_eq!(
+            schedule.gate(&hourly, at("2026-06-01T00:40:00Z")),
+            Gate::ClosedUntil(at("2026-06-01T01:00:00Z"))
+        );
+        // A file from before schedules were kept counts as the same schedule.
+        std::fs::write(dir.path().join("last-sync-run"), "1780000000").unwrap();
+        assert!(matches!(
+            schedule.gate(&hourly, at("2026-07-01T00:10:00Z")),
+            Gate::OpenUntil(_)
+        ));
     }
 }

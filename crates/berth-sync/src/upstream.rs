@@ -11,20 +11,21 @@
 
 use std::io;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
+use berth_auth::connected::Mode;
+use berth_auth::gateway::RegistrySettings;
 use berth_auth::scope_map::RepositoryPattern;
 use berth_oci::{Digest, Manifest, Reference, RepositoryName};
 use berth_registry::{Change, ChangeAction, Origin, Registry, RegistryError};
-
+use chrono::Utc;
 use futures_util::{StreamExt, TryStreamExt};
 
-use berth_auth::connected::StatusDetail;
-
-use crate::client::{LinkError, ParentClient};
+use crate::client::LinkError;
+use crate::link::Link;
 use crate::position::Position;
-use crate::throttle::{LinkSettings, Throttle, paced};
+use crate::schedule::{Gate, Schedule};
+use crate::throttle::{LinkSettings, paced};
 
 /// Why sending a change up failed.
 #[derive(Debug, thiserror::Error)]
@@ -42,13 +43,16 @@ pub enum PushError {
 
 /// Sends local changes up to the parent.
 pub struct Upstream {
-    registry: Arc<Registry>,
-    client: ParentClient,
+    link: Link,
     position: Position,
-    throttle: Arc<Throttle>,
-    limits: Arc<dyn Fn() -> LinkSettings + Send + Sync>,
-    /// Where tag conflicts and lasting failures are reported (the instance's status details).
-    conflicts: Arc<dyn Fn(StatusDetail) + Send + Sync>,
+}
+
+/// What one round of sending found.
+enum Sent {
+    /// Everything sent (or nothing to send).
+    All,
+    /// Local changes wait for the schedule to open, at this time.
+    WaitUntil(chrono::DateTime<Utc>),
 }
 
 impl Upstream {
@@ -67,10 +71,12 @@ impl Upstream {
     ) -> Result<(), PushError> {
         let parsed = berth_oci::Tag::parse(tag).map_err(RegistryError::TagInvalid)?;
         let known = self
+            .link
             .registry
             .parent_tag_before(repository, &parsed, seq)
             .await?;
         let current = match self
+            .link
             .client
             .head(
                 &format!("/v2/{repository}/manifests/{tag}"),
@@ -93,58 +99,56 @@ impl Upstream {
                  reaches the root last wins (`{local}`), and the other stays pullable by its digest"
             );
             tracing::warn!("{description}");
-            (self.conflicts)(StatusDetail {
-                code: "TAG_CONFLICT".into(),
-                description,
-                at: unix_now(),
-            });
+            // Settled by the rule already: a past problem, for the operator to see.
+            self.link.problems.notice("TAG_CONFLICT", description);
         }
         Ok(())
     }
 
-    /// An upstream sender keeping its position in `data_dir`.
-    pub fn new(
-        registry: Arc<Registry>,
-        client: ParentClient,
-        data_dir: &Path,
-        throttle: Arc<Throttle>,
-        limits: Arc<dyn Fn() -> LinkSettings + Send + Sync>,
-        conflicts: Arc<dyn Fn(StatusDetail) + Send + Sync>,
-    ) -> Self {
+    /// An upstream sender over `link`, keeping its position in `data_dir`.
+    pub fn new(link: Link, data_dir: &Path) -> Self {
         Upstream {
-            conflicts,
-            throttle,
-            limits,
-            registry,
-            client,
+            link,
             position: Position::new(data_dir, "upstream-position"),
         }
     }
 
-    /// Runs forever. `settings` says, at each round, whether the registry is ReadWrite and
-    /// which repositories it syncs (its configuration can change while it runs).
-    pub async fn run(self, settings: impl Fn() -> Option<(bool, Vec<String>)> + Send + Sync) {
-        let mut changed = self.registry.subscribe_changes();
+    /// Runs until the parent gives a final answer (which it returns). `settings` gives the
+    /// registry's settings at each round (its configuration changes while it runs): a
+    /// ReadWrite registry sends its local changes when its schedule lets content move, and
+    /// keeps them, in order, while it does not.
+    pub async fn run(
+        self,
+        schedule: Schedule,
+        settings: impl Fn() -> Option<RegistrySettings> + Send + Sync,
+    ) -> LinkError {
+        let mut changed = self.link.registry.subscribe_changes();
         let mut backoff = Duration::from_millis(200);
         let mut failures = 0u32;
         loop {
             changed.mark_unchanged();
-            match self.send_pending(&settings).await {
-                Ok(()) => {
+            match self.send_pending(&schedule, &settings).await {
+                Ok(sent) => {
                     backoff = Duration::from_millis(200);
                     failures = 0;
-                    // Wait for the next local change (or look again after a while).
-                    let _ = tokio::time::timeout(Duration::from_secs(5), changed.changed()).await;
+                    self.link.problems.clear("UPSTREAM_FAILING");
+                    // Wait for the next local change, or the tick (look again after a while:
+                    // the schedule may change).
+                    let pause = match sent {
+                        Sent::All => Duration::from_secs(5),
+                        Sent::WaitUntil(next) => (next - Utc::now())
+                            .to_std()
+                            .unwrap_or_default()
+                            .clamp(Duration::from_millis(100), Duration::from_secs(5)),
+                    };
+                    let _ = tokio::time::timeout(pause, changed.changed()).await;
                 }
+                Err(PushError::Parent(e)) if e.is_final() => return e,
                 Err(e) => {
                     tracing::warn!(error = %e, "sending local changes up failed; retrying");
                     failures += 1;
-                    if failures == 3 {
-                        (self.conflicts)(StatusDetail {
-                            code: "UPSTREAM_FAILING".into(),
-                            description: e.to_string(),
-                            at: unix_now(),
-                        });
+                    if failures >= 3 {
+                        self.link.problems.raise("UPSTREAM_FAILING", e.to_string());
                     }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(10));
@@ -155,23 +159,31 @@ impl Upstream {
 
     async fn send_pending(
         &self,
-        settings: &(impl Fn() -> Option<(bool, Vec<String>)> + Send + Sync),
-    ) -> Result<(), PushError> {
-        let Some((read_write, repositories)) = settings() else {
-            return Ok(());
+        schedule: &Schedule,
+        settings: &(impl Fn() -> Option<RegistrySettings> + Send + Sync),
+    ) -> Result<Sent, PushError> {
+        let Some(settings) = settings() else {
+            return Ok(Sent::All);
         };
-        let patterns: Vec<RepositoryPattern> = repositories
+        let read_write = settings.mode == Mode::ReadWrite;
+        if read_write && let Gate::ClosedUntil(next) = schedule.gate(&settings.sync, Utc::now()) {
+            // Kept, in order, for the next run.
+            return Ok(Sent::WaitUntil(next));
+        }
+        let patterns: Vec<RepositoryPattern> = settings
+            .repositories
             .iter()
             .filter_map(|r| RepositoryPattern::parse(r).ok())
             .collect();
         loop {
-            let changes = self.registry.changes(self.position.get(), 200).await?;
+            let changes = self.link.registry.changes(self.position.get(), 200).await?;
             if changes.is_empty() {
-                return Ok(());
+                return Ok(Sent::All);
             }
             for change in changes {
                 let synced = patterns.iter().any(|p| p.matches(&change.repository));
                 if read_write && synced && change.origin == Origin::Local {
+                    let _moving = self.link.activity.moving();
                     self.send(&change).await?;
                 }
                 self.position.set(change.seq)?;
@@ -180,7 +192,7 @@ impl Upstream {
     }
 
     async fn send(&self, change: &Change) -> Result<(), PushError> {
-        let repository = self.registry.repository_name(&change.repository)?;
+        let repository = self.link.registry.repository_name(&change.repository)?;
         let digest = change.digest.as_deref().map(Registry::digest).transpose()?;
         tracing::debug!(seq = change.seq, repository = %repository, action = ?change.action, "sending up");
         match (change.action, digest, change.tag.as_deref()) {
@@ -193,10 +205,12 @@ impl Upstream {
                 self.push_manifest(&repository, &digest, Some(tag)).await
             }
             (ChangeAction::TagDelete, _, Some(tag)) => Ok(self
+                .link
                 .client
                 .delete(&format!("/v2/{repository}/manifests/{tag}"))
                 .await?),
             (ChangeAction::ManifestDelete, Some(digest), _) => Ok(self
+                .link
                 .client
                 .delete(&format!("/v2/{repository}/manifests/{digest}"))
                 .await?),
@@ -213,6 +227,7 @@ impl Upstream {
         tag: Option<&str>,
     ) -> Result<(), PushError> {
         let local = match self
+            .link
             .registry
             .manifest(repository, &Reference::Digest(digest.clone()))
             .await
@@ -226,6 +241,7 @@ impl Upstream {
             .map_err(RegistryError::ManifestInvalid)?;
         for child in manifest.required_manifests() {
             if !self
+                .link
                 .client
                 .exists(&format!("/v2/{repository}/manifests/{}", child.digest))
                 .await?
@@ -238,7 +254,7 @@ impl Upstream {
             bandwidth,
             concurrency,
             ..
-        } = (self.limits)();
+        } = (self.link.limits)();
         futures_util::stream::iter(
             manifest
                 .required_blobs()
@@ -247,6 +263,7 @@ impl Upstream {
         )
         .map(|digest| async move {
             if self
+                .link
                 .client
                 .exists(&format!("/v2/{repository}/blobs/{digest}"))
                 .await?
@@ -254,14 +271,16 @@ impl Upstream {
                 return Ok::<(), PushError>(());
             }
             let blob = self
+                .link
                 .registry
                 .blob(repository, &digest)
                 .await?
                 .read(None)
                 .await?;
-            let bytes = paced(&self.throttle, blob, bandwidth);
+            let bytes = paced(&self.link.throttle, blob, bandwidth);
             let body = reqwest::Body::wrap_stream(bytes);
-            self.client
+            self.link
+                .client
                 .post_stream(
                     &format!("/v2/{repository}/blobs/uploads/?digest={digest}"),
                     body,
@@ -273,7 +292,8 @@ impl Upstream {
         .try_collect::<Vec<()>>()
         .await?;
         let reference = tag.map_or_else(|| digest.to_string(), str::to_owned);
-        self.client
+        self.link
+            .client
             .put(
                 &format!("/v2/{repository}/manifests/{reference}"),
                 &local.media_type,
@@ -282,11 +302,4 @@ impl Upstream {
             .await?;
         Ok(())
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }

@@ -948,20 +948,59 @@ fn schedules_windows_ttls_and_notifications_are_checked() {
         );
     }
     cli.refused(&create(&["--sync-schedule", "0 0 *"]), &["has 3 fields"]);
-    for bad in [
-        "61 * * * *",
-        "0 25 * * *",
-        "* * 32 * *",
-        "* * * 13 *",
-        "x * * * *",
+    // Each field's range is named, not the cron library's words.
+    for (bad, says) in [
+        (
+            "61 * * * *",
+            "minute `61` is out of range; the minute field takes 0 to 59",
+        ),
+        (
+            "0 25 * * *",
+            "hour `25` is out of range; the hour field takes 0 to 23",
+        ),
+        (
+            "* * 32 * *",
+            "day of month `32` is out of range; the day of month field takes 1 to 31",
+        ),
+        (
+            "* * * 13 *",
+            "month `13` is out of range; the month field takes 1 to 12",
+        ),
+        (
+            "*/0 * * * *",
+            "the step `/0` of the minute field must be 1 to 59",
+        ),
+        ("x * * * *", "is not a valid cron expression"),
     ] {
-        cli.refused(
-            &update(&["--sync-schedule", bad]),
-            &[&format!(
-                "sync schedule `{bad}` is not a valid cron expression"
-            )],
+        let out = cli.refused(&update(&["--sync-schedule", bad]), &[says]);
+        assert!(
+            !out.contains("Component error") && !out.contains("Number out of bounds"),
+            "{out}"
         );
     }
+    // A schedule that never fires is refused, with a window or without.
+    for never in ["0 0 31 2 *", "0 0 30 2 *", "0 0 31 4,6,9,11 *"] {
+        cli.refused(
+            &update(&["--sync-schedule", never, "--sync-window", "PT1H"]),
+            &[&format!("sync schedule `{never}` never fires")],
+        );
+        cli.refused(
+            &create(&["--sync-schedule", never]),
+            &["never fires: no date matches it"],
+        );
+    }
+    cli.ok(&update(&[
+        "--sync-schedule",
+        "0 0 29 2 *",
+        "--sync-window",
+        "PT1H",
+    ]));
+    cli.ok(&update(&[
+        "--sync-schedule",
+        "* * * * *",
+        "--sync-window",
+        "",
+    ]));
 
     // A window only with a non-continuous schedule.
     for args in [
