@@ -31,4 +31,4 @@ pub mod tls;
 pub use api::router;
 pub use error::ApiError;
 pub use listener::{ListenerConfig, serve};
-pub use state::AppState;
+pub use state::{AppState, Site};

@@ -27,6 +27,18 @@ pub struct AppState {
     pub network: Arc<NetworkConfig>,
     /// Turns `true` when the registry starts shutting down: long polls answer at once.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// Set on a connected registry: its identities come from its parent, so the management
+    /// API refuses to change them here.
+    pub site: Option<Arc<Site>>,
+}
+
+/// What a connected registry's management API says of where it is managed.
+#[derive(Debug, Clone)]
+pub struct Site {
+    /// This connected registry's name.
+    pub registry: String,
+    /// Its parent's address.
+    pub parent: String,
 }
 
 impl AppState {
@@ -41,6 +53,7 @@ impl AppState {
             read_only: Arc::default(),
             network: Arc::default(),
             stopping: tokio::sync::watch::channel(false).1,
+            site: None,
         }
     }
 }

@@ -155,6 +155,10 @@ async fn serve(config: Config, log_control: LogControl) -> Result<(), Box<dyn st
             )
             .await?;
             state.gateway = instance.relay();
+            state.site = Some(Arc::new(berth_server::Site {
+                registry: instance.name().to_owned(),
+                parent: connection.parent_url(),
+            }));
             println!(
                 "berth: connected registry `{}`, parent {}",
                 instance.name(),

@@ -12,7 +12,7 @@ use berth_auth::{IdentityError, Slot};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::{Admin, Body, ScopeMapView, TokenView, time};
+use super::{Admin, Body, IdentityAdmin, ScopeMapView, TokenView, time};
 use crate::auth::realm_and_service;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -41,7 +41,10 @@ pub(crate) struct ConnectedRegistryView {
 struct StatusDetailView {
     code: String,
     description: String,
+    /// When it started.
     at: String,
+    /// When it ended; `null` while it lasts.
+    resolved_at: Option<String>,
 }
 
 impl From<ConnectedRegistry> for ConnectedRegistryView {
@@ -63,6 +66,7 @@ impl From<ConnectedRegistry> for ConnectedRegistryView {
                     code: d.code,
                     description: d.description,
                     at: time(d.at),
+                    resolved_at: d.resolved_at.map(time),
                 })
                 .collect(),
             version: Some(status.version).filter(|v| !v.is_empty()),
@@ -183,7 +187,7 @@ pub(crate) async fn show(
 }
 
 pub(crate) async fn create(
-    _: Admin,
+    _: IdentityAdmin,
     State(state): State<AppState>,
     Body(body): Body<CreateBody>,
 ) -> Result<Response, ApiError> {
@@ -228,7 +232,7 @@ pub(crate) async fn create(
 }
 
 pub(crate) async fn update(
-    _: Admin,
+    _: IdentityAdmin,
     State(state): State<AppState>,
     Path(name): Path<String>,
     Body(body): Body<UpdateBody>,
@@ -255,7 +259,7 @@ pub(crate) async fn update(
 }
 
 pub(crate) async fn delete(
-    _: Admin,
+    _: IdentityAdmin,
     State(state): State<AppState>,
     Path(name): Path<String>,
     Query(q): Query<DeleteQuery>,
@@ -269,7 +273,7 @@ pub(crate) async fn delete(
 }
 
 pub(crate) async fn deactivate(
-    _: Admin,
+    _: IdentityAdmin,
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<ConnectedRegistryView>, ApiError> {
@@ -298,7 +302,7 @@ pub(crate) async fn client_tokens(
 }
 
 pub(crate) async fn settings(
-    _: Admin,
+    _: IdentityAdmin,
     State(state): State<AppState>,
     Path(name): Path<String>,
     parts: Parts,
@@ -348,7 +352,7 @@ pub(crate) async fn permissions(
 }
 
 pub(crate) async fn update_permissions(
-    _: Admin,
+    _: IdentityAdmin,
     State(state): State<AppState>,
     Path(name): Path<String>,
     Body(body): Body<PermissionsBody>,

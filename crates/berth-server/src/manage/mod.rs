@@ -137,6 +137,27 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
+/// The admin, authenticated, about to change identities (tokens, scope maps, connected
+/// registries): refused on a connected registry, whose identities come from its parent and
+/// are replaced by the next configuration it receives.
+pub struct IdentityAdmin;
+
+impl FromRequestParts<AppState> for IdentityAdmin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Admin::from_request_parts(parts, state).await?;
+        if let Some(site) = &state.site {
+            return Err(berth_auth::IdentityError::ManagedByParent {
+                registry: site.registry.clone(),
+                parent: site.parent.clone(),
+            }
+            .into());
+        }
+        Ok(IdentityAdmin)
+    }
+}
+
 /// A JSON body whose rejections come back in the API's error format.
 pub struct Body<T>(pub T);
 
@@ -354,7 +375,7 @@ async fn show_scope_map(
 }
 
 async fn create_scope_map(
-    _: Admin,
+    _: IdentityAdmin,
     State(state): State<AppState>,
     Body(body): Body<ScopeMapCreate>,
 ) -> Result<Response, ApiError> {
@@ -371,7 +392,7 @@ async fn create_scope_map(
 }
 
 async fn update_scope_map(
-    _: Admin,
+    _: IdentityAdmin,
     State(state): State<AppState>,
     Path(name): Path<String>,
     Body(body): Body<ScopeMapPatch>,
@@ -389,7 +410,7 @@ async fn update_scope_map(
 }
 
 async fn delete_scope_map(
-    _: Admin,
+    _: IdentityAdmin,
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -522,7 +543,7 @@ async fn show_token(
 }
 
 async fn create_token(
-    _: Admin,
+    _: IdentityAdmin,
     State(state): State<AppState>,
     Body(body): Body<TokenCreate>,
 ) -> Result<Response, ApiError> {
@@ -553,7 +574,7 @@ async fn create_token(
 }
 
 async fn update_token(
-    _: Admin,
+    _: IdentityAdmin,
     State(state): State<AppState>,
     Path(name): Path<String>,
     Body(body): Body<TokenPatch>,
@@ -569,7 +590,7 @@ async fn update_token(
 }
 
 async fn delete_token(
-    _: Admin,
+    _: IdentityAdmin,
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -578,7 +599,7 @@ async fn delete_token(
 }
 
 async fn generate_credentials(
-    _: Admin,
+    _: IdentityAdmin,
     State(state): State<AppState>,
     Path(name): Path<String>,
     Body(body): Body<CredentialsGenerate>,
@@ -603,7 +624,7 @@ async fn generate_credentials(
 }
 
 async fn delete_credential(
-    _: Admin,
+    _: IdentityAdmin,
     State(state): State<AppState>,
     Path((name, slot)): Path<(String, String)>,
 ) -> Result<Json<TokenView>, ApiError> {

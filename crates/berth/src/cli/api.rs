@@ -315,9 +315,12 @@ pub struct StatusDetailView {
     /// For people.
     #[serde(default)]
     pub description: String,
-    /// When (RFC 3339).
+    /// When it started (RFC 3339).
     #[serde(default)]
     pub at: String,
+    /// When it ended (RFC 3339); none while it lasts.
+    #[serde(default)]
+    pub resolved_at: Option<String>,
 }
 
 /// A connected registry as the API shows it: the resource and its instance's status.

@@ -683,9 +683,15 @@ fn print_registry(r: &ConnectedRegistryView) {
     fields.print();
     if !r.status_details.is_empty() {
         println!();
-        let mut table = Table::new(&["STATUS CODE", "DESCRIPTION", "TIME"]);
+        // Current problems first, then past ones with the time they ended.
+        let mut table = Table::new(&["STATUS CODE", "DESCRIPTION", "SINCE", "ENDED"]);
         for d in &r.status_details {
-            table.row([d.code.clone(), d.description.clone(), d.at.clone()]);
+            table.row([
+                d.code.clone(),
+                d.description.clone(),
+                d.at.clone(),
+                d.resolved_at.clone().unwrap_or_else(|| "(current)".into()),
+            ]);
         }
         table.print();
     }

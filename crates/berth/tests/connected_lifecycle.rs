@@ -1,0 +1,640 @@
+//! The lifecycle of connected registries, end to end against live `berth serve` processes:
+//! what happens when a repository, an instance or a registry is removed, replaced,
+//! rescheduled or crashes.
+//!
+//! - a repository taken off a site's list and put back syncs again, whole;
+//! - a blob transfer killed (`kill -9`) part way resumes from the bytes on disk, and leaves
+//!   no upload file behind;
+//! - status details last only while their cause does, then show as past;
+//! - a switch to a cron schedule holds at once, even for a poll already in flight;
+//! - `deactivate` stops the old instance (for good), and a replacement takes over;
+//! - `delete` stops the instance, which never retries its refused sync token, so the
+//!   parent does not lock the site's other clients out;
+//! - identity writes on a site are refused, naming where to make them;
+//! - the status says `Syncing` while content moves, in continuous mode too.
+
+mod authn;
+mod common;
+mod proxy;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use authn::{Cred, Manage, expect_error, expect_status, poll_until, send};
+use common::Berth;
+use proxy::{Proxy, incompressible};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Creates connected registry `body["name"]` on `manage`'s registry; its connection string.
+fn connected(manage: &Manage, body: Value) -> String {
+    let name = body["name"].as_str().unwrap().to_owned();
+    expect_status(
+        &manage.call("POST", "/berth/v1/connected-registries", Some(body)),
+        201,
+        "create",
+    );
+    let resp = manage.call(
+        "POST",
+        &format!("/berth/v1/connected-registries/{name}/settings"),
+        Some(json!({"parent_protocol": "http", "generate_password": 1})),
+    );
+    expect_status(&resp, 200, "settings");
+    resp.json("settings")["connection_string"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The root's view of connected registry `name`.
+fn view(manage: &Manage, name: &str) -> Value {
+    manage
+        .call(
+            "GET",
+            &format!("/berth/v1/connected-registries/{name}"),
+            None,
+        )
+        .json("show")
+}
+
+/// Waits until the root shows `name` in `state`.
+#[track_caller]
+fn wait_state(manage: &Manage, name: &str, state: &str) -> Value {
+    poll_until(WAIT, &format!("{name} {state}"), || {
+        let view = view(manage, name);
+        if view["connection_state"] == state {
+            Ok(view)
+        } else {
+            Err(view.to_string())
+        }
+    })
+}
+
+/// The status details of `name` with `code`, as the root shows them.
+fn details(view: &Value, code: &str) -> Vec<Value> {
+    view["status_details"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|d| d["code"] == code)
+        .collect()
+}
+
+/// The status of `GET /v2/<repo>/manifests/<reference>` on `berth` as the admin.
+fn manifest_status(berth: &Berth, repo: &str, reference: &str) -> u16 {
+    send(
+        &authn::client(),
+        "GET",
+        &format!("{}/v2/{repo}/manifests/{reference}", berth.url),
+        &Cred::admin(),
+        &[("Accept", authn::OCI_MANIFEST)],
+        None,
+    )
+    .status
+}
+
+#[track_caller]
+fn wait_manifest(berth: &Berth, repo: &str, reference: &str, expected: u16) {
+    poll_until(
+        WAIT,
+        &format!("{repo}:{reference} answering {expected} on {}", berth.host),
+        || match manifest_status(berth, repo, reference) {
+            s if s == expected => Ok(()),
+            s => Err(format!("status {s}")),
+        },
+    );
+}
+
+/// An image with one layer of `layer` bytes, pushed to `repo:tag` on `to` as the admin;
+/// returns the manifest digest.
+fn push_image(to: &Berth, repo: &str, tag: &str, layer: &[u8]) -> String {
+    let http = authn::client();
+    let config = serde_json::to_vec(&json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": []},
+        "config": {"Labels": {"berth.test": format!("{repo}:{tag}")}},
+    }))
+    .unwrap();
+    for blob in [&config[..], layer] {
+        let (post, put) = authn::upload_blob(&http, &to.url, &Cred::admin(), repo, blob);
+        expect_status(&post, 202, "start an upload");
+        expect_status(put.as_ref().unwrap(), 201, "finish an upload");
+    }
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": authn::OCI_MANIFEST,
+        "config": {"mediaType": authn::OCI_CONFIG, "digest": authn::sha256_digest(&config), "size": config.len()},
+        "layers": [{"mediaType": authn::OCI_LAYER, "digest": authn::sha256_digest(layer), "size": layer.len()}],
+    }))
+    .unwrap();
+    let resp = authn::put_manifest(&http, &to.url, &Cred::admin(), repo, tag, &manifest);
+    expect_status(&resp, 201, &format!("push {repo}:{tag}"));
+    authn::sha256_digest(&manifest)
+}
+
+/// Runs `berth serve` on `data_dir` with `connection`, expecting it to stop by itself (within
+/// 30 s); its standard error.
+fn serve_expecting_exit(data_dir: &Path, connection: &str) -> String {
+    let mut child = Command::new(common::berth_bin())
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{}", common::free_port()),
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .args(["--connection-string", connection])
+        .env("BERTH_ADMIN_PASSWORD", common::ADMIN_PASSWORD)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("berth serve on a retired instance's data directory kept running");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(!output.status.success(), "it must exit with an error");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Every file in the `uploads/` directory of a data directory.
+fn upload_files(data_dir: &Path) -> Vec<(String, u64)> {
+    std::fs::read_dir(data_dir.join("uploads"))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| {
+                    let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+                    (e.file_name().to_string_lossy().into_owned(), len)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_repository_put_back_on_the_list_syncs_again_whole() {
+    let root = Berth::start();
+    let manage = Manage::new(&root.url);
+    push_image(&root, "app/one", "v1", b"app one");
+    push_image(&root, "app/two", "v1", b"app two");
+    push_image(&root, "other", "v1", b"other");
+    let cs = connected(
+        &manage,
+        json!({"name": "shop1", "repositories": ["app/*", "other"]}),
+    );
+    let shop = Berth::start_with(&["--connection-string", &cs]);
+    wait_manifest(&shop, "app/one", "v1", 200);
+    wait_manifest(&shop, "app/two", "v1", 200);
+    wait_manifest(&shop, "other", "v1", 200);
+
+    // Off the list: the mirror deletes it.
+    let permissions = |body: Value| {
+        let resp = manage.call(
+            "PATCH",
+            "/berth/v1/connected-registries/shop1/permissions",
+            Some(body),
+        );
+        expect_status(&resp, 200, "permissions");
+    };
+    permissions(json!({"remove": ["app/*"]}));
+    wait_manifest(&shop, "app/one", "v1", 404);
+    wait_manifest(&shop, "app/two", "v1", 404);
+    // Meanwhile the root changes: a new tag, and one repository gains one.
+    push_image(&root, "app/two", "v2", b"app two, version two");
+
+    // Back on the list: every tag the root holds comes back, not only later changes.
+    permissions(json!({"add": ["app/*"]}));
+    wait_manifest(&shop, "app/one", "v1", 200);
+    wait_manifest(&shop, "app/two", "v1", 200);
+    wait_manifest(&shop, "app/two", "v2", 200);
+    assert_eq!(manifest_status(&shop, "other", "v1"), 200);
+
+    // And changes after the add follow as usual.
+    push_image(&root, "app/three", "v1", b"app three");
+    wait_manifest(&shop, "app/three", "v1", 200);
+}
+
+#[test]
+fn a_blob_transfer_killed_mid_way_resumes_from_the_bytes_on_disk() {
+    let root = Berth::start();
+    let manage = Manage::new(&root.url);
+    // Slow enough to kill it half way.
+    let cs = connected(
+        &manage,
+        json!({"name": "ship3", "repositories": ["big"], "sync_bandwidth": "2M"}),
+    );
+    let proxy = Proxy::start(root.addr.ip(), root.addr);
+    let temp = tempfile::tempdir().unwrap();
+    let data_dir = temp.path().join("ship3");
+    let mut ship = Berth::with_data_dir(
+        &data_dir,
+        &[
+            "--connection-string",
+            &cs,
+            "--parent-gateway-endpoint",
+            &proxy.addr.to_string(),
+        ],
+    );
+    let layer = incompressible(12 << 20, 0x5851_F42D_4C95_7F2D);
+    let digest = push_image(&root, "big", "v1", &layer);
+
+    // Half way through the layer, kill -9.
+    poll_until(WAIT, "a partial layer on disk", || {
+        let files = upload_files(&data_dir);
+        match files.iter().map(|(_, len)| *len).max() {
+            Some(len) if len >= 4 << 20 => Ok(()),
+            _ => Err(format!("{files:?}")),
+        }
+    });
+    ship.kill();
+    let on_disk = upload_files(&data_dir)
+        .iter()
+        .map(|(_, len)| *len)
+        .max()
+        .unwrap();
+    let before = proxy.returned();
+
+    ship.restart();
+    wait_manifest(&ship, "big", &digest, 200);
+    let after = proxy.returned() - before;
+    let missing = layer.len() as u64 - on_disk;
+    assert!(
+        after < missing + (512 << 10),
+        "after the restart {after} bytes came over the link, for the {missing} bytes missing \
+         ({on_disk} of {} were on disk): the transfer started over",
+        layer.len()
+    );
+    let resp = send(
+        &authn::client(),
+        "GET",
+        &format!("{}/v2/big/blobs/{}", ship.url, authn::sha256_digest(&layer)),
+        &Cred::admin(),
+        &[],
+        None,
+    );
+    assert!(resp.body == layer, "the resumed layer is whole");
+    // The partial upload became the blob: nothing waits in uploads/ for the sweeper.
+    poll_until(
+        Duration::from_secs(10),
+        "no upload file left",
+        || match upload_files(&data_dir) {
+            files if files.is_empty() => Ok(()),
+            files => Err(format!("{files:?}")),
+        },
+    );
+}
+
+#[test]
+fn status_details_last_only_while_their_cause_does() {
+    let root = Berth::start();
+    let manage = Manage::new(&root.url);
+    let cs = connected(&manage, json!({"name": "shop2", "repositories": ["app"]}));
+    let temp = tempfile::tempdir().unwrap();
+    let _shop = Berth::with_data_dir(&temp.path().join("shop2"), &["--connection-string", &cs]);
+    wait_state(&manage, "shop2", "Online");
+
+    // SYNC_FAILING while a blob cannot be fetched from the root, past once it can: the
+    // layer's file is moved aside at the root before the manifest is pushed.
+    let http = authn::client();
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let layer = b"a layer whose file goes missing for a while";
+    for blob in [&config[..], &layer[..]] {
+        let (post, put) = authn::upload_blob(&http, &root.url, &Cred::admin(), "app", blob);
+        expect_status(&post, 202, "start");
+        expect_status(put.as_ref().unwrap(), 201, "finish");
+    }
+    let hex = authn::sha256_digest(layer)["sha256:".len()..].to_owned();
+    let file = root
+        .data_dir()
+        .join("blobs/sha256")
+        .join(&hex[..2])
+        .join(&hex);
+    let aside = temp.path().join("blob-aside");
+    std::fs::rename(&file, &aside).expect("move the root's blob file aside");
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": authn::OCI_MANIFEST,
+        "config": {"mediaType": authn::OCI_CONFIG, "digest": authn::sha256_digest(config), "size": config.len()},
+        "layers": [{"mediaType": authn::OCI_LAYER, "digest": authn::sha256_digest(layer), "size": layer.len()}],
+    }))
+    .unwrap();
+    let resp = authn::put_manifest(&http, &root.url, &Cred::admin(), "app", "v1", &manifest);
+    expect_status(&resp, 201, "push app:v1");
+    poll_until(WAIT, "SYNC_FAILING, current", || {
+        let view = view(&manage, "shop2");
+        match details(&view, "SYNC_FAILING").as_slice() {
+            [d] if d["resolved_at"].is_null() => Ok(()),
+            _ => Err(view.to_string()),
+        }
+    });
+    std::fs::rename(&aside, &file).unwrap();
+    wait_manifest(&_shop, "app", "v1", 200);
+    let view_after = poll_until(WAIT, "SYNC_FAILING, past", || {
+        let view = view(&manage, "shop2");
+        match details(&view, "SYNC_FAILING").as_slice() {
+            [d] if d["resolved_at"].is_string() => Ok(view.clone()),
+            _ => Err(view.to_string()),
+        }
+    });
+    assert_eq!(view_after["connection_state"], "Online");
+
+    // ALREADY_ACTIVATED: a second instance is refused; past once the active one reports.
+    let stderr = serve_expecting_exit(&temp.path().join("second"), &cs);
+    assert!(stderr.contains("ALREADY_ACTIVATED"), "{stderr}");
+    poll_until(WAIT, "ALREADY_ACTIVATED, past", || {
+        let view = view(&manage, "shop2");
+        match details(&view, "ALREADY_ACTIVATED").as_slice() {
+            [d] if d["resolved_at"].is_string() => Ok(()),
+            _ => Err(view.to_string()),
+        }
+    });
+}
+
+/// A tmpfs mounted for the length of a test (unmounted when dropped).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    #[track_caller]
+    fn mount(path: &Path, size: &str) -> Self {
+        std::fs::create_dir_all(path).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "mounting a tmpfs (as root) is how this test makes a nearly full disk"
+        );
+        Tmpfs(path.to_owned())
+    }
+
+    #[track_caller]
+    fn resize(&self, size: &str) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(status.success(), "remount the tmpfs");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn disk_low_lasts_while_the_disk_is_low() {
+    let root = Berth::start();
+    let manage = Manage::new(&root.url);
+    let cs = connected(&manage, json!({"name": "shop4", "repositories": ["app"]}));
+    let temp = tempfile::tempdir().unwrap();
+    // Under 512 MiB free: low.
+    let disk = Tmpfs::mount(&temp.path().join("disk"), "64m");
+    let mut shop = Berth::with_data_dir(
+        &temp.path().join("disk/shop4"),
+        &["--connection-string", &cs],
+    );
+    let low = wait_state(&manage, "shop4", "Unhealthy");
+    assert!(
+        details(&low, "DISK_LOW")
+            .first()
+            .is_some_and(|d| d["resolved_at"].is_null()),
+        "{low}"
+    );
+    disk.resize("4g");
+    let fine = wait_state(&manage, "shop4", "Online");
+    let past = details(&fine, "DISK_LOW");
+    assert!(
+        past.len() == 1 && past[0]["resolved_at"].is_string(),
+        "DISK_LOW shows as past once the disk has room: {fine}"
+    );
+    shop.kill();
+}
+
+#[test]
+fn a_switch_to_a_schedule_holds_at_once() {
+    let root = Berth::start();
+    let manage = Manage::new(&root.url);
+    let cs = connected(&manage, json!({"name": "shop5", "repositories": ["app"]}));
+    let shop = Berth::start_with(&["--connection-string", &cs]);
+    push_image(&root, "app", "v1", b"before the schedule");
+    wait_manifest(&shop, "app", "v1", 200);
+
+    // Yearly, from now on: the long poll in flight must not let the next push through.
+    let resp = manage.call(
+        "PATCH",
+        "/berth/v1/connected-registries/shop5",
+        Some(json!({"sync_schedule": "0 0 1 1 *", "sync_window": "PT1H"})),
+    );
+    expect_status(&resp, 200, "switch to a yearly schedule");
+    std::thread::sleep(Duration::from_secs(1));
+    push_image(&root, "app", "v2", b"after the schedule");
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(
+        manifest_status(&shop, "app", "v2"),
+        404,
+        "a push one second after the switch reached the site before the next tick"
+    );
+
+    // Back to continuous: it arrives at once.
+    let resp = manage.call(
+        "PATCH",
+        "/berth/v1/connected-registries/shop5",
+        Some(json!({"sync_schedule": "* * * * *", "sync_window": ""})),
+    );
+    expect_status(&resp, 200, "back to continuous");
+    wait_manifest(&shop, "app", "v2", 200);
+}
+
+#[test]
+fn deactivate_stops_the_old_instance_for_good_and_a_replacement_takes_over() {
+    let root = Berth::start();
+    let manage = Manage::new(&root.url);
+    let cs = connected(&manage, json!({"name": "ship6", "repositories": ["app"]}));
+    let temp = tempfile::tempdir().unwrap();
+    let old_dir = temp.path().join("old");
+    let mut old = Berth::with_data_dir(&old_dir, &["--connection-string", &cs]);
+    push_image(&root, "app", "v1", b"one");
+    wait_manifest(&old, "app", "v1", 200);
+    wait_state(&manage, "ship6", "Online");
+
+    let resp = manage.call(
+        "POST",
+        "/berth/v1/connected-registries/ship6/deactivate",
+        None,
+    );
+    expect_status(&resp, 200, "deactivate");
+    // The old instance learns it on its next call (its configuration poll at once) and stops.
+    let status = old
+        .wait_exit(Duration::from_secs(10))
+        .expect("the deactivated instance keeps running");
+    assert!(!status.success(), "it stops with an error: {status}");
+    push_image(&root, "app", "v2", b"two");
+    // Started again on its data directory, it refuses at once, saying why and what to do.
+    let stderr = serve_expecting_exit(&old_dir, &cs);
+    assert!(
+        stderr.contains("was deactivated on the root registry") && stderr.contains("instance.id"),
+        "{stderr}"
+    );
+    assert_eq!(view(&manage, "ship6")["activation"], "Inactive");
+
+    // A replacement activates and syncs.
+    let replacement = Berth::with_data_dir(&temp.path().join("new"), &["--connection-string", &cs]);
+    wait_state(&manage, "ship6", "Online");
+    wait_manifest(&replacement, "app", "v2", 200);
+    assert_eq!(view(&manage, "ship6")["activation"], "Active");
+
+    // The old data directory, given a new identity, would be another instance: refused
+    // while the replacement holds the registry.
+    std::fs::remove_file(old_dir.join("instance.id")).unwrap();
+    std::fs::remove_file(old_dir.join("retired.json")).unwrap();
+    let stderr = serve_expecting_exit(&old_dir, &cs);
+    assert!(stderr.contains("ALREADY_ACTIVATED"), "{stderr}");
+}
+
+#[test]
+fn a_deleted_registrys_instance_stops_and_never_locks_its_site_out() {
+    // The parent allows few failed logins per address, as in production.
+    let root = Berth::start_with(&["--login-failures-per-minute", "5"]);
+    let manage = Manage::new(&root.url);
+    manage.create_scope_map("app-pull", &[("app", &["content/read"])]);
+    let client = manage.create_token("site-client", "app-pull", None);
+    push_image(&root, "app", "v1", b"one");
+    let temp = tempfile::tempdir().unwrap();
+
+    for (name, cleanup) in [("ship7", true), ("ship8", false)] {
+        let cs = connected(&manage, json!({"name": name, "repositories": ["app"]}));
+        let dir = temp.path().join(name);
+        let mut ship = Berth::with_data_dir(&dir, &["--connection-string", &cs]);
+        wait_manifest(&ship, "app", "v1", 200);
+        wait_state(&manage, name, "Online");
+        let resp = manage.call(
+            "DELETE",
+            &format!("/berth/v1/connected-registries/{name}?cleanup={cleanup}"),
+            None,
+        );
+        expect_status(&resp, 200, "delete");
+        let status = ship.wait_exit(Duration::from_secs(10)).unwrap_or_else(|| {
+            panic!("{name}'s instance keeps running after its registry was deleted")
+        });
+        assert!(!status.success());
+        // It serves nothing: no login the root can no longer revoke.
+        assert!(
+            std::net::TcpStream::connect_timeout(&ship.addr, Duration::from_millis(500)).is_err(),
+            "{name} still listens"
+        );
+        // Started again, it refuses without knocking on the parent's door.
+        let stderr = serve_expecting_exit(&dir, &cs);
+        assert!(
+            stderr.contains(&format!("connected registry `{name}` was deleted"))
+                || stderr.contains("refused this instance's sync token"),
+            "{stderr}"
+        );
+    }
+    // Long after: a valid client of the same address still logs in at the parent.
+    std::thread::sleep(Duration::from_secs(8));
+    let resp = send(
+        &authn::client(),
+        "GET",
+        &format!(
+            "{}/oauth2/token?service={}&scope=repository:app:pull",
+            root.url, root.host
+        ),
+        &Cred::basic("site-client", &client.password1),
+        &[],
+        None,
+    );
+    expect_status(&resp, 200, "a valid client token after the orphans stopped");
+}
+
+#[test]
+fn identity_writes_on_a_site_are_refused_naming_the_root() {
+    let root = Berth::start();
+    let manage = Manage::new(&root.url);
+    let cs = connected(
+        &manage,
+        json!({"name": "shop9", "mode": "ReadWrite", "repositories": ["app"]}),
+    );
+    let shop = Berth::start_with(&["--connection-string", &cs]);
+    wait_state(&manage, "shop9", "Online");
+    let site = Manage::new(&shop.url);
+    let refused = |method: &str, path: &str, body: Option<Value>| {
+        let resp = site.call(method, path, body);
+        expect_error(
+            &resp,
+            403,
+            "MANAGED_BY_PARENT",
+            &format!("{method} {path} on a site"),
+        );
+        let text = String::from_utf8_lossy(&resp.body).into_owned();
+        assert!(
+            text.contains("managed on the root registry") && text.contains(&root.url),
+            "{text}"
+        );
+    };
+    refused(
+        "POST",
+        "/berth/v1/tokens",
+        Some(json!({"name": "local", "scope_map": "_repositories_pull"})),
+    );
+    refused(
+        "POST",
+        "/berth/v1/scope-maps",
+        Some(
+            json!({"name": "local", "repositories": [{"repository": "app", "actions": ["content/read"]}]}),
+        ),
+    );
+    refused(
+        "POST",
+        "/berth/v1/connected-registries",
+        Some(json!({"name": "local1", "repositories": ["app"]})),
+    );
+    refused("DELETE", "/berth/v1/tokens/shop9-sync-token", None);
+    // Reads, and what is the site's own (its network rules), still work.
+    expect_status(
+        &site.call("GET", "/berth/v1/tokens", None),
+        200,
+        "list tokens on a site",
+    );
+    expect_status(
+        &site.call(
+            "POST",
+            "/berth/v1/network-rules",
+            Some(json!({"ip_address": "10.0.0.0/8"})),
+        ),
+        200,
+        "a network rule on a site",
+    );
+}
+
+#[test]
+fn the_status_says_syncing_while_content_moves() {
+    let root = Berth::start();
+    let manage = Manage::new(&root.url);
+    let cs = connected(
+        &manage,
+        json!({"name": "ship10", "repositories": ["big"], "sync_bandwidth": "2M"}),
+    );
+    let ship = Berth::start_with(&["--connection-string", &cs]);
+    wait_state(&manage, "ship10", "Online");
+    let layer = incompressible(16 << 20, 0x2545_F491_4F6C_DD1D);
+    let digest = push_image(&root, "big", "v1", &layer);
+    // About 8 s of transfer at 2 MB/s, continuous mode: the root sees it syncing.
+    wait_state(&manage, "ship10", "Syncing");
+    wait_manifest(&ship, "big", &digest, 200);
+    wait_state(&manage, "ship10", "Online");
+}
