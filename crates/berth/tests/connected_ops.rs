@@ -254,7 +254,6 @@ fn wait_manifest_at(berth: &Berth, repo: &str, reference: &str, within: Duration
 /// with `--parent-gateway-endpoint`; once the parent reports, its address is used; an
 /// explicit endpoint works end to end.
 #[test]
-#[ignore = "issue #11 item 8: fixed in a following commit"]
 fn get_settings_refuses_a_child_whose_parent_has_not_reported_its_address() {
     let root = Berth::start();
     let cli = Cli::logged_in(&root);
@@ -390,7 +389,6 @@ fn get_settings_refuses_a_child_whose_parent_has_not_reported_its_address() {
 /// placeholder old versions of `get-settings` printed) stops at start with a message naming
 /// the field, instead of retrying forever.
 #[test]
-#[ignore = "issue #11 item 8: fixed in a following commit"]
 fn an_instance_refuses_a_connection_string_whose_endpoint_is_not_host_port() {
     let data = tempfile::tempdir().unwrap();
     let port = common::free_port();

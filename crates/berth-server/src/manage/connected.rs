@@ -139,6 +139,9 @@ pub(crate) struct DeleteQuery {
 pub(crate) struct SettingsBody {
     parent_protocol: Option<String>,
     generate_password: Option<u8>,
+    /// The parent's address as the instance reaches it, `host[:port]`, instead of the one
+    /// Berth knows (the root's, or the parent instance's reported login server).
+    parent_gateway_endpoint: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -323,7 +326,14 @@ pub(crate) async fn settings(
         .map(|data| data.host());
     let (connection_string, password) = state
         .identity
-        .connection_string(&name, &protocol, &root_endpoint, data_endpoint, slot)
+        .connection_string(
+            &name,
+            &protocol,
+            body.parent_gateway_endpoint.as_deref(),
+            &root_endpoint,
+            data_endpoint,
+            slot,
+        )
         .await?;
     let sync_token = state.identity.connected_registry(&name)?.sync_token;
     Ok(Json(SettingsView {

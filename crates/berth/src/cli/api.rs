@@ -459,6 +459,9 @@ pub struct SettingsRequest {
     /// Generate a new sync-token password in slot 1 or 2.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub generate_password: Option<u8>,
+    /// The parent's address, `host[:port]`, instead of the one the registry knows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_gateway_endpoint: Option<String>,
 }
 
 /// The answer to `POST /berth/v1/connected-registries/{name}/settings`.

@@ -316,6 +316,11 @@ pub struct GetSettingsArgs {
     /// connection string (shown only now; it replaces that slot's password).
     #[arg(long, value_name = "1|2", value_parser = clap::value_parser!(u8).range(1..=2))]
     generate_password: Option<u8>,
+    /// The parent's address as the instance reaches it [default: the root's address for a
+    /// child of the root; for a nested child, the address its parent's instance reports once
+    /// it is Online].
+    #[arg(long, value_name = "HOST[:PORT]")]
+    parent_gateway_endpoint: Option<String>,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -564,6 +569,7 @@ fn get_settings(connection: &ConnectionArgs, a: GetSettingsArgs) -> Result<(), C
     let body = SettingsRequest {
         parent_protocol: a.parent_protocol.as_str().to_owned(),
         generate_password: a.generate_password,
+        parent_gateway_endpoint: a.parent_gateway_endpoint,
     };
     let value = connection
         .connect()?
