@@ -476,7 +476,6 @@ fn an_instance_refuses_a_connection_string_whose_endpoint_is_not_host_port() {
 /// Online (state, login server, version), in both formats; `show` gives the bandwidth and
 /// concurrency.
 #[test]
-#[ignore = "issue #11 item 10: fixed in a following commit"]
 fn update_prints_the_live_state_and_show_the_link_limits() {
     let root = Berth::start();
     let cli = Cli::logged_in(&root);

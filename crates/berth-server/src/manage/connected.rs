@@ -248,13 +248,12 @@ pub(crate) async fn update(
         add_notifications: body.add_notifications,
         remove_notifications: body.remove_notifications,
     };
-    Ok(Json(
-        state
-            .identity
-            .update_connected_registry(&name, update)
-            .await?
-            .into(),
-    ))
+    state
+        .identity
+        .update_connected_registry(&name, update)
+        .await?;
+    // Read back with the instance's live status, so the answer is what `show` gives.
+    Ok(Json(state.identity.connected_registry(&name)?.into()))
 }
 
 pub(crate) async fn delete(

@@ -305,6 +305,12 @@ pub struct SyncSettingsView {
     pub window: Option<String>,
     /// ISO-8601 duration: how long messages wait for an offline instance.
     pub message_ttl: String,
+    /// Most bytes per second content sync uses on the link; none: unlimited.
+    #[serde(default)]
+    pub bandwidth: Option<u64>,
+    /// Most blob transfers at once on the link.
+    #[serde(default)]
+    pub concurrency: Option<u32>,
 }
 
 /// A typed problem reported by a connected registry's instance.
