@@ -663,7 +663,6 @@ fn pull_with_authfile(containers: &Containers, authfile: &std::path::Path, host:
 /// --login-server HOST[:PORT]` name that server; skopeo pulls from the connected registry
 /// with the document, and the root's address is nowhere in it.
 #[test]
-#[ignore = "issue #11 item 12: fixed in a following commit"]
 fn pull_secrets_name_a_connected_registrys_login_server() {
     common::require("skopeo");
     let root = Berth::start();
@@ -715,6 +714,14 @@ fn pull_secrets_name_a_connected_registrys_login_server() {
     let authfile = containers.dir().join("site-auth.json");
     std::fs::write(&authfile, &out).unwrap();
     pull_with_authfile(&containers, &authfile, &factory.host, "pulled1");
+    // The credentials are what let it in: without them, the site refuses.
+    clients::run_failing(
+        containers
+            .skopeo()
+            .args(["copy", "--src-tls-verify=false"])
+            .arg(format!("docker://{}/hello-world:v1", factory.host))
+            .arg(format!("oci:{}:v1", containers.work("refused").display())),
+    );
     assert!(!out.contains(&root.host), "{out}");
 
     // kube-secret from `token create`, for a token the site then accepts.
