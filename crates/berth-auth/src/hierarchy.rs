@@ -750,14 +750,18 @@ impl Identity {
     }
 
     /// The connection string for an instance, optionally with a new sync-token password in
-    /// `slot` (shown once). `root_endpoint` is the root's address for a child of the root; a
-    /// nested child uses its parent instance's reported login server. `root_data_endpoint`,
-    /// the root's data endpoint when it is on, is named as `ParentDataEndpoint` for a child
-    /// of the root: its instance follows blob redirects there, and nowhere else.
+    /// `slot` (shown once). The parent's address is `parent_endpoint` when the caller names
+    /// it; otherwise `root_endpoint`, the root's address, for a child of the root, and for a
+    /// nested child its parent instance's reported login server, refused (before any
+    /// password is generated) while that instance has reported none: a connection string
+    /// always names a `host[:port]` an instance can start with. `root_data_endpoint`, the
+    /// root's data endpoint when it is on, is named as `ParentDataEndpoint` for a child of
+    /// the root: its instance follows blob redirects there, and nowhere else.
     pub async fn connection_string(
         &self,
         name: &str,
         protocol: &str,
+        parent_endpoint: Option<&str>,
         root_endpoint: &str,
         root_data_endpoint: Option<&str>,
         generate: Option<Slot>,
@@ -768,22 +772,40 @@ impl Identity {
             )));
         }
         let registry = self.connected_registry(name)?;
-        let endpoint = match &registry.parent {
-            None => root_endpoint.to_owned(),
-            Some(parent) => {
+        let name_it = "or name the parent's address with `--parent-gateway-endpoint HOST[:PORT]`";
+        let endpoint = match (parent_endpoint, &registry.parent) {
+            (Some(endpoint), _) => {
+                connected::validate_endpoint("parent gateway endpoint", endpoint)?;
+                endpoint.to_owned()
+            }
+            (None, None) => {
+                connected::validate_endpoint("the root's address", root_endpoint).map_err(|e| {
+                    IdentityError::Conflict(format!("{e}; set the root's --public-url, {name_it}"))
+                })?;
+                root_endpoint.to_owned()
+            }
+            (None, Some(parent)) => {
                 let parent = self.connected_registry(parent)?;
-                match parent
+                let reported = parent
                     .status
                     .as_ref()
                     .map(|s| s.login_server.clone())
                     .filter(|s| !s.is_empty())
-                {
-                    Some(address) => address,
-                    None => format!(
-                        "<address of connected registry {}: start it, then run get-settings again>",
-                        parent.name
-                    ),
-                }
+                    .ok_or_else(|| {
+                        IdentityError::Conflict(format!(
+                            "connected registry `{}`, the parent of `{name}`, has not reported its \
+                             address yet: start its instance, wait until it is Online and run \
+                             get-settings again, {name_it}",
+                            parent.name
+                        ))
+                    })?;
+                let what = format!("the login server `{}` reports", parent.name);
+                connected::validate_endpoint(&what, &reported).map_err(|e| {
+                    IdentityError::Conflict(format!(
+                        "{e}; set that instance's --public-url, {name_it}"
+                    ))
+                })?;
+                reported
             }
         };
         let generated = match generate {
@@ -1163,6 +1185,84 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_connection_string_always_names_a_usable_parent_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = identity(dir.path()).await;
+        identity
+            .create_connected_registry(new("factory", Mode::ReadWrite, None, &["*"]))
+            .await
+            .unwrap();
+        identity
+            .create_connected_registry(new("line3", Mode::ReadOnly, Some("factory"), &["*"]))
+            .await
+            .unwrap();
+        let settings = |endpoint: Option<&'static str>| {
+            let identity = &identity;
+            async move {
+                identity
+                    .connection_string(
+                        "line3",
+                        "http",
+                        endpoint,
+                        "root:5000",
+                        None,
+                        Some(Slot::One),
+                    )
+                    .await
+            }
+        };
+        // factory has not reported: refused, before any password is generated.
+        let e = settings(None).await.unwrap_err();
+        assert!(matches!(e, IdentityError::Conflict(_)), "{e}");
+        let e = e.to_string();
+        assert!(
+            e.contains("`factory`") && e.contains("--parent-gateway-endpoint"),
+            "{e}"
+        );
+        assert!(
+            identity
+                .token("line3-sync-token")
+                .unwrap()
+                .password1
+                .is_none()
+        );
+        // Named explicitly: used as given, when it is a host[:port].
+        let (text, _) = settings(Some("10.0.0.5:5001")).await.unwrap();
+        assert!(
+            text.contains(";ParentGatewayEndpoint=10.0.0.5:5001;"),
+            "{text}"
+        );
+        let e = settings(Some("http://10.0.0.5")).await.unwrap_err();
+        assert!(matches!(e, IdentityError::Invalid(_)), "{e}");
+        // Reported: the instance's address, unless it names no machine.
+        identity
+            .activate_connected_registry("factory", "instance-a")
+            .await
+            .unwrap();
+        let report = |login_server: &str| InstanceStatus {
+            connection_state: "Online".into(),
+            login_server: login_server.into(),
+            ..InstanceStatus::default()
+        };
+        identity
+            .report_connected_status("factory", "instance-a", report("0.0.0.0:5001"))
+            .unwrap();
+        let e = settings(None).await.unwrap_err().to_string();
+        assert!(
+            e.contains("0.0.0.0:5001") && e.contains("--public-url"),
+            "{e}"
+        );
+        identity
+            .report_connected_status("factory", "instance-a", report("factory.site:5001"))
+            .unwrap();
+        let (text, _) = settings(None).await.unwrap();
+        assert!(
+            text.contains(";ParentGatewayEndpoint=factory.site:5001;"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
     async fn activation_connection_string_and_status() {
         let dir = tempfile::tempdir().unwrap();
         let identity = identity(dir.path()).await;
@@ -1174,6 +1274,7 @@ mod tests {
             .connection_string(
                 "factory",
                 "http",
+                None,
                 "registry.example:5000",
                 None,
                 Some(Slot::One),
@@ -1209,7 +1310,7 @@ mod tests {
                 .contains(&GatewayAction::ConfigRead)
         );
         let (placeholder, none) = identity
-            .connection_string("factory", "https", "r:1", Some("data.r:1"), None)
+            .connection_string("factory", "https", None, "r:1", Some("data.r:1"), None)
             .await
             .unwrap();
         assert!(none.is_none() && placeholder.contains("--generate-password"));

@@ -60,6 +60,9 @@ pub enum ConnectionStringError {
     /// The protocol is neither http nor https.
     #[error("ParentEndpointProtocol `{0}` is invalid; use http or https")]
     Protocol(String),
+    /// An endpoint is not `host[:port]`.
+    #[error("{0}")]
+    Endpoint(String),
 }
 
 impl ConnectionString {
@@ -94,16 +97,28 @@ impl ConnectionString {
         if protocol != "http" && protocol != "https" {
             return Err(ConnectionStringError::Protocol(protocol));
         }
+        let endpoint = endpoint.ok_or(ConnectionStringError::Missing("ParentGatewayEndpoint"))?;
+        check_endpoint("ParentGatewayEndpoint", &endpoint)?;
+        if let Some(data) = &data_endpoint {
+            check_endpoint("ParentDataEndpoint", data)?;
+        }
         Ok(ConnectionString {
             registry: registry.ok_or(ConnectionStringError::Missing("ConnectedRegistryName"))?,
             sync_token: token.ok_or(ConnectionStringError::Missing("SyncTokenName"))?,
             password,
-            parent_endpoint: endpoint
-                .ok_or(ConnectionStringError::Missing("ParentGatewayEndpoint"))?,
+            parent_endpoint: endpoint,
             protocol,
             data_endpoint,
             parent_ca: None,
         })
+    }
+
+    /// Sets the parent's gateway endpoint (`--parent-gateway-endpoint`), which must be
+    /// `host[:port]`.
+    pub fn set_parent_endpoint(&mut self, endpoint: String) -> Result<(), ConnectionStringError> {
+        check_endpoint("--parent-gateway-endpoint", &endpoint)?;
+        self.parent_endpoint = endpoint;
+        Ok(())
     }
 
     /// The parent's base URL.
@@ -114,6 +129,13 @@ impl ConnectionString {
             self.parent_endpoint.trim_end_matches('/')
         )
     }
+}
+
+/// Refuses an endpoint that is not `host[:port]` (a trailing `/` is tolerated), so that an
+/// instance never starts only to fail every request to its parent.
+fn check_endpoint(what: &str, value: &str) -> Result<(), ConnectionStringError> {
+    berth_auth::connected::validate_endpoint(what, value.trim_end_matches('/'))
+        .map_err(|e| ConnectionStringError::Endpoint(e.to_string()))
 }
 
 #[cfg(test)]
@@ -162,5 +184,21 @@ mod tests {
             ConnectionString::parse(ftp),
             Err(ConnectionStringError::Protocol("ftp".into()))
         );
+        let base = "ConnectedRegistryName=x;SyncTokenName=t;SyncTokenPassword=p;ParentEndpointProtocol=http";
+        for endpoint in [
+            "ParentGatewayEndpoint=<address of connected registry f: start it, then run get-settings again>",
+            "ParentGatewayEndpoint=http://root:5000",
+            "ParentGatewayEndpoint=root:5000;ParentDataEndpoint=data root",
+        ] {
+            let e = ConnectionString::parse(&format!("{base};{endpoint}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("is not a host[:port]"), "{e}");
+        }
+        let mut c =
+            ConnectionString::parse(&format!("{base};ParentGatewayEndpoint=root:5000/")).unwrap();
+        assert!(c.set_parent_endpoint("a b".into()).is_err());
+        c.set_parent_endpoint("[fd00::1]:5000".into()).unwrap();
+        assert_eq!(c.parent_url(), "http://[fd00::1]:5000");
     }
 }

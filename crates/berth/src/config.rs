@@ -490,7 +490,12 @@ impl Config {
                         .parent_gateway_endpoint
                         .or(file.parent_gateway_endpoint)
                     {
-                        connection.parent_endpoint = endpoint;
+                        connection.set_parent_endpoint(endpoint).map_err(|e| {
+                            ConfigError::Invalid {
+                                key: "parent_gateway_endpoint",
+                                message: e.to_string(),
+                            }
+                        })?;
                     }
                     if let Some(path) = args.parent_ca_cert.or(file.parent_ca_cert) {
                         connection.parent_ca = Some(read_ca_bundle(&path)?);

@@ -1692,12 +1692,23 @@ fn get_settings_prints_a_connection_string_whose_password_works() {
     assert_eq!(settings["password"], Value::Null);
 
     // A nested child's parent endpoint is its parent instance's address; until that
-    // instance reports one, a placeholder says so.
-    let out = cli.ok(&["connected-registry", "get-settings", "--name", "line3"]);
+    // instance reports one, get-settings refuses (see connected_ops.rs) unless it is named.
+    cli.refused(
+        &["connected-registry", "get-settings", "--name", "line3"],
+        &["factory", "--parent-gateway-endpoint"],
+    );
+    let out = cli.ok(&[
+        "connected-registry",
+        "get-settings",
+        "--name",
+        "line3",
+        "--parent-gateway-endpoint",
+        "factory.site:5001",
+    ]);
     let fields = parse_connection_string(out.trim_end());
     assert_eq!(fields[0].1, "line3");
     assert_eq!(fields[1].1, "line3-sync-token");
-    assert!(fields[3].1.contains("factory"), "{out}");
+    assert_eq!(fields[3].1, "factory.site:5001", "{out}");
 
     // Usage errors and refusals.
     for (flag, value) in [("--generate-password", "3"), ("--parent-protocol", "ftp")] {

@@ -143,6 +143,9 @@ pub(crate) struct DeleteQuery {
 pub(crate) struct SettingsBody {
     parent_protocol: Option<String>,
     generate_password: Option<u8>,
+    /// The parent's address as the instance reaches it, `host[:port]`, instead of the one
+    /// Berth knows (the root's, or the parent instance's reported login server).
+    parent_gateway_endpoint: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -249,13 +252,12 @@ pub(crate) async fn update(
         add_notifications: body.add_notifications,
         remove_notifications: body.remove_notifications,
     };
-    Ok(Json(
-        state
-            .identity
-            .update_connected_registry(&name, update)
-            .await?
-            .into(),
-    ))
+    state
+        .identity
+        .update_connected_registry(&name, update)
+        .await?;
+    // Read back with the instance's live status, so the answer is what `show` gives.
+    Ok(Json(state.identity.connected_registry(&name)?.into()))
 }
 
 pub(crate) async fn delete(
@@ -327,7 +329,14 @@ pub(crate) async fn settings(
         .map(|data| data.host());
     let (connection_string, password) = state
         .identity
-        .connection_string(&name, &protocol, &root_endpoint, data_endpoint, slot)
+        .connection_string(
+            &name,
+            &protocol,
+            body.parent_gateway_endpoint.as_deref(),
+            &root_endpoint,
+            data_endpoint,
+            slot,
+        )
         .await?;
     let sync_token = state.identity.connected_registry(&name)?.sync_token;
     Ok(Json(SettingsView {

@@ -305,6 +305,12 @@ pub struct SyncSettingsView {
     pub window: Option<String>,
     /// ISO-8601 duration: how long messages wait for an offline instance.
     pub message_ttl: String,
+    /// Most bytes per second content sync uses on the link; none: unlimited.
+    #[serde(default)]
+    pub bandwidth: Option<u64>,
+    /// Most blob transfers at once on the link.
+    #[serde(default)]
+    pub concurrency: Option<u32>,
 }
 
 /// A typed problem reported by a connected registry's instance.
@@ -462,6 +468,9 @@ pub struct SettingsRequest {
     /// Generate a new sync-token password in slot 1 or 2.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub generate_password: Option<u8>,
+    /// The parent's address, `host[:port]`, instead of the one the registry knows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_gateway_endpoint: Option<String>,
 }
 
 /// The answer to `POST /berth/v1/connected-registries/{name}/settings`.

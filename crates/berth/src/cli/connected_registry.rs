@@ -316,6 +316,11 @@ pub struct GetSettingsArgs {
     /// connection string (shown only now; it replaces that slot's password).
     #[arg(long, value_name = "1|2", value_parser = clap::value_parser!(u8).range(1..=2))]
     generate_password: Option<u8>,
+    /// The parent's address as the instance reaches it [default: the root's address for a
+    /// child of the root; for a nested child, the address its parent's instance reports once
+    /// it is Online].
+    #[arg(long, value_name = "HOST[:PORT]")]
+    parent_gateway_endpoint: Option<String>,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -564,6 +569,7 @@ fn get_settings(connection: &ConnectionArgs, a: GetSettingsArgs) -> Result<(), C
     let body = SettingsRequest {
         parent_protocol: a.parent_protocol.as_str().to_owned(),
         generate_password: a.generate_password,
+        parent_gateway_endpoint: a.parent_gateway_endpoint,
     };
     let value = connection
         .connect()?
@@ -606,6 +612,30 @@ fn joined(items: &[String]) -> String {
     } else {
         items.join(", ")
     }
+}
+
+/// A bandwidth as it is written on the command line, and in bytes per second:
+/// `2M (2,000,000 bytes per second)`, or `unlimited`.
+fn bandwidth(bytes_per_second: Option<u64>) -> String {
+    let Some(rate) = bytes_per_second else {
+        return "unlimited".into();
+    };
+    let short = [(1_000_000_000, "G"), (1_000_000, "M"), (1_000, "K")]
+        .into_iter()
+        .find(|(unit, _)| rate % unit == 0)
+        .map_or_else(
+            || rate.to_string(),
+            |(unit, suffix)| format!("{}{suffix}", rate / unit),
+        );
+    let digits = rate.to_string();
+    let mut grouped = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    format!("{short} ({grouped} bytes per second)")
 }
 
 fn print_list(registries: &[ConnectedRegistryView]) {
@@ -669,6 +699,13 @@ fn print_registry(r: &ConnectedRegistryView) {
         .field("Sync schedule", schedule)
         .field("Sync window", or_dash(r.sync.window.as_deref()))
         .field("Message TTL", r.sync.message_ttl.clone())
+        .field("Sync bandwidth", bandwidth(r.sync.bandwidth))
+        .field(
+            "Sync concurrency",
+            r.sync
+                .concurrency
+                .map_or_else(|| "-".to_owned(), |n| n.to_string()),
+        )
         .field("Log level", r.log_level.clone())
         .field("Notifications", joined(&r.notifications))
         .field("Created", r.created_at.clone())
@@ -705,4 +742,28 @@ fn print_permissions(name: &str, permissions: &PermissionsView) {
     println!();
     println!("Sync scope map (its own rights and those of its descendants):");
     print_scope_map(&permissions.sync_scope_map);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bandwidths_read_as_written() {
+        assert_eq!(bandwidth(None), "unlimited");
+        assert_eq!(
+            bandwidth(Some(2_000_000)),
+            "2M (2,000,000 bytes per second)"
+        );
+        assert_eq!(bandwidth(Some(50_000)), "50K (50,000 bytes per second)");
+        assert_eq!(
+            bandwidth(Some(1_000_000_000)),
+            "1G (1,000,000,000 bytes per second)"
+        );
+        assert_eq!(bandwidth(Some(1_500)), "1500 (1,500 bytes per second)");
+        assert_eq!(
+            bandwidth(Some(1_500_000)),
+            "1500K (1,500,000 bytes per second)"
+        );
+    }
 }

@@ -84,6 +84,11 @@ pub struct SecretOutputArgs {
         help_heading = "Output"
     )]
     pub secret_name: Option<String>,
+    /// The registry the credentials are for, as its clients reach it, e.g. a connected
+    /// registry's login server; named in the docker-config and kube-secret documents and in
+    /// the table's login hint [default: the registry this command manages].
+    #[arg(long, value_name = "HOST[:PORT]", help_heading = "Output")]
+    pub login_server: Option<String>,
 }
 
 impl SecretOutputArgs {
@@ -106,6 +111,15 @@ impl SecretOutputArgs {
                 "--namespace and --secret-name go with --output kube-secret",
             ));
         }
+        if let Some(server) = &self.login_server {
+            if self.output == SecretFormat::Json {
+                return Err(CliError::usage(
+                    "--login-server goes with --output docker-config, kube-secret or table; --output json prints the registry's answer as it is",
+                ));
+            }
+            berth_auth::connected::validate_endpoint("--login-server", server)
+                .map_err(|e| CliError::usage(e.to_string()))?;
+        }
         if let Some(name) = &self.secret_name {
             check_kube_name("--secret-name", name, 253, true)?;
         }
@@ -116,7 +130,8 @@ impl SecretOutputArgs {
     }
 
     /// Prints freshly generated passwords: `json` is the API's whole answer, `table`
-    /// prints everything but the passwords for the table format.
+    /// prints everything but the passwords for the table format. The documents name
+    /// `--login-server`, else `server`, the registry managed.
     pub fn print_passwords(
         &self,
         server: &str,
@@ -125,6 +140,7 @@ impl SecretOutputArgs {
         json: &Value,
         table: impl FnOnce(),
     ) -> Result<(), CliError> {
+        let server = self.login_server.as_deref().unwrap_or(server);
         let first = || {
             passwords.first().ok_or_else(|| {
                 CliError::failed("the registry generated no password to put in the document")
