@@ -1,0 +1,205 @@
+//! The red team's checks, against a live `berth serve`: connections that hold the registry
+//! (silent sockets, HTTP/2 prefaces, dripping and stalled bodies, idle sockets past the
+//! cap), concurrent wrong admin passwords, one process per data directory, and the CLI over
+//! TLS.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+
+/// Reads from `stream` until the server closes it (or resets it); returns how long that
+/// took, or `None` if it was still open after `limit`.
+fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = limit.checked_sub(start.elapsed())?;
+        stream
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(start.elapsed()),
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return None;
+            }
+            Err(_) => return Some(start.elapsed()),
+        }
+    }
+}
+
+/// A client that gives up after one second.
+fn quick_client() -> reqwest::blocking::Client {
+    berth_server::tls::install_crypto_provider();
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn idle_sockets_past_the_cap_do_not_starve_a_client() {
+    let berth = common::Berth::start_with(&["--max-connections", "40"]);
+    // The open-file soft limit was raised to the hard limit.
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", berth.pid().unwrap())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let fields: Vec<_> = line.split_whitespace().collect();
+    assert_eq!(fields[3], fields[4], "soft limit not raised: {line}");
+
+    // More idle sockets than the cap: silent ones, and HTTP/2 ones that sent only a preface.
+    let mut idle = Vec::new();
+    for i in 0..100 {
+        let mut s = TcpStream::connect(berth.addr).unwrap();
+        if i % 2 == 0 {
+            s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+                .unwrap();
+        }
+        idle.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let client = quick_client();
+    for _ in 0..5 {
+        let start = Instant::now();
+        let response = client
+            .get(format!("{}/v2/", berth.url))
+            .send()
+            .expect("a real client is served while idle sockets fill the cap");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert!(start.elapsed() < Duration::from_secs(1));
+    }
+    // The oldest idle sockets were the ones shed.
+    let mut first = idle.remove(0);
+    assert!(closed_within(&mut first, Duration::from_secs(2)).is_some());
+}
+
+#[test]
+fn silent_preface_only_and_idle_connections_are_closed() {
+    let berth = common::Berth::start_with(&[
+        "--first-byte-timeout",
+        "1s",
+        "--header-read-timeout",
+        "2s",
+        "--idle-timeout",
+        "2s",
+    ]);
+    let limit = Duration::from_secs(6);
+
+    // A TCP connection that sends nothing.
+    let mut silent = TcpStream::connect(berth.addr).unwrap();
+    // An HTTP/2 connection that sends the preface and an empty SETTINGS frame, then nothing.
+    let mut preface = TcpStream::connect(berth.addr).unwrap();
+    preface
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .unwrap();
+    // A keep-alive connection idle after one request.
+    let mut keep_alive = TcpStream::connect(berth.addr).unwrap();
+    keep_alive
+        .write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    // Half of a request's headers.
+    let mut half = TcpStream::connect(berth.addr).unwrap();
+    half.write_all(b"GET /v2/ HTTP/1.1\r\nHo").unwrap();
+
+    let start = Instant::now();
+    let silent_closed = closed_within(&mut silent, limit).expect("silent socket closed");
+    assert!(
+        silent_closed < Duration::from_millis(2500),
+        "{silent_closed:?}"
+    );
+    for (what, stream) in [
+        ("HTTP/2 preface", &mut preface),
+        ("idle keep-alive", &mut keep_alive),
+        ("half headers", &mut half),
+    ] {
+        let left = limit.saturating_sub(start.elapsed());
+        assert!(
+            closed_within(stream, left).is_some(),
+            "{what} connection still open after {limit:?}"
+        );
+    }
+}
+
+/// Sends `head`, then the body one byte every `pause`, until the server answers or closes;
+/// returns how long the server took to give up.
+fn drip(addr: std::net::SocketAddr, head: &str, pause: Duration, limit: Duration) -> Duration {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.set_nonblocking(true).unwrap();
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    while start.elapsed() < limit {
+        match stream.read(&mut buf) {
+            Ok(_) => return start.elapsed(),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return start.elapsed(),
+        }
+        if stream.write_all(b"a").is_err() {
+            return start.elapsed();
+        }
+        std::thread::sleep(pause);
+    }
+    panic!("the server still waited for the body after {limit:?}");
+}
+
+#[test]
+fn dripping_and_stalled_bodies_are_cut() {
+    let berth = common::Berth::start_with(&["--body-idle-timeout", "2s"]);
+    let limit = Duration::from_secs(8);
+    // An unauthenticated token request whose body drips a byte every half second.
+    let head = format!(
+        "POST /oauth2/token HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\n",
+        berth.host
+    );
+    let took = drip(berth.addr, &head, Duration::from_millis(500), limit);
+    assert!(took < Duration::from_secs(5), "{took:?}");
+
+    // A PATCH whose body stalls after a few bytes.
+    let client = common::admin_client();
+    let response = client
+        .post(format!("{}/v2/stall/blobs/uploads/", berth.url))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let mut stream = TcpStream::connect(berth.addr).unwrap();
+    write!(
+        stream,
+        "PATCH {location} HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nContent-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n0123456789",
+        berth.host,
+        common::admin_authorization()
+    )
+    .unwrap();
+    let start = Instant::now();
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut answer = [0u8; 512];
+    let n = stream.read(&mut answer).unwrap_or(0);
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "stalled PATCH held for {:?}",
+        start.elapsed()
+    );
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(
+        n == 0 || !answer.starts_with("HTTP/1.1 2"),
+        "a stalled body is not a success: {answer}"
+    );
+    // The bytes that arrived are kept, as with any cut body.
+    let status = client
+        .get(format!("{}{location}", berth.url))
+        .send()
+        .unwrap();
+    assert_eq!(status.status(), StatusCode::NO_CONTENT);
+    assert_eq!(status.headers()["range"], "0-9");
+}
