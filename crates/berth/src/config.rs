@@ -60,6 +60,10 @@ pub struct ServeArgs {
     /// Failed logins allowed per client address per minute [default: 10].
     #[arg(long, env = "BERTH_LOGIN_FAILURES_PER_MINUTE", value_name = "N")]
     pub login_failures_per_minute: Option<u32>,
+    /// Admin password checks (Argon2, ~19 MiB each) running at once in the process
+    /// [default: the number of CPUs].
+    #[arg(long, env = "BERTH_MAX_PASSWORD_CHECKS", value_name = "N")]
+    pub max_password_checks: Option<usize>,
     /// URL clients reach the registry at, for token challenges [default: from each request's Host].
     #[arg(long, env = "BERTH_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
@@ -153,6 +157,7 @@ struct FileConfig {
     admin_password: Option<String>,
     access_token_ttl: Option<String>,
     login_failures_per_minute: Option<u32>,
+    max_password_checks: Option<usize>,
     public_url: Option<String>,
     connection_string: Option<String>,
     parent_gateway_endpoint: Option<String>,
@@ -559,6 +564,11 @@ impl Config {
                         .login_failures_per_minute
                         .or(file.login_failures_per_minute)
                         .unwrap_or(defaults.login_failures_per_minute),
+                    max_password_checks: args
+                        .max_password_checks
+                        .or(file.max_password_checks)
+                        .unwrap_or(defaults.max_password_checks)
+                        .max(1),
                     ..defaults
                 }
             },

@@ -203,3 +203,75 @@ fn dripping_and_stalled_bodies_are_cut() {
     assert_eq!(status.status(), StatusCode::NO_CONTENT);
     assert_eq!(status.headers()["range"], "0-9");
 }
+
+#[test]
+fn concurrent_wrong_admin_passwords_are_refused_up_front() {
+    let berth = common::Berth::start_with(&[
+        "--login-failures-per-minute",
+        "10",
+        "--max-password-checks",
+        "2",
+    ]);
+    berth_server::tls::install_crypto_provider();
+    let url = format!("{}/v2/", berth.url);
+    let attackers: Vec<_> = (0..50)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::new();
+                (0..4)
+                    .map(|_| {
+                        client
+                            .get(&url)
+                            .basic_auth("admin", Some("wrong"))
+                            .send()
+                            .unwrap()
+                            .status()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    // Meanwhile the admin, from another address, is served promptly.
+    let admin = reqwest::blocking::Client::builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let response = admin
+        .get(&url)
+        .basic_auth("admin", Some(common::ADMIN_PASSWORD))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+
+    let statuses: Vec<_> = attackers
+        .into_iter()
+        .flat_map(|a| a.join().unwrap())
+        .collect();
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let limited = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(checked, 10, "{statuses:?}");
+    assert_eq!(checked + limited, statuses.len());
+    // The process never held many Argon2 memory blocks at once.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", berth.pid().unwrap())).unwrap();
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(peak_kib < 256 * 1024, "peak resident size {peak_kib} KiB");
+}
