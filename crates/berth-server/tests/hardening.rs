@@ -51,3 +51,69 @@ async fn manifests_with_keys_clients_read_differently_are_refused() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
 }
+
+#[tokio::test]
+async fn ranges_from_clients_never_overflow() {
+    let app = app().await;
+    let empty = app.push_blob("a", b"").await;
+    for range in ["bytes=-1", "bytes=0-", "bytes=0-0"] {
+        let r = app
+            .call(
+                "GET",
+                &format!("/v2/a/blobs/{empty}"),
+                &[("range", range)],
+                Body::empty(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE, "{range}");
+        assert_eq!(r.header("content-range"), "bytes */0");
+        assert_eq!(r.json()["errors"][0]["code"], "RANGE_INVALID");
+    }
+    // A chunk whose Content-Range ends at u64::MAX.
+    let r = app
+        .call("POST", "/v2/a/blobs/uploads/", &[], Body::empty())
+        .await;
+    let location = r.header("location").to_owned();
+    for content_range in [
+        "0-18446744073709551615",
+        "bytes 0-9/3",
+        "bytes 0-9/x",
+        "0-9/10/11",
+        "bytesbytes=0-9",
+        "",
+    ] {
+        let r = app
+            .call(
+                "PATCH",
+                &location,
+                &[("content-range", content_range), ("content-length", "10")],
+                vec![0u8; 10],
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "{content_range:?}"
+        );
+        assert_eq!(r.header("range"), "0-0", "{content_range:?}");
+    }
+    // A Content-Range that is not text is not ignored either.
+    let mut request = http::Request::builder()
+        .method("PATCH")
+        .uri(&location)
+        .header("host", "registry.test")
+        .header("authorization", admin_basic())
+        .header(
+            "content-range",
+            http::HeaderValue::from_bytes(b"0-9\xff").unwrap(),
+        )
+        .body(Body::from(vec![0u8; 10]))
+        .unwrap();
+    request.headers_mut().insert("content-length", 10.into());
+    let response = tower::ServiceExt::oneshot(app.router.clone(), request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    let r = app.call("GET", &location, &[], Body::empty()).await;
+    assert_eq!(r.header("range"), "0-0", "nothing was appended");
+}
