@@ -7,6 +7,7 @@
 mod allocator;
 mod cli;
 mod config;
+mod data_dir;
 mod listeners;
 
 use std::process::ExitCode;
@@ -109,6 +110,7 @@ async fn serve(
     log_control: LogControl,
 ) -> Result<(), Box<dyn std::error::Error>> {
     fit_connections_to_file_limit(&mut config);
+    let _lock = data_dir::DataDirLock::acquire(&config.data_dir)?;
     let registry = Registry::open_local(&config.data_dir, config.registry.clone())
         .await
         .map_err(|e| {

@@ -275,3 +275,75 @@ fn concurrent_wrong_admin_passwords_are_refused_up_front() {
         .unwrap();
     assert!(peak_kib < 256 * 1024, "peak resident size {peak_kib} KiB");
 }
+
+/// Every directory under `dir` is 0700 and every file 0600 (no group or other bits).
+fn assert_private(dir: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        let expected = if meta.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode, expected, "{} is {mode:o}", entry.path().display());
+        if meta.is_dir() {
+            assert_private(&entry.path());
+        }
+    }
+}
+
+#[test]
+fn one_process_per_data_directory_and_private_files() {
+    let berth = common::Berth::start();
+    // Content in every kind of place: a blob, an upload session, the databases.
+    let client = common::admin_client();
+    let digest = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"x"))
+    );
+    let r = client
+        .post(format!(
+            "{}/v2/modes/blobs/uploads/?digest={digest}",
+            berth.url
+        ))
+        .body("x")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = client
+        .post(format!("{}/v2/modes/blobs/uploads/", berth.url))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    use std::os::unix::fs::PermissionsExt as _;
+    let top = std::fs::metadata(berth.data_dir())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(top, 0o700);
+    assert_private(berth.data_dir());
+
+    // A second process on the same directory refuses to start, naming the first.
+    let port = common::free_port();
+    let output = std::process::Command::new(common::berth_bin())
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(berth.data_dir())
+        .env("BERTH_ADMIN_PASSWORD", common::ADMIN_PASSWORD)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let pid = berth.pid().unwrap().to_string();
+    assert!(
+        stderr.contains("in use") && stderr.contains(&pid),
+        "{stderr}"
+    );
+    // The first one still serves.
+    let r = client.get(format!("{}/v2/", berth.url)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
