@@ -630,6 +630,15 @@ impl Identity {
                         actions: vec!["*".into()],
                     });
                 }
+                // The management API, for the admin only, and only when asked for: an admin
+                // token obtained to pull does not manage.
+                "registry" if scope.name == "management" && *principal == Principal::Admin => {
+                    access.push(Access {
+                        kind: "registry".into(),
+                        name: "management".into(),
+                        actions: vec!["*".into()],
+                    });
+                }
                 _ => {}
             }
         }
@@ -681,22 +690,33 @@ impl Identity {
         }
     }
 
-    /// Verifies an access token; returns who it is for and what it grants. A token whose
-    /// login no longer stands (disabled, rotated password) is refused.
-    pub fn verify_access_token(&self, jwt: &str) -> Result<(Principal, Vec<Access>), TokenError> {
+    /// Verifies an access token presented to `service`; returns who it is for and what it
+    /// grants. A token issued for another service, or whose login no longer stands
+    /// (disabled, rotated password), is refused.
+    pub fn verify_access_token(
+        &self,
+        jwt: &str,
+        service: &str,
+    ) -> Result<(Principal, Vec<Access>), TokenError> {
         let claims = self.key.verify(jwt, now())?;
         if claims.kind != TokenKind::Access {
             return Err(TokenError::Malformed);
+        }
+        if claims.aud != service {
+            return Err(TokenError::Audience(claims.aud));
         }
         let principal = self.principal_of(&claims)?;
         Ok((principal, claims.access))
     }
 
-    /// Verifies a refresh token; returns who it is for.
-    pub fn verify_refresh_token(&self, jwt: &str) -> Result<Principal, TokenError> {
+    /// Verifies a refresh token presented to `service`; returns who it is for.
+    pub fn verify_refresh_token(&self, jwt: &str, service: &str) -> Result<Principal, TokenError> {
         let claims = self.key.verify(jwt, now())?;
         if claims.kind != TokenKind::Refresh || claims.who == "anonymous" {
             return Err(TokenError::Malformed);
+        }
+        if claims.aud != service {
+            return Err(TokenError::Audience(claims.aud));
         }
         self.principal_of(&claims)
     }
@@ -1206,7 +1226,7 @@ mod tests {
         let issued = identity.issue_access_token(&session, "svc", &scopes);
         assert_eq!(issued.access.len(), 1);
         assert_eq!(issued.access[0].actions, ["pull"]);
-        assert!(identity.verify_access_token(&issued.token).is_ok());
+        assert!(identity.verify_access_token(&issued.token, "svc").is_ok());
 
         // Regenerating password1 ends its sessions; password2 keeps working.
         identity
@@ -1214,7 +1234,7 @@ mod tests {
             .await
             .unwrap();
         assert!(!identity.principal_valid(&session));
-        assert!(identity.verify_access_token(&issued.token).is_err());
+        assert!(identity.verify_access_token(&issued.token, "svc").is_err());
         assert_eq!(
             identity.login("robot", &p1, IP).await,
             Err(LoginError::Invalid)

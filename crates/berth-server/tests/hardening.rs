@@ -117,3 +117,126 @@ async fn ranges_from_clients_never_overflow() {
     let r = app.call("GET", &location, &[], Body::empty()).await;
     assert_eq!(r.header("range"), "0-0", "nothing was appended");
 }
+
+/// An access token for `scope`, as the admin, asked on host `host`.
+async fn admin_access_token(app: &App, host: &str, scope: &str) -> String {
+    let request = http::Request::builder()
+        .uri(format!("/oauth2/token?service={host}&scope={scope}"))
+        .header("host", host)
+        .header("authorization", admin_basic())
+        .body(Body::empty())
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(app.router.clone(), request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    json["token"].as_str().unwrap().to_owned()
+}
+
+async fn with_bearer(app: &App, host: &str, method: &str, uri: &str, token: &str) -> StatusCode {
+    let request = http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", host)
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    tower::ServiceExt::oneshot(app.router.clone(), request)
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn access_tokens_stay_within_their_audience_and_purpose() {
+    let app = app().await;
+    app.push_blob("a", b"x").await;
+    let pull = admin_access_token(&app, "registry.test", "repository:a:pull").await;
+    let blob = format!("/v2/a/blobs/{}", sha256(b"x"));
+    assert_eq!(
+        with_bearer(&app, "registry.test", "GET", &blob, &pull).await,
+        StatusCode::OK
+    );
+    // The same token presented to another service (another host name of this registry).
+    assert_eq!(
+        with_bearer(&app, "other.test", "GET", &blob, &pull).await,
+        StatusCode::UNAUTHORIZED
+    );
+    // An admin token obtained for a pull does not open the management API...
+    assert_eq!(
+        with_bearer(&app, "registry.test", "GET", "/berth/v1/tokens", &pull).await,
+        StatusCode::FORBIDDEN
+    );
+    // ...a token scoped to it does, and Basic credentials do.
+    let manage = admin_access_token(&app, "registry.test", "registry:management:*").await;
+    assert_eq!(
+        with_bearer(&app, "registry.test", "GET", "/berth/v1/tokens", &manage).await,
+        StatusCode::OK
+    );
+    let r = app
+        .call("GET", "/berth/v1/tokens", &[], Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_oversized_manifest_is_refused_before_its_body() {
+    let app = app().await;
+    // A body that never arrives: the answer must not wait for it.
+    let never = Body::from_stream(futures_util::stream::pending::<
+        Result<bytes::Bytes, std::io::Error>,
+    >());
+    let request = http::Request::builder()
+        .method("PUT")
+        .uri("/v2/a/manifests/big")
+        .header("host", "registry.test")
+        .header("authorization", admin_basic())
+        .header("content-type", OCI_MANIFEST)
+        .header("content-length", (5u64 << 20).to_string())
+        .body(never)
+        .unwrap();
+    let response = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tower::ServiceExt::oneshot(app.router.clone(), request),
+    )
+    .await
+    .expect("answered without reading the body")
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn a_second_host_header_is_refused() {
+    let app = app().await;
+    let mut request = http::Request::builder()
+        .uri("/v2/")
+        .header("authorization", admin_basic())
+        .body(Body::empty())
+        .unwrap();
+    request
+        .headers_mut()
+        .append("host", http::HeaderValue::from_static("registry.test"));
+    request
+        .headers_mut()
+        .append("host", http::HeaderValue::from_static("evil.test"));
+    let response = tower::ServiceExt::oneshot(app.router.clone(), request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        json["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Host")
+    );
+}
