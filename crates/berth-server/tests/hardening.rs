@@ -240,3 +240,140 @@ async fn a_second_host_header_is_refused() {
             .contains("Host")
     );
 }
+
+/// A blob store whose disk fills up on demand: writes then fail with `ENOSPC`.
+struct FillingDisk {
+    inner: berth_registry::FsBlobStore,
+    full: std::sync::atomic::AtomicBool,
+}
+
+impl FillingDisk {
+    fn check(&self) -> std::io::Result<()> {
+        if self.full.load(std::sync::atomic::Ordering::SeqCst) {
+            // ENOSPC, as the kernel reports it.
+            return Err(std::io::Error::from_raw_os_error(28));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl berth_registry::BlobStore for FillingDisk {
+    async fn stat(&self, digest: &berth_oci::Digest) -> std::io::Result<Option<u64>> {
+        self.inner.stat(digest).await
+    }
+    async fn read(
+        &self,
+        digest: &berth_oci::Digest,
+        range: Option<std::ops::Range<u64>>,
+    ) -> std::io::Result<Option<berth_registry::ByteStream<'static>>> {
+        self.inner.read(digest, range).await
+    }
+    async fn delete(&self, digest: &berth_oci::Digest) -> std::io::Result<bool> {
+        self.inner.delete(digest).await
+    }
+    async fn create_upload(&self, id: &berth_registry::UploadId) -> std::io::Result<()> {
+        self.inner.create_upload(id).await
+    }
+    async fn append_upload(
+        &self,
+        id: &berth_registry::UploadId,
+        offset: u64,
+        body: berth_registry::ByteStream<'_>,
+    ) -> Result<u64, berth_registry::blob::AppendError> {
+        self.check()?;
+        self.inner.append_upload(id, offset, body).await
+    }
+    async fn upload_len(&self, id: &berth_registry::UploadId) -> std::io::Result<Option<u64>> {
+        self.inner.upload_len(id).await
+    }
+    async fn read_upload(
+        &self,
+        id: &berth_registry::UploadId,
+    ) -> std::io::Result<berth_registry::ByteStream<'static>> {
+        self.inner.read_upload(id).await
+    }
+    async fn commit_upload(
+        &self,
+        id: &berth_registry::UploadId,
+        digest: &berth_oci::Digest,
+    ) -> std::io::Result<()> {
+        self.check()?;
+        self.inner.commit_upload(id, digest).await
+    }
+    async fn put(&self, digest: &berth_oci::Digest, bytes: bytes::Bytes) -> std::io::Result<()> {
+        self.check()?;
+        self.inner.put(digest, bytes).await
+    }
+    async fn abort_upload(&self, id: &berth_registry::UploadId) -> std::io::Result<()> {
+        self.inner.abort_upload(id).await
+    }
+    async fn list_uploads(
+        &self,
+    ) -> std::io::Result<Vec<(berth_registry::UploadId, std::time::SystemTime)>> {
+        self.inner.list_uploads().await
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_is_a_server_error_and_is_reported() {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Arc::new(FillingDisk {
+        inner: berth_registry::FsBlobStore::open(dir.path()).unwrap(),
+        full: false.into(),
+    });
+    let metadata = berth_registry::metadata::SqliteMetadata::open(&dir.path().join("metadata.db"))
+        .await
+        .unwrap();
+    let registry = Arc::new(berth_registry::Registry::new(
+        Arc::clone(&disk) as Arc<dyn berth_registry::BlobStore>,
+        Arc::new(metadata),
+        berth_registry::RegistryConfig::default(),
+    ));
+    let app = app_on(Arc::clone(&registry), dir).await;
+    assert_eq!(registry.storage_full_since(), None);
+
+    disk.full.store(true, Ordering::SeqCst);
+    let r = app
+        .call("POST", "/v2/a/blobs/uploads/", &[], Body::empty())
+        .await;
+    let location = r.header("location").to_owned();
+    for _ in 0..2 {
+        let r = app.call("PATCH", &location, &[], b"data".to_vec()).await;
+        assert_eq!(r.status, StatusCode::INSUFFICIENT_STORAGE);
+        assert!(r.json()["errors"][0]["code"].is_string());
+        assert!(
+            r.json()["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("full")
+        );
+    }
+    let since = registry
+        .storage_full_since()
+        .expect("the registry knows its disk is full");
+    // Monolithic uploads too.
+    let digest = sha256(b"mono");
+    let r = app
+        .call(
+            "POST",
+            &format!("/v2/a/blobs/uploads/?digest={digest}"),
+            &[],
+            b"mono".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::INSUFFICIENT_STORAGE);
+    assert_eq!(
+        registry.storage_full_since(),
+        Some(since),
+        "the first occurrence is kept"
+    );
+
+    // Space again: the next write succeeds and clears it.
+    disk.full.store(false, Ordering::SeqCst);
+    let r = app.call("PATCH", &location, &[], b"data".to_vec()).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert_eq!(registry.storage_full_since(), None);
+}

@@ -28,6 +28,11 @@ pub const ADMIN_PASSWORD: &str = "in-process-admin";
 pub async fn app_with(config: RegistryConfig) -> App {
     let dir = tempfile::tempdir().unwrap();
     let registry = Arc::new(Registry::open_local(dir.path(), config).await.unwrap());
+    app_on(registry, dir).await
+}
+
+/// An app serving `registry`, with its identities in `dir`.
+pub async fn app_on(registry: Arc<Registry>, dir: tempfile::TempDir) -> App {
     let store = SqliteIdentityStore::open(&dir.path().join("identity.db"))
         .await
         .unwrap();
