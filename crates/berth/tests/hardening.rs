@@ -3,6 +3,7 @@
 //! cap), concurrent wrong admin passwords, one process per data directory, and the CLI over
 //! TLS.
 
+mod clients;
 mod common;
 
 use std::io::{Read, Write};
@@ -346,4 +347,96 @@ fn one_process_per_data_directory_and_private_files() {
     // The first one still serves.
     let r = client.get(format!("{}/v2/", berth.url)).send().unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+}
+
+/// `berth <args>` with its own configuration directory and no inherited CA settings.
+fn berth_cli(config_dir: &std::path::Path, args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(common::berth_bin());
+    command
+        .args(args)
+        .env("BERTH_CONFIG_DIR", config_dir)
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR")
+        .env_remove("BERTH_SERVER")
+        .env_remove("BERTH_PASSWORD");
+    command
+}
+
+#[test]
+fn the_cli_talks_tls_and_refuses_plain_http_afar() {
+    common::require("openssl");
+    let dir = tempfile::tempdir().unwrap();
+    clients::test_ca(dir.path());
+    clients::server_certificate(dir.path(), "registry", "127.0.0.1", "7", "berth test");
+    let cert = dir.path().join("registry.crt");
+    let key = dir.path().join("registry.key");
+    let ca = dir.path().join("ca.crt");
+    let berth = common::Berth::start_with(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let url = format!("https://{}", berth.host);
+    let password = common::ADMIN_PASSWORD;
+
+    // Not trusted: refused, saying what to do.
+    let config = tempfile::tempdir().unwrap();
+    let out = clients::run_unchecked(&mut berth_cli(
+        config.path(),
+        &["login", &url, "-u", "admin", "-p", password],
+    ));
+    assert_eq!(out.status.code(), Some(3), "{}", out.report());
+    assert!(out.stderr.contains("--ca-cert"), "{}", out.report());
+
+    // --ca-cert: logged in, and later commands use the saved CA.
+    clients::run(&mut berth_cli(
+        config.path(),
+        &[
+            "login",
+            &url,
+            "-u",
+            "admin",
+            "-p",
+            password,
+            "--ca-cert",
+            ca.to_str().unwrap(),
+        ],
+    ));
+    let out = clients::run(&mut berth_cli(config.path(), &["show", "--output", "json"]));
+    assert!(out.stdout.contains("anonymous"), "{}", out.report());
+
+    // SSL_CERT_FILE works too, with --server and no saved login.
+    let fresh = tempfile::tempdir().unwrap();
+    clients::run(
+        berth_cli(
+            fresh.path(),
+            &["show", "--server", &url, "--password", password],
+        )
+        .env("SSL_CERT_FILE", &ca),
+    );
+
+    // Plain HTTP to a registry that is not on this machine needs --insecure, and is refused
+    // before anything is sent (`.invalid` names never resolve).
+    for args in [
+        vec![
+            "login",
+            "http://registry.invalid:5000",
+            "-u",
+            "admin",
+            "-p",
+            password,
+        ],
+        vec![
+            "show",
+            "--server",
+            "http://registry.invalid:5000",
+            "--password",
+            password,
+        ],
+    ] {
+        let out = clients::run_unchecked(&mut berth_cli(fresh.path(), &args));
+        assert_eq!(out.status.code(), Some(2), "{}", out.report());
+        assert!(out.stderr.contains("--insecure"), "{}", out.report());
+    }
 }
