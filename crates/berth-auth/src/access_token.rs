@@ -82,6 +82,9 @@ pub enum TokenError {
     /// Expired, or not valid yet.
     #[error("the token has expired")]
     Expired,
+    /// Issued for another service (audience).
+    #[error("the token was issued for the service `{0}`, not this one")]
+    Audience(String),
     /// The login it was issued for no longer stands.
     #[error(
         "the login behind this token no longer stands: the token was disabled or deleted, or its password changed or expired"

@@ -47,7 +47,14 @@ pub struct IdentityConfig {
     pub refresh_token_ttl: Duration,
     /// Failed logins allowed per client address per minute.
     pub login_failures_per_minute: u32,
+    /// Admin password (Argon2) checks allowed to run at once in the whole process; more
+    /// wait their turn, up to [`PASSWORD_CHECK_WAIT`].
+    pub max_password_checks: usize,
 }
+
+/// How long an admin login waits for a free password check before it is answered
+/// `RateLimited`.
+pub const PASSWORD_CHECK_WAIT: Duration = Duration::from_secs(5);
 
 impl Default for IdentityConfig {
     fn default() -> Self {
@@ -57,6 +64,9 @@ impl Default for IdentityConfig {
             access_token_ttl: Duration::from_secs(300),
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
             login_failures_per_minute: 10,
+            max_password_checks: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
         }
     }
 }
@@ -230,6 +240,8 @@ pub struct Identity {
     key: SigningKey,
     admin_cache: AdminCache,
     limiter: LoginLimiter,
+    /// Bounds the Argon2 checks running at once (each takes ~19 MiB and a blocking thread).
+    password_checks: tokio::sync::Semaphore,
     config: IdentityConfig,
 }
 
@@ -290,6 +302,7 @@ impl Identity {
             key,
             admin_cache: AdminCache::default(),
             limiter,
+            password_checks: tokio::sync::Semaphore::new(config.max_password_checks.max(1)),
             config,
         };
         Ok((identity, generated))
@@ -416,42 +429,62 @@ impl Identity {
         password: &str,
         client: IpAddr,
     ) -> Result<Principal, LoginError> {
-        self.limiter
-            .check(client)
-            .map_err(LoginError::RateLimited)?;
         let snapshot = self.snapshot();
-        let principal = if username == snapshot.admin.username {
+        if username == snapshot.admin.username {
             let hash = snapshot.admin.password_hash.clone();
-            let ok = self.admin_cache.hit(&hash, password) || {
-                let (candidate, stored) = (password.to_owned(), hash.clone());
-                let ok = tokio::task::spawn_blocking(move || {
-                    admin::verify_password(&candidate, &stored)
-                })
+            // A recent success is remembered: no slow check, nothing to count.
+            if self.admin_cache.hit(&hash, password) {
+                self.limiter
+                    .check(client)
+                    .map_err(LoginError::RateLimited)?;
+                return Ok(Principal::Admin);
+            }
+            // Counted before the slow check, so concurrent attempts cannot pass the limit.
+            let attempt = self
+                .limiter
+                .attempt(client)
+                .map_err(LoginError::RateLimited)?;
+            let _permit = tokio::time::timeout(PASSWORD_CHECK_WAIT, self.password_checks.acquire())
                 .await
-                .unwrap_or(false);
-                if ok {
-                    self.admin_cache.remember(&hash, password);
-                }
-                ok
-            };
-            ok.then_some(Principal::Admin)
-        } else {
-            snapshot.tokens.get(username).and_then(|token| {
-                let slot = token.check_password(password, now())?;
-                Some(Principal::Token {
+                .map_err(|_| LoginError::RateLimited(Duration::from_secs(1)))?
+                .expect("the password check semaphore is never closed");
+            let (candidate, stored) = (password.to_owned(), hash.clone());
+            let ok =
+                tokio::task::spawn_blocking(move || admin::verify_password(&candidate, &stored))
+                    .await
+                    .unwrap_or(false);
+            if !ok {
+                return Err(LoginError::Invalid);
+            }
+            self.admin_cache.remember(&hash, password);
+            attempt.succeeded();
+            return Ok(Principal::Admin);
+        }
+        let attempt = self
+            .limiter
+            .attempt(client)
+            .map_err(LoginError::RateLimited)?;
+        // An unknown name is checked against a dummy token, so it costs what a wrong
+        // password for a known one does.
+        let principal = match snapshot.tokens.get(username) {
+            Some(token) => token
+                .check_password(password, now())
+                .map(|slot| Principal::Token {
                     name: token.name.clone(),
                     slot,
                     password_id: token
                         .slot(slot)
                         .map(|p| p.id().to_owned())
                         .unwrap_or_default(),
-                })
-            })
+                }),
+            None => {
+                token::check_unknown_name(password);
+                None
+            }
         };
-        principal.ok_or_else(|| {
-            self.limiter.failed(client);
-            LoginError::Invalid
-        })
+        let principal = principal.ok_or(LoginError::Invalid)?;
+        attempt.succeeded();
+        Ok(principal)
     }
 
     /// Whether a principal's login still stands (token enabled, password unchanged and not
@@ -597,6 +630,15 @@ impl Identity {
                         actions: vec!["*".into()],
                     });
                 }
+                // The management API, for the admin only, and only when asked for: an admin
+                // token obtained to pull does not manage.
+                "registry" if scope.name == "management" && *principal == Principal::Admin => {
+                    access.push(Access {
+                        kind: "registry".into(),
+                        name: "management".into(),
+                        actions: vec!["*".into()],
+                    });
+                }
                 _ => {}
             }
         }
@@ -648,22 +690,33 @@ impl Identity {
         }
     }
 
-    /// Verifies an access token; returns who it is for and what it grants. A token whose
-    /// login no longer stands (disabled, rotated password) is refused.
-    pub fn verify_access_token(&self, jwt: &str) -> Result<(Principal, Vec<Access>), TokenError> {
+    /// Verifies an access token presented to `service`; returns who it is for and what it
+    /// grants. A token issued for another service, or whose login no longer stands
+    /// (disabled, rotated password), is refused.
+    pub fn verify_access_token(
+        &self,
+        jwt: &str,
+        service: &str,
+    ) -> Result<(Principal, Vec<Access>), TokenError> {
         let claims = self.key.verify(jwt, now())?;
         if claims.kind != TokenKind::Access {
             return Err(TokenError::Malformed);
+        }
+        if claims.aud != service {
+            return Err(TokenError::Audience(claims.aud));
         }
         let principal = self.principal_of(&claims)?;
         Ok((principal, claims.access))
     }
 
-    /// Verifies a refresh token; returns who it is for.
-    pub fn verify_refresh_token(&self, jwt: &str) -> Result<Principal, TokenError> {
+    /// Verifies a refresh token presented to `service`; returns who it is for.
+    pub fn verify_refresh_token(&self, jwt: &str, service: &str) -> Result<Principal, TokenError> {
         let claims = self.key.verify(jwt, now())?;
         if claims.kind != TokenKind::Refresh || claims.who == "anonymous" {
             return Err(TokenError::Malformed);
+        }
+        if claims.aud != service {
+            return Err(TokenError::Audience(claims.aud));
         }
         self.principal_of(&claims)
     }
@@ -1173,7 +1226,7 @@ mod tests {
         let issued = identity.issue_access_token(&session, "svc", &scopes);
         assert_eq!(issued.access.len(), 1);
         assert_eq!(issued.access[0].actions, ["pull"]);
-        assert!(identity.verify_access_token(&issued.token).is_ok());
+        assert!(identity.verify_access_token(&issued.token, "svc").is_ok());
 
         // Regenerating password1 ends its sessions; password2 keeps working.
         identity
@@ -1181,7 +1234,7 @@ mod tests {
             .await
             .unwrap();
         assert!(!identity.principal_valid(&session));
-        assert!(identity.verify_access_token(&issued.token).is_err());
+        assert!(identity.verify_access_token(&issued.token, "svc").is_err());
         assert_eq!(
             identity.login("robot", &p1, IP).await,
             Err(LoginError::Invalid)
@@ -1246,6 +1299,57 @@ mod tests {
             identity.login("admin", "pw", other).await,
             Ok(Principal::Admin)
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_wrong_admin_passwords_stay_within_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = IdentityConfig {
+            admin_password: Some("pw".into()),
+            login_failures_per_minute: 10,
+            max_password_checks: 2,
+            ..IdentityConfig::default()
+        };
+        let (identity, _) = open(dir.path(), config).await;
+        let identity = Arc::new(identity);
+        let attempts: Vec<_> = (0..200)
+            .map(|_| {
+                let identity = Arc::clone(&identity);
+                tokio::spawn(async move { identity.login("admin", "wrong", IP).await })
+            })
+            .collect();
+        let mut checked = 0;
+        for attempt in attempts {
+            match attempt.await.unwrap() {
+                Err(LoginError::Invalid) => checked += 1,
+                Err(LoginError::RateLimited(_)) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        // Only the address's allowance of slow checks ran; the rest were refused up front.
+        assert_eq!(checked, 10);
+        // Token logins hold the limit too, and a right password is refunded.
+        let other = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
+        for _ in 0..9 {
+            assert_eq!(
+                identity.login("nobody", "x", other).await,
+                Err(LoginError::Invalid)
+            );
+        }
+        for _ in 0..3 {
+            assert_eq!(
+                identity.login("admin", "pw", other).await,
+                Ok(Principal::Admin)
+            );
+        }
+        assert_eq!(
+            identity.login("nobody", "x", other).await,
+            Err(LoginError::Invalid)
+        );
+        assert!(matches!(
+            identity.login("nobody", "x", other).await,
+            Err(LoginError::RateLimited(_))
+        ));
     }
 
     #[tokio::test]

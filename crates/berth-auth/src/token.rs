@@ -158,10 +158,8 @@ impl Token {
     /// The slot whose password `password` is, if the token is enabled and that password has
     /// not expired.
     pub fn check_password(&self, password: &str, now: i64) -> Option<Slot> {
-        if self.status != TokenStatus::Enabled {
-            return None;
-        }
-        // Both slots are always checked, so timing does not tell which one matched.
+        // Both slots are always checked, and the status after them, so timing tells neither
+        // which one matched nor whether the token is disabled.
         let mut found = None;
         for slot in Slot::BOTH {
             if let Some(p) = self.slot(slot)
@@ -171,7 +169,7 @@ impl Token {
                 found = Some(slot);
             }
         }
-        found
+        found.filter(|_| self.status == TokenStatus::Enabled)
     }
 
     /// Whether a login made with `slot`'s password `password_id` ([`PasswordSlot::id`]) still
@@ -181,6 +179,21 @@ impl Token {
             && self
                 .slot(slot)
                 .is_some_and(|p| p.id() == password_id && !p.expired(now))
+    }
+}
+
+/// The work of a wrong password for a token with both slots, for a name that is no token,
+/// so that a login's timing does not tell whether a name exists.
+pub fn check_unknown_name(password: &str) {
+    // A valid SHA-256 hex string that no password hashes to in practice.
+    const DUMMY: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+    for _ in Slot::BOTH {
+        let slot = PasswordSlot {
+            hash: DUMMY.to_owned(),
+            created_at: 0,
+            expiry: None,
+        };
+        std::hint::black_box(slot.verify(password));
     }
 }
 

@@ -138,6 +138,7 @@ impl Manifest {
     /// Parses and validates manifest bytes. `content_type` is the request's `Content-Type`,
     /// if any; when the manifest carries a `mediaType` too, they must agree.
     pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Manifest, ManifestError> {
+        strict::check(bytes)?;
         let raw: RawManifest = serde_json::from_slice(bytes)
             .map_err(|e| ManifestError::Invalid(format!("not a JSON manifest: {e}")))?;
         let content_type = content_type
@@ -259,6 +260,169 @@ impl Manifest {
     }
 }
 
+/// Reading a manifest the way clients read it.
+///
+/// Go's `encoding/json`, which docker, containerd and skopeo use, matches object keys to
+/// struct fields case-insensitively (with Unicode folding: `ſ` is `s`, `K` is `k`) and
+/// lets the last of duplicate keys win, while serde matches exactly. A manifest whose keys
+/// are read differently by the two could reference, for clients, blobs the registry never
+/// checked. So any duplicate key, and any key that folds to a known field without being it,
+/// is refused; and the whole document must be UTF-8, unknown fields included (serde skips
+/// them unchecked).
+mod strict {
+    use std::collections::HashSet;
+    use std::fmt;
+
+    use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+    use super::ManifestError;
+
+    const MANIFEST_FIELDS: &[&str] = &[
+        "schemaVersion",
+        "mediaType",
+        "artifactType",
+        "config",
+        "layers",
+        "manifests",
+        "subject",
+        "annotations",
+    ];
+    const DESCRIPTOR_FIELDS: &[&str] = &[
+        "mediaType",
+        "digest",
+        "size",
+        "urls",
+        "annotations",
+        "data",
+        "artifactType",
+        "platform",
+    ];
+    const PLATFORM_FIELDS: &[&str] = &[
+        "architecture",
+        "os",
+        "os.version",
+        "os.features",
+        "variant",
+        "features",
+    ];
+
+    /// Where in a manifest a value sits, which says which keys are known there.
+    #[derive(Clone, Copy)]
+    enum Place {
+        Manifest,
+        Descriptor,
+        Descriptors,
+        Platform,
+        Other,
+    }
+
+    impl Place {
+        fn fields(self) -> &'static [&'static str] {
+            match self {
+                Place::Manifest => MANIFEST_FIELDS,
+                Place::Descriptor => DESCRIPTOR_FIELDS,
+                Place::Platform => PLATFORM_FIELDS,
+                Place::Descriptors | Place::Other => &[],
+            }
+        }
+
+        fn child(self, key: &str) -> Place {
+            match (self, key) {
+                (Place::Manifest, "config" | "subject") => Place::Descriptor,
+                (Place::Manifest, "layers" | "manifests") => Place::Descriptors,
+                (Place::Descriptor, "platform") => Place::Platform,
+                _ => Place::Other,
+            }
+        }
+    }
+
+    /// A key as Go compares it to field names.
+    fn fold(key: &str) -> String {
+        key.chars()
+            .flat_map(char::to_uppercase)
+            .flat_map(char::to_lowercase)
+            .collect()
+    }
+
+    /// Checks `bytes` as described in the module's documentation.
+    pub(super) fn check(bytes: &[u8]) -> Result<(), ManifestError> {
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            ManifestError::Invalid(format!("the manifest is not valid UTF-8 ({e})"))
+        })?;
+        let mut de = serde_json::Deserializer::from_str(text);
+        Walk(Place::Manifest)
+            .deserialize(&mut de)
+            .and_then(|()| de.end())
+            .map_err(|e| ManifestError::Invalid(format!("not a JSON manifest: {e}")))
+    }
+
+    struct Walk(Place);
+
+    impl<'de> DeserializeSeed<'de> for Walk {
+        type Value = ();
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Walk {
+        type Value = ();
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let item = match self.0 {
+                Place::Descriptors => Place::Descriptor,
+                _ => Place::Other,
+            };
+            while seq.next_element_seed(Walk(item))?.is_some() {}
+            Ok(())
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = HashSet::new();
+            let known = self.0.fields();
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if !known.contains(&key.as_ref()) {
+                    let folded = fold(&key);
+                    if let Some(field) = known.iter().find(|f| fold(f) == folded) {
+                        return Err(de::Error::custom(format!(
+                            "key `{key}` differs from the field `{field}` only in case"
+                        )));
+                    }
+                }
+                map.next_value_seed(Walk(self.0.child(&key)))?;
+                if !seen.insert(key.clone()) {
+                    return Err(de::Error::custom(format!("duplicate key `{key}`")));
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
 /// Whether a `Content-Type` carries no manifest type (clients that send `application/json`).
 fn is_generic_json(content_type: &str) -> bool {
     content_type == "application/json" || content_type == "application/octet-stream"
@@ -339,6 +503,39 @@ mod tests {
         );
         let m = Manifest::parse(body.as_bytes(), None).unwrap();
         assert_eq!(m.required_blobs().count(), 1);
+    }
+
+    #[test]
+    fn refuses_keys_a_go_client_would_read_differently() {
+        let extra = format!(
+            r#","Layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{D1}","size":1}}]"#
+        );
+        for bad in [
+            image(&extra),
+            // Duplicates, at the top, in a descriptor and in annotations.
+            image(r#","layers":[]"#),
+            image(r#","annotations":{"a":"1","a":"2"}"#),
+            image(r#","MediaType":"application/vnd.oci.image.index.v1+json""#),
+            image(
+                r#","subject":{"mediaType":"a/b","digest":"sha256:1111111111111111111111111111111111111111111111111111111111111111","size":1,"Digest":"x"}"#,
+            ),
+            // Go folds the Kelvin sign and the long s too.
+            image(r#","ſchemaVersion":2"#),
+        ] {
+            let err = Manifest::parse(bad.as_bytes(), None).unwrap_err();
+            assert!(matches!(err, ManifestError::Invalid(_)), "{bad}: {err}");
+        }
+        // Unknown keys that match no field in any case stay allowed.
+        Manifest::parse(image(r#","x-extra":{"Layers":1}"#).as_bytes(), None).unwrap();
+    }
+
+    #[test]
+    fn refuses_invalid_utf8_anywhere() {
+        let mut bytes = image(r#","x-extra":"AB""#).into_bytes();
+        let at = bytes.windows(2).position(|w| w == b"AB").unwrap();
+        bytes[at] = 0xff;
+        let err = Manifest::parse(&bytes, None).unwrap_err();
+        assert!(err.to_string().contains("UTF-8"), "{err}");
     }
 
     #[test]

@@ -65,6 +65,9 @@ pub enum RegistryError {
     /// Reading or writing blob bytes failed.
     #[error("blob storage: {0}")]
     Io(#[from] std::io::Error),
+    /// Blob storage is full (no space or quota left): the server's problem, to retry later.
+    #[error("the registry's storage is full: {0}")]
+    StorageFull(std::io::Error),
     /// The metadata store failed.
     #[error(transparent)]
     Metadata(#[from] MetadataError),

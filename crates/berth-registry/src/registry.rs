@@ -100,6 +100,16 @@ pub struct Registry {
     cache: ManifestCache,
     /// Bumped after every committed content change, for those following the change log.
     changed: tokio::sync::watch::Sender<u64>,
+    /// Since when blob writes have failed for lack of space, until one succeeds.
+    storage_full: Mutex<Option<SystemTime>>,
+}
+
+/// Whether an I/O error means the storage has no space (or quota) left.
+fn is_storage_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
 }
 
 fn unix_now() -> i64 {
@@ -123,6 +133,7 @@ impl Registry {
             uploads: Mutex::default(),
             cache: ManifestCache::default(),
             changed: tokio::sync::watch::Sender::new(0),
+            storage_full: Mutex::new(None),
         }
     }
 
@@ -221,10 +232,41 @@ impl Registry {
 
     // ----- uploads -----
 
+    /// Since when blob writes have been failing because the storage is full (no space or
+    /// quota left); `None` once a write succeeds again. A connected registry reports it as
+    /// `DISK_FULL` in its status.
+    pub fn storage_full_since(&self) -> Option<SystemTime> {
+        *self.storage_full.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Notes the outcome of a blob write of `bytes` bytes: a full storage is logged once, at
+    /// error level, when it starts (and once when it ends: at the first write that stores
+    /// data again), however many writes fail in between; it becomes
+    /// [`RegistryError::StorageFull`]. Other failures stay [`RegistryError::Io`].
+    fn blob_write<T>(&self, result: std::io::Result<T>, bytes: u64) -> Result<T> {
+        let mut full = self.storage_full.lock().unwrap_or_else(|e| e.into_inner());
+        match result {
+            Ok(value) => {
+                if bytes > 0 && full.take().is_some() {
+                    tracing::info!("blob storage accepts writes again");
+                }
+                Ok(value)
+            }
+            Err(e) if is_storage_full(&e) => {
+                if full.is_none() {
+                    tracing::error!(error = %e, "blob storage is full: uploads fail with 507 until space is freed");
+                    *full = Some(SystemTime::now());
+                }
+                Err(RegistryError::StorageFull(e))
+            }
+            Err(e) => Err(RegistryError::Io(e)),
+        }
+    }
+
     /// Opens an upload session for `repository`.
     pub async fn start_upload(&self, repository: &RepositoryName) -> Result<UploadId> {
         let id = UploadId::new();
-        self.blobs.create_upload(&id).await?;
+        self.blob_write(self.blobs.create_upload(&id).await, 0)?;
         self.metadata.create_upload(&id, repository).await?;
         let state = UploadState {
             hasher: Some(Hasher::new(Algorithm::Sha256)),
@@ -338,9 +380,10 @@ impl Registry {
             .await
         {
             Ok(len) => {
+                let written = len.saturating_sub(state.offset);
                 state.hasher = Some(hasher);
                 state.offset = len;
-                Ok(len)
+                self.blob_write(Ok(len), written)
             }
             Err(AppendError::OffsetMismatch { actual }) => {
                 // The stored data changed under us (a crash mid-append): rebuild next time.
@@ -356,9 +399,9 @@ impl Registry {
                     "the upload body was cut after byte {len}; resume from there: {error}"
                 )))
             }
-            Err(AppendError::Io(e)) => Err(RegistryError::UploadInvalid(format!(
-                "the upload body could not be received: {e}"
-            ))),
+            // Writing failed (the body did not): the storage's problem, a 5xx, never the
+            // client's. Nothing of this append was kept.
+            Err(AppendError::Io(e)) => self.blob_write(Err(e), 0),
         }
     }
 
@@ -392,7 +435,7 @@ impl Registry {
             });
         }
         let size = state.offset;
-        self.blobs.commit_upload(id, digest).await?;
+        self.blob_write(self.blobs.commit_upload(id, digest).await, 0)?;
         self.metadata
             .link_blob(repository, digest, size, Some(id))
             .await?;

@@ -75,6 +75,18 @@ pub fn realm_and_service(state: &AppState, parts: &Parts) -> (String, String) {
     (format!("{base}/oauth2/token"), service)
 }
 
+/// Refuses a request with more than one `Host` header: the service name, the token realm
+/// and a proxy's routing could each read a different one.
+pub fn single_host(parts: &Parts) -> Result<(), ApiError> {
+    if parts.headers.get_all(header::HOST).iter().nth(1).is_some() {
+        return Err(ApiError::bad_request(
+            ErrorCode::Unsupported,
+            "the request has more than one Host header",
+        ));
+    }
+    Ok(())
+}
+
 /// Decodes `Authorization: Basic`.
 pub fn basic_credentials(value: &str) -> Option<(String, String)> {
     let encoded = value
@@ -127,6 +139,7 @@ pub fn login_failure(error: LoginError, realm: &str, service: &str) -> ApiError 
 /// Authenticates a request. Wrong credentials are refused here; missing ones make an
 /// anonymous caller, whose rights [`Caller::require`] decides.
 pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Caller, ApiError> {
+    single_host(parts)?;
     let (realm, service) = realm_and_service(state, parts);
     let authorization = parts
         .headers
@@ -135,20 +148,21 @@ pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Caller, Api
         .filter(|v| !v.trim().is_empty());
     let (principal, credential) = match authorization {
         None => (Principal::Anonymous, Credential::None),
-        Some(value) if value.len() > 7 && value[..7].eq_ignore_ascii_case("bearer ") => {
-            match state.identity.verify_access_token(value[7..].trim()) {
-                Ok((principal, access)) => (principal, Credential::Bearer(access)),
-                Err(e) => {
-                    return Err(challenge(
-                        &realm,
-                        &service,
-                        None,
-                        &format!("{e}; log in again"),
-                        serde_json::Value::Null,
-                    ));
-                }
+        Some(value) if value.len() > 7 && value[..7].eq_ignore_ascii_case("bearer ") => match state
+            .identity
+            .verify_access_token(value[7..].trim(), &service)
+        {
+            Ok((principal, access)) => (principal, Credential::Bearer(access)),
+            Err(e) => {
+                return Err(challenge(
+                    &realm,
+                    &service,
+                    None,
+                    &format!("{e}; log in again"),
+                    serde_json::Value::Null,
+                ));
             }
-        }
+        },
         Some(value) => {
             let Some((user, password)) = basic_credentials(value) else {
                 return Err(challenge(
@@ -274,10 +288,25 @@ impl Caller {
         }
     }
 
-    /// Requires the admin.
+    /// Requires the admin, with Basic credentials or a Bearer token scoped to the
+    /// management API (`registry:management:*`): an admin token obtained to pull does not
+    /// manage.
     pub fn require_admin(&self) -> Result<(), ApiError> {
         match self.principal {
-            Principal::Admin => Ok(()),
+            Principal::Admin => match &self.credential {
+                Credential::Bearer(access)
+                    if !access
+                        .iter()
+                        .any(|a| a.kind == "registry" && a.name == "management") =>
+                {
+                    Err(ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        ErrorCode::Denied,
+                        "this access token is not scoped to the management API: use Basic credentials, or a token for `registry:management:*`",
+                    ))
+                }
+                _ => Ok(()),
+            },
             Principal::Anonymous if !self.authenticated() => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 ErrorCode::Unauthorized,

@@ -176,6 +176,14 @@ impl From<RegistryError> for ApiError {
                     .with_detail(json!({ "size": size, "limit": max }))
             }
             E::Io(ref cause) => ApiError::internal(cause),
+            // Logged by the registry, once per episode; clients retry a 5xx.
+            E::StorageFull(_) => ApiError {
+                status: S::INSUFFICIENT_STORAGE,
+                code: "UNKNOWN",
+                message: "the registry's storage is full; try again later".into(),
+                detail: serde_json::Value::Null,
+                headers: vec![(header::RETRY_AFTER, HeaderValue::from_static("60"))],
+            },
             E::Metadata(ref cause) => ApiError::internal(cause),
         }
     }

@@ -299,7 +299,7 @@ async fn messages(
     let deadline = tokio::time::Instant::now() + wait;
     let mut changed = state.registry.subscribe_changes();
     let (oldest, latest) = state.registry.change_bounds().await?;
-    if oldest > after + 1 {
+    if oldest > after.saturating_add(1) {
         return Ok(Json(Messages {
             events: Vec::new(),
             last: latest,

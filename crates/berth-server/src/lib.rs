@@ -30,5 +30,5 @@ pub mod tls;
 
 pub use api::router;
 pub use error::ApiError;
-pub use listener::{ListenerConfig, serve};
+pub use listener::{ConnectionLimits, ListenerConfig, serve};
 pub use state::{AppState, Site};

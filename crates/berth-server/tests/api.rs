@@ -2,151 +2,15 @@
 //! They pin the exact error bodies and the behaviours that real clients are less likely to
 //! exercise (bad input, path tricks, the change log).
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
-use berth_auth::{Identity, IdentityConfig, SigningKey, SqliteIdentityStore};
-use berth_registry::{ChangeAction, Registry, RegistryConfig};
-use berth_server::AppState;
-use http::{Request, StatusCode};
-use http_body_util::BodyExt;
-use serde_json::{Value, json};
-use tower::ServiceExt;
+use berth_registry::{ChangeAction, RegistryConfig};
+use http::StatusCode;
+use serde_json::json;
 
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-
-struct App {
-    router: Router,
-    registry: Arc<Registry>,
-    _dir: tempfile::TempDir,
-}
-
-const ADMIN_PASSWORD: &str = "in-process-admin";
-
-async fn app_with(config: RegistryConfig) -> App {
-    let dir = tempfile::tempdir().unwrap();
-    let registry = Arc::new(Registry::open_local(dir.path(), config).await.unwrap());
-    let store = SqliteIdentityStore::open(&dir.path().join("identity.db"))
-        .await
-        .unwrap();
-    let identity_config = IdentityConfig {
-        admin_password: Some(ADMIN_PASSWORD.into()),
-        ..IdentityConfig::default()
-    };
-    let (identity, _) = Identity::open(Arc::new(store), SigningKey::generate(), identity_config)
-        .await
-        .unwrap();
-    let state = AppState::new(Arc::clone(&registry), Arc::new(identity));
-    App {
-        router: berth_server::router(state),
-        registry,
-        _dir: dir,
-    }
-}
-
-fn admin_basic() -> String {
-    use base64::Engine as _;
-    let encoded =
-        base64::engine::general_purpose::STANDARD.encode(format!("admin:{ADMIN_PASSWORD}"));
-    format!("Basic {encoded}")
-}
-
-async fn app() -> App {
-    app_with(RegistryConfig::default()).await
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: http::HeaderMap,
-    body: bytes::Bytes,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
-    }
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .unwrap_or_else(|| panic!("no `{name}` header in {:?}", self.headers))
-            .to_str()
-            .unwrap()
-    }
-}
-
-impl App {
-    async fn call(
-        &self,
-        method: &str,
-        uri: &str,
-        headers: &[(&str, &str)],
-        body: impl Into<Body>,
-    ) -> Reply {
-        // As the admin, unless `headers` carry their own `authorization`.
-        let mut request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("host", "registry.test");
-        if !headers
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
-        {
-            request = request.header("authorization", admin_basic());
-        }
-        for (k, v) in headers {
-            request = request.header(*k, *v);
-        }
-        let response = self
-            .router
-            .clone()
-            .oneshot(request.body(body.into()).unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        Reply {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    async fn push_blob(&self, repo: &str, data: &[u8]) -> String {
-        let digest = sha256(data);
-        let r = self
-            .call(
-                "POST",
-                &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
-                &[],
-                data.to_vec(),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-        digest
-    }
-}
-
-fn sha256(data: &[u8]) -> String {
-    berth_oci::Digest::sha256(data).to_string()
-}
-
-fn image_manifest(config: &str, config_len: usize, layers: &[(&str, usize)]) -> String {
-    let layers: Vec<Value> = layers
-        .iter()
-        .map(|(d, n)| json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": n}))
-        .collect();
-    json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": config_len},
-        "layers": layers,
-    })
-    .to_string()
-}
+mod support;
+use support::*;
 
 #[tokio::test]
 async fn error_bodies_follow_the_spec() {

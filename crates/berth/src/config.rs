@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use berth_auth::IdentityConfig;
 use berth_registry::RegistryConfig;
+use berth_server::ConnectionLimits;
 use berth_server::tls::TlsFiles;
 use berth_sync::ConnectionString;
 use serde::Deserialize;
@@ -59,6 +60,10 @@ pub struct ServeArgs {
     /// Failed logins allowed per client address per minute [default: 10].
     #[arg(long, env = "BERTH_LOGIN_FAILURES_PER_MINUTE", value_name = "N")]
     pub login_failures_per_minute: Option<u32>,
+    /// Admin password checks (Argon2, ~19 MiB each) running at once in the process
+    /// [default: the number of CPUs].
+    #[arg(long, env = "BERTH_MAX_PASSWORD_CHECKS", value_name = "N")]
+    pub max_password_checks: Option<usize>,
     /// URL clients reach the registry at, for token challenges [default: from each request's Host].
     #[arg(long, env = "BERTH_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
@@ -108,6 +113,33 @@ pub struct ServeArgs {
     /// How long a signed data endpoint URL is valid, 20m to 30m [default: 25m].
     #[arg(long, env = "BERTH_DATA_URL_TTL", value_name = "DURATION")]
     pub data_url_ttl: Option<String>,
+    /// How long a new connection may stay silent before its first byte [default: 10s].
+    #[arg(long, env = "BERTH_FIRST_BYTE_TIMEOUT", value_name = "DURATION")]
+    pub first_byte_timeout: Option<String>,
+    /// How long a client may take to send a request's headers (and, on a new connection,
+    /// its TLS handshake and first request) [default: 30s].
+    #[arg(long, env = "BERTH_HEADER_READ_TIMEOUT", value_name = "DURATION")]
+    pub header_read_timeout: Option<String>,
+    /// How long a connection with no request in flight is kept open [default: 60s].
+    #[arg(long, env = "BERTH_IDLE_TIMEOUT", value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
+    /// How often HTTP/2 connections are pinged [default: 30s].
+    #[arg(long, env = "BERTH_HTTP2_KEEPALIVE_INTERVAL", value_name = "DURATION")]
+    pub http2_keepalive_interval: Option<String>,
+    /// How long an HTTP/2 ping may go unanswered [default: 20s].
+    #[arg(long, env = "BERTH_HTTP2_KEEPALIVE_TIMEOUT", value_name = "DURATION")]
+    pub http2_keepalive_timeout: Option<String>,
+    /// The longest gap allowed inside a request body [default: 30s].
+    #[arg(long, env = "BERTH_BODY_IDLE_TIMEOUT", value_name = "DURATION")]
+    pub body_idle_timeout: Option<String>,
+    /// The least average rate of a request body, in bytes a second, after the body idle
+    /// timeout from its start; 0 for none [default: 1024].
+    #[arg(long, env = "BERTH_MIN_BODY_RATE", value_name = "BYTES")]
+    pub min_body_rate: Option<u64>,
+    /// The most connections open at once per listener; the longest idle is shed for a new
+    /// one [default: 4096].
+    #[arg(long, env = "BERTH_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
 }
 
 /// The keys of the TOML configuration file; every key is optional.
@@ -125,6 +157,7 @@ struct FileConfig {
     admin_password: Option<String>,
     access_token_ttl: Option<String>,
     login_failures_per_minute: Option<u32>,
+    max_password_checks: Option<usize>,
     public_url: Option<String>,
     connection_string: Option<String>,
     parent_gateway_endpoint: Option<String>,
@@ -135,6 +168,14 @@ struct FileConfig {
     trusted_proxies: Option<Vec<String>>,
     private_endpoints: Option<Vec<PrivateEndpointFile>>,
     data_endpoint: Option<DataEndpointFile>,
+    first_byte_timeout: Option<String>,
+    header_read_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    http2_keepalive_interval: Option<String>,
+    http2_keepalive_timeout: Option<String>,
+    body_idle_timeout: Option<String>,
+    min_body_rate: Option<u64>,
+    max_connections: Option<usize>,
 }
 
 /// `[[private_endpoints]]` in the configuration file.
@@ -219,6 +260,8 @@ pub struct Config {
     pub private_endpoints: Vec<PrivateEndpointConfig>,
     /// The data endpoint, when configured.
     pub data_endpoint: Option<DataEndpointConfig>,
+    /// Timeouts and caps of every listener's connections.
+    pub limits: ConnectionLimits,
 }
 
 /// Why the configuration cannot be used.
@@ -258,6 +301,87 @@ fn parse_duration(key: &'static str, value: &str) -> Result<Duration, ConfigErro
         ))
     })?;
     Duration::try_from(parsed).map_err(|_| invalid(format!("`{value}` is negative")))
+}
+
+/// A duration setting: flag or variable, else file, else `default`; must not be zero.
+fn duration_setting(
+    key: &'static str,
+    flag: Option<String>,
+    file: Option<String>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let value = match flag.or(file) {
+        Some(v) => parse_duration(key, &v)?,
+        None => default,
+    };
+    if value.is_zero() {
+        return Err(ConfigError::Invalid {
+            key,
+            message: "must be longer than zero".into(),
+        });
+    }
+    Ok(value)
+}
+
+/// The connection limits, flags over file over defaults.
+fn connection_limits(
+    args: &mut ServeArgs,
+    file: &mut FileConfig,
+) -> Result<ConnectionLimits, ConfigError> {
+    let d = ConnectionLimits::default();
+    let limits = ConnectionLimits {
+        first_byte_timeout: duration_setting(
+            "first_byte_timeout",
+            args.first_byte_timeout.take(),
+            file.first_byte_timeout.take(),
+            d.first_byte_timeout,
+        )?,
+        header_read_timeout: duration_setting(
+            "header_read_timeout",
+            args.header_read_timeout.take(),
+            file.header_read_timeout.take(),
+            d.header_read_timeout,
+        )?,
+        idle_timeout: duration_setting(
+            "idle_timeout",
+            args.idle_timeout.take(),
+            file.idle_timeout.take(),
+            d.idle_timeout,
+        )?,
+        http2_keepalive_interval: duration_setting(
+            "http2_keepalive_interval",
+            args.http2_keepalive_interval.take(),
+            file.http2_keepalive_interval.take(),
+            d.http2_keepalive_interval,
+        )?,
+        http2_keepalive_timeout: duration_setting(
+            "http2_keepalive_timeout",
+            args.http2_keepalive_timeout.take(),
+            file.http2_keepalive_timeout.take(),
+            d.http2_keepalive_timeout,
+        )?,
+        body_idle_timeout: duration_setting(
+            "body_idle_timeout",
+            args.body_idle_timeout.take(),
+            file.body_idle_timeout.take(),
+            d.body_idle_timeout,
+        )?,
+        min_body_rate: args
+            .min_body_rate
+            .or(file.min_body_rate)
+            .unwrap_or(d.min_body_rate),
+        max_connections: args
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(d.max_connections),
+    };
+    if limits.max_connections == 0 {
+        return Err(ConfigError::Invalid {
+            key: "max_connections",
+            message: "must be at least 1".into(),
+        });
+    }
+    Ok(limits)
 }
 
 /// A certificate and key given together, or neither.
@@ -373,11 +497,12 @@ fn data_endpoint(
 
 impl Config {
     /// Merges flags and environment (already in `args`) over the file and the defaults.
-    pub fn load(args: ServeArgs) -> Result<Config, ConfigError> {
-        let file = match &args.config {
+    pub fn load(mut args: ServeArgs) -> Result<Config, ConfigError> {
+        let mut file = match &args.config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
+        let limits = connection_limits(&mut args, &mut file)?;
         let defaults = RegistryConfig::default();
         let registry = RegistryConfig {
             max_manifest_size: args
@@ -439,6 +564,11 @@ impl Config {
                         .login_failures_per_minute
                         .or(file.login_failures_per_minute)
                         .unwrap_or(defaults.login_failures_per_minute),
+                    max_password_checks: args
+                        .max_password_checks
+                        .or(file.max_password_checks)
+                        .unwrap_or(defaults.max_password_checks)
+                        .max(1),
                     ..defaults
                 }
             },
@@ -479,6 +609,7 @@ impl Config {
                 args.data_url_ttl,
                 file.data_endpoint.unwrap_or_default(),
             )?,
+            limits,
             connection: match args.connection_string.or(file.connection_string) {
                 Some(text) => {
                     let mut connection =

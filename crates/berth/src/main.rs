@@ -7,6 +7,7 @@
 mod allocator;
 mod cli;
 mod config;
+mod data_dir;
 mod listeners;
 
 use std::process::ExitCode;
@@ -104,7 +105,12 @@ fn init_logging(filter: &str) -> LogControl {
     })
 }
 
-async fn serve(config: Config, log_control: LogControl) -> Result<(), Box<dyn std::error::Error>> {
+async fn serve(
+    mut config: Config,
+    log_control: LogControl,
+) -> Result<(), Box<dyn std::error::Error>> {
+    fit_connections_to_file_limit(&mut config);
+    let _lock = data_dir::DataDirLock::acquire(&config.data_dir)?;
     let registry = Registry::open_local(&config.data_dir, config.registry.clone())
         .await
         .map_err(|e| {
@@ -190,6 +196,7 @@ async fn serve(config: Config, log_control: LogControl) -> Result<(), Box<dyn st
     state.stopping = stopping.clone();
     let listener_config = ListenerConfig {
         shutdown_grace: config.shutdown_grace,
+        limits: config.limits.clone(),
         ..ListenerConfig::default()
     };
     let server = listeners.serve(state, listener_config, stopping);
@@ -211,6 +218,43 @@ async fn serve(config: Config, log_control: LogControl) -> Result<(), Box<dyn st
     }
     tracing::info!("registry stopped");
     Ok(())
+}
+
+/// Raises the open-file soft limit to the hard limit (a registry holds a descriptor per
+/// connection, per blob read and per upload), then lowers the per-listener connection cap,
+/// with a warning, if the limit cannot hold every listener's connections with room to spare
+/// for files and databases.
+fn fit_connections_to_file_limit(config: &mut Config) {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => limit = getrlimit(Resource::Nofile),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot raise the open-file limit to its hard limit")
+            }
+        }
+    }
+    let Some(files) = limit.current else { return };
+    // Descriptors kept for the databases, blob reads, uploads and certificates.
+    const SPARE: u64 = 256;
+    let listeners =
+        1 + config.private_endpoints.len() as u64 + u64::from(config.data_endpoint.is_some());
+    let fits = usize::try_from(files.saturating_sub(SPARE) / listeners)
+        .unwrap_or(usize::MAX)
+        .max(1);
+    if fits < config.limits.max_connections {
+        tracing::warn!(
+            open_file_limit = files,
+            max_connections = fits,
+            "the open-file limit holds only {fits} connections per listener; lowering max_connections to that"
+        );
+        config.limits.max_connections = fits;
+    }
 }
 
 /// Opens identities (creating the admin account and the signing key on first start) and

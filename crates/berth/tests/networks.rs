@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use clients::{
     Containers, Dockerd, Image, OciLayout, Output, host_arch, layout_descriptor, parse_json,
-    read_layout_blob, run, run_unchecked, sha256_digest,
+    read_layout_blob, run, run_unchecked, server_certificate, sha256_digest, test_ca,
 };
 use proxy::{Proxy, incompressible};
 use reqwest::Method;
@@ -1406,91 +1406,6 @@ fn ip_rules_on_ipv6() {
 // ---------------------------------------------------------------------------------------
 // TLS
 // ---------------------------------------------------------------------------------------
-
-/// Runs openssl with `args` in `dir`, which must succeed.
-fn openssl(dir: &Path, args: &[&str]) {
-    run(Command::new("openssl").current_dir(dir).args(args));
-}
-
-/// Writes `{name}.key` and `{name}.crt` in `dir`: an EC key and a certificate for the IP
-/// address `ip` with `serial` and common name `cn`, signed by the CA in `ca.key` and
-/// `ca.crt`.
-/// A test CA in `dir`: `ca.crt`, `ca.key`.
-fn test_ca(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=Berth test CA",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
-    );
-}
-
-fn server_certificate(dir: &Path, name: &str, ip: &str, serial: &str, cn: &str) {
-    fs::write(
-        dir.join(format!("{name}.ext")),
-        format!(
-            "subjectAltName = IP:{ip}\nbasicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\nextendedKeyUsage = serverAuth\n"
-        ),
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            &format!("/CN={cn}"),
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-set_serial",
-            serial,
-            "-days",
-            "2",
-            "-extfile",
-            &format!("{name}.ext"),
-            "-out",
-            &format!("{name}.crt"),
-        ],
-    );
-}
 
 /// The serial number (`serial=…`) and subject of the certificate `addr` serves now.
 fn served_certificate(addr: SocketAddr) -> String {

@@ -13,6 +13,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, IoSlice, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -43,8 +44,9 @@ impl FsBlobStore {
     /// Opens (creating if needed) a store rooted at `root`.
     pub fn open(root: impl Into<PathBuf>) -> io::Result<Self> {
         let root = root.into();
-        fs::create_dir_all(root.join("blobs"))?;
-        fs::create_dir_all(root.join("uploads"))?;
+        // Blobs may be private images: directories 0700, files 0600, whatever the umask.
+        private_dir(&root.join("blobs"))?;
+        private_dir(&root.join("uploads"))?;
         // A `put-` file is a small blob that was being written when the process stopped;
         // nothing refers to it, and no `put` can be running before the store is opened.
         for entry in fs::read_dir(root.join("uploads"))? {
@@ -145,11 +147,25 @@ fn write_batch(file: &mut File, batch: &[Bytes]) -> io::Result<()> {
 }
 
 /// Makes `from` durable and renames it to `to`, then makes the rename durable.
+/// Creates `dir` and its missing parents with mode 0700, and makes an existing `dir` 0700.
+fn private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mode = fs::metadata(dir)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode & 0o700))?;
+    }
+    Ok(())
+}
+
 fn publish(from: &Path, to: &Path) -> io::Result<()> {
     File::open(from)?.sync_all()?;
     let dir = to.parent().expect("blob paths have a parent");
     if !dir.exists() {
-        fs::create_dir_all(dir)?;
+        private_dir(dir)?;
         if let Some(grandparent) = dir.parent() {
             File::open(grandparent)?.sync_all()?;
         }
@@ -204,6 +220,7 @@ impl BlobStore for FsBlobStore {
             OpenOptions::new()
                 .write(true)
                 .create_new(true)
+                .mode(0o600)
                 .open(path)
                 .map(drop)
         })
@@ -337,6 +354,7 @@ impl BlobStore for FsBlobStore {
             let mut f = OpenOptions::new()
                 .write(true)
                 .create_new(true)
+                .mode(0o600)
                 .open(&temp)?;
             f.write_all(&bytes)?;
             drop(f);

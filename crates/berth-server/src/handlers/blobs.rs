@@ -76,6 +76,10 @@ fn parse_range(value: &str, size: u64) -> Result<Option<Range<u64>>, ApiError> {
     let Some(spec) = value.trim().strip_prefix("bytes=") else {
         return Err(unsatisfiable());
     };
+    // No range of an empty blob can be satisfied (and `size - 1` below would underflow).
+    if size == 0 {
+        return Err(unsatisfiable());
+    }
     if spec.contains(',') {
         return Ok(None);
     }
@@ -99,6 +103,7 @@ fn parse_range(value: &str, size: u64) -> Result<Option<Range<u64>>, ApiError> {
         if start >= size || end < start {
             return Err(unsatisfiable());
         }
+        // `end < size`, so `end + 1` cannot overflow.
         start..end + 1
     };
     Ok(Some(range))
@@ -116,6 +121,18 @@ mod tests {
         assert_eq!(parse_range("bytes=-10", 100).unwrap(), Some(90..100));
         assert_eq!(parse_range("bytes=-500", 100).unwrap(), Some(0..100));
         assert_eq!(parse_range("bytes=0-1,5-6", 100).unwrap(), None);
+        assert_eq!(
+            parse_range("bytes=0-18446744073709551615", 100).unwrap(),
+            Some(0..100)
+        );
+        for on_empty in [
+            "bytes=-1",
+            "bytes=0-",
+            "bytes=0-0",
+            "bytes=-18446744073709551615",
+        ] {
+            assert!(parse_range(on_empty, 0).is_err(), "{on_empty}");
+        }
         for bad in [
             "bytes=100-",
             "bytes=5-4",

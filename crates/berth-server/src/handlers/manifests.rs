@@ -7,7 +7,7 @@ use berth_registry::RegistryError;
 use futures_util::StreamExt;
 use http::{HeaderMap, StatusCode, header};
 
-use super::{QueryParams, header_str};
+use super::{QueryParams, content_length, header_str};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -98,6 +98,16 @@ pub async fn put(
         .collect::<Result<Vec<_>, _>>()
         .map_err(RegistryError::TagInvalid)?;
     let max = state.registry.config().max_manifest_size;
+    // Refused before a byte of the body is read when the client says it is too large.
+    if let Some(len) = content_length(headers)
+        && len > max as u64
+    {
+        return Err(RegistryError::ManifestTooLarge {
+            size: usize::try_from(len).unwrap_or(usize::MAX),
+            max,
+        }
+        .into());
+    }
     let content = read_manifest_body(body, max).await?;
     let content_type = header_str(headers, header::CONTENT_TYPE);
     let pushed = state

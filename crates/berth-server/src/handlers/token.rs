@@ -19,7 +19,9 @@ use http::{StatusCode, header};
 use serde_json::json;
 
 use super::QueryParams;
-use crate::auth::{basic_credentials, challenge, client_ip, login_failure, realm_and_service};
+use crate::auth::{
+    basic_credentials, challenge, client_ip, login_failure, realm_and_service, single_host,
+};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -69,6 +71,7 @@ fn token_response(
 
 /// `GET /oauth2/token`.
 pub async fn get(state: &AppState, parts: &Parts) -> Result<Response, ApiError> {
+    single_host(parts)?;
     let (realm, service) = realm_and_service(state, parts);
     let params = QueryParams::parse(parts.uri.query());
     let authorization = parts
@@ -94,7 +97,8 @@ pub async fn get(state: &AppState, parts: &Parts) -> Result<Response, ApiError> 
                 .map_err(|e| login_failure(e, &realm, &service))?
         }
     };
-    let service = params.get("service").map(str::to_owned).unwrap_or(service);
+    // The token's audience is this registry's own service, whatever `service` the client
+    // names: it is checked against the service of every request the token is presented to.
     let scopes = Scope::parse_all(params.all("scope"));
     let refresh = params.get("offline_token") == Some("true");
     Ok(token_response(
@@ -104,6 +108,7 @@ pub async fn get(state: &AppState, parts: &Parts) -> Result<Response, ApiError> 
 
 /// `POST /oauth2/token`.
 pub async fn post(state: &AppState, parts: &Parts, body: Body) -> Result<Response, ApiError> {
+    single_host(parts)?;
     let (realm, service) = realm_and_service(state, parts);
     let mut form = Vec::new();
     let mut stream = body.into_data_stream();
@@ -149,7 +154,7 @@ pub async fn post(state: &AppState, parts: &Parts, body: Body) -> Result<Respons
             })?;
             state
                 .identity
-                .verify_refresh_token(token)
+                .verify_refresh_token(token, &service)
                 .map_err(|e| unauthorized(&format!("refresh token refused: {e}; log in again")))?
         }
         other => {
@@ -162,7 +167,7 @@ pub async fn post(state: &AppState, parts: &Parts, body: Body) -> Result<Respons
             ));
         }
     };
-    let service = form.get("service").map(str::to_owned).unwrap_or(service);
+    // The audience is this registry's own service (see `get`).
     let scopes = Scope::parse_all(form.all("scope"));
     let refresh = form.get("access_type") == Some("offline");
     Ok(token_response(

@@ -7,7 +7,7 @@ use berth_oci::{Digest, ErrorCode, RepositoryName};
 use berth_registry::{Registry, RegistryError, UploadId};
 use http::{HeaderMap, StatusCode, header};
 
-use super::{QueryParams, body_stream, content_length, header_str};
+use super::{QueryParams, body_stream, content_length};
 use crate::error::{ApiError, range_header};
 use crate::state::AppState;
 
@@ -61,43 +61,68 @@ fn required_digest(params: &QueryParams) -> Result<Digest, ApiError> {
     Ok(Registry::digest(digest)?)
 }
 
-/// Where a chunk starts, from `Content-Range` (`<start>-<end>`, or `bytes <start>-<end>/<total>`),
-/// checked against `Content-Length` when both are present.
+/// Where a chunk starts, from `Content-Range`: `<start>-<end>` (as the distribution spec
+/// writes it), or `bytes <start>-<end>/<total|*>` (RFC 9110), checked against
+/// `Content-Length` when both are present. A header that is present but malformed is refused
+/// (`416`), never ignored.
 fn chunk_start(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
-    let Some(value) = header_str(headers, header::CONTENT_RANGE) else {
+    let Some(value) = headers.get(header::CONTENT_RANGE) else {
         return Ok(None);
     };
+    let text = String::from_utf8_lossy(value.as_bytes());
     let invalid = || {
         ApiError::new(
             StatusCode::RANGE_NOT_SATISFIABLE,
             ErrorCode::BlobUploadInvalid,
-            format!("Content-Range `{value}` is not `<start>-<end>`"),
+            format!("Content-Range `{text}` is not `<start>-<end>`"),
         )
     };
-    let spec = value
-        .trim()
-        .trim_start_matches("bytes")
-        .trim_start_matches('=')
-        .trim();
-    let spec = spec.split('/').next().unwrap_or(spec);
-    let (start, end) = spec.split_once('-').ok_or_else(invalid)?;
-    let start: u64 = start.trim().parse().map_err(|_| invalid())?;
-    let end: u64 = end.trim().parse().map_err(|_| invalid())?;
-    if end < start {
-        return Err(invalid());
-    }
+    let (start, end) =
+        parse_content_range(value.to_str().map_err(|_| invalid())?).ok_or_else(invalid)?;
+    // `end >= start`, so the length is at least 1; it overflows only for `0-u64::MAX`.
+    let covered = (end - start).checked_add(1).ok_or_else(invalid)?;
     if let Some(len) = content_length(headers)
-        && len != end - start + 1
+        && len != covered
     {
         return Err(ApiError::bad_request(
             ErrorCode::SizeInvalid,
-            format!(
-                "Content-Range `{value}` covers {} bytes but Content-Length is {len}",
-                end - start + 1
-            ),
+            format!("Content-Range `{text}` covers {covered} bytes but Content-Length is {len}"),
         ));
     }
     Ok(Some(start))
+}
+
+/// Parses a chunk's `Content-Range` into its inclusive `(start, end)`.
+pub fn parse_content_range(value: &str) -> Option<(u64, u64)> {
+    let value = value.trim();
+    let value = match value.strip_prefix("bytes") {
+        Some(rest) => rest.strip_prefix(['=', ' '])?.trim_start(),
+        None => value,
+    };
+    let (spec, total) = match value.split_once('/') {
+        Some((spec, total)) => (spec, Some(total)),
+        None => (value, None),
+    };
+    let number = |s: &str| {
+        let s = s.trim();
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u64>().ok())
+            .flatten()
+    };
+    let (start, end) = spec.split_once('-')?;
+    let (start, end) = (number(start)?, number(end)?);
+    if end < start {
+        return None;
+    }
+    match total.map(str::trim) {
+        None | Some("*") => {}
+        Some(total) => {
+            if number(total)? <= end {
+                return None;
+            }
+        }
+    }
+    Some((start, end))
 }
 
 /// `POST /v2/<name>/blobs/uploads/`: a mount (`?mount=&from=`, when the caller may read
@@ -210,4 +235,33 @@ pub async fn cancel(
         .status(StatusCode::NO_CONTENT)
         .body(Body::empty())
         .expect("valid response parts"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_content_range;
+
+    #[test]
+    fn content_ranges() {
+        assert_eq!(parse_content_range("0-9"), Some((0, 9)));
+        assert_eq!(parse_content_range("bytes 10-19/20"), Some((10, 19)));
+        assert_eq!(parse_content_range("bytes 10-19/*"), Some((10, 19)));
+        assert_eq!(parse_content_range("bytes=10-19"), Some((10, 19)));
+        assert_eq!(parse_content_range("0-9/10"), Some((0, 9)));
+        for bad in [
+            "",
+            "-",
+            "9-0",
+            "a-b",
+            "+1-2",
+            "0-9/9",
+            "bytes 0-9/9",
+            "bytes 0-9/x",
+            "bytesbytes=0-9",
+            "bytes 0-99999999999999999999",
+            "0-9-10",
+        ] {
+            assert_eq!(parse_content_range(bad), None, "{bad:?}");
+        }
+    }
 }

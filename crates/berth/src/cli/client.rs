@@ -2,6 +2,7 @@
 //! credentials, and the single mapping from HTTP answers to [`CliError`]s.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
@@ -76,6 +77,75 @@ impl Server {
         };
         Ok(Server { name, url })
     }
+
+    /// Refuses plain HTTP to a registry that is not on this machine unless `insecure`: the
+    /// admin's password would cross the network in clear.
+    pub fn check_transport(&self, insecure: bool) -> Result<(), CliError> {
+        let host = self.url.host_str().unwrap_or("");
+        if self.url.scheme() == "http" && !insecure && !is_loopback(host) {
+            return Err(CliError::usage(format!(
+                "refusing plain HTTP to `{}`, which is not on this machine: the admin's password would cross the network in clear",
+                self.name
+            ))
+            .hint(format!(
+                "use `https://{}` (with --ca-cert for a private CA), or pass --insecure to send it anyway",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// How the command line trusts a registry's certificate: the system's store, the
+/// certificates in `SSL_CERT_FILE`, and those of `--ca-cert` (or the saved login's).
+#[derive(Debug, Clone, Default)]
+pub struct Trust {
+    /// A PEM file of CA certificates given with `--ca-cert`.
+    pub ca_cert: Option<PathBuf>,
+}
+
+impl Trust {
+    /// The extra root certificates, read from `--ca-cert` and `SSL_CERT_FILE`.
+    fn roots(&self) -> Result<Vec<reqwest::Certificate>, CliError> {
+        let from_env = std::env::var_os("SSL_CERT_FILE")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
+        let mut roots = Vec::new();
+        for (what, path) in [("--ca-cert", &self.ca_cert), ("SSL_CERT_FILE", &from_env)] {
+            let Some(path) = path else { continue };
+            let pem = std::fs::read(path).map_err(|e| {
+                CliError::usage(format!(
+                    "cannot read the CA certificates of {what} `{}`: {e}",
+                    path.display()
+                ))
+            })?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| {
+                    CliError::usage(format!(
+                        "{what} `{}` holds no PEM certificate",
+                        path.display()
+                    ))
+                })?;
+            roots.extend(certificates);
+        }
+        Ok(roots)
+    }
+}
+
+/// Whether a connection error's text is about the server's certificate.
+fn is_certificate_problem(why: &str) -> bool {
+    let why = why.to_ascii_lowercase();
+    [
+        "certificate",
+        "unknownissuer",
+        "issuer",
+        "notvalidforname",
+        "expired",
+    ]
+    .iter()
+    .any(|w| why.contains(w))
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -113,6 +183,19 @@ pub struct ConnectionArgs {
         help_heading = "Connection"
     )]
     pub password: Option<String>,
+    /// PEM file of CA certificates to trust for the registry, beside the system's store and
+    /// SSL_CERT_FILE [default: the saved login's].
+    #[arg(
+        long,
+        env = "BERTH_CA_CERT",
+        global = true,
+        value_name = "FILE",
+        help_heading = "Connection"
+    )]
+    pub ca_cert: Option<PathBuf>,
+    /// Allow plain HTTP to a --server that is not on this machine.
+    #[arg(long, global = true, help_heading = "Connection")]
+    pub insecure: bool,
 }
 
 impl ConnectionArgs {
@@ -122,14 +205,13 @@ impl ConnectionArgs {
         let saved = CredentialStore::locate()?.load()?;
         let (server, login) = match &self.server {
             Some(input) => {
-                let mut server = Server::parse(input, false)?;
+                let mut server = Server::parse(input, self.insecure)?;
                 let login = saved.find(&server.name).cloned();
-                // A saved login remembers whether the registry speaks plain HTTP, unless
-                // the flag names a scheme itself.
-                if let Some(login) = &login
-                    && !input.contains("://")
-                {
-                    server = login.server()?;
+                // A saved login remembers whether the registry speaks plain HTTP (the user
+                // agreed to it at login), unless the flag names a scheme itself.
+                match &login {
+                    Some(login) if !input.contains("://") => server = login.server()?,
+                    _ => server.check_transport(self.insecure)?,
                 }
                 (server, login)
             }
@@ -161,7 +243,13 @@ impl ConnectionArgs {
                 )));
             }
         };
-        ApiClient::new(server, username, password)
+        let trust = Trust {
+            ca_cert: self
+                .ca_cert
+                .clone()
+                .or_else(|| login.as_ref().and_then(|l| l.ca_cert.clone())),
+        };
+        ApiClient::new(server, username, password, &trust)
     }
 }
 
@@ -179,24 +267,24 @@ pub struct ApiClient {
 
 impl ApiClient {
     /// A client for `server` that sends `username:password` on every request.
-    pub fn new(server: Server, username: String, password: String) -> Result<Self, CliError> {
-        // reqwest is built without a TLS backend for now; say so plainly rather than let
-        // the connection fail with a transport error.
-        if server.url.scheme() == "https" {
-            return Err(CliError::access(format!(
-                "`{}` needs HTTPS, and this build of berth cannot talk TLS yet",
-                server.name
-            ))
-            .hint(format!(
-                "if the registry serves plain HTTP, use `http://{}` or `--insecure`",
-                server.name
-            )));
-        }
+    /// HTTPS servers are verified against the system's store plus what `trust` adds.
+    pub fn new(
+        server: Server,
+        username: String,
+        password: String,
+        trust: &Trust,
+    ) -> Result<Self, CliError> {
         berth_server::tls::install_crypto_provider();
-        let http = reqwest::blocking::Client::builder()
+        let mut builder = reqwest::blocking::Client::builder()
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
             .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(CONNECT_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT);
+        if server.url.scheme() == "https" {
+            for root in trust.roots()? {
+                builder = builder.add_root_certificate(root);
+            }
+        }
+        let http = builder
             .build()
             .map_err(|e| CliError::failed(format!("cannot start an HTTP client: {e}")))?;
         Ok(ApiClient {
@@ -309,11 +397,18 @@ impl ApiClient {
         } else {
             cause.to_string()
         };
-        CliError::access(format!(
+        let error = CliError::access(format!(
             "cannot reach the registry at {}: {why}",
             self.server.url
-        ))
-        .hint("check that it is running and that the address is right (`berth login <host:port>`)")
+        ));
+        if self.server.url.scheme() == "https" && is_certificate_problem(&why) {
+            return error.hint(
+                "the registry's certificate is not trusted here: give its CA with --ca-cert FILE (or SSL_CERT_FILE), or add the CA to the system's store",
+            );
+        }
+        error.hint(
+            "check that it is running and that the address is right (`berth login <host:port>`)",
+        )
     }
 
     /// The single mapping from an error answer to a [`CliError`].

@@ -39,6 +39,9 @@ pub struct SavedLogin {
     pub username: String,
     /// The password, in clear (the file is readable only by its owner).
     pub password: String,
+    /// The CA certificates file given to `berth login --ca-cert`, as an absolute path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 impl SavedLogin {

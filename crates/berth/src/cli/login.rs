@@ -6,14 +6,15 @@ use clap::Args;
 
 use super::CliError;
 use super::api::RegistryView;
-use super::client::{ApiClient, DEFAULT_USERNAME, Server, decode};
+use super::client::{ApiClient, DEFAULT_USERNAME, Server, Trust, decode};
 use super::credentials::{CredentialStore, SavedLogin};
 
 /// `berth login`.
 #[derive(Args, Debug)]
 pub struct LoginArgs {
-    /// The registry: `host:port`, or `http://host:port`. Plain HTTP is assumed for loopback
-    /// addresses and with --insecure; HTTPS otherwise.
+    /// The registry: `host:port`, `https://host:port` or `http://host:port`. Plain HTTP is
+    /// assumed for loopback addresses and with --insecure; HTTPS otherwise. Plain HTTP to
+    /// another machine needs --insecure.
     pub server: String,
     /// The admin's user name.
     #[arg(long, short = 'u', default_value = DEFAULT_USERNAME)]
@@ -28,6 +29,10 @@ pub struct LoginArgs {
     /// Use plain HTTP even for a registry that is not on this machine.
     #[arg(long)]
     pub insecure: bool,
+    /// PEM file of CA certificates to trust for the registry, beside the system's store and
+    /// SSL_CERT_FILE; remembered for later commands.
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 /// `berth logout`.
@@ -40,16 +45,33 @@ pub struct LogoutArgs {
 /// Verifies the credentials against the registry, then saves them.
 pub fn login(args: LoginArgs) -> Result<(), CliError> {
     let server = Server::parse(&args.server, args.insecure)?;
+    server.check_transport(args.insecure)?;
+    let ca_cert =
+        match &args.ca_cert {
+            Some(path) => Some(std::path::absolute(path).map_err(|e| {
+                CliError::usage(format!("cannot resolve `{}`: {e}", path.display()))
+            })?),
+            None => None,
+        };
     let store = CredentialStore::locate()?;
     let mut saved = store.load()?;
     let password = read_password(&args)?;
-    let client = ApiClient::new(server.clone(), args.username.clone(), password.clone())?;
+    let trust = Trust {
+        ca_cert: ca_cert.clone(),
+    };
+    let client = ApiClient::new(
+        server.clone(),
+        args.username.clone(),
+        password.clone(),
+        &trust,
+    )?;
     let registry: RegistryView = decode(client.get(&["registry"])?)?;
     saved.upsert(SavedLogin {
         server: server.name.clone(),
         url: server.url.to_string(),
         username: args.username.clone(),
         password,
+        ca_cert,
     });
     store.save(&saved)?;
     println!(

@@ -1,0 +1,154 @@
+//! The in-process test harness: a router on a fresh data directory, called with
+//! `oneshot`, no socket.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use berth_auth::{Identity, IdentityConfig, SigningKey, SqliteIdentityStore};
+use berth_registry::{Registry, RegistryConfig};
+use berth_server::AppState;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+pub struct App {
+    pub router: Router,
+    pub registry: Arc<Registry>,
+    pub dir: tempfile::TempDir,
+}
+
+pub const ADMIN_PASSWORD: &str = "in-process-admin";
+
+pub async fn app_with(config: RegistryConfig) -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Arc::new(Registry::open_local(dir.path(), config).await.unwrap());
+    app_on(registry, dir).await
+}
+
+/// An app serving `registry`, with its identities in `dir`.
+pub async fn app_on(registry: Arc<Registry>, dir: tempfile::TempDir) -> App {
+    let store = SqliteIdentityStore::open(&dir.path().join("identity.db"))
+        .await
+        .unwrap();
+    let identity_config = IdentityConfig {
+        admin_password: Some(ADMIN_PASSWORD.into()),
+        ..IdentityConfig::default()
+    };
+    let (identity, _) = Identity::open(Arc::new(store), SigningKey::generate(), identity_config)
+        .await
+        .unwrap();
+    let state = AppState::new(Arc::clone(&registry), Arc::new(identity));
+    App {
+        router: berth_server::router(state),
+        registry,
+        dir,
+    }
+}
+
+pub fn admin_basic() -> String {
+    use base64::Engine as _;
+    let encoded =
+        base64::engine::general_purpose::STANDARD.encode(format!("admin:{ADMIN_PASSWORD}"));
+    format!("Basic {encoded}")
+}
+
+pub async fn app() -> App {
+    app_with(RegistryConfig::default()).await
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .unwrap_or_else(|| panic!("no `{name}` header in {:?}", self.headers))
+            .to_str()
+            .unwrap()
+    }
+}
+
+impl App {
+    pub async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Body>,
+    ) -> Reply {
+        // As the admin, unless `headers` carry their own `authorization`.
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("host", "registry.test");
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        {
+            request = request.header("authorization", admin_basic());
+        }
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let response = self
+            .router
+            .clone()
+            .oneshot(request.body(body.into()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn push_blob(&self, repo: &str, data: &[u8]) -> String {
+        let digest = sha256(data);
+        let r = self
+            .call(
+                "POST",
+                &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
+                &[],
+                data.to_vec(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        digest
+    }
+}
+
+pub fn sha256(data: &[u8]) -> String {
+    berth_oci::Digest::sha256(data).to_string()
+}
+
+pub fn image_manifest(config: &str, config_len: usize, layers: &[(&str, usize)]) -> String {
+    let layers: Vec<Value> = layers
+        .iter()
+        .map(|(d, n)| json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": n}))
+        .collect();
+    json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": config_len},
+        "layers": layers,
+    })
+    .to_string()
+}
