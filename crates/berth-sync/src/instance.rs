@@ -433,21 +433,32 @@ impl Instance {
         }
     }
 
-    /// The status report now: `Unhealthy` while the disk is low, `Syncing` while content
-    /// moves, else `Online`; every current and recent past problem.
+    /// The status report now: `Unhealthy` while the disk is low or full, `Syncing` while
+    /// content moves, else `Online`; every current and recent past problem.
     fn status(&self) -> InstanceStatus {
         match disk_problem(&self.data_dir) {
             Some(description) => self.problems.raise("DISK_LOW", description),
             None => self.problems.clear("DISK_LOW"),
         }
+        match self.registry.storage_full_since() {
+            Some(since) => {
+                let since = chrono::DateTime::<chrono::Utc>::from(since).to_rfc3339();
+                self.problems.raise(
+                    "DISK_FULL",
+                    format!("blob writes fail for lack of space on the data directory's file system (since {since}): pushes and sync are refused until space is freed"),
+                );
+            }
+            None => self.problems.clear("DISK_FULL"),
+        }
         let details: Vec<StatusDetail> = self.problems.details();
-        let connection_state = if self.problems.is_raised("DISK_LOW") {
-            "Unhealthy"
-        } else if self.activity.is_syncing() {
-            "Syncing"
-        } else {
-            "Online"
-        };
+        let connection_state =
+            if self.problems.is_raised("DISK_LOW") || self.problems.is_raised("DISK_FULL") {
+                "Unhealthy"
+            } else if self.activity.is_syncing() {
+                "Syncing"
+            } else {
+                "Online"
+            };
         InstanceStatus {
             connection_state: connection_state.into(),
             last_sync: *self.last_sync.read().unwrap_or_else(|e| e.into_inner()),

@@ -397,7 +397,7 @@ impl Drop for Tmpfs {
 }
 
 #[test]
-fn disk_low_lasts_while_the_disk_is_low() {
+fn disk_low_and_disk_full_last_while_the_disk_is_low_or_full() {
     let root = Berth::start();
     let manage = Manage::new(&root.url);
     let cs = connected(&manage, json!({"name": "shop4", "repositories": ["app"]}));
@@ -408,20 +408,35 @@ fn disk_low_lasts_while_the_disk_is_low() {
         &temp.path().join("disk/shop4"),
         &["--connection-string", &cs],
     );
-    let low = wait_state(&manage, "shop4", "Unhealthy");
-    assert!(
-        details(&low, "DISK_LOW")
+    let current = |view: &Value, code: &str| {
+        details(view, code)
             .first()
-            .is_some_and(|d| d["resolved_at"].is_null()),
-        "{low}"
-    );
+            .is_some_and(|d| d["resolved_at"].is_null())
+    };
+    let low = wait_state(&manage, "shop4", "Unhealthy");
+    assert!(current(&low, "DISK_LOW"), "{low}");
+    // A layer bigger than the disk: the sync's blob writes fail, and the status says why.
+    let layer = incompressible(80 << 20, 0x9E37_79B9_7F4A_7C15);
+    let digest = push_image(&root, "app", "v1", &layer);
+    poll_until(WAIT, "DISK_FULL, current", || {
+        let view = view(&manage, "shop4");
+        if current(&view, "DISK_FULL") && view["connection_state"] == "Unhealthy" {
+            Ok(())
+        } else {
+            Err(view.to_string())
+        }
+    });
+    // Room again: the layer arrives, and both problems are past.
     disk.resize("4g");
+    wait_manifest(&shop, "app", &digest, 200);
     let fine = wait_state(&manage, "shop4", "Online");
-    let past = details(&fine, "DISK_LOW");
-    assert!(
-        past.len() == 1 && past[0]["resolved_at"].is_string(),
-        "DISK_LOW shows as past once the disk has room: {fine}"
-    );
+    for code in ["DISK_LOW", "DISK_FULL"] {
+        let past = details(&fine, code);
+        assert!(
+            past.len() == 1 && past[0]["resolved_at"].is_string(),
+            "{code} shows as past once the disk has room: {fine}"
+        );
+    }
     shop.kill();
 }
 
