@@ -5,9 +5,17 @@
 //! children, so it can serve their gateway requests) with password *hashes* only, the scope
 //! maps those tokens use, and the documents of `X`'s children, recursively. An instance keeps
 //! the last document it received, so it serves and relays with it while its parent is down.
+//!
+//! Also here, free of HTTP: the [`Gateway`] seam, which answers a child's activation,
+//! configuration polls and status reports (on the root, [`RootGateway`] from the
+//! identities; on a connected registry, a relay to its own parent), and the [`long_poll`]
+//! both answer configuration polls with. The HTTP routes over it live in `berth-server`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
+use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
@@ -218,4 +226,111 @@ pub struct StatusReport {
     pub instance_id: String,
     /// What it reports.
     pub status: crate::connected::InstanceStatus,
+}
+
+/// Why a gateway request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// A rule of the hierarchy (unknown registry, already activated, not active, ...).
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// This registry is a relay and its own parent could not be reached.
+    #[error("the parent registry is unreachable: {0}")]
+    Unavailable(String),
+}
+
+/// Where gateway answers come from.
+#[async_trait]
+pub trait Gateway: Send + Sync + 'static {
+    /// Activates an instance of `name`; answers its configuration document.
+    async fn activate(
+        &self,
+        name: &str,
+        request: ActivateRequest,
+    ) -> Result<ConfigDocument, GatewayError>;
+    /// The configuration document of `name` once it differs from `since`, or `None` if it did
+    /// not change within `wait`. When `instance` is given, fails as soon as that instance is
+    /// no longer the active one (where this gateway can tell: the root can, a relay leaves
+    /// it to the status reports it forwards).
+    async fn config(
+        &self,
+        name: &str,
+        since: Option<&str>,
+        instance: Option<&str>,
+        wait: Duration,
+    ) -> Result<Option<ConfigDocument>, GatewayError>;
+    /// Records a status report of `name`'s instance.
+    async fn status(&self, name: &str, report: StatusReport) -> Result<(), GatewayError>;
+}
+
+/// The long poll every [`Gateway::config`] answers with: `document()` as soon as its ETag
+/// differs from `since`, re-read on each change `changes` announces, or `None` after `wait`.
+pub async fn long_poll(
+    mut changes: tokio::sync::watch::Receiver<u64>,
+    since: Option<&str>,
+    wait: Duration,
+    document: impl Fn() -> Result<ConfigDocument, GatewayError>,
+) -> Result<Option<ConfigDocument>, GatewayError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        changes.mark_unchanged();
+        let document = document()?;
+        if since != Some(document.etag().as_str()) {
+            return Ok(Some(document));
+        }
+        if tokio::time::timeout_at(deadline, changes.changed())
+            .await
+            .is_err()
+        {
+            return Ok(None);
+        }
+    }
+}
+
+/// The gateway of the root registry, where every connected registry is defined.
+pub struct RootGateway(pub Arc<Identity>);
+
+#[async_trait]
+impl Gateway for RootGateway {
+    async fn activate(
+        &self,
+        name: &str,
+        request: ActivateRequest,
+    ) -> Result<ConfigDocument, GatewayError> {
+        self.0
+            .activate_connected_registry(name, &request.instance_id)
+            .await?;
+        let status = crate::connected::InstanceStatus {
+            connection_state: "Online".into(),
+            version: request.version,
+            login_server: request.login_server,
+            ..Default::default()
+        };
+        self.0
+            .report_connected_status(name, &request.instance_id, status)?;
+        Ok(self.0.config_document(name)?)
+    }
+
+    async fn config(
+        &self,
+        name: &str,
+        since: Option<&str>,
+        instance: Option<&str>,
+        wait: Duration,
+    ) -> Result<Option<ConfigDocument>, GatewayError> {
+        // Checked again on every change, so a deactivation ends the poll at once.
+        long_poll(self.0.subscribe(), since, wait, || {
+            if let Some(instance) = instance {
+                self.0.check_active_instance(name, instance)?;
+            }
+            Ok(self.0.config_document(name)?)
+        })
+        .await
+    }
+
+    async fn status(&self, name: &str, report: StatusReport) -> Result<(), GatewayError> {
+        Ok(self
+            .0
+            .report_connected_status(name, &report.instance_id, report.status)?)
+    }
 }

@@ -18,138 +18,31 @@
 //!
 //! Callers authenticate with their sync token; the gateway actions of its scope map say which
 //! connected registries it may act for (its own, and for ancestors, their descendants').
-//! Where the answers come from is a [`Gateway`]: on the root, [`RootGateway`] reads the
-//! identities; on a connected registry, a relay serves its children from the document it
-//! received and forwards activations and reports to its own parent.
+//! Where the answers come from is a [`Gateway`] (defined with the domain, in `berth-auth`):
+//! on the root, `RootGateway` reads the identities; on a connected registry, a relay serves
+//! its children from the document it received and forwards activations and reports to its
+//! own parent. This module is only their HTTP face.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use berth_auth::gateway::{ActivateRequest, ConfigDocument, StatusReport};
-use berth_auth::{GatewayAction, Identity, IdentityError};
+use berth_auth::gateway::{ActivateRequest, ConfigDocument, Gateway, GatewayError, StatusReport};
+use berth_auth::{GatewayAction, IdentityError};
 use http::{StatusCode, header};
 use serde::Deserialize;
 
 use crate::auth::authenticate;
 use crate::error::ApiError;
-use crate::manage::Body;
+use crate::extract::Body;
 use crate::state::AppState;
 
 /// The longest a config long poll may wait.
 const MAX_WAIT: Duration = Duration::from_secs(60);
-
-/// Why a gateway request failed.
-#[derive(Debug, thiserror::Error)]
-pub enum GatewayError {
-    /// A rule of the hierarchy (unknown registry, already activated, not active, ...).
-    #[error(transparent)]
-    Identity(#[from] IdentityError),
-    /// This registry is a relay and its own parent could not be reached.
-    #[error("the parent registry is unreachable: {0}")]
-    Unavailable(String),
-}
-
-/// Where gateway answers come from.
-#[async_trait]
-pub trait Gateway: Send + Sync + 'static {
-    /// Activates an instance of `name`; answers its configuration document.
-    async fn activate(
-        &self,
-        name: &str,
-        request: ActivateRequest,
-    ) -> Result<ConfigDocument, GatewayError>;
-    /// The configuration document of `name` once it differs from `since`, or `None` if it did
-    /// not change within `wait`. When `instance` is given, fails as soon as that instance is
-    /// no longer the active one (where this gateway can tell: the root can, a relay leaves
-    /// it to the status reports it forwards).
-    async fn config(
-        &self,
-        name: &str,
-        since: Option<&str>,
-        instance: Option<&str>,
-        wait: Duration,
-    ) -> Result<Option<ConfigDocument>, GatewayError>;
-    /// Records a status report of `name`'s instance.
-    async fn status(&self, name: &str, report: StatusReport) -> Result<(), GatewayError>;
-}
-
-/// The long poll every [`Gateway::config`] answers with: `document()` as soon as its ETag
-/// differs from `since`, re-read on each change `changes` announces, or `None` after `wait`.
-pub async fn long_poll(
-    mut changes: tokio::sync::watch::Receiver<u64>,
-    since: Option<&str>,
-    wait: Duration,
-    document: impl Fn() -> Result<ConfigDocument, GatewayError>,
-) -> Result<Option<ConfigDocument>, GatewayError> {
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        changes.mark_unchanged();
-        let document = document()?;
-        if since != Some(document.etag().as_str()) {
-            return Ok(Some(document));
-        }
-        if tokio::time::timeout_at(deadline, changes.changed())
-            .await
-            .is_err()
-        {
-            return Ok(None);
-        }
-    }
-}
-
-/// The gateway of the root registry, where every connected registry is defined.
-pub struct RootGateway(pub Arc<Identity>);
-
-#[async_trait]
-impl Gateway for RootGateway {
-    async fn activate(
-        &self,
-        name: &str,
-        request: ActivateRequest,
-    ) -> Result<ConfigDocument, GatewayError> {
-        self.0
-            .activate_connected_registry(name, &request.instance_id)
-            .await?;
-        let status = berth_auth::connected::InstanceStatus {
-            connection_state: "Online".into(),
-            version: request.version,
-            login_server: request.login_server,
-            ..Default::default()
-        };
-        self.0
-            .report_connected_status(name, &request.instance_id, status)?;
-        Ok(self.0.config_document(name)?)
-    }
-
-    async fn config(
-        &self,
-        name: &str,
-        since: Option<&str>,
-        instance: Option<&str>,
-        wait: Duration,
-    ) -> Result<Option<ConfigDocument>, GatewayError> {
-        // Checked again on every change, so a deactivation ends the poll at once.
-        long_poll(self.0.subscribe(), since, wait, || {
-            if let Some(instance) = instance {
-                self.0.check_active_instance(name, instance)?;
-            }
-            Ok(self.0.config_document(name)?)
-        })
-        .await
-    }
-
-    async fn status(&self, name: &str, report: StatusReport) -> Result<(), GatewayError> {
-        Ok(self
-            .0
-            .report_connected_status(name, &report.instance_id, report.status)?)
-    }
-}
 
 /// The gateway routes.
 pub fn router() -> axum::Router<AppState> {

@@ -5,6 +5,7 @@
 //! - [`route`]: parsing `/v2/…` paths, where repository names contain `/`;
 //! - [`handlers`]: one module per resource (blobs, uploads, manifests, listings, tokens);
 //! - [`error`]: [`ApiError`], the one mapping from domain errors to the spec's error JSON;
+//! - [`extract`]: JSON body extractors whose rejections use that error format;
 //! - [`auth`]: authenticating requests and checking their one action (401/403 rules);
 //! - [`manage`]: the management API under `/berth/v1/`, admin only;
 //! - [`gateway`]: the parent side of the link with connected registries;
@@ -19,6 +20,7 @@ pub mod api;
 pub mod auth;
 pub mod data;
 pub mod error;
+pub mod extract;
 pub mod gateway;
 pub mod handlers;
 pub mod listener;

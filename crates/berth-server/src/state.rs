@@ -5,8 +5,8 @@ use std::sync::Arc;
 use berth_auth::Identity;
 use berth_registry::Registry;
 
-use crate::gateway::{Gateway, RootGateway};
 use crate::network::NetworkConfig;
+use berth_auth::gateway::{Gateway, RootGateway};
 
 /// Shared, cheaply cloneable application state.
 #[derive(Clone)]

@@ -26,13 +26,8 @@ use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 use tokio_rustls::TlsAcceptor;
 
-/// Makes ring, the cryptography Berth's TLS is built on, the process's default provider:
-/// HTTP clients (the CLI, a connected registry's link to its parent) need one before they
-/// are built. Idempotent; call it first thing.
-pub fn install_crypto_provider() {
-    // An error means a provider is installed already, which is all this asks.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+/// Makes ring the process's cryptography provider (see [`berth_tls`]).
+pub use berth_tls::install_crypto_provider;
 
 /// A certificate chain and private key, read from PEM files, served by one listener and
 /// reloaded when the files change or on SIGHUP.

@@ -68,7 +68,7 @@ pub const LONG_POLL: Duration = Duration::from_secs(25);
 impl ParentClient {
     /// A client for the parent named in `connection`.
     pub fn new(connection: &ConnectionString) -> Self {
-        berth_server::tls::install_crypto_provider();
+        berth_tls::install_crypto_provider();
         let mut builder = reqwest::Client::builder();
         // Checked when the configuration was loaded; a bundle that fails here adds nothing.
         for certificate in connection

@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use berth_auth::Identity;
 use berth_auth::connected::{InstanceStatus, LogLevel, Mode, StatusDetail};
 use berth_auth::gateway::{ActivateRequest, ConfigDocument, RegistrySettings, StatusReport};
+use berth_auth::gateway::{Gateway, GatewayError};
 use berth_auth::scope_map::RepositoryPattern;
-use berth_server::gateway::{Gateway, GatewayError};
 use tokio::sync::{Notify, watch};
 
 use berth_registry::Registry;
@@ -628,7 +628,7 @@ impl Gateway for Relay {
         if since != Some(first.etag().as_str()) {
             return Ok(Some(first));
         }
-        berth_server::gateway::long_poll(self.0.changes.subscribe(), since, wait, || {
+        berth_auth::gateway::long_poll(self.0.changes.subscribe(), since, wait, || {
             // Gone from a newer document: no answer now (`first` is what the child has), and
             // its next call asks the parent.
             Ok(self

@@ -43,7 +43,7 @@ enum Command {
 
 fn main() -> ExitCode {
     allocator::tune();
-    berth_server::tls::install_crypto_provider();
+    berth_tls::install_crypto_provider();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {

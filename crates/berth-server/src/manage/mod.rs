@@ -5,8 +5,7 @@
 //! times are RFC 3339 strings, password hashes never leave the registry, and a password is
 //! in a response only when it was just generated.
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post};
 use axum::{Json, Router};
@@ -17,7 +16,6 @@ use berth_auth::{
 };
 use http::StatusCode;
 use http::request::Parts;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 mod connected;
@@ -25,6 +23,7 @@ mod network;
 
 use crate::auth::authenticate;
 use crate::error::ApiError;
+pub(crate) use crate::extract::{Body, MaybeBody};
 use crate::state::AppState;
 
 /// Every route of the management API: path, and the methods it serves.
@@ -156,51 +155,6 @@ impl FromRequestParts<AppState> for IdentityAdmin {
         }
         Ok(IdentityAdmin)
     }
-}
-
-/// A JSON body whose rejections come back in the API's error format.
-pub struct Body<T>(pub T);
-
-impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(request, state).await {
-            Ok(Json(value)) => Ok(Body(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
-        }
-    }
-}
-
-/// An optional JSON body: empty means `T::default()`.
-pub struct MaybeBody<T>(pub T);
-
-impl<T: DeserializeOwned + Default> FromRequest<AppState> for MaybeBody<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
-        let bytes = axum::body::Bytes::from_request(request, state)
-            .await
-            .map_err(|e| ApiError::management(StatusCode::BAD_REQUEST, "INVALID", e.body_text()))?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(MaybeBody(T::default()));
-        }
-        serde_json::from_slice(&bytes).map(MaybeBody).map_err(|e| {
-            ApiError::management(
-                StatusCode::BAD_REQUEST,
-                "INVALID",
-                format!("the request body is not valid: {e}"),
-            )
-        })
-    }
-}
-
-fn json_rejection(rejection: JsonRejection) -> ApiError {
-    ApiError::management(
-        StatusCode::BAD_REQUEST,
-        "INVALID",
-        format!("the request body is not valid: {}", rejection.body_text()),
-    )
 }
 
 pub(crate) fn time(unix: i64) -> String {

@@ -274,7 +274,7 @@ impl ApiClient {
         password: String,
         trust: &Trust,
     ) -> Result<Self, CliError> {
-        berth_server::tls::install_crypto_provider();
+        berth_tls::install_crypto_provider();
         let mut builder = reqwest::blocking::Client::builder()
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
             .timeout(REQUEST_TIMEOUT)
