@@ -22,7 +22,9 @@ use sha2::{Digest as _, Sha256};
 use crate::action::RepositoryAction;
 use crate::connected::{LogLevel, Mode, SyncSettings};
 use crate::error::IdentityError;
-use crate::identity::{Identity, Snapshot};
+use crate::hierarchy::Hierarchy;
+use crate::identity::Identity;
+use crate::records::Snapshot;
 use crate::scope_map::ScopeMap;
 use crate::store::Write;
 use crate::token::Token;
@@ -165,47 +167,49 @@ fn document(
     })
 }
 
-impl Identity {
+impl Hierarchy {
     /// The configuration document of connected registry `name` (on the root).
     pub fn config_document(&self, name: &str) -> Result<ConfigDocument, IdentityError> {
-        document(&self.snapshot(), name, 0)
+        document(&self.records.snapshot(), name, 0)
     }
 
     /// Makes this (instance's) identities exactly the tokens and scope maps of `document`,
     /// in one transaction: tokens and scope maps it no longer lists are removed.
     pub async fn apply_document(&self, document: &ConfigDocument) -> Result<(), IdentityError> {
-        let _write = self.writes.lock().await;
-        let snapshot = self.snapshot();
-        let mut writes = Vec::new();
-        for name in snapshot
-            .tokens
-            .keys()
-            .filter(|n| !document.tokens.iter().any(|t| &t.name == *n))
-        {
-            writes.push(Write::DeleteToken(name.clone()));
-        }
-        for map in snapshot
-            .scope_maps
-            .values()
-            .filter(|m| !m.built_in && !document.scope_maps.iter().any(|d| d.name == m.name))
-        {
-            writes.push(Write::DeleteScopeMap(map.name.clone()));
-        }
-        for token in &document.tokens {
-            if snapshot.tokens.get(&token.name) != Some(token) {
-                writes.push(Write::PutToken(token.clone()));
-            }
-        }
-        for map in &document.scope_maps {
-            if snapshot.scope_maps.get(&map.name) != Some(map) {
-                writes.push(Write::PutScopeMap(map.clone()));
-            }
-        }
-        if writes.is_empty() {
-            return Ok(());
-        }
-        self.commit(&writes).await
+        self.records
+            .change(|snapshot| Ok((document_writes(snapshot, document), ())))
+            .await
     }
+}
+
+/// What makes `snapshot`'s tokens and scope maps exactly those of `document`.
+fn document_writes(snapshot: &Snapshot, document: &ConfigDocument) -> Vec<Write> {
+    let mut writes = Vec::new();
+    for name in snapshot
+        .tokens
+        .keys()
+        .filter(|n| !document.tokens.iter().any(|t| &t.name == *n))
+    {
+        writes.push(Write::DeleteToken(name.clone()));
+    }
+    for map in snapshot
+        .scope_maps
+        .values()
+        .filter(|m| !m.built_in && !document.scope_maps.iter().any(|d| d.name == m.name))
+    {
+        writes.push(Write::DeleteScopeMap(map.name.clone()));
+    }
+    for token in &document.tokens {
+        if snapshot.tokens.get(&token.name) != Some(token) {
+            writes.push(Write::PutToken(token.clone()));
+        }
+    }
+    for map in &document.scope_maps {
+        if snapshot.scope_maps.get(&map.name) != Some(map) {
+            writes.push(Write::PutScopeMap(map.clone()));
+        }
+    }
+    writes
 }
 
 /// An instance asking to become the active instance of its connected registry.
@@ -298,6 +302,7 @@ impl Gateway for RootGateway {
         request: ActivateRequest,
     ) -> Result<ConfigDocument, GatewayError> {
         self.0
+            .hierarchy()
             .activate_connected_registry(name, &request.instance_id)
             .await?;
         let status = crate::connected::InstanceStatus {
@@ -306,9 +311,9 @@ impl Gateway for RootGateway {
             login_server: request.login_server,
             ..Default::default()
         };
-        self.0
-            .report_connected_status(name, &request.instance_id, status)?;
-        Ok(self.0.config_document(name)?)
+        let hierarchy = self.0.hierarchy();
+        hierarchy.report_connected_status(name, &request.instance_id, status)?;
+        Ok(hierarchy.config_document(name)?)
     }
 
     async fn config(
@@ -319,11 +324,12 @@ impl Gateway for RootGateway {
         wait: Duration,
     ) -> Result<Option<ConfigDocument>, GatewayError> {
         // Checked again on every change, so a deactivation ends the poll at once.
+        let hierarchy = self.0.hierarchy();
         long_poll(self.0.subscribe(), since, wait, || {
             if let Some(instance) = instance {
-                self.0.check_active_instance(name, instance)?;
+                hierarchy.check_active_instance(name, instance)?;
             }
-            Ok(self.0.config_document(name)?)
+            Ok(hierarchy.config_document(name)?)
         })
         .await
     }
@@ -331,6 +337,7 @@ impl Gateway for RootGateway {
     async fn status(&self, name: &str, report: StatusReport) -> Result<(), GatewayError> {
         Ok(self
             .0
+            .hierarchy()
             .report_connected_status(name, &report.instance_id, report.status)?)
     }
 }

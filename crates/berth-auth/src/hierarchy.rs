@@ -1,21 +1,26 @@
-//! Managing connected registries on the root: creation with their sync token and sync scope
-//! map, updates, client tokens, permissions through the hierarchy, deletion, activation
-//! state and connection strings.
+//! [`Hierarchy`], the connected-registry control plane: on the root, connected registries as
+//! resources (creation with their sync token and sync scope map, updates, client tokens,
+//! permissions through the hierarchy, deletion, connection strings), their activation and
+//! status, and the configuration documents that flow down (`gateway.rs`); on an instance,
+//! the document applied to its identities.
 //!
 //! Invariant: every sync scope map is *derived*: it holds the registry's own repositories
 //! (with its mode's actions) and those of all its descendants, plus the four gateway actions
 //! on itself and each descendant. It is recomputed, in the same transaction, after every
 //! change that could alter it, so content and messages can always be relayed down the tree.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
 
 use crate::action::GatewayAction;
 use crate::connected::{
-    self, Activation, ConnectedRegistry, InstanceStatus, LogLevel, Mode, SyncSettings,
-    pattern_within, sync_rules, validate_notification,
+    self, Activation, ConnectedRegistry, InstanceStatus, LogLevel, Mode, StatusDetail,
+    SyncSettings, pattern_within, sync_rules, validate_notification,
 };
 use crate::error::IdentityError;
-use crate::identity::{GeneratedPassword, Identity, Snapshot, fill_slot, now};
+use crate::identity::now;
+use crate::management::{GeneratedPassword, fill_slot};
+use crate::records::{Records, Snapshot};
 use crate::scope_map::{GatewayRule, RepositoryPattern, ScopeMap};
 use crate::store::Write;
 use crate::token::{Slot, Token, TokenStatus};
@@ -220,10 +225,28 @@ fn derived_sync_maps(
     writes
 }
 
-impl Identity {
+/// The connected-registry control plane.
+pub struct Hierarchy {
+    pub(crate) records: Arc<Records>,
+    /// Connected registries' last status reports (in memory only).
+    statuses: RwLock<HashMap<String, InstanceStatus>>,
+    /// Problems the root itself saw for a connected registry (e.g. a refused activation).
+    events: RwLock<HashMap<String, Vec<StatusDetail>>>,
+}
+
+impl Hierarchy {
+    pub(crate) fn new(records: Arc<Records>) -> Self {
+        Hierarchy {
+            records,
+            statuses: RwLock::default(),
+            events: RwLock::default(),
+        }
+    }
+
     /// Every connected registry, with its last status report.
     pub fn connected_registries(&self) -> Vec<ConnectedRegistry> {
-        self.snapshot()
+        self.records
+            .snapshot()
             .connected
             .values()
             .map(|r| self.with_status(r.clone()))
@@ -232,7 +255,8 @@ impl Identity {
 
     /// One connected registry, with its last status report.
     pub fn connected_registry(&self, name: &str) -> Result<ConnectedRegistry> {
-        self.snapshot()
+        self.records
+            .snapshot()
             .connected
             .get(name)
             .map(|r| self.with_status(r.clone()))
@@ -300,7 +324,7 @@ impl Identity {
         parent: Option<&str>,
         no_children: bool,
     ) -> Result<Vec<ConnectedRegistry>> {
-        let snapshot = self.snapshot();
+        let snapshot = self.records.snapshot();
         if let Some(p) = parent
             && !snapshot.connected.contains_key(p)
         {
@@ -329,82 +353,18 @@ impl Identity {
         Ok(out)
     }
 
-    pub(crate) fn check_client_tokens(
-        snapshot: &Snapshot,
-        mode: Mode,
-        tokens: &[String],
-    ) -> Result<()> {
-        for name in tokens {
-            let token = snapshot
-                .tokens
-                .get(name)
-                .ok_or_else(|| IdentityError::NotFound {
-                    kind: "token",
-                    name: name.clone(),
-                })?;
-            if snapshot.connected.values().any(|r| &r.sync_token == name) {
-                return Err(IdentityError::Invalid(format!(
-                    "`{name}` is a sync token; client tokens are ordinary tokens"
-                )));
-            }
-            if mode == Mode::ReadOnly {
-                let map = snapshot.scope_maps.get(&token.scope_map);
-                let writes: Vec<String> = map
-                    .iter()
-                    .flat_map(|m| m.repositories.iter())
-                    .flat_map(|r| {
-                        r.actions
-                            .iter()
-                            .filter(|a| !matches!(a.as_str(), "content/read" | "metadata/read"))
-                            .map(move |a| format!("{}/{a}", r.repository))
-                    })
-                    .collect();
-                if !writes.is_empty() {
-                    return Err(IdentityError::Invalid(format!(
-                        "a ReadOnly connected registry accepts only read-only client tokens, but token `{name}` (scope map \
-                         `{}`) grants {}; use a token whose scope map has only content/read and metadata/read",
-                        token.scope_map,
-                        writes.join(", ")
-                    )));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn check_repositories(
-        parent: Option<&ConnectedRegistry>,
-        repositories: &[String],
-    ) -> Result<()> {
-        for repository in repositories {
-            let pattern = RepositoryPattern::parse(repository)?;
-            if let Some(parent) = parent {
-                let covered = parent
-                    .repositories
-                    .iter()
-                    .filter_map(|r| RepositoryPattern::parse(r).ok())
-                    .any(|outer| pattern_within(&pattern, &outer));
-                if !covered {
-                    return Err(IdentityError::Invalid(format!(
-                        "repository `{repository}` is not synced by parent `{}`: a child's repositories must be within its \
-                         parent's; add it to the parent first with `connected-registry permissions update --name {} --add {repository}`",
-                        parent.name, parent.name
-                    )));
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Creates a connected registry, its sync token (without passwords: `get-settings`
     /// generates one) and its sync scope map, and widens every ancestor's sync scope map.
     pub async fn create_connected_registry(
         &self,
         new: NewConnectedRegistry,
     ) -> Result<ConnectedRegistry> {
-        let _write = self.writes.lock().await;
-        let snapshot = self.snapshot();
         connected::validate_name(&new.name)?;
+        new.sync.validate()?;
+        for pattern in &new.notifications {
+            validate_notification(pattern)?;
+        }
+        self.records.change(|snapshot| {
         if snapshot.connected.contains_key(&new.name) {
             return Err(IdentityError::Conflict(format!(
                 "connected registry `{}` already exists in the hierarchy",
@@ -507,80 +467,27 @@ impl Identity {
         let mut repositories = repositories;
         repositories.sort();
         repositories.dedup();
-        Self::check_repositories(parent.as_ref(), &repositories)?;
-        Self::check_client_tokens(&snapshot, new.mode, &new.client_tokens)?;
-        new.sync.validate()?;
-        for pattern in &new.notifications {
-            validate_notification(pattern)?;
-        }
+        check_repositories(parent.as_ref(), &repositories)?;
+        check_client_tokens(snapshot, new.mode, &new.client_tokens)?;
         let registry = ConnectedRegistry {
             name: new.name.clone(),
             mode: new.mode,
             parent: new.parent.clone(),
             sync_token,
             repositories,
-            client_tokens: dedup(new.client_tokens),
-            sync: new.sync,
+            client_tokens: dedup(new.client_tokens.clone()),
+            sync: new.sync.clone(),
             log_level: new.log_level,
-            notifications: dedup(new.notifications),
+            notifications: dedup(new.notifications.clone()),
             created_at: now(),
             activation: None,
             deactivated: Vec::new(),
             status: None,
         };
         writes.push(Write::PutConnectedRegistry(Box::new(registry.clone())));
-        self.commit_with_derived_maps(writes).await?;
-        Ok(registry)
-    }
-
-    /// Applies `writes` plus every sync scope map they change, then reloads.
-    async fn commit_with_derived_maps(&self, mut writes: Vec<Write>) -> Result<()> {
-        let snapshot = self.snapshot();
-        // The registries and tokens as they will be after `writes`.
-        let mut registries: std::collections::BTreeMap<String, ConnectedRegistry> =
-            snapshot.connected.clone();
-        let mut future = (*snapshot).clone();
-        for write in &writes {
-            match write {
-                Write::PutConnectedRegistry(r) => {
-                    registries.insert(r.name.clone(), (**r).clone());
-                }
-                Write::DeleteConnectedRegistry(n) => {
-                    registries.remove(n);
-                }
-                Write::PutToken(t) => {
-                    future.tokens.insert(t.name.clone(), t.clone());
-                }
-                Write::DeleteToken(n) => {
-                    future.tokens.remove(n);
-                }
-                Write::PutScopeMap(m) => {
-                    future.scope_maps.insert(m.name.clone(), m.clone());
-                }
-                Write::DeleteScopeMap(n) => {
-                    future.scope_maps.remove(n);
-                }
-                Write::PutSetting(..) => {}
-            }
-        }
-        // The changed registries and their ancestors, before and after the change.
-        let mut affected = BTreeSet::new();
-        for write in &writes {
-            let name = match write {
-                Write::PutConnectedRegistry(r) => r.name.clone(),
-                Write::DeleteConnectedRegistry(n) => n.clone(),
-                _ => continue,
-            };
-            affected.extend(ancestors(&snapshot, &name));
-            affected.insert(name);
-        }
-        future.connected = registries.clone();
-        let changed: Vec<String> = affected.iter().cloned().collect();
-        for name in changed {
-            affected.extend(ancestors(&future, &name));
-        }
-        writes.extend(derived_sync_maps(&future, &registries, &affected));
-        self.commit(&writes).await
+        Ok((with_derived_maps(snapshot, writes), registry))
+        })
+        .await
     }
 
     /// Changes a connected registry's client tokens, schedule, window, TTL, log level or
@@ -590,125 +497,139 @@ impl Identity {
         name: &str,
         update: ConnectedRegistryUpdate,
     ) -> Result<ConnectedRegistry> {
-        let _write = self.writes.lock().await;
-        let snapshot = self.snapshot();
-        let mut registry = snapshot
-            .connected
-            .get(name)
-            .cloned()
-            .ok_or_else(|| not_found(name))?;
-        Self::check_client_tokens(&snapshot, registry.mode, &update.add_client_tokens)?;
-        registry.client_tokens.extend(update.add_client_tokens);
-        registry
-            .client_tokens
-            .retain(|t| !update.remove_client_tokens.contains(t));
-        registry.client_tokens = dedup(registry.client_tokens);
-        if let Some(schedule) = update.sync_schedule {
-            registry.sync.schedule = schedule;
-        }
-        if let Some(window) = update.sync_window {
-            registry.sync.window = (!window.is_empty()).then_some(window);
-        }
-        if let Some(ttl) = update.sync_message_ttl {
-            registry.sync.message_ttl = ttl;
-        }
-        if let Some(bandwidth) = update.sync_bandwidth {
-            registry.sync.bandwidth = if bandwidth.is_empty() {
-                None
-            } else {
-                Some(connected::parse_bandwidth(&bandwidth)?)
-            };
-        }
-        if let Some(concurrency) = update.sync_concurrency {
-            registry.sync.concurrency = concurrency;
-        }
-        registry.sync.validate()?;
-        if let Some(level) = update.log_level {
-            registry.log_level = level;
-        }
         for pattern in &update.add_notifications {
             validate_notification(pattern)?;
         }
-        registry.notifications.extend(update.add_notifications);
-        registry
-            .notifications
-            .retain(|n| !update.remove_notifications.contains(n));
-        registry.notifications = dedup(registry.notifications);
-        self.commit(&[Write::PutConnectedRegistry(Box::new(registry.clone()))])
-            .await?;
-        Ok(registry)
+        self.records
+            .change(|snapshot| {
+                let mut registry = snapshot
+                    .connected
+                    .get(name)
+                    .cloned()
+                    .ok_or_else(|| not_found(name))?;
+                check_client_tokens(snapshot, registry.mode, &update.add_client_tokens)?;
+                registry
+                    .client_tokens
+                    .extend(update.add_client_tokens.iter().cloned());
+                registry
+                    .client_tokens
+                    .retain(|t| !update.remove_client_tokens.contains(t));
+                registry.client_tokens = dedup(registry.client_tokens);
+                if let Some(schedule) = &update.sync_schedule {
+                    registry.sync.schedule = schedule.clone();
+                }
+                if let Some(window) = &update.sync_window {
+                    registry.sync.window = (!window.is_empty()).then(|| window.clone());
+                }
+                if let Some(ttl) = &update.sync_message_ttl {
+                    registry.sync.message_ttl = ttl.clone();
+                }
+                if let Some(bandwidth) = &update.sync_bandwidth {
+                    registry.sync.bandwidth = if bandwidth.is_empty() {
+                        None
+                    } else {
+                        Some(connected::parse_bandwidth(bandwidth)?)
+                    };
+                }
+                if let Some(concurrency) = update.sync_concurrency {
+                    registry.sync.concurrency = concurrency;
+                }
+                registry.sync.validate()?;
+                if let Some(level) = update.log_level {
+                    registry.log_level = level;
+                }
+                registry
+                    .notifications
+                    .extend(update.add_notifications.iter().cloned());
+                registry
+                    .notifications
+                    .retain(|n| !update.remove_notifications.contains(n));
+                registry.notifications = dedup(registry.notifications);
+                Ok((
+                    vec![Write::PutConnectedRegistry(Box::new(registry.clone()))],
+                    registry,
+                ))
+            })
+            .await
     }
 
     /// Deletes a connected registry that has no children, and narrows its ancestors' sync
     /// scope maps. With `cleanup`, its sync token and sync scope map go too; without, returns
     /// them as what is left to remove by hand.
     pub async fn delete_connected_registry(&self, name: &str, cleanup: bool) -> Result<Leftovers> {
-        let _write = self.writes.lock().await;
-        let snapshot = self.snapshot();
-        let registry = snapshot
-            .connected
-            .get(name)
-            .cloned()
-            .ok_or_else(|| not_found(name))?;
-        let children: Vec<String> = snapshot
-            .connected
-            .values()
-            .filter(|r| r.parent.as_deref() == Some(name))
-            .map(|r| r.name.clone())
-            .collect();
-        if !children.is_empty() {
-            return Err(IdentityError::Conflict(format!(
-                "connected registry `{name}` has children ({}); delete them first",
-                children.join(", ")
-            )));
-        }
-        let scope_map = snapshot
-            .tokens
-            .get(&registry.sync_token)
-            .map(|t| t.scope_map.clone());
-        let mut writes = vec![Write::DeleteConnectedRegistry(name.to_owned())];
-        let mut leftovers = Leftovers::default();
-        if cleanup {
-            writes.push(Write::DeleteToken(registry.sync_token.clone()));
-            if let Some(map) = scope_map {
-                writes.push(Write::DeleteScopeMap(map));
-            }
-            self.commit_with_derived_maps(writes).await?;
-        } else {
-            // The ancestors are narrowed either way: the leftovers are the registry's own token
-            // and scope map, not rights the rest of the tree should keep.
-            leftovers.tokens.push(registry.sync_token.clone());
-            leftovers.scope_maps.extend(scope_map);
-            self.commit_with_derived_maps(writes).await?;
-        }
-        Ok(leftovers)
+        self.records
+            .change(|snapshot| {
+                let registry = snapshot
+                    .connected
+                    .get(name)
+                    .cloned()
+                    .ok_or_else(|| not_found(name))?;
+                let children: Vec<String> = snapshot
+                    .connected
+                    .values()
+                    .filter(|r| r.parent.as_deref() == Some(name))
+                    .map(|r| r.name.clone())
+                    .collect();
+                if !children.is_empty() {
+                    return Err(IdentityError::Conflict(format!(
+                        "connected registry `{name}` has children ({}); delete them first",
+                        children.join(", ")
+                    )));
+                }
+                let scope_map = snapshot
+                    .tokens
+                    .get(&registry.sync_token)
+                    .map(|t| t.scope_map.clone());
+                let mut writes = vec![Write::DeleteConnectedRegistry(name.to_owned())];
+                let mut leftovers = Leftovers::default();
+                if cleanup {
+                    writes.push(Write::DeleteToken(registry.sync_token.clone()));
+                    writes.extend(scope_map.map(Write::DeleteScopeMap));
+                } else {
+                    // The ancestors are narrowed either way: the leftovers are the registry's own token
+                    // and scope map, not rights the rest of the tree should keep.
+                    leftovers.tokens.push(registry.sync_token.clone());
+                    leftovers.scope_maps.extend(scope_map);
+                }
+                Ok((with_derived_maps(snapshot, writes), leftovers))
+            })
+            .await
     }
 
     /// Forgets the active instance, so a replacement can activate. The instance is
     /// remembered as deactivated: it learns it on its next call and stops, and it can never
     /// activate again (a new instance identity can).
     pub async fn deactivate_connected_registry(&self, name: &str) -> Result<ConnectedRegistry> {
-        let _write = self.writes.lock().await;
-        let mut registry = self.connected_registry(name)?;
-        if let Some(active) = registry.activation.take() {
-            registry.deactivated.push(connected::Deactivation {
-                instance_id: active.instance_id,
-                deactivated_at: now(),
-            });
-            let excess = registry
-                .deactivated
-                .len()
-                .saturating_sub(connected::DEACTIVATIONS_KEPT);
-            registry.deactivated.drain(..excess);
-        }
-        registry.status = None;
+        let registry = self
+            .records
+            .change(|snapshot| {
+                let mut registry = snapshot
+                    .connected
+                    .get(name)
+                    .cloned()
+                    .ok_or_else(|| not_found(name))?;
+                if let Some(active) = registry.activation.take() {
+                    registry.deactivated.push(connected::Deactivation {
+                        instance_id: active.instance_id,
+                        deactivated_at: now(),
+                    });
+                    let excess = registry
+                        .deactivated
+                        .len()
+                        .saturating_sub(connected::DEACTIVATIONS_KEPT);
+                    registry.deactivated.drain(..excess);
+                }
+                Ok((
+                    vec![Write::PutConnectedRegistry(Box::new(registry.clone()))],
+                    registry,
+                ))
+            })
+            .await?;
         self.statuses
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(name);
         self.resolve_events(name);
-        self.commit(&[Write::PutConnectedRegistry(Box::new(registry.clone()))])
-            .await?;
         Ok(self.with_status(registry))
     }
 
@@ -720,32 +641,34 @@ impl Identity {
         add: &[String],
         remove: &[String],
     ) -> Result<ConnectedRegistry> {
-        let _write = self.writes.lock().await;
-        let snapshot = self.snapshot();
-        if !snapshot.connected.contains_key(name) {
-            return Err(not_found(name));
-        }
         for repository in add.iter().chain(remove) {
             RepositoryPattern::parse(repository)?;
         }
-        let mut writes = Vec::new();
-        let mut up = vec![name.to_owned()];
-        up.extend(ancestors(&snapshot, name));
-        for target in &up {
-            let mut r = snapshot.connected[target].clone();
-            r.repositories.extend(add.iter().cloned());
-            if target == name {
-                r.repositories.retain(|x| !remove.contains(x));
-            }
-            r.repositories = dedup(r.repositories);
-            writes.push(Write::PutConnectedRegistry(Box::new(r)));
-        }
-        for target in descendants(snapshot.connected.values(), name) {
-            let mut r = snapshot.connected[&target].clone();
-            r.repositories.retain(|x| !remove.contains(x));
-            writes.push(Write::PutConnectedRegistry(Box::new(r)));
-        }
-        self.commit_with_derived_maps(writes).await?;
+        self.records
+            .change(|snapshot| {
+                if !snapshot.connected.contains_key(name) {
+                    return Err(not_found(name));
+                }
+                let mut writes = Vec::new();
+                let mut up = vec![name.to_owned()];
+                up.extend(ancestors(snapshot, name));
+                for target in &up {
+                    let mut r = snapshot.connected[target].clone();
+                    r.repositories.extend(add.iter().cloned());
+                    if target == name {
+                        r.repositories.retain(|x| !remove.contains(x));
+                    }
+                    r.repositories = dedup(r.repositories);
+                    writes.push(Write::PutConnectedRegistry(Box::new(r)));
+                }
+                for target in descendants(snapshot.connected.values(), name) {
+                    let mut r = snapshot.connected[&target].clone();
+                    r.repositories.retain(|x| !remove.contains(x));
+                    writes.push(Write::PutConnectedRegistry(Box::new(r)));
+                }
+                Ok((with_derived_maps(snapshot, writes), ()))
+            })
+            .await?;
         self.connected_registry(name)
     }
 
@@ -809,13 +732,22 @@ impl Identity {
             }
         };
         let generated = match generate {
-            Some(slot) => {
-                let _write = self.writes.lock().await;
-                let mut token = self.token(&registry.sync_token)?;
-                let password = fill_slot(&mut token, slot, now(), None);
-                self.commit(&[Write::PutToken(token)]).await?;
-                Some(password)
-            }
+            Some(slot) => Some(
+                self.records
+                    .change(|snapshot| {
+                        let mut token = snapshot
+                            .tokens
+                            .get(&registry.sync_token)
+                            .cloned()
+                            .ok_or_else(|| IdentityError::NotFound {
+                                kind: "token",
+                                name: registry.sync_token.clone(),
+                            })?;
+                        let password = fill_slot(&mut token, slot, now(), None);
+                        Ok((vec![Write::PutToken(token)], password))
+                    })
+                    .await?,
+            ),
             None => None,
         };
         let password = generated.as_ref().map_or_else(
@@ -839,46 +771,61 @@ impl Identity {
         name: &str,
         instance_id: &str,
     ) -> Result<ConnectedRegistry> {
-        let _write = self.writes.lock().await;
-        let mut registry = self.connected_registry(name)?;
-        if registry
-            .deactivated
-            .iter()
-            .any(|d| d.instance_id == instance_id)
-        {
-            return Err(IdentityError::InstanceDeactivated {
-                registry: name.to_owned(),
-                instance: instance_id.to_owned(),
-            });
+        let holder = std::sync::Mutex::new(None);
+        let result = self
+            .records
+            .change(|snapshot| {
+                let mut registry = snapshot
+                    .connected
+                    .get(name)
+                    .cloned()
+                    .ok_or_else(|| not_found(name))?;
+                if registry
+                    .deactivated
+                    .iter()
+                    .any(|d| d.instance_id == instance_id)
+                {
+                    return Err(IdentityError::InstanceDeactivated {
+                        registry: name.to_owned(),
+                        instance: instance_id.to_owned(),
+                    });
+                }
+                match &registry.activation {
+                    Some(a) if a.instance_id != instance_id => {
+                        *holder.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some(a.instance_id.clone());
+                        Err(IdentityError::AlreadyActivated {
+                            registry: name.to_owned(),
+                        })
+                    }
+                    Some(_) => Ok((Vec::new(), registry)),
+                    None => {
+                        registry.activation = Some(Activation {
+                            instance_id: instance_id.to_owned(),
+                            activated_at: now(),
+                        });
+                        registry.status = None;
+                        Ok((
+                            vec![Write::PutConnectedRegistry(Box::new(registry.clone()))],
+                            registry,
+                        ))
+                    }
+                }
+            })
+            .await;
+        if let Some(holder) = holder.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            self.record_event(
+                name,
+                "ALREADY_ACTIVATED",
+                format!("instance `{instance_id}` was refused: instance `{holder}` holds this connected registry"),
+            );
         }
-        match &registry.activation {
-            Some(a) if a.instance_id != instance_id => {
-                self.record_event(
-                    name,
-                    "ALREADY_ACTIVATED",
-                    format!("instance `{instance_id}` was refused: instance `{}` holds this connected registry", a.instance_id),
-                );
-                return Err(IdentityError::AlreadyActivated {
-                    registry: name.to_owned(),
-                });
-            }
-            Some(_) => return Ok(registry),
-            None => {
-                registry.activation = Some(Activation {
-                    instance_id: instance_id.to_owned(),
-                    activated_at: now(),
-                })
-            }
-        }
-        registry.status = None;
-        self.commit(&[Write::PutConnectedRegistry(Box::new(registry.clone()))])
-            .await?;
-        Ok(registry)
+        result
     }
 
     /// Checks that `instance_id` is the active instance of `name`.
     pub fn check_active_instance(&self, name: &str, instance_id: &str) -> Result<()> {
-        let snapshot = self.snapshot();
+        let snapshot = self.records.snapshot();
         let registry = snapshot
             .connected
             .get(name)
@@ -926,12 +873,130 @@ impl Identity {
 
     /// Whether `token` is the sync token of some connected registry (and which).
     pub fn sync_token_owner(&self, token: &str) -> Option<String> {
-        self.snapshot()
+        self.records
+            .snapshot()
             .connected
             .values()
             .find(|r| r.sync_token == token)
             .map(|r| r.name.clone())
     }
+}
+
+/// Checks that `tokens` may be client tokens of a registry in `mode`: ordinary tokens (not
+/// sync tokens), read-only ones for a ReadOnly registry.
+pub(crate) fn check_client_tokens(
+    snapshot: &Snapshot,
+    mode: Mode,
+    tokens: &[String],
+) -> Result<()> {
+    for name in tokens {
+        let token = snapshot
+            .tokens
+            .get(name)
+            .ok_or_else(|| IdentityError::NotFound {
+                kind: "token",
+                name: name.clone(),
+            })?;
+        if snapshot.connected.values().any(|r| &r.sync_token == name) {
+            return Err(IdentityError::Invalid(format!(
+                "`{name}` is a sync token; client tokens are ordinary tokens"
+            )));
+        }
+        if mode == Mode::ReadOnly {
+            let map = snapshot.scope_maps.get(&token.scope_map);
+            let writes: Vec<String> = map
+                .iter()
+                .flat_map(|m| m.repositories.iter())
+                .flat_map(|r| {
+                    r.actions
+                        .iter()
+                        .filter(|a| !matches!(a.as_str(), "content/read" | "metadata/read"))
+                        .map(move |a| format!("{}/{a}", r.repository))
+                })
+                .collect();
+            if !writes.is_empty() {
+                return Err(IdentityError::Invalid(format!(
+                    "a ReadOnly connected registry accepts only read-only client tokens, but token `{name}` (scope map \
+                     `{}`) grants {}; use a token whose scope map has only content/read and metadata/read",
+                    token.scope_map,
+                    writes.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks that `repositories` are patterns, within the parent's when there is one.
+fn check_repositories(parent: Option<&ConnectedRegistry>, repositories: &[String]) -> Result<()> {
+    for repository in repositories {
+        let pattern = RepositoryPattern::parse(repository)?;
+        if let Some(parent) = parent {
+            let covered = parent
+                .repositories
+                .iter()
+                .filter_map(|r| RepositoryPattern::parse(r).ok())
+                .any(|outer| pattern_within(&pattern, &outer));
+            if !covered {
+                return Err(IdentityError::Invalid(format!(
+                    "repository `{repository}` is not synced by parent `{}`: a child's repositories must be within its \
+                     parent's; add it to the parent first with `connected-registry permissions update --name {} --add {repository}`",
+                    parent.name, parent.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `writes` plus every sync scope map they change: the sync scope maps of the registries
+/// they put or delete, and of their ancestors, before and after.
+fn with_derived_maps(snapshot: &Snapshot, mut writes: Vec<Write>) -> Vec<Write> {
+    // The registries and tokens as they will be after `writes`.
+    let mut registries: std::collections::BTreeMap<String, ConnectedRegistry> =
+        snapshot.connected.clone();
+    let mut future = snapshot.clone();
+    for write in &writes {
+        match write {
+            Write::PutConnectedRegistry(r) => {
+                registries.insert(r.name.clone(), (**r).clone());
+            }
+            Write::DeleteConnectedRegistry(n) => {
+                registries.remove(n);
+            }
+            Write::PutToken(t) => {
+                future.tokens.insert(t.name.clone(), t.clone());
+            }
+            Write::DeleteToken(n) => {
+                future.tokens.remove(n);
+            }
+            Write::PutScopeMap(m) => {
+                future.scope_maps.insert(m.name.clone(), m.clone());
+            }
+            Write::DeleteScopeMap(n) => {
+                future.scope_maps.remove(n);
+            }
+            Write::PutSetting(..) => {}
+        }
+    }
+    // The changed registries and their ancestors, before and after the change.
+    let mut affected = BTreeSet::new();
+    for write in &writes {
+        let name = match write {
+            Write::PutConnectedRegistry(r) => r.name.clone(),
+            Write::DeleteConnectedRegistry(n) => n.clone(),
+            _ => continue,
+        };
+        affected.extend(ancestors(snapshot, &name));
+        affected.insert(name);
+    }
+    future.connected = registries.clone();
+    let changed: Vec<String> = affected.iter().cloned().collect();
+    for name in changed {
+        affected.extend(ancestors(&future, &name));
+    }
+    writes.extend(derived_sync_maps(&future, &registries, &affected));
+    writes
 }
 
 fn dedup(mut items: Vec<String>) -> Vec<String> {
@@ -945,7 +1010,9 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::identity::{IdentityConfig, NewToken};
+    use crate::Identity;
+    use crate::identity::IdentityConfig;
+    use crate::management::NewToken;
     use crate::scope_map::RepositoryRule;
     use crate::store::SqliteIdentityStore;
     use crate::{Principal, RepositoryAction, SigningKey};
@@ -981,9 +1048,16 @@ mod tests {
 
     fn map_of(identity: &Identity, registry: &str) -> ScopeMap {
         let token = identity
-            .token(&identity.connected_registry(registry).unwrap().sync_token)
+            .management()
+            .token(
+                &identity
+                    .hierarchy()
+                    .connected_registry(registry)
+                    .unwrap()
+                    .sync_token,
+            )
             .unwrap();
-        identity.scope_map(&token.scope_map).unwrap()
+        identity.management().scope_map(&token.scope_map).unwrap()
     }
 
     #[tokio::test]
@@ -991,6 +1065,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let identity = identity(dir.path()).await;
         identity
+            .hierarchy()
             .create_connected_registry(new(
                 "factory",
                 Mode::ReadWrite,
@@ -1000,6 +1075,7 @@ mod tests {
             .await
             .unwrap();
         identity
+            .hierarchy()
             .create_connected_registry(new("line3", Mode::ReadOnly, Some("factory"), &["team/app"]))
             .await
             .unwrap();
@@ -1028,21 +1104,25 @@ mod tests {
 
         let err = |e: IdentityError| e.to_string();
         let e = err(identity
+            .hierarchy()
             .create_connected_registry(new("line4", Mode::ReadWrite, Some("line3"), &["team/app"]))
             .await
             .unwrap_err());
         assert!(e.contains("only takes ReadOnly children"), "{e}");
         let e = err(identity
+            .hierarchy()
             .create_connected_registry(new("line4", Mode::ReadOnly, Some("factory"), &["other"]))
             .await
             .unwrap_err());
         assert!(e.contains("not synced by parent `factory`"), "{e}");
         let e = err(identity
+            .hierarchy()
             .create_connected_registry(new("line3", Mode::ReadOnly, None, &["x"]))
             .await
             .unwrap_err());
         assert!(e.contains("already exists"), "{e}");
         let e = err(identity
+            .hierarchy()
             .create_connected_registry(new("l3", Mode::ReadOnly, None, &["x"]))
             .await
             .unwrap_err());
@@ -1050,17 +1130,20 @@ mod tests {
 
         // Permissions: --add reaches the ancestors, --remove the descendants.
         identity
+            .hierarchy()
             .update_connected_permissions("line3", &["other/thing".into()], &[])
             .await
             .unwrap();
         assert!(
             identity
+                .hierarchy()
                 .connected_registry("factory")
                 .unwrap()
                 .repositories
                 .contains(&"other/thing".to_owned())
         );
         identity
+            .hierarchy()
             .update_connected_permissions(
                 "factory",
                 &[],
@@ -1070,6 +1153,7 @@ mod tests {
             .unwrap();
         assert!(
             identity
+                .hierarchy()
                 .connected_registry("line3")
                 .unwrap()
                 .repositories
@@ -1078,11 +1162,15 @@ mod tests {
 
         // The sync token is protected, and its scope map follows the registry.
         assert!(matches!(
-            identity.delete_token("factory-sync-token").await,
+            identity
+                .management()
+                .delete_token("factory-sync-token")
+                .await,
             Err(IdentityError::Conflict(_))
         ));
         assert!(matches!(
             identity
+                .management()
                 .update_scope_map("factory-sync-scope-map", Default::default())
                 .await,
             Err(IdentityError::ReadOnly(_))
@@ -1090,16 +1178,21 @@ mod tests {
 
         // Deleting: children first; --cleanup narrows the ancestors.
         assert!(matches!(
-            identity.delete_connected_registry("factory", true).await,
+            identity
+                .hierarchy()
+                .delete_connected_registry("factory", true)
+                .await,
             Err(IdentityError::Conflict(_))
         ));
         identity
+            .hierarchy()
             .delete_connected_registry("line3", true)
             .await
             .unwrap();
-        assert!(identity.token("line3-sync-token").is_err());
+        assert!(identity.management().token("line3-sync-token").is_err());
         assert_eq!(map_of(&identity, "factory").gateways.len(), 1);
         let left = identity
+            .hierarchy()
             .delete_connected_registry("factory", false)
             .await
             .unwrap();
@@ -1116,16 +1209,17 @@ mod tests {
             scope_map: Some("_repositories_pull".into()),
             ..NewToken::default()
         };
-        identity.create_token(reader).await.unwrap();
+        identity.management().create_token(reader).await.unwrap();
         let pusher = NewToken {
             name: "pusher".into(),
             scope_map: Some("_repositories_push".into()),
             ..NewToken::default()
         };
-        identity.create_token(pusher).await.unwrap();
+        identity.management().create_token(pusher).await.unwrap();
         let mut shop = new("shop7", Mode::ReadOnly, None, &["*"]);
         shop.client_tokens = vec!["pusher".into()];
         let e = identity
+            .hierarchy()
             .create_connected_registry(shop.clone())
             .await
             .unwrap_err()
@@ -1135,10 +1229,15 @@ mod tests {
             "{e}"
         );
         shop.client_tokens = vec!["reader".into()];
-        identity.create_connected_registry(shop).await.unwrap();
+        identity
+            .hierarchy()
+            .create_connected_registry(shop)
+            .await
+            .unwrap();
         // The rule holds afterwards too: the token cannot move to a pushing scope map, and its
         // scope map cannot gain a write action.
         let e = identity
+            .management()
             .update_token("reader", Some("_repositories_push"), None)
             .await
             .unwrap_err()
@@ -1152,8 +1251,9 @@ mod tests {
             }],
             ..NewToken::default()
         };
-        identity.create_token(own).await.unwrap();
+        identity.management().create_token(own).await.unwrap();
         identity
+            .hierarchy()
             .update_connected_registry(
                 "shop7",
                 ConnectedRegistryUpdate {
@@ -1163,7 +1263,7 @@ mod tests {
             )
             .await
             .unwrap();
-        let widen = crate::identity::ScopeMapUpdate {
+        let widen = crate::management::ScopeMapUpdate {
             add_repositories: vec![RepositoryRule {
                 repository: "x".into(),
                 actions: vec!["content/write".into()],
@@ -1171,15 +1271,20 @@ mod tests {
             ..Default::default()
         };
         let e = identity
+            .management()
             .update_scope_map("reader2-scope-map", widen)
             .await
             .unwrap_err()
             .to_string();
         assert!(e.contains("only read-only client tokens"), "{e}");
         // Deleting a client token takes it off the list.
-        identity.delete_token("reader").await.unwrap();
+        identity.management().delete_token("reader").await.unwrap();
         assert_eq!(
-            identity.connected_registry("shop7").unwrap().client_tokens,
+            identity
+                .hierarchy()
+                .connected_registry("shop7")
+                .unwrap()
+                .client_tokens,
             ["reader2"]
         );
     }
@@ -1189,10 +1294,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let identity = identity(dir.path()).await;
         identity
+            .hierarchy()
             .create_connected_registry(new("factory", Mode::ReadWrite, None, &["*"]))
             .await
             .unwrap();
         identity
+            .hierarchy()
             .create_connected_registry(new("line3", Mode::ReadOnly, Some("factory"), &["*"]))
             .await
             .unwrap();
@@ -1200,6 +1307,7 @@ mod tests {
             let identity = &identity;
             async move {
                 identity
+                    .hierarchy()
                     .connection_string(
                         "line3",
                         "http",
@@ -1221,6 +1329,7 @@ mod tests {
         );
         assert!(
             identity
+                .management()
                 .token("line3-sync-token")
                 .unwrap()
                 .password1
@@ -1236,6 +1345,7 @@ mod tests {
         assert!(matches!(e, IdentityError::Invalid(_)), "{e}");
         // Reported: the instance's address, unless it names no machine.
         identity
+            .hierarchy()
             .activate_connected_registry("factory", "instance-a")
             .await
             .unwrap();
@@ -1245,6 +1355,7 @@ mod tests {
             ..InstanceStatus::default()
         };
         identity
+            .hierarchy()
             .report_connected_status("factory", "instance-a", report("0.0.0.0:5001"))
             .unwrap();
         let e = settings(None).await.unwrap_err().to_string();
@@ -1253,6 +1364,7 @@ mod tests {
             "{e}"
         );
         identity
+            .hierarchy()
             .report_connected_status("factory", "instance-a", report("factory.site:5001"))
             .unwrap();
         let (text, _) = settings(None).await.unwrap();
@@ -1267,10 +1379,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let identity = identity(dir.path()).await;
         identity
+            .hierarchy()
             .create_connected_registry(new("factory", Mode::ReadWrite, None, &["*"]))
             .await
             .unwrap();
         let (text, password) = identity
+            .hierarchy()
             .connection_string(
                 "factory",
                 "http",
@@ -1291,6 +1405,7 @@ mod tests {
             )
         );
         let login = identity
+            .checks()
             .login(
                 "factory-sync-token",
                 &password.value,
@@ -1301,15 +1416,18 @@ mod tests {
         assert!(matches!(login, Principal::Token { .. }));
         assert!(
             identity
+                .checks()
                 .repository_actions(&login, "anything")
                 .contains(RepositoryAction::ContentWrite)
         );
         assert!(
             identity
+                .checks()
                 .gateway_actions(&login, "factory")
                 .contains(&GatewayAction::ConfigRead)
         );
         let (placeholder, none) = identity
+            .hierarchy()
             .connection_string("factory", "https", None, "r:1", Some("data.r:1"), None)
             .await
             .unwrap();
@@ -1320,18 +1438,24 @@ mod tests {
         );
 
         assert_eq!(
-            connection_state(&identity.connected_registry("factory").unwrap(), now()),
+            connection_state(
+                &identity.hierarchy().connected_registry("factory").unwrap(),
+                now()
+            ),
             ConnectionState::Offline
         );
         identity
+            .hierarchy()
             .activate_connected_registry("factory", "instance-a")
             .await
             .unwrap();
         identity
+            .hierarchy()
             .activate_connected_registry("factory", "instance-a")
             .await
             .unwrap();
         let e = identity
+            .hierarchy()
             .activate_connected_registry("factory", "instance-b")
             .await
             .unwrap_err();
@@ -1341,6 +1465,7 @@ mod tests {
             "{e}"
         );
         let details = identity
+            .hierarchy()
             .connected_registry("factory")
             .unwrap()
             .status
@@ -1356,13 +1481,18 @@ mod tests {
             ..InstanceStatus::default()
         };
         identity
+            .hierarchy()
             .report_connected_status("factory", "instance-a", status.clone())
             .unwrap();
         assert_eq!(
-            connection_state(&identity.connected_registry("factory").unwrap(), now()),
+            connection_state(
+                &identity.hierarchy().connected_registry("factory").unwrap(),
+                now()
+            ),
             ConnectionState::Online
         );
         let details = identity
+            .hierarchy()
             .connected_registry("factory")
             .unwrap()
             .status
@@ -1373,40 +1503,54 @@ mod tests {
             "the refusal is past once the active instance reports: {details:?}"
         );
         assert_eq!(
-            connection_state(&identity.connected_registry("factory").unwrap(), now() + 16),
+            connection_state(
+                &identity.hierarchy().connected_registry("factory").unwrap(),
+                now() + 16
+            ),
             ConnectionState::Offline
         );
         assert!(
             identity
+                .hierarchy()
                 .report_connected_status("factory", "instance-b", status)
                 .is_err()
         );
         identity
+            .hierarchy()
             .deactivate_connected_registry("factory")
             .await
             .unwrap();
         // The deactivated instance learns it on its next call, and can never come back.
         assert!(matches!(
-            identity.report_connected_status("factory", "instance-a", InstanceStatus::default()),
+            identity.hierarchy().report_connected_status(
+                "factory",
+                "instance-a",
+                InstanceStatus::default()
+            ),
             Err(IdentityError::InstanceDeactivated { .. })
         ));
         assert!(matches!(
             identity
+                .hierarchy()
                 .activate_connected_registry("factory", "instance-a")
                 .await,
             Err(IdentityError::InstanceDeactivated { .. })
         ));
         identity
+            .hierarchy()
             .activate_connected_registry("factory", "instance-b")
             .await
             .unwrap();
         assert!(
             identity
+                .hierarchy()
                 .check_active_instance("factory", "instance-b")
                 .is_ok()
         );
         assert!(matches!(
-            identity.check_active_instance("factory", "instance-c"),
+            identity
+                .hierarchy()
+                .check_active_instance("factory", "instance-c"),
             Err(IdentityError::InstanceNotActive { .. })
         ));
     }

@@ -12,20 +12,27 @@
 //!   rules, sync tokens and derived sync scope maps, activation and status;
 //! - [`network`]: network access settings (public switch, IP rules, private endpoint
 //!   states, data endpoint switch) and their compiled form;
-//! - [`gateway`]: the configuration document that flows down to connected registries;
-//! - [`identity`]: [`Identity`], the one entry point: logins, permission checks on an
-//!   in-memory snapshot, token issuing, and management.
+//! - [`gateway`]: the configuration document that flows down to connected registries, and
+//!   the gateway seam that serves it;
+//! - [`records`]: the store and the in-memory snapshot of it, and the one way to change both;
+//! - [`checks`]: [`Checks`], logins, permission checks on the snapshot, token issuing;
+//! - [`management`]: [`Management`], the admin's changes to scope maps, tokens, settings;
+//! - [`identity`]: [`Identity`], the entry point holding the three parts (`checks`,
+//!   `management`, `hierarchy`) over the same records.
 
 pub mod access_token;
 pub mod action;
 pub mod admin;
+pub mod checks;
 pub mod connected;
 pub mod error;
 pub mod gateway;
 pub mod hierarchy;
 pub mod identity;
+pub mod management;
 pub mod network;
 pub mod rate_limit;
+pub(crate) mod records;
 pub mod scope_map;
 pub mod store;
 pub mod token;
@@ -36,11 +43,11 @@ use std::path::Path;
 
 pub use access_token::{Access, SigningKey};
 pub use action::{Actions, GatewayAction, RepositoryAction};
+pub use checks::{Checks, IssuedToken, LoginError, Principal, Scope};
 pub use error::IdentityError;
-pub use identity::{
-    GeneratedPassword, Identity, IdentityConfig, IssuedToken, LoginError, NewToken, Principal,
-    Scope, ScopeMapUpdate, Settings,
-};
+pub use hierarchy::Hierarchy;
+pub use identity::{Identity, IdentityConfig, Settings};
+pub use management::{GeneratedPassword, Management, NewToken, ScopeMapUpdate};
 pub use scope_map::{GatewayRule, RepositoryRule, ScopeMap};
 pub use store::{IdentityStore, SqliteIdentityStore};
 pub use token::{Slot, Token, TokenStatus};

@@ -150,6 +150,7 @@ pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Caller, Api
         None => (Principal::Anonymous, Credential::None),
         Some(value) if value.len() > 7 && value[..7].eq_ignore_ascii_case("bearer ") => match state
             .identity
+            .checks()
             .verify_access_token(value[7..].trim(), &service)
         {
             Ok((principal, access)) => (principal, Credential::Bearer(access)),
@@ -175,6 +176,7 @@ pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Caller, Api
             };
             let principal = state
                 .identity
+                .checks()
                 .login(&user, &password, client_ip(parts))
                 .await
                 .map_err(|e| login_failure(e, &realm, &service))?;
@@ -200,6 +202,7 @@ impl Caller {
     pub fn actions(&self, state: &AppState, repository: &str) -> Actions {
         let rights = state
             .identity
+            .checks()
             .repository_actions(&self.principal, repository);
         match &self.credential {
             Credential::Bearer(access) => rights.intersection(token_actions(access, repository)),
@@ -222,6 +225,7 @@ impl Caller {
             json!([{ "Type": "repository", "Name": repository, "Action": action.docker_name() }]);
         let has_right = state
             .identity
+            .checks()
             .repository_actions(&self.principal, repository)
             .contains(action);
         // Anonymous callers, even with an (anonymous) access token, have no credentials:

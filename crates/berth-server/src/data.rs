@@ -201,7 +201,13 @@ pub async fn redirect(
     let Some(data) = state.network.data.as_ref() else {
         return Ok(None);
     };
-    if !state.identity.network().settings.data_endpoint_enabled {
+    if !state
+        .identity
+        .management()
+        .network()
+        .settings
+        .data_endpoint_enabled
+    {
         return Ok(None);
     }
     state.registry.blob(name, digest).await?;

@@ -64,6 +64,7 @@ async fn authorize(
     caller.require_login(None)?;
     if !state
         .identity
+        .checks()
         .gateway_actions(&caller.principal, name)
         .contains(&action)
     {

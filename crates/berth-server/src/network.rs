@@ -213,14 +213,18 @@ impl Gate for NetworkGate {
                 let local_management =
                     client.to_canonical().is_loopback() && uri.path().starts_with("/berth/v1/");
                 if !local_management
-                    && let Err(refusal) = self.identity.network().admit_public(client)
+                    && let Err(refusal) = self.identity.management().network().admit_public(client)
                 {
                     tracing::debug!(%client, %refusal, "refused by network rules");
                     return Err(Box::new(denied(refusal.to_string())));
                 }
             }
             Endpoint::Private(name) => {
-                let connection = self.identity.network().private_endpoint_state(name);
+                let connection = self
+                    .identity
+                    .management()
+                    .network()
+                    .private_endpoint_state(name);
                 if connection != ConnectionState::Approved {
                     return Err(Box::new(denied(format!(
                         "private endpoint `{name}` is {connection}: only an Approved private endpoint serves; the registry's owner approves it with `berth private-endpoint-connection approve --name {name}`"

@@ -158,8 +158,9 @@ impl App {
         .await
     }
 
-    async fn set(&self, change: impl FnOnce(&mut berth_auth::network::NetworkSettings)) {
+    async fn set(&self, change: impl Fn(&mut berth_auth::network::NetworkSettings)) {
         self.identity
+            .management()
             .update_network(|s| {
                 change(s);
                 Ok(())

@@ -225,7 +225,7 @@ impl Instance {
             write_private(&temp, &text).map_err(io(&temp))?;
             std::fs::rename(&temp, &self.state_file).map_err(io(&self.state_file))?;
         }
-        if let Err(e) = self.identity.apply_document(&document).await {
+        if let Err(e) = self.identity.hierarchy().apply_document(&document).await {
             tracing::error!(error = %e, "could not apply the configuration's tokens");
         }
         *self.read_only.write().unwrap_or_else(|e| e.into_inner()) = (document.registry.mode == Mode::ReadOnly).then(|| {

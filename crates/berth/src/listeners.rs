@@ -201,7 +201,7 @@ impl Listeners {
 /// Records a connection for each configured private endpoint never decided on: `Pending`,
 /// or `Approved` when configured pre-approved. Decisions already made stand.
 pub async fn seed_private_endpoints(identity: &Identity, config: &Config) -> Result<(), BoxError> {
-    let policy = identity.network();
+    let policy = identity.management().network();
     let new: Vec<_> = config
         .private_endpoints
         .iter()
@@ -212,8 +212,9 @@ pub async fn seed_private_endpoints(identity: &Identity, config: &Config) -> Res
     }
     let now = jiff::Timestamp::now().as_second();
     identity
+        .management()
         .update_network(|settings| {
-            for endpoint in new {
+            for endpoint in &new {
                 let state = if endpoint.approved {
                     ConnectionState::Approved
                 } else {

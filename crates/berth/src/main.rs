@@ -186,6 +186,7 @@ async fn serve(
             let identity = Arc::clone(&state.identity);
             spawn_change_log_pruner(Arc::clone(&state.registry), fixed_retention, move || {
                 identity
+                    .hierarchy()
                     .connected_registries()
                     .into_iter()
                     .map(|r| r.sync.message_ttl)

@@ -43,6 +43,7 @@ fn token_response(
 ) -> Response {
     let issued = state
         .identity
+        .checks()
         .issue_access_token(principal, service, scopes);
     let mut body = json!({
         "token": issued.token,
@@ -59,7 +60,12 @@ fn token_response(
         body["scope"] = json!(granted.join(" "));
     }
     if refresh && *principal != Principal::Anonymous {
-        body["refresh_token"] = json!(state.identity.issue_refresh_token(principal, service));
+        body["refresh_token"] = json!(
+            state
+                .identity
+                .checks()
+                .issue_refresh_token(principal, service)
+        );
     }
     Response::builder()
         .status(StatusCode::OK)
@@ -92,6 +98,7 @@ pub async fn get(state: &AppState, parts: &Parts) -> Result<Response, ApiError> 
             })?;
             state
                 .identity
+                .checks()
                 .login(&user, &password, client_ip(parts))
                 .await
                 .map_err(|e| login_failure(e, &realm, &service))?
@@ -141,6 +148,7 @@ pub async fn post(state: &AppState, parts: &Parts, body: Body) -> Result<Respons
             };
             state
                 .identity
+                .checks()
                 .login(user, password, client_ip(parts))
                 .await
                 .map_err(|e| login_failure(e, &realm, &service))?
@@ -154,6 +162,7 @@ pub async fn post(state: &AppState, parts: &Parts, body: Body) -> Result<Respons
             })?;
             state
                 .identity
+                .checks()
                 .verify_refresh_token(token, &service)
                 .map_err(|e| unauthorized(&format!("refresh token refused: {e}; log in again")))?
         }

@@ -177,6 +177,7 @@ pub(crate) async fn list(
 ) -> Result<Json<Vec<ConnectedRegistryView>>, ApiError> {
     let registries = state
         .identity
+        .hierarchy()
         .list_connected_registries(q.parent.as_deref(), q.no_children)?;
     Ok(Json(registries.into_iter().map(Into::into).collect()))
 }
@@ -186,7 +187,9 @@ pub(crate) async fn show(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<ConnectedRegistryView>, ApiError> {
-    Ok(Json(state.identity.connected_registry(&name)?.into()))
+    Ok(Json(
+        state.identity.hierarchy().connected_registry(&name)?.into(),
+    ))
 }
 
 pub(crate) async fn create(
@@ -226,7 +229,11 @@ pub(crate) async fn create(
             .unwrap_or_default(),
         notifications: body.notifications,
     };
-    let created = state.identity.create_connected_registry(new).await?;
+    let created = state
+        .identity
+        .hierarchy()
+        .create_connected_registry(new)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(ConnectedRegistryView::from(created)),
@@ -254,10 +261,13 @@ pub(crate) async fn update(
     };
     state
         .identity
+        .hierarchy()
         .update_connected_registry(&name, update)
         .await?;
     // Read back with the instance's live status, so the answer is what `show` gives.
-    Ok(Json(state.identity.connected_registry(&name)?.into()))
+    Ok(Json(
+        state.identity.hierarchy().connected_registry(&name)?.into(),
+    ))
 }
 
 pub(crate) async fn delete(
@@ -269,6 +279,7 @@ pub(crate) async fn delete(
     Ok(Json(
         state
             .identity
+            .hierarchy()
             .delete_connected_registry(&name, q.cleanup)
             .await?,
     ))
@@ -282,6 +293,7 @@ pub(crate) async fn deactivate(
     Ok(Json(
         state
             .identity
+            .hierarchy()
             .deactivate_connected_registry(&name)
             .await?
             .into(),
@@ -293,11 +305,11 @@ pub(crate) async fn client_tokens(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Vec<TokenView>>, ApiError> {
-    let registry = state.identity.connected_registry(&name)?;
+    let registry = state.identity.hierarchy().connected_registry(&name)?;
     let tokens = registry
         .client_tokens
         .iter()
-        .filter_map(|t| state.identity.token(t).ok())
+        .filter_map(|t| state.identity.management().token(t).ok())
         .map(Into::into)
         .collect();
     Ok(Json(tokens))
@@ -325,10 +337,18 @@ pub(crate) async fn settings(
         .network
         .data
         .as_ref()
-        .filter(|_| state.identity.network().settings.data_endpoint_enabled)
+        .filter(|_| {
+            state
+                .identity
+                .management()
+                .network()
+                .settings
+                .data_endpoint_enabled
+        })
         .map(|data| data.host());
     let (connection_string, password) = state
         .identity
+        .hierarchy()
         .connection_string(
             &name,
             &protocol,
@@ -338,7 +358,11 @@ pub(crate) async fn settings(
             slot,
         )
         .await?;
-    let sync_token = state.identity.connected_registry(&name)?.sync_token;
+    let sync_token = state
+        .identity
+        .hierarchy()
+        .connected_registry(&name)?
+        .sync_token;
     Ok(Json(SettingsView {
         connection_string,
         sync_token,
@@ -351,9 +375,9 @@ pub(crate) async fn permissions(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<PermissionsView>, ApiError> {
-    let registry = state.identity.connected_registry(&name)?;
-    let token = state.identity.token(&registry.sync_token)?;
-    let map = state.identity.scope_map(&token.scope_map)?;
+    let registry = state.identity.hierarchy().connected_registry(&name)?;
+    let token = state.identity.management().token(&registry.sync_token)?;
+    let map = state.identity.management().scope_map(&token.scope_map)?;
     Ok(Json(PermissionsView {
         repositories: registry.repositories,
         sync_scope_map: map.into(),
@@ -368,6 +392,7 @@ pub(crate) async fn update_permissions(
 ) -> Result<Json<PermissionsView>, ApiError> {
     state
         .identity
+        .hierarchy()
         .update_connected_permissions(&name, &body.add, &body.remove)
         .await?;
     permissions(Admin, State(state), Path(name)).await

@@ -198,10 +198,14 @@ struct RegistryUpdate {
 }
 
 fn registry_view(state: &AppState) -> RegistryView {
-    let network = state.identity.network();
+    let network = state.identity.management().network();
     RegistryView {
-        admin_username: state.identity.admin_username(),
-        anonymous_pull_enabled: state.identity.settings().anonymous_pull_enabled,
+        admin_username: state.identity.checks().admin_username(),
+        anonymous_pull_enabled: state
+            .identity
+            .management()
+            .settings()
+            .anonymous_pull_enabled,
         public_network_enabled: network.settings.public_network_enabled,
         default_action: network.settings.default_action,
         data_endpoint_enabled: network.settings.data_endpoint_enabled,
@@ -236,6 +240,7 @@ async fn update_registry(
     {
         state
             .identity
+            .management()
             .update_network(|s| {
                 if let Some(enabled) = update.public_network_enabled {
                     s.public_network_enabled = enabled;
@@ -251,7 +256,11 @@ async fn update_registry(
             .await?;
     }
     if let Some(enabled) = update.anonymous_pull_enabled {
-        state.identity.set_anonymous_pull(enabled).await?;
+        state
+            .identity
+            .management()
+            .set_anonymous_pull(enabled)
+            .await?;
     }
     Ok(Json(registry_view(&state)))
 }
@@ -313,6 +322,7 @@ async fn list_scope_maps(_: Admin, State(state): State<AppState>) -> Json<Vec<Sc
     Json(
         state
             .identity
+            .management()
             .scope_maps()
             .into_iter()
             .map(Into::into)
@@ -325,7 +335,7 @@ async fn show_scope_map(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<ScopeMapView>, ApiError> {
-    Ok(Json(state.identity.scope_map(&name)?.into()))
+    Ok(Json(state.identity.management().scope_map(&name)?.into()))
 }
 
 async fn create_scope_map(
@@ -335,6 +345,7 @@ async fn create_scope_map(
 ) -> Result<Response, ApiError> {
     let map = state
         .identity
+        .management()
         .create_scope_map(
             &body.name,
             &body.description,
@@ -359,7 +370,12 @@ async fn update_scope_map(
         remove_gateways: body.remove_gateways,
     };
     Ok(Json(
-        state.identity.update_scope_map(&name, update).await?.into(),
+        state
+            .identity
+            .management()
+            .update_scope_map(&name, update)
+            .await?
+            .into(),
     ))
 }
 
@@ -368,7 +384,7 @@ async fn delete_scope_map(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.identity.delete_scope_map(&name).await?;
+    state.identity.management().delete_scope_map(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -481,6 +497,7 @@ async fn list_tokens(_: Admin, State(state): State<AppState>) -> Json<Vec<TokenV
     Json(
         state
             .identity
+            .management()
             .tokens()
             .into_iter()
             .map(Into::into)
@@ -493,7 +510,7 @@ async fn show_token(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<TokenView>, ApiError> {
-    Ok(Json(state.identity.token(&name)?.into()))
+    Ok(Json(state.identity.management().token(&name)?.into()))
 }
 
 async fn create_token(
@@ -519,7 +536,7 @@ async fn create_token(
         no_passwords: body.no_passwords,
         expiry,
     };
-    let (token, passwords) = state.identity.create_token(new).await?;
+    let (token, passwords) = state.identity.management().create_token(new).await?;
     let created = TokenCreated {
         token: token.into(),
         passwords: passwords.into_iter().map(Into::into).collect(),
@@ -537,6 +554,7 @@ async fn update_token(
     Ok(Json(
         state
             .identity
+            .management()
             .update_token(&name, body.scope_map.as_deref(), status)
             .await?
             .into(),
@@ -548,7 +566,7 @@ async fn delete_token(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.identity.delete_token(&name).await?;
+    state.identity.management().delete_token(&name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -570,6 +588,7 @@ async fn generate_credentials(
         .transpose()?;
     let passwords = state
         .identity
+        .management()
         .generate_passwords(&name, &slots, expiry)
         .await?;
     Ok(Json(CredentialsGenerated {
@@ -590,6 +609,11 @@ async fn delete_credential(
         )
     })?;
     Ok(Json(
-        state.identity.delete_password(&name, slot).await?.into(),
+        state
+            .identity
+            .management()
+            .delete_password(&name, slot)
+            .await?
+            .into(),
     ))
 }

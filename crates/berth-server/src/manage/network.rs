@@ -46,7 +46,7 @@ pub(crate) struct IpRuleBody {
 }
 
 pub(crate) async fn list_rules(_: Admin, State(state): State<AppState>) -> Json<NetworkRulesView> {
-    Json((&state.identity.network().settings).into())
+    Json((&state.identity.management().network().settings).into())
 }
 
 pub(crate) async fn add_rule(
@@ -56,6 +56,7 @@ pub(crate) async fn add_rule(
 ) -> Result<Json<NetworkRulesView>, ApiError> {
     let settings = state
         .identity
+        .management()
         .update_network(|s| s.add_rule(&body.ip_address).map(drop))
         .await?;
     Ok(Json((&settings).into()))
@@ -68,6 +69,7 @@ pub(crate) async fn remove_rule(
 ) -> Result<Json<NetworkRulesView>, ApiError> {
     let settings = state
         .identity
+        .management()
         .update_network(|s| s.remove_rule(&body.ip_address))
         .await?;
     Ok(Json((&settings).into()))
@@ -114,7 +116,7 @@ fn connection_view(
 }
 
 fn connections(state: &AppState) -> Vec<ConnectionView> {
-    let policy = state.identity.network();
+    let policy = state.identity.management().network();
     let records = &policy.settings.private_endpoints;
     let listeners = &state.network.private_endpoints;
     let mut views: Vec<ConnectionView> = listeners
@@ -183,8 +185,9 @@ async fn decide(
     }
     state
         .identity
+        .management()
         .update_network(|s| {
-            s.set_connection(name, to, description, now());
+            s.set_connection(name, to, description.clone(), now());
             Ok(())
         })
         .await?;
@@ -220,6 +223,7 @@ pub(crate) async fn delete_connection(
     let current = connection(&state, &name)?;
     state
         .identity
+        .management()
         .update_network(|s| {
             if current.configured {
                 s.set_connection(&name, ConnectionState::Disconnected, None, now());
@@ -261,7 +265,7 @@ struct DataEndpointView {
 }
 
 pub(crate) async fn endpoints(_: Admin, State(state): State<AppState>) -> Json<EndpointsView> {
-    let policy = state.identity.network();
+    let policy = state.identity.management().network();
     let settings = &policy.settings;
     let login = state.network.login_server.as_ref();
     let data = state.network.data.as_ref();

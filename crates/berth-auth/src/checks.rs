@@ -1,0 +1,429 @@
+//! [`Checks`]: the part of identities on every request's path: logins, whether a login
+//! still stands, the actions a caller has, and the access and refresh tokens that carry
+//! them. Everything here reads the in-memory snapshot ([`crate::records`]); nothing waits
+//! on the database.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::access_token::{Access, Claims, SigningKey, TokenError, TokenKind};
+use crate::action::{Actions, GatewayAction};
+use crate::admin::{self, AdminCache};
+use crate::identity::{IdentityConfig, PASSWORD_CHECK_WAIT, now};
+use crate::rate_limit::LoginLimiter;
+use crate::records::Records;
+use crate::token::{self, Slot};
+
+/// Who a request is from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// The registry's owner: every action.
+    Admin,
+    /// A token, logged in with one of its passwords.
+    Token {
+        /// Token name.
+        name: String,
+        /// The slot whose password was used.
+        slot: Slot,
+        /// Which password ([`crate::token::PasswordSlot::id`]): a new one ends the session.
+        password_id: String,
+    },
+    /// No credentials.
+    Anonymous,
+}
+
+impl Principal {
+    /// The name to show in logs and errors.
+    pub fn display_name(&self) -> &str {
+        match self {
+            Principal::Admin => "admin",
+            Principal::Token { name, .. } => name,
+            Principal::Anonymous => "anonymous",
+        }
+    }
+}
+
+/// Why a login was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoginError {
+    /// Wrong name or password, a disabled token, or an expired password. Deliberately vague.
+    #[error("invalid user name or password, or the token is disabled or its password expired")]
+    Invalid,
+    /// Too many failures from this address.
+    #[error("too many failed logins from this address; retry in {} seconds", .0.as_secs())]
+    RateLimited(Duration),
+}
+
+/// A requested token scope, e.g. `repository:team/app:pull,push`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    /// `repository` or `registry`.
+    pub kind: String,
+    /// Repository name, or `catalog`.
+    pub name: String,
+    /// Requested actions (Docker names).
+    pub actions: String,
+}
+
+impl Scope {
+    /// Parses one scope (`type[(class)]:name:actions`). `None` if malformed.
+    pub fn parse(s: &str) -> Option<Scope> {
+        let (kind, rest) = s.split_once(':')?;
+        let (name, actions) = rest.rsplit_once(':')?;
+        let kind = kind.split('(').next()?.to_owned();
+        (!kind.is_empty() && !name.is_empty()).then(|| Scope {
+            kind,
+            name: name.to_owned(),
+            actions: actions.to_owned(),
+        })
+    }
+
+    /// Parses every scope of a list of `scope` parameters, each possibly space-separated.
+    pub fn parse_all<'a>(params: impl IntoIterator<Item = &'a str>) -> Vec<Scope> {
+        params
+            .into_iter()
+            .flat_map(|p| p.split(' '))
+            .filter_map(Scope::parse)
+            .collect()
+    }
+}
+
+/// An issued access token.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    /// The JWT.
+    pub token: String,
+    /// Lifetime in seconds.
+    pub expires_in: u64,
+    /// Issue time, Unix seconds.
+    pub issued_at: i64,
+    /// What it grants.
+    pub access: Vec<Access>,
+}
+
+/// Logins, permission checks and access tokens.
+pub struct Checks {
+    records: Arc<Records>,
+    key: SigningKey,
+    admin_cache: AdminCache,
+    limiter: LoginLimiter,
+    /// Bounds the Argon2 checks running at once (each takes ~19 MiB and a blocking thread).
+    password_checks: tokio::sync::Semaphore,
+    config: IdentityConfig,
+}
+
+impl Checks {
+    pub(crate) fn new(records: Arc<Records>, key: SigningKey, config: IdentityConfig) -> Self {
+        Checks {
+            records,
+            key,
+            admin_cache: AdminCache::default(),
+            limiter: LoginLimiter::new(
+                config.login_failures_per_minute.max(1),
+                Duration::from_secs(60),
+            ),
+            password_checks: tokio::sync::Semaphore::new(config.max_password_checks.max(1)),
+            config,
+        }
+    }
+
+    /// The admin's user name.
+    pub fn admin_username(&self) -> String {
+        self.records.snapshot().admin.username.clone()
+    }
+
+    /// Checks a user name and password from `client`.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        client: IpAddr,
+    ) -> Result<Principal, LoginError> {
+        let snapshot = self.records.snapshot();
+        if username == snapshot.admin.username {
+            let hash = snapshot.admin.password_hash.clone();
+            // A recent success is remembered: no slow check, nothing to count.
+            if self.admin_cache.hit(&hash, password) {
+                self.limiter
+                    .check(client)
+                    .map_err(LoginError::RateLimited)?;
+                return Ok(Principal::Admin);
+            }
+            // Counted before the slow check, so concurrent attempts cannot pass the limit.
+            let attempt = self
+                .limiter
+                .attempt(client)
+                .map_err(LoginError::RateLimited)?;
+            let _permit = tokio::time::timeout(PASSWORD_CHECK_WAIT, self.password_checks.acquire())
+                .await
+                .map_err(|_| LoginError::RateLimited(Duration::from_secs(1)))?
+                .expect("the password check semaphore is never closed");
+            let (candidate, stored) = (password.to_owned(), hash.clone());
+            let ok =
+                tokio::task::spawn_blocking(move || admin::verify_password(&candidate, &stored))
+                    .await
+                    .unwrap_or(false);
+            if !ok {
+                return Err(LoginError::Invalid);
+            }
+            self.admin_cache.remember(&hash, password);
+            attempt.succeeded();
+            return Ok(Principal::Admin);
+        }
+        let attempt = self
+            .limiter
+            .attempt(client)
+            .map_err(LoginError::RateLimited)?;
+        // An unknown name is checked against a dummy token, so it costs what a wrong
+        // password for a known one does.
+        let principal = match snapshot.tokens.get(username) {
+            Some(token) => token
+                .check_password(password, now())
+                .map(|slot| Principal::Token {
+                    name: token.name.clone(),
+                    slot,
+                    password_id: token
+                        .slot(slot)
+                        .map(|p| p.id().to_owned())
+                        .unwrap_or_default(),
+                }),
+            None => {
+                token::check_unknown_name(password);
+                None
+            }
+        };
+        let principal = principal.ok_or(LoginError::Invalid)?;
+        attempt.succeeded();
+        Ok(principal)
+    }
+
+    /// Whether a principal's login still stands (token enabled, password unchanged and not
+    /// expired).
+    pub fn principal_valid(&self, principal: &Principal) -> bool {
+        match principal {
+            Principal::Admin | Principal::Anonymous => true,
+            Principal::Token {
+                name,
+                slot,
+                password_id,
+            } => self
+                .records
+                .snapshot()
+                .tokens
+                .get(name)
+                .is_some_and(|t| t.session_valid(*slot, password_id, now())),
+        }
+    }
+
+    /// The repository actions `principal` has on `repository` now.
+    pub fn repository_actions(&self, principal: &Principal, repository: &str) -> Actions {
+        let snapshot = self.records.snapshot();
+        match principal {
+            Principal::Admin => Actions::ALL,
+            Principal::Anonymous if snapshot.settings.anonymous_pull_enabled => {
+                Actions::of(&[crate::action::RepositoryAction::ContentRead])
+            }
+            Principal::Anonymous => Actions::NONE,
+            Principal::Token {
+                name,
+                slot,
+                password_id,
+            } => {
+                let Some(token) = snapshot.tokens.get(name) else {
+                    return Actions::NONE;
+                };
+                if !token.session_valid(*slot, password_id, now()) {
+                    return Actions::NONE;
+                }
+                snapshot
+                    .compiled
+                    .get(&token.scope_map)
+                    .map_or(Actions::NONE, |m| m.repository_actions(repository))
+            }
+        }
+    }
+
+    /// The gateway actions `principal` has on connected registry `name` now.
+    pub fn gateway_actions(&self, principal: &Principal, name: &str) -> BTreeSet<GatewayAction> {
+        let snapshot = self.records.snapshot();
+        match principal {
+            Principal::Admin => GatewayAction::ALL.into_iter().collect(),
+            Principal::Anonymous => BTreeSet::new(),
+            Principal::Token {
+                name: token,
+                slot,
+                password_id,
+            } => snapshot
+                .tokens
+                .get(token)
+                .filter(|t| t.session_valid(*slot, password_id, now()))
+                .and_then(|t| snapshot.compiled.get(&t.scope_map))
+                .map(|m| m.gateway_actions(name))
+                .unwrap_or_default(),
+        }
+    }
+
+    fn claims(
+        &self,
+        principal: &Principal,
+        service: &str,
+        kind: TokenKind,
+        ttl: Duration,
+        access: Vec<Access>,
+    ) -> Claims {
+        let now = now();
+        let (who, sub, slot, pwd) = match principal {
+            Principal::Admin => ("admin", self.admin_username(), None, None),
+            Principal::Token {
+                name,
+                slot,
+                password_id,
+            } => (
+                "token",
+                name.clone(),
+                Some(slot.number()),
+                Some(password_id.clone()),
+            ),
+            Principal::Anonymous => ("anonymous", String::new(), None, None),
+        };
+        Claims {
+            iss: "berth".into(),
+            sub,
+            aud: service.to_owned(),
+            iat: now,
+            nbf: now,
+            exp: now + ttl.as_secs() as i64,
+            kind,
+            who: who.into(),
+            slot,
+            pwd,
+            access,
+        }
+    }
+
+    /// Issues an access token for `scopes`, granting only what `principal` may do: requested
+    /// but ungranted actions are dropped silently, as the Docker token spec asks.
+    pub fn issue_access_token(
+        &self,
+        principal: &Principal,
+        service: &str,
+        scopes: &[Scope],
+    ) -> IssuedToken {
+        let mut access: Vec<Access> = Vec::new();
+        for scope in scopes {
+            match scope.kind.as_str() {
+                "repository" => {
+                    let granted = Actions::from_docker(&scope.actions)
+                        .intersection(self.repository_actions(principal, &scope.name));
+                    if !granted.is_empty() {
+                        access.push(Access {
+                            kind: "repository".into(),
+                            name: scope.name.clone(),
+                            actions: granted
+                                .docker_names()
+                                .into_iter()
+                                .map(str::to_owned)
+                                .collect(),
+                        });
+                    }
+                }
+                "registry" if scope.name == "catalog" && *principal != Principal::Anonymous => {
+                    access.push(Access {
+                        kind: "registry".into(),
+                        name: "catalog".into(),
+                        actions: vec!["*".into()],
+                    });
+                }
+                // The management API, for the admin only, and only when asked for: an admin
+                // token obtained to pull does not manage.
+                "registry" if scope.name == "management" && *principal == Principal::Admin => {
+                    access.push(Access {
+                        kind: "registry".into(),
+                        name: "management".into(),
+                        actions: vec!["*".into()],
+                    });
+                }
+                _ => {}
+            }
+        }
+        let claims = self.claims(
+            principal,
+            service,
+            TokenKind::Access,
+            self.config.access_token_ttl,
+            access,
+        );
+        IssuedToken {
+            token: self.key.sign(&claims),
+            expires_in: self.config.access_token_ttl.as_secs(),
+            issued_at: claims.iat,
+            access: claims.access,
+        }
+    }
+
+    /// Issues a refresh token: a login that can be exchanged for access tokens until it
+    /// expires, the token is disabled, or its password changes.
+    pub fn issue_refresh_token(&self, principal: &Principal, service: &str) -> String {
+        self.key.sign(&self.claims(
+            principal,
+            service,
+            TokenKind::Refresh,
+            self.config.refresh_token_ttl,
+            Vec::new(),
+        ))
+    }
+
+    fn principal_of(&self, claims: &Claims) -> Result<Principal, TokenError> {
+        let principal = match claims.who.as_str() {
+            "admin" if claims.sub == self.admin_username() => Principal::Admin,
+            "token" => Principal::Token {
+                name: claims.sub.clone(),
+                slot: claims
+                    .slot
+                    .and_then(Slot::from_number)
+                    .ok_or(TokenError::Malformed)?,
+                password_id: claims.pwd.clone().ok_or(TokenError::Malformed)?,
+            },
+            "anonymous" => Principal::Anonymous,
+            _ => return Err(TokenError::Malformed),
+        };
+        if self.principal_valid(&principal) {
+            Ok(principal)
+        } else {
+            Err(TokenError::Revoked)
+        }
+    }
+
+    /// Verifies an access token presented to `service`; returns who it is for and what it
+    /// grants. A token issued for another service, or whose login no longer stands
+    /// (disabled, rotated password), is refused.
+    pub fn verify_access_token(
+        &self,
+        jwt: &str,
+        service: &str,
+    ) -> Result<(Principal, Vec<Access>), TokenError> {
+        let claims = self.key.verify(jwt, now())?;
+        if claims.kind != TokenKind::Access {
+            return Err(TokenError::Malformed);
+        }
+        if claims.aud != service {
+            return Err(TokenError::Audience(claims.aud));
+        }
+        let principal = self.principal_of(&claims)?;
+        Ok((principal, claims.access))
+    }
+
+    /// Verifies a refresh token presented to `service`; returns who it is for.
+    pub fn verify_refresh_token(&self, jwt: &str, service: &str) -> Result<Principal, TokenError> {
+        let claims = self.key.verify(jwt, now())?;
+        if claims.kind != TokenKind::Refresh || claims.who == "anonymous" {
+            return Err(TokenError::Malformed);
+        }
+        if claims.aud != service {
+            return Err(TokenError::Audience(claims.aud));
+        }
+        self.principal_of(&claims)
+    }
+}

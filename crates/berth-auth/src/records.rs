@@ -1,0 +1,182 @@
+//! The identity records every part of [`crate::Identity`] shares: the [`IdentityStore`],
+//! the in-memory [`Snapshot`] that checks read, and the one way to change them,
+//! [`Records::change`].
+//!
+//! Invariant: the snapshot is what the store holds, as of the last change this process
+//! made or saw. A change reads the snapshot, decides its writes from it (with every rule
+//! checked there), and commits them in one store transaction; no other change lands between
+//! what it read and what it wrote.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use crate::connected::ConnectedRegistry;
+use crate::error::IdentityError;
+use crate::identity::Settings;
+use crate::network::{NetworkPolicy, NetworkSettings};
+use crate::scope_map::{CompiledScopeMap, ScopeMap, built_in_scope_maps};
+use crate::store::{AdminRecord, IdentityStore, StoredIdentities, Write};
+use crate::token::Token;
+
+type Result<T, E = IdentityError> = std::result::Result<T, E>;
+
+/// The settings key network settings are stored under, as one JSON value.
+pub(crate) const NETWORK_KEY: &str = "network";
+/// The settings key of the anonymous pull switch.
+pub(crate) const ANONYMOUS_PULL_KEY: &str = "anonymous_pull_enabled";
+
+/// Every identity, as of one moment: immutable, shared by the checks that read it.
+#[derive(Clone)]
+pub(crate) struct Snapshot {
+    pub(crate) tokens: HashMap<String, Token>,
+    pub(crate) scope_maps: BTreeMap<String, ScopeMap>,
+    pub(crate) compiled: HashMap<String, Arc<CompiledScopeMap>>,
+    pub(crate) settings: Settings,
+    pub(crate) network: Arc<NetworkPolicy>,
+    pub(crate) admin: AdminRecord,
+    pub(crate) connected: BTreeMap<String, ConnectedRegistry>,
+}
+
+impl Snapshot {
+    /// The snapshot of everything `stored` holds, with the built-in scope maps.
+    fn build(stored: StoredIdentities) -> Result<Snapshot> {
+        let mut scope_maps: BTreeMap<String, ScopeMap> = built_in_scope_maps()
+            .into_iter()
+            .map(|m| (m.name.clone(), m))
+            .collect();
+        scope_maps.extend(stored.scope_maps.into_iter().map(|m| (m.name.clone(), m)));
+        let compiled = scope_maps
+            .iter()
+            .map(|(name, m)| (name.clone(), Arc::new(m.compile())))
+            .collect();
+        let mut snapshot = Snapshot {
+            tokens: stored
+                .tokens
+                .into_iter()
+                .map(|t| (t.name.clone(), t))
+                .collect(),
+            scope_maps,
+            compiled,
+            settings: Settings::default(),
+            network: Arc::new(NetworkPolicy::new(NetworkSettings::default())),
+            admin: stored
+                .admin
+                .ok_or_else(|| IdentityError::Invalid("the admin account is missing".into()))?,
+            connected: stored
+                .connected_registries
+                .into_iter()
+                .map(|c| (c.name.clone(), c))
+                .collect(),
+        };
+        for (key, value) in &stored.settings {
+            snapshot.set(key, value)?;
+        }
+        Ok(snapshot)
+    }
+
+    fn set(&mut self, key: &str, value: &serde_json::Value) -> Result<()> {
+        match key {
+            ANONYMOUS_PULL_KEY => {
+                self.settings.anonymous_pull_enabled = value.as_bool().unwrap_or(false);
+            }
+            NETWORK_KEY => {
+                let settings = serde_json::from_value(value.clone()).map_err(|e| {
+                    IdentityError::Invalid(format!("stored network settings are invalid: {e}"))
+                })?;
+                self.network = Arc::new(NetworkPolicy::new(settings));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// This snapshot with `writes` applied, as the store will hold it after them.
+    pub(crate) fn after(&self, writes: &[Write]) -> Result<Snapshot> {
+        let mut next = self.clone();
+        for write in writes {
+            match write {
+                Write::PutScopeMap(map) => {
+                    next.compiled
+                        .insert(map.name.clone(), Arc::new(map.compile()));
+                    next.scope_maps.insert(map.name.clone(), map.clone());
+                }
+                Write::DeleteScopeMap(name) => {
+                    // Built-ins are never stored, so never deleted.
+                    if next.scope_maps.get(name).is_some_and(|m| !m.built_in) {
+                        next.scope_maps.remove(name);
+                        next.compiled.remove(name);
+                    }
+                }
+                Write::PutToken(token) => {
+                    next.tokens.insert(token.name.clone(), token.clone());
+                }
+                Write::DeleteToken(name) => {
+                    next.tokens.remove(name);
+                }
+                Write::PutSetting(key, value) => next.set(key, value)?,
+                Write::PutConnectedRegistry(registry) => {
+                    next.connected
+                        .insert(registry.name.clone(), (**registry).clone());
+                }
+                Write::DeleteConnectedRegistry(name) => {
+                    next.connected.remove(name);
+                }
+            }
+        }
+        Ok(next)
+    }
+}
+
+/// The store and the snapshot of it, changed only through [`Records::change`].
+pub(crate) struct Records {
+    store: Arc<dyn IdentityStore>,
+    snapshot: RwLock<Arc<Snapshot>>,
+    writes: tokio::sync::Mutex<()>,
+    /// Bumped after every change, for those waiting on one (the gateway's long polls).
+    changes: tokio::sync::watch::Sender<u64>,
+}
+
+impl Records {
+    /// The records of `store`, loaded.
+    pub(crate) async fn open(store: Arc<dyn IdentityStore>) -> Result<Records> {
+        let snapshot = Snapshot::build(store.load().await?)?;
+        Ok(Records {
+            store,
+            snapshot: RwLock::new(Arc::new(snapshot)),
+            writes: tokio::sync::Mutex::new(()),
+            changes: tokio::sync::watch::Sender::new(0),
+        })
+    }
+
+    /// The snapshot now (cheap: an `Arc` clone).
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.snapshot.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// A receiver that sees every change to identities.
+    pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Runs `decide` on the current snapshot and commits the writes it returns, in one store
+    /// transaction, then to the snapshot (no reload: every write goes through here, so the
+    /// snapshot follows them exactly, and a change costs the same with ten tokens or ten
+    /// thousand). Returns what `decide` returned besides its writes. `decide` may run again
+    /// (it must not keep state between runs); an error from it changes nothing.
+    pub(crate) async fn change<T>(
+        &self,
+        mut decide: impl FnMut(&Snapshot) -> Result<(Vec<Write>, T)>,
+    ) -> Result<T> {
+        let _one_at_a_time = self.writes.lock().await;
+        let snapshot = self.snapshot();
+        let (writes, value) = decide(&snapshot)?;
+        if writes.is_empty() {
+            return Ok(value);
+        }
+        let next = snapshot.after(&writes)?;
+        self.store.apply(&writes).await?;
+        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        self.changes.send_modify(|n| *n += 1);
+        Ok(value)
+    }
+}
