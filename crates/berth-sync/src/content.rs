@@ -21,7 +21,7 @@ use std::time::Duration;
 use berth_auth::gateway::RegistrySettings;
 use berth_auth::scope_map::RepositoryPattern;
 use berth_oci::{Digest, Manifest, Reference, RepositoryName, Tag, media_type};
-use berth_registry::{ChangeAction, Origin, Registry, RegistryError, UploadId};
+use berth_registry::{ChangeAction, Origin, Registry, RegistryError};
 use chrono::Utc;
 use futures_util::{StreamExt, TryStreamExt};
 use serde::Deserialize;
@@ -32,8 +32,7 @@ use crate::link::Link;
 use crate::position::Position;
 use crate::schedule::{Gate, Schedule};
 use crate::scope::SyncedRepositories;
-use crate::throttle::paced;
-use crate::transfers::{BlobKey, Transfers};
+use crate::transfers::Downloads;
 
 /// Every manifest type the registry stores, for `Accept`.
 pub(crate) const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
@@ -98,11 +97,8 @@ pub struct ContentSync {
     position: Position,
     /// The repository patterns held whole (a pattern newly on the list is caught up first).
     synced: Arc<SyncedRepositories>,
-    /// Blob transfers cut part way, to resume, kept on disk.
-    transfers: Transfers,
-    /// Blob transfers under way, so two manifests sharing a blob fetch it once, in turn
-    /// (two at once would append to the same session).
-    in_flight: std::sync::Mutex<std::collections::HashMap<BlobKey, Arc<tokio::sync::Mutex<()>>>>,
+    /// Blobs fetched from the parent, resumably.
+    downloads: Downloads,
 }
 
 impl ContentSync {
@@ -115,12 +111,11 @@ impl ContentSync {
         synced: Arc<SyncedRepositories>,
     ) -> Self {
         ContentSync {
+            downloads: Downloads::new(link.clone(), data_dir),
             link,
             name,
             position: Position::new(data_dir, "sync-position"),
             synced,
-            transfers: Transfers::open(data_dir),
-            in_flight: Default::default(),
         }
     }
 
@@ -137,7 +132,7 @@ impl ContentSync {
         mut config_changes: watch::Receiver<u64>,
         on_synced: impl Fn() + Send + Sync,
     ) -> LinkError {
-        self.forget_finished_transfers().await;
+        self.downloads.forget_finished().await;
         let mut backoff = Duration::from_millis(200);
         let mut failures = 0u32;
         loop {
@@ -496,7 +491,7 @@ impl ContentSync {
                     .map(|b| b.digest.clone())
                     .collect::<Vec<_>>(),
             )
-            .map(|digest| async move { self.ensure_blob(repository, &digest).await })
+            .map(|digest| async move { self.downloads.ensure(repository, &digest).await })
             .buffer_unordered(concurrency.max(1) as usize)
             .try_collect::<Vec<()>>()
             .await?;
@@ -541,107 +536,6 @@ impl ContentSync {
         Ok((content, content_type))
     }
 
-    /// Makes sure the local repository may read blob `digest`: linked from another local
-    /// repository when the bytes are already here, else streamed from the parent and checked.
-    /// A transfer cut part way (by the link, or by a restart) is resumed from the bytes
-    /// already received (`Range`), and the digest is still checked over the whole blob.
-    async fn ensure_blob(
-        &self,
-        repository: &RepositoryName,
-        digest: &Digest,
-    ) -> Result<(), SyncError> {
-        let key = format!("{repository}@{digest}");
-        let turn = Arc::clone(
-            self.in_flight
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .entry(key.clone())
-                .or_default(),
-        );
-        let held = turn.lock().await;
-        let result = self.fetch_blob(repository, digest, &key).await;
-        drop(held);
-        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        // Only the map and this call hold it: nobody waits for this blob any more.
-        if Arc::strong_count(&turn) == 2 {
-            in_flight.remove(&key);
-        }
-        result
-    }
-
-    /// [`Self::ensure_blob`] for the one caller whose turn it is.
-    async fn fetch_blob(
-        &self,
-        repository: &RepositoryName,
-        digest: &Digest,
-        key: &str,
-    ) -> Result<(), SyncError> {
-        let registry = &self.link.registry;
-        if registry.blob(repository, digest).await.is_ok()
-            || registry.adopt_blob(repository, digest).await?
-        {
-            // A transfer left from before is of no use any more.
-            if let Some(id) = self.transfers.get(key) {
-                let _ = registry.cancel_upload(repository, &id).await;
-                self.transfers.remove(key)?;
-            }
-            return Ok(());
-        }
-        let resumable = match self.transfers.get(key) {
-            Some(id) => registry
-                .upload_offset(repository, &id)
-                .await
-                .ok()
-                .map(|offset| (id, offset)),
-            None => None,
-        };
-        let (id, offset) = match resumable {
-            Some(session) => session,
-            None => {
-                let id = registry.start_upload(repository).await?;
-                self.transfers.insert(key, id)?;
-                (id, 0)
-            }
-        };
-        let path = format!("/v2/{repository}/blobs/{digest}");
-        // A transfer cut just after its last byte holds the whole blob already: asking the
-        // parent for the bytes after it would be refused (416) on every attempt.
-        let complete = offset > 0 && self.parent_blob_size(&path).await? <= offset;
-        if !complete {
-            self.fetch_into(repository, &id, &path, offset, key).await?;
-        }
-        self.transfers.remove(key)?;
-        let finished = registry.finish_upload(repository, &id, digest, None).await;
-        if finished.is_err() {
-            let _ = registry.cancel_upload(repository, &id).await;
-        }
-        Ok(finished?)
-    }
-
-    /// Forgets, at start, the transfers whose session is gone (swept, or finished just
-    /// before a crash).
-    async fn forget_finished_transfers(&self) {
-        for (key, id) in self.transfers.all() {
-            let repository = key
-                .split_once('@')
-                .and_then(|(r, _)| self.link.registry.repository_name(r).ok());
-            let alive = match &repository {
-                Some(repository) => self
-                    .link
-                    .registry
-                    .upload_offset(repository, &id)
-                    .await
-                    .is_ok(),
-                None => false,
-            };
-            if alive {
-                tracing::info!(blob = %key, "a blob transfer cut by a restart resumes from the bytes on disk");
-            } else if let Err(e) = self.transfers.remove(&key) {
-                tracing::warn!(error = %e, "could not update the list of blob transfers");
-            }
-        }
-    }
-
     /// Points `tag` at manifest `digest`, held here already, as the parent's change.
     async fn tag_from_parent(
         &self,
@@ -662,54 +556,6 @@ impl ContentSync {
                 local.content.clone(),
                 vec![tag],
             )
-            .await?;
-        Ok(())
-    }
-
-    /// The size of a blob at the parent, from `HEAD`.
-    async fn parent_blob_size(&self, path: &str) -> Result<u64, SyncError> {
-        let response = self.link.client.head(path, "*/*").await?;
-        response
-            .headers()
-            .get(reqwest::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| SyncError::Parent(format!("{path}: HEAD answered without a length")))
-    }
-
-    /// Appends the blob's bytes from `offset` on, as the parent sends them, to upload `id`.
-    async fn fetch_into(
-        &self,
-        repository: &RepositoryName,
-        id: &UploadId,
-        path: &str,
-        offset: u64,
-        key: &str,
-    ) -> Result<(), SyncError> {
-        let response = self.link.client.get_from(path, offset).await?;
-        if offset > 0 && response.status() != reqwest::StatusCode::PARTIAL_CONTENT {
-            // The parent sent the whole blob: start this transfer over.
-            self.transfers.remove(key)?;
-            let _ = self.link.registry.cancel_upload(repository, id).await;
-            return Err(SyncError::Parent(format!(
-                "{path}: the parent ignored the range request; starting over"
-            )));
-        }
-        if offset > 0 {
-            tracing::info!(path, offset, "resuming a blob transfer");
-        }
-        let _moving = self.link.activity.moving();
-        let bandwidth = (self.link.limits)().bandwidth;
-        let body = paced(
-            &self.link.throttle,
-            response.bytes_stream().map_err(io::Error::other),
-            bandwidth,
-        )
-        .boxed();
-        // On a cut the bytes received so far stay in the session, for the next attempt.
-        self.link
-            .registry
-            .append_upload(repository, id, Some(offset), body)
             .await?;
         Ok(())
     }
