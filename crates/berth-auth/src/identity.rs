@@ -159,6 +159,13 @@ impl Identity {
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.records.subscribe()
     }
+
+    /// Picks up the changes other processes sharing the store made since this one last
+    /// looked (its own are in force at once): reads the store's change log after the
+    /// snapshot's position. Returns whether anything changed.
+    pub async fn refresh(&self) -> Result<bool> {
+        self.records.refresh().await
+    }
 }
 
 #[cfg(test)]

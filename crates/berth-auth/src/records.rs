@@ -15,7 +15,7 @@ use crate::error::IdentityError;
 use crate::identity::Settings;
 use crate::network::{NetworkPolicy, NetworkSettings};
 use crate::scope_map::{CompiledScopeMap, ScopeMap, built_in_scope_maps};
-use crate::store::{AdminRecord, IdentityStore, StoredIdentities, Write};
+use crate::store::{AdminRecord, Applied, IdentityStore, StoredIdentities, Write};
 use crate::token::Token;
 
 type Result<T, E = IdentityError> = std::result::Result<T, E>;
@@ -28,6 +28,8 @@ pub(crate) const ANONYMOUS_PULL_KEY: &str = "anonymous_pull_enabled";
 /// Every identity, as of one moment: immutable, shared by the checks that read it.
 #[derive(Clone)]
 pub(crate) struct Snapshot {
+    /// The last change of the store's change log this snapshot includes.
+    pub(crate) head: i64,
     pub(crate) tokens: HashMap<String, Token>,
     pub(crate) scope_maps: BTreeMap<String, ScopeMap>,
     pub(crate) compiled: HashMap<String, Arc<CompiledScopeMap>>,
@@ -50,6 +52,7 @@ impl Snapshot {
             .map(|(name, m)| (name.clone(), Arc::new(m.compile())))
             .collect();
         let mut snapshot = Snapshot {
+            head: stored.head,
             tokens: stored
                 .tokens
                 .into_iter()
@@ -127,10 +130,16 @@ impl Snapshot {
     }
 }
 
+/// How many times a change is decided again when other processes' changes keep landing
+/// first, before it gives up.
+const ATTEMPTS: usize = 32;
+
 /// The store and the snapshot of it, changed only through [`Records::change`].
 pub(crate) struct Records {
     store: Arc<dyn IdentityStore>,
     snapshot: RwLock<Arc<Snapshot>>,
+    /// Spares this process's own changes from retrying each other; across processes, the
+    /// store's condition on the change log's head is what serialises writers.
     writes: tokio::sync::Mutex<()>,
     /// Bumped after every change, for those waiting on one (the gateway's long polls).
     changes: tokio::sync::watch::Sender<u64>,
@@ -158,25 +167,65 @@ impl Records {
         self.changes.subscribe()
     }
 
+    /// Installs `next` as the snapshot, unless one at least as recent is there already.
+    fn install(&self, next: Snapshot) {
+        let mut current = self.snapshot.write().unwrap_or_else(|e| e.into_inner());
+        if next.head > current.head {
+            *current = Arc::new(next);
+            drop(current);
+            self.changes.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Brings the snapshot up to the store's change log: the changes other processes made
+    /// (this process's own are in it already). Returns whether anything changed.
+    pub(crate) async fn refresh(&self) -> Result<bool> {
+        let snapshot = self.snapshot();
+        let (head, writes) = self.store.changes_since(snapshot.head).await?;
+        if head <= snapshot.head {
+            return Ok(false);
+        }
+        let mut next = snapshot.after(&writes)?;
+        next.head = head;
+        self.install(next);
+        Ok(true)
+    }
+
     /// Runs `decide` on the current snapshot and commits the writes it returns, in one store
-    /// transaction, then to the snapshot (no reload: every write goes through here, so the
-    /// snapshot follows them exactly, and a change costs the same with ten tokens or ten
-    /// thousand). Returns what `decide` returned besides its writes. `decide` may run again
-    /// (it must not keep state between runs); an error from it changes nothing.
+    /// transaction, then to the snapshot (no reload: the snapshot follows the writes exactly,
+    /// so a change costs the same with ten tokens or ten thousand). The snapshot first catches
+    /// up with the store's change log (one small query), and the store refuses the writes if
+    /// another change landed after that; the snapshot then catches up again and `decide`
+    /// runs again, so no change is ever decided on stale records.
+    /// Returns what `decide` returned besides its writes; an error from it changes nothing.
     pub(crate) async fn change<T>(
         &self,
         mut decide: impl FnMut(&Snapshot) -> Result<(Vec<Write>, T)>,
     ) -> Result<T> {
-        let _one_at_a_time = self.writes.lock().await;
-        let snapshot = self.snapshot();
-        let (writes, value) = decide(&snapshot)?;
-        if writes.is_empty() {
-            return Ok(value);
+        let _ours_one_at_a_time = self.writes.lock().await;
+        // Decided on the records as the store holds them: what another process changed
+        // since this one last looked counts, for the rules and for the answer.
+        self.refresh().await?;
+        for _ in 0..ATTEMPTS {
+            let snapshot = self.snapshot();
+            let (writes, value) = decide(&snapshot)?;
+            if writes.is_empty() {
+                return Ok(value);
+            }
+            let mut next = snapshot.after(&writes)?;
+            match self.store.apply(snapshot.head, &writes).await? {
+                Applied::At(head) => {
+                    next.head = head;
+                    self.install(next);
+                    return Ok(value);
+                }
+                Applied::Stale => {
+                    self.refresh().await?;
+                }
+            }
         }
-        let next = snapshot.after(&writes)?;
-        self.store.apply(&writes).await?;
-        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
-        self.changes.send_modify(|n| *n += 1);
-        Ok(value)
+        Err(IdentityError::Conflict(
+            "identities are changing too fast to apply this change; try again".into(),
+        ))
     }
 }

@@ -26,6 +26,8 @@ pub struct AdminRecord {
 /// Everything the store holds, loaded at once (identities are few and small).
 #[derive(Debug, Clone, Default)]
 pub struct StoredIdentities {
+    /// The last change in the identity change log this is as of (0: none yet).
+    pub head: i64,
     /// User scope maps (built-ins are not stored).
     pub scope_maps: Vec<ScopeMap>,
     /// Tokens.
@@ -57,13 +59,30 @@ pub enum Write {
     DeleteConnectedRegistry(String),
 }
 
-/// Storage for identities.
+/// What [`IdentityStore::apply`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The writes are stored; the change log's head is now this.
+    At(i64),
+    /// Another change landed since the head the caller read: nothing was written. Read the
+    /// changes since, decide again, and retry.
+    Stale,
+}
+
+/// Storage for identities. Every write appends to the identity change log, in the same
+/// transaction, and is applied only if the log's head is still the one the writer read: so
+/// writers in several processes are serialised by the store, and each process follows the
+/// others' changes by reading the log.
 #[async_trait]
 pub trait IdentityStore: Send + Sync + 'static {
-    /// Everything.
+    /// Everything, as of the change log's head.
     async fn load(&self) -> Result<StoredIdentities>;
-    /// Applies `writes` in one transaction, each also appended to the identity change log.
-    async fn apply(&self, writes: &[Write]) -> Result<()>;
+    /// Applies `writes` in one transaction, each also appended to the identity change log,
+    /// if the log's head is still `head`.
+    async fn apply(&self, head: i64, writes: &[Write]) -> Result<Applied>;
+    /// The objects changed after `seq`, as writes that make a copy as of `seq` current
+    /// (their value now, or their deletion), and the head they bring it to.
+    async fn changes_since(&self, seq: i64) -> Result<(i64, Vec<Write>)>;
     /// Creates or replaces the admin account.
     async fn put_admin(&self, admin: &AdminRecord) -> Result<()>;
 }
@@ -109,12 +128,70 @@ fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("identities serialise")
 }
 
+/// The last change in the identity change log (0 before the first).
+async fn head(tx: &mut sqlx::SqliteConnection) -> Result<i64> {
+    sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM identity_changes")
+        .fetch_one(&mut *tx)
+        .await
+        .map(|row| row.get(0))
+        .map_err(IdentityError::store)
+}
+
+/// The write that makes a copy of object `name` of `kind` current: its value now, or its
+/// deletion.
+async fn current(tx: &mut sqlx::SqliteConnection, kind: &str, name: String) -> Result<Write> {
+    let query = match kind {
+        "scope_map" => "SELECT body FROM scope_maps WHERE name = $1",
+        "token" => "SELECT body FROM tokens WHERE name = $1",
+        "connected_registry" => "SELECT body FROM connected_registries WHERE name = $1",
+        "settings" => "SELECT value FROM settings WHERE key = $1",
+        other => {
+            return Err(IdentityError::Invalid(format!(
+                "the identity change log names an unknown kind `{other}`"
+            )));
+        }
+    };
+    let body: Option<String> = sqlx::query(query)
+        .bind(&name)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(IdentityError::store)?
+        .map(|row| row.get(0));
+    let parse = |text: &str| -> Result<serde_json::Value> {
+        serde_json::from_str(text).map_err(IdentityError::store)
+    };
+    Ok(match (kind, body) {
+        ("scope_map", Some(b)) => {
+            Write::PutScopeMap(serde_json::from_value(parse(&b)?).map_err(IdentityError::store)?)
+        }
+        ("scope_map", None) => Write::DeleteScopeMap(name),
+        ("token", Some(b)) => {
+            Write::PutToken(serde_json::from_value(parse(&b)?).map_err(IdentityError::store)?)
+        }
+        ("token", None) => Write::DeleteToken(name),
+        ("connected_registry", Some(b)) => Write::PutConnectedRegistry(Box::new(
+            serde_json::from_value(parse(&b)?).map_err(IdentityError::store)?,
+        )),
+        ("connected_registry", None) => Write::DeleteConnectedRegistry(name),
+        // Settings are never deleted.
+        (_, b) => Write::PutSetting(
+            name,
+            b.as_deref().map(parse).transpose()?.unwrap_or_default(),
+        ),
+    })
+}
+
 #[async_trait]
 impl IdentityStore for SqliteIdentityStore {
     async fn load(&self) -> Result<StoredIdentities> {
-        let mut out = StoredIdentities::default();
+        // One read transaction, so the objects and the head agree.
+        let mut tx = self.pool.begin().await.map_err(IdentityError::store)?;
+        let mut out = StoredIdentities {
+            head: head(&mut tx).await?,
+            ..StoredIdentities::default()
+        };
         for row in sqlx::query("SELECT body FROM scope_maps ORDER BY name")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await
             .map_err(IdentityError::store)?
         {
@@ -122,7 +199,7 @@ impl IdentityStore for SqliteIdentityStore {
                 .push(serde_json::from_str(row.get::<&str, _>(0)).map_err(IdentityError::store)?);
         }
         for row in sqlx::query("SELECT body FROM tokens ORDER BY name")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await
             .map_err(IdentityError::store)?
         {
@@ -130,7 +207,7 @@ impl IdentityStore for SqliteIdentityStore {
                 .push(serde_json::from_str(row.get::<&str, _>(0)).map_err(IdentityError::store)?);
         }
         for row in sqlx::query("SELECT key, value FROM settings")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await
             .map_err(IdentityError::store)?
         {
@@ -140,7 +217,7 @@ impl IdentityStore for SqliteIdentityStore {
             ));
         }
         for row in sqlx::query("SELECT body FROM connected_registries ORDER BY name")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await
             .map_err(IdentityError::store)?
         {
@@ -148,7 +225,7 @@ impl IdentityStore for SqliteIdentityStore {
                 .push(serde_json::from_str(row.get::<&str, _>(0)).map_err(IdentityError::store)?);
         }
         out.admin = sqlx::query("SELECT username, password_hash FROM admin WHERE id = 1")
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(IdentityError::store)?
             .map(|row| AdminRecord {
@@ -158,12 +235,17 @@ impl IdentityStore for SqliteIdentityStore {
         Ok(out)
     }
 
-    async fn apply(&self, writes: &[Write]) -> Result<()> {
+    async fn apply(&self, expected: i64, writes: &[Write]) -> Result<Applied> {
+        // BEGIN IMMEDIATE takes the write lock first: the head read here cannot move before
+        // this transaction commits.
         let mut tx = self
             .pool
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(IdentityError::store)?;
+        if head(&mut tx).await? != expected {
+            return Ok(Applied::Stale);
+        }
         for write in writes {
             let (query, kind, name) = match write {
                 Write::PutScopeMap(map) => (
@@ -237,7 +319,31 @@ impl IdentityStore for SqliteIdentityStore {
                 .await
                 .map_err(IdentityError::store)?;
         }
-        tx.commit().await.map_err(IdentityError::store)
+        let head = head(&mut tx).await?;
+        tx.commit().await.map_err(IdentityError::store)?;
+        Ok(Applied::At(head))
+    }
+
+    async fn changes_since(&self, seq: i64) -> Result<(i64, Vec<Write>)> {
+        let mut tx = self.pool.begin().await.map_err(IdentityError::store)?;
+        let head = head(&mut tx).await?;
+        if head <= seq {
+            return Ok((head, Vec::new()));
+        }
+        let changed = sqlx::query(
+            "SELECT kind, name, MAX(seq) AS last FROM identity_changes WHERE seq > $1 \
+             GROUP BY kind, name ORDER BY last",
+        )
+        .bind(seq)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(IdentityError::store)?;
+        let mut writes = Vec::with_capacity(changed.len());
+        for row in changed {
+            let (kind, name): (String, String) = (row.get(0), row.get(1));
+            writes.push(current(&mut tx, &kind, name).await?);
+        }
+        Ok((head, writes))
     }
 
     async fn put_admin(&self, admin: &AdminRecord) -> Result<()> {

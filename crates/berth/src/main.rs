@@ -122,6 +122,7 @@ async fn serve(
     let registry = Arc::new(registry);
     spawn_upload_sweeper(Arc::clone(&registry));
     let identity = Arc::new(open_identity(&config).await?);
+    spawn_identity_follower(Arc::clone(&identity));
 
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let listeners = Listeners::bind(&config, stopping.clone()).await?;
@@ -309,6 +310,35 @@ fn spawn_change_log_pruner(
                 Ok(0) => {}
                 Ok(n) => tracing::info!(removed = n, "pruned the change log"),
                 Err(e) => tracing::warn!(error = %e, "could not prune the change log"),
+            }
+        }
+    });
+}
+
+/// Picks up identity changes other processes sharing the identity store made (this one's
+/// own are in force at once), by reading the store's change log every second: one small
+/// query while nothing changes.
+fn spawn_identity_follower(identity: Arc<Identity>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tick.tick().await;
+            match identity.refresh().await {
+                Ok(changed) => {
+                    if changed {
+                        tracing::debug!("picked up identity changes from the store");
+                    }
+                    if std::mem::take(&mut failing) {
+                        tracing::info!("reading the identity change log works again");
+                    }
+                }
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::warn!(error = %e, "could not read the identity change log; retrying");
+                }
+                Err(_) => {}
             }
         }
     });
