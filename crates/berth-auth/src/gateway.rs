@@ -312,7 +312,9 @@ impl Gateway for RootGateway {
             ..Default::default()
         };
         let hierarchy = self.0.hierarchy();
-        hierarchy.report_connected_status(name, &request.instance_id, status)?;
+        hierarchy
+            .report_connected_status(name, &request.instance_id, status)
+            .await?;
         Ok(hierarchy.config_document(name)?)
     }
 
@@ -338,6 +340,7 @@ impl Gateway for RootGateway {
         Ok(self
             .0
             .hierarchy()
-            .report_connected_status(name, &report.instance_id, report.status)?)
+            .report_connected_status(name, &report.instance_id, report.status)
+            .await?)
     }
 }

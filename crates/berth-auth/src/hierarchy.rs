@@ -9,19 +9,21 @@
 //! on itself and each descendant. It is recomputed, in the same transaction, after every
 //! change that could alter it, so content and messages can always be relayed down the tree.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, RwLock};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use crate::action::GatewayAction;
 use crate::connected::{
-    self, Activation, ConnectedRegistry, InstanceStatus, LogLevel, Mode, StatusDetail,
-    SyncSettings, pattern_within, sync_rules, validate_notification,
+    self, Activation, ConnectedRegistry, InstanceStatus, LogLevel, Mode, SyncSettings,
+    pattern_within, sync_rules, validate_notification,
 };
 use crate::error::IdentityError;
 use crate::identity::now;
 use crate::management::{GeneratedPassword, fill_slot};
 use crate::records::{Records, Snapshot};
 use crate::scope_map::{GatewayRule, RepositoryPattern, ScopeMap};
+use crate::statuses::Statuses;
+use crate::store::IdentityStore;
 use crate::store::Write;
 use crate::token::{Slot, Token, TokenStatus};
 
@@ -228,98 +230,48 @@ fn derived_sync_maps(
 /// The connected-registry control plane.
 pub struct Hierarchy {
     pub(crate) records: Arc<Records>,
-    /// Connected registries' last status reports (in memory only).
-    statuses: RwLock<HashMap<String, InstanceStatus>>,
-    /// Problems the root itself saw for a connected registry (e.g. a refused activation).
-    events: RwLock<HashMap<String, Vec<StatusDetail>>>,
+    /// Instances' status reports and the problems the root saw, in the store.
+    statuses: Statuses,
 }
 
 impl Hierarchy {
-    pub(crate) fn new(records: Arc<Records>) -> Self {
+    pub(crate) fn new(records: Arc<Records>, store: Arc<dyn IdentityStore>) -> Self {
         Hierarchy {
             records,
-            statuses: RwLock::default(),
-            events: RwLock::default(),
+            statuses: Statuses::new(store),
         }
     }
 
     /// Every connected registry, with its last status report.
-    pub fn connected_registries(&self) -> Vec<ConnectedRegistry> {
+    pub async fn connected_registries(&self) -> Result<Vec<ConnectedRegistry>> {
+        self.statuses.with_statuses(self.definitions()).await
+    }
+
+    /// Every connected registry as defined, without its status (no store read).
+    pub fn definitions(&self) -> Vec<ConnectedRegistry> {
         self.records
             .snapshot()
             .connected
             .values()
-            .map(|r| self.with_status(r.clone()))
+            .cloned()
             .collect()
     }
 
     /// One connected registry, with its last status report.
-    pub fn connected_registry(&self, name: &str) -> Result<ConnectedRegistry> {
-        self.records
+    pub async fn connected_registry(&self, name: &str) -> Result<ConnectedRegistry> {
+        let registry = self
+            .records
             .snapshot()
             .connected
             .get(name)
-            .map(|r| self.with_status(r.clone()))
-            .ok_or_else(|| not_found(name))
-    }
-
-    /// Status reports are kept in memory only: they arrive every few seconds from every
-    /// instance, and after a restart of the root the next report restores them. The
-    /// problems the root saw itself are merged in: current ones first, then past ones,
-    /// newest first.
-    fn with_status(&self, mut registry: ConnectedRegistry) -> ConnectedRegistry {
-        let status = self
-            .statuses
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&registry.name)
-            .cloned();
-        let events = self
-            .events
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&registry.name)
             .cloned()
-            .unwrap_or_default();
-        registry.status = match (status, events.is_empty()) {
-            (status, true) => status,
-            (status, false) => {
-                let mut status = status.unwrap_or_default();
-                status.details.extend(events);
-                connected::order_details(&mut status.details);
-                Some(status)
-            }
-        };
-        registry
-    }
-
-    /// Records a problem the root saw for `name`: current until the registry's active
-    /// instance reports again (or it is deactivated); the last few past ones are kept, in
-    /// memory.
-    fn record_event(&self, name: &str, code: &str, description: String) {
-        let mut events = self.events.write().unwrap_or_else(|e| e.into_inner());
-        let list = events.entry(name.to_owned()).or_default();
-        match list.iter_mut().find(|e| e.code == code && e.is_current()) {
-            Some(current) => current.description = description,
-            None => list.push(connected::StatusDetail::new(code, description, now())),
-        }
-        connected::trim_past(list);
-    }
-
-    /// Marks every problem the root saw for `name` as past.
-    fn resolve_events(&self, name: &str) {
-        let mut events = self.events.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(list) = events.get_mut(name) {
-            let at = now();
-            for event in list.iter_mut().filter(|e| e.is_current()) {
-                event.resolved_at = Some(at);
-            }
-        }
+            .ok_or_else(|| not_found(name))?;
+        self.statuses.with_status(registry).await
     }
 
     /// Connected registries under `parent` (the root when `None`): direct children only with
     /// `no_children`, else all descendants.
-    pub fn list_connected_registries(
+    pub async fn list_connected_registries(
         &self,
         parent: Option<&str>,
         no_children: bool,
@@ -340,15 +292,11 @@ impl Hierarchy {
                 .collect(),
             (Some(p), false) => descendants(snapshot.connected.values(), p),
         };
-        let mut out: Vec<ConnectedRegistry> = names
+        let registries = names
             .iter()
-            .filter_map(|n| {
-                snapshot
-                    .connected
-                    .get(n)
-                    .map(|r| self.with_status(r.clone()))
-            })
+            .filter_map(|n| snapshot.connected.get(n).cloned())
             .collect();
+        let mut out = self.statuses.with_statuses(registries).await?;
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
@@ -557,7 +505,8 @@ impl Hierarchy {
     /// scope maps. With `cleanup`, its sync token and sync scope map go too; without, returns
     /// them as what is left to remove by hand.
     pub async fn delete_connected_registry(&self, name: &str, cleanup: bool) -> Result<Leftovers> {
-        self.records
+        let leftovers = self
+            .records
             .change(|snapshot| {
                 let registry = snapshot
                     .connected
@@ -593,7 +542,9 @@ impl Hierarchy {
                 }
                 Ok((with_derived_maps(snapshot, writes), leftovers))
             })
-            .await
+            .await?;
+        self.statuses.delete(name).await?;
+        Ok(leftovers)
     }
 
     /// Forgets the active instance, so a replacement can activate. The instance is
@@ -625,12 +576,8 @@ impl Hierarchy {
                 ))
             })
             .await?;
-        self.statuses
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(name);
-        self.resolve_events(name);
-        Ok(self.with_status(registry))
+        self.statuses.forget(name).await?;
+        self.statuses.with_status(registry).await
     }
 
     /// Adds repositories to a connected registry and all its ancestors; removes repositories
@@ -669,7 +616,7 @@ impl Hierarchy {
                 Ok((with_derived_maps(snapshot, writes), ()))
             })
             .await?;
-        self.connected_registry(name)
+        self.connected_registry(name).await
     }
 
     /// The connection string for an instance, optionally with a new sync-token password in
@@ -694,7 +641,7 @@ impl Hierarchy {
                 "parent protocol `{protocol}` is invalid; use http or https"
             )));
         }
-        let registry = self.connected_registry(name)?;
+        let registry = self.connected_registry(name).await?;
         let name_it = "or name the parent's address with `--parent-gateway-endpoint HOST[:PORT]`";
         let endpoint = match (parent_endpoint, &registry.parent) {
             (Some(endpoint), _) => {
@@ -708,7 +655,7 @@ impl Hierarchy {
                 root_endpoint.to_owned()
             }
             (None, Some(parent)) => {
-                let parent = self.connected_registry(parent)?;
+                let parent = self.connected_registry(parent).await?;
                 let reported = parent
                     .status
                     .as_ref()
@@ -814,11 +761,12 @@ impl Hierarchy {
             })
             .await;
         if let Some(holder) = holder.into_inner().unwrap_or_else(|e| e.into_inner()) {
-            self.record_event(
-                name,
-                "ALREADY_ACTIVATED",
-                format!("instance `{instance_id}` was refused: instance `{holder}` holds this connected registry"),
+            let description = format!(
+                "instance `{instance_id}` was refused: instance `{holder}` holds this connected registry"
             );
+            self.statuses
+                .record_event(name, "ALREADY_ACTIVATED", &description)
+                .await?;
         }
         result
     }
@@ -855,20 +803,14 @@ impl Hierarchy {
 
     /// Records a status report of the active instance. The problems the root saw for the
     /// registry become past: it is online again.
-    pub fn report_connected_status(
+    pub async fn report_connected_status(
         &self,
         name: &str,
         instance_id: &str,
-        mut status: InstanceStatus,
+        status: InstanceStatus,
     ) -> Result<()> {
         self.check_active_instance(name, instance_id)?;
-        status.reported_at = now();
-        self.statuses
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name.to_owned(), status);
-        self.resolve_events(name);
-        Ok(())
+        self.statuses.report(name, status).await
     }
 
     /// Whether `token` is the sync token of some connected registry (and which).
@@ -1052,7 +994,9 @@ mod tests {
             .token(
                 &identity
                     .hierarchy()
-                    .connected_registry(registry)
+                    .definitions()
+                    .into_iter()
+                    .find(|r| r.name == registry)
                     .unwrap()
                     .sync_token,
             )
@@ -1138,6 +1082,7 @@ mod tests {
             identity
                 .hierarchy()
                 .connected_registry("factory")
+                .await
                 .unwrap()
                 .repositories
                 .contains(&"other/thing".to_owned())
@@ -1155,6 +1100,7 @@ mod tests {
             identity
                 .hierarchy()
                 .connected_registry("line3")
+                .await
                 .unwrap()
                 .repositories
                 .is_empty()
@@ -1283,6 +1229,7 @@ mod tests {
             identity
                 .hierarchy()
                 .connected_registry("shop7")
+                .await
                 .unwrap()
                 .client_tokens,
             ["reader2"]
@@ -1357,6 +1304,7 @@ mod tests {
         identity
             .hierarchy()
             .report_connected_status("factory", "instance-a", report("0.0.0.0:5001"))
+            .await
             .unwrap();
         let e = settings(None).await.unwrap_err().to_string();
         assert!(
@@ -1366,6 +1314,7 @@ mod tests {
         identity
             .hierarchy()
             .report_connected_status("factory", "instance-a", report("factory.site:5001"))
+            .await
             .unwrap();
         let (text, _) = settings(None).await.unwrap();
         assert!(
@@ -1439,7 +1388,11 @@ mod tests {
 
         assert_eq!(
             connection_state(
-                &identity.hierarchy().connected_registry("factory").unwrap(),
+                &identity
+                    .hierarchy()
+                    .connected_registry("factory")
+                    .await
+                    .unwrap(),
                 now()
             ),
             ConnectionState::Offline
@@ -1467,6 +1420,7 @@ mod tests {
         let details = identity
             .hierarchy()
             .connected_registry("factory")
+            .await
             .unwrap()
             .status
             .unwrap()
@@ -1483,10 +1437,15 @@ mod tests {
         identity
             .hierarchy()
             .report_connected_status("factory", "instance-a", status.clone())
+            .await
             .unwrap();
         assert_eq!(
             connection_state(
-                &identity.hierarchy().connected_registry("factory").unwrap(),
+                &identity
+                    .hierarchy()
+                    .connected_registry("factory")
+                    .await
+                    .unwrap(),
                 now()
             ),
             ConnectionState::Online
@@ -1494,6 +1453,7 @@ mod tests {
         let details = identity
             .hierarchy()
             .connected_registry("factory")
+            .await
             .unwrap()
             .status
             .unwrap()
@@ -1504,7 +1464,11 @@ mod tests {
         );
         assert_eq!(
             connection_state(
-                &identity.hierarchy().connected_registry("factory").unwrap(),
+                &identity
+                    .hierarchy()
+                    .connected_registry("factory")
+                    .await
+                    .unwrap(),
                 now() + 16
             ),
             ConnectionState::Offline
@@ -1513,6 +1477,7 @@ mod tests {
             identity
                 .hierarchy()
                 .report_connected_status("factory", "instance-b", status)
+                .await
                 .is_err()
         );
         identity
@@ -1522,11 +1487,10 @@ mod tests {
             .unwrap();
         // The deactivated instance learns it on its next call, and can never come back.
         assert!(matches!(
-            identity.hierarchy().report_connected_status(
-                "factory",
-                "instance-a",
-                InstanceStatus::default()
-            ),
+            identity
+                .hierarchy()
+                .report_connected_status("factory", "instance-a", InstanceStatus::default())
+                .await,
             Err(IdentityError::InstanceDeactivated { .. })
         ));
         assert!(matches!(

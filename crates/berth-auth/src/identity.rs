@@ -129,11 +129,11 @@ impl Identity {
             };
             store.put_admin(&record).await?;
         }
-        let records = Arc::new(Records::open(store).await?);
+        let records = Arc::new(Records::open(Arc::clone(&store)).await?);
         let identity = Identity {
             checks: Checks::new(Arc::clone(&records), key, config),
             management: Management::new(Arc::clone(&records)),
-            hierarchy: Hierarchy::new(Arc::clone(&records)),
+            hierarchy: Hierarchy::new(Arc::clone(&records), store),
             records,
         };
         Ok((identity, generated))

@@ -34,6 +34,7 @@ pub mod network;
 pub mod rate_limit;
 pub(crate) mod records;
 pub mod scope_map;
+pub(crate) mod statuses;
 pub mod store;
 pub mod token;
 

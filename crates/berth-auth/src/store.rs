@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use crate::connected::ConnectedRegistry;
+use crate::connected::{ConnectedRegistry, InstanceStatus, PAST_DETAILS_KEPT, StatusDetail};
 use crate::error::IdentityError;
 use crate::scope_map::ScopeMap;
 use crate::token::Token;
@@ -85,6 +85,26 @@ pub trait IdentityStore: Send + Sync + 'static {
     async fn changes_since(&self, seq: i64) -> Result<(i64, Vec<Write>)>;
     /// Creates or replaces the admin account.
     async fn put_admin(&self, admin: &AdminRecord) -> Result<()>;
+
+    /// Records the last status report of connected registry `registry`'s instance.
+    async fn put_status(&self, registry: &str, status: &InstanceStatus) -> Result<()>;
+    /// The last status report of `registry`'s instance, if any.
+    async fn status(&self, registry: &str) -> Result<Option<InstanceStatus>>;
+    /// Every connected registry's last status report.
+    async fn statuses(&self) -> Result<Vec<(String, InstanceStatus)>>;
+    /// Forgets `registry`'s status report (deactivated, deleted).
+    async fn delete_status(&self, registry: &str) -> Result<()>;
+    /// Records a problem the root saw for `registry`: a current one with the same code takes
+    /// the new description (and keeps its start); otherwise a new current one.
+    async fn put_event(&self, registry: &str, code: &str, description: &str, at: i64)
+    -> Result<()>;
+    /// Marks every current problem of `registry` as ended at `at`; keeps the
+    /// [`PAST_DETAILS_KEPT`] most recent past ones.
+    async fn resolve_events(&self, registry: &str, at: i64) -> Result<()>;
+    /// `registry`'s current problems and its most recent past ones.
+    async fn events(&self, registry: &str) -> Result<Vec<StatusDetail>>;
+    /// Forgets every problem of `registry` (deleted).
+    async fn delete_events(&self, registry: &str) -> Result<()>;
 }
 
 /// Identities in a SQLite file.
@@ -358,5 +378,144 @@ impl IdentityStore for SqliteIdentityStore {
         .await
         .map(drop)
         .map_err(IdentityError::store)
+    }
+
+    async fn put_status(&self, registry: &str, status: &InstanceStatus) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO connected_status (name, body, reported_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET body = excluded.body, reported_at = excluded.reported_at",
+        )
+        .bind(registry)
+        .bind(json(status))
+        .bind(status.reported_at)
+        .execute(&self.pool)
+        .await
+        .map(drop)
+        .map_err(IdentityError::store)
+    }
+
+    async fn status(&self, registry: &str) -> Result<Option<InstanceStatus>> {
+        sqlx::query("SELECT body FROM connected_status WHERE name = $1")
+            .bind(registry)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(IdentityError::store)?
+            .map(|row| serde_json::from_str(row.get::<&str, _>(0)).map_err(IdentityError::store))
+            .transpose()
+    }
+
+    async fn statuses(&self) -> Result<Vec<(String, InstanceStatus)>> {
+        sqlx::query("SELECT name, body FROM connected_status")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(IdentityError::store)?
+            .into_iter()
+            .map(|row| {
+                let status =
+                    serde_json::from_str(row.get::<&str, _>(1)).map_err(IdentityError::store)?;
+                Ok((row.get(0), status))
+            })
+            .collect()
+    }
+
+    async fn delete_status(&self, registry: &str) -> Result<()> {
+        sqlx::query("DELETE FROM connected_status WHERE name = $1")
+            .bind(registry)
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(IdentityError::store)
+    }
+
+    async fn put_event(
+        &self,
+        registry: &str,
+        code: &str,
+        description: &str,
+        at: i64,
+    ) -> Result<()> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(IdentityError::store)?;
+        let updated = sqlx::query(
+            "UPDATE connected_events SET description = $1 WHERE registry = $2 AND code = $3 AND resolved_at IS NULL",
+        )
+        .bind(description)
+        .bind(registry)
+        .bind(code)
+        .execute(&mut *tx)
+        .await
+        .map_err(IdentityError::store)?;
+        if updated.rows_affected() == 0 {
+            sqlx::query(
+                "INSERT INTO connected_events (registry, code, description, at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(registry)
+            .bind(code)
+            .bind(description)
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(IdentityError::store)?;
+        }
+        tx.commit().await.map_err(IdentityError::store)
+    }
+
+    async fn resolve_events(&self, registry: &str, at: i64) -> Result<()> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(IdentityError::store)?;
+        let resolved = sqlx::query(
+            "UPDATE connected_events SET resolved_at = $1 WHERE registry = $2 AND resolved_at IS NULL",
+        )
+        .bind(at)
+        .bind(registry)
+        .execute(&mut *tx)
+        .await
+        .map_err(IdentityError::store)?;
+        if resolved.rows_affected() > 0 {
+            sqlx::query(
+                "DELETE FROM connected_events WHERE registry = $1 AND resolved_at IS NOT NULL AND id NOT IN \
+                 (SELECT id FROM connected_events WHERE registry = $1 AND resolved_at IS NOT NULL \
+                  ORDER BY resolved_at DESC, id DESC LIMIT $2)",
+            )
+            .bind(registry)
+            .bind(PAST_DETAILS_KEPT as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(IdentityError::store)?;
+        }
+        tx.commit().await.map_err(IdentityError::store)
+    }
+
+    async fn events(&self, registry: &str) -> Result<Vec<StatusDetail>> {
+        Ok(sqlx::query(
+            "SELECT code, description, at, resolved_at FROM connected_events WHERE registry = $1 ORDER BY id",
+        )
+        .bind(registry)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(IdentityError::store)?
+        .into_iter()
+        .map(|row| StatusDetail {
+            code: row.get(0),
+            description: row.get(1),
+            at: row.get(2),
+            resolved_at: row.get(3),
+        })
+        .collect())
+    }
+
+    async fn delete_events(&self, registry: &str) -> Result<()> {
+        sqlx::query("DELETE FROM connected_events WHERE registry = $1")
+            .bind(registry)
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(IdentityError::store)
     }
 }

@@ -188,7 +188,7 @@ async fn serve(
             spawn_change_log_pruner(Arc::clone(&state.registry), fixed_retention, move || {
                 identity
                     .hierarchy()
-                    .connected_registries()
+                    .definitions()
                     .into_iter()
                     .map(|r| r.sync.message_ttl)
                     .collect()

@@ -178,7 +178,8 @@ pub(crate) async fn list(
     let registries = state
         .identity
         .hierarchy()
-        .list_connected_registries(q.parent.as_deref(), q.no_children)?;
+        .list_connected_registries(q.parent.as_deref(), q.no_children)
+        .await?;
     Ok(Json(registries.into_iter().map(Into::into).collect()))
 }
 
@@ -188,7 +189,12 @@ pub(crate) async fn show(
     Path(name): Path<String>,
 ) -> Result<Json<ConnectedRegistryView>, ApiError> {
     Ok(Json(
-        state.identity.hierarchy().connected_registry(&name)?.into(),
+        state
+            .identity
+            .hierarchy()
+            .connected_registry(&name)
+            .await?
+            .into(),
     ))
 }
 
@@ -266,7 +272,12 @@ pub(crate) async fn update(
         .await?;
     // Read back with the instance's live status, so the answer is what `show` gives.
     Ok(Json(
-        state.identity.hierarchy().connected_registry(&name)?.into(),
+        state
+            .identity
+            .hierarchy()
+            .connected_registry(&name)
+            .await?
+            .into(),
     ))
 }
 
@@ -305,7 +316,7 @@ pub(crate) async fn client_tokens(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Vec<TokenView>>, ApiError> {
-    let registry = state.identity.hierarchy().connected_registry(&name)?;
+    let registry = state.identity.hierarchy().connected_registry(&name).await?;
     let tokens = registry
         .client_tokens
         .iter()
@@ -361,7 +372,8 @@ pub(crate) async fn settings(
     let sync_token = state
         .identity
         .hierarchy()
-        .connected_registry(&name)?
+        .connected_registry(&name)
+        .await?
         .sync_token;
     Ok(Json(SettingsView {
         connection_string,
@@ -375,7 +387,7 @@ pub(crate) async fn permissions(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<PermissionsView>, ApiError> {
-    let registry = state.identity.hierarchy().connected_registry(&name)?;
+    let registry = state.identity.hierarchy().connected_registry(&name).await?;
     let token = state.identity.management().token(&registry.sync_token)?;
     let map = state.identity.management().scope_map(&token.scope_map)?;
     Ok(Json(PermissionsView {
