@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the tests need (Debian packages of the real registry clients) and runs every
-# test of the workspace: formatting, lints, unit, in-process and end-to-end tests.
+# test of the workspace: formatting, lints, unit, in-process and end-to-end tests, then a
+# short run of every fuzz target (scripts/fuzz.sh, on the nightly toolchain).
 #
 # Usage: ./scripts/test.sh [extra cargo test arguments]
+# BERTH_FUZZ_SECONDS sets the fuzzing time per target (default 45; 0 skips fuzzing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,3 +24,8 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked "$@"
+
+fuzz_seconds="${BERTH_FUZZ_SECONDS:-45}"
+if [ "$fuzz_seconds" != 0 ]; then
+  ./scripts/fuzz.sh "$fuzz_seconds"
+fi

@@ -238,6 +238,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_unknown_name_costs_what_a_wrong_token_password_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = IdentityConfig {
+            admin_password: Some("pw".into()),
+            login_failures_per_minute: u32::MAX,
+            ..IdentityConfig::default()
+        };
+        let (identity, _) = open(dir.path(), config).await;
+        let new = NewToken {
+            name: "robot".into(),
+            repositories: vec![rule("team/*", &["content/read"])],
+            ..NewToken::default()
+        };
+        identity.create_token(new).await.unwrap();
+        let median = |mut samples: Vec<std::time::Duration>| {
+            samples.sort();
+            samples[samples.len() / 2]
+        };
+        let (mut known, mut unknown) = (Vec::new(), Vec::new());
+        for _ in 0..3000 {
+            let start = std::time::Instant::now();
+            assert!(identity.login("robot", "wrong", IP).await.is_err());
+            known.push(start.elapsed());
+            let start = std::time::Instant::now();
+            assert!(identity.login("nobody", "wrong", IP).await.is_err());
+            unknown.push(start.elapsed());
+        }
+        let (known, unknown) = (median(known), median(unknown));
+        let ratio = unknown.as_secs_f64() / known.as_secs_f64();
+        assert!(
+            (0.5..2.0).contains(&ratio),
+            "unknown name {unknown:?}, wrong password {known:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn token_lifecycle_takes_effect_at_once() {
         let dir = tempfile::tempdir().unwrap();
         let config = IdentityConfig {

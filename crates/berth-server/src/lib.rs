@@ -3,6 +3,7 @@
 //! Layout:
 //! - [`api`]: the router of the OCI distribution API and its dispatch by endpoint and method;
 //! - [`route`]: parsing `/v2/…` paths, where repository names contain `/`;
+//! - [`range`]: `Range` and `Content-Range` from clients, with checked arithmetic;
 //! - [`handlers`]: one module per resource (blobs, uploads, manifests, listings, tokens);
 //! - [`error`]: [`ApiError`], the one mapping from domain errors to the spec's error JSON;
 //! - [`extract`]: JSON body extractors whose rejections use that error format;
@@ -26,6 +27,7 @@ pub mod handlers;
 pub mod listener;
 pub mod manage;
 pub mod network;
+pub mod range;
 pub mod route;
 pub mod state;
 pub mod tls;

@@ -218,7 +218,9 @@ pub struct PacedBody<B> {
     received: u64,
     idle: Duration,
     min_rate: u64,
-    timer: Pin<Box<Sleep>>,
+    /// Made on the first wait only: most bodies (empty ones, small ones already buffered)
+    /// never wait.
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl<B> PacedBody<B> {
@@ -232,7 +234,7 @@ impl<B> PacedBody<B> {
             received: 0,
             idle: limits.body_idle_timeout,
             min_rate: limits.min_body_rate,
-            timer: Box::pin(tokio::time::sleep_until(now + limits.body_idle_timeout)),
+            timer: None,
         }
     }
 
@@ -275,10 +277,13 @@ where
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
                 let deadline = this.deadline();
-                if this.timer.deadline() != deadline {
-                    this.timer.as_mut().reset(deadline);
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if timer.deadline() != deadline {
+                    timer.as_mut().reset(deadline);
                 }
-                ready!(this.timer.as_mut().poll(cx));
+                ready!(timer.as_mut().poll(cx));
                 Poll::Ready(Some(Err(Box::new(BodyStalled {
                     idle: this.idle,
                     min_rate: this.min_rate,

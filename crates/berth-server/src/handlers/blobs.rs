@@ -62,51 +62,17 @@ pub async fn delete(
         .expect("valid"))
 }
 
-/// Parses `bytes=a-b`, `bytes=a-` or `bytes=-n` against a blob of `size` bytes into a
-/// half-open range. Multiple ranges are not served: the whole blob is (as RFC 9110 allows).
+/// Parses `Range` against a blob of `size` bytes ([`crate::range::blob_range`]); an
+/// unsatisfiable range is `416` with `Content-Range: bytes */<size>`.
 fn parse_range(value: &str, size: u64) -> Result<Option<Range<u64>>, ApiError> {
-    let unsatisfiable = || {
+    crate::range::blob_range(value, size).map_err(|_| {
         ApiError::new(
             StatusCode::RANGE_NOT_SATISFIABLE,
             ErrorCode::RangeInvalid,
             format!("range `{value}` is outside the blob's {size} bytes"),
         )
         .with_header(header::CONTENT_RANGE, format!("bytes */{size}"))
-    };
-    let Some(spec) = value.trim().strip_prefix("bytes=") else {
-        return Err(unsatisfiable());
-    };
-    // No range of an empty blob can be satisfied (and `size - 1` below would underflow).
-    if size == 0 {
-        return Err(unsatisfiable());
-    }
-    if spec.contains(',') {
-        return Ok(None);
-    }
-    let (start, end) = spec.split_once('-').ok_or_else(unsatisfiable)?;
-    let (start, end) = (start.trim(), end.trim());
-    let range = if start.is_empty() {
-        let suffix: u64 = end.parse().map_err(|_| unsatisfiable())?;
-        if suffix == 0 {
-            return Err(unsatisfiable());
-        }
-        size.saturating_sub(suffix)..size
-    } else {
-        let start: u64 = start.parse().map_err(|_| unsatisfiable())?;
-        let end = if end.is_empty() {
-            size.saturating_sub(1)
-        } else {
-            end.parse::<u64>()
-                .map_err(|_| unsatisfiable())?
-                .min(size.saturating_sub(1))
-        };
-        if start >= size || end < start {
-            return Err(unsatisfiable());
-        }
-        // `end < size`, so `end + 1` cannot overflow.
-        start..end + 1
-    };
-    Ok(Some(range))
+    })
 }
 
 #[cfg(test)]

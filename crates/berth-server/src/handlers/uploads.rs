@@ -77,8 +77,8 @@ fn chunk_start(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
             format!("Content-Range `{text}` is not `<start>-<end>`"),
         )
     };
-    let (start, end) =
-        parse_content_range(value.to_str().map_err(|_| invalid())?).ok_or_else(invalid)?;
+    let (start, end) = crate::range::parse_content_range(value.to_str().map_err(|_| invalid())?)
+        .ok_or_else(invalid)?;
     // `end >= start`, so the length is at least 1; it overflows only for `0-u64::MAX`.
     let covered = (end - start).checked_add(1).ok_or_else(invalid)?;
     if let Some(len) = content_length(headers)
@@ -90,39 +90,6 @@ fn chunk_start(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
         ));
     }
     Ok(Some(start))
-}
-
-/// Parses a chunk's `Content-Range` into its inclusive `(start, end)`.
-pub fn parse_content_range(value: &str) -> Option<(u64, u64)> {
-    let value = value.trim();
-    let value = match value.strip_prefix("bytes") {
-        Some(rest) => rest.strip_prefix(['=', ' '])?.trim_start(),
-        None => value,
-    };
-    let (spec, total) = match value.split_once('/') {
-        Some((spec, total)) => (spec, Some(total)),
-        None => (value, None),
-    };
-    let number = |s: &str| {
-        let s = s.trim();
-        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| s.parse::<u64>().ok())
-            .flatten()
-    };
-    let (start, end) = spec.split_once('-')?;
-    let (start, end) = (number(start)?, number(end)?);
-    if end < start {
-        return None;
-    }
-    match total.map(str::trim) {
-        None | Some("*") => {}
-        Some(total) => {
-            if number(total)? <= end {
-                return None;
-            }
-        }
-    }
-    Some((start, end))
 }
 
 /// `POST /v2/<name>/blobs/uploads/`: a mount (`?mount=&from=`, when the caller may read
@@ -239,7 +206,7 @@ pub async fn cancel(
 
 #[cfg(test)]
 mod tests {
-    use super::parse_content_range;
+    use crate::range::parse_content_range;
 
     #[test]
     fn content_ranges() {
