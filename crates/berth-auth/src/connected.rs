@@ -147,72 +147,15 @@ pub fn parse_bandwidth(value: &str) -> Result<u64, IdentityError> {
     Ok(bytes)
 }
 
-/// Checks an endpoint as connection strings and pull secrets name a registry: `host[:port]`,
-/// where the host is a DNS name, an IPv4 address or an IPv6 address in brackets, and the
-/// port is 1 to 65535; no scheme, path or space. `what` names the value in the message.
+/// Checks an endpoint as connection strings and pull secrets name a registry: `host[:port]`
+/// (see [`berth_oci::endpoint`]). `what` names the value in the message.
 pub fn validate_endpoint(what: &str, value: &str) -> Result<(), IdentityError> {
-    let invalid = |why: &str| {
+    berth_oci::endpoint::check(value).map_err(|why| {
         IdentityError::Invalid(format!(
             "{what} `{value}` is not a host[:port]: {why}; write it like registry.example.com, \
              10.0.0.5:5000 or [fd00::5]:5000"
         ))
-    };
-    let (host, port) = match value.strip_prefix('[') {
-        Some(rest) => {
-            let (ip, after) = rest
-                .split_once(']')
-                .ok_or_else(|| invalid("an IPv6 address needs its closing `]`"))?;
-            let ip = ip
-                .parse::<std::net::Ipv6Addr>()
-                .map_err(|_| invalid("the brackets hold no IPv6 address"))?;
-            if ip.is_unspecified() {
-                return Err(invalid("`[::]` names no machine"));
-            }
-            let port = match after {
-                "" => None,
-                after => Some(
-                    after
-                        .strip_prefix(':')
-                        .ok_or_else(|| invalid("only `:port` may follow the brackets"))?,
-                ),
-            };
-            (None, port)
-        }
-        None => match value.split_once(':') {
-            Some((host, port)) => (Some(host), Some(port)),
-            None => (Some(value), None),
-        },
-    };
-    if let Some(host) = host {
-        if value.contains("://") {
-            return Err(invalid("give no scheme (the protocol is set apart)"));
-        }
-        if port.is_some_and(|p| p.contains(':')) {
-            return Err(invalid("an IPv6 address goes in brackets"));
-        }
-        let label_ok = |label: &str| {
-            (1..=63).contains(&label.len())
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        };
-        if host.is_empty() || host.len() > 253 || !host.split('.').all(label_ok) {
-            return Err(invalid(
-                "the host must be a DNS name or an IP address (letters, digits, `-` and `.`)",
-            ));
-        }
-        if host == "0.0.0.0" {
-            return Err(invalid("`0.0.0.0` names no machine"));
-        }
-    }
-    if let Some(port) = port
-        && !(port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok_and(|p| p > 0))
-    {
-        return Err(invalid("the port must be a number from 1 to 65535"));
-    }
-    Ok(())
+    })
 }
 
 impl Default for SyncSettings {

@@ -2,6 +2,7 @@
 //!
 //! Layout:
 //! - [`digest`]: [`Digest`] (`sha256:…` / `sha512:…`) and the incremental [`Hasher`];
+//! - [`endpoint`]: a registry's `host[:port]`;
 //! - [`name`]: [`RepositoryName`], [`Tag`] and [`Reference`] with the spec's grammars;
 //! - [`manifest`]: parsing and validating the manifest kinds a registry stores;
 //! - [`error`]: the spec's error codes ([`ErrorCode`]).
@@ -10,6 +11,7 @@
 //! storage or the network has already been validated once, here.
 
 pub mod digest;
+pub mod endpoint;
 pub mod error;
 pub mod manifest;
 pub mod name;

@@ -134,8 +134,13 @@ impl ConnectionString {
 /// Refuses an endpoint that is not `host[:port]` (a trailing `/` is tolerated), so that an
 /// instance never starts only to fail every request to its parent.
 fn check_endpoint(what: &str, value: &str) -> Result<(), ConnectionStringError> {
-    berth_auth::connected::validate_endpoint(what, value.trim_end_matches('/'))
-        .map_err(|e| ConnectionStringError::Endpoint(e.to_string()))
+    let value = value.trim_end_matches('/');
+    berth_oci::endpoint::check(value).map_err(|why| {
+        ConnectionStringError::Endpoint(format!(
+            "{what} `{value}` is not a host[:port]: {why}; write it like registry.example.com, \
+             10.0.0.5:5000 or [fd00::5]:5000"
+        ))
+    })
 }
 
 #[cfg(test)]
