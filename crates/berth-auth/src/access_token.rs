@@ -1,11 +1,10 @@
 //! Access and refresh tokens: JWTs signed with HMAC-SHA256 by a key Berth generates at first
-//! start and keeps in its data directory, readable only by its owner.
+//! start and keeps in its identity store ([`crate::keys`]).
 //!
 //! Only the registry that issued a token (or, later, the nodes sharing its key) ever
 //! verifies it, so a symmetric key does the job of ES256 at a microsecond per check. The
 //! header is fixed and checked, so no `alg` confusion is possible.
 
-use std::io::Write;
 use std::path::Path;
 
 use base64::Engine as _;
@@ -110,8 +109,19 @@ impl SigningKey {
         SigningKey(key)
     }
 
-    /// Reads the key at `path`, or creates it there (mode 0600) on first start.
-    pub fn load_or_create(path: &Path) -> std::io::Result<Self> {
+    /// A key of these bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        SigningKey(bytes)
+    }
+
+    /// Its bytes.
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Reads the key at `path` if there is one (a file kept by an earlier version, before keys
+    /// lived in the identity store).
+    pub fn load(path: &Path) -> std::io::Result<Option<Self>> {
         match std::fs::read(path) {
             Ok(bytes) => {
                 let text = String::from_utf8(bytes).map_err(std::io::Error::other)?;
@@ -122,15 +132,9 @@ impl SigningKey {
                         path.display()
                     ))
                 })?;
-                Ok(SigningKey(key))
+                Ok(Some(SigningKey(key)))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let key = SigningKey::generate();
-                let mut file = crate::private_file(path)?;
-                file.write_all(B64.encode(key.0).as_bytes())?;
-                file.sync_all()?;
-                Ok(key)
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -250,16 +254,14 @@ mod tests {
     }
 
     #[test]
-    fn key_persists_with_owner_only_permissions() {
-        use std::os::unix::fs::PermissionsExt;
+    fn a_key_file_of_an_earlier_version_is_read() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("signing.key");
-        let a = SigningKey::load_or_create(&path).unwrap();
-        let b = SigningKey::load_or_create(&path).unwrap();
-        assert_eq!(a.0, b.0);
-        assert_eq!(
-            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert!(SigningKey::load(&path).unwrap().is_none());
+        let key = SigningKey::generate();
+        std::fs::write(&path, B64.encode(key.0)).unwrap();
+        assert_eq!(SigningKey::load(&path).unwrap().unwrap().0, key.0);
+        std::fs::write(&path, "short").unwrap();
+        assert!(SigningKey::load(&path).is_err());
     }
 }

@@ -8,7 +8,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::access_token::{Access, Claims, SigningKey, TokenError, TokenKind};
+use crate::access_token::{Access, Claims, TokenError, TokenKind};
+use crate::error::IdentityError;
+use crate::keys::{KeyPurpose, KeyRing, grace};
 use crate::action::{Actions, GatewayAction};
 use crate::admin::{self, AdminCache};
 use crate::identity::{IdentityConfig, PASSWORD_CHECK_WAIT, now};
@@ -106,7 +108,6 @@ pub struct IssuedToken {
 /// Logins, permission checks and access tokens.
 pub struct Checks {
     records: Arc<Records>,
-    key: SigningKey,
     admin_cache: AdminCache,
     limiter: LoginLimiter,
     /// Bounds the Argon2 checks running at once (each takes ~19 MiB and a blocking thread).
@@ -115,10 +116,9 @@ pub struct Checks {
 }
 
 impl Checks {
-    pub(crate) fn new(records: Arc<Records>, key: SigningKey, config: IdentityConfig) -> Self {
+    pub(crate) fn new(records: Arc<Records>, config: IdentityConfig) -> Self {
         Checks {
             records,
-            key,
             admin_cache: AdminCache::default(),
             limiter: LoginLimiter::new(
                 config.login_failures_per_minute.max(1),
@@ -127,6 +127,36 @@ impl Checks {
             password_checks: tokio::sync::Semaphore::new(config.max_password_checks.max(1)),
             config,
         }
+    }
+
+    /// The keys of `purpose` that verify now (the current one signs).
+    pub fn keys(&self, purpose: KeyPurpose) -> Result<KeyRing, IdentityError> {
+        self.records.snapshot().key_ring(
+            purpose,
+            now(),
+            grace(purpose, self.config.refresh_token_ttl),
+        )
+    }
+
+    /// Verifies `jwt` with the first token key that accepts its signature.
+    fn verify(&self, jwt: &str) -> Result<Claims, TokenError> {
+        let ring = self.keys(KeyPurpose::Tokens).map_err(|_| TokenError::BadSignature)?;
+        let mut last = TokenError::BadSignature;
+        for key in ring.verifying() {
+            match key.verify(jwt, now()) {
+                Err(TokenError::BadSignature) => last = TokenError::BadSignature,
+                other => return other,
+            }
+        }
+        Err(last)
+    }
+
+    /// Signs `claims` with the current token key.
+    fn sign(&self, claims: &Claims) -> String {
+        self.keys(KeyPurpose::Tokens)
+            .expect("a token key exists from the first start")
+            .current
+            .sign(claims)
     }
 
     /// The admin's user name.
@@ -356,7 +386,7 @@ impl Checks {
             access,
         );
         IssuedToken {
-            token: self.key.sign(&claims),
+            token: self.sign(&claims),
             expires_in: self.config.access_token_ttl.as_secs(),
             issued_at: claims.iat,
             access: claims.access,
@@ -366,7 +396,7 @@ impl Checks {
     /// Issues a refresh token: a login that can be exchanged for access tokens until it
     /// expires, the token is disabled, or its password changes.
     pub fn issue_refresh_token(&self, principal: &Principal, service: &str) -> String {
-        self.key.sign(&self.claims(
+        self.sign(&self.claims(
             principal,
             service,
             TokenKind::Refresh,
@@ -404,7 +434,7 @@ impl Checks {
         jwt: &str,
         service: &str,
     ) -> Result<(Principal, Vec<Access>), TokenError> {
-        let claims = self.key.verify(jwt, now())?;
+        let claims = self.verify(jwt)?;
         if claims.kind != TokenKind::Access {
             return Err(TokenError::Malformed);
         }
@@ -417,7 +447,7 @@ impl Checks {
 
     /// Verifies a refresh token presented to `service`; returns who it is for.
     pub fn verify_refresh_token(&self, jwt: &str, service: &str) -> Result<Principal, TokenError> {
-        let claims = self.key.verify(jwt, now())?;
+        let claims = self.verify(jwt)?;
         if claims.kind != TokenKind::Refresh || claims.who == "anonymous" {
             return Err(TokenError::Malformed);
         }

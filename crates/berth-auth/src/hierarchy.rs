@@ -433,7 +433,7 @@ impl Hierarchy {
             status: None,
         };
         writes.push(Write::PutConnectedRegistry(Box::new(registry.clone())));
-        Ok((with_derived_maps(snapshot, writes), registry))
+        Ok((with_derived_maps(snapshot, writes)?, registry))
         })
         .await
     }
@@ -540,7 +540,7 @@ impl Hierarchy {
                     leftovers.tokens.push(registry.sync_token.clone());
                     leftovers.scope_maps.extend(scope_map);
                 }
-                Ok((with_derived_maps(snapshot, writes), leftovers))
+                Ok((with_derived_maps(snapshot, writes)?, leftovers))
             })
             .await?;
         self.statuses.delete(name).await?;
@@ -613,7 +613,7 @@ impl Hierarchy {
                     r.repositories.retain(|x| !remove.contains(x));
                     writes.push(Write::PutConnectedRegistry(Box::new(r)));
                 }
-                Ok((with_derived_maps(snapshot, writes), ()))
+                Ok((with_derived_maps(snapshot, writes)?, ()))
             })
             .await?;
         self.connected_registry(name).await
@@ -893,34 +893,9 @@ fn check_repositories(parent: Option<&ConnectedRegistry>, repositories: &[String
 
 /// `writes` plus every sync scope map they change: the sync scope maps of the registries
 /// they put or delete, and of their ancestors, before and after.
-fn with_derived_maps(snapshot: &Snapshot, mut writes: Vec<Write>) -> Vec<Write> {
+fn with_derived_maps(snapshot: &Snapshot, mut writes: Vec<Write>) -> Result<Vec<Write>> {
     // The registries and tokens as they will be after `writes`.
-    let mut registries: std::collections::BTreeMap<String, ConnectedRegistry> =
-        snapshot.connected.clone();
-    let mut future = snapshot.clone();
-    for write in &writes {
-        match write {
-            Write::PutConnectedRegistry(r) => {
-                registries.insert(r.name.clone(), (**r).clone());
-            }
-            Write::DeleteConnectedRegistry(n) => {
-                registries.remove(n);
-            }
-            Write::PutToken(t) => {
-                future.tokens.insert(t.name.clone(), t.clone());
-            }
-            Write::DeleteToken(n) => {
-                future.tokens.remove(n);
-            }
-            Write::PutScopeMap(m) => {
-                future.scope_maps.insert(m.name.clone(), m.clone());
-            }
-            Write::DeleteScopeMap(n) => {
-                future.scope_maps.remove(n);
-            }
-            Write::PutSetting(..) => {}
-        }
-    }
+    let future = snapshot.after(&writes)?;
     // The changed registries and their ancestors, before and after the change.
     let mut affected = BTreeSet::new();
     for write in &writes {
@@ -932,13 +907,12 @@ fn with_derived_maps(snapshot: &Snapshot, mut writes: Vec<Write>) -> Vec<Write> 
         affected.extend(ancestors(snapshot, &name));
         affected.insert(name);
     }
-    future.connected = registries.clone();
     let changed: Vec<String> = affected.iter().cloned().collect();
     for name in changed {
         affected.extend(ancestors(&future, &name));
     }
-    writes.extend(derived_sync_maps(&future, &registries, &affected));
-    writes
+    writes.extend(derived_sync_maps(&future, &future.connected, &affected));
+    Ok(writes)
 }
 
 fn dedup(mut items: Vec<String>) -> Vec<String> {

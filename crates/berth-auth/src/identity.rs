@@ -22,6 +22,7 @@ use crate::admin;
 use crate::checks::Checks;
 use crate::error::IdentityError;
 use crate::hierarchy::Hierarchy;
+use crate::keys::KeyPurpose;
 use crate::management::Management;
 use crate::records::Records;
 use crate::store::{AdminRecord, IdentityStore};
@@ -93,8 +94,10 @@ async fn hash_admin_password(password: String) -> String {
 }
 
 impl Identity {
-    /// Opens identities, creating the admin account on first start. Returns the generated
-    /// admin password when one was generated (to be shown once).
+    /// Opens identities, creating the admin account on first start, and the token signing
+    /// key: `key` when the store holds none yet (a key kept in a file by an earlier version,
+    /// so the tokens it signed stay valid; or a new one). Returns the generated admin password
+    /// when one was generated (to be shown once).
     pub async fn open(
         store: Arc<dyn IdentityStore>,
         key: SigningKey,
@@ -131,11 +134,15 @@ impl Identity {
         }
         let records = Arc::new(Records::open(Arc::clone(&store)).await?);
         let identity = Identity {
-            checks: Checks::new(Arc::clone(&records), key, config),
-            management: Management::new(Arc::clone(&records)),
+            management: Management::new(Arc::clone(&records), config.refresh_token_ttl),
+            checks: Checks::new(Arc::clone(&records), config),
             hierarchy: Hierarchy::new(Arc::clone(&records), store),
             records,
         };
+        identity
+            .management
+            .ensure_key(KeyPurpose::Tokens, Some(key))
+            .await?;
         Ok((identity, generated))
     }
 

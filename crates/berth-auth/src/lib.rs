@@ -6,6 +6,7 @@
 //! - [`token`]: tokens with two password slots; passwords generated here, stored as hashes;
 //! - [`admin`]: the admin's human-chosen password, Argon2id, with a brief success cache;
 //! - [`access_token`]: signed access and refresh tokens (JWT, HMAC-SHA256);
+//! - [`keys`]: the secret keys that sign tokens and data URLs, stored and rotated;
 //! - [`rate_limit`]: failed logins limited per client address;
 //! - [`store`]: the [`IdentityStore`] seam and its SQLite implementation;
 //! - [`connected`], [`hierarchy`]: connected registries as resources of the root: their
@@ -29,6 +30,7 @@ pub mod error;
 pub mod gateway;
 pub mod hierarchy;
 pub mod identity;
+pub mod keys;
 pub mod management;
 pub mod network;
 pub mod rate_limit;
@@ -48,6 +50,7 @@ pub use checks::{Checks, IssuedToken, LoginError, Principal, Scope};
 pub use error::IdentityError;
 pub use hierarchy::Hierarchy;
 pub use identity::{Identity, IdentityConfig, Settings};
+pub use keys::{KeyPurpose, KeyRing, StoredKey};
 pub use management::{GeneratedPassword, Management, NewToken, ScopeMapUpdate};
 pub use scope_map::{GatewayRule, RepositoryRule, ScopeMap};
 pub use store::{IdentityStore, SqliteIdentityStore};

@@ -6,8 +6,12 @@
 //! registry) are checked here too, with [`crate::hierarchy::check_client_tokens`].
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
+
+use crate::access_token::SigningKey;
+use crate::keys::{KeyPurpose, StoredKey, grace};
 
 use crate::error::IdentityError;
 use crate::hierarchy::check_client_tokens;
@@ -67,9 +71,11 @@ pub struct ScopeMapUpdate {
     pub remove_gateways: Vec<GatewayRule>,
 }
 
-/// Scope maps, tokens and settings, as the admin manages them.
+/// Scope maps, tokens, settings and keys, as the admin manages them.
 pub struct Management {
     records: Arc<Records>,
+    /// How long a refresh token lives: how long a retired token key keeps verifying.
+    refresh_token_ttl: Duration,
 }
 
 fn scope_map_in(snapshot: &Snapshot, name: &str) -> Result<ScopeMap> {
@@ -169,8 +175,11 @@ fn scope_map_for(snapshot: &Snapshot, new: &NewToken) -> Result<(String, Option<
 }
 
 impl Management {
-    pub(crate) fn new(records: Arc<Records>) -> Self {
-        Management { records }
+    pub(crate) fn new(records: Arc<Records>, refresh_token_ttl: Duration) -> Self {
+        Management {
+            records,
+            refresh_token_ttl,
+        }
     }
 
     // ----- scope maps -----
@@ -496,6 +505,55 @@ impl Management {
                 change(&mut settings)?;
                 let value = serde_json::to_value(&settings).expect("network settings serialise");
                 Ok((vec![Write::PutSetting(NETWORK_KEY.into(), value)], settings))
+            })
+            .await
+    }
+
+    // ----- keys -----
+
+    /// Every key (never their secrets: callers show ids and times).
+    pub fn keys(&self) -> Vec<StoredKey> {
+        let mut keys: Vec<StoredKey> = self.records.snapshot().keys.values().cloned().collect();
+        keys.sort_by_key(|k| (k.purpose, std::cmp::Reverse(k.created_at)));
+        keys
+    }
+
+    /// Makes sure there is a current key of `purpose`: `initial` (a key kept by an earlier
+    /// version, to import) or a new one, when the store holds none yet.
+    pub async fn ensure_key(&self, purpose: KeyPurpose, initial: Option<SigningKey>) -> Result<()> {
+        self.records
+            .change(|snapshot| {
+                if snapshot.current_key(purpose).is_some() {
+                    return Ok((Vec::new(), ()));
+                }
+                let key = initial.clone().unwrap_or_else(SigningKey::generate);
+                Ok((vec![Write::PutKey(StoredKey::new(purpose, &key, now()))], ()))
+            })
+            .await
+    }
+
+    /// Makes a new current key of `purpose`. The previous one keeps verifying until what it
+    /// signed has expired; keys retired longer ago than that are deleted. Returns the new key.
+    pub async fn rotate_key(&self, purpose: KeyPurpose) -> Result<StoredKey> {
+        let now = now();
+        let grace = grace(purpose, self.refresh_token_ttl);
+        self.records
+            .change(|snapshot| {
+                let fresh = StoredKey::new(purpose, &SigningKey::generate(), now);
+                let mut writes = vec![Write::PutKey(fresh.clone())];
+                for key in snapshot.keys.values().filter(|k| k.purpose == purpose) {
+                    match key.retired_at {
+                        None => writes.push(Write::PutKey(StoredKey {
+                            retired_at: Some(now),
+                            ..key.clone()
+                        })),
+                        Some(retired) if retired + grace <= now => {
+                            writes.push(Write::DeleteKey(key.id.clone()));
+                        }
+                        Some(_) => {}
+                    }
+                }
+                Ok((writes, fresh))
             })
             .await
     }

@@ -13,6 +13,7 @@ use std::sync::{Arc, RwLock};
 use crate::connected::ConnectedRegistry;
 use crate::error::IdentityError;
 use crate::identity::Settings;
+use crate::keys::{KeyPurpose, KeyRing, StoredKey};
 use crate::network::{NetworkPolicy, NetworkSettings};
 use crate::scope_map::{CompiledScopeMap, ScopeMap, built_in_scope_maps};
 use crate::store::{AdminRecord, Applied, IdentityStore, StoredIdentities, Write};
@@ -37,6 +38,7 @@ pub(crate) struct Snapshot {
     pub(crate) network: Arc<NetworkPolicy>,
     pub(crate) admin: AdminRecord,
     pub(crate) connected: BTreeMap<String, ConnectedRegistry>,
+    pub(crate) keys: BTreeMap<String, StoredKey>,
 }
 
 impl Snapshot {
@@ -70,6 +72,7 @@ impl Snapshot {
                 .into_iter()
                 .map(|c| (c.name.clone(), c))
                 .collect(),
+            keys: stored.keys.into_iter().map(|k| (k.id.clone(), k)).collect(),
         };
         for (key, value) in &stored.settings {
             snapshot.set(key, value)?;
@@ -91,6 +94,32 @@ impl Snapshot {
             _ => {}
         }
         Ok(())
+    }
+
+    /// The current key of `purpose`, if there is one yet.
+    pub(crate) fn current_key(&self, purpose: KeyPurpose) -> Option<&StoredKey> {
+        self.keys
+            .values()
+            .filter(|k| k.purpose == purpose && k.retired_at.is_none())
+            .max_by_key(|k| k.created_at)
+    }
+
+    /// The keys of `purpose` that verify at `now`: the current one, and those retired less
+    /// than `grace` seconds ago, newest first.
+    pub(crate) fn key_ring(&self, purpose: KeyPurpose, now: i64, grace: i64) -> Result<KeyRing> {
+        let current = self.current_key(purpose).ok_or_else(|| {
+            IdentityError::Invalid(format!("no {} key in the identity store", purpose.as_str()))
+        })?;
+        let mut previous: Vec<&StoredKey> = self
+            .keys
+            .values()
+            .filter(|k| k.purpose == purpose && k.retired_at.is_some_and(|r| r + grace > now))
+            .collect();
+        previous.sort_by_key(|k| std::cmp::Reverse(k.retired_at));
+        Ok(KeyRing {
+            current: current.key()?,
+            previous: previous.iter().map(|k| k.key()).collect::<Result<_>>()?,
+        })
     }
 
     /// This snapshot with `writes` applied, as the store will hold it after them.
@@ -123,6 +152,12 @@ impl Snapshot {
                 }
                 Write::DeleteConnectedRegistry(name) => {
                     next.connected.remove(name);
+                }
+                Write::PutKey(key) => {
+                    next.keys.insert(key.id.clone(), key.clone());
+                }
+                Write::DeleteKey(id) => {
+                    next.keys.remove(id);
                 }
             }
         }

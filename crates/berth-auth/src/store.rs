@@ -9,6 +9,7 @@ use sqlx::{Row, SqlitePool};
 
 use crate::connected::{ConnectedRegistry, InstanceStatus, PAST_DETAILS_KEPT, StatusDetail};
 use crate::error::IdentityError;
+use crate::keys::StoredKey;
 use crate::scope_map::ScopeMap;
 use crate::token::Token;
 
@@ -38,6 +39,8 @@ pub struct StoredIdentities {
     pub admin: Option<AdminRecord>,
     /// Connected registries defined here.
     pub connected_registries: Vec<ConnectedRegistry>,
+    /// The registry's secret keys.
+    pub keys: Vec<StoredKey>,
 }
 
 /// One change to the stored identities.
@@ -57,6 +60,10 @@ pub enum Write {
     PutConnectedRegistry(Box<ConnectedRegistry>),
     /// Deletes a connected registry.
     DeleteConnectedRegistry(String),
+    /// Creates or replaces a secret key.
+    PutKey(StoredKey),
+    /// Deletes a secret key.
+    DeleteKey(String),
 }
 
 /// What [`IdentityStore::apply`] did.
@@ -165,6 +172,7 @@ async fn current(tx: &mut sqlx::SqliteConnection, kind: &str, name: String) -> R
         "token" => "SELECT body FROM tokens WHERE name = $1",
         "connected_registry" => "SELECT body FROM connected_registries WHERE name = $1",
         "settings" => "SELECT value FROM settings WHERE key = $1",
+        "key" => "SELECT body FROM keys WHERE id = $1",
         other => {
             return Err(IdentityError::Invalid(format!(
                 "the identity change log names an unknown kind `{other}`"
@@ -193,6 +201,10 @@ async fn current(tx: &mut sqlx::SqliteConnection, kind: &str, name: String) -> R
             serde_json::from_value(parse(&b)?).map_err(IdentityError::store)?,
         )),
         ("connected_registry", None) => Write::DeleteConnectedRegistry(name),
+        ("key", Some(b)) => {
+            Write::PutKey(serde_json::from_value(parse(&b)?).map_err(IdentityError::store)?)
+        }
+        ("key", None) => Write::DeleteKey(name),
         // Settings are never deleted.
         (_, b) => Write::PutSetting(
             name,
@@ -242,6 +254,14 @@ impl IdentityStore for SqliteIdentityStore {
             .map_err(IdentityError::store)?
         {
             out.connected_registries
+                .push(serde_json::from_str(row.get::<&str, _>(0)).map_err(IdentityError::store)?);
+        }
+        for row in sqlx::query("SELECT body FROM keys ORDER BY created_at, id")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(IdentityError::store)?
+        {
+            out.keys
                 .push(serde_json::from_str(row.get::<&str, _>(0)).map_err(IdentityError::store)?);
         }
         out.admin = sqlx::query("SELECT username, password_hash FROM admin WHERE id = 1")
@@ -326,6 +346,18 @@ impl IdentityStore for SqliteIdentityStore {
                     "connected_registry",
                     name,
                 ),
+                Write::PutKey(key) => (
+                    sqlx::query(
+                        "INSERT INTO keys (id, body, created_at) VALUES ($1, $2, $3) \
+                         ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+                    )
+                    .bind(key.id.clone())
+                    .bind(json(key))
+                    .bind(key.created_at),
+                    "key",
+                    &key.id,
+                ),
+                Write::DeleteKey(id) => (sqlx::query("DELETE FROM keys WHERE id = $1").bind(id.clone()), "key", id),
             };
             query
                 .execute(&mut *tx)

@@ -22,7 +22,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use berth_auth::SigningKey;
+use std::sync::Arc;
+
+use berth_auth::KeyRing;
 use berth_oci::{Digest, ErrorCode, RepositoryName};
 use berth_registry::Registry;
 use http::{Method, StatusCode, header};
@@ -39,13 +41,16 @@ pub const PREFIX: &str = "/berth/data/v1/";
 pub const TTL_RANGE: (Duration, Duration) =
     (Duration::from_secs(20 * 60), Duration::from_secs(30 * 60));
 
-/// The data endpoint's address and the key its URLs are signed with.
+/// Where the keys that sign data URLs come from (the identity store, which rotates them).
+pub type DataUrlKeys = Arc<dyn Fn() -> Option<KeyRing> + Send + Sync>;
+
+/// The data endpoint's address and the keys its URLs are signed with.
 pub struct DataEndpoint {
     /// Base URL clients reach the data endpoint at (`https://data.registry.example.com`).
     pub url: String,
     /// How long a signed URL is valid, within [`TTL_RANGE`].
     pub ttl: Duration,
-    key: SigningKey,
+    keys: DataUrlKeys,
 }
 
 impl std::fmt::Debug for DataEndpoint {
@@ -66,12 +71,14 @@ fn now() -> i64 {
 }
 
 impl DataEndpoint {
-    /// A data endpoint at `url` whose URLs live `ttl` and are signed with `key`.
-    pub fn new(url: &str, ttl: Duration, key: SigningKey) -> Self {
+    /// A data endpoint at `url` whose URLs live `ttl` and are signed with the current key
+    /// of `keys` (and verified with any of them: a URL signed before a rotation stays valid
+    /// until it expires).
+    pub fn new(url: &str, ttl: Duration, keys: DataUrlKeys) -> Self {
         DataEndpoint {
             url: url.trim_end_matches('/').to_owned(),
             ttl,
-            key,
+            keys,
         }
     }
 
@@ -84,7 +91,8 @@ impl DataEndpoint {
     pub fn sign(&self, repository: &RepositoryName, digest: &Digest, now: i64) -> String {
         let expires = now + self.ttl.as_secs() as i64;
         let (repository, digest) = (repository.as_str(), digest.to_string());
-        let tag = B64.encode(self.key.tag(&message(repository, &digest, expires)));
+        let keys = (self.keys)().expect("a data URL key exists from the first start");
+        let tag = B64.encode(keys.current.tag(&message(repository, &digest, expires)));
         format!(
             "{}{PREFIX}{repository}/blobs/{digest}?expires={expires}&signature={tag}",
             self.url
@@ -118,10 +126,8 @@ impl DataEndpoint {
         let tag = B64
             .decode(signature)
             .map_err(|_| refuse("the URL's signature is malformed"))?;
-        if !self
-            .key
-            .verify_tag(&message(repository, digest, expires), &tag)
-        {
+        let message = message(repository, digest, expires);
+        if !(self.keys)().is_some_and(|keys| keys.verify_tag(&message, &tag)) {
             return Err(refuse(
                 "the URL's signature does not match: it was altered, or signed by another registry",
             ));
@@ -228,10 +234,14 @@ mod tests {
     use super::*;
 
     fn endpoint() -> DataEndpoint {
+        let ring = KeyRing {
+            current: berth_auth::SigningKey::generate(),
+            previous: Vec::new(),
+        };
         DataEndpoint::new(
             "http://127.0.0.3:5000/",
             Duration::from_secs(25 * 60),
-            SigningKey::generate(),
+            Arc::new(move || Some(ring.clone())),
         )
     }
 

@@ -10,7 +10,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use berth_auth::network::{ConnectionState, DefaultAction, IpRules};
-use berth_auth::{Identity, IdentityConfig, SigningKey, SqliteIdentityStore};
+use berth_auth::{Identity, IdentityConfig, KeyPurpose, SigningKey, SqliteIdentityStore};
 use berth_registry::{Registry, RegistryConfig};
 use berth_server::AppState;
 use berth_server::data::DataEndpoint;
@@ -73,6 +73,12 @@ async fn app() -> App {
         .await
         .unwrap();
     let identity = Arc::new(identity);
+    identity
+        .management()
+        .ensure_key(KeyPurpose::DataUrls, None)
+        .await
+        .unwrap();
+    let keys = Arc::clone(&identity);
     let mut state = AppState::new(registry, Arc::clone(&identity));
     state.network = Arc::new(NetworkConfig {
         trusted_proxies: IpRules::compile(&["127.0.0.1/32".into()]),
@@ -86,7 +92,7 @@ async fn app() -> App {
         data: Some(DataEndpoint::new(
             "http://127.0.0.3:5000",
             Duration::from_secs(25 * 60),
-            SigningKey::generate(),
+            Arc::new(move || keys.checks().keys(KeyPurpose::DataUrls).ok()),
         )),
         data_listener: None,
     });

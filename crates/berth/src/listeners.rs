@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_auth::network::{ConnectionState, IpRules};
-use berth_auth::{Identity, SigningKey};
-use berth_server::data::DataEndpoint;
+use berth_auth::{Identity, KeyPurpose};
+use berth_server::data::{DataEndpoint, DataUrlKeys};
 use berth_server::network::{Endpoint, Gate, ListenerInfo, NetworkConfig, NetworkGate, scheme};
 use berth_server::tls::{ReloadingCert, TlsFiles};
 use berth_server::{AppState, ListenerConfig};
@@ -108,6 +108,7 @@ impl Listeners {
         &self,
         config: &Config,
         login_addr: SocketAddr,
+        identity: &Arc<Identity>,
     ) -> Result<NetworkConfig, BoxError> {
         let info = |name: &str, bound: &Bound| -> std::io::Result<_> {
             Ok(ListenerInfo {
@@ -128,9 +129,10 @@ impl Listeners {
         }
         let data = match &config.data_endpoint {
             Some(data) => {
-                let key = SigningKey::load_or_create(&config.data_dir.join("data-url.key"))
-                    .map_err(|e| format!("cannot read or create the data URL signing key: {e}"))?;
-                Some(DataEndpoint::new(&data.url, data.url_ttl, key))
+                let identity = Arc::clone(identity);
+                let keys: DataUrlKeys =
+                    Arc::new(move || identity.checks().keys(KeyPurpose::DataUrls).ok());
+                Some(DataEndpoint::new(&data.url, data.url_ttl, keys))
             }
             None => None,
         };

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_auth::connected::LogLevel;
-use berth_auth::{Identity, SigningKey, SqliteIdentityStore};
+use berth_auth::{Identity, KeyPurpose, SigningKey, SqliteIdentityStore};
 use berth_registry::Registry;
 use berth_server::{AppState, ListenerConfig};
 use berth_sync::Instance;
@@ -137,7 +137,7 @@ async fn serve(
 
     let mut state = AppState::new(Arc::clone(&registry), Arc::clone(&identity));
     state.public_url = config.public_url.clone();
-    state.network = Arc::new(listeners.network_config(&config, addr)?);
+    state.network = Arc::new(listeners.network_config(&config, addr, &identity)?);
     let instance = match &config.connection {
         Some(connection) => {
             let login_server = config
@@ -259,16 +259,35 @@ fn fit_connections_to_file_limit(config: &mut Config) {
     }
 }
 
-/// Opens identities (creating the admin account and the signing key on first start) and
-/// prints a generated admin password, once.
+/// Opens identities (creating the admin account and the keys on first start) and prints a
+/// generated admin password, once. Keys that an earlier version kept in files of the data
+/// directory move into the identity store (so what they signed stays valid), and the files
+/// go.
 async fn open_identity(config: &Config) -> Result<Identity, Box<dyn std::error::Error>> {
     let store = SqliteIdentityStore::open(&config.data_dir.join("identity.db"))
         .await
         .map_err(|e| format!("cannot open the identity database: {e}"))?;
-    let key = SigningKey::load_or_create(&config.data_dir.join("signing.key"))
-        .map_err(|e| format!("cannot read or create the token signing key: {e}"))?;
+    let legacy = |file: &str| {
+        let path = config.data_dir.join(file);
+        SigningKey::load(&path)
+            .map(|key| key.map(|key| (key, path.clone())))
+            .map_err(|e| format!("cannot read the key file `{}`: {e}", path.display()))
+    };
+    let (tokens_file, data_urls_file) = (legacy("signing.key")?, legacy("data-url.key")?);
+    let tokens_key = tokens_file
+        .as_ref()
+        .map_or_else(SigningKey::generate, |(key, _)| key.clone());
     let (identity, generated) =
-        Identity::open(Arc::new(store), key, config.identity.clone()).await?;
+        Identity::open(Arc::new(store), tokens_key, config.identity.clone()).await?;
+    identity
+        .management()
+        .ensure_key(KeyPurpose::DataUrls, data_urls_file.as_ref().map(|(key, _)| key.clone()))
+        .await?;
+    for (_, path) in tokens_file.iter().chain(&data_urls_file) {
+        std::fs::remove_file(path)
+            .map_err(|e| format!("cannot remove `{}`: {e}", path.display()))?;
+        tracing::info!(file = %path.display(), "moved the key kept in this file into the identity store");
+    }
     if let Some(password) = generated {
         println!(
             "berth: created the admin account `{}` with password:",

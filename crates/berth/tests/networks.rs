@@ -475,8 +475,7 @@ fn sign_data_url(
     use base64::Engine as _;
     use sha2::{Digest as _, Sha256};
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let text = fs::read_to_string(berth.data_dir().join("data-url.key")).expect("the URL key");
-    let key = b64.decode(text.trim()).expect("a base64 key");
+    let key = b64.decode(current_data_url_key(berth)).expect("a base64 key");
     let message = format!("berth-data-v1\n{repository}\n{digest}\n{expires}");
     let pad = |byte: u8| -> Vec<u8> {
         let mut block = [0u8; 64];
@@ -493,6 +492,31 @@ fn sign_data_url(
         .finalize();
     let url = with_param(url, "expires", &expires.to_string());
     with_param(&url, "signature", &b64.encode(tag))
+}
+
+/// The current data URL key of a registry, as its identity store keeps it (base64), read
+/// straight from the database file.
+fn current_data_url_key(berth: &common::Berth) -> String {
+    let db = berth.data_dir().join("identity.db");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", db.display()))
+            .await
+            .expect("open the identity store");
+        let bodies: Vec<(String,)> = sqlx::query_as("SELECT body FROM keys")
+            .fetch_all(&pool)
+            .await
+            .expect("read the keys");
+        bodies
+            .into_iter()
+            .map(|(body,)| serde_json::from_str::<Value>(&body).unwrap())
+            .find(|k| k["purpose"] == "data-urls" && k["retired_at"].is_null())
+            .and_then(|k| k["secret"].as_str().map(str::to_owned))
+            .expect("a current data URL key")
+    })
 }
 
 /// `url` with the value of query parameter `key` replaced by `value`.
