@@ -76,10 +76,9 @@ fn check(doc: &Value, schema: &Value, value: &Value, at: &str, problems: &mut Ve
         return;
     }
     if let (Some(values), Value::String(_)) = (schema.get("enum").and_then(Value::as_array), value)
+        && !values.contains(value)
     {
-        if !values.contains(value) {
-            problems.push(format!("{at}: {value} is not one of {values:?}"));
-        }
+        problems.push(format!("{at}: {value} is not one of {values:?}"));
     }
     match value {
         Value::Object(fields) => {
