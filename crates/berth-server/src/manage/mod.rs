@@ -1,7 +1,7 @@
 //! Berth's management API, `/berth/v1/…`: versioned JSON for the admin, described by
 //! `docs/openapi.json` (a test checks the document against [`ROUTES`]).
 //!
-//! Request and response types are `berth-api`'s, shared with the CLI; [`wire`] builds them
+//! Request and response types are `berth-api`'s, shared with the CLI; `wire` builds them
 //! from the domain types of `berth-auth`: times are RFC 3339 strings, password hashes never
 //! leave the registry, and a password is in a response only when it was just generated.
 
