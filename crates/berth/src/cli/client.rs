@@ -521,4 +521,21 @@ mod tests {
         );
         assert_eq!(error_body("<html>"), None);
     }
+
+    #[test]
+    fn query_strings() {
+        let list = berth_api::ConnectedRegistryListQuery {
+            parent: Some("factory".into()),
+            no_children: true,
+        };
+        assert_eq!(
+            query_pairs(&list),
+            [
+                ("no_children".to_owned(), "true".to_owned()),
+                ("parent".to_owned(), "factory".to_owned())
+            ]
+        );
+        let delete = berth_api::ConnectedRegistryDeleteQuery { cleanup: false };
+        assert!(query_pairs(&delete).is_empty());
+    }
 }
