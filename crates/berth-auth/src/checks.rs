@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::access_token::{Access, Claims, TokenError, TokenKind};
-use crate::error::IdentityError;
-use crate::keys::{KeyPurpose, KeyRing, grace};
 use crate::action::{Actions, GatewayAction};
 use crate::admin::{self, AdminCache};
+use crate::error::IdentityError;
 use crate::identity::{IdentityConfig, PASSWORD_CHECK_WAIT, now};
+use crate::keys::{KeyPurpose, KeyRing, grace};
 use crate::rate_limit::LoginLimiter;
 use crate::records::Records;
 use crate::token::{self, Slot};
@@ -140,7 +140,9 @@ impl Checks {
 
     /// Verifies `jwt` with the first token key that accepts its signature.
     fn verify(&self, jwt: &str) -> Result<Claims, TokenError> {
-        let ring = self.keys(KeyPurpose::Tokens).map_err(|_| TokenError::BadSignature)?;
+        let ring = self
+            .keys(KeyPurpose::Tokens)
+            .map_err(|_| TokenError::BadSignature)?;
         let mut last = TokenError::BadSignature;
         for key in ring.verifying() {
             match key.verify(jwt, now()) {

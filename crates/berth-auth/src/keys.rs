@@ -93,9 +93,9 @@ impl StoredKey {
 
     /// The key itself.
     pub fn key(&self) -> Result<SigningKey, IdentityError> {
-        let raw = B64
-            .decode(&self.secret)
-            .map_err(|_| IdentityError::Invalid(format!("stored key `{}` is not base64", self.id)))?;
+        let raw = B64.decode(&self.secret).map_err(|_| {
+            IdentityError::Invalid(format!("stored key `{}` is not base64", self.id))
+        })?;
         let bytes: [u8; 32] = raw.try_into().map_err(|_| {
             IdentityError::Invalid(format!("stored key `{}` is not 32 bytes", self.id))
         })?;

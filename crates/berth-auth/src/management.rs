@@ -527,7 +527,10 @@ impl Management {
                     return Ok((Vec::new(), ()));
                 }
                 let key = initial.clone().unwrap_or_else(SigningKey::generate);
-                Ok((vec![Write::PutKey(StoredKey::new(purpose, &key, now()))], ()))
+                Ok((
+                    vec![Write::PutKey(StoredKey::new(purpose, &key, now()))],
+                    (),
+                ))
             })
             .await
     }

@@ -1,10 +1,11 @@
 //! The one place where failures become HTTP: the spec's status codes and JSON error body
-//! (`{"errors":[{"code","message","detail"}]}`).
+//! (`{"errors":[{"code","message","detail"}]}`, written as `berth_api::ErrorBody`).
 //!
 //! The message a client sees is kept apart from what is logged: a storage failure is logged
 //! once, here, with its cause, and the client gets a generic 500.
 
 use axum::response::{IntoResponse, Response};
+use berth_api::ErrorBody;
 use berth_oci::ErrorCode;
 use berth_oci::manifest::ManifestError;
 use berth_registry::RegistryError;
@@ -196,11 +197,9 @@ pub fn range_header(offset: u64) -> String {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = json!({ "code": self.code, "message": self.message });
-        if !self.detail.is_null() {
-            error["detail"] = self.detail;
-        }
-        let body = json!({ "errors": [error] }).to_string();
+        let detail = (!self.detail.is_null()).then_some(self.detail);
+        let body = serde_json::to_string(&ErrorBody::one(self.code, self.message, detail))
+            .expect("an error body is plain JSON");
         let mut response = (
             self.status,
             [(header::CONTENT_TYPE, "application/json")],

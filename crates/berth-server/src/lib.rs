@@ -8,7 +8,8 @@
 //! - [`error`]: [`ApiError`], the one mapping from domain errors to the spec's error JSON;
 //! - [`extract`]: JSON body extractors whose rejections use that error format;
 //! - [`auth`]: authenticating requests and checking their one action (401/403 rules);
-//! - [`manage`]: the management API under `/berth/v1/`, admin only;
+//! - [`manage`]: the management API under `/berth/v1/`, admin only; its bodies and views
+//!   are `berth-api`'s, built from the domain's types in `manage/wire.rs`;
 //! - [`gateway`]: the parent side of the link with connected registries;
 //! - [`network`]: what each listener serves: public switch, IP rules, private endpoint
 //!   states, client addresses behind trusted proxies;

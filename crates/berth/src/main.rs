@@ -281,7 +281,10 @@ async fn open_identity(config: &Config) -> Result<Identity, Box<dyn std::error::
         Identity::open(Arc::new(store), tokens_key, config.identity.clone()).await?;
     identity
         .management()
-        .ensure_key(KeyPurpose::DataUrls, data_urls_file.as_ref().map(|(key, _)| key.clone()))
+        .ensure_key(
+            KeyPurpose::DataUrls,
+            data_urls_file.as_ref().map(|(key, _)| key.clone()),
+        )
         .await?;
     for (_, path) in tokens_file.iter().chain(&data_urls_file) {
         std::fs::remove_file(path)

@@ -475,7 +475,9 @@ fn sign_data_url(
     use base64::Engine as _;
     use sha2::{Digest as _, Sha256};
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let key = b64.decode(current_data_url_key(berth)).expect("a base64 key");
+    let key = b64
+        .decode(current_data_url_key(berth))
+        .expect("a base64 key");
     let message = format!("berth-data-v1\n{repository}\n{digest}\n{expires}");
     let pad = |byte: u8| -> Vec<u8> {
         let mut block = [0u8; 64];

@@ -1,25 +1,23 @@
 //! Berth's management API, `/berth/v1/…`: versioned JSON for the admin, described by
 //! `docs/openapi.json` (a test checks the document against [`ROUTES`]).
 //!
-//! Request and response types live here, apart from the domain types of `berth-auth`:
-//! times are RFC 3339 strings, password hashes never leave the registry, and a password is
-//! in a response only when it was just generated.
+//! Request and response types are `berth-api`'s, shared with the CLI; `wire` builds them
+//! from the domain types of `berth-auth`: times are RFC 3339 strings, password hashes never
+//! leave the registry, and a password is in a response only when it was just generated.
 
 use axum::extract::{FromRequestParts, Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post};
 use axum::{Json, Router};
+use berth_api as api;
 use berth_auth::network::DefaultAction;
-use berth_auth::{
-    GatewayRule, GeneratedPassword, NewToken, RepositoryRule, ScopeMap, ScopeMapUpdate, Slot,
-    Token, TokenStatus,
-};
+use berth_auth::{NewToken, ScopeMapUpdate, Slot, TokenStatus};
 use http::StatusCode;
 use http::request::Parts;
-use serde::{Deserialize, Serialize};
 
 mod connected;
 mod network;
+mod wire;
 
 use crate::auth::authenticate;
 use crate::error::ApiError;
@@ -157,7 +155,13 @@ impl FromRequestParts<AppState> for IdentityAdmin {
     }
 }
 
-pub(crate) fn time(unix: i64) -> String {
+/// Now, in Unix seconds.
+fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+/// A time as the API writes it: RFC 3339, UTC.
+fn time(unix: i64) -> String {
     jiff::Timestamp::from_second(unix)
         .map(|t| t.to_string())
         .unwrap_or_default()
@@ -178,28 +182,9 @@ fn parse_time(field: &str, value: &str) -> Result<i64, ApiError> {
 
 // ----- registry settings -----
 
-#[derive(Serialize)]
-struct RegistryView {
-    admin_username: String,
-    anonymous_pull_enabled: bool,
-    public_network_enabled: bool,
-    default_action: DefaultAction,
-    data_endpoint_enabled: bool,
-    version: &'static str,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RegistryUpdate {
-    anonymous_pull_enabled: Option<bool>,
-    public_network_enabled: Option<bool>,
-    default_action: Option<String>,
-    data_endpoint_enabled: Option<bool>,
-}
-
-fn registry_view(state: &AppState) -> RegistryView {
+fn registry_view(state: &AppState) -> api::RegistryView {
     let network = state.identity.management().network();
-    RegistryView {
+    api::RegistryView {
         admin_username: state.identity.checks().admin_username(),
         anonymous_pull_enabled: state
             .identity
@@ -207,21 +192,21 @@ fn registry_view(state: &AppState) -> RegistryView {
             .settings()
             .anonymous_pull_enabled,
         public_network_enabled: network.settings.public_network_enabled,
-        default_action: network.settings.default_action,
+        default_action: wire::default_action(network.settings.default_action),
         data_endpoint_enabled: network.settings.data_endpoint_enabled,
-        version: env!("CARGO_PKG_VERSION"),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
     }
 }
 
-async fn show_registry(_: Admin, State(state): State<AppState>) -> Json<RegistryView> {
+async fn show_registry(_: Admin, State(state): State<AppState>) -> Json<api::RegistryView> {
     Json(registry_view(&state))
 }
 
 async fn update_registry(
     _: Admin,
     State(state): State<AppState>,
-    Body(update): Body<RegistryUpdate>,
-) -> Result<Json<RegistryView>, ApiError> {
+    Body(update): Body<api::RegistryUpdate>,
+) -> Result<Json<api::RegistryView>, ApiError> {
     let default_action = update
         .default_action
         .as_deref()
@@ -267,65 +252,14 @@ async fn update_registry(
 
 // ----- scope maps -----
 
-#[derive(Serialize)]
-pub(crate) struct ScopeMapView {
-    name: String,
-    description: String,
-    built_in: bool,
-    created_at: Option<String>,
-    repositories: Vec<RepositoryRule>,
-    gateways: Vec<GatewayRule>,
-    actions: Vec<String>,
-}
-
-impl From<ScopeMap> for ScopeMapView {
-    fn from(map: ScopeMap) -> Self {
-        ScopeMapView {
-            actions: map.action_strings(),
-            created_at: (!map.built_in).then(|| time(map.created_at)),
-            name: map.name,
-            description: map.description,
-            built_in: map.built_in,
-            repositories: map.repositories,
-            gateways: map.gateways,
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ScopeMapCreate {
-    name: String,
-    #[serde(default)]
-    description: String,
-    #[serde(default)]
-    repositories: Vec<RepositoryRule>,
-    #[serde(default)]
-    gateways: Vec<GatewayRule>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ScopeMapPatch {
-    description: Option<String>,
-    #[serde(default)]
-    add_repositories: Vec<RepositoryRule>,
-    #[serde(default)]
-    remove_repositories: Vec<RepositoryRule>,
-    #[serde(default)]
-    add_gateways: Vec<GatewayRule>,
-    #[serde(default)]
-    remove_gateways: Vec<GatewayRule>,
-}
-
-async fn list_scope_maps(_: Admin, State(state): State<AppState>) -> Json<Vec<ScopeMapView>> {
+async fn list_scope_maps(_: Admin, State(state): State<AppState>) -> Json<Vec<api::ScopeMapView>> {
     Json(
         state
             .identity
             .management()
             .scope_maps()
             .into_iter()
-            .map(Into::into)
+            .map(wire::scope_map_view)
             .collect(),
     )
 }
@@ -334,14 +268,16 @@ async fn show_scope_map(
     _: Admin,
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<ScopeMapView>, ApiError> {
-    Ok(Json(state.identity.management().scope_map(&name)?.into()))
+) -> Result<Json<api::ScopeMapView>, ApiError> {
+    Ok(Json(wire::scope_map_view(
+        state.identity.management().scope_map(&name)?,
+    )))
 }
 
 async fn create_scope_map(
     _: IdentityAdmin,
     State(state): State<AppState>,
-    Body(body): Body<ScopeMapCreate>,
+    Body(body): Body<api::ScopeMapCreate>,
 ) -> Result<Response, ApiError> {
     let map = state
         .identity
@@ -349,34 +285,33 @@ async fn create_scope_map(
         .create_scope_map(
             &body.name,
             &body.description,
-            &body.repositories,
-            &body.gateways,
+            &wire::domain_repository_rules(body.repositories),
+            &wire::domain_gateway_rules(body.gateways),
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(ScopeMapView::from(map))).into_response())
+    Ok((StatusCode::CREATED, Json(wire::scope_map_view(map))).into_response())
 }
 
 async fn update_scope_map(
     _: IdentityAdmin,
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Body(body): Body<ScopeMapPatch>,
-) -> Result<Json<ScopeMapView>, ApiError> {
+    Body(body): Body<api::ScopeMapPatch>,
+) -> Result<Json<api::ScopeMapView>, ApiError> {
     let update = ScopeMapUpdate {
         description: body.description,
-        add_repositories: body.add_repositories,
-        remove_repositories: body.remove_repositories,
-        add_gateways: body.add_gateways,
-        remove_gateways: body.remove_gateways,
+        add_repositories: wire::domain_repository_rules(body.add_repositories),
+        remove_repositories: wire::domain_repository_rules(body.remove_repositories),
+        add_gateways: wire::domain_gateway_rules(body.add_gateways),
+        remove_gateways: wire::domain_gateway_rules(body.remove_gateways),
     };
-    Ok(Json(
+    Ok(Json(wire::scope_map_view(
         state
             .identity
             .management()
             .update_scope_map(&name, update)
-            .await?
-            .into(),
-    ))
+            .await?,
+    )))
 }
 
 async fn delete_scope_map(
@@ -390,117 +325,14 @@ async fn delete_scope_map(
 
 // ----- tokens -----
 
-#[derive(Serialize)]
-struct PasswordView {
-    name: &'static str,
-    created_at: String,
-    expiry: Option<String>,
-    expired: bool,
-}
-
-#[derive(Serialize)]
-pub(crate) struct TokenView {
-    name: String,
-    scope_map: String,
-    status: TokenStatus,
-    created_at: String,
-    passwords: Vec<PasswordView>,
-}
-
-impl From<Token> for TokenView {
-    fn from(token: Token) -> Self {
-        let now = jiff::Timestamp::now().as_second();
-        let passwords = Slot::BOTH
-            .into_iter()
-            .filter_map(|slot| {
-                token.slot(slot).map(|p| PasswordView {
-                    name: slot.as_str(),
-                    created_at: time(p.created_at),
-                    expiry: p.expiry.map(time),
-                    expired: p.expired(now),
-                })
-            })
-            .collect();
-        TokenView {
-            created_at: time(token.created_at),
-            name: token.name,
-            scope_map: token.scope_map,
-            status: token.status,
-            passwords,
-        }
-    }
-}
-
-#[derive(Serialize)]
-pub(crate) struct NewPasswordView {
-    name: &'static str,
-    value: String,
-    created_at: String,
-    expiry: Option<String>,
-}
-
-impl From<GeneratedPassword> for NewPasswordView {
-    fn from(p: GeneratedPassword) -> Self {
-        NewPasswordView {
-            name: p.slot.as_str(),
-            value: p.value,
-            created_at: time(p.created_at),
-            expiry: p.expiry.map(time),
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct TokenCreated {
-    token: TokenView,
-    passwords: Vec<NewPasswordView>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TokenCreate {
-    name: String,
-    scope_map: Option<String>,
-    #[serde(default)]
-    repositories: Vec<RepositoryRule>,
-    #[serde(default)]
-    gateways: Vec<GatewayRule>,
-    status: Option<String>,
-    #[serde(default)]
-    no_passwords: bool,
-    expiry: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TokenPatch {
-    scope_map: Option<String>,
-    status: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct CredentialsGenerate {
-    #[serde(default)]
-    password1: bool,
-    #[serde(default)]
-    password2: bool,
-    expiry: Option<String>,
-}
-
-#[derive(Serialize)]
-struct CredentialsGenerated {
-    passwords: Vec<NewPasswordView>,
-}
-
-async fn list_tokens(_: Admin, State(state): State<AppState>) -> Json<Vec<TokenView>> {
+async fn list_tokens(_: Admin, State(state): State<AppState>) -> Json<Vec<api::TokenView>> {
     Json(
         state
             .identity
             .management()
             .tokens()
             .into_iter()
-            .map(Into::into)
+            .map(wire::token_view)
             .collect(),
     )
 }
@@ -509,14 +341,16 @@ async fn show_token(
     _: Admin,
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<TokenView>, ApiError> {
-    Ok(Json(state.identity.management().token(&name)?.into()))
+) -> Result<Json<api::TokenView>, ApiError> {
+    Ok(Json(wire::token_view(
+        state.identity.management().token(&name)?,
+    )))
 }
 
 async fn create_token(
     _: IdentityAdmin,
     State(state): State<AppState>,
-    Body(body): Body<TokenCreate>,
+    Body(body): Body<api::TokenCreate>,
 ) -> Result<Response, ApiError> {
     let disabled = match body.status.as_deref() {
         None => false,
@@ -530,16 +364,16 @@ async fn create_token(
     let new = NewToken {
         name: body.name,
         scope_map: body.scope_map,
-        repositories: body.repositories,
-        gateways: body.gateways,
+        repositories: wire::domain_repository_rules(body.repositories),
+        gateways: wire::domain_gateway_rules(body.gateways),
         disabled,
         no_passwords: body.no_passwords,
         expiry,
     };
     let (token, passwords) = state.identity.management().create_token(new).await?;
-    let created = TokenCreated {
-        token: token.into(),
-        passwords: passwords.into_iter().map(Into::into).collect(),
+    let created = api::TokenCreated {
+        token: wire::token_view(token),
+        passwords: passwords.into_iter().map(wire::new_password).collect(),
     };
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
@@ -548,17 +382,16 @@ async fn update_token(
     _: IdentityAdmin,
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Body(body): Body<TokenPatch>,
-) -> Result<Json<TokenView>, ApiError> {
+    Body(body): Body<api::TokenPatch>,
+) -> Result<Json<api::TokenView>, ApiError> {
     let status = body.status.as_deref().map(TokenStatus::parse).transpose()?;
-    Ok(Json(
+    Ok(Json(wire::token_view(
         state
             .identity
             .management()
             .update_token(&name, body.scope_map.as_deref(), status)
-            .await?
-            .into(),
-    ))
+            .await?,
+    )))
 }
 
 async fn delete_token(
@@ -574,8 +407,8 @@ async fn generate_credentials(
     _: IdentityAdmin,
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Body(body): Body<CredentialsGenerate>,
-) -> Result<Json<CredentialsGenerated>, ApiError> {
+    Body(body): Body<api::CredentialsGenerate>,
+) -> Result<Json<api::CredentialsGenerated>, ApiError> {
     let slots: Vec<Slot> = match (body.password1, body.password2) {
         (false, false) | (true, true) => Slot::BOTH.to_vec(),
         (true, false) => vec![Slot::One],
@@ -591,8 +424,8 @@ async fn generate_credentials(
         .management()
         .generate_passwords(&name, &slots, expiry)
         .await?;
-    Ok(Json(CredentialsGenerated {
-        passwords: passwords.into_iter().map(Into::into).collect(),
+    Ok(Json(api::CredentialsGenerated {
+        passwords: passwords.into_iter().map(wire::new_password).collect(),
     }))
 }
 
@@ -600,7 +433,7 @@ async fn delete_credential(
     _: IdentityAdmin,
     State(state): State<AppState>,
     Path((name, slot)): Path<(String, String)>,
-) -> Result<Json<TokenView>, ApiError> {
+) -> Result<Json<api::TokenView>, ApiError> {
     let slot = Slot::parse(&slot).ok_or_else(|| {
         ApiError::management(
             StatusCode::BAD_REQUEST,
@@ -608,12 +441,11 @@ async fn delete_credential(
             format!("`{slot}` is not a password slot; use password1 or password2"),
         )
     })?;
-    Ok(Json(
+    Ok(Json(wire::token_view(
         state
             .identity
             .management()
             .delete_password(&name, slot)
-            .await?
-            .into(),
-    ))
+            .await?,
+    )))
 }

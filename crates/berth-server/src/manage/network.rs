@@ -4,105 +4,75 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
+use berth_api as api;
 use berth_auth::IdentityError;
-use berth_auth::network::{
-    ConnectionState, DefaultAction, NetworkSettings, PrivateEndpointConnection,
-};
+use berth_auth::network::{ConnectionState, NetworkSettings, PrivateEndpointConnection};
 use http::StatusCode;
-use serde::{Deserialize, Serialize};
 
-use super::{Admin, Body, MaybeBody, time};
+use super::{Admin, Body, MaybeBody, now, time, wire};
 use crate::error::ApiError;
 use crate::network::ListenerInfo;
 use crate::state::AppState;
 
-fn now() -> i64 {
-    jiff::Timestamp::now().as_second()
-}
-
 // ----- IP rules -----
 
-#[derive(Serialize)]
-pub(crate) struct NetworkRulesView {
-    public_network_enabled: bool,
-    default_action: DefaultAction,
-    ip_rules: Vec<String>,
-}
-
-impl From<&NetworkSettings> for NetworkRulesView {
-    fn from(settings: &NetworkSettings) -> Self {
-        NetworkRulesView {
-            public_network_enabled: settings.public_network_enabled,
-            default_action: settings.default_action,
-            ip_rules: settings.ip_rules.clone(),
-        }
+fn rules_view(settings: &NetworkSettings) -> api::NetworkRulesView {
+    api::NetworkRulesView {
+        public_network_enabled: settings.public_network_enabled,
+        default_action: wire::default_action(settings.default_action),
+        ip_rules: settings.ip_rules.clone(),
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct IpRuleBody {
-    ip_address: String,
-}
-
-pub(crate) async fn list_rules(_: Admin, State(state): State<AppState>) -> Json<NetworkRulesView> {
-    Json((&state.identity.management().network().settings).into())
+pub(crate) async fn list_rules(
+    _: Admin,
+    State(state): State<AppState>,
+) -> Json<api::NetworkRulesView> {
+    Json(rules_view(&state.identity.management().network().settings))
 }
 
 pub(crate) async fn add_rule(
     _: Admin,
     State(state): State<AppState>,
-    Body(body): Body<IpRuleBody>,
-) -> Result<Json<NetworkRulesView>, ApiError> {
+    Body(body): Body<api::IpRuleBody>,
+) -> Result<Json<api::NetworkRulesView>, ApiError> {
     let settings = state
         .identity
         .management()
         .update_network(|s| s.add_rule(&body.ip_address).map(drop))
         .await?;
-    Ok(Json((&settings).into()))
+    Ok(Json(rules_view(&settings)))
 }
 
 pub(crate) async fn remove_rule(
     _: Admin,
     State(state): State<AppState>,
-    Body(body): Body<IpRuleBody>,
-) -> Result<Json<NetworkRulesView>, ApiError> {
+    Body(body): Body<api::IpRuleBody>,
+) -> Result<Json<api::NetworkRulesView>, ApiError> {
     let settings = state
         .identity
         .management()
         .update_network(|s| s.remove_rule(&body.ip_address))
         .await?;
-    Ok(Json((&settings).into()))
+    Ok(Json(rules_view(&settings)))
 }
 
 // ----- private endpoint connections -----
-
-#[derive(Serialize)]
-pub(crate) struct ConnectionView {
-    name: String,
-    state: ConnectionState,
-    description: String,
-    /// Whether a listener for it is configured on this registry.
-    configured: bool,
-    address: Option<String>,
-    url: Option<String>,
-    updated_at: Option<String>,
-}
 
 fn connection_view(
     listener: Option<&ListenerInfo>,
     record: Option<&PrivateEndpointConnection>,
     name: &str,
-) -> ConnectionView {
+) -> api::ConnectionView {
     // A connection whose listener is gone from configuration no longer connects anything.
     let state = match (listener, record) {
         (None, _) => ConnectionState::Disconnected,
         (Some(_), Some(r)) => r.state,
         (Some(_), None) => ConnectionState::Pending,
     };
-    ConnectionView {
+    api::ConnectionView {
         name: name.to_owned(),
-        state,
+        state: wire::endpoint_state(state),
         description: record
             .map(|r| r.description.clone())
             .filter(|d| !d.is_empty())
@@ -115,11 +85,11 @@ fn connection_view(
     }
 }
 
-fn connections(state: &AppState) -> Vec<ConnectionView> {
+fn connections(state: &AppState) -> Vec<api::ConnectionView> {
     let policy = state.identity.management().network();
     let records = &policy.settings.private_endpoints;
     let listeners = &state.network.private_endpoints;
-    let mut views: Vec<ConnectionView> = listeners
+    let mut views: Vec<api::ConnectionView> = listeners
         .iter()
         .map(|l| connection_view(Some(l), records.get(&l.name), &l.name))
         .collect();
@@ -133,7 +103,7 @@ fn connections(state: &AppState) -> Vec<ConnectionView> {
     views
 }
 
-fn connection(state: &AppState, name: &str) -> Result<ConnectionView, ApiError> {
+fn connection(state: &AppState, name: &str) -> Result<api::ConnectionView, ApiError> {
     connections(state)
         .into_iter()
         .find(|c| c.name == name)
@@ -149,7 +119,7 @@ fn connection(state: &AppState, name: &str) -> Result<ConnectionView, ApiError> 
 pub(crate) async fn list_connections(
     _: Admin,
     State(state): State<AppState>,
-) -> Json<Vec<ConnectionView>> {
+) -> Json<Vec<api::ConnectionView>> {
     Json(connections(&state))
 }
 
@@ -157,14 +127,8 @@ pub(crate) async fn show_connection(
     _: Admin,
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<ConnectionView>, ApiError> {
+) -> Result<Json<api::ConnectionView>, ApiError> {
     Ok(Json(connection(&state, &name)?))
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct DecisionBody {
-    description: Option<String>,
 }
 
 async fn decide(
@@ -172,7 +136,7 @@ async fn decide(
     name: &str,
     to: ConnectionState,
     description: Option<String>,
-) -> Result<Json<ConnectionView>, ApiError> {
+) -> Result<Json<api::ConnectionView>, ApiError> {
     let current = connection(state, name)?;
     if !current.configured {
         return Err(ApiError::management(
@@ -199,8 +163,8 @@ pub(crate) async fn approve(
     _: Admin,
     State(state): State<AppState>,
     Path(name): Path<String>,
-    MaybeBody(body): MaybeBody<DecisionBody>,
-) -> Result<Json<ConnectionView>, ApiError> {
+    MaybeBody(body): MaybeBody<api::DecisionBody>,
+) -> Result<Json<api::ConnectionView>, ApiError> {
     decide(&state, &name, ConnectionState::Approved, body.description).await
 }
 
@@ -208,8 +172,8 @@ pub(crate) async fn reject(
     _: Admin,
     State(state): State<AppState>,
     Path(name): Path<String>,
-    MaybeBody(body): MaybeBody<DecisionBody>,
-) -> Result<Json<ConnectionView>, ApiError> {
+    MaybeBody(body): MaybeBody<api::DecisionBody>,
+) -> Result<Json<api::ConnectionView>, ApiError> {
     decide(&state, &name, ConnectionState::Rejected, body.description).await
 }
 
@@ -238,39 +202,13 @@ pub(crate) async fn delete_connection(
 
 // ----- endpoints -----
 
-#[derive(Serialize)]
-pub(crate) struct EndpointsView {
-    login_server: LoginServerView,
-    private_endpoints: Vec<ConnectionView>,
-    data_endpoint: DataEndpointView,
-}
-
-#[derive(Serialize)]
-struct LoginServerView {
-    url: Option<String>,
-    address: Option<String>,
-    tls: bool,
-    public_network_enabled: bool,
-    default_action: DefaultAction,
-    ip_rules: usize,
-}
-
-#[derive(Serialize)]
-struct DataEndpointView {
-    configured: bool,
-    enabled: bool,
-    url: Option<String>,
-    address: Option<String>,
-    url_ttl_seconds: Option<u64>,
-}
-
-pub(crate) async fn endpoints(_: Admin, State(state): State<AppState>) -> Json<EndpointsView> {
+pub(crate) async fn endpoints(_: Admin, State(state): State<AppState>) -> Json<api::EndpointsView> {
     let policy = state.identity.management().network();
     let settings = &policy.settings;
     let login = state.network.login_server.as_ref();
     let data = state.network.data.as_ref();
-    Json(EndpointsView {
-        login_server: LoginServerView {
+    Json(api::EndpointsView {
+        login_server: api::LoginServerView {
             url: state
                 .public_url
                 .clone()
@@ -278,11 +216,11 @@ pub(crate) async fn endpoints(_: Admin, State(state): State<AppState>) -> Json<E
             address: login.map(|l| l.address.to_string()),
             tls: login.is_some_and(|l| l.tls),
             public_network_enabled: settings.public_network_enabled,
-            default_action: settings.default_action,
+            default_action: wire::default_action(settings.default_action),
             ip_rules: settings.ip_rules.len(),
         },
         private_endpoints: connections(&state),
-        data_endpoint: DataEndpointView {
+        data_endpoint: api::DataEndpointView {
             configured: data.is_some(),
             enabled: data.is_some() && settings.data_endpoint_enabled,
             url: data.map(|d| d.url.clone()),

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use berth_api::ErrorBody;
 use clap::Args;
 use reqwest::blocking::RequestBuilder;
 use reqwest::{Method, StatusCode, Url};
@@ -305,9 +306,9 @@ impl ApiClient {
         self.send(Method::GET, path, &[], None::<&()>)
     }
 
-    /// `GET /berth/v1/<path…>?<query>`.
-    pub fn get_query(&self, path: &[&str], query: &[(&str, &str)]) -> Result<Value, CliError> {
-        self.send(Method::GET, path, query, None::<&()>)
+    /// `GET /berth/v1/<path…>?<query>`, the query one of `berth-api`'s `…Query` types.
+    pub fn get_query(&self, path: &[&str], query: &impl Serialize) -> Result<Value, CliError> {
+        self.send(Method::GET, path, &query_pairs(query), None::<&()>)
     }
 
     /// `POST /berth/v1/<path…>` with a JSON body.
@@ -330,12 +331,12 @@ impl ApiClient {
         self.send(Method::DELETE, path, &[], Some(body))
     }
 
-    /// `DELETE /berth/v1/<path…>?<query>`.
-    pub fn delete_query(&self, path: &[&str], query: &[(&str, &str)]) -> Result<Value, CliError> {
-        self.send(Method::DELETE, path, query, None::<&()>)
+    /// `DELETE /berth/v1/<path…>?<query>`, the query one of `berth-api`'s `…Query` types.
+    pub fn delete_query(&self, path: &[&str], query: &impl Serialize) -> Result<Value, CliError> {
+        self.send(Method::DELETE, path, &query_pairs(query), None::<&()>)
     }
 
-    fn url(&self, path: &[&str], query: &[(&str, &str)]) -> Url {
+    fn url(&self, path: &[&str], query: &[(String, String)]) -> Url {
         let mut url = self.server.url.clone();
         // Each name is one path segment, percent-encoded, whatever the user typed.
         url.path_segments_mut()
@@ -353,7 +354,7 @@ impl ApiClient {
         &self,
         method: Method,
         path: &[&str],
-        query: &[(&str, &str)],
+        query: &[(String, String)],
         body: Option<&impl Serialize>,
     ) -> Result<Value, CliError> {
         let mut request: RequestBuilder = self
@@ -453,12 +454,25 @@ impl ApiClient {
 
 /// The code and message of an API error body, `{"errors":[{"code","message"}]}`.
 fn error_body(body: &str) -> Option<(String, String)> {
-    let value: Value = serde_json::from_str(body).ok()?;
-    let error = value.get("errors")?.get(0)?;
-    Some((
-        error.get("code")?.as_str()?.to_owned(),
-        error.get("message")?.as_str()?.to_owned(),
-    ))
+    let body: ErrorBody = serde_json::from_str(body).ok()?;
+    let error = body.errors.into_iter().next()?;
+    Some((error.code, error.message))
+}
+
+/// A query type's fields as `name=value` pairs: strings as they are, numbers and booleans
+/// as JSON writes them; the types leave out what is unset.
+fn query_pairs(query: &impl Serialize) -> Vec<(String, String)> {
+    let Ok(Value::Object(fields)) = serde_json::to_value(query) else {
+        unreachable!("a query type serialises to a JSON object of plain values");
+    };
+    fields
+        .into_iter()
+        .filter(|(_, value)| !value.is_null())
+        .map(|(name, value)| match value {
+            Value::String(text) => (name, text),
+            other => (name, other.to_string()),
+        })
+        .collect()
 }
 
 /// Reads a response body into its typed form.
@@ -506,5 +520,22 @@ mod tests {
             Some(("CONFLICT".to_owned(), "in use".to_owned()))
         );
         assert_eq!(error_body("<html>"), None);
+    }
+
+    #[test]
+    fn query_strings() {
+        let list = berth_api::ConnectedRegistryListQuery {
+            parent: Some("factory".into()),
+            no_children: true,
+        };
+        assert_eq!(
+            query_pairs(&list),
+            [
+                ("no_children".to_owned(), "true".to_owned()),
+                ("parent".to_owned(), "factory".to_owned())
+            ]
+        );
+        let delete = berth_api::ConnectedRegistryDeleteQuery { cleanup: false };
+        assert!(query_pairs(&delete).is_empty());
     }
 }

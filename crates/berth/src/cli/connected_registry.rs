@@ -7,12 +7,14 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
+use berth_api as api;
+use berth_api::{
+    ConnectedRegistryCreate, ConnectedRegistryDeleteQuery, ConnectedRegistryListQuery,
+    ConnectedRegistryPatch, ConnectedRegistryView, Leftovers, PermissionsPatch, PermissionsView,
+    SettingsRequest, SettingsView,
+};
 use clap::{ArgAction, ArgGroup, Args, Subcommand, ValueEnum};
 
-use super::api::{
-    ConnectedRegistryCreate, ConnectedRegistryPatch, ConnectedRegistryView, Leftovers,
-    PermissionsPatch, PermissionsView, SettingsRequest, SettingsView,
-};
 use super::client::{ConnectionArgs, decode};
 use super::output::{Format, OutputArgs, Table, password_reminder, print_json};
 use super::scope_map::print_scope_map;
@@ -101,11 +103,13 @@ pub enum Mode {
 }
 
 impl Mode {
-    fn as_str(self) -> &'static str {
+    /// The mode as the request carries it.
+    fn wire(self) -> String {
         match self {
-            Mode::ReadOnly => "ReadOnly",
-            Mode::ReadWrite => "ReadWrite",
+            Mode::ReadOnly => api::Mode::ReadOnly,
+            Mode::ReadWrite => api::Mode::ReadWrite,
         }
+        .to_string()
     }
 }
 
@@ -130,14 +134,16 @@ pub enum LogLevel {
 }
 
 impl LogLevel {
-    fn as_str(self) -> &'static str {
+    /// The log level as the request carries it.
+    fn wire(self) -> String {
         match self {
-            LogLevel::Debug => "Debug",
-            LogLevel::Information => "Information",
-            LogLevel::Warning => "Warning",
-            LogLevel::Error => "Error",
-            LogLevel::None => "None",
+            LogLevel::Debug => api::LogLevel::Debug,
+            LogLevel::Information => api::LogLevel::Information,
+            LogLevel::Warning => api::LogLevel::Warning,
+            LogLevel::Error => api::LogLevel::Error,
+            LogLevel::None => api::LogLevel::None,
         }
+        .to_string()
     }
 }
 
@@ -351,7 +357,7 @@ pub fn run(args: ConnectedRegistryArgs) -> Result<(), CliError> {
         ConnectedRegistryCommand::Create(a) => {
             let body = ConnectedRegistryCreate {
                 name: a.name,
-                mode: a.mode.map(|m| m.as_str().to_owned()),
+                mode: a.mode.map(Mode::wire),
                 parent: a.parent,
                 repositories: a.repository,
                 sync_token: a.sync_token,
@@ -361,7 +367,7 @@ pub fn run(args: ConnectedRegistryArgs) -> Result<(), CliError> {
                 sync_message_ttl: a.sync_message_ttl,
                 sync_bandwidth: a.sync_bandwidth,
                 sync_concurrency: a.sync_concurrency,
-                log_level: a.log_level.map(|l| l.as_str().to_owned()),
+                log_level: a.log_level.map(LogLevel::wire),
                 notifications: a.notifications,
             };
             let value = connection
@@ -401,7 +407,7 @@ pub fn run(args: ConnectedRegistryArgs) -> Result<(), CliError> {
                 sync_message_ttl: a.sync_message_ttl,
                 sync_bandwidth: a.sync_bandwidth,
                 sync_concurrency: a.sync_concurrency,
-                log_level: a.log_level.map(|l| l.as_str().to_owned()),
+                log_level: a.log_level.map(LogLevel::wire),
                 add_notifications: a.add_notifications,
                 remove_notifications: a.remove_notifications,
             };
@@ -423,13 +429,10 @@ pub fn run(args: ConnectedRegistryArgs) -> Result<(), CliError> {
             })
         }
         ConnectedRegistryCommand::List(a) => {
-            let mut query = Vec::new();
-            if let Some(parent) = &a.parent {
-                query.push(("parent", parent.as_str()));
-            }
-            if a.no_children {
-                query.push(("no_children", "true"));
-            }
+            let query = ConnectedRegistryListQuery {
+                parent: a.parent,
+                no_children: a.no_children,
+            };
             let value = connection
                 .connect()?
                 .get_query(&["connected-registries"], &query)?;
@@ -515,12 +518,8 @@ fn delete(connection: &ConnectionArgs, a: DeleteArgs) -> Result<(), CliError> {
         format!("connected registry `{}`", a.name)
     };
     confirm_delete(&what, a.yes)?;
-    let query: &[(&str, &str)] = if a.cleanup {
-        &[("cleanup", "true")]
-    } else {
-        &[]
-    };
-    let value = client.delete_query(&["connected-registries", &a.name], query)?;
+    let query = ConnectedRegistryDeleteQuery { cleanup: a.cleanup };
+    let value = client.delete_query(&["connected-registries", &a.name], &query)?;
     if a.output.output == Format::Json {
         print_json(&value);
         return Ok(());
@@ -567,7 +566,7 @@ fn delete(connection: &ConnectionArgs, a: DeleteArgs) -> Result<(), CliError> {
 
 fn get_settings(connection: &ConnectionArgs, a: GetSettingsArgs) -> Result<(), CliError> {
     let body = SettingsRequest {
-        parent_protocol: a.parent_protocol.as_str().to_owned(),
+        parent_protocol: Some(a.parent_protocol.as_str().to_owned()),
         generate_password: a.generate_password,
         parent_gateway_endpoint: a.parent_gateway_endpoint,
     };
@@ -650,8 +649,8 @@ fn print_list(registries: &[ConnectedRegistryView]) {
     for r in registries {
         table.row([
             r.name.clone(),
-            r.mode.clone(),
-            r.connection_state.clone(),
+            r.mode.to_string(),
+            r.connection_state.to_string(),
             or_dash(r.parent.as_deref()),
             or_dash(r.login_server.as_deref()),
             or_dash(r.last_sync.as_deref()),
@@ -686,7 +685,7 @@ fn print_registry(r: &ConnectedRegistryView) {
     let mut fields = Table::fields();
     fields
         .field("Name", r.name.clone())
-        .field("Mode", r.mode.clone())
+        .field("Mode", r.mode.to_string())
         .field(
             "Parent",
             r.parent
@@ -706,11 +705,11 @@ fn print_registry(r: &ConnectedRegistryView) {
                 .concurrency
                 .map_or_else(|| "-".to_owned(), |n| n.to_string()),
         )
-        .field("Log level", r.log_level.clone())
+        .field("Log level", r.log_level.to_string())
         .field("Notifications", joined(&r.notifications))
         .field("Created", r.created_at.clone())
-        .field("Activation", r.activation.clone())
-        .field("Connection state", r.connection_state.clone())
+        .field("Activation", r.activation.to_string())
+        .field("Connection state", r.connection_state.to_string())
         .field("Last sync", or_dash(r.last_sync.as_deref()))
         .field("Version", or_dash(r.version.as_deref()))
         .field("Login server", or_dash(r.login_server.as_deref()));

@@ -2,10 +2,10 @@
 
 use std::io::{IsTerminal, Read};
 
+use berth_api::RegistryView;
 use clap::Args;
 
 use super::CliError;
-use super::api::RegistryView;
 use super::client::{ApiClient, DEFAULT_USERNAME, Server, Trust, decode};
 use super::credentials::{CredentialStore, SavedLogin};
 

@@ -9,14 +9,14 @@
 //! - [`client`]: the one HTTP client (base URL, Basic credentials, error mapping) and the
 //!   registry address a user types;
 //! - [`credentials`]: the per-user `credentials.json` written by `berth login`;
-//! - [`api`]: the request and response bodies of the management API;
+//! - the request and response bodies of the management API are `berth-api`'s, the types
+//!   the registry itself writes and reads;
 //! - [`output`]: `--output` formats, the table printer, Docker and Kubernetes documents;
 //! - [`error`]: [`CliError`] and the exit codes scripts rely on;
 //! - one module per command group: [`login`], [`scope_map`], [`token`],
 //!   [`connected_registry`], [`registry`] (settings), [`network`] (rules, private
 //!   endpoints, endpoints).
 
-pub mod api;
 pub mod client;
 pub mod connected_registry;
 pub mod credentials;

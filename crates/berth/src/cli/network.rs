@@ -1,9 +1,11 @@
 //! `berth network-rule`, `berth private-endpoint-connection` and `berth show-endpoints`:
 //! who may reach the registry, and where.
 
+use berth_api::{
+    ConnectionView, DecisionBody, DefaultAction, EndpointsView, IpRuleBody, NetworkRulesView,
+};
 use clap::{Args, Subcommand};
 
-use super::api::{ConnectionView, DecisionBody, EndpointsView, IpRuleBody, NetworkRulesView};
 use super::client::ConnectionArgs;
 use super::output::{OutputArgs, Table};
 use super::{CliError, confirm_delete};
@@ -73,7 +75,7 @@ fn print_rules(rules: &NetworkRulesView) {
             "Public network access",
             enabled(rules.public_network_enabled),
         )
-        .field("Default action", rules.default_action.clone())
+        .field("Default action", rules.default_action.to_string())
         .field("Rules", rules.ip_rules.len().to_string())
         .print();
     if !rules.ip_rules.is_empty() {
@@ -160,7 +162,7 @@ pub fn connections(args: ConnectionArgsGroup) -> Result<(), CliError> {
                 for c in list {
                     table.row([
                         c.name,
-                        c.state,
+                        c.state.to_string(),
                         c.url.unwrap_or_else(|| "(not configured)".into()),
                         c.description,
                     ]);
@@ -203,7 +205,7 @@ fn decide(
 fn print_connection(c: &ConnectionView) {
     Table::fields()
         .field("Name", c.name.clone())
-        .field("State", c.state.clone())
+        .field("State", c.state.to_string())
         .field(
             "Address",
             c.url.clone().unwrap_or_else(|| "(not configured)".into()),
@@ -233,7 +235,7 @@ pub fn show_endpoints(args: ShowEndpointsArgs) -> Result<(), CliError> {
         let mut table = Table::new(&["ENDPOINT", "URL", "STATE"]);
         let public = if !login.public_network_enabled {
             "public access disabled".to_owned()
-        } else if login.default_action == "Deny" {
+        } else if login.default_action == DefaultAction::Deny {
             format!("IP rules: {} allowed, others denied", login.ip_rules)
         } else {
             "public access enabled".to_owned()
@@ -247,7 +249,7 @@ pub fn show_endpoints(args: ShowEndpointsArgs) -> Result<(), CliError> {
             table.row([
                 format!("private: {}", c.name),
                 c.url.clone().unwrap_or_else(|| "(not configured)".into()),
-                c.state.clone(),
+                c.state.to_string(),
             ]);
         }
         let data = &e.data_endpoint;

@@ -7,11 +7,11 @@
 //! only the data.
 
 use base64::Engine as _;
+use berth_api::NewPassword;
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 
 use super::CliError;
-use super::api::NewPassword;
 
 /// Printed after generated passwords, on standard error.
 pub fn password_reminder(count: usize) -> &'static str {
@@ -209,7 +209,7 @@ pub fn print_new_passwords(passwords: &[NewPassword]) {
     let mut table = Table::new(&["PASSWORD", "VALUE", "EXPIRES"]);
     for p in passwords {
         table.row([
-            p.name.clone(),
+            p.name.to_string(),
             p.value.clone(),
             p.expiry.clone().unwrap_or_else(|| "never".into()),
         ]);

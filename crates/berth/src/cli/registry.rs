@@ -1,9 +1,9 @@
 //! `berth show` and `berth update`: registry settings.
 
+use berth_api::{RegistryUpdate, RegistryView};
 use clap::{ArgAction, Args};
 
 use super::CliError;
-use super::api::{RegistryUpdate, RegistryView};
 use super::client::ConnectionArgs;
 use super::output::{OutputArgs, Table};
 
@@ -85,7 +85,7 @@ fn print_registry(server: &str, view: &RegistryView) {
                 "disabled"
             },
         )
-        .field("Default action", view.default_action.clone())
+        .field("Default action", view.default_action.to_string())
         .field(
             "Data endpoint",
             if view.data_endpoint_enabled {

@@ -1,8 +1,8 @@
 //! `berth scope-map create|update|show|list|delete`.
 
+use berth_api::{GatewayRule, RepositoryRule, ScopeMapCreate, ScopeMapPatch, ScopeMapView};
 use clap::{Arg, ArgAction, ArgMatches, Args, FromArgMatches, Subcommand};
 
-use super::api::{GatewayRule, RepositoryRule, ScopeMapCreate, ScopeMapPatch, ScopeMapView};
 use super::client::ConnectionArgs;
 use super::output::{OutputArgs, Table};
 use super::{CliError, confirm_delete};
@@ -246,7 +246,7 @@ pub fn run(args: ScopeMapArgs) -> Result<(), CliError> {
         ScopeMapCommand::Create(a) => {
             let body = ScopeMapCreate {
                 name: a.name,
-                description: a.description,
+                description: a.description.unwrap_or_default(),
                 repositories: a.rules.repository_rules(),
                 gateways: a.rules.gateway_rules(),
             };

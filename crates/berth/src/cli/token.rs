@@ -1,11 +1,12 @@
 //! `berth token create|update|show|list|delete` and `berth token credential
 //! generate|delete`.
 
+use berth_api::{
+    CredentialsGenerate, CredentialsGenerated, PasswordSlot, TokenCreate, TokenCreated, TokenPatch,
+    TokenStatus, TokenView,
+};
 use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 
-use super::api::{
-    CredentialsGenerate, CredentialsGenerated, TokenCreate, TokenCreated, TokenPatch, TokenView,
-};
 use super::client::{ConnectionArgs, decode};
 use super::output::{Format, OutputArgs, SecretOutputArgs, Table};
 use super::scope_map::RuleArgs;
@@ -57,11 +58,13 @@ pub enum Status {
 }
 
 impl Status {
-    fn as_str(self) -> &'static str {
+    /// The status as the request carries it.
+    fn wire(self) -> String {
         match self {
-            Status::Enabled => "enabled",
-            Status::Disabled => "disabled",
+            Status::Enabled => TokenStatus::Enabled,
+            Status::Disabled => TokenStatus::Disabled,
         }
+        .to_string()
     }
 }
 
@@ -231,7 +234,7 @@ pub fn run(args: TokenArgs) -> Result<(), CliError> {
         TokenCommand::Update(a) => {
             let body = TokenPatch {
                 scope_map: a.scope_map,
-                status: a.status.map(|s| s.as_str().to_owned()),
+                status: a.status.map(Status::wire),
             };
             let value = connection.connect()?.patch(&["tokens", &a.name], &body)?;
             a.output.print(value, |token| print_token(&token))
@@ -254,13 +257,14 @@ pub fn run(args: TokenArgs) -> Result<(), CliError> {
         TokenCommand::Credential(CredentialCommand::Generate(a)) => generate(connection, a),
         TokenCommand::Credential(CredentialCommand::Delete(a)) => {
             let slot = if a.password1 {
-                "password1"
+                PasswordSlot::Password1
             } else {
-                "password2"
+                PasswordSlot::Password2
             };
-            let value = connection
-                .connect()?
-                .delete(&["tokens", &a.name, "credentials", slot])?;
+            let value =
+                connection
+                    .connect()?
+                    .delete(&["tokens", &a.name, "credentials", slot.as_str()])?;
             if a.output.output == Format::Table {
                 eprintln!(
                     "Deleted {slot} of token `{}`; that password no longer works.",
@@ -279,7 +283,7 @@ fn create(connection: &ConnectionArgs, a: CreateArgs) -> Result<(), CliError> {
         scope_map: a.scope_map,
         repositories: a.rules.repository_rules(),
         gateways: a.rules.gateway_rules(),
-        status: a.status.map(|s| s.as_str().to_owned()),
+        status: a.status.map(Status::wire),
         no_passwords: a.no_passwords,
         expiry: a.expiration.expiry()?,
     };
@@ -337,9 +341,9 @@ pub fn print_tokens(tokens: Vec<TokenView>) {
         table.row([
             token.name.clone(),
             token.scope_map.clone(),
-            token.status.clone(),
-            expiry_cell(&token, "password1"),
-            expiry_cell(&token, "password2"),
+            token.status.to_string(),
+            expiry_cell(&token, PasswordSlot::Password1),
+            expiry_cell(&token, PasswordSlot::Password2),
             token.created_at,
         ]);
     }
@@ -347,7 +351,7 @@ pub fn print_tokens(tokens: Vec<TokenView>) {
 }
 
 /// A slot's expiry for the token list: `-` when empty, `never`, or the time.
-fn expiry_cell(token: &TokenView, slot: &str) -> String {
+fn expiry_cell(token: &TokenView, slot: PasswordSlot) -> String {
     match token.password(slot) {
         None => "-".into(),
         Some(p) => {
@@ -366,7 +370,7 @@ fn print_token_fields(token: &TokenView) {
     Table::fields()
         .field("Name", token.name.clone())
         .field("Scope map", token.scope_map.clone())
-        .field("Status", token.status.clone())
+        .field("Status", token.status.to_string())
         .field("Created", token.created_at.clone())
         .print();
 }
@@ -376,11 +380,11 @@ fn print_token(token: &TokenView) {
     print_token_fields(token);
     println!();
     let mut table = Table::new(&["PASSWORD", "CREATED", "EXPIRES"]);
-    for slot in ["password1", "password2"] {
+    for &slot in PasswordSlot::ALL {
         let created = token
             .password(slot)
             .map_or_else(|| "-".into(), |p| p.created_at.clone());
-        table.row([slot.into(), created, expiry_cell(token, slot)]);
+        table.row([slot.to_string(), created, expiry_cell(token, slot)]);
     }
     table.print();
 }
