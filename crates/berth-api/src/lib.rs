@@ -10,6 +10,7 @@
 //! - [`connected`]: connected registries (their sync settings, status, connection string
 //!   and permissions);
 //! - [`network`]: IP rules, private endpoint connections and the list of endpoints;
+//! - [`keys`]: the registry's signing keys and their rotation;
 //! - [`error`]: the error body, `{"errors":[{"code","message","detail"}]}`, which the OCI
 //!   distribution API shares.
 //!
@@ -68,6 +69,7 @@ macro_rules! wire_enum {
 
 pub mod connected;
 pub mod error;
+pub mod keys;
 pub mod network;
 pub mod registry;
 pub mod scope_map;
@@ -80,6 +82,7 @@ pub use connected::{
     SyncSettingsView,
 };
 pub use error::{ErrorBody, ErrorItem};
+pub use keys::{KeyPurpose, KeyRotate, KeyView};
 pub use network::{
     ConnectionView, DataEndpointView, DecisionBody, EndpointsView, IpRuleBody, LoginServerView,
     NetworkRulesView, PrivateEndpointState,

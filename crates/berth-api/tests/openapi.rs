@@ -456,6 +456,26 @@ fn every_type_writes_what_the_document_describes() {
     agrees(&doc, "PrivateEndpointConnection", &connection(), p);
     agrees(
         &doc,
+        "Key",
+        &KeyView {
+            id: "3fa9c01b22de".into(),
+            purpose: KeyPurpose::Tokens,
+            created_at: "2026-12-01T00:00:00Z".into(),
+            retired_at: Some("2026-12-04T00:00:00Z".into()),
+            verifies_until: Some("2027-01-03T00:05:00Z".into()),
+        },
+        p,
+    );
+    agrees(
+        &doc,
+        "KeyRotate",
+        &KeyRotate {
+            purpose: "data-urls".into(),
+        },
+        p,
+    );
+    agrees(
+        &doc,
         "ConnectionDecision",
         &DecisionBody {
             description: Some("approved by ops".into()),
@@ -551,6 +571,16 @@ fn every_enum_has_the_documented_values() {
         &doc,
         PrivateEndpointState::ALL,
         &format!("{schemas}/PrivateEndpointConnection/properties/state/enum"),
+    );
+    same_values(
+        &doc,
+        KeyPurpose::ALL,
+        &format!("{schemas}/Key/properties/purpose/enum"),
+    );
+    same_values(
+        &doc,
+        KeyPurpose::ALL,
+        &format!("{schemas}/KeyRotate/properties/purpose/enum"),
     );
 }
 

@@ -511,10 +511,23 @@ impl Management {
 
     // ----- keys -----
 
+    /// How long a retired key of `purpose` keeps verifying, in seconds.
+    pub fn key_grace(&self, purpose: KeyPurpose) -> i64 {
+        grace(purpose, self.refresh_token_ttl)
+    }
+
     /// Every key (never their secrets: callers show ids and times).
     pub fn keys(&self) -> Vec<StoredKey> {
         let mut keys: Vec<StoredKey> = self.records.snapshot().keys.values().cloned().collect();
-        keys.sort_by_key(|k| (k.purpose, std::cmp::Reverse(k.created_at)));
+        // By purpose; the current key first, then the most recently retired.
+        keys.sort_by_key(|k| {
+            (
+                k.purpose,
+                k.retired_at.is_some(),
+                std::cmp::Reverse(k.retired_at),
+                std::cmp::Reverse(k.created_at),
+            )
+        });
         keys
     }
 

@@ -301,4 +301,41 @@ mod tests {
                 .contains("does not match")
         );
     }
+
+    #[test]
+    fn a_url_signed_before_a_rotation_stays_valid_until_it_expires() {
+        let (old, new) = (
+            berth_auth::SigningKey::generate(),
+            berth_auth::SigningKey::generate(),
+        );
+        let with = |current: &berth_auth::SigningKey, previous: Vec<berth_auth::SigningKey>| {
+            let ring = KeyRing {
+                current: current.clone(),
+                previous,
+            };
+            DataEndpoint::new(
+                "http://127.0.0.3:5000",
+                Duration::from_secs(25 * 60),
+                Arc::new(move || Some(ring.clone())),
+            )
+        };
+        let n = RepositoryName::parse("factory/app", 255).unwrap();
+        let d = Digest::sha256(b"layer");
+        let url = with(&old, Vec::new()).sign(&n, &d, 1_000);
+        let (repository, digest, expires, signature) = parts(&url);
+        let check = |endpoint: &DataEndpoint| {
+            endpoint.verify(
+                &repository,
+                &digest,
+                Some(&expires),
+                Some(&signature),
+                1_000,
+            )
+        };
+        assert!(
+            check(&with(&new, vec![old.clone()])).is_ok(),
+            "old key retired, within grace"
+        );
+        assert!(check(&with(&new, Vec::new())).is_err(), "old key gone");
+    }
 }

@@ -1065,3 +1065,81 @@ fn the_data_endpoint_cannot_be_enabled_without_one() {
     let table = cli.ok(&["show-endpoints"]);
     assert!(table.contains("not configured"), "{table}");
 }
+
+/// An access token for the admin, from the token endpoint.
+fn admin_access_token(berth: &Berth) -> String {
+    let resp = http()
+        .get(format!(
+            "{}/oauth2/token?service={}&scope=repository:hello:pull",
+            berth.url, berth.host
+        ))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json::<Value>().unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// `GET /v2/` with a Bearer token: its status.
+fn bearer_status(berth: &Berth, token: &str) -> u16 {
+    http()
+        .get(format!("{}/v2/", berth.url))
+        .bearer_auth(token)
+        .send()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[test]
+fn keys_rotate_without_ending_what_the_old_key_signed() {
+    let mut berth = Berth::start();
+    let cli = Cli::logged_in(&berth);
+    let keys = cli.json(&["keys", "list"]);
+    let purposes: Vec<&str> = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["purpose"].as_str().unwrap())
+        .collect();
+    assert_eq!(purposes, ["tokens", "data-urls"], "{keys}");
+    assert!(
+        !berth.data_dir().join("signing.key").exists()
+            && !berth.data_dir().join("data-url.key").exists(),
+        "keys live in the identity store, not in files"
+    );
+
+    let before = admin_access_token(&berth);
+    assert_eq!(bearer_status(&berth, &before), 200);
+    let rotated = cli.json(&["keys", "rotate", "--purpose", "tokens"]);
+    let rotated = rotated.as_array().unwrap();
+    assert_eq!(rotated.len(), 2, "{rotated:?}");
+    assert!(rotated[0]["retired_at"].is_null(), "the new key first");
+    assert!(
+        rotated[1]["retired_at"].is_string() && rotated[1]["verifies_until"].is_string(),
+        "the old one retired, verifying until its refresh tokens expire: {rotated:?}"
+    );
+    // What the old key signed stays valid; new tokens are signed with the new key.
+    assert_eq!(bearer_status(&berth, &before), 200);
+    let after = admin_access_token(&berth);
+    assert_ne!(before.rsplit('.').next(), after.rsplit('.').next());
+    assert_eq!(bearer_status(&berth, &after), 200);
+    // The keys are stored: both still verify after a restart.
+    berth.restart();
+    assert_eq!(bearer_status(&berth, &before), 200);
+    assert_eq!(bearer_status(&berth, &after), 200);
+    // A token signed with a key this registry never had is refused.
+    let forged = format!("{}.{}", after.rsplit_once('.').unwrap().0, "AAAA");
+    assert_eq!(bearer_status(&berth, &forged), 401);
+
+    let table = cli.ok(&["keys", "rotate", "--purpose", "all"]);
+    assert!(
+        table.contains("tokens") && table.contains("data-urls") && table.contains("verifies until"),
+        "{table}"
+    );
+    let usage = cli.run(&["keys", "rotate", "--purpose", "signing"]);
+    assert_eq!(usage.status.code(), Some(2));
+}

@@ -16,6 +16,7 @@ use http::StatusCode;
 use http::request::Parts;
 
 mod connected;
+mod keys;
 mod network;
 mod wire;
 
@@ -66,11 +67,13 @@ pub const ROUTES: &[(&str, &[&str])] = &[
         "/berth/v1/private-endpoint-connections/{name}/reject",
         &["POST"],
     ),
+    ("/berth/v1/keys", &["GET"]),
+    ("/berth/v1/keys/rotate", &["POST"]),
 ];
 
 /// The management routes (with their admin check in each handler's extractor).
 pub fn router() -> Router<AppState> {
-    let routes: [(&str, MethodRouter<AppState>); 19] = [
+    let routes: [(&str, MethodRouter<AppState>); 21] = [
         (ROUTES[0].0, get(show_registry).patch(update_registry)),
         (ROUTES[1].0, get(list_scope_maps).post(create_scope_map)),
         (
@@ -114,6 +117,8 @@ pub fn router() -> Router<AppState> {
         ),
         (ROUTES[17].0, post(network::approve)),
         (ROUTES[18].0, post(network::reject)),
+        (ROUTES[19].0, get(keys::list)),
+        (ROUTES[20].0, post(keys::rotate)),
     ];
     routes
         .into_iter()

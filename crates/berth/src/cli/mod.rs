@@ -1,5 +1,6 @@
 //! The management command line: `berth login`, `scope-map`, `token`, `connected-registry`,
-//! `network-rule`, `private-endpoint-connection`, `show-endpoints`, `update`, `show`.
+//! `network-rule`, `private-endpoint-connection`, `show-endpoints`, `update`, `show`,
+//! `keys`.
 //!
 //! Every command is a thin client of the registry's management API (`/berth/v1/…`); the
 //! registry validates and decides, the command line only parses flags, sends one request
@@ -15,12 +16,13 @@
 //! - [`error`]: [`CliError`] and the exit codes scripts rely on;
 //! - one module per command group: [`login`], [`scope_map`], [`token`],
 //!   [`connected_registry`], [`registry`] (settings), [`network`] (rules, private
-//!   endpoints, endpoints).
+//!   endpoints, endpoints), [`keys`] (signing keys).
 
 pub mod client;
 pub mod connected_registry;
 pub mod credentials;
 pub mod error;
+pub mod keys;
 pub mod login;
 pub mod network;
 pub mod output;
@@ -73,6 +75,8 @@ pub enum Command {
     Update(registry::UpdateArgs),
     /// Show registry settings.
     Show(registry::ShowArgs),
+    /// List and rotate the registry's signing keys (tokens, data URLs).
+    Keys(keys::KeysArgs),
 }
 
 /// Runs a management command and turns its outcome into the documented exit code.
@@ -88,6 +92,7 @@ pub fn run(command: Command) -> ExitCode {
         Command::ShowEndpoints(args) => network::show_endpoints(args),
         Command::Update(args) => registry::update(args),
         Command::Show(args) => registry::show(args),
+        Command::Keys(args) => keys::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
