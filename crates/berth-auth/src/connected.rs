@@ -86,15 +86,124 @@ impl LogLevel {
     }
 }
 
-/// When and for how long the instance syncs with its parent.
+/// An ISO-8601 duration as it was written (`PT3H`, `P2D`, shown back the same) and as it is
+/// parsed, once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsoDuration {
+    text: String,
+    value: Duration,
+}
+
+impl IsoDuration {
+    /// Parses `text`; `what` names the setting in the error.
+    pub fn parse(what: &str, text: &str) -> Result<Self, IdentityError> {
+        Ok(IsoDuration {
+            value: iso_duration(what, text)?,
+            text: text.to_owned(),
+        })
+    }
+
+    /// As written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// As parsed.
+    pub fn duration(&self) -> Duration {
+        self.value
+    }
+}
+
+impl Serialize for IsoDuration {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for IsoDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        IsoDuration::parse("duration", &text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// When content syncs: continuously (`* * * * *`), or at the ticks of a cron expression,
+/// parsed once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncSchedule {
+    /// The expression, its fields joined by single spaces.
+    text: String,
+    /// `None`: continuous.
+    cron: Option<croner::Cron>,
+}
+
+impl SyncSchedule {
+    /// Continuous sync.
+    pub fn continuous() -> Self {
+        SyncSchedule {
+            text: CONTINUOUS.to_owned(),
+            cron: None,
+        }
+    }
+
+    /// Parses a 5-field cron expression (each field within its range); `* * * * *` is
+    /// continuous. Whether it ever fires is [`SyncSettings::validate`]'s to say.
+    pub fn parse(text: &str) -> Result<Self, IdentityError> {
+        let normalized = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if normalized == CONTINUOUS {
+            return Ok(SyncSchedule::continuous());
+        }
+        Ok(SyncSchedule {
+            cron: Some(parse_schedule(text)?),
+            text: normalized,
+        })
+    }
+
+    /// Whether content syncs continuously.
+    pub fn is_continuous(&self) -> bool {
+        self.cron.is_none()
+    }
+
+    /// The cron expression, for a scheduled sync.
+    pub fn cron(&self) -> Option<&croner::Cron> {
+        self.cron.as_ref()
+    }
+
+    /// As written (fields joined by single spaces).
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl Default for SyncSchedule {
+    fn default() -> Self {
+        SyncSchedule::continuous()
+    }
+}
+
+impl Serialize for SyncSchedule {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for SyncSchedule {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        SyncSchedule::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// When and for how long the instance syncs with its parent, and how fast: defined once,
+/// parsed once (when a request or a stored record is read), used typed everywhere.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncSettings {
-    /// 5-field cron; `* * * * *` is continuous.
-    pub schedule: String,
-    /// ISO-8601 duration, 1 hour to 7 days; only with a non-continuous schedule.
-    pub window: Option<String>,
-    /// ISO-8601 duration, 1 to 90 days: how long messages wait for an offline instance.
-    pub message_ttl: String,
+    /// Continuous, or a 5-field cron expression.
+    pub schedule: SyncSchedule,
+    /// 1 hour to 7 days; only with a cron schedule.
+    pub window: Option<IsoDuration>,
+    /// 1 to 90 days: how long messages wait for an offline instance.
+    pub message_ttl: IsoDuration,
     /// Most bytes per second content sync may use on the link (down and up together);
     /// `None`: unlimited.
     #[serde(default)]
@@ -102,6 +211,56 @@ pub struct SyncSettings {
     /// Most blob transfers at once on the link.
     #[serde(default = "default_concurrency")]
     pub concurrency: u32,
+}
+
+impl SyncSettings {
+    /// The defaults changed by the values given (as the API and the command line write
+    /// them), each parsed once; then checked together.
+    pub fn from_parts(
+        schedule: Option<&str>,
+        window: Option<&str>,
+        message_ttl: Option<&str>,
+        bandwidth: Option<&str>,
+        concurrency: Option<u32>,
+    ) -> Result<Self, IdentityError> {
+        let mut settings = SyncSettings::default();
+        settings.change(schedule, window, message_ttl, bandwidth, concurrency)?;
+        Ok(settings)
+    }
+
+    /// Changes the values given (a window or bandwidth of `""` removes it), then checks the
+    /// result together.
+    pub fn change(
+        &mut self,
+        schedule: Option<&str>,
+        window: Option<&str>,
+        message_ttl: Option<&str>,
+        bandwidth: Option<&str>,
+        concurrency: Option<u32>,
+    ) -> Result<(), IdentityError> {
+        if let Some(schedule) = schedule {
+            self.schedule = SyncSchedule::parse(schedule)?;
+        }
+        if let Some(window) = window {
+            self.window = match window {
+                "" => None,
+                w => Some(IsoDuration::parse("sync window", w)?),
+            };
+        }
+        if let Some(ttl) = message_ttl {
+            self.message_ttl = IsoDuration::parse("message TTL", ttl)?;
+        }
+        if let Some(bandwidth) = bandwidth {
+            self.bandwidth = match bandwidth {
+                "" => None,
+                b => Some(parse_bandwidth(b)?),
+            };
+        }
+        if let Some(concurrency) = concurrency {
+            self.concurrency = concurrency;
+        }
+        self.validate()
+    }
 }
 
 /// Blob transfers at once, by default.
@@ -161,9 +320,10 @@ pub fn validate_endpoint(what: &str, value: &str) -> Result<(), IdentityError> {
 impl Default for SyncSettings {
     fn default() -> Self {
         SyncSettings {
-            schedule: CONTINUOUS.into(),
+            schedule: SyncSchedule::continuous(),
             window: None,
-            message_ttl: DEFAULT_MESSAGE_TTL.into(),
+            message_ttl: IsoDuration::parse("message TTL", DEFAULT_MESSAGE_TTL)
+                .expect("the default TTL parses"),
             bandwidth: None,
             concurrency: DEFAULT_CONCURRENCY,
         }
@@ -171,7 +331,8 @@ impl Default for SyncSettings {
 }
 
 impl SyncSettings {
-    /// Checks the schedule, the window and the TTL, together.
+    /// Checks the schedule (it fires), the window (only with a schedule) and the TTL,
+    /// together.
     pub fn validate(&self) -> Result<(), IdentityError> {
         if !(1..=64).contains(&self.concurrency) {
             return Err(IdentityError::Invalid(format!(
@@ -179,15 +340,10 @@ impl SyncSettings {
                 self.concurrency
             )));
         }
-        validate_schedule(&self.schedule)?;
-        match (
-            &self.window,
-            self.schedule
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-                == CONTINUOUS,
-        ) {
+        if let Some(cron) = self.schedule.cron() {
+            check_fires(self.schedule.as_str(), cron)?;
+        }
+        match (&self.window, self.schedule.is_continuous()) {
             (Some(_), true) => {
                 return Err(IdentityError::Invalid(
                     "a sync window only applies to a scheduled sync; set --sync-schedule to a cron expression other \
@@ -196,20 +352,21 @@ impl SyncSettings {
                 ));
             }
             (Some(window), false) => {
-                let d = iso_duration("sync window", window)?;
+                let d = window.duration();
                 if d < Duration::from_secs(3600) || d > Duration::from_secs(7 * 24 * 3600) {
                     return Err(IdentityError::Invalid(format!(
-                        "sync window `{window}` is out of range: use 1 hour to 7 days, e.g. PT3H or P1D"
+                        "sync window `{}` is out of range: use 1 hour to 7 days, e.g. PT3H or P1D",
+                        window.as_str()
                     )));
                 }
             }
             (None, _) => {}
         }
-        let ttl = iso_duration("message TTL", &self.message_ttl)?;
+        let ttl = self.message_ttl.duration();
         if ttl < Duration::from_secs(24 * 3600) || ttl > Duration::from_secs(90 * 24 * 3600) {
             return Err(IdentityError::Invalid(format!(
                 "message TTL `{}` is out of range: use 1 to 90 days, e.g. P2D",
-                self.message_ttl
+                self.message_ttl.as_str()
             )));
         }
         Ok(())
@@ -278,9 +435,8 @@ fn check_cron_field(
     Ok(())
 }
 
-/// Checks a 5-field cron expression: its shape, each field's range, and that it fires at all
-/// (`0 0 31 2 *` never does).
-pub fn validate_schedule(schedule: &str) -> Result<(), IdentityError> {
+/// Parses a 5-field cron expression, each field within its range.
+fn parse_schedule(schedule: &str) -> Result<croner::Cron, IdentityError> {
     let fields: Vec<&str> = schedule.split_whitespace().collect();
     if fields.len() != 5 {
         return Err(IdentityError::Invalid(format!(
@@ -292,12 +448,16 @@ pub fn validate_schedule(schedule: &str) -> Result<(), IdentityError> {
     for (field, spec) in fields.iter().zip(CRON_FIELDS) {
         check_cron_field(schedule, field, spec)?;
     }
-    let cron = schedule.parse::<croner::Cron>().map_err(|e| {
+    schedule.parse::<croner::Cron>().map_err(|e| {
         IdentityError::Invalid(format!(
             "sync schedule `{schedule}` is not a valid cron expression ({e}); use minute hour day month weekday, \
              e.g. `0 */2 * * *`"
         ))
-    })?;
+    })
+}
+
+/// Checks that a cron schedule fires at all (`0 0 31 2 *` never does).
+fn check_fires(schedule: &str, cron: &croner::Cron) -> Result<(), IdentityError> {
     let now = chrono::Utc::now();
     let horizon = now + chrono::Duration::days(366 * CRON_HORIZON_YEARS);
     match cron.find_next_occurrence(&now, false) {
@@ -306,6 +466,16 @@ pub fn validate_schedule(schedule: &str) -> Result<(), IdentityError> {
             "sync schedule `{schedule}` never fires: no date matches it (e.g. day 31 of a month that has 30 days or \
              fewer); content would never sync"
         ))),
+    }
+}
+
+/// Checks a 5-field cron expression: its shape, each field's range, and that it fires at all
+/// (`0 0 31 2 *` never does).
+pub fn validate_schedule(schedule: &str) -> Result<(), IdentityError> {
+    let parsed = SyncSchedule::parse(schedule)?;
+    match parsed.cron() {
+        Some(cron) => check_fires(parsed.as_str(), cron),
+        None => Ok(()),
     }
 }
 
@@ -565,15 +735,12 @@ mod tests {
     #[test]
     fn schedules_windows_and_ttls() {
         assert!(SyncSettings::default().validate().is_ok());
-        let s = |schedule: &str, window: Option<&str>, ttl: &str| SyncSettings {
-            schedule: schedule.into(),
-            window: window.map(Into::into),
-            message_ttl: ttl.into(),
-            ..SyncSettings::default()
+        let s = |schedule: &str, window: Option<&str>, ttl: &str| {
+            SyncSettings::from_parts(Some(schedule), window, Some(ttl), None, None)
         };
-        assert!(s("0 */2 * * *", Some("PT3H"), "P2D").validate().is_ok());
-        assert!(s("0 */2 * * *", Some("P7D"), "P90D").validate().is_ok());
-        let err = |x: SyncSettings| x.validate().unwrap_err().to_string();
+        assert!(s("0 */2 * * *", Some("PT3H"), "P2D").is_ok());
+        assert!(s("0 */2 * * *", Some("P7D"), "P90D").is_ok());
+        let err = |x: Result<SyncSettings, IdentityError>| x.unwrap_err().to_string();
         assert!(
             err(s("* * * * *", Some("PT3H"), "P2D")).contains("only applies to a scheduled sync")
         );
@@ -616,9 +783,9 @@ mod tests {
             "5,35 */2 1-15/2 * 0,7",
         ] {
             assert!(
-                s(fine, Some("PT1H"), "P2D").validate().is_ok(),
+                s(fine, Some("PT1H"), "P2D").is_ok(),
                 "{fine}: {:?}",
-                s(fine, Some("PT1H"), "P2D").validate()
+                s(fine, Some("PT1H"), "P2D")
             );
         }
     }

@@ -463,26 +463,13 @@ impl Hierarchy {
                     .client_tokens
                     .retain(|t| !update.remove_client_tokens.contains(t));
                 registry.client_tokens = dedup(registry.client_tokens);
-                if let Some(schedule) = &update.sync_schedule {
-                    registry.sync.schedule = schedule.clone();
-                }
-                if let Some(window) = &update.sync_window {
-                    registry.sync.window = (!window.is_empty()).then(|| window.clone());
-                }
-                if let Some(ttl) = &update.sync_message_ttl {
-                    registry.sync.message_ttl = ttl.clone();
-                }
-                if let Some(bandwidth) = &update.sync_bandwidth {
-                    registry.sync.bandwidth = if bandwidth.is_empty() {
-                        None
-                    } else {
-                        Some(connected::parse_bandwidth(bandwidth)?)
-                    };
-                }
-                if let Some(concurrency) = update.sync_concurrency {
-                    registry.sync.concurrency = concurrency;
-                }
-                registry.sync.validate()?;
+                registry.sync.change(
+                    update.sync_schedule.as_deref(),
+                    update.sync_window.as_deref(),
+                    update.sync_message_ttl.as_deref(),
+                    update.sync_bandwidth.as_deref(),
+                    update.sync_concurrency,
+                )?;
                 if let Some(level) = update.log_level {
                     registry.log_level = level;
                 }

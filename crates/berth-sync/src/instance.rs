@@ -200,12 +200,12 @@ impl Instance {
     }
 
     /// The message TTLs of this registry's children (who read its change log).
-    pub fn children_message_ttls(&self) -> Vec<String> {
+    pub fn children_message_ttls(&self) -> Vec<Duration> {
         self.current()
             .map(|d| {
                 d.children
                     .iter()
-                    .map(|c| c.registry.sync.message_ttl.clone())
+                    .map(|c| c.registry.sync.message_ttl.duration())
                     .collect()
             })
             .unwrap_or_default()

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use berth_auth::connected::{CONTINUOUS, SyncSettings, iso_duration};
+use berth_auth::connected::{CONTINUOUS, SyncSettings};
 use chrono::{DateTime, Utc};
 
 /// Whether content may move now.
@@ -30,22 +30,10 @@ pub struct Schedule {
     state_file: PathBuf,
 }
 
-fn parse(settings: &SyncSettings) -> Option<(croner::Cron, Option<Duration>)> {
-    if settings
-        .schedule
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        == CONTINUOUS
-    {
-        return None;
-    }
-    let cron: croner::Cron = settings.schedule.parse().ok()?;
-    let window = settings
-        .window
-        .as_deref()
-        .and_then(|w| iso_duration("sync window", w).ok());
-    Some((cron, window))
+/// The cron expression and window of a scheduled sync; `None` for a continuous one.
+fn parse(settings: &SyncSettings) -> Option<(&croner::Cron, Option<Duration>)> {
+    let cron = settings.schedule.cron()?;
+    Some((cron, settings.window.as_ref().map(|w| w.duration())))
 }
 
 fn normalized(schedule: &str) -> String {
@@ -88,7 +76,7 @@ impl Schedule {
 
     /// Whether content may move at `now` under `settings`.
     pub fn gate(&self, settings: &SyncSettings, now: DateTime<Utc>) -> Gate {
-        let schedule = normalized(&settings.schedule);
+        let schedule = settings.schedule.as_str();
         let last = self.last_run();
         let Some((cron, window)) = parse(settings) else {
             // Remembered, so that a switch to a schedule later is seen as one.
@@ -104,16 +92,16 @@ impl Schedule {
             // A new schedule (or a first start) waits for its first tick.
             Some((_, Some(previous))) if previous != schedule => {
                 tracing::info!(schedule = %schedule, "sync schedule changed: content waits for its next tick");
-                self.record(now, &schedule);
+                self.record(now, schedule);
                 now
             }
             Some((last, _)) => last,
             None => {
-                self.record(now, &schedule);
+                self.record(now, schedule);
                 now
             }
         };
-        gate_at(&cron, window, last, now)
+        gate_at(cron, window, last, now)
     }
 }
 
@@ -149,6 +137,11 @@ mod tests {
 
     fn at(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
+    }
+
+    /// `schedule` with a one-hour window.
+    fn scheduled(schedule: &str) -> SyncSettings {
+        SyncSettings::from_parts(Some(schedule), Some("PT1H"), None, None, None).unwrap()
     }
 
     #[test]
@@ -195,12 +188,7 @@ mod tests {
             schedule.gate(&SyncSettings::default(), Utc::now()),
             Gate::Open
         );
-        let yearly = SyncSettings {
-            schedule: "0 0 1 1 *".into(),
-            window: Some("PT1H".into()),
-            message_ttl: "P2D".into(),
-            ..SyncSettings::default()
-        };
+        let yearly = scheduled("0 0 1 1 *");
         let now = at("2026-06-01T00:00:00Z");
         assert_eq!(
             schedule.gate(&yearly, now),
@@ -212,11 +200,7 @@ mod tests {
     fn a_switch_of_schedule_waits_for_the_new_tick() {
         let dir = tempfile::tempdir().unwrap();
         let schedule = Schedule::new(dir.path());
-        let hourly = SyncSettings {
-            schedule: "0 * * * *".into(),
-            window: Some("PT1H".into()),
-            ..SyncSettings::default()
-        };
+        let hourly = scheduled("0 * * * *");
         // An hourly schedule ran long ago: its missed tick is made up.
         schedule.record(at("2026-05-01T00:30:00Z"), "0 * * * *");
         assert!(matches!(
@@ -229,11 +213,7 @@ mod tests {
             schedule.gate(&SyncSettings::default(), at("2026-06-01T00:20:00Z")),
             Gate::Open
         );
-        let yearly = SyncSettings {
-            schedule: "0 0 1 1 *".into(),
-            window: Some("PT1H".into()),
-            ..SyncSettings::default()
-        };
+        let yearly = scheduled("0 0 1 1 *");
         assert_eq!(
             schedule.gate(&yearly, at("2026-06-01T00:30:00Z")),
             Gate::ClosedUntil(at("2027-01-01T00:00:00Z"))

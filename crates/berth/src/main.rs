@@ -190,7 +190,7 @@ async fn serve(
                     .hierarchy()
                     .definitions()
                     .into_iter()
-                    .map(|r| r.sync.message_ttl)
+                    .map(|r| r.sync.message_ttl.duration())
                     .collect()
             });
         }
@@ -312,7 +312,7 @@ async fn open_identity(config: &Config) -> Result<Identity, Box<dyn std::error::
 fn spawn_change_log_pruner(
     registry: Arc<Registry>,
     fixed: Option<Duration>,
-    ttls: impl Fn() -> Vec<String> + Send + 'static,
+    ttls: impl Fn() -> Vec<Duration> + Send + 'static,
 ) {
     let period = fixed.map_or(Duration::from_secs(3600), |r| {
         (r / 2).clamp(Duration::from_secs(1), Duration::from_secs(3600))
@@ -323,8 +323,7 @@ fn spawn_change_log_pruner(
             tick.tick().await;
             let retention = fixed.unwrap_or_else(|| {
                 ttls()
-                    .iter()
-                    .filter_map(|t| berth_auth::connected::iso_duration("message TTL", t).ok())
+                    .into_iter()
                     .max()
                     .unwrap_or(Duration::from_secs(2 * 24 * 3600))
             });

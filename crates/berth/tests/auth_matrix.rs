@@ -1849,12 +1849,16 @@ fn the_signing_key_and_database_files_are_readable_only_by_their_owner() {
         }
     }
     checked.sort();
-    for required in ["identity.db", "signing.key"] {
-        assert!(
-            checked.iter().any(|c| c == required),
-            "expected {required} in the data directory; found {checked:?}"
-        );
-    }
+    // The signing keys live in the identity database (mode 0600 like the others), never in
+    // a file of their own.
+    assert!(
+        checked.iter().any(|c| c == "identity.db"),
+        "expected identity.db in the data directory; found {checked:?}"
+    );
+    assert!(
+        !checked.iter().any(|c| c == "signing.key"),
+        "the signing key is kept in identity.db, not in a file: {checked:?}"
+    );
     assert!(
         wrong.is_empty(),
         "the signing key and database files must be mode 0600 (owner read/write only); these \

@@ -48,7 +48,6 @@ pub(crate) async fn create(
     State(state): State<AppState>,
     Body(body): Body<api::ConnectedRegistryCreate>,
 ) -> Result<Response, ApiError> {
-    let defaults = SyncSettings::default();
     let new = NewConnectedRegistry {
         name: body.name,
         mode: body
@@ -61,17 +60,13 @@ pub(crate) async fn create(
         repositories: body.repositories,
         sync_token: body.sync_token,
         client_tokens: body.client_tokens,
-        sync: SyncSettings {
-            schedule: body.sync_schedule.unwrap_or(defaults.schedule),
-            window: body.sync_window,
-            message_ttl: body.sync_message_ttl.unwrap_or(defaults.message_ttl),
-            bandwidth: body
-                .sync_bandwidth
-                .as_deref()
-                .map(berth_auth::connected::parse_bandwidth)
-                .transpose()?,
-            concurrency: body.sync_concurrency.unwrap_or(defaults.concurrency),
-        },
+        sync: SyncSettings::from_parts(
+            body.sync_schedule.as_deref(),
+            body.sync_window.as_deref(),
+            body.sync_message_ttl.as_deref(),
+            body.sync_bandwidth.as_deref(),
+            body.sync_concurrency,
+        )?,
         log_level: body
             .log_level
             .as_deref()

@@ -163,9 +163,9 @@ pub(super) fn new_password(password: GeneratedPassword) -> api::NewPassword {
 /// A connected registry's sync settings, as the wire carries them.
 fn sync_settings_view(sync: SyncSettings) -> api::SyncSettingsView {
     api::SyncSettingsView {
-        schedule: sync.schedule,
-        window: sync.window,
-        message_ttl: sync.message_ttl,
+        schedule: sync.schedule.as_str().to_owned(),
+        window: sync.window.map(|w| w.as_str().to_owned()),
+        message_ttl: sync.message_ttl.as_str().to_owned(),
         bandwidth: sync.bandwidth,
         concurrency: Some(sync.concurrency),
     }
