@@ -179,6 +179,19 @@ impl Registry {
         RepositoryName::parse(name, self.config.max_name_length).map_err(RegistryError::NameInvalid)
     }
 
+    /// Checks a name validated elsewhere (another registry's change log) against this
+    /// registry's length limit, as a push of it here would be.
+    pub fn admit_name(&self, name: &RepositoryName) -> Result<()> {
+        let (len, max) = (name.as_str().len(), self.config.max_name_length);
+        if len > max {
+            return Err(RegistryError::NameInvalid(berth_oci::NameError::TooLong {
+                len,
+                max,
+            }));
+        }
+        Ok(())
+    }
+
     /// Parses a digest named in a request.
     pub fn digest(s: &str) -> Result<Digest> {
         s.parse().map_err(|e: berth_oci::digest::DigestError| {
@@ -705,14 +718,10 @@ impl Registry {
         tag: &Tag,
         before: i64,
     ) -> Result<Option<Digest>> {
-        match self
+        Ok(self
             .metadata
             .parent_tag_before(repository, tag, before)
-            .await?
-        {
-            Some(d) => Ok(Some(Self::digest(&d)?)),
-            None => Ok(None),
-        }
+            .await?)
     }
 
     /// The first and last sequence numbers the change log holds.
