@@ -8,7 +8,8 @@
 //! - [`change`]: the change log's entries, [`Change`] (typed: validated names and digests,
 //!   an action with exactly its fields) and [`ChangePage`], the gateway's `messages` body;
 //! - [`registry`]: [`Registry`], the operations of the distribution API on top of both:
-//!   hashing as bytes stream through, digest checks, manifest validation, a read cache;
+//!   hashing as bytes stream through, digest checks, manifest validation, a read cache, and
+//!   each committed content change announced through a [`berth_notify::Notifier`];
 //! - [`error`]: [`RegistryError`], what can go wrong, in domain terms.
 //!
 //! Callers (the HTTP layer, later the sync engine) use [`Registry`] only; the two stores are

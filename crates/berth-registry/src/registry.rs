@@ -17,6 +17,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use berth_notify::{LocalNotifier, Notifier, Subscription, Topic};
 use berth_oci::manifest::ManifestError;
 use berth_oci::name::DEFAULT_MAX_NAME_LENGTH;
 use berth_oci::{Algorithm, Digest, Hasher, Manifest, Reference, RepositoryName, Tag};
@@ -98,8 +99,9 @@ pub struct Registry {
     /// Per-session state; the per-session lock also serialises requests on one session.
     uploads: Mutex<HashMap<UploadId, Arc<tokio::sync::Mutex<UploadState>>>>,
     cache: ManifestCache,
-    /// Bumped after every committed content change, for those following the change log.
-    changed: tokio::sync::watch::Sender<u64>,
+    /// Announces every committed content change ([`Topic::Content`]): to those following
+    /// the change log, and to the manifest cache, whose generation it is.
+    notifier: Arc<dyn Notifier>,
     /// Since when blob writes have failed for lack of space, until one succeeds.
     storage_full: Mutex<Option<SystemTime>>,
 }
@@ -120,7 +122,8 @@ fn unix_now() -> i64 {
 }
 
 impl Registry {
-    /// A registry over the given stores.
+    /// A registry over the given stores, announcing its changes in process (a
+    /// [`LocalNotifier`]; see [`Registry::with_notifier`]).
     pub fn new(
         blobs: Arc<dyn BlobStore>,
         metadata: Arc<dyn MetadataStore>,
@@ -132,15 +135,29 @@ impl Registry {
             config,
             uploads: Mutex::default(),
             cache: ManifestCache::default(),
-            changed: tokio::sync::watch::Sender::new(0),
+            notifier: Arc::new(LocalNotifier::new()),
             storage_full: Mutex::new(None),
         }
     }
 
-    /// A receiver that sees every committed change to repository content (what the change
-    /// log records), so a follower can wait for the next one instead of polling.
-    pub fn subscribe_changes(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.changed.subscribe()
+    /// The registry, announcing its content changes through `notifier` (shared with the
+    /// other parts of the process, or with other nodes) and following its generations.
+    pub fn with_notifier(mut self, notifier: Arc<dyn Notifier>) -> Self {
+        self.notifier = notifier;
+        // Generations of another notifier mean nothing: forget what was read under them.
+        self.cache = ManifestCache::default();
+        self
+    }
+
+    /// The notifier through which the registry announces its content changes.
+    pub fn notifier(&self) -> &Arc<dyn Notifier> {
+        &self.notifier
+    }
+
+    /// A subscription that sees every committed change to repository content (what the
+    /// change log records), so a follower can wait for the next one instead of polling.
+    pub fn subscribe_changes(&self) -> Subscription {
+        self.notifier.subscribe(Topic::Content)
     }
 
     /// Links a blob the store already holds (pushed to another repository) into
@@ -590,8 +607,8 @@ impl Registry {
             origin,
         };
         let stored = self.metadata.put_manifest(new).await;
-        self.cache.invalidate();
-        self.changed.send_modify(|n| *n += 1);
+        // Even after a failure: whether the transaction committed is not always known.
+        self.notifier.notify(Topic::Content);
         match stored {
             Ok(()) => Ok(ManifestPushed { digest, subject }),
             Err(PutManifestError::UnknownTarget(target)) => Err(
@@ -608,10 +625,11 @@ impl Registry {
         reference: &Reference,
     ) -> Result<Arc<StoredManifest>> {
         let key = reference.to_string();
-        if let Some(hit) = self.cache.get(repository.as_str(), &key) {
+        // Recorded before the database is read: see `cache`.
+        let generation = self.notifier.generation(Topic::Content);
+        if let Some(hit) = self.cache.get(repository.as_str(), &key, generation) {
             return Ok(hit);
         }
-        let generation = self.cache.generation();
         let found = match reference {
             Reference::Tag(tag) => self.metadata.tagged_manifest(repository, tag).await?,
             Reference::Digest(digest) => self.metadata.manifest(repository, digest).await?,
@@ -647,8 +665,7 @@ impl Registry {
                     .await
             }
         };
-        self.cache.invalidate();
-        self.changed.send_modify(|n| *n += 1);
+        self.notifier.notify(Topic::Content);
         if deleted? {
             Ok(())
         } else {
