@@ -116,6 +116,13 @@ pub struct UploadRecord {
     pub repository: String,
     /// Creation time, Unix seconds.
     pub created_at: i64,
+    /// Bytes received so far, as of the last recorded append.
+    pub received: u64,
+    /// The hash state of exactly those bytes ([`berth_oci::Hasher::save`]); `None` when it
+    /// must be rebuilt from the stored bytes.
+    pub hash_state: Option<Vec<u8>>,
+    /// When the last append was recorded, Unix seconds.
+    pub updated_at: Option<i64>,
 }
 
 /// Storage for everything but blob bytes.
@@ -221,6 +228,17 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     /// An upload session.
     async fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>>;
+
+    /// Records an upload session's progress, only if it still has `expected` bytes: the
+    /// session now holds `received` bytes, whose hash state is `hash_state`. Returns whether
+    /// it did (`false`: another writer moved the session on, or it is gone).
+    async fn update_upload(
+        &self,
+        id: &UploadId,
+        expected: u64,
+        received: u64,
+        hash_state: Option<&[u8]>,
+    ) -> Result<bool>;
 
     /// Forgets an upload session.
     async fn delete_upload(&self, id: &UploadId) -> Result<()>;

@@ -577,13 +577,36 @@ impl MetadataStore for SqliteMetadata {
     }
 
     async fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>> {
-        sqlx::query("SELECT id, repository, created_at FROM uploads WHERE id = $1")
+        sqlx::query(
+            "SELECT id, repository, created_at, received, hash_state, updated_at FROM uploads WHERE id = $1",
+        )
             .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await
             .map_err(err)?
             .map(upload_record)
             .transpose()
+    }
+
+    async fn update_upload(
+        &self,
+        id: &UploadId,
+        expected: u64,
+        received: u64,
+        hash_state: Option<&[u8]>,
+    ) -> Result<bool> {
+        sqlx::query(
+            "UPDATE uploads SET received = $3, hash_state = $4, updated_at = $5 WHERE id = $1 AND received = $2",
+        )
+        .bind(id.to_string())
+        .bind(expected as i64)
+        .bind(received as i64)
+        .bind(hash_state)
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map(|r| r.rows_affected() > 0)
+        .map_err(err)
     }
 
     async fn delete_upload(&self, id: &UploadId) -> Result<()> {
@@ -596,7 +619,9 @@ impl MetadataStore for SqliteMetadata {
     }
 
     async fn uploads(&self) -> Result<Vec<UploadRecord>> {
-        sqlx::query("SELECT id, repository, created_at FROM uploads ORDER BY created_at")
+        sqlx::query(
+            "SELECT id, repository, created_at, received, hash_state, updated_at FROM uploads ORDER BY created_at",
+        )
             .fetch_all(&self.pool)
             .await
             .map_err(err)?
@@ -611,5 +636,8 @@ fn upload_record(row: sqlx::sqlite::SqliteRow) -> Result<UploadRecord> {
         id: UploadId::from_str(row.get::<&str, _>(0)).map_err(err)?,
         repository: row.get(1),
         created_at: row.get(2),
+        received: row.get::<i64, _>(3) as u64,
+        hash_state: row.get(4),
+        updated_at: row.get(5),
     })
 }
