@@ -10,7 +10,8 @@
 //! - [`registry`]: [`Registry`], the operations of the distribution API on top of both:
 //!   hashing as bytes stream through, digest checks, manifest validation, a read cache, and
 //!   each committed content change announced through a [`berth_notify::Notifier`];
-//! - [`error`]: [`RegistryError`], what can go wrong, in domain terms.
+//! - [`error`]: [`RegistryError`], what can go wrong, in domain terms;
+//! - `contract` (feature `contract-tests`): the suites every store implementation runs.
 //!
 //! Callers (the HTTP layer, later the sync engine) use [`Registry`] only; the two stores are
 //! traits so that object storage and PostgreSQL can replace them without touching callers.
@@ -18,6 +19,8 @@
 pub mod blob;
 mod cache;
 pub mod change;
+#[cfg(feature = "contract-tests")]
+pub mod contract;
 pub mod error;
 pub mod metadata;
 pub mod registry;
