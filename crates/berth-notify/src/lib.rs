@@ -19,6 +19,14 @@
 //! since (what the manifest cache relies on).
 //!
 //! Depends on nothing of Berth's, so that `berth-registry` and `berth-auth` can both use it.
+//! `main` builds one notifier and hands it to each part: the registry takes it with
+//! `Registry::with_notifier` (and announces [`Topic::Content`]); identities hold an
+//! `Arc<dyn Notifier>` in place of their own `watch::Sender<u64>`, call
+//! `notify(Topic::Identity)` after a write replaced the snapshot, and hand out
+//! `subscribe(Topic::Identity)` to long polls (the same `mark_unchanged` / `changed` calls
+//! as on a `watch::Receiver`); with several nodes, each node also runs a task that waits on
+//! that subscription and reloads its snapshot from the store. A connected registry's
+//! instance announces a new configuration document with `notify(Topic::Configuration)`.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
