@@ -61,6 +61,14 @@ impl Sessions {
     fn remove(&self, id: &UploadId) {
         self.map().remove(id);
     }
+
+    /// Forgets the sessions that have no row any more (ended by another process) and that
+    /// no request here holds or waits for. (Cloning a slot happens under the map's lock, so
+    /// a count of one cannot grow while it is looked at.)
+    fn retain_recorded(&self, recorded: &HashSet<UploadId>) {
+        self.map()
+            .retain(|id, slot| recorded.contains(id) || Arc::strong_count(slot) > 1);
+    }
 }
 
 /// A session whose lock this request holds, with its row as read under the lock.
@@ -419,6 +427,9 @@ impl Registry {
             }
         }
         let recorded: HashSet<UploadId> = records.iter().map(|r| r.id).collect();
+        // A session started since the rows were read may lose its cached state here, which
+        // costs it one rebuild of an empty state.
+        self.uploads.retain_recorded(&recorded);
         for (id, modified) in stored {
             if !recorded.contains(&id) && modified < cutoff {
                 self.blobs.abort_upload(&id).await?;
@@ -576,6 +587,27 @@ mod tests {
                 .unwrap()
                 .size,
             11
+        );
+    }
+
+    #[tokio::test]
+    async fn a_session_ended_elsewhere_is_forgotten_here_at_the_next_sweep() {
+        let shared = Shared::new().await;
+        let (one, two) = (shared.node(), shared.node());
+        let id = one.start_upload(&repo()).await.unwrap();
+        one.append_upload(&repo(), &id, Some(0), body(b"abc"))
+            .await
+            .unwrap();
+        two.finish_upload(&repo(), &id, &Digest::sha256(b"abc"), None)
+            .await
+            .unwrap();
+        assert!(one.uploads.map().contains_key(&id));
+        let open = one.start_upload(&repo()).await.unwrap();
+        one.sweep_uploads().await.unwrap();
+        assert!(!one.uploads.map().contains_key(&id));
+        assert!(
+            one.uploads.map().contains_key(&open),
+            "a live session stays"
         );
     }
 
