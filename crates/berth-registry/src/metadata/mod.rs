@@ -231,7 +231,10 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     /// Records an upload session's progress, only if it still has `expected` bytes: the
     /// session now holds `received` bytes, whose hash state is `hash_state`. Returns whether
-    /// it did (`false`: another writer moved the session on, or it is gone).
+    /// it did (`false`: another writer moved the session on, or it is gone). Called once per
+    /// request of a chunked upload, so it may be less durable than other writes (no fsync
+    /// of its own; PostgreSQL: `synchronous_commit = off`): a row left behind its bytes by
+    /// a power loss is repaired from the bytes.
     async fn update_upload(
         &self,
         id: &UploadId,

@@ -15,8 +15,11 @@
 //! - **one hash pass**: bytes are hashed as they stream into the blob store. The state is
 //!   rebuilt from the stored bytes only when the row has none (a session older than stored
 //!   states, or one whose bytes turned out to differ from the row) or when the stored bytes
-//!   are not as long as the row says (a crash between an append and its row update: the
-//!   stored bytes are the truth of what a session holds, as they always were);
+//!   are not as long as the row says (a crash between an append and its row update, or a
+//!   power loss that took the row's last update or the bytes' last writes: the stored bytes
+//!   are the truth of what a session holds, as they always were). Equal lengths mean equal
+//!   bytes because file systems that order data before metadata (ext4 `data=ordered`, XFS,
+//!   btrfs) never show a file longer than the data that reached the disk;
 //! - **the stored bytes and the hash state agree**: a body cut part way keeps what arrived
 //!   and records exactly that state; a failed write keeps nothing (the store truncates back)
 //!   and records nothing.
