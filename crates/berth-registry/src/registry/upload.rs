@@ -562,6 +562,14 @@ mod tests {
         RepositoryName::parse("a", 255).unwrap()
     }
 
+    /// A session started on `node`, holding `first`.
+    async fn session(node: &Registry, first: &'static [u8]) -> UploadId {
+        let id = node.start_upload(&repo()).await.unwrap();
+        let len = node.append_upload(&repo(), &id, Some(0), body(first)).await;
+        assert_eq!(len.unwrap(), first.len() as u64);
+        id
+    }
+
     #[tokio::test]
     async fn another_node_continues_a_session_without_hashing_again() {
         let shared = Shared::new().await;
@@ -597,10 +605,7 @@ mod tests {
     async fn a_session_ended_elsewhere_is_forgotten_here_at_the_next_sweep() {
         let shared = Shared::new().await;
         let (one, two) = (shared.node(), shared.node());
-        let id = one.start_upload(&repo()).await.unwrap();
-        one.append_upload(&repo(), &id, Some(0), body(b"abc"))
-            .await
-            .unwrap();
+        let id = session(&one, b"abc").await;
         two.finish_upload(&repo(), &id, &Digest::sha256(b"abc"), None)
             .await
             .unwrap();
@@ -618,10 +623,7 @@ mod tests {
     async fn a_writer_behind_the_row_gets_416_and_corrupts_nothing() {
         let shared = Shared::new().await;
         let (one, two) = (shared.node(), shared.node());
-        let id = one.start_upload(&repo()).await.unwrap();
-        one.append_upload(&repo(), &id, Some(0), body(b"abc"))
-            .await
-            .unwrap();
+        let id = session(&one, b"abc").await;
         two.append_upload(&repo(), &id, Some(3), body(b"def"))
             .await
             .unwrap();
@@ -647,10 +649,7 @@ mod tests {
     async fn the_conditional_update_refuses_a_stale_offset() {
         let shared = Shared::new().await;
         let one = shared.node();
-        let id = one.start_upload(&repo()).await.unwrap();
-        one.append_upload(&repo(), &id, Some(0), body(b"abc"))
-            .await
-            .unwrap();
+        let id = session(&one, b"abc").await;
         let before = shared.metadata.upload(&id).await.unwrap().unwrap();
         assert!(
             !shared
@@ -667,10 +666,7 @@ mod tests {
     async fn a_row_without_state_is_rebuilt_once_from_the_bytes() {
         let shared = Shared::new().await;
         let one = shared.node();
-        let id = one.start_upload(&repo()).await.unwrap();
-        one.append_upload(&repo(), &id, Some(0), body(b"abc"))
-            .await
-            .unwrap();
+        let id = session(&one, b"abc").await;
         // A session from before states were stored.
         assert!(
             shared
@@ -696,10 +692,7 @@ mod tests {
     async fn bytes_stored_past_the_row_after_a_crash_are_the_truth() {
         let shared = Shared::new().await;
         let one = shared.node();
-        let id = one.start_upload(&repo()).await.unwrap();
-        one.append_upload(&repo(), &id, Some(0), body(b"abc"))
-            .await
-            .unwrap();
+        let id = session(&one, b"abc").await;
         // The process died after storing an append and before recording it.
         shared
             .blobs
@@ -718,10 +711,7 @@ mod tests {
     async fn a_failed_completion_keeps_the_last_chunk_for_a_retry() {
         let shared = Shared::new().await;
         let one = shared.node();
-        let id = one.start_upload(&repo()).await.unwrap();
-        one.append_upload(&repo(), &id, Some(0), body(b"abc"))
-            .await
-            .unwrap();
+        let id = session(&one, b"abc").await;
         shared.blobs.fail_commit.store(true, Ordering::SeqCst);
         let digest = Digest::sha256(b"abcdef");
         let full = one
@@ -742,10 +732,7 @@ mod tests {
     async fn a_digest_mismatch_cancels_the_session() {
         let shared = Shared::new().await;
         let one = shared.node();
-        let id = one.start_upload(&repo()).await.unwrap();
-        one.append_upload(&repo(), &id, Some(0), body(b"abc"))
-            .await
-            .unwrap();
+        let id = session(&one, b"abc").await;
         let wrong = one
             .finish_upload(
                 &repo(),
