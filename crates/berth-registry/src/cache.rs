@@ -3,14 +3,15 @@
 //! Manifest reads by tag are the hottest request a registry serves (every `pull` and every
 //! kubelet start asks), so they are answered from memory when possible.
 //!
-//! Invariant: an entry is served only if no manifest or tag changed since it was read. Every
-//! write bumps a generation *after* its transaction commits; a reader records the generation
-//! *before* it reads the database. So an entry filled from a read that raced with a write
-//! carries an older generation than the write's bump and is never served.
-//! (With several nodes sharing one database, the generation will follow the change log.)
+//! Invariant: an entry is served only if no manifest or tag changed since it was read. The
+//! cache's generation is the [`Topic::Content`](berth_notify::Topic::Content) generation of
+//! the registry's notifier, which every write bumps *after* its transaction commits; a reader
+//! records the generation *before* it reads the database. So an entry filled from a read that
+//! raced with a write carries an older generation than the write's bump and is never served.
+//! With several nodes sharing one database, a shared notifier bumps the generation on every
+//! node for every node's writes (an entry may then be served until the notification arrives).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::metadata::StoredManifest;
@@ -22,7 +23,6 @@ const MAX_BYTES: usize = 64 << 20;
 
 #[derive(Default)]
 pub(crate) struct ManifestCache {
-    generation: AtomicU64,
     entries: RwLock<Entries>,
 }
 
@@ -33,18 +33,13 @@ struct Entries {
 }
 
 impl ManifestCache {
-    /// The generation to pass to [`ManifestCache::insert`] for a read that starts now.
-    pub(crate) fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-
-    /// Invalidates every entry; call after a write commits.
-    pub(crate) fn invalidate(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-    }
-
-    pub(crate) fn get(&self, repository: &str, reference: &str) -> Option<Arc<StoredManifest>> {
-        let current = self.generation();
+    /// The entry for `(repository, reference)` if it was read at generation `current`.
+    pub(crate) fn get(
+        &self,
+        repository: &str,
+        reference: &str,
+        current: u64,
+    ) -> Option<Arc<StoredManifest>> {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
         entries
             .map
@@ -53,6 +48,7 @@ impl ManifestCache {
             .map(|(_, m)| Arc::clone(m))
     }
 
+    /// Keeps `manifest`, read from the database after generation `generation` was recorded.
     pub(crate) fn insert(
         &self,
         repository: &str,

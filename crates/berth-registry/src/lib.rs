@@ -5,15 +5,22 @@
 //!   [`FsBlobStore`] on local disk;
 //! - [`metadata`]: the [`MetadataStore`] seam (repositories, manifests, tags, references,
 //!   upload sessions, the change log) and [`SqliteMetadata`];
+//! - [`change`]: the change log's entries, [`Change`] (typed: validated names and digests,
+//!   an action with exactly its fields) and [`ChangePage`], the gateway's `messages` body;
 //! - [`registry`]: [`Registry`], the operations of the distribution API on top of both:
-//!   hashing as bytes stream through, digest checks, manifest validation, a read cache;
-//! - [`error`]: [`RegistryError`], what can go wrong, in domain terms.
+//!   hashing as bytes stream through, digest checks, manifest validation, a read cache, and
+//!   each committed content change announced through a [`berth_notify::Notifier`];
+//! - [`error`]: [`RegistryError`], what can go wrong, in domain terms;
+//! - `contract` (feature `contract-tests`): the suites every store implementation runs.
 //!
 //! Callers (the HTTP layer, later the sync engine) use [`Registry`] only; the two stores are
 //! traits so that object storage and PostgreSQL can replace them without touching callers.
 
 pub mod blob;
 mod cache;
+pub mod change;
+#[cfg(feature = "contract-tests")]
+pub mod contract;
 pub mod error;
 pub mod metadata;
 pub mod registry;
@@ -22,10 +29,9 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use blob::{BlobStore, ByteStream, FsBlobStore};
+pub use change::{Change, ChangeAction, ChangeEvent, ChangePage, Origin};
 pub use error::RegistryError;
-pub use metadata::{
-    Change, ChangeAction, MetadataStore, Origin, Referrer, SqliteMetadata, StoredManifest,
-};
+pub use metadata::{MetadataStore, Referrer, SqliteMetadata, StoredManifest};
 pub use registry::{Blob, ManifestPushed, Registry, RegistryConfig};
 
 /// The id of an upload session: a random UUID, also its `Docker-Upload-UUID`.

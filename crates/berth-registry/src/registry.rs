@@ -1,9 +1,12 @@
 //! [`Registry`]: the distribution API's operations over a [`BlobStore`] and a
 //! [`MetadataStore`].
 //!
+//! Upload sessions are in the `upload` module.
+//!
 //! Architecture invariants kept here:
 //! - bytes are hashed as they stream in, once: a chunked upload keeps its hash state between
-//!   requests (and rebuilds it from the stored data only after a restart);
+//!   requests, in its metadata row (and rebuilds it from the stored data only when the row
+//!   has none, or lags the data after a crash);
 //! - a blob is linked into a repository only after its digest checked out and the store made
 //!   it durable; a manifest is stored only after validation, digest check and (in the
 //!   metadata transaction) the presence of everything it references;
@@ -11,20 +14,20 @@
 //!   and bytes no repository links are left for garbage collection, so a concurrent push of
 //!   the same content can never lose its bytes.
 
-use std::collections::HashMap;
+mod upload;
+
 use std::ops::Range;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use berth_notify::{LocalNotifier, Notifier, Subscription, Topic};
 use berth_oci::manifest::ManifestError;
 use berth_oci::name::DEFAULT_MAX_NAME_LENGTH;
-use berth_oci::{Algorithm, Digest, Hasher, Manifest, Reference, RepositoryName, Tag};
+use berth_oci::{Digest, Manifest, Reference, RepositoryName, Tag};
 use bytes::Bytes;
-use futures_util::StreamExt;
 
-use crate::UploadId;
-use crate::blob::{AppendError, BlobStore, ByteStream, FsBlobStore};
+use crate::blob::{BlobStore, ByteStream, FsBlobStore};
 use crate::cache::ManifestCache;
 use crate::error::{RegistryError, TargetDisplay};
 use crate::metadata::{
@@ -83,33 +86,19 @@ impl Blob {
     }
 }
 
-/// Hash state of an upload session between requests.
-struct UploadState {
-    /// SHA-256 of the first `offset` bytes; `None` until rebuilt after a restart.
-    hasher: Option<Hasher>,
-    offset: u64,
-}
-
 /// The registry: every distribution API operation, over the two stores.
 pub struct Registry {
     blobs: Arc<dyn BlobStore>,
     metadata: Arc<dyn MetadataStore>,
     config: RegistryConfig,
-    /// Per-session state; the per-session lock also serialises requests on one session.
-    uploads: Mutex<HashMap<UploadId, Arc<tokio::sync::Mutex<UploadState>>>>,
+    /// Upload sessions this process touched: their locks and last states (`upload`).
+    uploads: upload::Sessions,
     cache: ManifestCache,
-    /// Bumped after every committed content change, for those following the change log.
-    changed: tokio::sync::watch::Sender<u64>,
+    /// Announces every committed content change ([`Topic::Content`]): to those following
+    /// the change log, and to the manifest cache, whose generation it is.
+    notifier: Arc<dyn Notifier>,
     /// Since when blob writes have failed for lack of space, until one succeeds.
     storage_full: Mutex<Option<SystemTime>>,
-}
-
-/// Whether an I/O error means the storage has no space (or quota) left.
-fn is_storage_full(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
-    )
 }
 
 fn unix_now() -> i64 {
@@ -120,7 +109,8 @@ fn unix_now() -> i64 {
 }
 
 impl Registry {
-    /// A registry over the given stores.
+    /// A registry over the given stores, announcing its changes in process (a
+    /// [`LocalNotifier`]; see [`Registry::with_notifier`]).
     pub fn new(
         blobs: Arc<dyn BlobStore>,
         metadata: Arc<dyn MetadataStore>,
@@ -130,17 +120,31 @@ impl Registry {
             blobs,
             metadata,
             config,
-            uploads: Mutex::default(),
+            uploads: upload::Sessions::default(),
             cache: ManifestCache::default(),
-            changed: tokio::sync::watch::Sender::new(0),
+            notifier: Arc::new(LocalNotifier::new()),
             storage_full: Mutex::new(None),
         }
     }
 
-    /// A receiver that sees every committed change to repository content (what the change
-    /// log records), so a follower can wait for the next one instead of polling.
-    pub fn subscribe_changes(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.changed.subscribe()
+    /// The registry, announcing its content changes through `notifier` (shared with the
+    /// other parts of the process, or with other nodes) and following its generations.
+    pub fn with_notifier(mut self, notifier: Arc<dyn Notifier>) -> Self {
+        self.notifier = notifier;
+        // Generations of another notifier mean nothing: forget what was read under them.
+        self.cache = ManifestCache::default();
+        self
+    }
+
+    /// The notifier through which the registry announces its content changes.
+    pub fn notifier(&self) -> &Arc<dyn Notifier> {
+        &self.notifier
+    }
+
+    /// A subscription that sees every committed change to repository content (what the
+    /// change log records), so a follower can wait for the next one instead of polling.
+    pub fn subscribe_changes(&self) -> Subscription {
+        self.notifier.subscribe(Topic::Content)
     }
 
     /// Links a blob the store already holds (pushed to another repository) into
@@ -177,6 +181,19 @@ impl Registry {
     /// Validates a repository name against the grammar and the configured length.
     pub fn repository_name(&self, name: &str) -> Result<RepositoryName> {
         RepositoryName::parse(name, self.config.max_name_length).map_err(RegistryError::NameInvalid)
+    }
+
+    /// Checks a name validated elsewhere (another registry's change log) against this
+    /// registry's length limit, as a push of it here would be.
+    pub fn admit_name(&self, name: &RepositoryName) -> Result<()> {
+        let (len, max) = (name.as_str().len(), self.config.max_name_length);
+        if len > max {
+            return Err(RegistryError::NameInvalid(berth_oci::NameError::TooLong {
+                len,
+                max,
+            }));
+        }
+        Ok(())
     }
 
     /// Parses a digest named in a request.
@@ -228,271 +245,6 @@ impl Registry {
             .link_blob(repository, digest, size, None)
             .await?;
         Ok(true)
-    }
-
-    // ----- uploads -----
-
-    /// Since when blob writes have been failing because the storage is full (no space or
-    /// quota left); `None` once a write succeeds again. A connected registry reports it as
-    /// `DISK_FULL` in its status.
-    pub fn storage_full_since(&self) -> Option<SystemTime> {
-        *self.storage_full.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Notes the outcome of a blob write of `bytes` bytes: a full storage is logged once, at
-    /// error level, when it starts (and once when it ends: at the first write that stores
-    /// data again), however many writes fail in between; it becomes
-    /// [`RegistryError::StorageFull`]. Other failures stay [`RegistryError::Io`].
-    fn blob_write<T>(&self, result: std::io::Result<T>, bytes: u64) -> Result<T> {
-        let mut full = self.storage_full.lock().unwrap_or_else(|e| e.into_inner());
-        match result {
-            Ok(value) => {
-                if bytes > 0 && full.take().is_some() {
-                    tracing::info!("blob storage accepts writes again");
-                }
-                Ok(value)
-            }
-            Err(e) if is_storage_full(&e) => {
-                if full.is_none() {
-                    tracing::error!(error = %e, "blob storage is full: uploads fail with 507 until space is freed");
-                    *full = Some(SystemTime::now());
-                }
-                Err(RegistryError::StorageFull(e))
-            }
-            Err(e) => Err(RegistryError::Io(e)),
-        }
-    }
-
-    /// Opens an upload session for `repository`.
-    pub async fn start_upload(&self, repository: &RepositoryName) -> Result<UploadId> {
-        let id = UploadId::new();
-        self.blob_write(self.blobs.create_upload(&id).await, 0)?;
-        self.metadata.create_upload(&id, repository).await?;
-        let state = UploadState {
-            hasher: Some(Hasher::new(Algorithm::Sha256)),
-            offset: 0,
-        };
-        self.uploads
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, Arc::new(tokio::sync::Mutex::new(state)));
-        Ok(id)
-    }
-
-    /// The session's state, after checking that it exists and belongs to `repository`.
-    async fn session(
-        &self,
-        repository: &RepositoryName,
-        id: &UploadId,
-    ) -> Result<Arc<tokio::sync::Mutex<UploadState>>> {
-        let record = self.metadata.upload(id).await?;
-        if record.is_none_or(|r| r.repository != repository.as_str()) {
-            return Err(RegistryError::UploadUnknown(*id));
-        }
-        let mut uploads = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
-        let state = uploads.entry(*id).or_insert_with(|| {
-            Arc::new(tokio::sync::Mutex::new(UploadState {
-                hasher: None,
-                offset: 0,
-            }))
-        });
-        Ok(Arc::clone(state))
-    }
-
-    /// Rebuilds a session's hash from its stored data (after a restart).
-    async fn ensure_hasher(&self, id: &UploadId, state: &mut UploadState) -> Result<()> {
-        if state.hasher.is_some() {
-            return Ok(());
-        }
-        let (hasher, len) = self.hash_upload(id, Algorithm::Sha256).await?;
-        state.hasher = Some(hasher);
-        state.offset = len;
-        Ok(())
-    }
-
-    async fn hash_upload(&self, id: &UploadId, algorithm: Algorithm) -> Result<(Hasher, u64)> {
-        if self.blobs.upload_len(id).await?.is_none() {
-            return Err(RegistryError::UploadUnknown(*id));
-        }
-        let mut hasher = Hasher::new(algorithm);
-        let mut len = 0u64;
-        let mut data = self.blobs.read_upload(id).await?;
-        while let Some(chunk) = data.next().await {
-            let chunk = chunk?;
-            hasher.update(&chunk);
-            len += chunk.len() as u64;
-        }
-        Ok((hasher, len))
-    }
-
-    /// Bytes received so far by a session.
-    pub async fn upload_offset(&self, repository: &RepositoryName, id: &UploadId) -> Result<u64> {
-        let state = self.session(repository, id).await?;
-        let mut state = state.lock().await;
-        if state.hasher.is_none() {
-            state.offset = self
-                .blobs
-                .upload_len(id)
-                .await?
-                .ok_or(RegistryError::UploadUnknown(*id))?;
-        }
-        Ok(state.offset)
-    }
-
-    /// Appends a chunk. `start`, from `Content-Range`, must equal the bytes received so far.
-    /// Returns the new total.
-    pub async fn append_upload(
-        &self,
-        repository: &RepositoryName,
-        id: &UploadId,
-        start: Option<u64>,
-        body: ByteStream<'_>,
-    ) -> Result<u64> {
-        let state = self.session(repository, id).await?;
-        let mut state = state.lock().await;
-        self.append_locked(id, &mut state, start, body).await
-    }
-
-    async fn append_locked(
-        &self,
-        id: &UploadId,
-        state: &mut UploadState,
-        start: Option<u64>,
-        body: ByteStream<'_>,
-    ) -> Result<u64> {
-        self.ensure_hasher(id, state).await?;
-        if let Some(start) = start
-            && start != state.offset
-        {
-            return Err(RegistryError::UploadRangeInvalid {
-                offset: state.offset,
-            });
-        }
-        let mut hasher = state.hasher.clone().expect("ensured above");
-        let hashed = body.inspect(|chunk| {
-            if let Ok(bytes) = chunk {
-                hasher.update(bytes);
-            }
-        });
-        match self
-            .blobs
-            .append_upload(id, state.offset, hashed.boxed())
-            .await
-        {
-            Ok(len) => {
-                let written = len.saturating_sub(state.offset);
-                state.hasher = Some(hasher);
-                state.offset = len;
-                self.blob_write(Ok(len), written)
-            }
-            Err(AppendError::OffsetMismatch { actual }) => {
-                // The stored data changed under us (a crash mid-append): rebuild next time.
-                state.hasher = None;
-                Err(RegistryError::UploadRangeInvalid { offset: actual })
-            }
-            Err(AppendError::UnknownUpload) => Err(RegistryError::UploadUnknown(*id)),
-            Err(AppendError::Interrupted { len, error }) => {
-                // The hasher saw exactly the chunks the store kept: the session resumes at `len`.
-                state.hasher = Some(hasher);
-                state.offset = len;
-                Err(RegistryError::UploadInvalid(format!(
-                    "the upload body was cut after byte {len}; resume from there: {error}"
-                )))
-            }
-            // Writing failed (the body did not): the storage's problem, a 5xx, never the
-            // client's. Nothing of this append was kept.
-            Err(AppendError::Io(e)) => self.blob_write(Err(e), 0),
-        }
-    }
-
-    /// Completes an upload: appends the optional last chunk, checks the digest, and publishes
-    /// the blob in `repository`. A digest mismatch cancels the session.
-    pub async fn finish_upload(
-        &self,
-        repository: &RepositoryName,
-        id: &UploadId,
-        digest: &Digest,
-        last_chunk: Option<(Option<u64>, ByteStream<'_>)>,
-    ) -> Result<()> {
-        let state = self.session(repository, id).await?;
-        let mut state = state.lock().await;
-        if let Some((start, body)) = last_chunk {
-            self.append_locked(id, &mut state, start, body).await?;
-        }
-        self.ensure_hasher(id, &mut state).await?;
-        let actual = match digest.algorithm() {
-            Algorithm::Sha256 => state.hasher.as_ref().expect("ensured above").peek(),
-            // Bytes are hashed with SHA-256 as they arrive; other algorithms are rare
-            // enough to afford a second read.
-            other => self.hash_upload(id, other).await?.0.finish(),
-        };
-        if &actual != digest {
-            drop(state);
-            self.cancel_upload(repository, id).await?;
-            return Err(RegistryError::DigestMismatch {
-                expected: digest.clone(),
-                actual,
-            });
-        }
-        let size = state.offset;
-        self.blob_write(self.blobs.commit_upload(id, digest).await, 0)?;
-        self.metadata
-            .link_blob(repository, digest, size, Some(id))
-            .await?;
-        drop(state);
-        self.uploads
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
-        Ok(())
-    }
-
-    /// Cancels an upload session and drops its data.
-    pub async fn cancel_upload(&self, repository: &RepositoryName, id: &UploadId) -> Result<()> {
-        let state = self.session(repository, id).await?;
-        let _guard = state.lock().await;
-        self.forget_upload(id).await
-    }
-
-    async fn forget_upload(&self, id: &UploadId) -> Result<()> {
-        self.metadata.delete_upload(id).await?;
-        self.blobs.abort_upload(id).await?;
-        self.uploads
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
-        Ok(())
-    }
-
-    /// Removes upload sessions idle for longer than the configured age, and upload data that
-    /// no session refers to. Returns how many were removed.
-    pub async fn sweep_uploads(&self) -> Result<usize> {
-        let max_age = self.config.upload_max_age;
-        let cutoff = SystemTime::now().checked_sub(max_age).unwrap_or(UNIX_EPOCH);
-        let stored: HashMap<UploadId, SystemTime> =
-            self.blobs.list_uploads().await?.into_iter().collect();
-        let records = self.metadata.uploads().await?;
-        let mut removed = 0;
-        for record in &records {
-            let created = UNIX_EPOCH + Duration::from_secs(record.created_at.max(0) as u64);
-            let last_active = stored
-                .get(&record.id)
-                .copied()
-                .unwrap_or(created)
-                .max(created);
-            if last_active < cutoff {
-                self.forget_upload(&record.id).await?;
-                removed += 1;
-            }
-        }
-        let recorded: std::collections::HashSet<UploadId> = records.iter().map(|r| r.id).collect();
-        for (id, modified) in stored {
-            if !recorded.contains(&id) && modified < cutoff {
-                self.blobs.abort_upload(&id).await?;
-                removed += 1;
-            }
-        }
-        Ok(removed)
     }
 
     // ----- manifests -----
@@ -577,8 +329,8 @@ impl Registry {
             origin,
         };
         let stored = self.metadata.put_manifest(new).await;
-        self.cache.invalidate();
-        self.changed.send_modify(|n| *n += 1);
+        // Even after a failure: whether the transaction committed is not always known.
+        self.notifier.notify(Topic::Content);
         match stored {
             Ok(()) => Ok(ManifestPushed { digest, subject }),
             Err(PutManifestError::UnknownTarget(target)) => Err(
@@ -595,10 +347,11 @@ impl Registry {
         reference: &Reference,
     ) -> Result<Arc<StoredManifest>> {
         let key = reference.to_string();
-        if let Some(hit) = self.cache.get(repository.as_str(), &key) {
+        // Recorded before the database is read: see `cache`.
+        let generation = self.notifier.generation(Topic::Content);
+        if let Some(hit) = self.cache.get(repository.as_str(), &key, generation) {
             return Ok(hit);
         }
-        let generation = self.cache.generation();
         let found = match reference {
             Reference::Tag(tag) => self.metadata.tagged_manifest(repository, tag).await?,
             Reference::Digest(digest) => self.metadata.manifest(repository, digest).await?,
@@ -634,8 +387,7 @@ impl Registry {
                     .await
             }
         };
-        self.cache.invalidate();
-        self.changed.send_modify(|n| *n += 1);
+        self.notifier.notify(Topic::Content);
         if deleted? {
             Ok(())
         } else {
@@ -705,14 +457,10 @@ impl Registry {
         tag: &Tag,
         before: i64,
     ) -> Result<Option<Digest>> {
-        match self
+        Ok(self
             .metadata
             .parent_tag_before(repository, tag, before)
-            .await?
-        {
-            Some(d) => Ok(Some(Self::digest(&d)?)),
-            None => Ok(None),
-        }
+            .await?)
     }
 
     /// The first and last sequence numbers the change log holds.

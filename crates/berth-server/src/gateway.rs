@@ -169,18 +169,6 @@ struct MessagesQuery {
     wait: Option<u64>,
 }
 
-#[derive(serde::Serialize)]
-struct Messages {
-    /// The changes the caller may see, in order.
-    events: Vec<berth_registry::Change>,
-    /// The last sequence number examined (including changes filtered out): the next `after`.
-    last: i64,
-    /// The changes after `after` are no longer all in the log (older than its retention): the
-    /// caller must catch up by comparing content, then continue from `last`.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    expired: bool,
-}
-
 async fn messages(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -194,7 +182,7 @@ async fn messages(
     let mut changed = state.registry.subscribe_changes();
     let (oldest, latest) = state.registry.change_bounds().await?;
     if oldest > after.saturating_add(1) {
-        return Ok(Json(Messages {
+        return Ok(Json(berth_registry::ChangePage {
             events: Vec::new(),
             last: latest,
             expired: true,
@@ -209,11 +197,11 @@ async fn messages(
                 .into_iter()
                 .filter(|c| {
                     caller
-                        .actions(&state, &c.repository)
+                        .actions(&state, c.repository.as_str())
                         .contains(berth_auth::RepositoryAction::ContentRead)
                 })
                 .collect();
-            return Ok(Json(Messages {
+            return Ok(Json(berth_registry::ChangePage {
                 events,
                 last,
                 expired: false,
@@ -227,7 +215,7 @@ async fn messages(
             () = stopped(&mut stopping) => false,
         };
         if !woken {
-            return Ok(Json(Messages {
+            return Ok(Json(berth_registry::ChangePage {
                 events: Vec::new(),
                 last: after,
                 expired: false,

@@ -320,7 +320,7 @@ async fn exact_bytes_are_served_and_the_change_log_records_every_change() {
     let changes = app.registry.changes(0, 100).await.unwrap();
     let summary: Vec<(ChangeAction, Option<&str>)> = changes
         .iter()
-        .map(|c| (c.action, c.tag.as_deref()))
+        .map(|c| (c.event.action(), c.event.tag().map(|t| t.as_str())))
         .collect();
     assert_eq!(
         summary,
@@ -338,9 +338,9 @@ async fn exact_bytes_are_served_and_the_change_log_records_every_change() {
         "sequence numbers strictly increase"
     );
     assert!(
-        changes
-            .iter()
-            .all(|c| c.repository == "a" && c.digest.as_deref() == Some(digest.as_str()))
+        changes.iter().all(
+            |c| c.repository.as_str() == "a" && c.event.digest().to_string() == digest.as_str()
+        )
     );
 }
 

@@ -21,7 +21,7 @@ use std::time::Duration;
 use berth_auth::gateway::RegistrySettings;
 use berth_auth::scope_map::RepositoryPattern;
 use berth_oci::{Digest, Manifest, Reference, RepositoryName, Tag, media_type};
-use berth_registry::{ChangeAction, Origin, Registry, RegistryError};
+use berth_registry::{Change, ChangeEvent, ChangePage, Origin, Registry, RegistryError};
 use chrono::Utc;
 use futures_util::{StreamExt, TryStreamExt};
 use serde::Deserialize;
@@ -54,14 +54,6 @@ pub enum SyncError {
     /// Saving the position failed.
     #[error("sync position: {0}")]
     Io(#[from] io::Error),
-}
-
-#[derive(Deserialize)]
-struct Messages {
-    events: Vec<berth_registry::Change>,
-    last: i64,
-    #[serde(default)]
-    expired: bool,
 }
 
 #[derive(Deserialize)]
@@ -228,7 +220,7 @@ impl ContentSync {
         self.apply_messages(messages).await
     }
 
-    async fn poll(&self, wait: Duration) -> Result<Messages, SyncError> {
+    async fn poll(&self, wait: Duration) -> Result<ChangePage, SyncError> {
         let after = self.position.get();
         let path = format!(
             "/berth/gateway/v1/{}/messages?after={after}&wait={}",
@@ -238,7 +230,7 @@ impl ContentSync {
         json(self.link.client.get(&path, None).await?).await
     }
 
-    async fn apply_messages(&self, messages: Messages) -> Result<bool, SyncError> {
+    async fn apply_messages(&self, messages: ChangePage) -> Result<bool, SyncError> {
         let after = self.position.get();
         if messages.expired {
             // Our position fell out of the parent's change log (older than its retention):
@@ -265,39 +257,34 @@ impl ContentSync {
         Ok(applied)
     }
 
-    async fn apply(&self, change: &berth_registry::Change) -> Result<(), SyncError> {
+    async fn apply(&self, change: &Change) -> Result<(), SyncError> {
         let registry = &self.link.registry;
-        let repository = registry.repository_name(&change.repository)?;
-        let digest = change.digest.as_deref().map(Registry::digest).transpose()?;
-        let tag = change
-            .tag
-            .as_deref()
-            .map(Tag::parse)
-            .transpose()
-            .map_err(RegistryError::TagInvalid)?;
-        tracing::debug!(seq = change.seq, repository = %repository, action = ?change.action, "applying");
-        match (change.action, digest, tag) {
-            (ChangeAction::ManifestPut, Some(digest), _) => {
-                self.ensure_manifest(&repository, &digest).await?;
+        let repository = &change.repository;
+        registry.admit_name(repository)?;
+        tracing::debug!(seq = change.seq, repository = %repository, action = ?change.event.action(), "applying");
+        match &change.event {
+            ChangeEvent::ManifestPut { digest, .. } => {
+                self.ensure_manifest(repository, digest).await?;
             }
-            (ChangeAction::TagPut, Some(digest), Some(tag)) => {
-                self.ensure_manifest(&repository, &digest).await?;
-                self.tag_from_parent(&repository, digest, tag).await?;
+            ChangeEvent::TagPut { tag, digest, .. } => {
+                self.ensure_manifest(repository, digest).await?;
+                self.tag_from_parent(repository, digest.clone(), tag.clone())
+                    .await?;
             }
-            (ChangeAction::TagDelete, _, Some(tag)) => ignore_unknown(
+            ChangeEvent::TagDelete { tag, .. } => ignore_unknown(
                 registry
-                    .delete_manifest_from(Origin::Parent, &repository, &Reference::Tag(tag))
+                    .delete_manifest_from(Origin::Parent, repository, &Reference::Tag(tag.clone()))
                     .await,
             )?,
-            (ChangeAction::ManifestDelete, Some(digest), _) => ignore_unknown(
+            ChangeEvent::ManifestDelete { digest } => ignore_unknown(
                 registry
-                    .delete_manifest_from(Origin::Parent, &repository, &Reference::Digest(digest))
+                    .delete_manifest_from(
+                        Origin::Parent,
+                        repository,
+                        &Reference::Digest(digest.clone()),
+                    )
                     .await,
             )?,
-            _ => tracing::warn!(
-                seq = change.seq,
-                "skipping a change the parent sent incomplete"
-            ),
         }
         Ok(())
     }

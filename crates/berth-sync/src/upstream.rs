@@ -17,7 +17,7 @@ use berth_auth::connected::Mode;
 use berth_auth::gateway::RegistrySettings;
 use berth_auth::scope_map::RepositoryPattern;
 use berth_oci::{Digest, Manifest, Reference, RepositoryName};
-use berth_registry::{Change, ChangeAction, Origin, Registry, RegistryError};
+use berth_registry::{Change, ChangeEvent, Origin, Registry, RegistryError};
 use chrono::Utc;
 use futures_util::{StreamExt, TryStreamExt};
 
@@ -181,7 +181,9 @@ impl Upstream {
                 return Ok(Sent::All);
             }
             for change in changes {
-                let synced = patterns.iter().any(|p| p.matches(&change.repository));
+                let synced = patterns
+                    .iter()
+                    .any(|p| p.matches(change.repository.as_str()));
                 if read_write && synced && change.origin == Origin::Local {
                     let _moving = self.link.activity.moving();
                     self.send(&change).await?;
@@ -192,29 +194,28 @@ impl Upstream {
     }
 
     async fn send(&self, change: &Change) -> Result<(), PushError> {
-        let repository = self.link.registry.repository_name(&change.repository)?;
-        let digest = change.digest.as_deref().map(Registry::digest).transpose()?;
-        tracing::debug!(seq = change.seq, repository = %repository, action = ?change.action, "sending up");
-        match (change.action, digest, change.tag.as_deref()) {
-            (ChangeAction::ManifestPut, Some(digest), _) => {
-                self.push_manifest(&repository, &digest, None).await
+        let repository = &change.repository;
+        tracing::debug!(seq = change.seq, repository = %repository, action = ?change.event.action(), "sending up");
+        match &change.event {
+            ChangeEvent::ManifestPut { digest, .. } => {
+                self.push_manifest(repository, digest, None).await
             }
-            (ChangeAction::TagPut, Some(digest), Some(tag)) => {
-                self.check_conflict(&repository, tag, &digest, change.seq)
+            ChangeEvent::TagPut { tag, digest, .. } => {
+                self.check_conflict(repository, tag.as_str(), digest, change.seq)
                     .await?;
-                self.push_manifest(&repository, &digest, Some(tag)).await
+                self.push_manifest(repository, digest, Some(tag.as_str()))
+                    .await
             }
-            (ChangeAction::TagDelete, _, Some(tag)) => Ok(self
+            ChangeEvent::TagDelete { tag, .. } => Ok(self
                 .link
                 .client
                 .delete(&format!("/v2/{repository}/manifests/{tag}"))
                 .await?),
-            (ChangeAction::ManifestDelete, Some(digest), _) => Ok(self
+            ChangeEvent::ManifestDelete { digest } => Ok(self
                 .link
                 .client
                 .delete(&format!("/v2/{repository}/manifests/{digest}"))
                 .await?),
-            _ => Ok(()),
         }
     }
 

@@ -21,6 +21,8 @@ use serde::Serialize;
 
 pub use sqlite::SqliteMetadata;
 
+pub use crate::change::{Change, ChangeAction, ChangeEvent, Origin};
+
 use crate::UploadId;
 
 /// A failure of the metadata store itself (I/O, corruption): never the caller's fault.
@@ -94,27 +96,6 @@ pub struct NewManifest {
     pub origin: Origin,
 }
 
-/// Where a content change came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Origin {
-    /// A client of this registry.
-    #[default]
-    Local,
-    /// Content sync from this registry's parent.
-    Parent,
-}
-
-impl Origin {
-    /// The origin as stored.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Origin::Local => "local",
-            Origin::Parent => "parent",
-        }
-    }
-}
-
 /// Why a manifest was not stored.
 #[derive(Debug, thiserror::Error)]
 pub enum PutManifestError {
@@ -126,64 +107,6 @@ pub enum PutManifestError {
     Store(#[from] MetadataError),
 }
 
-/// One entry of the change log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Change {
-    /// Strictly increasing position in the log.
-    pub seq: i64,
-    /// The repository changed.
-    pub repository: String,
-    /// What happened.
-    pub action: ChangeAction,
-    /// The manifest concerned.
-    pub digest: Option<String>,
-    /// The tag concerned.
-    pub tag: Option<String>,
-    /// The manifest's media type, for pushes.
-    pub media_type: Option<String>,
-    /// When, in Unix seconds.
-    pub at: i64,
-    /// Where the change came from.
-    #[serde(default)]
-    pub origin: Origin,
-}
-
-/// The kinds of content change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ChangeAction {
-    /// A manifest was stored.
-    ManifestPut,
-    /// A manifest was deleted.
-    ManifestDelete,
-    /// A tag was created or moved.
-    TagPut,
-    /// A tag was deleted.
-    TagDelete,
-}
-
-impl ChangeAction {
-    /// The action as stored.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChangeAction::ManifestPut => "manifest_put",
-            ChangeAction::ManifestDelete => "manifest_delete",
-            ChangeAction::TagPut => "tag_put",
-            ChangeAction::TagDelete => "tag_delete",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "manifest_put" => ChangeAction::ManifestPut,
-            "manifest_delete" => ChangeAction::ManifestDelete,
-            "tag_put" => ChangeAction::TagPut,
-            "tag_delete" => ChangeAction::TagDelete,
-            _ => return None,
-        })
-    }
-}
-
 /// An upload session as recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadRecord {
@@ -193,6 +116,13 @@ pub struct UploadRecord {
     pub repository: String,
     /// Creation time, Unix seconds.
     pub created_at: i64,
+    /// Bytes received so far, as of the last recorded append.
+    pub received: u64,
+    /// The hash state of exactly those bytes ([`berth_oci::Hasher::save`]); `None` when it
+    /// must be rebuilt from the stored bytes.
+    pub hash_state: Option<Vec<u8>>,
+    /// When the last append was recorded, Unix seconds.
+    pub updated_at: Option<i64>,
 }
 
 /// Storage for everything but blob bytes.
@@ -284,7 +214,7 @@ pub trait MetadataStore: Send + Sync + 'static {
         repository: &RepositoryName,
         tag: &Tag,
         before: i64,
-    ) -> Result<Option<String>>;
+    ) -> Result<Option<Digest>>;
 
     /// The first and last sequence numbers the change log holds (0 when it is empty).
     async fn change_bounds(&self) -> Result<(i64, i64)>;
@@ -298,6 +228,20 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     /// An upload session.
     async fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>>;
+
+    /// Records an upload session's progress, only if it still has `expected` bytes: the
+    /// session now holds `received` bytes, whose hash state is `hash_state`. Returns whether
+    /// it did (`false`: another writer moved the session on, or it is gone). Called once per
+    /// request of a chunked upload, so it may be less durable than other writes (no fsync
+    /// of its own; PostgreSQL: `synchronous_commit = off`): a row left behind its bytes by
+    /// a power loss is repaired from the bytes.
+    async fn update_upload(
+        &self,
+        id: &UploadId,
+        expected: u64,
+        received: u64,
+        hash_state: Option<&[u8]>,
+    ) -> Result<bool>;
 
     /// Forgets an upload session.
     async fn delete_upload(&self, id: &UploadId) -> Result<()>;

@@ -14,15 +14,21 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::{
-    Change, ChangeAction, MetadataError, MetadataStore, NewManifest, Origin, PutManifestError,
-    Referrer, Result, StoredManifest, Target, UploadRecord,
+    Change, ChangeAction, ChangeEvent, MetadataError, MetadataStore, NewManifest, Origin,
+    PutManifestError, Referrer, Result, StoredManifest, Target, UploadRecord,
 };
 use crate::UploadId;
+use crate::change::{ChangeError, FlatChange};
 
 /// Metadata in a SQLite file.
 #[derive(Debug, Clone)]
 pub struct SqliteMetadata {
     pool: SqlitePool,
+    /// One connection with `synchronous=NORMAL`, for upload progress only: a commit there
+    /// is not fsynced on its own (the next commit of `pool`, or a checkpoint, syncs it with
+    /// the rest of the WAL), so a `PATCH` costs no fsync. A power loss may then leave a row
+    /// behind its stored bytes, which the registry repairs from the bytes.
+    progress: SqlitePool,
 }
 
 fn err(e: impl std::error::Error + Send + Sync + 'static) -> MetadataError {
@@ -62,14 +68,19 @@ impl SqliteMetadata {
             .busy_timeout(Duration::from_secs(30));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(err)?;
         sqlx::migrate!("./migrations/sqlite")
             .run(&pool)
             .await
             .map_err(err)?;
-        Ok(SqliteMetadata { pool })
+        let progress = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.synchronous(SqliteSynchronous::Normal))
+            .await
+            .map_err(err)?;
+        Ok(SqliteMetadata { pool, progress })
     }
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
@@ -103,26 +114,44 @@ async fn repository_id(conn: &mut SqliteConnection, name: &RepositoryName) -> Re
 async fn log_change(
     conn: &mut SqliteConnection,
     repository: &RepositoryName,
-    action: ChangeAction,
-    digest: Option<&str>,
-    tag: Option<&str>,
-    media_type: Option<&str>,
+    event: &ChangeEvent,
     origin: Origin,
 ) -> Result<()> {
     sqlx::query(
         "INSERT INTO changes (repository, action, digest, tag, media_type, at, origin) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(repository.as_str())
-    .bind(action.as_str())
-    .bind(digest)
-    .bind(tag)
-    .bind(media_type)
+    .bind(event.action().as_str())
+    .bind(event.digest().to_string())
+    .bind(event.tag().map(Tag::as_str))
+    .bind(event.media_type())
     .bind(now())
     .bind(origin.as_str())
-        .execute(&mut *conn)
-        .await
-        .map(drop)
-        .map_err(err)
+    .execute(&mut *conn)
+    .await
+    .map(drop)
+    .map_err(err)
+}
+
+/// Parses a change log row: a row that does not parse is corrupt, an error.
+fn change(row: sqlx::sqlite::SqliteRow) -> Result<Change> {
+    let seq: i64 = row.get(0);
+    let corrupt = |reason: String| err(ChangeError { seq, reason });
+    let action: &str = row.get(2);
+    let origin: &str = row.get(7);
+    let flat = FlatChange {
+        seq,
+        repository: row.get(1),
+        action: ChangeAction::parse(action)
+            .ok_or_else(|| corrupt(format!("unknown action `{action}`")))?,
+        digest: row.get(3),
+        tag: row.get(4),
+        media_type: row.get(5),
+        at: row.get(6),
+        origin: Origin::parse(origin)
+            .ok_or_else(|| corrupt(format!("unknown origin `{origin}`")))?,
+    };
+    Change::try_from(flat).map_err(err)
 }
 
 async fn target_exists(conn: &mut SqliteConnection, repo_id: i64, target: &Target) -> Result<bool> {
@@ -280,16 +309,11 @@ impl MetadataStore for SqliteMetadata {
                 .await
                 .map_err(err)?;
             }
-            log_change(
-                &mut tx,
-                &m.repository,
-                ChangeAction::ManifestPut,
-                Some(&digest),
-                None,
-                Some(&m.media_type),
-                m.origin,
-            )
-            .await?;
+            let event = ChangeEvent::ManifestPut {
+                digest: m.digest.clone(),
+                media_type: m.media_type.clone(),
+            };
+            log_change(&mut tx, &m.repository, &event, m.origin).await?;
         }
         for tag in &m.tags {
             let moved = sqlx::query(
@@ -307,16 +331,12 @@ impl MetadataStore for SqliteMetadata {
             .rows_affected()
                 > 0;
             if moved {
-                log_change(
-                    &mut tx,
-                    &m.repository,
-                    ChangeAction::TagPut,
-                    Some(&digest),
-                    Some(tag.as_str()),
-                    Some(&m.media_type),
-                    m.origin,
-                )
-                .await?;
+                let event = ChangeEvent::TagPut {
+                    tag: tag.clone(),
+                    digest: m.digest.clone(),
+                    media_type: m.media_type.clone(),
+                };
+                log_change(&mut tx, &m.repository, &event, m.origin).await?;
             }
         }
         tx.commit().await.map_err(err)?;
@@ -371,21 +391,20 @@ impl MetadataStore for SqliteMetadata {
         let Some(repo_id) = repository_id(&mut tx, repository).await? else {
             return Ok(false);
         };
-        let digest = digest.to_string();
-        let tags: Vec<String> = sqlx::query(
+        let tags = sqlx::query(
             "SELECT name FROM tags WHERE repository_id = $1 AND digest = $2 ORDER BY name",
         )
         .bind(repo_id)
-        .bind(&digest)
+        .bind(digest.to_string())
         .fetch_all(&mut *tx)
         .await
         .map_err(err)?
         .into_iter()
-        .map(|r| r.get(0))
-        .collect();
+        .map(|r| Tag::parse(r.get::<&str, _>(0)).map_err(err))
+        .collect::<Result<Vec<Tag>>>()?;
         let deleted = sqlx::query("DELETE FROM manifests WHERE repository_id = $1 AND digest = $2")
             .bind(repo_id)
-            .bind(&digest)
+            .bind(digest.to_string())
             .execute(&mut *tx)
             .await
             .map_err(err)?
@@ -395,28 +414,17 @@ impl MetadataStore for SqliteMetadata {
             return Ok(false);
         }
         // The tags went with the manifest (ON DELETE CASCADE); the log says so explicitly.
-        for tag in &tags {
-            log_change(
-                &mut tx,
-                repository,
-                ChangeAction::TagDelete,
-                Some(&digest),
-                Some(tag),
-                None,
-                origin,
-            )
-            .await?;
+        for tag in tags {
+            let event = ChangeEvent::TagDelete {
+                tag,
+                digest: digest.clone(),
+            };
+            log_change(&mut tx, repository, &event, origin).await?;
         }
-        log_change(
-            &mut tx,
-            repository,
-            ChangeAction::ManifestDelete,
-            Some(&digest),
-            None,
-            None,
-            origin,
-        )
-        .await?;
+        let event = ChangeEvent::ManifestDelete {
+            digest: digest.clone(),
+        };
+        log_change(&mut tx, repository, &event, origin).await?;
         tx.commit().await.map_err(err)?;
         Ok(true)
     }
@@ -439,17 +447,11 @@ impl MetadataStore for SqliteMetadata {
                 .await
                 .map_err(err)?;
         let Some(row) = row else { return Ok(false) };
-        let digest: String = row.get(0);
-        log_change(
-            &mut tx,
-            repository,
-            ChangeAction::TagDelete,
-            Some(&digest),
-            Some(tag.as_str()),
-            None,
-            origin,
-        )
-        .await?;
+        let event = ChangeEvent::TagDelete {
+            tag: tag.clone(),
+            digest: parse_digest(row.get::<&str, _>(0))?,
+        };
+        log_change(&mut tx, repository, &event, origin).await?;
         tx.commit().await.map_err(err)?;
         Ok(true)
     }
@@ -529,29 +531,7 @@ impl MetadataStore for SqliteMetadata {
         .fetch_all(&self.pool)
         .await
         .map_err(err)?;
-        rows.into_iter()
-            .map(|row| {
-                let action: &str = row.get(2);
-                Ok(Change {
-                    seq: row.get(0),
-                    repository: row.get(1),
-                    action: ChangeAction::parse(action).ok_or_else(|| {
-                        err(std::io::Error::other(format!(
-                            "unknown change action `{action}`"
-                        )))
-                    })?,
-                    digest: row.get(3),
-                    tag: row.get(4),
-                    media_type: row.get(5),
-                    at: row.get(6),
-                    origin: if row.get::<&str, _>(7) == "parent" {
-                        Origin::Parent
-                    } else {
-                        Origin::Local
-                    },
-                })
-            })
-            .collect()
+        rows.into_iter().map(change).collect()
     }
 
     async fn parent_tag_before(
@@ -559,7 +539,7 @@ impl MetadataStore for SqliteMetadata {
         repository: &RepositoryName,
         tag: &Tag,
         before: i64,
-    ) -> Result<Option<String>> {
+    ) -> Result<Option<Digest>> {
         let row = sqlx::query(
             "SELECT action, digest FROM changes WHERE repository = $1 AND tag = $2 AND seq < $3 AND origin = 'parent' \
              AND action IN ('tag_put', 'tag_delete') ORDER BY seq DESC LIMIT 1",
@@ -570,7 +550,12 @@ impl MetadataStore for SqliteMetadata {
         .fetch_optional(&self.pool)
         .await
         .map_err(err)?;
-        Ok(row.and_then(|r| (r.get::<&str, _>(0) == "tag_put").then(|| r.get(1))))
+        match row {
+            Some(r) if r.get::<&str, _>(0) == "tag_put" => {
+                parse_digest(r.get::<&str, _>(1)).map(Some)
+            }
+            _ => Ok(None),
+        }
     }
 
     async fn change_bounds(&self) -> Result<(i64, i64)> {
@@ -602,13 +587,36 @@ impl MetadataStore for SqliteMetadata {
     }
 
     async fn upload(&self, id: &UploadId) -> Result<Option<UploadRecord>> {
-        sqlx::query("SELECT id, repository, created_at FROM uploads WHERE id = $1")
+        sqlx::query(
+            "SELECT id, repository, created_at, received, hash_state, updated_at FROM uploads WHERE id = $1",
+        )
             .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await
             .map_err(err)?
             .map(upload_record)
             .transpose()
+    }
+
+    async fn update_upload(
+        &self,
+        id: &UploadId,
+        expected: u64,
+        received: u64,
+        hash_state: Option<&[u8]>,
+    ) -> Result<bool> {
+        sqlx::query(
+            "UPDATE uploads SET received = $3, hash_state = $4, updated_at = $5 WHERE id = $1 AND received = $2",
+        )
+        .bind(id.to_string())
+        .bind(expected as i64)
+        .bind(received as i64)
+        .bind(hash_state)
+        .bind(now())
+        .execute(&self.progress)
+        .await
+        .map(|r| r.rows_affected() > 0)
+        .map_err(err)
     }
 
     async fn delete_upload(&self, id: &UploadId) -> Result<()> {
@@ -621,7 +629,9 @@ impl MetadataStore for SqliteMetadata {
     }
 
     async fn uploads(&self) -> Result<Vec<UploadRecord>> {
-        sqlx::query("SELECT id, repository, created_at FROM uploads ORDER BY created_at")
+        sqlx::query(
+            "SELECT id, repository, created_at, received, hash_state, updated_at FROM uploads ORDER BY created_at",
+        )
             .fetch_all(&self.pool)
             .await
             .map_err(err)?
@@ -636,5 +646,8 @@ fn upload_record(row: sqlx::sqlite::SqliteRow) -> Result<UploadRecord> {
         id: UploadId::from_str(row.get::<&str, _>(0)).map_err(err)?,
         repository: row.get(1),
         created_at: row.get(2),
+        received: row.get::<i64, _>(3) as u64,
+        hash_state: row.get(4),
+        updated_at: row.get(5),
     })
 }

@@ -1,0 +1,918 @@
+//! Contract suites for the storage seams: what every [`BlobStore`] and every
+//! [`MetadataStore`] must do, written once and run against each implementation.
+//!
+//! Each suite is a function over a factory of fresh, empty stores; a new implementation
+//! (object storage, PostgreSQL) runs the same suite with one test:
+//!
+//! ```ignore
+//! #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+//! async fn s3_blob_store() {
+//!     berth_registry::contract::blob_store_contract(async || s3_store_for_test().await).await;
+//! }
+//! ```
+//!
+//! They check the invariants of ARCHITECTURE.md that the stores carry: a blob is visible
+//! only when whole; a manifest only when everything it references is; a blob is readable in
+//! a repository only through a link; change-log order is commit order, and every content
+//! change is in it; upload progress is updated only on the condition of its offset; and
+//! concurrent writers (several tasks, standing in for several nodes) never break any of it.
+//! A failure panics with the case's name. Behind the `contract-tests` feature.
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use berth_oci::{Digest, RepositoryName, Tag};
+use bytes::Bytes;
+use futures_util::StreamExt;
+
+use crate::UploadId;
+use crate::blob::{AppendError, BlobStore, ByteStream};
+use crate::change::{Change, ChangeAction, ChangeEvent, Origin};
+use crate::metadata::{MetadataStore, NewManifest, PutManifestError, Target};
+
+// ----- helpers -----
+
+fn body(chunks: &[&'static [u8]]) -> ByteStream<'static> {
+    let chunks: Vec<io::Result<Bytes>> = chunks.iter().map(|c| Ok(Bytes::from_static(c))).collect();
+    futures_util::stream::iter(chunks).boxed()
+}
+
+async fn collect(stream: ByteStream<'static>) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut stream = stream;
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk.expect("a read of stored bytes succeeds"));
+    }
+    out
+}
+
+fn repo(name: &str) -> RepositoryName {
+    RepositoryName::parse(name, 255).expect("a valid test name")
+}
+
+fn tag(name: &str) -> Tag {
+    Tag::parse(name).expect("a valid test tag")
+}
+
+/// A blob of `len` bytes that differs with `seed`.
+fn data(seed: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+// ----- BlobStore -----
+
+/// Runs every [`BlobStore`] case, each on a fresh store from `make`.
+pub async fn blob_store_contract(make: impl AsyncFn() -> Arc<dyn BlobStore>) {
+    blob_visible_only_when_whole(make().await).await;
+    appends_start_where_the_data_ends(make().await).await;
+    a_cut_body_keeps_what_arrived(make().await).await;
+    ranges_read_what_they_name(make().await).await;
+    committing_a_blob_held_already_keeps_it(make().await).await;
+    upload_sessions_are_listed_and_dropped(make().await).await;
+    deleting_a_blob(make().await).await;
+    concurrent_writers_of_one_blob(make().await).await;
+    readers_never_see_part_of_a_blob(make().await).await;
+}
+
+async fn blob_visible_only_when_whole(store: Arc<dyn BlobStore>) {
+    let case = "blob_visible_only_when_whole";
+    let whole = Digest::sha256(b"hello world");
+    let id = UploadId::new();
+    store.create_upload(&id).await.unwrap();
+    assert_eq!(store.upload_len(&id).await.unwrap(), Some(0), "{case}");
+    let len = store.append_upload(&id, 0, body(&[b"hello "])).await;
+    assert_eq!(len.unwrap(), 6, "{case}");
+    assert_eq!(store.stat(&whole).await.unwrap(), None, "{case}: part way");
+    assert!(store.read(&whole, None).await.unwrap().is_none(), "{case}");
+    let len = store.append_upload(&id, 6, body(&[b"wor", b"ld"])).await;
+    assert_eq!(len.unwrap(), 11, "{case}");
+    assert_eq!(
+        collect(store.read_upload(&id).await.unwrap()).await,
+        b"hello world",
+        "{case}: the upload's data"
+    );
+    assert_eq!(
+        store.stat(&whole).await.unwrap(),
+        None,
+        "{case}: uncommitted"
+    );
+    store.commit_upload(&id, &whole).await.unwrap();
+    assert_eq!(store.stat(&whole).await.unwrap(), Some(11), "{case}");
+    assert_eq!(
+        collect(store.read(&whole, None).await.unwrap().unwrap()).await,
+        b"hello world",
+        "{case}"
+    );
+    assert_eq!(
+        store.upload_len(&id).await.unwrap(),
+        None,
+        "{case}: the session is gone after its commit"
+    );
+
+    let small = Digest::sha256(b"small");
+    store
+        .put(&small, Bytes::from_static(b"small"))
+        .await
+        .unwrap();
+    assert_eq!(store.stat(&small).await.unwrap(), Some(5), "{case}: put");
+}
+
+async fn appends_start_where_the_data_ends(store: Arc<dyn BlobStore>) {
+    let case = "appends_start_where_the_data_ends";
+    let id = UploadId::new();
+    store.create_upload(&id).await.unwrap();
+    store.append_upload(&id, 0, body(&[b"abc"])).await.unwrap();
+    for wrong in [0, 2, 4] {
+        match store.append_upload(&id, wrong, body(&[b"x"])).await {
+            Err(AppendError::OffsetMismatch { actual: 3 }) => {}
+            other => panic!("{case}: an append at {wrong} of 3 bytes gave {other:?}"),
+        }
+    }
+    assert_eq!(
+        collect(store.read_upload(&id).await.unwrap()).await,
+        b"abc",
+        "{case}: refused appends change nothing"
+    );
+    match store
+        .append_upload(&UploadId::new(), 0, body(&[b"x"]))
+        .await
+    {
+        Err(AppendError::UnknownUpload) => {}
+        other => panic!("{case}: an append to an unknown session gave {other:?}"),
+    }
+}
+
+async fn a_cut_body_keeps_what_arrived(store: Arc<dyn BlobStore>) {
+    let case = "a_cut_body_keeps_what_arrived";
+    let id = UploadId::new();
+    store.create_upload(&id).await.unwrap();
+    store.append_upload(&id, 0, body(&[b"abc"])).await.unwrap();
+    let big = Bytes::from(data(1, (3 << 20) + 5));
+    let cut = futures_util::stream::iter(vec![
+        Ok(big.clone()),
+        Err(io::Error::new(io::ErrorKind::UnexpectedEof, "client gone")),
+    ])
+    .boxed();
+    match store.append_upload(&id, 3, cut).await {
+        Err(AppendError::Interrupted { len, .. }) => {
+            assert_eq!(len, 3 + big.len() as u64, "{case}")
+        }
+        other => panic!("{case}: a cut body gave {other:?}"),
+    }
+    let kept = collect(store.read_upload(&id).await.unwrap()).await;
+    assert_eq!(kept.len(), 3 + big.len(), "{case}");
+    assert!(kept[3..] == big[..], "{case}: exactly what arrived is kept");
+    let len = store
+        .append_upload(&id, kept.len() as u64, body(&[b"z"]))
+        .await;
+    assert_eq!(len.unwrap(), kept.len() as u64 + 1, "{case}: it resumes");
+}
+
+async fn ranges_read_what_they_name(store: Arc<dyn BlobStore>) {
+    let case = "ranges_read_what_they_name";
+    let bytes = data(2, (1 << 20) + 333);
+    let digest = Digest::sha256(&bytes);
+    store
+        .put(&digest, Bytes::from(bytes.clone()))
+        .await
+        .unwrap();
+    for range in [0..1, 5..17, 1000..(1 << 20) + 300, 0..bytes.len() as u64] {
+        let read = collect(
+            store
+                .read(&digest, Some(range.clone()))
+                .await
+                .unwrap()
+                .unwrap(),
+        )
+        .await;
+        assert!(
+            read[..] == bytes[range.start as usize..range.end as usize],
+            "{case}: {range:?}"
+        );
+    }
+}
+
+async fn committing_a_blob_held_already_keeps_it(store: Arc<dyn BlobStore>) {
+    let case = "committing_a_blob_held_already_keeps_it";
+    let digest = Digest::sha256(b"same");
+    store
+        .put(&digest, Bytes::from_static(b"same"))
+        .await
+        .unwrap();
+    let id = UploadId::new();
+    store.create_upload(&id).await.unwrap();
+    store.append_upload(&id, 0, body(&[b"same"])).await.unwrap();
+    store.commit_upload(&id, &digest).await.unwrap();
+    assert_eq!(store.upload_len(&id).await.unwrap(), None, "{case}");
+    assert_eq!(
+        collect(store.read(&digest, None).await.unwrap().unwrap()).await,
+        b"same",
+        "{case}"
+    );
+    store
+        .put(&digest, Bytes::from_static(b"same"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.stat(&digest).await.unwrap(),
+        Some(4),
+        "{case}: put again"
+    );
+}
+
+async fn upload_sessions_are_listed_and_dropped(store: Arc<dyn BlobStore>) {
+    let case = "upload_sessions_are_listed_and_dropped";
+    let (a, b) = (UploadId::new(), UploadId::new());
+    store.create_upload(&a).await.unwrap();
+    store.create_upload(&b).await.unwrap();
+    let listed: HashSet<UploadId> = store
+        .list_uploads()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(listed, HashSet::from([a, b]), "{case}");
+    store.abort_upload(&a).await.unwrap();
+    store
+        .abort_upload(&UploadId::new())
+        .await
+        .expect("dropping an unknown session is not an error");
+    assert_eq!(store.upload_len(&a).await.unwrap(), None, "{case}");
+    let listed: Vec<UploadId> = store
+        .list_uploads()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(listed, [b], "{case}");
+}
+
+async fn deleting_a_blob(store: Arc<dyn BlobStore>) {
+    let case = "deleting_a_blob";
+    let digest = Digest::sha256(b"gone");
+    store
+        .put(&digest, Bytes::from_static(b"gone"))
+        .await
+        .unwrap();
+    assert!(store.delete(&digest).await.unwrap(), "{case}");
+    assert!(!store.delete(&digest).await.unwrap(), "{case}: twice");
+    assert_eq!(store.stat(&digest).await.unwrap(), None, "{case}");
+}
+
+async fn concurrent_writers_of_one_blob(store: Arc<dyn BlobStore>) {
+    let case = "concurrent_writers_of_one_blob";
+    let bytes = Bytes::from(data(3, 2 << 20));
+    let digest = Digest::sha256(&bytes);
+    let writers: Vec<_> = (0..6)
+        .map(|i| {
+            let (store, bytes, digest) = (Arc::clone(&store), bytes.clone(), digest.clone());
+            tokio::spawn(async move {
+                if i % 2 == 0 {
+                    return store.put(&digest, bytes).await;
+                }
+                let id = UploadId::new();
+                store.create_upload(&id).await?;
+                let (head, tail) = (bytes.slice(..1000), bytes.slice(1000..));
+                let chunks = futures_util::stream::iter([Ok(head), Ok(tail)]).boxed();
+                store
+                    .append_upload(&id, 0, chunks)
+                    .await
+                    .map_err(|e| io::Error::other(format!("{e:?}")))?;
+                store.commit_upload(&id, &digest).await
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{case}: {e}"));
+    }
+    assert_eq!(
+        store.stat(&digest).await.unwrap(),
+        Some(bytes.len() as u64),
+        "{case}"
+    );
+    assert!(
+        collect(store.read(&digest, None).await.unwrap().unwrap()).await == bytes,
+        "{case}: the blob is whole"
+    );
+}
+
+async fn readers_never_see_part_of_a_blob(store: Arc<dyn BlobStore>) {
+    let case = "readers_never_see_part_of_a_blob";
+    let bytes = Bytes::from(data(4, 4 << 20));
+    let digest = Digest::sha256(&bytes);
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (store, digest, done, len) = (
+            Arc::clone(&store),
+            digest.clone(),
+            Arc::clone(&done),
+            bytes.len(),
+        );
+        tokio::spawn(async move {
+            let mut seen = 0;
+            loop {
+                let finished = done.load(Ordering::SeqCst);
+                if let Some(size) = store.stat(&digest).await.unwrap() {
+                    assert_eq!(size, len as u64, "{case}: a blob's size is its whole size");
+                }
+                if let Some(stream) = store.read(&digest, None).await.unwrap() {
+                    assert_eq!(collect(stream).await.len(), len, "{case}");
+                    seen += 1;
+                }
+                if finished {
+                    return seen;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let id = UploadId::new();
+    store.create_upload(&id).await.unwrap();
+    let mut offset = 0;
+    for part in bytes.chunks(512 << 10) {
+        let part = Bytes::copy_from_slice(part);
+        let chunks = futures_util::stream::iter([Ok(part)]).boxed();
+        offset = store.append_upload(&id, offset, chunks).await.unwrap();
+        tokio::task::yield_now().await;
+    }
+    store.commit_upload(&id, &digest).await.unwrap();
+    done.store(true, Ordering::SeqCst);
+    assert!(
+        reader.await.unwrap() >= 1,
+        "{case}: the blob is read once whole"
+    );
+}
+
+// ----- MetadataStore -----
+
+/// Runs every [`MetadataStore`] case, each on a fresh store from `make`.
+pub async fn metadata_store_contract(make: impl AsyncFn() -> Arc<dyn MetadataStore>) {
+    a_manifest_only_when_its_references_are(make().await).await;
+    a_blob_is_readable_only_through_a_link(make().await).await;
+    tags_point_move_and_go_with_their_manifest(make().await).await;
+    every_content_change_is_logged_in_commit_order(make().await).await;
+    the_change_log_is_pruned_and_bounded(make().await).await;
+    what_the_parent_last_set(make().await).await;
+    upload_progress_is_conditional(make().await).await;
+    concurrent_writers_keep_the_log_in_commit_order(make().await).await;
+    concurrent_pushes_of_one_manifest_log_it_once(make().await).await;
+    concurrent_upload_updates_have_one_winner(make().await).await;
+}
+
+/// A manifest whose content is `content`, referencing `references`, tagged `tags`.
+fn manifest(
+    repository: &RepositoryName,
+    content: &str,
+    references: Vec<Target>,
+    tags: &[&str],
+    origin: Origin,
+) -> NewManifest {
+    let content = Bytes::from(content.to_owned());
+    NewManifest {
+        repository: repository.clone(),
+        digest: Digest::sha256(&content),
+        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        content,
+        artifact_type: None,
+        subject: None,
+        annotations: None,
+        references,
+        tags: tags.iter().map(|t| tag(t)).collect(),
+        origin,
+    }
+}
+
+async fn all_changes(store: &dyn MetadataStore) -> Vec<Change> {
+    store.changes(0, 10_000).await.unwrap()
+}
+
+fn summary(changes: &[Change]) -> Vec<(String, ChangeAction, Option<String>)> {
+    changes
+        .iter()
+        .map(|c| {
+            (
+                c.repository.to_string(),
+                c.event.action(),
+                c.event.tag().map(Tag::to_string),
+            )
+        })
+        .collect()
+}
+
+async fn a_manifest_only_when_its_references_are(store: Arc<dyn MetadataStore>) {
+    let case = "a_manifest_only_when_its_references_are";
+    let a = repo("a");
+    let layer = Digest::sha256(b"layer");
+    let image = manifest(
+        &a,
+        "image",
+        vec![Target::Blob(layer.clone())],
+        &["v1"],
+        Origin::Local,
+    );
+    match store.put_manifest(image.clone()).await {
+        Err(PutManifestError::UnknownTarget(Target::Blob(d))) if d == layer => {}
+        other => panic!("{case}: a manifest over a missing blob gave {other:?}"),
+    }
+    assert!(
+        store.manifest(&a, &image.digest).await.unwrap().is_none(),
+        "{case}"
+    );
+    assert!(
+        all_changes(&*store).await.is_empty(),
+        "{case}: nothing logged"
+    );
+    // Linked in another repository is not enough.
+    store.link_blob(&repo("b"), &layer, 5, None).await.unwrap();
+    assert!(
+        store.put_manifest(image.clone()).await.is_err(),
+        "{case}: other repository"
+    );
+    store.link_blob(&a, &layer, 5, None).await.unwrap();
+    store.put_manifest(image.clone()).await.unwrap();
+    let stored = store.manifest(&a, &image.digest).await.unwrap().unwrap();
+    assert_eq!(stored.content, image.content, "{case}: the exact bytes");
+    assert_eq!(stored.media_type, image.media_type, "{case}");
+
+    let child = manifest(&a, "child", vec![], &[], Origin::Local);
+    let index = manifest(
+        &a,
+        "index",
+        vec![Target::Manifest(child.digest.clone())],
+        &[],
+        Origin::Local,
+    );
+    match store.put_manifest(index.clone()).await {
+        Err(PutManifestError::UnknownTarget(Target::Manifest(d))) if d == child.digest => {}
+        other => panic!("{case}: an index over a missing child gave {other:?}"),
+    }
+    store.put_manifest(child).await.unwrap();
+    store.put_manifest(index.clone()).await.unwrap();
+    assert!(
+        store.manifest(&a, &index.digest).await.unwrap().is_some(),
+        "{case}"
+    );
+    assert_eq!(store.manifest_digests(&a).await.unwrap().len(), 3, "{case}");
+}
+
+async fn a_blob_is_readable_only_through_a_link(store: Arc<dyn MetadataStore>) {
+    let case = "a_blob_is_readable_only_through_a_link";
+    let (a, b) = (repo("a"), repo("b"));
+    let blob = Digest::sha256(b"blob");
+    assert!(!store.repository_exists(&a).await.unwrap(), "{case}");
+    store.link_blob(&a, &blob, 4, None).await.unwrap();
+    store.link_blob(&a, &blob, 4, None).await.unwrap();
+    assert!(
+        store.repository_exists(&a).await.unwrap(),
+        "{case}: created by a link"
+    );
+    assert_eq!(store.blob_size(&a, &blob).await.unwrap(), Some(4), "{case}");
+    assert_eq!(store.blob_size(&b, &blob).await.unwrap(), None, "{case}");
+    assert!(store.blob_in_use(&blob).await.unwrap(), "{case}");
+    assert!(store.unlink_blob(&a, &blob).await.unwrap(), "{case}");
+    assert!(
+        !store.unlink_blob(&a, &blob).await.unwrap(),
+        "{case}: twice"
+    );
+    assert_eq!(store.blob_size(&a, &blob).await.unwrap(), None, "{case}");
+    assert!(!store.blob_in_use(&blob).await.unwrap(), "{case}");
+
+    // Linking the blob of an upload session ends the session, in the same step.
+    let id = UploadId::new();
+    store.create_upload(&id, &b).await.unwrap();
+    store.link_blob(&b, &blob, 4, Some(&id)).await.unwrap();
+    assert!(store.upload(&id).await.unwrap().is_none(), "{case}");
+    assert_eq!(
+        store.repositories(None, 10).await.unwrap(),
+        ["a", "b"],
+        "{case}"
+    );
+    assert_eq!(
+        store.repositories(Some("a"), 10).await.unwrap(),
+        ["b"],
+        "{case}"
+    );
+}
+
+async fn tags_point_move_and_go_with_their_manifest(store: Arc<dyn MetadataStore>) {
+    let case = "tags_point_move_and_go_with_their_manifest";
+    let a = repo("a");
+    let one = manifest(&a, "one", vec![], &["v1", "latest"], Origin::Local);
+    let two = manifest(&a, "two", vec![], &["latest"], Origin::Local);
+    store.put_manifest(one.clone()).await.unwrap();
+    store.put_manifest(two.clone()).await.unwrap();
+    let latest = store.tagged_manifest(&a, &tag("latest")).await.unwrap();
+    assert_eq!(latest.unwrap().digest, two.digest, "{case}: the tag moved");
+    assert_eq!(
+        store.tags(&a, None, 10).await.unwrap().unwrap(),
+        ["latest", "v1"],
+        "{case}"
+    );
+    assert_eq!(
+        store.tags(&a, Some("latest"), 10).await.unwrap().unwrap(),
+        ["v1"],
+        "{case}"
+    );
+    assert!(
+        store.tags(&repo("none"), None, 10).await.unwrap().is_none(),
+        "{case}"
+    );
+    assert!(
+        store
+            .delete_manifest(&a, &one.digest, Origin::Local)
+            .await
+            .unwrap(),
+        "{case}"
+    );
+    assert!(
+        store
+            .tagged_manifest(&a, &tag("v1"))
+            .await
+            .unwrap()
+            .is_none(),
+        "{case}: a tag goes with its manifest"
+    );
+    assert!(
+        !store
+            .delete_manifest(&a, &one.digest, Origin::Local)
+            .await
+            .unwrap(),
+        "{case}: twice"
+    );
+    assert!(
+        store
+            .delete_tag(&a, &tag("latest"), Origin::Local)
+            .await
+            .unwrap(),
+        "{case}"
+    );
+    assert!(
+        !store
+            .delete_tag(&a, &tag("latest"), Origin::Local)
+            .await
+            .unwrap(),
+        "{case}"
+    );
+    assert!(
+        store.manifest(&a, &two.digest).await.unwrap().is_some(),
+        "{case}: deleting a tag keeps its manifest"
+    );
+}
+
+async fn every_content_change_is_logged_in_commit_order(store: Arc<dyn MetadataStore>) {
+    let case = "every_content_change_is_logged_in_commit_order";
+    let a = repo("a");
+    let one = manifest(&a, "one", vec![], &["v1", "v2"], Origin::Local);
+    store.put_manifest(one.clone()).await.unwrap();
+    // The same push again changes nothing, so logs nothing.
+    store.put_manifest(one.clone()).await.unwrap();
+    let two = manifest(&a, "two", vec![], &["v2"], Origin::Parent);
+    store.put_manifest(two.clone()).await.unwrap();
+    store
+        .delete_tag(&a, &tag("v2"), Origin::Local)
+        .await
+        .unwrap();
+    store
+        .delete_manifest(&a, &one.digest, Origin::Local)
+        .await
+        .unwrap();
+    let changes = all_changes(&*store).await;
+    let s = |action, t: Option<&str>| ("a".to_owned(), action, t.map(str::to_owned));
+    assert_eq!(
+        summary(&changes),
+        [
+            s(ChangeAction::ManifestPut, None),
+            s(ChangeAction::TagPut, Some("v1")),
+            s(ChangeAction::TagPut, Some("v2")),
+            s(ChangeAction::ManifestPut, None),
+            s(ChangeAction::TagPut, Some("v2")),
+            s(ChangeAction::TagDelete, Some("v2")),
+            s(ChangeAction::TagDelete, Some("v1")),
+            s(ChangeAction::ManifestDelete, None),
+        ],
+        "{case}"
+    );
+    assert!(
+        changes.windows(2).all(|w| w[0].seq < w[1].seq),
+        "{case}: sequence numbers strictly increase"
+    );
+    let origins: Vec<Origin> = changes.iter().map(|c| c.origin).collect();
+    assert_eq!(origins[3..5], [Origin::Parent, Origin::Parent], "{case}");
+    match &changes[4].event {
+        ChangeEvent::TagPut {
+            tag: t,
+            digest,
+            media_type,
+        } => {
+            assert_eq!((t.as_str(), digest), ("v2", &two.digest), "{case}");
+            assert_eq!(media_type, &two.media_type, "{case}");
+        }
+        other => panic!("{case}: {other:?}"),
+    }
+    assert_eq!(
+        changes[5].event.digest(),
+        &two.digest,
+        "{case}: what the tag named"
+    );
+    // Paging.
+    let page = store.changes(changes[2].seq, 2).await.unwrap();
+    assert_eq!(page, changes[3..5], "{case}: a page after a position");
+}
+
+async fn the_change_log_is_pruned_and_bounded(store: Arc<dyn MetadataStore>) {
+    let case = "the_change_log_is_pruned_and_bounded";
+    assert_eq!(
+        store.change_bounds().await.unwrap(),
+        (0, 0),
+        "{case}: empty"
+    );
+    let a = repo("a");
+    for i in 0..3 {
+        let m = manifest(&a, &format!("m{i}"), vec![], &[], Origin::Local);
+        store.put_manifest(m).await.unwrap();
+    }
+    let changes = all_changes(&*store).await;
+    let (first, last) = store.change_bounds().await.unwrap();
+    assert_eq!((first, last), (changes[0].seq, changes[2].seq), "{case}");
+    // Everything is older than the far future, but the last change stays.
+    let removed = store.prune_changes(i64::MAX).await.unwrap();
+    assert_eq!(removed, 2, "{case}");
+    assert_eq!(store.change_bounds().await.unwrap(), (last, last), "{case}");
+    assert_eq!(
+        store.prune_changes(0).await.unwrap(),
+        0,
+        "{case}: nothing that old"
+    );
+    let m = manifest(&a, "after", vec![], &[], Origin::Local);
+    store.put_manifest(m).await.unwrap();
+    assert!(
+        store.change_bounds().await.unwrap().1 > last,
+        "{case}: sequence numbers never go back after a prune"
+    );
+}
+
+async fn what_the_parent_last_set(store: Arc<dyn MetadataStore>) {
+    let case = "what_the_parent_last_set";
+    let a = repo("a");
+    let from_parent = manifest(&a, "p", vec![], &["t"], Origin::Parent);
+    store.put_manifest(from_parent.clone()).await.unwrap();
+    let local = manifest(&a, "l", vec![], &["t"], Origin::Local);
+    store.put_manifest(local).await.unwrap();
+    let last = store.change_bounds().await.unwrap().1;
+    assert_eq!(
+        store
+            .parent_tag_before(&a, &tag("t"), last + 1)
+            .await
+            .unwrap(),
+        Some(from_parent.digest.clone()),
+        "{case}"
+    );
+    let first = store.change_bounds().await.unwrap().0;
+    assert_eq!(
+        store.parent_tag_before(&a, &tag("t"), first).await.unwrap(),
+        None,
+        "{case}: nothing before the first change"
+    );
+    store
+        .delete_tag(&a, &tag("t"), Origin::Parent)
+        .await
+        .unwrap();
+    let last = store.change_bounds().await.unwrap().1;
+    assert_eq!(
+        store
+            .parent_tag_before(&a, &tag("t"), last + 1)
+            .await
+            .unwrap(),
+        None,
+        "{case}: the parent deleted it"
+    );
+}
+
+async fn upload_progress_is_conditional(store: Arc<dyn MetadataStore>) {
+    let case = "upload_progress_is_conditional";
+    let a = repo("a");
+    let id = UploadId::new();
+    store.create_upload(&id, &a).await.unwrap();
+    let fresh = store.upload(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            fresh.repository.as_str(),
+            fresh.received,
+            fresh.hash_state.as_deref()
+        ),
+        ("a", 0, None),
+        "{case}"
+    );
+    assert!(
+        store.update_upload(&id, 0, 5, Some(b"five")).await.unwrap(),
+        "{case}"
+    );
+    let now = store.upload(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (now.received, now.hash_state.as_deref()),
+        (5, Some(&b"five"[..])),
+        "{case}"
+    );
+    assert!(
+        !store.update_upload(&id, 0, 9, Some(b"nine")).await.unwrap(),
+        "{case}: a stale offset is refused"
+    );
+    assert_eq!(
+        store.upload(&id).await.unwrap().unwrap(),
+        now,
+        "{case}: and changes nothing"
+    );
+    assert!(
+        store.update_upload(&id, 5, 5, None).await.unwrap(),
+        "{case}: state forgotten"
+    );
+    assert_eq!(
+        store.upload(&id).await.unwrap().unwrap().hash_state,
+        None,
+        "{case}"
+    );
+    assert!(
+        !store
+            .update_upload(&UploadId::new(), 0, 1, None)
+            .await
+            .unwrap(),
+        "{case}: an unknown session"
+    );
+    let listed: Vec<UploadId> = store
+        .uploads()
+        .await
+        .unwrap()
+        .iter()
+        .map(|u| u.id)
+        .collect();
+    assert_eq!(listed, [id], "{case}");
+    store.delete_upload(&id).await.unwrap();
+    assert!(store.upload(&id).await.unwrap().is_none(), "{case}");
+    assert!(
+        !store.update_upload(&id, 5, 6, None).await.unwrap(),
+        "{case}: a deleted session"
+    );
+}
+
+async fn concurrent_writers_keep_the_log_in_commit_order(store: Arc<dyn MetadataStore>) {
+    let case = "concurrent_writers_keep_the_log_in_commit_order";
+    const WRITERS: usize = 4;
+    const PUSHES: usize = 8;
+    // A logical clock: an operation that ended (`end`) before another began (`begin`) must
+    // come first in the log.
+    let clock = Arc::new(AtomicU64::new(0));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let (store, clock) = (Arc::clone(&store), Arc::clone(&clock));
+            tokio::spawn(async move {
+                let r = repo(&format!("w{w}"));
+                let mut spans = Vec::new();
+                for i in 0..PUSHES {
+                    let m = manifest(&r, &format!("w{w}-{i}"), vec![], &["latest"], Origin::Local);
+                    let begin = clock.fetch_add(1, Ordering::SeqCst);
+                    if i % 3 == 2 {
+                        store
+                            .delete_tag(&r, &tag("latest"), Origin::Local)
+                            .await
+                            .unwrap();
+                        let end = clock.fetch_add(1, Ordering::SeqCst);
+                        spans.push((r.to_string(), None, begin, end));
+                    } else {
+                        let digest = m.digest.clone();
+                        store.put_manifest(m).await.unwrap();
+                        let end = clock.fetch_add(1, Ordering::SeqCst);
+                        spans.push((r.to_string(), Some(digest), begin, end));
+                    }
+                }
+                spans
+            })
+        })
+        .collect();
+    let mut spans = Vec::new();
+    for writer in writers {
+        spans.extend(writer.await.unwrap());
+    }
+    let changes = all_changes(&*store).await;
+    assert!(
+        changes.windows(2).all(|w| w[0].seq < w[1].seq),
+        "{case}: sequence numbers strictly increase"
+    );
+    // The first change each operation logged.
+    let mut first_seq: HashMap<(String, Option<Digest>, usize), i64> = HashMap::new();
+    let mut per_repo: HashMap<String, Vec<&Change>> = HashMap::new();
+    for c in &changes {
+        per_repo
+            .entry(c.repository.to_string())
+            .or_default()
+            .push(c);
+    }
+    let mut expected_changes = 0;
+    for (w, ops) in spans.chunks(PUSHES).enumerate() {
+        let log = &per_repo[&format!("w{w}")];
+        let mut at = 0;
+        for (n, (r, digest, _, _)) in ops.iter().enumerate() {
+            // A put logs ManifestPut then TagPut; a tag delete logs TagDelete.
+            let wanted: &[ChangeAction] = match digest {
+                Some(_) => &[ChangeAction::ManifestPut, ChangeAction::TagPut],
+                None => &[ChangeAction::TagDelete],
+            };
+            let got: Vec<ChangeAction> = log[at..at + wanted.len()]
+                .iter()
+                .map(|c| c.event.action())
+                .collect();
+            assert_eq!(got, wanted, "{case}: {r} operation {n}");
+            if let Some(d) = digest {
+                assert_eq!(log[at].event.digest(), d, "{case}: {r} operation {n}");
+            }
+            first_seq.insert((r.clone(), digest.clone(), n), log[at].seq);
+            at += wanted.len();
+            expected_changes += wanted.len();
+        }
+        assert_eq!(at, log.len(), "{case}: {} logged nothing else", w);
+    }
+    assert_eq!(changes.len(), expected_changes, "{case}");
+    let ordered: Vec<(i64, u64, u64)> = spans
+        .chunks(PUSHES)
+        .flat_map(|ops| {
+            ops.iter().enumerate().map(|(n, (r, d, begin, end))| {
+                (first_seq[&(r.clone(), d.clone(), n)], *begin, *end)
+            })
+        })
+        .collect();
+    for a in &ordered {
+        for b in &ordered {
+            if a.2 < b.1 {
+                assert!(
+                    a.0 < b.0,
+                    "{case}: a change committed first is logged first"
+                );
+            }
+        }
+    }
+}
+
+async fn concurrent_pushes_of_one_manifest_log_it_once(store: Arc<dyn MetadataStore>) {
+    let case = "concurrent_pushes_of_one_manifest_log_it_once";
+    let a = repo("a");
+    let m = manifest(&a, "same", vec![], &["v1"], Origin::Local);
+    let pushes: Vec<_> = (0..6)
+        .map(|_| {
+            let (store, m) = (Arc::clone(&store), m.clone());
+            tokio::spawn(async move { store.put_manifest(m).await })
+        })
+        .collect();
+    for push in pushes {
+        push.await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{case}: {e}"));
+    }
+    let s = |action, t: Option<&str>| ("a".to_owned(), action, t.map(str::to_owned));
+    assert_eq!(
+        summary(&all_changes(&*store).await),
+        [
+            s(ChangeAction::ManifestPut, None),
+            s(ChangeAction::TagPut, Some("v1"))
+        ],
+        "{case}"
+    );
+}
+
+async fn concurrent_upload_updates_have_one_winner(store: Arc<dyn MetadataStore>) {
+    let case = "concurrent_upload_updates_have_one_winner";
+    let id = UploadId::new();
+    store.create_upload(&id, &repo("a")).await.unwrap();
+    let writers: Vec<_> = (1..=8u64)
+        .map(|n| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let state = n.to_le_bytes();
+                let won = store.update_upload(&id, 0, n, Some(&state)).await.unwrap();
+                (n, won)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for writer in writers {
+        let (n, won) = writer.await.unwrap();
+        if won {
+            winners.push(n);
+        }
+    }
+    assert_eq!(winners.len(), 1, "{case}: exactly one writer wins");
+    let row = store.upload(&id).await.unwrap().unwrap();
+    assert_eq!(row.received, winners[0], "{case}");
+    assert_eq!(
+        row.hash_state.as_deref(),
+        Some(&winners[0].to_le_bytes()[..]),
+        "{case}: the winner's offset and state, together"
+    );
+}

@@ -1,0 +1,34 @@
+//! The storage contract suites (`berth_registry::contract`) run against every implementation
+//! this crate has. A new one (object storage, PostgreSQL) adds one test here, or in its own
+//! crate with the `contract-tests` feature.
+
+use std::sync::{Arc, Mutex};
+
+use berth_registry::contract::{blob_store_contract, metadata_store_contract};
+use berth_registry::{BlobStore, FsBlobStore, MetadataStore, SqliteMetadata};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fs_blob_store() {
+    let dirs = Mutex::new(Vec::new());
+    blob_store_contract(async || {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path()).unwrap();
+        dirs.lock().unwrap().push(dir);
+        Arc::new(store) as Arc<dyn BlobStore>
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_metadata() {
+    let dirs = Mutex::new(Vec::new());
+    metadata_store_contract(async || {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteMetadata::open(&dir.path().join("metadata.db"))
+            .await
+            .unwrap();
+        dirs.lock().unwrap().push(dir);
+        Arc::new(store) as Arc<dyn MetadataStore>
+    })
+    .await;
+}
