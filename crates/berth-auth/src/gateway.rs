@@ -270,7 +270,7 @@ pub trait Gateway: Send + Sync + 'static {
 /// The long poll every [`Gateway::config`] answers with: `document()` as soon as its ETag
 /// differs from `since`, re-read on each change `changes` announces, or `None` after `wait`.
 pub async fn long_poll(
-    mut changes: tokio::sync::watch::Receiver<u64>,
+    mut changes: berth_notify::Subscription,
     since: Option<&str>,
     wait: Duration,
     document: impl Fn() -> Result<ConfigDocument, GatewayError>,

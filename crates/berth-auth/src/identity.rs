@@ -26,6 +26,7 @@ use crate::keys::KeyPurpose;
 use crate::management::Management;
 use crate::records::Records;
 use crate::store::{AdminRecord, IdentityStore};
+use berth_notify::{LocalNotifier, Notifier, Subscription};
 
 type Result<T, E = IdentityError> = std::result::Result<T, E>;
 
@@ -103,6 +104,17 @@ impl Identity {
         key: SigningKey,
         config: IdentityConfig,
     ) -> Result<(Identity, Option<String>)> {
+        Identity::open_with(store, key, config, Arc::new(LocalNotifier::new())).await
+    }
+
+    /// [`Identity::open`], announcing changes through `notifier` (the one the registry
+    /// shares, so that every wake-up of the process goes through one seam).
+    pub async fn open_with(
+        store: Arc<dyn IdentityStore>,
+        key: SigningKey,
+        config: IdentityConfig,
+        notifier: Arc<dyn Notifier>,
+    ) -> Result<(Identity, Option<String>)> {
         let stored = store.load().await?;
         let mut generated = None;
         // The admin account: created on first start (with the configured password, or a
@@ -132,7 +144,7 @@ impl Identity {
             };
             store.put_admin(&record).await?;
         }
-        let records = Arc::new(Records::open(Arc::clone(&store)).await?);
+        let records = Arc::new(Records::open(Arc::clone(&store), notifier).await?);
         let identity = Identity {
             management: Management::new(Arc::clone(&records), config.refresh_token_ttl),
             checks: Checks::new(Arc::clone(&records), config),
@@ -163,7 +175,7 @@ impl Identity {
 
     /// A receiver that sees every change to identities (tokens, scope maps, settings,
     /// connected registries).
-    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+    pub fn subscribe(&self) -> Subscription {
         self.records.subscribe()
     }
 

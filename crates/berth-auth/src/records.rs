@@ -10,6 +10,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
+use berth_notify::{Notifier, Subscription, Topic};
+
 use crate::connected::ConnectedRegistry;
 use crate::error::IdentityError;
 use crate::identity::Settings;
@@ -176,19 +178,23 @@ pub(crate) struct Records {
     /// Spares this process's own changes from retrying each other; across processes, the
     /// store's condition on the change log's head is what serialises writers.
     writes: tokio::sync::Mutex<()>,
-    /// Bumped after every change, for those waiting on one (the gateway's long polls).
-    changes: tokio::sync::watch::Sender<u64>,
+    /// Announces every change ([`Topic::Identity`]), for those waiting on one (the
+    /// gateway's long polls).
+    notifier: Arc<dyn Notifier>,
 }
 
 impl Records {
     /// The records of `store`, loaded.
-    pub(crate) async fn open(store: Arc<dyn IdentityStore>) -> Result<Records> {
+    pub(crate) async fn open(
+        store: Arc<dyn IdentityStore>,
+        notifier: Arc<dyn Notifier>,
+    ) -> Result<Records> {
         let snapshot = Snapshot::build(store.load().await?)?;
         Ok(Records {
             store,
             snapshot: RwLock::new(Arc::new(snapshot)),
             writes: tokio::sync::Mutex::new(()),
-            changes: tokio::sync::watch::Sender::new(0),
+            notifier,
         })
     }
 
@@ -198,8 +204,8 @@ impl Records {
     }
 
     /// A receiver that sees every change to identities.
-    pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.changes.subscribe()
+    pub(crate) fn subscribe(&self) -> Subscription {
+        self.notifier.subscribe(Topic::Identity)
     }
 
     /// Installs `next` as the snapshot, unless one at least as recent is there already.
@@ -208,7 +214,7 @@ impl Records {
         if next.head > current.head {
             *current = Arc::new(next);
             drop(current);
-            self.changes.send_modify(|n| *n += 1);
+            self.notifier.notify(Topic::Identity);
         }
     }
 

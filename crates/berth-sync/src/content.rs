@@ -20,12 +20,12 @@ use std::time::Duration;
 
 use berth_auth::gateway::RegistrySettings;
 use berth_auth::scope_map::RepositoryPattern;
+use berth_notify::Subscription;
 use berth_oci::{Digest, Manifest, Reference, RepositoryName, Tag, media_type};
 use berth_registry::{Change, ChangeEvent, ChangePage, Origin, Registry, RegistryError};
 use chrono::Utc;
 use futures_util::{StreamExt, TryStreamExt};
 use serde::Deserialize;
-use tokio::sync::watch;
 
 use crate::client::{LONG_POLL, LinkError};
 use crate::link::Link;
@@ -121,7 +121,7 @@ impl ContentSync {
         self,
         schedule: Schedule,
         settings: impl Fn() -> Option<RegistrySettings> + Send + Sync,
-        mut config_changes: watch::Receiver<u64>,
+        mut config_changes: Subscription,
         on_synced: impl Fn() + Send + Sync,
     ) -> LinkError {
         self.downloads.forget_finished().await;
@@ -198,7 +198,7 @@ impl ContentSync {
         wait: Duration,
         schedule: &Schedule,
         settings: &(impl Fn() -> Option<RegistrySettings> + Send + Sync),
-        config_changes: &mut watch::Receiver<u64>,
+        config_changes: &mut Subscription,
     ) -> Result<Round, SyncError> {
         self.catch_up_added(&current.repositories).await?;
         let messages = tokio::select! {

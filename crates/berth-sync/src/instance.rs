@@ -15,7 +15,8 @@ use berth_auth::connected::{InstanceStatus, LogLevel, Mode, StatusDetail};
 use berth_auth::gateway::{ActivateRequest, ConfigDocument, RegistrySettings, StatusReport};
 use berth_auth::gateway::{Gateway, GatewayError};
 use berth_auth::scope_map::RepositoryPattern;
-use tokio::sync::{Notify, watch};
+use berth_notify::{Notifier, Topic};
+use tokio::sync::Notify;
 
 use berth_registry::Registry;
 
@@ -101,7 +102,9 @@ pub struct Instance {
     state_file: PathBuf,
     data_dir: PathBuf,
     document: RwLock<Option<ConfigDocument>>,
-    changes: watch::Sender<u64>,
+    /// Announces each new configuration document ([`Topic::Configuration`]): the relay's
+    /// long polls and the content loop wait on it.
+    notifier: Arc<dyn Notifier>,
     read_only: Arc<RwLock<Option<String>>>,
     log_level: Arc<dyn Fn(LogLevel) + Send + Sync>,
     last_sync: RwLock<Option<i64>>,
@@ -166,6 +169,7 @@ impl Instance {
             std::fs::remove_file(&file).map_err(io(&file))?;
         }
         let state_file = data_dir.join("connected-registry.json");
+        let notifier = &Arc::clone(registry.notifier());
         let instance = Arc::new(Instance {
             client: ParentClient::new(&connection),
             connection,
@@ -176,7 +180,7 @@ impl Instance {
             state_file,
             data_dir: data_dir.to_owned(),
             document: RwLock::new(None),
-            changes: watch::Sender::new(0),
+            notifier: Arc::clone(notifier),
             read_only,
             log_level,
             last_sync: RwLock::new(None),
@@ -248,7 +252,7 @@ impl Instance {
             });
         }
         *self.document.write().unwrap_or_else(|e| e.into_inner()) = Some(document);
-        self.changes.send_modify(|n| *n += 1);
+        self.notifier.notify(Topic::Configuration);
         Ok(())
     }
 
@@ -371,7 +375,7 @@ impl Instance {
             Arc::clone(&self.synced),
         );
         let (this, settings_of) = (Arc::clone(self), Arc::clone(self));
-        let config_changes = self.changes.subscribe();
+        let config_changes = self.notifier.subscribe(Topic::Configuration);
         tasks.spawn(async move {
             let error = content
                 .run(
@@ -628,7 +632,8 @@ impl Gateway for Relay {
         if since != Some(first.etag().as_str()) {
             return Ok(Some(first));
         }
-        berth_auth::gateway::long_poll(self.0.changes.subscribe(), since, wait, || {
+        let changes = self.0.notifier.subscribe(Topic::Configuration);
+        berth_auth::gateway::long_poll(changes, since, wait, || {
             // Gone from a newer document: no answer now (`first` is what the child has), and
             // its next call asks the parent.
             Ok(self

@@ -121,7 +121,8 @@ async fn serve(
         })?;
     let registry = Arc::new(registry);
     spawn_upload_sweeper(Arc::clone(&registry));
-    let identity = Arc::new(open_identity(&config).await?);
+    // One notifier for every wake-up of the process: content, identities, configuration.
+    let identity = Arc::new(open_identity(&config, Arc::clone(registry.notifier())).await?);
     spawn_identity_follower(Arc::clone(&identity));
 
     let (stop, stopping) = tokio::sync::watch::channel(false);
@@ -263,7 +264,10 @@ fn fit_connections_to_file_limit(config: &mut Config) {
 /// generated admin password, once. Keys that an earlier version kept in files of the data
 /// directory move into the identity store (so what they signed stays valid), and the files
 /// go.
-async fn open_identity(config: &Config) -> Result<Identity, Box<dyn std::error::Error>> {
+async fn open_identity(
+    config: &Config,
+    notifier: Arc<dyn berth_notify::Notifier>,
+) -> Result<Identity, Box<dyn std::error::Error>> {
     let store = SqliteIdentityStore::open(&config.data_dir.join("identity.db"))
         .await
         .map_err(|e| format!("cannot open the identity database: {e}"))?;
@@ -277,8 +281,13 @@ async fn open_identity(config: &Config) -> Result<Identity, Box<dyn std::error::
     let tokens_key = tokens_file
         .as_ref()
         .map_or_else(SigningKey::generate, |(key, _)| key.clone());
-    let (identity, generated) =
-        Identity::open(Arc::new(store), tokens_key, config.identity.clone()).await?;
+    let (identity, generated) = Identity::open_with(
+        Arc::new(store),
+        tokens_key,
+        config.identity.clone(),
+        notifier,
+    )
+    .await?;
     identity
         .management()
         .ensure_key(
