@@ -9,6 +9,7 @@
 //! - [`keys`]: the secret keys that sign tokens and data URLs, stored and rotated;
 //! - [`rate_limit`]: failed logins limited per client address;
 //! - [`store`]: the [`IdentityStore`] seam and its SQLite implementation;
+//! - `contract` (feature `contract-tests`): the suite every store implementation runs;
 //! - [`connected`], [`hierarchy`]: connected registries as resources of the root: their
 //!   rules, sync tokens and derived sync scope maps, activation and status;
 //! - [`network`]: network access settings (public switch, IP rules, private endpoint
@@ -26,6 +27,8 @@ pub mod action;
 pub mod admin;
 pub mod checks;
 pub mod connected;
+#[cfg(feature = "contract-tests")]
+pub mod contract;
 pub mod error;
 pub mod gateway;
 pub mod hierarchy;
