@@ -14,7 +14,27 @@ pub enum IdentityError {
         /// The name asked for.
         name: String,
     },
-    /// The object exists already, or is in use.
+    /// An object of that name exists already.
+    #[error("{kind} `{name}` already exists{hint}")]
+    AlreadyExists {
+        /// `token`, `scope map`, `connected registry`.
+        kind: &'static str,
+        /// The name asked for.
+        name: String,
+        /// What to do instead, starting with its own separator (`; use …`).
+        hint: &'static str,
+    },
+    /// The object is in use: what is asked would break what uses it.
+    #[error("{kind} `{name}` {reason}")]
+    InUse {
+        /// `token`, `scope map`, `connected registry`.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+        /// What uses it, and what to do first.
+        reason: String,
+    },
+    /// Another conflict with the state of the registry; the message says which.
     #[error("{0}")]
     Conflict(String),
     /// Built-in objects cannot be changed.

@@ -314,10 +314,11 @@ impl Hierarchy {
         }
         self.records.change(|snapshot| {
         if snapshot.connected.contains_key(&new.name) {
-            return Err(IdentityError::Conflict(format!(
-                "connected registry `{}` already exists in the hierarchy",
-                new.name
-            )));
+            return Err(IdentityError::AlreadyExists {
+                kind: "connected registry",
+                name: new.name.clone(),
+                hint: " in the hierarchy",
+            });
         }
         let parent = match &new.parent {
             Some(p) => Some(
@@ -361,9 +362,11 @@ impl Hierarchy {
                             name: token.clone(),
                         })?;
                 if snapshot.connected.values().any(|r| &r.sync_token == token) {
-                    return Err(IdentityError::Conflict(format!(
-                        "token `{token}` is already the sync token of another connected registry"
-                    )));
+                    return Err(IdentityError::InUse {
+                        kind: "token",
+                        name: token.clone(),
+                        reason: "is already the sync token of another connected registry".into(),
+                    });
                 }
                 let repositories = snapshot
                     .scope_maps
@@ -381,14 +384,18 @@ impl Hierarchy {
                 let token_name = connected::sync_token_name(&new.name);
                 let map_name = connected::sync_scope_map_name(&new.name);
                 if snapshot.tokens.contains_key(&token_name) {
-                    return Err(IdentityError::Conflict(format!(
-                        "token `{token_name}` already exists; delete it, or pass it as the sync token"
-                    )));
+                    return Err(IdentityError::AlreadyExists {
+                        kind: "token",
+                        name: token_name,
+                        hint: "; delete it, or pass it as the sync token",
+                    });
                 }
                 if snapshot.scope_maps.contains_key(&map_name) {
-                    return Err(IdentityError::Conflict(format!(
-                        "scope map `{map_name}` already exists; delete it first"
-                    )));
+                    return Err(IdentityError::AlreadyExists {
+                        kind: "scope map",
+                        name: map_name,
+                        hint: "; delete it first",
+                    });
                 }
                 let now = now();
                 // Created empty here; the derivation below fills it.
@@ -507,10 +514,14 @@ impl Hierarchy {
                     .map(|r| r.name.clone())
                     .collect();
                 if !children.is_empty() {
-                    return Err(IdentityError::Conflict(format!(
-                        "connected registry `{name}` has children ({}); delete them first",
-                        children.join(", ")
-                    )));
+                    return Err(IdentityError::InUse {
+                        kind: "connected registry",
+                        name: name.to_owned(),
+                        reason: format!(
+                            "has children ({}); delete them first",
+                            children.join(", ")
+                        ),
+                    });
                 }
                 let scope_map = snapshot
                     .tokens
@@ -1073,7 +1084,7 @@ mod tests {
                 .management()
                 .delete_token("factory-sync-token")
                 .await,
-            Err(IdentityError::Conflict(_))
+            Err(IdentityError::InUse { .. })
         ));
         assert!(matches!(
             identity
@@ -1089,7 +1100,7 @@ mod tests {
                 .hierarchy()
                 .delete_connected_registry("factory", true)
                 .await,
-            Err(IdentityError::Conflict(_))
+            Err(IdentityError::InUse { .. })
         ));
         identity
             .hierarchy()

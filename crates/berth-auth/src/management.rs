@@ -158,9 +158,11 @@ fn scope_map_for(snapshot: &Snapshot, new: &NewToken) -> Result<(String, Option<
                 )));
             }
             if snapshot.scope_maps.contains_key(&name) {
-                return Err(IdentityError::Conflict(format!(
-                    "scope map `{name}` already exists; pass it with --scope-map"
-                )));
+                return Err(IdentityError::AlreadyExists {
+                    kind: "scope map",
+                    name,
+                    hint: "; pass it with --scope-map",
+                });
             }
             let mut map = ScopeMap::new(
                 &name,
@@ -217,9 +219,11 @@ impl Management {
         self.records
             .change(|snapshot| {
                 if snapshot.scope_maps.contains_key(name) {
-                    return Err(IdentityError::Conflict(format!(
-                        "scope map `{name}` already exists; use `scope-map update` to change it"
-                    )));
+                    return Err(IdentityError::AlreadyExists {
+                        kind: "scope map",
+                        name: name.to_owned(),
+                        hint: "; use `scope-map update` to change it",
+                    });
                 }
                 Ok((vec![Write::PutScopeMap(map.clone())], map.clone()))
             })
@@ -289,14 +293,18 @@ impl Management {
                     .collect();
                 if !users.is_empty() {
                     users.sort();
-                    return Err(IdentityError::Conflict(format!(
-                        "scope map `{name}` is used by token(s) {}; delete them or move them to another scope map first",
+                    return Err(IdentityError::InUse {
+                        kind: "scope map",
+                        name: name.to_owned(),
+                        reason: format!(
+                        "is used by token(s) {}; delete them or move them to another scope map first",
                         users
                             .iter()
                             .map(|u| format!("`{u}`"))
                             .collect::<Vec<_>>()
                             .join(", ")
-                    )));
+                    )
+                    });
                 }
                 Ok((vec![Write::DeleteScopeMap(name.to_owned())], ()))
             })
@@ -335,10 +343,11 @@ impl Management {
                     )));
                 }
                 if snapshot.tokens.contains_key(&new.name) {
-                    return Err(IdentityError::Conflict(format!(
-                        "token `{}` already exists; use `token update` to change it",
-                        new.name
-                    )));
+                    return Err(IdentityError::AlreadyExists {
+                        kind: "token",
+                        name: new.name.clone(),
+                        hint: "; use `token update` to change it",
+                    });
                 }
                 let (scope_map, created) = scope_map_for(snapshot, &new)?;
                 let mut token = Token {
@@ -411,10 +420,14 @@ impl Management {
             .change(|snapshot| {
                 token_in(snapshot, name)?;
                 if let Some(owner) = snapshot.connected.values().find(|r| r.sync_token == name) {
-                    return Err(IdentityError::Conflict(format!(
-                        "token `{name}` is the sync token of connected registry `{}`; it goes with `connected-registry delete --cleanup`",
-                        owner.name
-                    )));
+                    return Err(IdentityError::InUse {
+                        kind: "token",
+                        name: name.to_owned(),
+                        reason: format!(
+                            "is the sync token of connected registry `{}`; it goes with `connected-registry delete --cleanup`",
+                            owner.name
+                        ),
+                    });
                 }
                 // A deleted token also leaves the client-token lists that named it, in the
                 // same step.

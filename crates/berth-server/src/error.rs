@@ -110,7 +110,9 @@ impl From<berth_auth::IdentityError> for ApiError {
         match e {
             E::Invalid(_) => ApiError::management(StatusCode::BAD_REQUEST, "INVALID", message),
             E::NotFound { .. } => ApiError::management(StatusCode::NOT_FOUND, "NOT_FOUND", message),
-            E::Conflict(_) => ApiError::management(StatusCode::CONFLICT, "CONFLICT", message),
+            E::Conflict(_) | E::AlreadyExists { .. } | E::InUse { .. } => {
+                ApiError::management(StatusCode::CONFLICT, "CONFLICT", message)
+            }
             E::ReadOnly(_) => ApiError::management(StatusCode::CONFLICT, "READ_ONLY", message),
             E::AlreadyActivated { .. } => {
                 ApiError::management(StatusCode::CONFLICT, "ALREADY_ACTIVATED", message)
