@@ -28,7 +28,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 
 use crate::client::{LONG_POLL, LinkError};
-use crate::link::Link;
+use crate::link::{Link, Retry};
 use crate::position::Position;
 use crate::schedule::{Gate, Schedule};
 use crate::scope::SyncedRepositories;
@@ -125,8 +125,11 @@ impl ContentSync {
         on_synced: impl Fn() + Send + Sync,
     ) -> LinkError {
         self.downloads.forget_finished().await;
-        let mut backoff = Duration::from_millis(200);
-        let mut failures = 0u32;
+        let mut retry = Retry::new(
+            "SYNC_FAILING",
+            "content sync",
+            Arc::clone(&self.link.problems),
+        );
         loop {
             config_changes.mark_unchanged();
             let Some(current) = settings() else {
@@ -157,9 +160,7 @@ impl ContentSync {
             match round {
                 Ok(Round::Interrupted) => {}
                 Ok(Round::Done(applied)) => {
-                    backoff = Duration::from_millis(200);
-                    failures = 0;
-                    self.link.problems.clear("SYNC_FAILING");
+                    retry.succeeded();
                     if applied {
                         on_synced();
                     }
@@ -174,17 +175,7 @@ impl ContentSync {
                     }
                 }
                 Err(SyncError::Link(e)) if e.is_final() => return e,
-                Err(e) => {
-                    tracing::warn!(error = %e, "content sync failed; retrying");
-                    failures += 1;
-                    // A failure that persists is a status detail at the root, not a silent
-                    // loop; it clears with the next success.
-                    if failures >= 3 {
-                        self.link.problems.raise("SYNC_FAILING", e.to_string());
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
+                Err(e) => retry.failed(&e).await,
             }
         }
     }

@@ -22,7 +22,7 @@ use chrono::Utc;
 use futures_util::{StreamExt, TryStreamExt};
 
 use crate::client::LinkError;
-use crate::link::Link;
+use crate::link::{Link, Retry};
 use crate::position::Position;
 use crate::schedule::{Gate, Schedule};
 use crate::throttle::{LinkSettings, paced};
@@ -123,15 +123,16 @@ impl Upstream {
         settings: impl Fn() -> Option<RegistrySettings> + Send + Sync,
     ) -> LinkError {
         let mut changed = self.link.registry.subscribe_changes();
-        let mut backoff = Duration::from_millis(200);
-        let mut failures = 0u32;
+        let mut retry = Retry::new(
+            "UPSTREAM_FAILING",
+            "sending local changes up",
+            std::sync::Arc::clone(&self.link.problems),
+        );
         loop {
             changed.mark_unchanged();
             match self.send_pending(&schedule, &settings).await {
                 Ok(sent) => {
-                    backoff = Duration::from_millis(200);
-                    failures = 0;
-                    self.link.problems.clear("UPSTREAM_FAILING");
+                    retry.succeeded();
                     // Wait for the next local change, or the tick (look again after a while:
                     // the schedule may change).
                     let pause = match sent {
@@ -144,15 +145,7 @@ impl Upstream {
                     let _ = tokio::time::timeout(pause, changed.changed()).await;
                 }
                 Err(PushError::Parent(e)) if e.is_final() => return e,
-                Err(e) => {
-                    tracing::warn!(error = %e, "sending local changes up failed; retrying");
-                    failures += 1;
-                    if failures >= 3 {
-                        self.link.problems.raise("UPSTREAM_FAILING", e.to_string());
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
+                Err(e) => retry.failed(&e).await,
             }
         }
     }
