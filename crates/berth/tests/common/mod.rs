@@ -3,8 +3,11 @@
 //!
 //! Every test file under `tests/` that needs a live registry does `mod common;` and calls
 //! [`Berth::start`]. Extra arguments (limits, ages) go through [`Berth::start_with`].
+//! [`cli`] runs the `berth` command line against it.
 
 #![allow(dead_code)]
+
+pub mod cli;
 
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
