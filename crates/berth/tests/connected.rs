@@ -248,20 +248,11 @@ fn hierarchy_propagates_configuration_and_survives_failures() {
     assert_eq!(view(&manage, "factory")["connection_state"], "Online");
 
     // A second factory instance is refused; deactivate lets a replacement in.
-    let second = Command::new(common::berth_bin())
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{}", common::free_port()),
-            "--data-dir",
-        ])
-        .arg(temp.path().join("factory2"))
-        .args(["--connection-string", &factory_cs])
-        .env("BERTH_ADMIN_PASSWORD", common::ADMIN_PASSWORD)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&second.stderr);
-    assert!(!second.status.success(), "a second instance must exit");
+    let stderr = common::serve_expecting_exit(
+        &temp.path().join("factory2"),
+        &["--connection-string", &factory_cs],
+        Duration::from_secs(30),
+    );
     assert!(
         stderr.contains("ALREADY_ACTIVATED") && stderr.contains("deactivate"),
         "{stderr}"

@@ -24,7 +24,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use authn::{Cred, Manage, expect_error, expect_status, poll_until, send};
-use common::Berth;
+use common::{Berth, serve_expecting_exit};
 use proxy::{Proxy, incompressible};
 use serde_json::{Value, json};
 use sites::{WAIT, connected, manifest_status, push_image, view, wait_manifest, wait_state};
@@ -38,36 +38,6 @@ fn details(view: &Value, code: &str) -> Vec<Value> {
         .into_iter()
         .filter(|d| d["code"] == code)
         .collect()
-}
-
-/// Runs `berth serve` on `data_dir` with `connection`, expecting it to stop by itself (within
-/// 30 s); its standard error.
-fn serve_expecting_exit(data_dir: &Path, connection: &str) -> String {
-    let mut child = Command::new(common::berth_bin())
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{}", common::free_port()),
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .args(["--connection-string", connection])
-        .env("BERTH_ADMIN_PASSWORD", common::ADMIN_PASSWORD)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("berth serve on a retired instance's data directory kept running");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let output = child.wait_with_output().unwrap();
-    assert!(!output.status.success(), "it must exit with an error");
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// Every file in the `uploads/` directory of a data directory.
@@ -254,7 +224,11 @@ fn status_details_last_only_while_their_cause_does() {
     assert_eq!(view_after["connection_state"], "Online");
 
     // ALREADY_ACTIVATED: a second instance is refused; past once the active one reports.
-    let stderr = serve_expecting_exit(&temp.path().join("second"), &cs);
+    let stderr = serve_expecting_exit(
+        &temp.path().join("second"),
+        &["--connection-string", &cs],
+        WAIT,
+    );
     assert!(stderr.contains("ALREADY_ACTIVATED"), "{stderr}");
     poll_until(WAIT, "ALREADY_ACTIVATED, past", || {
         let view = view(&manage, "shop2");
@@ -405,7 +379,7 @@ fn deactivate_stops_the_old_instance_for_good_and_a_replacement_takes_over() {
     assert!(!status.success(), "it stops with an error: {status}");
     push_image(&root, "app", "v2", b"two");
     // Started again on its data directory, it refuses at once, saying why and what to do.
-    let stderr = serve_expecting_exit(&old_dir, &cs);
+    let stderr = serve_expecting_exit(&old_dir, &["--connection-string", &cs], WAIT);
     assert!(
         stderr.contains("was deactivated on the root registry") && stderr.contains("instance.id"),
         "{stderr}"
@@ -422,7 +396,7 @@ fn deactivate_stops_the_old_instance_for_good_and_a_replacement_takes_over() {
     // while the replacement holds the registry.
     std::fs::remove_file(old_dir.join("instance.id")).unwrap();
     std::fs::remove_file(old_dir.join("retired.json")).unwrap();
-    let stderr = serve_expecting_exit(&old_dir, &cs);
+    let stderr = serve_expecting_exit(&old_dir, &["--connection-string", &cs], WAIT);
     assert!(stderr.contains("ALREADY_ACTIVATED"), "{stderr}");
 }
 
@@ -458,7 +432,7 @@ fn a_deleted_registrys_instance_stops_and_never_locks_its_site_out() {
             "{name} still listens"
         );
         // Started again, it refuses without knocking on the parent's door.
-        let stderr = serve_expecting_exit(&dir, &cs);
+        let stderr = serve_expecting_exit(&dir, &["--connection-string", &cs], WAIT);
         assert!(
             stderr.contains(&format!("connected registry `{name}` was deleted"))
                 || stderr.contains("refused this instance's sync token"),

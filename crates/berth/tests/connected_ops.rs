@@ -20,14 +20,13 @@ mod common;
 mod proxy;
 mod sites;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use authn::{Cred, Manage, expect_status, poll_until};
 use base64::Engine as _;
 use clients::{Containers, OciLayout, run_unchecked};
 use common::cli::{Cli, assert_contains, connection_field, field};
-use common::{ADMIN_PASSWORD, Berth, berth_bin};
+use common::{Berth, serve_expecting_exit};
 use proxy::{Proxy, incompressible};
 use serde_json::{Value, json};
 use sites::{WAIT, connected, manifest_status, skopeo_push, wait_manifest, wait_online};
@@ -194,7 +193,6 @@ fn get_settings_refuses_a_child_whose_parent_has_not_reported_its_address() {
 #[test]
 fn an_instance_refuses_a_connection_string_whose_endpoint_is_not_host_port() {
     let data = tempfile::tempdir().unwrap();
-    let port = common::free_port();
     for (endpoint, field) in [
         (
             "ParentGatewayEndpoint=<address of connected registry factory: start it, then run get-settings again>",
@@ -212,62 +210,26 @@ fn an_instance_refuses_a_connection_string_whose_endpoint_is_not_host_port() {
         let cs = format!(
             "ConnectedRegistryName=line3;SyncTokenName=line3-sync-token;SyncTokenPassword=secret;{endpoint};ParentEndpointProtocol=http"
         );
-        let mut child = Command::new(berth_bin())
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
-            .arg(data.path().join("line3"))
-            .args(["--connection-string", &cs])
-            .env("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn berth serve");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break Some(status);
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let out = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let status = status.unwrap_or_else(|| {
-            panic!("berth serve kept running with `{endpoint}`; stderr:\n{stderr}")
-        });
-        assert!(!status.success(), "{endpoint}: exited {status}");
+        let stderr = serve_expecting_exit(
+            &data.path().join("line3"),
+            &["--connection-string", &cs],
+            Duration::from_secs(15),
+        );
         assert_contains(&stderr, field);
         assert_contains(&stderr, "host[:port]");
     }
     // The same check holds for --parent-gateway-endpoint, which overrides the string's.
     let cs = "ConnectedRegistryName=line3;SyncTokenName=t;SyncTokenPassword=p;ParentGatewayEndpoint=127.0.0.1:1;ParentEndpointProtocol=http";
-    let out = Command::new(berth_bin())
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(data.path().join("other"))
-        .args([
+    let stderr = serve_expecting_exit(
+        &data.path().join("other"),
+        &[
             "--connection-string",
             cs,
             "--parent-gateway-endpoint",
             "a b:1",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+        ],
+        Duration::from_secs(15),
+    );
     assert_contains(&stderr, "parent_gateway_endpoint");
 }
 

@@ -1,7 +1,7 @@
 //! The `berth` management command line as the tests run it: a real process with its own
 //! configuration directory (`BERTH_CONFIG_DIR` in a temporary directory), so tests never
 //! see each other's logins, and none of the `BERTH_SERVER`/`BERTH_USERNAME`/`BERTH_PASSWORD`
-//! of the environment the tests run in.
+//! or CA settings (`SSL_CERT_FILE`, `SSL_CERT_DIR`) of the environment the tests run in.
 //!
 //! [`Cli::ok`], [`Cli::json`], [`Cli::fails`] and [`Cli::refused`] run a command and check
 //! how it ended, printing everything it wrote when it did not end as expected; the helpers
@@ -49,8 +49,8 @@ impl Cli {
         cli
     }
 
-    /// `berth <args>` with this command line's configuration directory and no standard
-    /// input, to be run by the caller.
+    /// `berth <args>` with this command line's configuration directory, no inherited
+    /// server, credentials or CA settings, and no standard input, to be run by the caller.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(berth_bin());
         command
@@ -59,6 +59,8 @@ impl Cli {
             .env_remove("BERTH_SERVER")
             .env_remove("BERTH_USERNAME")
             .env_remove("BERTH_PASSWORD")
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("SSL_CERT_DIR")
             .stdin(Stdio::null());
         command
     }
