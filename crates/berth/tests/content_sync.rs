@@ -81,11 +81,7 @@ fn content_flows_down_two_levels() {
             .arg(format!("docker://{}/hello-world:{tag}", root.host)));
     }
     // Also a repository line3 does not sync.
-    run(containers
-        .skopeo()
-        .args(["copy", "--dest-tls-verify=false", "--dest-creds", &creds])
-        .arg(layout.reference("v1"))
-        .arg(format!("docker://{}/team/app:v1", root.host)));
+    skopeo_push(&containers, layout.reference("v1"), &root, "team/app:v1");
 
     // On line3, with the client token: the same bytes, under the same digests.
     assert_eq!(
@@ -167,11 +163,7 @@ fn content_flows_down_two_levels() {
     // line3 down while the root changes; restarted, it catches up.
     line3.kill();
     let v2 = layout.put_image("amd64", "hello.txt", b"version two", Some("v2"));
-    run(containers
-        .skopeo()
-        .args(["copy", "--dest-tls-verify=false", "--dest-creds", &creds])
-        .arg(layout.reference("v2"))
-        .arg(format!("docker://{}/hello-world:v2", root.host)));
+    skopeo_push(&containers, layout.reference("v2"), &root, "hello-world:v2");
     let resp = send(
         &authn::client(),
         "DELETE",
