@@ -4,17 +4,17 @@
 
 use std::sync::{Arc, Mutex};
 
+use berth_auth::IdentityStore;
 use berth_auth::contract::identity_store_contract;
-use berth_auth::{IdentityStore, SqliteIdentityStore};
+
+mod support;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_identity_store() {
     let dirs = Mutex::new(Vec::new());
     identity_store_contract(async || {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteIdentityStore::open(&dir.path().join("identity.db"))
-            .await
-            .unwrap();
+        let store = support::store(dir.path()).await;
         dirs.lock().unwrap().push(dir);
         Arc::new(store) as Arc<dyn IdentityStore>
     })

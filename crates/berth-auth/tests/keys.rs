@@ -1,27 +1,12 @@
 //! Keys in the identity store: imported from an earlier version's file, rotated without
 //! ending what the old key signed, and shared by every process on the store.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use berth_auth::{
-    Identity, IdentityConfig, KeyPurpose, Principal, Scope, SigningKey, SqliteIdentityStore,
-};
+use berth_auth::{Identity, KeyPurpose, Principal, Scope, SigningKey};
 
-async fn node(dir: &std::path::Path, key: SigningKey, refresh: Duration) -> Identity {
-    let store = SqliteIdentityStore::open(&dir.join("identity.db"))
-        .await
-        .unwrap();
-    let config = IdentityConfig {
-        admin_password: Some("pw".into()),
-        refresh_token_ttl: refresh,
-        ..IdentityConfig::default()
-    };
-    Identity::open(Arc::new(store), key, config)
-        .await
-        .unwrap()
-        .0
-}
+mod support;
+use support::node_with;
 
 fn token(identity: &Identity) -> String {
     let scopes = Scope::parse_all(["repository:app:pull"]);
@@ -35,14 +20,14 @@ fn token(identity: &Identity) -> String {
 async fn a_key_given_at_first_start_is_the_one_that_signs() {
     let dir = tempfile::tempdir().unwrap();
     let legacy = SigningKey::generate();
-    let identity = node(dir.path(), legacy.clone(), Duration::from_secs(3600)).await;
+    let identity = node_with(dir.path(), legacy.clone(), Duration::from_secs(3600)).await;
     let jwt = token(&identity);
     assert!(
         legacy.verify(&jwt, now()).is_ok(),
         "signed with the imported key"
     );
     // Given again later, it is ignored: the stored key stays.
-    let again = node(
+    let again = node_with(
         dir.path(),
         SigningKey::generate(),
         Duration::from_secs(3600),
@@ -61,13 +46,13 @@ fn now() -> i64 {
 #[tokio::test]
 async fn a_rotation_keeps_what_the_old_key_signed_valid_everywhere() {
     let dir = tempfile::tempdir().unwrap();
-    let a = node(
+    let a = node_with(
         dir.path(),
         SigningKey::generate(),
         Duration::from_secs(3600),
     )
     .await;
-    let b = node(
+    let b = node_with(
         dir.path(),
         SigningKey::generate(),
         Duration::from_secs(3600),
@@ -112,7 +97,7 @@ async fn a_rotation_keeps_what_the_old_key_signed_valid_everywhere() {
 async fn retired_keys_verify_within_their_grace() {
     let dir = tempfile::tempdir().unwrap();
     // A zero refresh lifetime: a retired token key verifies for the skew margin only.
-    let a = node(dir.path(), SigningKey::generate(), Duration::ZERO).await;
+    let a = node_with(dir.path(), SigningKey::generate(), Duration::ZERO).await;
     let grace = a.management().key_grace(KeyPurpose::Tokens);
     assert!(grace > 0 && grace < 3600);
     a.management().rotate_key(KeyPurpose::Tokens).await.unwrap();

@@ -3,30 +3,15 @@
 //! so a rule checked on one can never be broken by a concurrent change on the other.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
 
 use berth_auth::connected::Mode;
 use berth_auth::hierarchy::NewConnectedRegistry;
-use berth_auth::{
-    Identity, IdentityConfig, IdentityError, LoginError, NewToken, SigningKey, SqliteIdentityStore,
-    TokenStatus,
-};
+use berth_auth::{IdentityError, LoginError, NewToken, TokenStatus};
+
+mod support;
+use support::node;
 
 const IP: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
-async fn node(dir: &std::path::Path) -> Identity {
-    let store = SqliteIdentityStore::open(&dir.join("identity.db"))
-        .await
-        .unwrap();
-    let config = IdentityConfig {
-        admin_password: Some("pw".into()),
-        ..IdentityConfig::default()
-    };
-    Identity::open(Arc::new(store), SigningKey::generate(), config)
-        .await
-        .unwrap()
-        .0
-}
 
 fn token(name: &str) -> NewToken {
     NewToken {

@@ -16,9 +16,7 @@ use support::*;
 async fn error_bodies_follow_the_spec() {
     let app = app().await;
     let missing = sha256(b"missing");
-    let r = app
-        .call("GET", &format!("/v2/a/blobs/{missing}"), &[], Body::empty())
-        .await;
+    let r = app.get(&format!("/v2/a/blobs/{missing}")).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.header("content-type"), "application/json");
     assert_eq!(r.header("docker-distribution-api-version"), "registry/2.0");
@@ -27,15 +25,11 @@ async fn error_bodies_follow_the_spec() {
         json!({"errors": [{"code": "BLOB_UNKNOWN", "message": format!("blob `{missing}` is not in the repository"), "detail": {"digest": missing}}]})
     );
 
-    let r = app
-        .call("GET", "/v2/Upper/tags/list", &[], Body::empty())
-        .await;
+    let r = app.get("/v2/Upper/tags/list").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.json()["errors"][0]["code"], "NAME_INVALID");
 
-    let r = app
-        .call("GET", "/v2/a/blobs/sha256:abc", &[], Body::empty())
-        .await;
+    let r = app.get("/v2/a/blobs/sha256:abc").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.json()["errors"][0]["code"], "DIGEST_INVALID");
 
@@ -43,15 +37,11 @@ async fn error_bodies_follow_the_spec() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.json()["errors"][0]["code"], "TAG_INVALID");
     // A tag that cannot exist is simply unknown when read, as the conformance suite expects.
-    let r = app
-        .call("GET", "/v2/a/manifests/-bad", &[], Body::empty())
-        .await;
+    let r = app.get("/v2/a/manifests/-bad").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.json()["errors"][0]["code"], "MANIFEST_UNKNOWN");
 
-    let r = app
-        .call("GET", "/v2/nothing/tags/list", &[], Body::empty())
-        .await;
+    let r = app.get("/v2/nothing/tags/list").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.json()["errors"][0]["code"], "NAME_UNKNOWN");
 
@@ -73,7 +63,7 @@ async fn path_tricks_are_refused() {
         format!("/v2/%2e%2e/blobs/{d}"),
         format!("/v2/a%2Fb/blobs/{d}"),
     ] {
-        let r = app.call("GET", &path, &[], Body::empty()).await;
+        let r = app.get(&path).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}: {:?}", r.body);
         assert_eq!(r.json()["errors"][0]["code"], "NAME_INVALID", "{path}");
     }
@@ -138,9 +128,7 @@ async fn chunk_out_of_order_is_416_with_the_current_range() {
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
-    let r = app
-        .call("GET", &format!("/v2/a/blobs/{digest}"), &[], Body::empty())
-        .await;
+    let r = app.get(&format!("/v2/a/blobs/{digest}")).await;
     assert_eq!(&r.body[..], b"helloworld");
 }
 
@@ -176,19 +164,10 @@ async fn manifest_with_missing_blob_is_refused_and_invisible() {
     let config = app.push_blob("a", b"{}").await;
     let missing = sha256(b"never pushed");
     let manifest = image_manifest(&config, 2, &[(&missing, 12)]);
-    let r = app
-        .call(
-            "PUT",
-            "/v2/a/manifests/v1",
-            &[("content-type", OCI_MANIFEST)],
-            manifest.clone(),
-        )
-        .await;
+    let r = app.put_manifest("a", "v1", manifest.clone()).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.json()["errors"][0]["code"], "MANIFEST_BLOB_UNKNOWN");
-    let r = app
-        .call("GET", "/v2/a/manifests/v1", &[], Body::empty())
-        .await;
+    let r = app.get("/v2/a/manifests/v1").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     let r = app
         .call(
@@ -201,14 +180,7 @@ async fn manifest_with_missing_blob_is_refused_and_invisible() {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     // A blob of another repository does not count either.
     app.push_blob("other", b"never pushed").await;
-    let r = app
-        .call(
-            "PUT",
-            "/v2/a/manifests/v1",
-            &[("content-type", OCI_MANIFEST)],
-            manifest,
-        )
-        .await;
+    let r = app.put_manifest("a", "v1", manifest).await;
     assert_eq!(r.json()["errors"][0]["code"], "MANIFEST_BLOB_UNKNOWN");
 }
 
@@ -221,27 +193,13 @@ async fn manifest_size_limit() {
     .await;
     let config = app.push_blob("a", b"{}").await;
     let mut manifest = image_manifest(&config, 2, &[]);
-    let r = app
-        .call(
-            "PUT",
-            "/v2/a/manifests/small",
-            &[("content-type", OCI_MANIFEST)],
-            manifest.clone(),
-        )
-        .await;
+    let r = app.put_manifest("a", "small", manifest.clone()).await;
     assert_eq!(r.status, StatusCode::CREATED);
     manifest.insert_str(
         manifest.len() - 1,
         &format!(r#","annotations":{{"pad":"{}"}}"#, "x".repeat(1000)),
     );
-    let r = app
-        .call(
-            "PUT",
-            "/v2/a/manifests/big",
-            &[("content-type", OCI_MANIFEST)],
-            manifest,
-        )
-        .await;
+    let r = app.put_manifest("a", "big", manifest).await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(r.json()["errors"][0]["code"], "SIZE_INVALID");
 }
@@ -255,14 +213,7 @@ async fn exact_bytes_are_served_and_the_change_log_records_every_change() {
         "{{\n  \"schemaVersion\" : 2,\n\t\"config\": {{\"size\": 2, \"digest\": \"{config}\", \"mediaType\": \"application/vnd.oci.image.config.v1+json\"}},\n  \"mediaType\": \"{OCI_MANIFEST}\", \"layers\": [] }}\n\n"
     );
     let digest = sha256(manifest.as_bytes());
-    let r = app
-        .call(
-            "PUT",
-            "/v2/a/manifests/v1",
-            &[("content-type", OCI_MANIFEST)],
-            manifest.clone(),
-        )
-        .await;
+    let r = app.put_manifest("a", "v1", manifest.clone()).await;
     assert_eq!(r.status, StatusCode::CREATED);
     assert_eq!(r.header("docker-content-digest"), digest);
     let r = app
@@ -277,23 +228,9 @@ async fn exact_bytes_are_served_and_the_change_log_records_every_change() {
     assert_eq!(r.header("content-type"), OCI_MANIFEST);
 
     // Tag moves, re-pushes (no change), tag and manifest deletes.
-    let r = app
-        .call(
-            "PUT",
-            "/v2/a/manifests/v2",
-            &[("content-type", OCI_MANIFEST)],
-            manifest.clone(),
-        )
-        .await;
+    let r = app.put_manifest("a", "v2", manifest.clone()).await;
     assert_eq!(r.status, StatusCode::CREATED);
-    let r = app
-        .call(
-            "PUT",
-            "/v2/a/manifests/v2",
-            &[("content-type", OCI_MANIFEST)],
-            manifest.clone(),
-        )
-        .await;
+    let r = app.put_manifest("a", "v2", manifest.clone()).await;
     assert_eq!(r.status, StatusCode::CREATED);
     let r = app
         .call("DELETE", "/v2/a/manifests/v2", &[], Body::empty())
@@ -308,9 +245,7 @@ async fn exact_bytes_are_served_and_the_change_log_records_every_change() {
         )
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
-    let r = app
-        .call("GET", "/v2/a/manifests/v1", &[], Body::empty())
-        .await;
+    let r = app.get("/v2/a/manifests/v1").await;
     assert_eq!(
         r.status,
         StatusCode::NOT_FOUND,
@@ -350,44 +285,29 @@ async fn catalog_and_tags_paginate_with_link() {
     let config = app.push_blob("x", b"{}").await;
     let manifest = image_manifest(&config, 2, &[]);
     for tag in ["c", "a", "b", "d"] {
-        let r = app
-            .call(
-                "PUT",
-                &format!("/v2/x/manifests/{tag}"),
-                &[("content-type", OCI_MANIFEST)],
-                manifest.clone(),
-            )
-            .await;
+        let r = app.put_manifest("x", tag, manifest.clone()).await;
         assert_eq!(r.status, StatusCode::CREATED);
     }
-    let r = app
-        .call("GET", "/v2/x/tags/list?n=2", &[], Body::empty())
-        .await;
+    let r = app.get("/v2/x/tags/list?n=2").await;
     assert_eq!(r.json(), json!({"name": "x", "tags": ["a", "b"]}));
     assert_eq!(
         r.header("link"),
         "</v2/x/tags/list?n=2&last=b>; rel=\"next\""
     );
-    let r = app
-        .call("GET", "/v2/x/tags/list?n=2&last=b", &[], Body::empty())
-        .await;
+    let r = app.get("/v2/x/tags/list?n=2&last=b").await;
     assert_eq!(r.json(), json!({"name": "x", "tags": ["c", "d"]}));
     assert!(r.headers.get("link").is_none());
 
     for repo in ["z", "y/1", "b"] {
         app.push_blob(repo, b"{}").await;
     }
-    let r = app
-        .call("GET", "/v2/_catalog?n=3", &[], Body::empty())
-        .await;
+    let r = app.get("/v2/_catalog?n=3").await;
     assert_eq!(r.json(), json!({"repositories": ["b", "x", "y/1"]}));
     assert_eq!(
         r.header("link"),
         "</v2/_catalog?n=3&last=y%2F1>; rel=\"next\""
     );
-    let r = app
-        .call("GET", "/v2/_catalog?n=3&last=y%2F1", &[], Body::empty())
-        .await;
+    let r = app.get("/v2/_catalog?n=3&last=y%2F1").await;
     assert_eq!(r.json(), json!({"repositories": ["z"]}));
 }
 
@@ -410,7 +330,7 @@ async fn abandoned_uploads_are_swept() {
     );
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(app.registry.sweep_uploads().await.unwrap(), 1);
-    let r = app.call("GET", &location, &[], Body::empty()).await;
+    let r = app.get(&location).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.json()["errors"][0]["code"], "BLOB_UPLOAD_UNKNOWN");
 }

@@ -25,30 +25,14 @@ async fn manifests_with_keys_clients_read_differently_are_refused() {
     let at = not_utf8.windows(2).position(|w| w == b"AB").unwrap();
     not_utf8[at] = 0xc3;
     for bad in [shadowed.into_bytes(), duplicate.into_bytes(), not_utf8] {
-        let r = app
-            .call(
-                "PUT",
-                "/v2/a/manifests/v1",
-                &[("content-type", OCI_MANIFEST)],
-                bad,
-            )
-            .await;
+        let r = app.put_manifest("a", "v1", bad).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST);
         assert_eq!(r.json()["errors"][0]["code"], "MANIFEST_INVALID");
         // Nothing changed.
-        let r = app
-            .call("GET", "/v2/a/manifests/v1", &[], Body::empty())
-            .await;
+        let r = app.get("/v2/a/manifests/v1").await;
         assert_eq!(r.status, StatusCode::NOT_FOUND);
     }
-    let r = app
-        .call(
-            "PUT",
-            "/v2/a/manifests/v1",
-            &[("content-type", OCI_MANIFEST)],
-            valid,
-        )
-        .await;
+    let r = app.put_manifest("a", "v1", valid).await;
     assert_eq!(r.status, StatusCode::CREATED);
 }
 
@@ -110,11 +94,9 @@ async fn ranges_from_clients_never_overflow() {
         .body(Body::from(vec![0u8; 10]))
         .unwrap();
     request.headers_mut().insert("content-length", 10.into());
-    let response = tower::ServiceExt::oneshot(app.router.clone(), request)
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::RANGE_NOT_SATISFIABLE);
-    let r = app.call("GET", &location, &[], Body::empty()).await;
+    let r = app.send(request).await;
+    assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    let r = app.get(&location).await;
     assert_eq!(r.header("range"), "0-0", "nothing was appended");
 }
 
@@ -126,16 +108,9 @@ async fn admin_access_token(app: &App, host: &str, scope: &str) -> String {
         .header("authorization", admin_basic())
         .body(Body::empty())
         .unwrap();
-    let response = tower::ServiceExt::oneshot(app.router.clone(), request)
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let body = http_body_util::BodyExt::collect(response.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    json["token"].as_str().unwrap().to_owned()
+    let r = app.send(request).await;
+    assert_eq!(r.status, StatusCode::OK);
+    r.json()["token"].as_str().unwrap().to_owned()
 }
 
 async fn with_bearer(app: &App, host: &str, method: &str, uri: &str, token: &str) -> StatusCode {
@@ -146,10 +121,7 @@ async fn with_bearer(app: &App, host: &str, method: &str, uri: &str, token: &str
         .header("authorization", format!("Bearer {token}"))
         .body(Body::empty())
         .unwrap();
-    tower::ServiceExt::oneshot(app.router.clone(), request)
-        .await
-        .unwrap()
-        .status()
+    app.send(request).await.status
 }
 
 #[tokio::test]
@@ -178,9 +150,7 @@ async fn access_tokens_stay_within_their_audience_and_purpose() {
         with_bearer(&app, "registry.test", "GET", "/berth/v1/tokens", &manage).await,
         StatusCode::OK
     );
-    let r = app
-        .call("GET", "/berth/v1/tokens", &[], Body::empty())
-        .await;
+    let r = app.get("/berth/v1/tokens").await;
     assert_eq!(r.status, StatusCode::OK);
 }
 
@@ -200,14 +170,10 @@ async fn an_oversized_manifest_is_refused_before_its_body() {
         .header("content-length", (5u64 << 20).to_string())
         .body(never)
         .unwrap();
-    let response = tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        tower::ServiceExt::oneshot(app.router.clone(), request),
-    )
-    .await
-    .expect("answered without reading the body")
-    .unwrap();
-    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let r = tokio::time::timeout(std::time::Duration::from_secs(5), app.send(request))
+        .await
+        .expect("answered without reading the body");
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
 }
 
 #[tokio::test]
@@ -224,17 +190,10 @@ async fn a_second_host_header_is_refused() {
     request
         .headers_mut()
         .append("host", http::HeaderValue::from_static("evil.test"));
-    let response = tower::ServiceExt::oneshot(app.router.clone(), request)
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    let body = http_body_util::BodyExt::collect(response.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let r = app.send(request).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(
-        json["errors"][0]["message"]
+        r.json()["errors"][0]["message"]
             .as_str()
             .unwrap()
             .contains("Host")

@@ -10,17 +10,16 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use berth_auth::network::{ConnectionState, DefaultAction, IpRules};
-use berth_auth::{Identity, IdentityConfig, KeyPurpose, SigningKey, SqliteIdentityStore};
+use berth_auth::{Identity, KeyPurpose};
 use berth_registry::{Registry, RegistryConfig};
 use berth_server::AppState;
 use berth_server::data::DataEndpoint;
 use berth_server::network::{Endpoint, Gate, ListenerInfo, NetworkConfig, NetworkGate, Via};
 use http::{Request, StatusCode};
-use http_body_util::BodyExt;
-use serde_json::Value;
 use tower::ServiceExt;
 
-const ADMIN_PASSWORD: &str = "in-process-admin";
+mod support;
+use support::{ADMIN_PASSWORD, Reply, basic, open_identity};
 
 struct App {
     router: Router,
@@ -28,29 +27,6 @@ struct App {
     data: Router,
     identity: Arc<Identity>,
     _dir: tempfile::TempDir,
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: http::HeaderMap,
-    body: bytes::Bytes,
-}
-
-impl Reply {
-    fn message(&self) -> String {
-        let json: Value = serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body));
-        json["errors"][0]["message"]
-            .as_str()
-            .unwrap_or("")
-            .to_owned()
-    }
-}
-
-fn basic(user: &str, password: &str) -> String {
-    use base64::Engine as _;
-    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-    format!("Basic {encoded}")
 }
 
 /// A registry with a private endpoint `lan`, a data endpoint, and `127.0.0.1` as a trusted
@@ -62,17 +38,7 @@ async fn app() -> App {
             .await
             .unwrap(),
     );
-    let store = SqliteIdentityStore::open(&dir.path().join("identity.db"))
-        .await
-        .unwrap();
-    let config = IdentityConfig {
-        admin_password: Some(ADMIN_PASSWORD.into()),
-        ..IdentityConfig::default()
-    };
-    let (identity, _) = Identity::open(Arc::new(store), SigningKey::generate(), config)
-        .await
-        .unwrap();
-    let identity = Arc::new(identity);
+    let identity = Arc::new(open_identity(dir.path()).await);
     identity
         .management()
         .ensure_key(KeyPurpose::DataUrls, None)
@@ -143,12 +109,7 @@ impl App {
                 router.clone().oneshot(request).await.unwrap()
             }
         };
-        let (parts, body) = response.into_parts();
-        Reply {
-            status: parts.status,
-            headers: parts.headers,
-            body: body.collect().await.unwrap().to_bytes(),
-        }
+        Reply::of(response).await
     }
 
     async fn get(&self, uri: &str, peer: &str, endpoint: Endpoint, auth: Option<&str>) -> Reply {

@@ -2,15 +2,11 @@
 //! routes: every documented operation is served, and every served route is documented.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use axum::body::Body;
-use berth_auth::{Identity, IdentityConfig, SigningKey, SqliteIdentityStore};
-use berth_registry::{Registry, RegistryConfig};
-use berth_server::AppState;
 use http::{Request, StatusCode};
-use http_body_util::BodyExt;
-use tower::ServiceExt;
+
+mod support;
 
 const DOC: &str = include_str!("../../../docs/openapi.json");
 
@@ -44,30 +40,7 @@ fn the_document_lists_exactly_the_routes() {
 
 #[tokio::test]
 async fn every_documented_operation_is_served() {
-    let dir = tempfile::tempdir().unwrap();
-    let registry = Arc::new(
-        Registry::open_local(dir.path(), RegistryConfig::default())
-            .await
-            .unwrap(),
-    );
-    let store = SqliteIdentityStore::open(&dir.path().join("identity.db"))
-        .await
-        .unwrap();
-    let config = IdentityConfig {
-        admin_password: Some("pw".into()),
-        ..IdentityConfig::default()
-    };
-    let (identity, _) = Identity::open(Arc::new(store), SigningKey::generate(), config)
-        .await
-        .unwrap();
-    let router = berth_server::router(AppState::new(registry, Arc::new(identity)));
-    let auth = {
-        use base64::Engine as _;
-        format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode("admin:pw")
-        )
-    };
+    let app = support::app().await;
     for (method, path) in documented() {
         let uri = path
             .replace("{name}", "no-such-object")
@@ -75,14 +48,13 @@ async fn every_documented_operation_is_served() {
         let request = Request::builder()
             .method(method.as_str())
             .uri(&uri)
-            .header("authorization", &auth)
+            .header("authorization", support::admin_basic())
             .header("content-type", "application/json")
             .body(Body::from("{}"))
             .unwrap();
-        let response = router.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        let text = String::from_utf8_lossy(&body);
+        let reply = app.send(request).await;
+        let status = reply.status;
+        let text = String::from_utf8_lossy(&reply.body);
         assert_ne!(
             status,
             StatusCode::METHOD_NOT_ALLOWED,

@@ -6,124 +6,12 @@
 
 mod common;
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Output, Stdio};
 
 use base64::Engine as _;
-use common::{ADMIN_PASSWORD, Berth, berth_bin};
+use common::cli::{Cli, assert_success, field};
+use common::{ADMIN_PASSWORD, Berth};
 use serde_json::Value;
-
-/// The `berth` command line with its own configuration directory.
-struct Cli {
-    temp: tempfile::TempDir,
-}
-
-impl Cli {
-    /// A command line that has not logged in.
-    fn new() -> Self {
-        Cli {
-            temp: tempfile::tempdir().expect("create a temporary directory"),
-        }
-    }
-
-    /// A command line logged in as the admin.
-    fn logged_in(berth: &Berth) -> Self {
-        let cli = Cli::new();
-        let out = cli.run_with_stdin(
-            &["login", &berth.host, "--password-stdin"],
-            &format!("{ADMIN_PASSWORD}\n"),
-        );
-        assert_success(&out, "login");
-        cli
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(berth_bin());
-        command
-            .args(args)
-            .env("BERTH_CONFIG_DIR", self.config_dir())
-            .env_remove("BERTH_SERVER")
-            .env_remove("BERTH_USERNAME")
-            .env_remove("BERTH_PASSWORD")
-            .stdin(Stdio::null());
-        command
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run berth")
-    }
-
-    fn run_with_stdin(&self, args: &[&str], input: &str) -> Output {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run berth");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().expect("wait for berth")
-    }
-
-    /// Runs a command that must succeed; returns its standard output.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_success(&out, &args.join(" "));
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Runs a command that must succeed with `-o json`; returns the parsed output.
-    fn json(&self, args: &[&str]) -> Value {
-        let mut args = args.to_vec();
-        args.extend(["-o", "json"]);
-        let stdout = self.ok(&args);
-        serde_json::from_str(&stdout).unwrap_or_else(|e| {
-            panic!(
-                "`berth {}` printed invalid JSON ({e}):\n{stdout}",
-                args.join(" ")
-            )
-        })
-    }
-
-    /// Runs a command that must fail with `code`; returns its standard error.
-    fn fails(&self, args: &[&str], code: i32) -> String {
-        let out = self.run(args);
-        let stderr = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "`berth {}` should exit {code}; stdout:\n{}\nstderr:\n{stderr}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-        );
-        stderr
-    }
-
-    /// The configuration directory; `berth login` creates it.
-    fn config_dir(&self) -> std::path::PathBuf {
-        self.temp.path().join("berth")
-    }
-
-    fn credentials_file(&self) -> std::path::PathBuf {
-        self.config_dir().join("credentials.json")
-    }
-}
-
-fn assert_success(out: &Output, what: &str) {
-    assert!(
-        out.status.success(),
-        "`berth {what}` failed with {}; stdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-}
 
 fn http() -> reqwest::blocking::Client {
     berth_server::tls::install_crypto_provider();
@@ -930,17 +818,6 @@ fn anonymous_pull_is_updated_and_shown() {
 
     cli.fails(&["update", "--anonymous-pull-enabled", "maybe"], 2);
     cli.fails(&["update"], 2);
-}
-
-/// The value of `Label:` in a table of fields.
-#[track_caller]
-fn field(table: &str, label: &str) -> String {
-    table
-        .lines()
-        .find_map(|line| line.strip_prefix(&format!("{label}:")))
-        .unwrap_or_else(|| panic!("no `{label}` in:\n{table}"))
-        .trim()
-        .to_owned()
 }
 
 #[test]

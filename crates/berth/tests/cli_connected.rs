@@ -9,170 +9,36 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
-use common::{ADMIN_PASSWORD, Berth, berth_bin};
+use common::Berth;
+use common::cli::{Cli, field};
 use serde_json::{Value, json};
 
-/// The `berth` command line with its own configuration directory.
-struct Cli {
-    temp: tempfile::TempDir,
-}
-
-impl Cli {
-    /// A command line logged in as the admin of `berth`.
-    fn logged_in(berth: &Berth) -> Self {
-        let cli = Cli {
-            temp: tempfile::tempdir().expect("create a temporary directory"),
-        };
-        let out = cli.run_with_stdin(
-            &["login", &berth.host, "--password-stdin"],
-            &format!("{ADMIN_PASSWORD}\n"),
-        );
-        assert_success(&out, "login");
-        cli
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(berth_bin());
-        command
-            .args(args)
-            .env("BERTH_CONFIG_DIR", self.temp.path().join("berth"))
-            .env_remove("BERTH_SERVER")
-            .env_remove("BERTH_USERNAME")
-            .env_remove("BERTH_PASSWORD")
-            .stdin(Stdio::null());
-        command
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run berth")
-    }
-
-    fn run_with_stdin(&self, args: &[&str], input: &str) -> Output {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run berth");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().expect("wait for berth")
-    }
-
-    /// Runs a command that must succeed; returns its standard output.
-    fn ok(&self, args: &[&str]) -> String {
-        self.ok_with_stderr(args).0
-    }
-
-    /// Runs a command that must succeed; returns its standard output and error.
-    fn ok_with_stderr(&self, args: &[&str]) -> (String, String) {
-        let out = self.run(args);
-        assert_success(&out, &args.join(" "));
-        (
-            String::from_utf8(out.stdout).unwrap(),
-            String::from_utf8(out.stderr).unwrap(),
-        )
-    }
-
-    /// Runs a command that must succeed with `-o json`; returns the parsed output.
-    fn json(&self, args: &[&str]) -> Value {
-        let mut args = args.to_vec();
-        args.extend(["-o", "json"]);
-        let stdout = self.ok(&args);
-        serde_json::from_str(&stdout).unwrap_or_else(|e| {
-            panic!(
-                "`berth {}` printed invalid JSON ({e}):\n{stdout}",
-                args.join(" ")
-            )
-        })
-    }
-
-    /// Runs a command that must fail with `code` and print nothing on standard output;
-    /// returns its standard error.
-    fn fails(&self, args: &[&str], code: i32) -> String {
-        let out = self.run(args);
-        let stderr = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "`berth {}` should exit {code}; stdout:\n{}\nstderr:\n{stderr}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-        );
-        assert!(
-            out.stdout.is_empty(),
-            "`berth {}` failed but printed on stdout:\n{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout)
-        );
-        stderr
-    }
-
-    /// Runs a command that the registry must refuse (exit 1) with a message containing
-    /// every one of `expected`.
-    fn refused(&self, args: &[&str], expected: &[&str]) -> String {
-        let stderr = self.fails(args, 1);
-        for part in expected {
-            assert!(
-                stderr.contains(part),
-                "`berth {}`: expected `{part}` in:\n{stderr}",
-                args.join(" ")
-            );
-        }
-        stderr
-    }
-
-    /// `connected-registry <args…>` that must succeed with `-o json`.
-    fn cr(&self, args: &[&str]) -> Value {
-        let mut all = vec!["connected-registry"];
-        all.extend(args);
-        self.json(&all)
-    }
-
-    /// The hierarchy of the brief: root -> `factory` (ReadWrite: hello-world, team/*) ->
-    /// `line3` (ReadOnly: team/app).
-    fn factory_and_line3(&self) {
-        self.cr(&[
-            "create",
-            "--name",
-            "factory",
-            "--mode",
-            "ReadWrite",
-            "--repository",
-            "hello-world",
-            "team/*",
-        ]);
-        self.cr(&[
-            "create",
-            "--name",
-            "line3",
-            "--parent",
-            "factory",
-            "--mode",
-            "ReadOnly",
-            "--repository",
-            "team/app",
-        ]);
-    }
-}
-
-fn assert_success(out: &Output, what: &str) {
-    assert!(
-        out.status.success(),
-        "`berth {what}` failed with {}; stdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
+/// The hierarchy of the brief: root -> `factory` (ReadWrite: hello-world, team/*) ->
+/// `line3` (ReadOnly: team/app).
+fn factory_and_line3(cli: &Cli) {
+    cli.cr(&[
+        "create",
+        "--name",
+        "factory",
+        "--mode",
+        "ReadWrite",
+        "--repository",
+        "hello-world",
+        "team/*",
+    ]);
+    cli.cr(&[
+        "create",
+        "--name",
+        "line3",
+        "--parent",
+        "factory",
+        "--mode",
+        "ReadOnly",
+        "--repository",
+        "team/app",
+    ]);
 }
 
 /// The cells of a table row (columns are two or more spaces apart).
@@ -181,16 +47,6 @@ fn cells(line: &str) -> Vec<&str> {
         .map(str::trim)
         .filter(|c| !c.is_empty())
         .collect()
-}
-
-/// The value of a `Label:  value` line of a fields table.
-fn field<'t>(table: &'t str, label: &str) -> &'t str {
-    let prefix = format!("{label}:");
-    table
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .map(str::trim)
-        .unwrap_or_else(|| panic!("no `{label}` in:\n{table}"))
 }
 
 /// The first column of each row of a table, header excluded.
@@ -538,7 +394,7 @@ fn a_hierarchy_is_created_listed_and_shown() {
 fn names_must_follow_the_rules_and_be_unique_in_the_whole_tree() {
     let berth = Berth::start();
     let cli = Cli::logged_in(&berth);
-    cli.factory_and_line3();
+    factory_and_line3(&cli);
 
     let rule = "use 5 to 40 letters and digits, starting with a letter";
     let too_long = format!("a{}", "b".repeat(40));
@@ -628,7 +484,7 @@ fn names_must_follow_the_rules_and_be_unique_in_the_whole_tree() {
 fn modes_repositories_and_client_tokens_follow_the_hierarchy_rules() {
     let berth = Berth::start();
     let cli = Cli::logged_in(&berth);
-    cli.factory_and_line3();
+    factory_and_line3(&cli);
 
     // A ReadOnly parent only takes ReadOnly children.
     cli.refused(
@@ -822,10 +678,10 @@ fn modes_repositories_and_client_tokens_follow_the_hierarchy_rules() {
     );
 
     // Repositories or an existing sync token, exactly one of them (a usage error).
-    let stderr = cli.fails(&["connected-registry", "create", "--name", "shop7"], 2);
+    let stderr = cli.fails_silently(&["connected-registry", "create", "--name", "shop7"], 2);
     assert!(stderr.contains("--repository"), "{stderr}");
     assert!(stderr.contains("--sync-token"), "{stderr}");
-    let stderr = cli.fails(
+    let stderr = cli.fails_silently(
         &[
             "connected-registry",
             "create",
@@ -839,7 +695,7 @@ fn modes_repositories_and_client_tokens_follow_the_hierarchy_rules() {
         2,
     );
     assert!(stderr.contains("cannot be used with"), "{stderr}");
-    let stderr = cli.fails(
+    let stderr = cli.fails_silently(
         &[
             "connected-registry",
             "create",
@@ -852,7 +708,7 @@ fn modes_repositories_and_client_tokens_follow_the_hierarchy_rules() {
     assert!(stderr.contains("--repository"), "{stderr}");
 
     // The mode is fixed at creation: update has no --mode, and a bad mode is a usage error.
-    let stderr = cli.fails(
+    let stderr = cli.fails_silently(
         &[
             "connected-registry",
             "update",
@@ -864,7 +720,7 @@ fn modes_repositories_and_client_tokens_follow_the_hierarchy_rules() {
         2,
     );
     assert!(stderr.contains("unexpected argument '--mode'"), "{stderr}");
-    let stderr = cli.fails(
+    let stderr = cli.fails_silently(
         &[
             "connected-registry",
             "create",
@@ -914,7 +770,7 @@ fn modes_repositories_and_client_tokens_follow_the_hierarchy_rules() {
 fn schedules_windows_ttls_and_notifications_are_checked() {
     let berth = Berth::start();
     let cli = Cli::logged_in(&berth);
-    cli.factory_and_line3();
+    factory_and_line3(&cli);
     fn create<'a>(extra: &[&'a str]) -> Vec<&'a str> {
         let mut args = vec![
             "connected-registry",
@@ -1068,7 +924,7 @@ fn schedules_windows_ttls_and_notifications_are_checked() {
     }
 
     // A log level is one of five (a usage error otherwise).
-    let stderr = cli.fails(&create(&["--log-level", "Verbose"]), 2);
+    let stderr = cli.fails_silently(&create(&["--log-level", "Verbose"]), 2);
     assert!(stderr.contains("Information"), "{stderr}");
 
     // Nothing refused changed anything.
@@ -1254,7 +1110,7 @@ fn update_changes_client_tokens_and_settings() {
     );
 
     // Nothing to update is a usage error that names the flags.
-    let stderr = cli.fails(&["connected-registry", "update", "--name", "factory"], 2);
+    let stderr = cli.fails_silently(&["connected-registry", "update", "--name", "factory"], 2);
     assert!(stderr.contains("nothing to update"), "{stderr}");
     assert!(stderr.contains("--add-client-tokens"), "{stderr}");
     // Unknown registry.
@@ -1284,7 +1140,7 @@ fn update_changes_client_tokens_and_settings() {
 fn permissions_flow_up_to_ancestors_and_down_to_descendants() {
     let berth = Berth::start();
     let cli = Cli::logged_in(&berth);
-    cli.factory_and_line3();
+    factory_and_line3(&cli);
     cli.cr(&[
         "create",
         "--name",
@@ -1380,7 +1236,7 @@ fn permissions_flow_up_to_ancestors_and_down_to_descendants() {
     );
 
     // Usage and refusals.
-    let stderr = cli.fails(
+    let stderr = cli.fails_silently(
         &[
             "connected-registry",
             "permissions",
@@ -1424,7 +1280,7 @@ fn permissions_flow_up_to_ancestors_and_down_to_descendants() {
 fn deleting_keeps_the_tree_and_the_sync_tokens_consistent() {
     let berth = Berth::start();
     let cli = Cli::logged_in(&berth);
-    cli.factory_and_line3();
+    factory_and_line3(&cli);
 
     // A parent with children cannot go.
     cli.refused(
@@ -1460,7 +1316,7 @@ fn deleting_keeps_the_tree_and_the_sync_tokens_consistent() {
         &["line3-sync-scope-map"],
     );
     // Not without confirmation when nobody can be asked.
-    let stderr = cli.fails(&["connected-registry", "delete", "--name", "line3"], 2);
+    let stderr = cli.fails_silently(&["connected-registry", "delete", "--name", "line3"], 2);
     assert!(stderr.contains("--yes"), "{stderr}");
     cli.refused(
         &[
@@ -1608,7 +1464,7 @@ fn oauth_status(berth: &Berth, user: &str, password: &str) -> u16 {
 fn get_settings_prints_a_connection_string_whose_password_works() {
     let berth = Berth::start();
     let cli = Cli::logged_in(&berth);
-    cli.factory_and_line3();
+    factory_and_line3(&cli);
 
     // Without --generate-password: a placeholder that says how to get one; https.
     let (out, stderr) =
@@ -1712,7 +1568,7 @@ fn get_settings_prints_a_connection_string_whose_password_works() {
 
     // Usage errors and refusals.
     for (flag, value) in [("--generate-password", "3"), ("--parent-protocol", "ftp")] {
-        let stderr = cli.fails(
+        let stderr = cli.fails_silently(
             &[
                 "connected-registry",
                 "get-settings",
@@ -1735,7 +1591,7 @@ fn get_settings_prints_a_connection_string_whose_password_works() {
 fn deactivate_resets_an_inactive_registry_too() {
     let berth = Berth::start();
     let cli = Cli::logged_in(&berth);
-    cli.factory_and_line3();
+    factory_and_line3(&cli);
 
     let out = cli.ok(&[
         "connected-registry",
@@ -1755,7 +1611,7 @@ fn deactivate_resets_an_inactive_registry_too() {
     assert_eq!(factory["repositories"], json!(["hello-world", "team/*"]));
     assert_eq!(names(&cli.cr(&["list"])), ["factory", "line3"]);
 
-    let stderr = cli.fails(
+    let stderr = cli.fails_silently(
         &["connected-registry", "deactivate", "--name", "factory"],
         2,
     );
@@ -1794,7 +1650,7 @@ fn a_connected_registry_accepts_a_thousand_client_tokens() {
     const BATCH: usize = 250;
     let berth = Berth::start();
     let cli = Cli::logged_in(&berth);
-    cli.factory_and_line3();
+    factory_and_line3(&cli);
     let client = common::admin_client();
 
     let start = Instant::now();

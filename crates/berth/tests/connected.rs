@@ -18,44 +18,18 @@
 mod authn;
 mod clients;
 mod common;
+mod sites;
 
 use std::process::Command;
 use std::time::Duration;
 
 use authn::{Cred, Manage, expect_status, poll_until, send};
 use common::Berth;
-use serde_json::{Value, json};
+use serde_json::json;
+use sites::{connected, view, wait_state};
 
 /// Generous: the target is 2 seconds.
 const PROPAGATION: Duration = Duration::from_secs(20);
-
-fn create_registry(manage: &Manage, body: Value) {
-    let resp = manage.call("POST", "/berth/v1/connected-registries", Some(body.clone()));
-    expect_status(&resp, 201, &format!("creating connected registry {body}"));
-}
-
-fn connection_string(manage: &Manage, name: &str) -> String {
-    let resp = manage.call(
-        "POST",
-        &format!("/berth/v1/connected-registries/{name}/settings"),
-        Some(json!({"parent_protocol": "http", "generate_password": 1})),
-    );
-    expect_status(&resp, 200, &format!("get-settings of {name}"));
-    resp.json("settings")["connection_string"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-fn registry_view(manage: &Manage, name: &str) -> Value {
-    let resp = manage.call(
-        "GET",
-        &format!("/berth/v1/connected-registries/{name}"),
-        None,
-    );
-    expect_status(&resp, 200, &format!("show {name}"));
-    resp.json("show")
-}
 
 /// The status of `GET /v2/` on `berth` with Basic credentials.
 fn login_status(berth: &Berth, user: &str, password: &str) -> u16 {
@@ -85,18 +59,6 @@ fn wait_login(berth: &Berth, user: &str, password: &str, expected: u16, what: &s
     });
 }
 
-#[track_caller]
-fn wait_state(manage: &Manage, name: &str, state: &str, within: Duration) {
-    poll_until(within, &format!("{name} {state}"), || {
-        let view = registry_view(manage, name);
-        if view["connection_state"] == state {
-            Ok(())
-        } else {
-            Err(view.to_string())
-        }
-    });
-}
-
 #[test]
 fn hierarchy_propagates_configuration_and_survives_failures() {
     let mut root = Berth::start();
@@ -106,19 +68,17 @@ fn hierarchy_propagates_configuration_and_survives_failures() {
     manage.create_scope_map("hello-pull", &[("hello-world", &["content/read"])]);
     let client = manage.create_token("client1", "hello-pull", None);
 
-    create_registry(
+    let factory_cs = connected(
         &manage,
         json!({"name": "factory", "mode": "ReadWrite", "repositories": ["hello-world", "team/*"]}),
     );
-    let factory_cs = connection_string(&manage, "factory");
     let factory = Berth::start_with(&["--connection-string", &factory_cs]);
     wait_state(&manage, "factory", "Online", PROPAGATION);
 
-    create_registry(
+    let line3_cs = connected(
         &manage,
         json!({"name": "line3", "mode": "ReadOnly", "parent": "factory", "repositories": ["hello-world"]}),
     );
-    let line3_cs = connection_string(&manage, "line3");
     assert!(
         line3_cs.contains(&format!("ParentGatewayEndpoint={}", factory.host)),
         "line3's parent is factory's instance: {line3_cs}"
@@ -127,17 +87,13 @@ fn hierarchy_propagates_configuration_and_survives_failures() {
     let line3_data = temp.path().join("line3");
     let mut line3 = Berth::with_data_dir(&line3_data, &["--connection-string", &line3_cs]);
     wait_state(&manage, "line3", "Online", PROPAGATION);
-    assert_eq!(
-        registry_view(&manage, "line3")["login_server"],
-        line3.host.as_str()
-    );
+    assert_eq!(view(&manage, "line3")["login_server"], line3.host.as_str());
 
     // Depth 3: `cell4` under `line3` talks only to line3, which relays up through factory.
-    create_registry(
+    let cell4_cs = connected(
         &manage,
         json!({"name": "cell4", "mode": "ReadOnly", "parent": "line3", "repositories": ["hello-world"], "client_tokens": ["client1"]}),
     );
-    let cell4_cs = connection_string(&manage, "cell4");
     assert!(
         cell4_cs.contains(&format!("ParentGatewayEndpoint={}", line3.host)),
         "{cell4_cs}"
@@ -289,26 +245,14 @@ fn hierarchy_propagates_configuration_and_survives_failures() {
     wait_state(&manage, "line3", "Online", PROPAGATION);
     line3.kill();
     wait_state(&manage, "line3", "Offline", Duration::from_secs(15 + 10));
-    assert_eq!(
-        registry_view(&manage, "factory")["connection_state"],
-        "Online"
-    );
+    assert_eq!(view(&manage, "factory")["connection_state"], "Online");
 
     // A second factory instance is refused; deactivate lets a replacement in.
-    let second = Command::new(common::berth_bin())
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{}", common::free_port()),
-            "--data-dir",
-        ])
-        .arg(temp.path().join("factory2"))
-        .args(["--connection-string", &factory_cs])
-        .env("BERTH_ADMIN_PASSWORD", common::ADMIN_PASSWORD)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&second.stderr);
-    assert!(!second.status.success(), "a second instance must exit");
+    let stderr = common::serve_expecting_exit(
+        &temp.path().join("factory2"),
+        &["--connection-string", &factory_cs],
+        Duration::from_secs(30),
+    );
     assert!(
         stderr.contains("ALREADY_ACTIVATED") && stderr.contains("deactivate"),
         "{stderr}"
@@ -320,13 +264,13 @@ fn hierarchy_propagates_configuration_and_survives_failures() {
         None,
     );
     expect_status(&resp, 200, "deactivate factory");
-    assert_eq!(registry_view(&manage, "factory")["activation"], "Inactive");
+    assert_eq!(view(&manage, "factory")["activation"], "Inactive");
     let _replacement = Berth::with_data_dir(
         &temp.path().join("factory2"),
         &["--connection-string", &factory_cs],
     );
     wait_state(&manage, "factory", "Online", PROPAGATION);
-    assert_eq!(registry_view(&manage, "factory")["activation"], "Active");
+    assert_eq!(view(&manage, "factory")["activation"], "Active");
 }
 
 #[test]

@@ -14,63 +14,20 @@
 //! - the status says `Syncing` while content moves, in continuous mode too.
 
 mod authn;
+mod clients;
 mod common;
 mod proxy;
+mod sites;
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use authn::{Cred, Manage, expect_error, expect_status, poll_until, send};
-use common::Berth;
+use common::{Berth, serve_expecting_exit};
 use proxy::{Proxy, incompressible};
 use serde_json::{Value, json};
-
-const WAIT: Duration = Duration::from_secs(30);
-
-/// Creates connected registry `body["name"]` on `manage`'s registry; its connection string.
-fn connected(manage: &Manage, body: Value) -> String {
-    let name = body["name"].as_str().unwrap().to_owned();
-    expect_status(
-        &manage.call("POST", "/berth/v1/connected-registries", Some(body)),
-        201,
-        "create",
-    );
-    let resp = manage.call(
-        "POST",
-        &format!("/berth/v1/connected-registries/{name}/settings"),
-        Some(json!({"parent_protocol": "http", "generate_password": 1})),
-    );
-    expect_status(&resp, 200, "settings");
-    resp.json("settings")["connection_string"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-/// The root's view of connected registry `name`.
-fn view(manage: &Manage, name: &str) -> Value {
-    manage
-        .call(
-            "GET",
-            &format!("/berth/v1/connected-registries/{name}"),
-            None,
-        )
-        .json("show")
-}
-
-/// Waits until the root shows `name` in `state`.
-#[track_caller]
-fn wait_state(manage: &Manage, name: &str, state: &str) -> Value {
-    poll_until(WAIT, &format!("{name} {state}"), || {
-        let view = view(manage, name);
-        if view["connection_state"] == state {
-            Ok(view)
-        } else {
-            Err(view.to_string())
-        }
-    })
-}
+use sites::{WAIT, connected, manifest_status, push_image, view, wait_manifest, wait_state};
 
 /// The status details of `name` with `code`, as the root shows them.
 fn details(view: &Value, code: &str) -> Vec<Value> {
@@ -81,88 +38,6 @@ fn details(view: &Value, code: &str) -> Vec<Value> {
         .into_iter()
         .filter(|d| d["code"] == code)
         .collect()
-}
-
-/// The status of `GET /v2/<repo>/manifests/<reference>` on `berth` as the admin.
-fn manifest_status(berth: &Berth, repo: &str, reference: &str) -> u16 {
-    send(
-        &authn::client(),
-        "GET",
-        &format!("{}/v2/{repo}/manifests/{reference}", berth.url),
-        &Cred::admin(),
-        &[("Accept", authn::OCI_MANIFEST)],
-        None,
-    )
-    .status
-}
-
-#[track_caller]
-fn wait_manifest(berth: &Berth, repo: &str, reference: &str, expected: u16) {
-    poll_until(
-        WAIT,
-        &format!("{repo}:{reference} answering {expected} on {}", berth.host),
-        || match manifest_status(berth, repo, reference) {
-            s if s == expected => Ok(()),
-            s => Err(format!("status {s}")),
-        },
-    );
-}
-
-/// An image with one layer of `layer` bytes, pushed to `repo:tag` on `to` as the admin;
-/// returns the manifest digest.
-fn push_image(to: &Berth, repo: &str, tag: &str, layer: &[u8]) -> String {
-    let http = authn::client();
-    let config = serde_json::to_vec(&json!({
-        "architecture": "amd64", "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": []},
-        "config": {"Labels": {"berth.test": format!("{repo}:{tag}")}},
-    }))
-    .unwrap();
-    for blob in [&config[..], layer] {
-        let (post, put) = authn::upload_blob(&http, &to.url, &Cred::admin(), repo, blob);
-        expect_status(&post, 202, "start an upload");
-        expect_status(put.as_ref().unwrap(), 201, "finish an upload");
-    }
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": authn::OCI_MANIFEST,
-        "config": {"mediaType": authn::OCI_CONFIG, "digest": authn::sha256_digest(&config), "size": config.len()},
-        "layers": [{"mediaType": authn::OCI_LAYER, "digest": authn::sha256_digest(layer), "size": layer.len()}],
-    }))
-    .unwrap();
-    let resp = authn::put_manifest(&http, &to.url, &Cred::admin(), repo, tag, &manifest);
-    expect_status(&resp, 201, &format!("push {repo}:{tag}"));
-    authn::sha256_digest(&manifest)
-}
-
-/// Runs `berth serve` on `data_dir` with `connection`, expecting it to stop by itself (within
-/// 30 s); its standard error.
-fn serve_expecting_exit(data_dir: &Path, connection: &str) -> String {
-    let mut child = Command::new(common::berth_bin())
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{}", common::free_port()),
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .args(["--connection-string", connection])
-        .env("BERTH_ADMIN_PASSWORD", common::ADMIN_PASSWORD)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("berth serve on a retired instance's data directory kept running");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let output = child.wait_with_output().unwrap();
-    assert!(!output.status.success(), "it must exit with an error");
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// Every file in the `uploads/` directory of a data directory.
@@ -192,9 +67,9 @@ fn a_repository_put_back_on_the_list_syncs_again_whole() {
         json!({"name": "shop1", "repositories": ["app/*", "other"]}),
     );
     let shop = Berth::start_with(&["--connection-string", &cs]);
-    wait_manifest(&shop, "app/one", "v1", 200);
-    wait_manifest(&shop, "app/two", "v1", 200);
-    wait_manifest(&shop, "other", "v1", 200);
+    wait_manifest(&shop, &Cred::admin(), "app/one", "v1", 200);
+    wait_manifest(&shop, &Cred::admin(), "app/two", "v1", 200);
+    wait_manifest(&shop, &Cred::admin(), "other", "v1", 200);
 
     // Off the list: the mirror deletes it.
     let permissions = |body: Value| {
@@ -206,21 +81,21 @@ fn a_repository_put_back_on_the_list_syncs_again_whole() {
         expect_status(&resp, 200, "permissions");
     };
     permissions(json!({"remove": ["app/*"]}));
-    wait_manifest(&shop, "app/one", "v1", 404);
-    wait_manifest(&shop, "app/two", "v1", 404);
+    wait_manifest(&shop, &Cred::admin(), "app/one", "v1", 404);
+    wait_manifest(&shop, &Cred::admin(), "app/two", "v1", 404);
     // Meanwhile the root changes: a new tag, and one repository gains one.
     push_image(&root, "app/two", "v2", b"app two, version two");
 
     // Back on the list: every tag the root holds comes back, not only later changes.
     permissions(json!({"add": ["app/*"]}));
-    wait_manifest(&shop, "app/one", "v1", 200);
-    wait_manifest(&shop, "app/two", "v1", 200);
-    wait_manifest(&shop, "app/two", "v2", 200);
+    wait_manifest(&shop, &Cred::admin(), "app/one", "v1", 200);
+    wait_manifest(&shop, &Cred::admin(), "app/two", "v1", 200);
+    wait_manifest(&shop, &Cred::admin(), "app/two", "v2", 200);
     assert_eq!(manifest_status(&shop, "other", "v1"), 200);
 
     // And changes after the add follow as usual.
     push_image(&root, "app/three", "v1", b"app three");
-    wait_manifest(&shop, "app/three", "v1", 200);
+    wait_manifest(&shop, &Cred::admin(), "app/three", "v1", 200);
 }
 
 #[test]
@@ -264,7 +139,7 @@ fn a_blob_transfer_killed_mid_way_resumes_from_the_bytes_on_disk() {
     let before = proxy.returned();
 
     ship.restart();
-    wait_manifest(&ship, "big", &digest, 200);
+    wait_manifest(&ship, &Cred::admin(), "big", &digest, 200);
     let after = proxy.returned() - before;
     let missing = layer.len() as u64 - on_disk;
     assert!(
@@ -300,7 +175,7 @@ fn status_details_last_only_while_their_cause_does() {
     let cs = connected(&manage, json!({"name": "shop2", "repositories": ["app"]}));
     let temp = tempfile::tempdir().unwrap();
     let _shop = Berth::with_data_dir(&temp.path().join("shop2"), &["--connection-string", &cs]);
-    wait_state(&manage, "shop2", "Online");
+    wait_state(&manage, "shop2", "Online", WAIT);
 
     // SYNC_FAILING while a blob cannot be fetched from the root, past once it can: the
     // layer's file is moved aside at the root before the manifest is pushed.
@@ -338,7 +213,7 @@ fn status_details_last_only_while_their_cause_does() {
         }
     });
     std::fs::rename(&aside, &file).unwrap();
-    wait_manifest(&_shop, "app", "v1", 200);
+    wait_manifest(&_shop, &Cred::admin(), "app", "v1", 200);
     let view_after = poll_until(WAIT, "SYNC_FAILING, past", || {
         let view = view(&manage, "shop2");
         match details(&view, "SYNC_FAILING").as_slice() {
@@ -349,7 +224,11 @@ fn status_details_last_only_while_their_cause_does() {
     assert_eq!(view_after["connection_state"], "Online");
 
     // ALREADY_ACTIVATED: a second instance is refused; past once the active one reports.
-    let stderr = serve_expecting_exit(&temp.path().join("second"), &cs);
+    let stderr = serve_expecting_exit(
+        &temp.path().join("second"),
+        &["--connection-string", &cs],
+        WAIT,
+    );
     assert!(stderr.contains("ALREADY_ACTIVATED"), "{stderr}");
     poll_until(WAIT, "ALREADY_ACTIVATED, past", || {
         let view = view(&manage, "shop2");
@@ -413,7 +292,7 @@ fn disk_low_and_disk_full_last_while_the_disk_is_low_or_full() {
             .first()
             .is_some_and(|d| d["resolved_at"].is_null())
     };
-    let low = wait_state(&manage, "shop4", "Unhealthy");
+    let low = wait_state(&manage, "shop4", "Unhealthy", WAIT);
     assert!(current(&low, "DISK_LOW"), "{low}");
     // A layer bigger than the disk: the sync's blob writes fail, and the status says why.
     let layer = incompressible(80 << 20, 0x9E37_79B9_7F4A_7C15);
@@ -428,8 +307,8 @@ fn disk_low_and_disk_full_last_while_the_disk_is_low_or_full() {
     });
     // Room again: the layer arrives, and both problems are past.
     disk.resize("4g");
-    wait_manifest(&shop, "app", &digest, 200);
-    let fine = wait_state(&manage, "shop4", "Online");
+    wait_manifest(&shop, &Cred::admin(), "app", &digest, 200);
+    let fine = wait_state(&manage, "shop4", "Online", WAIT);
     for code in ["DISK_LOW", "DISK_FULL"] {
         let past = details(&fine, code);
         assert!(
@@ -447,7 +326,7 @@ fn a_switch_to_a_schedule_holds_at_once() {
     let cs = connected(&manage, json!({"name": "shop5", "repositories": ["app"]}));
     let shop = Berth::start_with(&["--connection-string", &cs]);
     push_image(&root, "app", "v1", b"before the schedule");
-    wait_manifest(&shop, "app", "v1", 200);
+    wait_manifest(&shop, &Cred::admin(), "app", "v1", 200);
 
     // Yearly, from now on: the long poll in flight must not let the next push through.
     let resp = manage.call(
@@ -472,7 +351,7 @@ fn a_switch_to_a_schedule_holds_at_once() {
         Some(json!({"sync_schedule": "* * * * *", "sync_window": ""})),
     );
     expect_status(&resp, 200, "back to continuous");
-    wait_manifest(&shop, "app", "v2", 200);
+    wait_manifest(&shop, &Cred::admin(), "app", "v2", 200);
 }
 
 #[test]
@@ -484,8 +363,8 @@ fn deactivate_stops_the_old_instance_for_good_and_a_replacement_takes_over() {
     let old_dir = temp.path().join("old");
     let mut old = Berth::with_data_dir(&old_dir, &["--connection-string", &cs]);
     push_image(&root, "app", "v1", b"one");
-    wait_manifest(&old, "app", "v1", 200);
-    wait_state(&manage, "ship6", "Online");
+    wait_manifest(&old, &Cred::admin(), "app", "v1", 200);
+    wait_state(&manage, "ship6", "Online", WAIT);
 
     let resp = manage.call(
         "POST",
@@ -500,7 +379,7 @@ fn deactivate_stops_the_old_instance_for_good_and_a_replacement_takes_over() {
     assert!(!status.success(), "it stops with an error: {status}");
     push_image(&root, "app", "v2", b"two");
     // Started again on its data directory, it refuses at once, saying why and what to do.
-    let stderr = serve_expecting_exit(&old_dir, &cs);
+    let stderr = serve_expecting_exit(&old_dir, &["--connection-string", &cs], WAIT);
     assert!(
         stderr.contains("was deactivated on the root registry") && stderr.contains("instance.id"),
         "{stderr}"
@@ -509,15 +388,15 @@ fn deactivate_stops_the_old_instance_for_good_and_a_replacement_takes_over() {
 
     // A replacement activates and syncs.
     let replacement = Berth::with_data_dir(&temp.path().join("new"), &["--connection-string", &cs]);
-    wait_state(&manage, "ship6", "Online");
-    wait_manifest(&replacement, "app", "v2", 200);
+    wait_state(&manage, "ship6", "Online", WAIT);
+    wait_manifest(&replacement, &Cred::admin(), "app", "v2", 200);
     assert_eq!(view(&manage, "ship6")["activation"], "Active");
 
     // The old data directory, given a new identity, would be another instance: refused
     // while the replacement holds the registry.
     std::fs::remove_file(old_dir.join("instance.id")).unwrap();
     std::fs::remove_file(old_dir.join("retired.json")).unwrap();
-    let stderr = serve_expecting_exit(&old_dir, &cs);
+    let stderr = serve_expecting_exit(&old_dir, &["--connection-string", &cs], WAIT);
     assert!(stderr.contains("ALREADY_ACTIVATED"), "{stderr}");
 }
 
@@ -535,8 +414,8 @@ fn a_deleted_registrys_instance_stops_and_never_locks_its_site_out() {
         let cs = connected(&manage, json!({"name": name, "repositories": ["app"]}));
         let dir = temp.path().join(name);
         let mut ship = Berth::with_data_dir(&dir, &["--connection-string", &cs]);
-        wait_manifest(&ship, "app", "v1", 200);
-        wait_state(&manage, name, "Online");
+        wait_manifest(&ship, &Cred::admin(), "app", "v1", 200);
+        wait_state(&manage, name, "Online", WAIT);
         let resp = manage.call(
             "DELETE",
             &format!("/berth/v1/connected-registries/{name}?cleanup={cleanup}"),
@@ -553,7 +432,7 @@ fn a_deleted_registrys_instance_stops_and_never_locks_its_site_out() {
             "{name} still listens"
         );
         // Started again, it refuses without knocking on the parent's door.
-        let stderr = serve_expecting_exit(&dir, &cs);
+        let stderr = serve_expecting_exit(&dir, &["--connection-string", &cs], WAIT);
         assert!(
             stderr.contains(&format!("connected registry `{name}` was deleted"))
                 || stderr.contains("refused this instance's sync token"),
@@ -585,7 +464,7 @@ fn identity_writes_on_a_site_are_refused_naming_the_root() {
         json!({"name": "shop9", "mode": "ReadWrite", "repositories": ["app"]}),
     );
     let shop = Berth::start_with(&["--connection-string", &cs]);
-    wait_state(&manage, "shop9", "Online");
+    wait_state(&manage, "shop9", "Online", WAIT);
     let site = Manage::new(&shop.url);
     let refused = |method: &str, path: &str, body: Option<Value>| {
         let resp = site.call(method, path, body);
@@ -645,11 +524,11 @@ fn the_status_says_syncing_while_content_moves() {
         json!({"name": "ship10", "repositories": ["big"], "sync_bandwidth": "2M"}),
     );
     let ship = Berth::start_with(&["--connection-string", &cs]);
-    wait_state(&manage, "ship10", "Online");
+    wait_state(&manage, "ship10", "Online", WAIT);
     let layer = incompressible(16 << 20, 0x2545_F491_4F6C_DD1D);
     let digest = push_image(&root, "big", "v1", &layer);
     // About 8 s of transfer at 2 MB/s, continuous mode: the root sees it syncing.
-    wait_state(&manage, "ship10", "Syncing");
-    wait_manifest(&ship, "big", &digest, 200);
-    wait_state(&manage, "ship10", "Online");
+    wait_state(&manage, "ship10", "Syncing", WAIT);
+    wait_manifest(&ship, &Cred::admin(), "big", &digest, 200);
+    wait_state(&manage, "ship10", "Online", WAIT);
 }

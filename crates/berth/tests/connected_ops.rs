@@ -18,214 +18,18 @@ mod authn;
 mod clients;
 mod common;
 mod proxy;
+mod sites;
 
-use std::io::Write as _;
-use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use authn::{Cred, Manage, expect_status, poll_until, send};
+use authn::{Cred, Manage, expect_status, poll_until};
 use base64::Engine as _;
-use clients::{Containers, OciLayout, run, run_unchecked};
-use common::{ADMIN_PASSWORD, Berth, berth_bin};
+use clients::{Containers, OciLayout, run_unchecked};
+use common::cli::{Cli, assert_contains, connection_field, field};
+use common::{Berth, serve_expecting_exit};
 use proxy::{Proxy, incompressible};
 use serde_json::{Value, json};
-
-const WAIT: Duration = Duration::from_secs(30);
-
-/// The `berth` command line, logged in to one registry, with its own configuration directory.
-struct Cli {
-    temp: tempfile::TempDir,
-}
-
-impl Cli {
-    fn logged_in(berth: &Berth) -> Self {
-        let cli = Cli {
-            temp: tempfile::tempdir().expect("create a temporary directory"),
-        };
-        let mut login = cli.command(&["login", &berth.host, "--password-stdin"]);
-        let mut child = login
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run berth login");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{ADMIN_PASSWORD}\n").as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert_success(&out, "login");
-        cli
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(berth_bin());
-        command
-            .args(args)
-            .env("BERTH_CONFIG_DIR", self.temp.path().join("berth"))
-            .env_remove("BERTH_SERVER")
-            .env_remove("BERTH_USERNAME")
-            .env_remove("BERTH_PASSWORD")
-            .stdin(Stdio::null());
-        command
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run berth")
-    }
-
-    /// Runs a command that must succeed; returns its standard output.
-    #[track_caller]
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_success(&out, &args.join(" "));
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Runs a command that must succeed with `-o json`; returns the parsed output.
-    #[track_caller]
-    fn json(&self, args: &[&str]) -> Value {
-        let mut args = args.to_vec();
-        args.extend(["-o", "json"]);
-        let stdout = self.ok(&args);
-        serde_json::from_str(&stdout)
-            .unwrap_or_else(|e| panic!("`berth {}`: invalid JSON ({e}):\n{stdout}", args.join(" ")))
-    }
-
-    /// Runs a command that must exit with `code` and print nothing on standard output;
-    /// returns its standard error.
-    #[track_caller]
-    fn fails(&self, args: &[&str], code: i32) -> String {
-        let out = self.run(args);
-        let stderr = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "`berth {}` should exit {code}; stdout:\n{}\nstderr:\n{stderr}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-        );
-        assert!(
-            out.stdout.is_empty(),
-            "`berth {}` failed but printed on stdout:\n{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout)
-        );
-        stderr
-    }
-}
-
-#[track_caller]
-fn assert_success(out: &Output, what: &str) {
-    assert!(
-        out.status.success(),
-        "`berth {what}` failed with {}; stdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-}
-
-#[track_caller]
-fn assert_contains(text: &str, needle: &str) {
-    assert!(text.contains(needle), "expected `{needle}` in:\n{text}");
-}
-
-/// The value of a `Label:  value` line of a fields table.
-#[track_caller]
-fn field<'t>(table: &'t str, label: &str) -> &'t str {
-    let prefix = format!("{label}:");
-    table
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .map(str::trim)
-        .unwrap_or_else(|| panic!("no `{label}` in:\n{table}"))
-}
-
-/// The value of `key` in a connection string.
-#[track_caller]
-fn connection_field<'t>(text: &'t str, key: &str) -> &'t str {
-    text.trim()
-        .split(';')
-        .find_map(|f| f.strip_prefix(&format!("{key}=")))
-        .unwrap_or_else(|| panic!("no `{key}` in {text}"))
-}
-
-/// Creates a connected registry through the API and returns its connection string (http,
-/// password1 generated).
-fn connected(manage: &Manage, body: Value) -> String {
-    let name = body["name"].as_str().unwrap().to_owned();
-    expect_status(
-        &manage.call("POST", "/berth/v1/connected-registries", Some(body)),
-        201,
-        "create",
-    );
-    let resp = manage.call(
-        "POST",
-        &format!("/berth/v1/connected-registries/{name}/settings"),
-        Some(json!({"parent_protocol": "http", "generate_password": 1})),
-    );
-    expect_status(&resp, 200, "settings");
-    resp.json("settings")["connection_string"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-/// The connected registry `name` as the root's API shows it.
-fn view(manage: &Manage, name: &str) -> Value {
-    manage
-        .call(
-            "GET",
-            &format!("/berth/v1/connected-registries/{name}"),
-            None,
-        )
-        .json("show")
-}
-
-/// Waits until connected registry `name` reports Online to the root.
-fn wait_online(manage: &Manage, name: &str) -> Value {
-    poll_until(WAIT, &format!("{name} online"), || {
-        let view = view(manage, name);
-        if view["connection_state"] == "Online" && view["login_server"].is_string() {
-            Ok(view)
-        } else {
-            Err(view.to_string())
-        }
-    })
-}
-
-/// `skopeo copy` of `source` (an `oci:` reference) to `target` (`repository:tag`) on `to`,
-/// as its admin.
-fn skopeo_push(containers: &Containers, source: &str, to: &Berth, target: &str) {
-    run(containers
-        .skopeo()
-        .args([
-            "copy",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            &to.admin_creds(),
-            source,
-        ])
-        .arg(format!("docker://{}/{target}", to.host)));
-}
-
-/// The status of the manifest `reference` of `repo` on `berth`, as the admin.
-fn manifest_status(berth: &Berth, repo: &str, reference: &str) -> u16 {
-    let accept =
-        "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json";
-    send(
-        &authn::client(),
-        "GET",
-        &format!("{}/v2/{repo}/manifests/{reference}", berth.url),
-        &Cred::admin(),
-        &[("Accept", accept)],
-        None,
-    )
-    .status
-}
+use sites::{WAIT, connected, manifest_status, skopeo_push, wait_manifest, wait_online};
 
 /// Polls every 20 ms until the manifest is there; returns when it was first seen.
 #[track_caller]
@@ -278,13 +82,11 @@ fn get_settings_refuses_a_child_whose_parent_has_not_reported_its_address() {
             "hello-world",
         ],
     ] {
-        let mut all = vec!["connected-registry"];
-        all.extend(args);
-        cli.json(&all);
+        cli.cr(args);
     }
 
     // Refused, saying why and what to do; the sync token's password slot is untouched.
-    let stderr = cli.fails(
+    let stderr = cli.fails_silently(
         &[
             "connected-registry",
             "get-settings",
@@ -320,7 +122,7 @@ fn get_settings_refuses_a_child_whose_parent_has_not_reported_its_address() {
         "factory:",
         "[::1",
     ] {
-        let stderr = cli.fails(
+        let stderr = cli.fails_silently(
             &[
                 "connected-registry",
                 "get-settings",
@@ -379,9 +181,15 @@ fn get_settings_refuses_a_child_whose_parent_has_not_reported_its_address() {
     assert_eq!(connection_field(cs, "ParentGatewayEndpoint"), named);
     let _line3 = Berth::start_with(&["--connection-string", cs]);
     wait_online(&manage, "line3");
-    assert!(
-        proxy.returned() > 0,
-        "line3 reached factory through {named}"
+    // The root can show line3 Online a moment before the forwarder has counted the answer
+    // it carried back to line3 (it counts after writing), so this waits a little for it.
+    poll_until(
+        Duration::from_secs(5),
+        &format!("line3 reached factory through {named}"),
+        || match proxy.returned() {
+            0 => Err("no bytes carried back yet".to_owned()),
+            n => Ok(n),
+        },
     );
 }
 
@@ -391,7 +199,6 @@ fn get_settings_refuses_a_child_whose_parent_has_not_reported_its_address() {
 #[test]
 fn an_instance_refuses_a_connection_string_whose_endpoint_is_not_host_port() {
     let data = tempfile::tempdir().unwrap();
-    let port = common::free_port();
     for (endpoint, field) in [
         (
             "ParentGatewayEndpoint=<address of connected registry factory: start it, then run get-settings again>",
@@ -409,62 +216,26 @@ fn an_instance_refuses_a_connection_string_whose_endpoint_is_not_host_port() {
         let cs = format!(
             "ConnectedRegistryName=line3;SyncTokenName=line3-sync-token;SyncTokenPassword=secret;{endpoint};ParentEndpointProtocol=http"
         );
-        let mut child = Command::new(berth_bin())
-            .args([
-                "serve",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
-            .arg(data.path().join("line3"))
-            .args(["--connection-string", &cs])
-            .env("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn berth serve");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break Some(status);
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let out = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let status = status.unwrap_or_else(|| {
-            panic!("berth serve kept running with `{endpoint}`; stderr:\n{stderr}")
-        });
-        assert!(!status.success(), "{endpoint}: exited {status}");
+        let stderr = serve_expecting_exit(
+            &data.path().join("line3"),
+            &["--connection-string", &cs],
+            Duration::from_secs(15),
+        );
         assert_contains(&stderr, field);
         assert_contains(&stderr, "host[:port]");
     }
     // The same check holds for --parent-gateway-endpoint, which overrides the string's.
     let cs = "ConnectedRegistryName=line3;SyncTokenName=t;SyncTokenPassword=p;ParentGatewayEndpoint=127.0.0.1:1;ParentEndpointProtocol=http";
-    let out = Command::new(berth_bin())
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(data.path().join("other"))
-        .args([
+    let stderr = serve_expecting_exit(
+        &data.path().join("other"),
+        &[
             "--connection-string",
             cs,
             "--parent-gateway-endpoint",
             "a b:1",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+        ],
+        Duration::from_secs(15),
+    );
     assert_contains(&stderr, "parent_gateway_endpoint");
 }
 
@@ -540,7 +311,7 @@ fn timed_sync(from: &Berth, to: &Berth, size: usize, seed: u64) -> (u64, Duratio
     let layer = clients::read_layout_blob(&layout.dir, &image.layer_digest).len() as u64;
     skopeo_push(
         &containers,
-        &layout.reference("big"),
+        layout.reference("big"),
         from,
         "hello-world:big",
     );
@@ -680,20 +451,8 @@ fn pull_secrets_name_a_connected_registrys_login_server() {
     let containers = Containers::new();
     let mut layout = OciLayout::create(&containers.work("layout"));
     layout.put_image("amd64", "hello.txt", b"hello from the site", Some("v1"));
-    skopeo_push(
-        &containers,
-        &layout.reference("v1"),
-        &root,
-        "hello-world:v1",
-    );
-    poll_until(WAIT, "hello-world:v1 on factory", || match manifest_status(
-        &factory,
-        "hello-world",
-        "v1",
-    ) {
-        200 => Ok(()),
-        other => Err(format!("status {other}")),
-    });
+    skopeo_push(&containers, layout.reference("v1"), &root, "hello-world:v1");
+    wait_manifest(&factory, &Cred::admin(), "hello-world", "v1", 200);
 
     // docker-config from `token credential generate`.
     let out = cli.ok(&[
@@ -792,7 +551,7 @@ fn pull_secrets_name_a_connected_registrys_login_server() {
             "--password1",
         ];
         all.extend(args);
-        let stderr = cli.fails(&all, 2);
+        let stderr = cli.fails_silently(&all, 2);
         assert_contains(&stderr, "--login-server");
     }
     assert_eq!(

@@ -13,6 +13,7 @@ mod authn;
 mod clients;
 mod common;
 mod proxy;
+mod sites;
 
 use std::time::Duration;
 
@@ -21,96 +22,7 @@ use clients::{Containers, OciLayout, run};
 use common::Berth;
 use proxy::{Proxy, incompressible};
 use serde_json::{Value, json};
-
-const WAIT: Duration = Duration::from_secs(30);
-
-fn connected(manage: &Manage, body: Value) -> String {
-    let name = body["name"].as_str().unwrap().to_owned();
-    expect_status(
-        &manage.call("POST", "/berth/v1/connected-registries", Some(body)),
-        201,
-        "create",
-    );
-    let resp = manage.call(
-        "POST",
-        &format!("/berth/v1/connected-registries/{name}/settings"),
-        Some(json!({"parent_protocol": "http", "generate_password": 1})),
-    );
-    expect_status(&resp, 200, "settings");
-    resp.json("settings")["connection_string"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-/// `skopeo copy` of `source` (an `oci:` reference) to `target` (`repository:tag`) on `to`,
-/// as the admin.
-fn skopeo_push(
-    containers: &Containers,
-    source: impl AsRef<std::ffi::OsStr>,
-    to: &Berth,
-    target: &str,
-) {
-    run(containers
-        .skopeo()
-        .args([
-            "copy",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            &to.admin_creds(),
-        ])
-        .arg(source)
-        .arg(format!("docker://{}/{target}", to.host)));
-}
-
-/// Waits until connected registry `name` reports Online to the root.
-fn wait_online(manage: &Manage, name: &str) {
-    poll_until(WAIT, &format!("{name} online"), || {
-        let view = manage
-            .call(
-                "GET",
-                &format!("/berth/v1/connected-registries/{name}"),
-                None,
-            )
-            .json("show");
-        if view["connection_state"] == "Online" {
-            Ok(())
-        } else {
-            Err(view.to_string())
-        }
-    });
-}
-
-/// The manifest `reference` of `repo` on `berth` as `who`: status and body.
-fn manifest(berth: &Berth, who: &Cred, repo: &str, reference: &str) -> (u16, Vec<u8>) {
-    let accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
-                  application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
-    let resp = send(
-        &authn::client(),
-        "GET",
-        &format!("{}/v2/{repo}/manifests/{reference}", berth.url),
-        who,
-        &[("Accept", accept)],
-        None,
-    );
-    (resp.status, resp.body.clone())
-}
-
-#[track_caller]
-fn wait_manifest(berth: &Berth, who: &Cred, repo: &str, reference: &str, expected: u16) -> Vec<u8> {
-    poll_until(
-        WAIT,
-        &format!("{repo}:{reference} answering {expected} on {}", berth.host),
-        || {
-            let (status, body) = manifest(berth, who, repo, reference);
-            if status == expected {
-                Ok(body)
-            } else {
-                Err(format!("status {status}"))
-            }
-        },
-    )
-}
+use sites::{WAIT, connected, manifest, skopeo_push, wait_manifest, wait_online};
 
 #[test]
 fn content_flows_down_two_levels() {
@@ -169,11 +81,7 @@ fn content_flows_down_two_levels() {
             .arg(format!("docker://{}/hello-world:{tag}", root.host)));
     }
     // Also a repository line3 does not sync.
-    run(containers
-        .skopeo()
-        .args(["copy", "--dest-tls-verify=false", "--dest-creds", &creds])
-        .arg(layout.reference("v1"))
-        .arg(format!("docker://{}/team/app:v1", root.host)));
+    skopeo_push(&containers, layout.reference("v1"), &root, "team/app:v1");
 
     // On line3, with the client token: the same bytes, under the same digests.
     assert_eq!(
@@ -255,11 +163,7 @@ fn content_flows_down_two_levels() {
     // line3 down while the root changes; restarted, it catches up.
     line3.kill();
     let v2 = layout.put_image("amd64", "hello.txt", b"version two", Some("v2"));
-    run(containers
-        .skopeo()
-        .args(["copy", "--dest-tls-verify=false", "--dest-creds", &creds])
-        .arg(layout.reference("v2"))
-        .arg(format!("docker://{}/hello-world:v2", root.host)));
+    skopeo_push(&containers, layout.reference("v2"), &root, "hello-world:v2");
     let resp = send(
         &authn::client(),
         "DELETE",

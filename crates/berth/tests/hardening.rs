@@ -10,6 +10,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use common::cli::Cli;
 use reqwest::StatusCode;
 
 /// Reads from `stream` until the server closes it (or resets it); returns how long that
@@ -325,20 +326,7 @@ fn one_process_per_data_directory_and_private_files() {
     assert_private(berth.data_dir());
 
     // A second process on the same directory refuses to start, naming the first.
-    let port = common::free_port();
-    let output = std::process::Command::new(common::berth_bin())
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(berth.data_dir())
-        .env("BERTH_ADMIN_PASSWORD", common::ADMIN_PASSWORD)
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = common::serve_expecting_exit(berth.data_dir(), &[], Duration::from_secs(30));
     let pid = berth.pid().unwrap().to_string();
     assert!(
         stderr.contains("in use") && stderr.contains(&pid),
@@ -347,19 +335,6 @@ fn one_process_per_data_directory_and_private_files() {
     // The first one still serves.
     let r = client.get(format!("{}/v2/", berth.url)).send().unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-}
-
-/// `berth <args>` with its own configuration directory and no inherited CA settings.
-fn berth_cli(config_dir: &std::path::Path, args: &[&str]) -> std::process::Command {
-    let mut command = std::process::Command::new(common::berth_bin());
-    command
-        .args(args)
-        .env("BERTH_CONFIG_DIR", config_dir)
-        .env_remove("SSL_CERT_FILE")
-        .env_remove("SSL_CERT_DIR")
-        .env_remove("BERTH_SERVER")
-        .env_remove("BERTH_PASSWORD");
-    command
 }
 
 #[test]
@@ -381,39 +356,32 @@ fn the_cli_talks_tls_and_refuses_plain_http_afar() {
     let password = common::ADMIN_PASSWORD;
 
     // Not trusted: refused, saying what to do.
-    let config = tempfile::tempdir().unwrap();
-    let out = clients::run_unchecked(&mut berth_cli(
-        config.path(),
-        &["login", &url, "-u", "admin", "-p", password],
-    ));
+    let cli = Cli::new();
+    let out =
+        clients::run_unchecked(&mut cli.command(&["login", &url, "-u", "admin", "-p", password]));
     assert_eq!(out.status.code(), Some(3), "{}", out.report());
     assert!(out.stderr.contains("--ca-cert"), "{}", out.report());
 
     // --ca-cert: logged in, and later commands use the saved CA.
-    clients::run(&mut berth_cli(
-        config.path(),
-        &[
-            "login",
-            &url,
-            "-u",
-            "admin",
-            "-p",
-            password,
-            "--ca-cert",
-            ca.to_str().unwrap(),
-        ],
-    ));
-    let out = clients::run(&mut berth_cli(config.path(), &["show", "--output", "json"]));
+    clients::run(&mut cli.command(&[
+        "login",
+        &url,
+        "-u",
+        "admin",
+        "-p",
+        password,
+        "--ca-cert",
+        ca.to_str().unwrap(),
+    ]));
+    let out = clients::run(&mut cli.command(&["show", "--output", "json"]));
     assert!(out.stdout.contains("anonymous"), "{}", out.report());
 
     // SSL_CERT_FILE works too, with --server and no saved login.
-    let fresh = tempfile::tempdir().unwrap();
+    let fresh = Cli::new();
     clients::run(
-        berth_cli(
-            fresh.path(),
-            &["show", "--server", &url, "--password", password],
-        )
-        .env("SSL_CERT_FILE", &ca),
+        fresh
+            .command(&["show", "--server", &url, "--password", password])
+            .env("SSL_CERT_FILE", &ca),
     );
 
     // Plain HTTP to a registry that is not on this machine needs --insecure, and is refused
@@ -435,7 +403,7 @@ fn the_cli_talks_tls_and_refuses_plain_http_afar() {
             password,
         ],
     ] {
-        let out = clients::run_unchecked(&mut berth_cli(fresh.path(), &args));
+        let out = clients::run_unchecked(&mut fresh.command(&args));
         assert_eq!(out.status.code(), Some(2), "{}", out.report());
         assert!(out.stderr.contains("--insecure"), "{}", out.report());
     }

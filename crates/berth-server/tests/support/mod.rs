@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use std::path::Path;
 use std::sync::Arc;
 
 use axum::Router;
@@ -10,7 +11,7 @@ use axum::body::Body;
 use berth_auth::{Identity, IdentityConfig, SigningKey, SqliteIdentityStore};
 use berth_registry::{Registry, RegistryConfig};
 use berth_server::AppState;
-use http::{Request, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -33,7 +34,19 @@ pub async fn app_with(config: RegistryConfig) -> App {
 
 /// An app serving `registry`, with its identities in `dir`.
 pub async fn app_on(registry: Arc<Registry>, dir: tempfile::TempDir) -> App {
-    let store = SqliteIdentityStore::open(&dir.path().join("identity.db"))
+    let identity = open_identity(dir.path()).await;
+    let state = AppState::new(Arc::clone(&registry), Arc::new(identity));
+    App {
+        router: berth_server::router(state),
+        registry,
+        dir,
+    }
+}
+
+/// The identities of a registry whose data directory is `dir` (`identity.db`), a fresh
+/// signing key, and [`ADMIN_PASSWORD`] as the admin's password.
+pub async fn open_identity(dir: &Path) -> Identity {
+    let store = SqliteIdentityStore::open(&dir.join("identity.db"))
         .await
         .unwrap();
     let identity_config = IdentityConfig {
@@ -43,19 +56,19 @@ pub async fn app_on(registry: Arc<Registry>, dir: tempfile::TempDir) -> App {
     let (identity, _) = Identity::open(Arc::new(store), SigningKey::generate(), identity_config)
         .await
         .unwrap();
-    let state = AppState::new(Arc::clone(&registry), Arc::new(identity));
-    App {
-        router: berth_server::router(state),
-        registry,
-        dir,
-    }
+    identity
 }
 
-pub fn admin_basic() -> String {
+/// `Authorization: Basic …` for `user` and `password`.
+pub fn basic(user: &str, password: &str) -> String {
     use base64::Engine as _;
-    let encoded =
-        base64::engine::general_purpose::STANDARD.encode(format!("admin:{ADMIN_PASSWORD}"));
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
     format!("Basic {encoded}")
+}
+
+/// `Authorization: Basic …` for the admin.
+pub fn admin_basic() -> String {
+    basic("admin", ADMIN_PASSWORD)
 }
 
 pub async fn app() -> App {
@@ -69,10 +82,30 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// The status, headers and whole body of `response`.
+    pub async fn of(response: Response<Body>) -> Reply {
+        let (parts, body) = response.into_parts();
+        Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body: body.collect().await.unwrap().to_bytes(),
+        }
+    }
+
+    /// The body as JSON; panics when it is not.
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
     }
+    /// The message of the first error of an error body (empty if it has none).
+    pub fn message(&self) -> String {
+        self.json()["errors"][0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    }
+
+    /// A header's value; panics when it is missing.
     pub fn header(&self, name: &str) -> &str {
         self.headers
             .get(name)
@@ -83,6 +116,7 @@ impl Reply {
 }
 
 impl App {
+    /// `method uri` on host `registry.test` with `headers` and `body`.
     pub async fn call(
         &self,
         method: &str,
@@ -104,20 +138,34 @@ impl App {
         for (k, v) in headers {
             request = request.header(*k, *v);
         }
-        let response = self
-            .router
-            .clone()
-            .oneshot(request.body(body.into()).unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        self.send(request.body(body.into()).unwrap()).await
+    }
+
+    /// `GET uri` as the admin.
+    pub async fn get(&self, uri: &str) -> Reply {
+        self.call("GET", uri, &[], Body::empty()).await
+    }
+
+    /// `PUT /v2/<repo>/manifests/<reference>` of `manifest` as an OCI image manifest, as
+    /// the admin.
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        manifest: impl Into<Body>,
+    ) -> Reply {
+        self.call(
+            "PUT",
+            &format!("/v2/{repo}/manifests/{reference}"),
+            &[("content-type", OCI_MANIFEST)],
+            manifest,
+        )
+        .await
+    }
+
+    /// Sends `request` as it is (no host or credentials added) to the router.
+    pub async fn send(&self, request: Request<Body>) -> Reply {
+        Reply::of(self.router.clone().oneshot(request).await.unwrap()).await
     }
 
     pub async fn push_blob(&self, repo: &str, data: &[u8]) -> String {

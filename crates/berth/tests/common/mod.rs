@@ -3,8 +3,11 @@
 //!
 //! Every test file under `tests/` that needs a live registry does `mod common;` and calls
 //! [`Berth::start`]. Extra arguments (limits, ages) go through [`Berth::start_with`].
+//! [`cli`] runs the `berth` command line against it.
 
 #![allow(dead_code)]
+
+pub mod cli;
 
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
@@ -230,6 +233,49 @@ impl Drop for Berth {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Runs `berth serve` on a free loopback port and `data_dir`, with `args` and the admin's
+/// password, expecting it to refuse to start: to stop by itself, with an error, within
+/// `within`. Returns its standard error; panics with it if the process is still running
+/// then, or exited 0.
+#[track_caller]
+pub fn serve_expecting_exit(data_dir: &Path, args: &[&str], within: Duration) -> String {
+    let mut child = Command::new(berth_bin())
+        .arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env("BERTH_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn berth serve");
+    let deadline = Instant::now() + within;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let what = args.join(" ");
+    let status = status.unwrap_or_else(|| {
+        panic!("berth serve {what} kept running past {within:?}; stderr:\n{stderr}")
+    });
+    assert!(
+        !status.success(),
+        "berth serve {what} must exit with an error, exited {status}; stderr:\n{stderr}"
+    );
+    stderr
 }
 
 /// `Authorization: Basic …` for the admin.
