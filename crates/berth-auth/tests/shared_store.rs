@@ -74,7 +74,10 @@ async fn a_change_decided_on_stale_records_is_decided_again() {
     a.management().create_token(token("robot")).await.unwrap();
     let refused = b.management().create_token(token("robot")).await;
     assert!(
-        matches!(refused, Err(IdentityError::AlreadyExists { kind: "token", .. })),
+        matches!(
+            refused,
+            Err(IdentityError::AlreadyExists { kind: "token", .. })
+        ),
         "{refused:?}"
     );
     // Different names from both sides, concurrently: every one lands.
