@@ -22,11 +22,12 @@ pub use upload::Uploads;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use berth_notify::{LocalNotifier, Notifier, Subscription, Topic};
 use berth_oci::manifest::ManifestError;
 use berth_oci::name::DEFAULT_MAX_NAME_LENGTH;
+use berth_oci::time::unix_now;
 use berth_oci::{Digest, Manifest, Reference, RepositoryName, Tag};
 use bytes::Bytes;
 
@@ -100,13 +101,6 @@ pub struct Registry {
     /// Announces every committed content change ([`Topic::Content`]): to those following
     /// the change log, and to the manifest cache, whose generation it is.
     notifier: Arc<dyn Notifier>,
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 impl Registry {
