@@ -443,7 +443,9 @@ impl Instance {
         }
         match self.registry.storage_full_since() {
             Some(since) => {
-                let since = chrono::DateTime::<chrono::Utc>::from(since).to_rfc3339();
+                let since = jiff::Timestamp::try_from(since)
+                    .map(|t| t.display_with_offset(jiff::tz::Offset::UTC).to_string())
+                    .unwrap_or_default();
                 self.problems.raise(
                     "DISK_FULL",
                     format!("blob writes fail for lack of space on the data directory's file system (since {since}): pushes and sync are refused until space is freed"),
