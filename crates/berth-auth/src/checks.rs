@@ -8,11 +8,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_oci::time::unix_now;
+
 use crate::access_token::{Access, Claims, TokenError, TokenKind};
 use crate::action::{Actions, GatewayAction};
 use crate::admin::{self, AdminCache};
 use crate::error::IdentityError;
-use crate::identity::{IdentityConfig, PASSWORD_CHECK_WAIT, now};
+use crate::identity::{IdentityConfig, PASSWORD_CHECK_WAIT};
 use crate::keys::{KeyPurpose, KeyRing, grace};
 use crate::rate_limit::LoginLimiter;
 use crate::records::Records;
@@ -133,7 +135,7 @@ impl Checks {
     pub fn keys(&self, purpose: KeyPurpose) -> Result<KeyRing, IdentityError> {
         self.records.snapshot().key_ring(
             purpose,
-            now(),
+            unix_now(),
             grace(purpose, self.config.refresh_token_ttl),
         )
     }
@@ -145,7 +147,7 @@ impl Checks {
             .map_err(|_| TokenError::BadSignature)?;
         let mut last = TokenError::BadSignature;
         for key in ring.verifying() {
-            match key.verify(jwt, now()) {
+            match key.verify(jwt, unix_now()) {
                 Err(TokenError::BadSignature) => last = TokenError::BadSignature,
                 other => return other,
             }
@@ -211,16 +213,18 @@ impl Checks {
         // An unknown name is checked against a dummy token, so it costs what a wrong
         // password for a known one does.
         let principal = match snapshot.tokens.get(username) {
-            Some(token) => token
-                .check_password(password, now())
-                .map(|slot| Principal::Token {
-                    name: token.name.clone(),
-                    slot,
-                    password_id: token
-                        .slot(slot)
-                        .map(|p| p.id().to_owned())
-                        .unwrap_or_default(),
-                }),
+            Some(token) => {
+                token
+                    .check_password(password, unix_now())
+                    .map(|slot| Principal::Token {
+                        name: token.name.clone(),
+                        slot,
+                        password_id: token
+                            .slot(slot)
+                            .map(|p| p.id().to_owned())
+                            .unwrap_or_default(),
+                    })
+            }
             None => {
                 token::check_unknown_name(password);
                 None
@@ -245,7 +249,7 @@ impl Checks {
                 .snapshot()
                 .tokens
                 .get(name)
-                .is_some_and(|t| t.session_valid(*slot, password_id, now())),
+                .is_some_and(|t| t.session_valid(*slot, password_id, unix_now())),
         }
     }
 
@@ -266,7 +270,7 @@ impl Checks {
                 let Some(token) = snapshot.tokens.get(name) else {
                     return Actions::NONE;
                 };
-                if !token.session_valid(*slot, password_id, now()) {
+                if !token.session_valid(*slot, password_id, unix_now()) {
                     return Actions::NONE;
                 }
                 snapshot
@@ -290,7 +294,7 @@ impl Checks {
             } => snapshot
                 .tokens
                 .get(token)
-                .filter(|t| t.session_valid(*slot, password_id, now()))
+                .filter(|t| t.session_valid(*slot, password_id, unix_now()))
                 .and_then(|t| snapshot.compiled.get(&t.scope_map))
                 .map(|m| m.gateway_actions(name))
                 .unwrap_or_default(),
@@ -305,7 +309,7 @@ impl Checks {
         ttl: Duration,
         access: Vec<Access>,
     ) -> Claims {
-        let now = now();
+        let now = unix_now();
         let (who, sub, slot, pwd) = match principal {
             Principal::Admin => ("admin", self.admin_username(), None, None),
             Principal::Token {

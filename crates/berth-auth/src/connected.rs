@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::action::RepositoryAction;
+use crate::cron::Cron;
 use crate::error::IdentityError;
 use crate::scope_map::{RepositoryPattern, RepositoryRule};
 
@@ -134,7 +135,7 @@ pub struct SyncSchedule {
     /// The expression, its fields joined by single spaces.
     text: String,
     /// `None`: continuous.
-    cron: Option<croner::Cron>,
+    cron: Option<Cron>,
 }
 
 impl SyncSchedule {
@@ -165,7 +166,7 @@ impl SyncSchedule {
     }
 
     /// The cron expression, for a scheduled sync.
-    pub fn cron(&self) -> Option<&croner::Cron> {
+    pub fn cron(&self) -> Option<&Cron> {
         self.cron.as_ref()
     }
 
@@ -436,7 +437,7 @@ fn check_cron_field(
 }
 
 /// Parses a 5-field cron expression, each field within its range.
-fn parse_schedule(schedule: &str) -> Result<croner::Cron, IdentityError> {
+fn parse_schedule(schedule: &str) -> Result<Cron, IdentityError> {
     let fields: Vec<&str> = schedule.split_whitespace().collect();
     if fields.len() != 5 {
         return Err(IdentityError::Invalid(format!(
@@ -448,7 +449,7 @@ fn parse_schedule(schedule: &str) -> Result<croner::Cron, IdentityError> {
     for (field, spec) in fields.iter().zip(CRON_FIELDS) {
         check_cron_field(schedule, field, spec)?;
     }
-    schedule.parse::<croner::Cron>().map_err(|e| {
+    schedule.parse::<Cron>().map_err(|e| {
         IdentityError::Invalid(format!(
             "sync schedule `{schedule}` is not a valid cron expression ({e}); use minute hour day month weekday, \
              e.g. `0 */2 * * *`"
@@ -457,11 +458,11 @@ fn parse_schedule(schedule: &str) -> Result<croner::Cron, IdentityError> {
 }
 
 /// Checks that a cron schedule fires at all (`0 0 31 2 *` never does).
-fn check_fires(schedule: &str, cron: &croner::Cron) -> Result<(), IdentityError> {
-    let now = chrono::Utc::now();
-    let horizon = now + chrono::Duration::days(366 * CRON_HORIZON_YEARS);
-    match cron.find_next_occurrence(&now, false) {
-        Ok(next) if next <= horizon => Ok(()),
+fn check_fires(schedule: &str, cron: &Cron) -> Result<(), IdentityError> {
+    let now = jiff::Timestamp::now();
+    let horizon = now + jiff::SignedDuration::from_hours(24 * 366 * CRON_HORIZON_YEARS);
+    match cron.next_after(now) {
+        Some(next) if next <= horizon => Ok(()),
         _ => Err(IdentityError::Invalid(format!(
             "sync schedule `{schedule}` never fires: no date matches it (e.g. day 31 of a month that has 30 days or \
              fewer); content would never sync"

@@ -12,13 +12,14 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use berth_oci::time::unix_now;
+
 use crate::action::GatewayAction;
 use crate::connected::{
     self, Activation, ConnectedRegistry, InstanceStatus, LogLevel, Mode, SyncSettings,
     pattern_within, sync_rules, validate_notification,
 };
 use crate::error::IdentityError;
-use crate::identity::now;
 use crate::management::{GeneratedPassword, fill_slot};
 use crate::records::{Records, Snapshot};
 use crate::scope_map::{GatewayRule, RepositoryPattern, ScopeMap};
@@ -209,7 +210,7 @@ fn derived_sync_maps(
         let created_at = snapshot
             .scope_maps
             .get(&token.scope_map)
-            .map_or_else(now, |m| m.created_at);
+            .map_or_else(unix_now, |m| m.created_at);
         let mut map = ScopeMap {
             name: token.scope_map.clone(),
             description: format!("Sync scope map of connected registry {}", registry.name),
@@ -397,7 +398,7 @@ impl Hierarchy {
                         hint: "; delete it first",
                     });
                 }
-                let now = now();
+                let now = unix_now();
                 // Created empty here; the derivation below fills it.
                 writes.push(Write::PutScopeMap(ScopeMap {
                     name: map_name.clone(),
@@ -434,7 +435,7 @@ impl Hierarchy {
             sync: new.sync.clone(),
             log_level: new.log_level,
             notifications: dedup(new.notifications.clone()),
-            created_at: now(),
+            created_at: unix_now(),
             activation: None,
             deactivated: Vec::new(),
             status: None,
@@ -560,7 +561,7 @@ impl Hierarchy {
                 if let Some(active) = registry.activation.take() {
                     registry.deactivated.push(connected::Deactivation {
                         instance_id: active.instance_id,
-                        deactivated_at: now(),
+                        deactivated_at: unix_now(),
                     });
                     let excess = registry
                         .deactivated
@@ -688,7 +689,7 @@ impl Hierarchy {
                                 kind: "token",
                                 name: registry.sync_token.clone(),
                             })?;
-                        let password = fill_slot(&mut token, slot, now(), None);
+                        let password = fill_slot(&mut token, slot, unix_now(), None);
                         Ok((vec![Write::PutToken(token)], password))
                     })
                     .await?,
@@ -747,7 +748,7 @@ impl Hierarchy {
                     None => {
                         registry.activation = Some(Activation {
                             instance_id: instance_id.to_owned(),
-                            activated_at: now(),
+                            activated_at: unix_now(),
                         });
                         registry.status = None;
                         Ok((
@@ -1365,7 +1366,7 @@ mod tests {
                     .connected_registry("factory")
                     .await
                     .unwrap(),
-                now()
+                unix_now()
             ),
             ConnectionState::Offline
         );
@@ -1418,7 +1419,7 @@ mod tests {
                     .connected_registry("factory")
                     .await
                     .unwrap(),
-                now()
+                unix_now()
             ),
             ConnectionState::Online
         );
@@ -1441,7 +1442,7 @@ mod tests {
                     .connected_registry("factory")
                     .await
                     .unwrap(),
-                now() + 16
+                unix_now() + 16
             ),
             ConnectionState::Offline
         );

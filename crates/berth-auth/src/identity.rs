@@ -30,12 +30,6 @@ use berth_notify::{LocalNotifier, Notifier, Subscription};
 
 type Result<T, E = IdentityError> = std::result::Result<T, E>;
 
-pub(crate) fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
 /// Identity settings, parsed once from configuration.
 #[derive(Debug, Clone)]
 pub struct IdentityConfig {

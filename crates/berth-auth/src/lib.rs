@@ -12,6 +12,7 @@
 //! - `contract` (feature `contract-tests`): the suite every store implementation runs;
 //! - [`connected`], [`hierarchy`]: connected registries as resources of the root: their
 //!   rules, sync tokens and derived sync scope maps, activation and status;
+//! - [`cron`]: a sync schedule's cron expression and when it ticks (UTC);
 //! - [`network`]: network access settings (public switch, IP rules, private endpoint
 //!   states, data endpoint switch) and their compiled form;
 //! - [`gateway`]: the configuration document that flows down to connected registries, and
@@ -29,6 +30,7 @@ pub mod checks;
 pub mod connected;
 #[cfg(feature = "contract-tests")]
 pub mod contract;
+pub mod cron;
 pub mod error;
 pub mod gateway;
 pub mod hierarchy;

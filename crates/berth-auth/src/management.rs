@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_oci::time::unix_now;
 use serde::Serialize;
 
 use crate::access_token::SigningKey;
@@ -15,7 +16,7 @@ use crate::keys::{KeyPurpose, StoredKey, grace};
 
 use crate::error::IdentityError;
 use crate::hierarchy::check_client_tokens;
-use crate::identity::{Settings, now};
+use crate::identity::Settings;
 use crate::network::{NetworkPolicy, NetworkSettings};
 use crate::records::{ANONYMOUS_PULL_KEY, NETWORK_KEY, Records, Snapshot};
 use crate::scope_map::{self, GatewayRule, RepositoryRule, ScopeMap};
@@ -170,7 +171,7 @@ fn scope_map_for(snapshot: &Snapshot, new: &NewToken) -> Result<(String, Option<
                 &new.repositories,
                 &new.gateways,
             )?;
-            map.created_at = now();
+            map.created_at = unix_now();
             Ok((name, Some(map)))
         }
     }
@@ -215,7 +216,7 @@ impl Management {
                 "a scope map needs at least one repository or gateway rule".into(),
             ));
         }
-        map.created_at = now();
+        map.created_at = unix_now();
         self.records
             .change(|snapshot| {
                 if snapshot.scope_maps.contains_key(name) {
@@ -328,7 +329,7 @@ impl Management {
     /// Creates a token (and its scope map, when given rules instead of a scope map name).
     pub async fn create_token(&self, new: NewToken) -> Result<(Token, Vec<GeneratedPassword>)> {
         token::validate_name(&new.name)?;
-        let now = now();
+        let now = unix_now();
         if new.expiry.is_some_and(|e| e <= now) {
             return Err(IdentityError::Invalid(
                 "the passwords' expiry must be in the future".into(),
@@ -453,7 +454,7 @@ impl Management {
         slots: &[Slot],
         expiry: Option<i64>,
     ) -> Result<Vec<GeneratedPassword>> {
-        let now = now();
+        let now = unix_now();
         if expiry.is_some_and(|e| e <= now) {
             return Err(IdentityError::Invalid(
                 "the expiry must be in the future".into(),
@@ -554,7 +555,7 @@ impl Management {
                 }
                 let key = initial.clone().unwrap_or_else(SigningKey::generate);
                 Ok((
-                    vec![Write::PutKey(StoredKey::new(purpose, &key, now()))],
+                    vec![Write::PutKey(StoredKey::new(purpose, &key, unix_now()))],
                     (),
                 ))
             })
@@ -564,7 +565,7 @@ impl Management {
     /// Makes a new current key of `purpose`. The previous one keeps verifying until what it
     /// signed has expired; keys retired longer ago than that are deleted. Returns the new key.
     pub async fn rotate_key(&self, purpose: KeyPurpose) -> Result<StoredKey> {
-        let now = now();
+        let now = unix_now();
         let grace = grace(purpose, self.refresh_token_ttl);
         self.records
             .change(|snapshot| {

@@ -10,9 +10,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use berth_oci::time::unix_now;
+
 use crate::connected::{ConnectedRegistry, InstanceStatus, order_details};
 use crate::error::IdentityError;
-use crate::identity::now;
 use crate::store::IdentityStore;
 
 type Result<T, E = IdentityError> = std::result::Result<T, E>;
@@ -46,7 +47,7 @@ impl Statuses {
     /// Records a report of `registry`'s active instance; the problems the root saw for it
     /// become past: it is online again.
     pub(crate) async fn report(&self, registry: &str, mut status: InstanceStatus) -> Result<()> {
-        status.reported_at = now();
+        status.reported_at = unix_now();
         let fresh = {
             let written = self.written.lock().unwrap_or_else(|e| e.into_inner());
             written.get(registry).is_some_and(|last| {
@@ -77,7 +78,7 @@ impl Statuses {
         description: &str,
     ) -> Result<()> {
         self.store
-            .put_event(registry, code, description, now())
+            .put_event(registry, code, description, unix_now())
             .await?;
         // The next report must be written, to end it.
         self.written
@@ -94,7 +95,7 @@ impl Statuses {
             .unwrap_or_else(|e| e.into_inner())
             .remove(registry);
         self.store.delete_status(registry).await?;
-        self.store.resolve_events(registry, now()).await
+        self.store.resolve_events(registry, unix_now()).await
     }
 
     /// Forgets everything of `registry` (deleted).

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use berth_oci::time::unix_now;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
@@ -118,13 +119,6 @@ pub trait IdentityStore: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct SqliteIdentityStore {
     pool: SqlitePool,
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 impl SqliteIdentityStore {
@@ -296,7 +290,7 @@ impl IdentityStore for SqliteIdentityStore {
                     .bind(map.name.clone())
                     .bind(json(map))
                     .bind(map.created_at)
-                    .bind(now()),
+                    .bind(unix_now()),
                     "scope_map",
                     &map.name,
                 ),
@@ -313,7 +307,7 @@ impl IdentityStore for SqliteIdentityStore {
                     .bind(token.scope_map.clone())
                     .bind(json(token))
                     .bind(token.created_at)
-                    .bind(now()),
+                    .bind(unix_now()),
                     "token",
                     &token.name,
                 ),
@@ -337,7 +331,7 @@ impl IdentityStore for SqliteIdentityStore {
                     .bind(registry.parent.clone())
                     .bind(json(registry))
                     .bind(registry.created_at)
-                    .bind(now()),
+                    .bind(unix_now()),
                     "connected_registry",
                     &registry.name,
                 ),
@@ -366,7 +360,7 @@ impl IdentityStore for SqliteIdentityStore {
             sqlx::query("INSERT INTO identity_changes (kind, name, at) VALUES ($1, $2, $3)")
                 .bind(kind)
                 .bind(name.as_str())
-                .bind(now())
+                .bind(unix_now())
                 .execute(&mut *tx)
                 .await
                 .map_err(IdentityError::store)?;
@@ -405,7 +399,7 @@ impl IdentityStore for SqliteIdentityStore {
         )
         .bind(&admin.username)
         .bind(&admin.password_hash)
-        .bind(now())
+        .bind(unix_now())
         .execute(&self.pool)
         .await
         .map(drop)

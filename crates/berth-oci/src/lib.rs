@@ -5,7 +5,8 @@
 //! - [`endpoint`]: a registry's `host[:port]`;
 //! - [`name`]: [`RepositoryName`], [`Tag`] and [`Reference`] with the spec's grammars;
 //! - [`manifest`]: parsing and validating the manifest kinds a registry stores;
-//! - [`error`]: the spec's error codes ([`ErrorCode`]).
+//! - [`error`]: the spec's error codes ([`ErrorCode`]);
+//! - [`time`]: the clock, in the Unix seconds every crate records times in.
 //!
 //! Every other Berth crate takes these types instead of strings, so a value that reaches
 //! storage or the network has already been validated once, here.
@@ -15,6 +16,7 @@ pub mod endpoint;
 pub mod error;
 pub mod manifest;
 pub mod name;
+pub mod time;
 
 pub use digest::{Algorithm, Digest, Hasher};
 pub use error::ErrorCode;

@@ -32,7 +32,7 @@ pub use blob::{BlobStore, ByteStream, FsBlobStore};
 pub use change::{Change, ChangeAction, ChangeEvent, ChangePage, Origin};
 pub use error::RegistryError;
 pub use metadata::{MetadataStore, Referrer, SqliteMetadata, StoredManifest};
-pub use registry::{Blob, ManifestPushed, Registry, RegistryConfig};
+pub use registry::{Blob, ManifestPushed, Registry, RegistryConfig, Uploads};
 
 /// The id of an upload session: a random UUID, also its `Docker-Upload-UUID`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]

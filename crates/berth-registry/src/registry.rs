@@ -1,9 +1,10 @@
 //! [`Registry`]: the distribution API's operations over a [`BlobStore`] and a
 //! [`MetadataStore`].
 //!
-//! Upload sessions are in the `upload` module.
+//! Upload sessions are [`Uploads`] (the `upload` module), which a registry owns and hands out
+//! ([`Registry::uploads`]).
 //!
-//! Architecture invariants kept here:
+//! Architecture invariants kept here (and in [`Uploads`]):
 //! - bytes are hashed as they stream in, once: a chunked upload keeps its hash state between
 //!   requests, in its metadata row (and rebuilds it from the stored data only when the row
 //!   has none, or lags the data after a crash);
@@ -16,14 +17,17 @@
 
 mod upload;
 
+pub use upload::Uploads;
+
 use std::ops::Range;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use berth_notify::{LocalNotifier, Notifier, Subscription, Topic};
 use berth_oci::manifest::ManifestError;
 use berth_oci::name::DEFAULT_MAX_NAME_LENGTH;
+use berth_oci::time::unix_now;
 use berth_oci::{Digest, Manifest, Reference, RepositoryName, Tag};
 use bytes::Bytes;
 
@@ -91,21 +95,12 @@ pub struct Registry {
     blobs: Arc<dyn BlobStore>,
     metadata: Arc<dyn MetadataStore>,
     config: RegistryConfig,
-    /// Upload sessions this process touched: their locks and last states (`upload`).
-    uploads: upload::Sessions,
+    /// Upload sessions, over the same stores.
+    uploads: Uploads,
     cache: ManifestCache,
     /// Announces every committed content change ([`Topic::Content`]): to those following
     /// the change log, and to the manifest cache, whose generation it is.
     notifier: Arc<dyn Notifier>,
-    /// Since when blob writes have failed for lack of space, until one succeeds.
-    storage_full: Mutex<Option<SystemTime>>,
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 impl Registry {
@@ -117,13 +112,16 @@ impl Registry {
         config: RegistryConfig,
     ) -> Self {
         Registry {
+            uploads: Uploads::new(
+                Arc::clone(&blobs),
+                Arc::clone(&metadata),
+                config.upload_max_age,
+            ),
             blobs,
             metadata,
             config,
-            uploads: upload::Sessions::default(),
             cache: ManifestCache::default(),
             notifier: Arc::new(LocalNotifier::new()),
-            storage_full: Mutex::new(None),
         }
     }
 
@@ -145,6 +143,19 @@ impl Registry {
     /// change log records), so a follower can wait for the next one instead of polling.
     pub fn subscribe_changes(&self) -> Subscription {
         self.notifier.subscribe(Topic::Content)
+    }
+
+    /// Upload sessions: starting, continuing, completing, cancelling and sweeping them.
+    pub fn uploads(&self) -> &Uploads {
+        &self.uploads
+    }
+
+    /// Since when blob writes have been failing because the storage is full (no space or
+    /// quota left); `None` once a write succeeds again. A connected registry reports it as
+    /// `DISK_FULL` in its status. (Blobs are written by upload sessions only, so it is
+    /// [`Uploads`] that watches.)
+    pub fn storage_full_since(&self) -> Option<SystemTime> {
+        self.uploads.storage_full_since()
     }
 
     /// Links a blob the store already holds (pushed to another repository) into

@@ -22,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use berth_oci::time::unix_now;
 use std::sync::Arc;
 
 use berth_auth::KeyRing;
@@ -64,10 +65,6 @@ impl std::fmt::Debug for DataEndpoint {
 
 fn message(repository: &str, digest: &str, expires: i64) -> Vec<u8> {
     format!("berth-data-v1\n{repository}\n{digest}\n{expires}").into_bytes()
-}
-
-fn now() -> i64 {
-    jiff::Timestamp::now().as_second()
 }
 
 impl DataEndpoint {
@@ -183,7 +180,7 @@ async fn serve(state: &AppState, request: Request) -> Result<Response, ApiError>
         digest,
         params.get("expires"),
         params.get("signature"),
-        now(),
+        unix_now(),
     )?;
     let name = state.registry.repository_name(name)?;
     let digest = Registry::digest(digest)?;
@@ -217,7 +214,7 @@ pub async fn redirect(
         return Ok(None);
     }
     state.registry.blob(name, digest).await?;
-    let location = data.sign(name, digest, now());
+    let location = data.sign(name, digest, unix_now());
     Ok(Some(
         Response::builder()
             .status(StatusCode::TEMPORARY_REDIRECT)

@@ -324,12 +324,12 @@ async fn abandoned_uploads_are_swept() {
     let location = r.header("location").to_owned();
     app.call("PATCH", &location, &[], "partial").await;
     assert_eq!(
-        app.registry.sweep_uploads().await.unwrap(),
+        app.registry.uploads().sweep().await.unwrap(),
         0,
         "a fresh session is kept"
     );
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert_eq!(app.registry.sweep_uploads().await.unwrap(), 1);
+    assert_eq!(app.registry.uploads().sweep().await.unwrap(), 1);
     let r = app.get(&location).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.json()["errors"][0]["code"], "BLOB_UPLOAD_UNKNOWN");

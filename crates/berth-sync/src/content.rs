@@ -23,8 +23,8 @@ use berth_auth::scope_map::RepositoryPattern;
 use berth_notify::Subscription;
 use berth_oci::{Digest, Manifest, Reference, RepositoryName, Tag, media_type};
 use berth_registry::{Change, ChangeEvent, ChangePage, Origin, Registry, RegistryError};
-use chrono::Utc;
 use futures_util::{StreamExt, TryStreamExt};
+use jiff::Timestamp;
 use serde::Deserialize;
 
 use crate::client::{LONG_POLL, LinkError};
@@ -136,13 +136,12 @@ impl ContentSync {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             };
-            let (wait, until) = match schedule.gate(&current.sync, Utc::now()) {
+            let (wait, until) = match schedule.gate(&current.sync, Timestamp::now()) {
                 Gate::Open => (LONG_POLL, None),
                 Gate::OpenUntil(end) => (Duration::ZERO, Some(end)),
                 Gate::ClosedUntil(next) => {
                     self.link.activity.set_scheduled_run(false);
-                    let pause = (next - Utc::now())
-                        .to_std()
+                    let pause = Duration::try_from(next - Timestamp::now())
                         .unwrap_or_default()
                         .min(Duration::from_secs(30));
                     // Until the tick, or until the configuration (maybe the schedule) changes.
@@ -167,9 +166,9 @@ impl ContentSync {
                     // A scheduled run ends when it caught up or its window closed; what is
                     // left goes on at the next tick.
                     if let Some(end) = until
-                        && (!applied || Utc::now() >= end)
+                        && (!applied || Timestamp::now() >= end)
                     {
-                        schedule.mark_run(Utc::now());
+                        schedule.mark_run(Timestamp::now());
                         self.link.activity.set_scheduled_run(false);
                         on_synced();
                     }
@@ -197,7 +196,10 @@ impl ContentSync {
             _ = config_changes.changed() => return Ok(Round::Interrupted),
         };
         if let Some(now) = settings()
-            && matches!(schedule.gate(&now.sync, Utc::now()), Gate::ClosedUntil(_))
+            && matches!(
+                schedule.gate(&now.sync, Timestamp::now()),
+                Gate::ClosedUntil(_)
+            )
         {
             return Ok(Round::Interrupted);
         }

@@ -16,6 +16,7 @@ use berth_auth::gateway::{ActivateRequest, ConfigDocument, RegistrySettings, Sta
 use berth_auth::gateway::{Gateway, GatewayError};
 use berth_auth::scope_map::RepositoryPattern;
 use berth_notify::{Notifier, Topic};
+use berth_oci::time::unix_now;
 use tokio::sync::Notify;
 
 use berth_registry::Registry;
@@ -116,13 +117,6 @@ pub struct Instance {
     synced: Arc<SyncedRepositories>,
     /// Set by whichever part of the link meets a final answer.
     stop: Stop,
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> InstanceError + '_ {
@@ -293,7 +287,7 @@ impl Instance {
                 registry: self.name().to_owned(),
                 instance_id: self.instance_id.clone(),
                 connection: retirement::fingerprint(&self.connection),
-                at: now(),
+                at: unix_now(),
                 message: error.to_string(),
             };
             if let Err(e) = retired.save(&self.data_dir) {
@@ -332,7 +326,7 @@ impl Instance {
                     if let Err(e) = self.install(document, true).await {
                         return e;
                     }
-                    *self.last_sync.write().unwrap_or_else(|e| e.into_inner()) = Some(now());
+                    *self.last_sync.write().unwrap_or_else(|e| e.into_inner()) = Some(unix_now());
                     break;
                 }
                 Err(e) if e.is_final() => return self.final_error(e),
@@ -382,7 +376,10 @@ impl Instance {
                     Schedule::new(&this.data_dir),
                     move || settings_of.settings(),
                     config_changes,
-                    || *this.last_sync.write().unwrap_or_else(|e| e.into_inner()) = Some(now()),
+                    || {
+                        *this.last_sync.write().unwrap_or_else(|e| e.into_inner()) =
+                            Some(unix_now())
+                    },
                 )
                 .await;
             this.stop.stop(this.final_error(error));
@@ -421,11 +418,11 @@ impl Instance {
                     if let Err(e) = self.install(document, true).await {
                         tracing::error!(error = %e, "could not keep the configuration");
                     }
-                    *self.last_sync.write().unwrap_or_else(|e| e.into_inner()) = Some(now());
+                    *self.last_sync.write().unwrap_or_else(|e| e.into_inner()) = Some(unix_now());
                 }
                 Ok(None) => {
                     backoff = Duration::from_millis(200);
-                    *self.last_sync.write().unwrap_or_else(|e| e.into_inner()) = Some(now());
+                    *self.last_sync.write().unwrap_or_else(|e| e.into_inner()) = Some(unix_now());
                 }
                 Err(e) if e.is_final() => return self.final_error(e),
                 Err(e) => {
@@ -446,7 +443,9 @@ impl Instance {
         }
         match self.registry.storage_full_since() {
             Some(since) => {
-                let since = chrono::DateTime::<chrono::Utc>::from(since).to_rfc3339();
+                let since = jiff::Timestamp::try_from(since)
+                    .map(|t| t.display_with_offset(jiff::tz::Offset::UTC).to_string())
+                    .unwrap_or_default();
                 self.problems.raise(
                     "DISK_FULL",
                     format!("blob writes fail for lack of space on the data directory's file system (since {since}): pushes and sync are refused until space is freed"),

@@ -76,8 +76,8 @@ impl Retirement {
 
     /// What the instance says when it stops, or refuses to start, for this reason.
     pub fn explain(&self, data_dir: &Path) -> String {
-        let when = chrono::DateTime::from_timestamp(self.at, 0)
-            .map(|t| t.to_rfc3339())
+        let when = jiff::Timestamp::from_second(self.at)
+            .map(|t| t.display_with_offset(jiff::tz::Offset::UTC).to_string())
             .unwrap_or_default();
         match self.cause {
             Cause::Deactivated => format!(

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use berth_auth::connected::{CONTINUOUS, SyncSettings};
-use chrono::{DateTime, Utc};
+use berth_auth::cron::Cron;
+use jiff::{SignedDuration, Timestamp};
 
 /// Whether content may move now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,9 +21,9 @@ pub enum Gate {
     /// Continuous sync: always.
     Open,
     /// A scheduled run is on until this time.
-    OpenUntil(DateTime<Utc>),
+    OpenUntil(Timestamp),
     /// Closed until the next tick, at this time.
-    ClosedUntil(DateTime<Utc>),
+    ClosedUntil(Timestamp),
 }
 
 /// The schedule of one instance, and the memory of its last run.
@@ -31,7 +32,7 @@ pub struct Schedule {
 }
 
 /// The cron expression and window of a scheduled sync; `None` for a continuous one.
-fn parse(settings: &SyncSettings) -> Option<(&croner::Cron, Option<Duration>)> {
+fn parse(settings: &SyncSettings) -> Option<(&Cron, Option<Duration>)> {
     let cron = settings.schedule.cron()?;
     Some((cron, settings.window.as_ref().map(|w| w.duration())))
 }
@@ -50,32 +51,32 @@ impl Schedule {
 
     /// The end of the last run, and the schedule it ran under (absent in files written
     /// before it was kept).
-    fn last_run(&self) -> Option<(DateTime<Utc>, Option<String>)> {
+    fn last_run(&self) -> Option<(Timestamp, Option<String>)> {
         let text = std::fs::read_to_string(&self.state_file).ok()?;
         let mut lines = text.lines();
-        let at = DateTime::from_timestamp(lines.next()?.trim().parse().ok()?, 0)?;
+        let at = Timestamp::from_second(lines.next()?.trim().parse().ok()?).ok()?;
         Some((at, lines.next().map(normalized)))
     }
 
-    fn record(&self, at: DateTime<Utc>, schedule: &str) {
-        let text = format!("{}\n{}\n", at.timestamp(), normalized(schedule));
+    fn record(&self, at: Timestamp, schedule: &str) {
+        let text = format!("{}\n{}\n", at.as_second(), normalized(schedule));
         if let Err(e) = std::fs::write(&self.state_file, text) {
             tracing::warn!(error = %e, file = %self.state_file.display(), "could not record the last sync run");
         }
     }
 
     /// Records that a run (or the first start) ended at `at`, under the schedule in force.
-    pub fn mark_run(&self, at: DateTime<Utc>) {
+    pub fn mark_run(&self, at: Timestamp) {
         match self.last_run().and_then(|(_, s)| s) {
             Some(schedule) => self.record(at, &schedule),
             None => {
-                let _ = std::fs::write(&self.state_file, at.timestamp().to_string());
+                let _ = std::fs::write(&self.state_file, at.as_second().to_string());
             }
         }
     }
 
     /// Whether content may move at `now` under `settings`.
-    pub fn gate(&self, settings: &SyncSettings, now: DateTime<Utc>) -> Gate {
+    pub fn gate(&self, settings: &SyncSettings, now: Timestamp) -> Gate {
         let schedule = settings.schedule.as_str();
         let last = self.last_run();
         let Some((cron, window)) = parse(settings) else {
@@ -106,18 +107,13 @@ impl Schedule {
 }
 
 /// The gate at `now` for `cron` and `window`, the last run having ended at `last`.
-fn gate_at(
-    cron: &croner::Cron,
-    window: Option<Duration>,
-    last: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Gate {
-    let far = now + chrono::Duration::days(366);
-    match cron.find_next_occurrence(&last, false) {
+fn gate_at(cron: &Cron, window: Option<Duration>, last: Timestamp, now: Timestamp) -> Gate {
+    let far = now + SignedDuration::from_hours(24 * 366);
+    match cron.next_after(last) {
         // A tick since the last run (possibly missed while down): a run is due.
-        Ok(tick) if tick <= now => {
-            let window =
-                window.map(|w| chrono::Duration::from_std(w).unwrap_or(chrono::Duration::days(7)));
+        Some(tick) if tick <= now => {
+            let window = window
+                .map(|w| SignedDuration::try_from(w).unwrap_or(SignedDuration::from_hours(24 * 7)));
             // A missed tick is made up from now, for a whole window.
             let start = if window.is_some_and(|w| tick + w < now) {
                 now
@@ -126,8 +122,8 @@ fn gate_at(
             };
             Gate::OpenUntil(window.map_or(far, |w| start + w))
         }
-        Ok(tick) => Gate::ClosedUntil(tick),
-        Err(_) => Gate::ClosedUntil(far),
+        Some(tick) => Gate::ClosedUntil(tick),
+        None => Gate::ClosedUntil(far),
     }
 }
 
@@ -135,7 +131,7 @@ fn gate_at(
 mod tests {
     use super::*;
 
-    fn at(s: &str) -> DateTime<Utc> {
+    fn at(s: &str) -> Timestamp {
         s.parse().unwrap()
     }
 
@@ -146,7 +142,7 @@ mod tests {
 
     #[test]
     fn ticks_windows_and_missed_ticks() {
-        let cron: croner::Cron = "0 */2 * * *".parse().unwrap();
+        let cron: Cron = "0 */2 * * *".parse().unwrap();
         let hour = Some(Duration::from_secs(3600));
         // Right after a run: closed until the next tick.
         assert_eq!(
@@ -185,7 +181,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let schedule = Schedule::new(dir.path());
         assert_eq!(
-            schedule.gate(&SyncSettings::default(), Utc::now()),
+            schedule.gate(&SyncSettings::default(), Timestamp::now()),
             Gate::Open
         );
         let yearly = scheduled("0 0 1 1 *");

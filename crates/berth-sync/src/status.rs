@@ -12,6 +12,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use berth_auth::connected::{StatusDetail, order_details, trim_past};
+use berth_oci::time::unix_now;
 
 /// Whether content is moving over the link now: the instance reports `Syncing` while it is.
 #[derive(Debug, Default)]
@@ -56,10 +57,6 @@ pub struct Problems {
     details: Mutex<Vec<StatusDetail>>,
 }
 
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
 impl Problems {
     /// `code` lasts, as `description` says. Raised again while it lasts, it keeps the time
     /// it started and takes the new description.
@@ -71,7 +68,7 @@ impl Problems {
             .find(|d| d.code == code && d.is_current())
         {
             Some(current) => current.description = description,
-            None => details.push(StatusDetail::new(code, description, now())),
+            None => details.push(StatusDetail::new(code, description, unix_now())),
         }
         trim_past(&mut details);
     }
@@ -79,7 +76,7 @@ impl Problems {
     /// `code` is over (nothing happens if it was not raised).
     pub fn clear(&self, code: &str) {
         let mut details = self.lock();
-        let at = now();
+        let at = unix_now();
         let mut changed = false;
         for detail in details
             .iter_mut()
@@ -95,7 +92,7 @@ impl Problems {
 
     /// Something that happened and needs no action: kept as a past problem.
     pub fn notice(&self, code: &str, description: impl Into<String>) {
-        let at = now();
+        let at = unix_now();
         let mut details = self.lock();
         details.push(StatusDetail {
             resolved_at: Some(at),

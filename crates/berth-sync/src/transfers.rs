@@ -152,14 +152,15 @@ impl Downloads {
         {
             // A transfer left from before is of no use any more.
             if let Some(id) = self.transfers.get(key) {
-                let _ = registry.cancel_upload(repository, &id).await;
+                let _ = registry.uploads().cancel(repository, &id).await;
                 self.transfers.remove(key)?;
             }
             return Ok(());
         }
         let resumable = match self.transfers.get(key) {
             Some(id) => registry
-                .upload_offset(repository, &id)
+                .uploads()
+                .offset(repository, &id)
                 .await
                 .ok()
                 .map(|offset| (id, offset)),
@@ -168,7 +169,7 @@ impl Downloads {
         let (id, offset) = match resumable {
             Some(session) => session,
             None => {
-                let id = registry.start_upload(repository).await?;
+                let id = registry.uploads().start(repository).await?;
                 self.transfers.insert(key, id)?;
                 (id, 0)
             }
@@ -181,9 +182,12 @@ impl Downloads {
             self.fetch_into(repository, &id, &path, offset, key).await?;
         }
         self.transfers.remove(key)?;
-        let finished = registry.finish_upload(repository, &id, digest, None).await;
+        let finished = registry
+            .uploads()
+            .finish(repository, &id, digest, None)
+            .await;
         if finished.is_err() {
-            let _ = registry.cancel_upload(repository, &id).await;
+            let _ = registry.uploads().cancel(repository, &id).await;
         }
         Ok(finished?)
     }
@@ -199,7 +203,8 @@ impl Downloads {
                 Some(repository) => self
                     .link
                     .registry
-                    .upload_offset(repository, &id)
+                    .uploads()
+                    .offset(repository, &id)
                     .await
                     .is_ok(),
                 None => false,
@@ -236,7 +241,7 @@ impl Downloads {
         if offset > 0 && response.status() != reqwest::StatusCode::PARTIAL_CONTENT {
             // The parent sent the whole blob: start this transfer over.
             self.transfers.remove(key)?;
-            let _ = self.link.registry.cancel_upload(repository, id).await;
+            let _ = self.link.registry.uploads().cancel(repository, id).await;
             return Err(SyncError::Parent(format!(
                 "{path}: the parent ignored the range request; starting over"
             )));
@@ -255,7 +260,8 @@ impl Downloads {
         // On a cut the bytes received so far stay in the session, for the next attempt.
         self.link
             .registry
-            .append_upload(repository, id, Some(offset), body)
+            .uploads()
+            .append(repository, id, Some(offset), body)
             .await?;
         Ok(())
     }

@@ -18,8 +18,8 @@ use berth_auth::gateway::RegistrySettings;
 use berth_auth::scope_map::RepositoryPattern;
 use berth_oci::{Digest, Manifest, Reference, RepositoryName};
 use berth_registry::{Change, ChangeEvent, Origin, Registry, RegistryError};
-use chrono::Utc;
 use futures_util::{StreamExt, TryStreamExt};
+use jiff::Timestamp;
 
 use crate::client::LinkError;
 use crate::link::{Link, Retry};
@@ -52,7 +52,7 @@ enum Sent {
     /// Everything sent (or nothing to send).
     All,
     /// Local changes wait for the schedule to open, at this time.
-    WaitUntil(chrono::DateTime<Utc>),
+    WaitUntil(Timestamp),
 }
 
 impl Upstream {
@@ -137,8 +137,7 @@ impl Upstream {
                     // the schedule may change).
                     let pause = match sent {
                         Sent::All => Duration::from_secs(5),
-                        Sent::WaitUntil(next) => (next - Utc::now())
-                            .to_std()
+                        Sent::WaitUntil(next) => Duration::try_from(next - Timestamp::now())
                             .unwrap_or_default()
                             .clamp(Duration::from_millis(100), Duration::from_secs(5)),
                     };
@@ -159,7 +158,9 @@ impl Upstream {
             return Ok(Sent::All);
         };
         let read_write = settings.mode == Mode::ReadWrite;
-        if read_write && let Gate::ClosedUntil(next) = schedule.gate(&settings.sync, Utc::now()) {
+        if read_write
+            && let Gate::ClosedUntil(next) = schedule.gate(&settings.sync, Timestamp::now())
+        {
             // Kept, in order, for the next run.
             return Ok(Sent::WaitUntil(next));
         }

@@ -212,7 +212,7 @@ pub async fn seed_private_endpoints(identity: &Identity, config: &Config) -> Res
     if new.is_empty() {
         return Ok(());
     }
-    let now = jiff::Timestamp::now().as_second();
+    let now = berth_oci::time::unix_now();
     identity
         .management()
         .update_network(|settings| {

@@ -382,7 +382,7 @@ fn spawn_upload_sweeper(registry: Arc<Registry>) {
         let mut tick = tokio::time::interval(period);
         loop {
             tick.tick().await;
-            match registry.sweep_uploads().await {
+            match registry.uploads().sweep().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(removed = n, "removed abandoned upload sessions"),
                 Err(e) => tracing::warn!(error = %e, "could not sweep upload sessions"),

@@ -5,9 +5,10 @@
 
 use std::path::Path;
 use std::str::FromStr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
+use berth_oci::time::unix_now;
 use berth_oci::{Digest, RepositoryName, Tag};
 use bytes::Bytes;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -33,13 +34,6 @@ pub struct SqliteMetadata {
 
 fn err(e: impl std::error::Error + Send + Sync + 'static) -> MetadataError {
     MetadataError(Box::new(e))
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 fn parse_digest(s: &str) -> Result<Digest> {
@@ -95,7 +89,7 @@ async fn ensure_repository(conn: &mut SqliteConnection, name: &RepositoryName) -
          ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id",
     )
     .bind(name.as_str())
-    .bind(now())
+    .bind(unix_now())
     .fetch_one(&mut *conn)
     .await
     .map(|row| row.get(0))
@@ -125,7 +119,7 @@ async fn log_change(
     .bind(event.digest().to_string())
     .bind(event.tag().map(Tag::as_str))
     .bind(event.media_type())
-    .bind(now())
+    .bind(unix_now())
     .bind(origin.as_str())
     .execute(&mut *conn)
     .await
@@ -215,7 +209,7 @@ impl MetadataStore for SqliteMetadata {
         .bind(repo_id)
         .bind(digest.to_string())
         .bind(size as i64)
-        .bind(now())
+        .bind(unix_now())
         .execute(&mut *tx)
         .await
         .map_err(err)?;
@@ -285,7 +279,7 @@ impl MetadataStore for SqliteMetadata {
         .bind(m.artifact_type.as_deref())
         .bind(m.subject.as_ref().map(|s| s.to_string()))
         .bind(m.annotations.as_ref().map(|a| a.to_string()))
-        .bind(now())
+        .bind(unix_now())
         .execute(&mut *tx)
         .await
         .map_err(err)?
@@ -324,7 +318,7 @@ impl MetadataStore for SqliteMetadata {
             .bind(repo_id)
             .bind(tag.as_str())
             .bind(&digest)
-            .bind(now())
+            .bind(unix_now())
             .execute(&mut *tx)
             .await
             .map_err(err)?
@@ -579,7 +573,7 @@ impl MetadataStore for SqliteMetadata {
         sqlx::query("INSERT INTO uploads (id, repository, created_at) VALUES ($1, $2, $3)")
             .bind(id.to_string())
             .bind(repository.as_str())
-            .bind(now())
+            .bind(unix_now())
             .execute(&self.pool)
             .await
             .map(drop)
@@ -612,7 +606,7 @@ impl MetadataStore for SqliteMetadata {
         .bind(expected as i64)
         .bind(received as i64)
         .bind(hash_state)
-        .bind(now())
+        .bind(unix_now())
         .execute(&self.progress)
         .await
         .map(|r| r.rows_affected() > 0)

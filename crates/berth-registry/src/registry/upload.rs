@@ -1,4 +1,6 @@
-//! Upload sessions: chunked and monolithic blob pushes, and content sync's blob transfers.
+//! [`Uploads`]: upload sessions, for chunked and monolithic blob pushes and content sync's
+//! blob transfers. [`Registry`](super::Registry) owns one and hands it out
+//! ([`Registry::uploads`](super::Registry::uploads)).
 //!
 //! A session's progress lives in its metadata row ([`UploadRecord`]): the bytes received and
 //! the SHA-256 state of exactly those bytes ([`Hasher::save`]), so any process sharing the
@@ -32,11 +34,11 @@ use berth_oci::{Algorithm, Digest, Hasher, RepositoryName};
 use futures_util::StreamExt;
 use tokio::sync::OwnedMutexGuard;
 
-use super::{Registry, Result};
+use super::Result;
 use crate::UploadId;
-use crate::blob::{AppendError, ByteStream};
+use crate::blob::{AppendError, BlobStore, ByteStream};
 use crate::error::RegistryError;
-use crate::metadata::UploadRecord;
+use crate::metadata::{MetadataStore, UploadRecord};
 
 /// A session's hash state: SHA-256 of its first `offset` bytes.
 #[derive(Clone)]
@@ -48,7 +50,7 @@ struct State {
 /// The sessions this process has touched: each one's lock, and the state its last request
 /// here left (if that request knew it).
 #[derive(Default)]
-pub(super) struct Sessions(Mutex<HashMap<UploadId, Arc<tokio::sync::Mutex<Option<State>>>>>);
+struct Sessions(Mutex<HashMap<UploadId, Arc<tokio::sync::Mutex<Option<State>>>>>);
 
 impl Sessions {
     fn map(
@@ -89,11 +91,39 @@ fn is_storage_full(e: &std::io::Error) -> bool {
     )
 }
 
-impl Registry {
-    /// Since when blob writes have been failing because the storage is full (no space or
-    /// quota left); `None` once a write succeeds again. A connected registry reports it as
-    /// `DISK_FULL` in its status.
-    pub fn storage_full_since(&self) -> Option<SystemTime> {
+/// The upload sessions of a registry: each one's bytes in the blob store and progress in
+/// its metadata row, and, in this process, each one's lock and last state. Also what blob
+/// writes tell of the storage: since when it has been full.
+pub struct Uploads {
+    blobs: Arc<dyn BlobStore>,
+    metadata: Arc<dyn MetadataStore>,
+    /// Sessions idle for longer than this are removed ([`Uploads::sweep`]).
+    max_age: Duration,
+    /// Upload sessions this process touched: their locks and last states.
+    sessions: Sessions,
+    /// Since when blob writes have failed for lack of space, until one succeeds.
+    storage_full: Mutex<Option<SystemTime>>,
+}
+
+impl Uploads {
+    /// Upload sessions over the given stores, removed when idle for longer than `max_age`.
+    pub(super) fn new(
+        blobs: Arc<dyn BlobStore>,
+        metadata: Arc<dyn MetadataStore>,
+        max_age: Duration,
+    ) -> Self {
+        Uploads {
+            blobs,
+            metadata,
+            max_age,
+            sessions: Sessions::default(),
+            storage_full: Mutex::new(None),
+        }
+    }
+
+    /// Since when blob writes have been failing because the storage is full
+    /// ([`Registry::storage_full_since`](super::Registry::storage_full_since)).
+    pub(super) fn storage_full_since(&self) -> Option<SystemTime> {
         *self.storage_full.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -122,13 +152,13 @@ impl Registry {
     }
 
     /// Opens an upload session for `repository`.
-    pub async fn start_upload(&self, repository: &RepositoryName) -> Result<UploadId> {
+    pub async fn start(&self, repository: &RepositoryName) -> Result<UploadId> {
         let id = UploadId::new();
         self.blob_write(self.blobs.create_upload(&id).await, 0)?;
         self.metadata.create_upload(&id, repository).await?;
         // Known here without reading anything: empty. (Elsewhere, an empty session's state is
         // rebuilt from its empty data, which costs nothing.)
-        *self.uploads.slot(&id).lock().await = Some(State {
+        *self.sessions.slot(&id).lock().await = Some(State {
             hasher: Hasher::new(Algorithm::Sha256),
             offset: 0,
         });
@@ -137,8 +167,8 @@ impl Registry {
 
     /// Takes the session's lock and reads its row, after checking that it exists and belongs
     /// to `repository`.
-    async fn lock_session(&self, repository: &RepositoryName, id: &UploadId) -> Result<Locked> {
-        let cached = self.uploads.slot(id).lock_owned().await;
+    async fn lock(&self, repository: &RepositoryName, id: &UploadId) -> Result<Locked> {
+        let cached = self.sessions.slot(id).lock_owned().await;
         match self.metadata.upload(id).await? {
             Some(record) if record.repository == repository.as_str() => Ok(Locked {
                 id: *id,
@@ -149,7 +179,7 @@ impl Registry {
             None => {
                 drop(cached);
                 // No such session: keep no lock for it (ids are guessable, memory is not free).
-                self.uploads.remove(id);
+                self.sessions.remove(id);
                 Err(RegistryError::UploadUnknown(*id))
             }
         }
@@ -157,7 +187,7 @@ impl Registry {
 
     /// The session's state: the one this process left, if the row still agrees; else the
     /// row's, if the stored bytes agree; else rebuilt from the stored bytes, and recorded.
-    async fn session_state(&self, session: &mut Locked) -> Result<State> {
+    async fn state(&self, session: &mut Locked) -> Result<State> {
         if let Some(state) = session
             .cached
             .as_ref()
@@ -183,7 +213,7 @@ impl Registry {
                 offset: stored,
             },
             None => {
-                let (hasher, offset) = self.hash_upload(&id, Algorithm::Sha256).await?;
+                let (hasher, offset) = self.hash(&id, Algorithm::Sha256).await?;
                 let state = State { hasher, offset };
                 self.record_progress(session, &state).await?;
                 state
@@ -220,7 +250,7 @@ impl Registry {
         Ok(())
     }
 
-    async fn hash_upload(&self, id: &UploadId, algorithm: Algorithm) -> Result<(Hasher, u64)> {
+    async fn hash(&self, id: &UploadId, algorithm: Algorithm) -> Result<(Hasher, u64)> {
         if self.blobs.upload_len(id).await?.is_none() {
             return Err(RegistryError::UploadUnknown(*id));
         }
@@ -236,8 +266,8 @@ impl Registry {
     }
 
     /// Bytes received so far by a session.
-    pub async fn upload_offset(&self, repository: &RepositoryName, id: &UploadId) -> Result<u64> {
-        let session = self.lock_session(repository, id).await?;
+    pub async fn offset(&self, repository: &RepositoryName, id: &UploadId) -> Result<u64> {
+        let session = self.lock(repository, id).await?;
         if session
             .cached
             .as_ref()
@@ -254,14 +284,14 @@ impl Registry {
 
     /// Appends a chunk. `start`, from `Content-Range`, must equal the bytes received so far.
     /// Returns the new total.
-    pub async fn append_upload(
+    pub async fn append(
         &self,
         repository: &RepositoryName,
         id: &UploadId,
         start: Option<u64>,
         body: ByteStream<'_>,
     ) -> Result<u64> {
-        let mut session = self.lock_session(repository, id).await?;
+        let mut session = self.lock(repository, id).await?;
         let state = self.append_locked(&mut session, start, body, true).await?;
         Ok(state.offset)
     }
@@ -277,7 +307,7 @@ impl Registry {
         body: ByteStream<'_>,
         record: bool,
     ) -> Result<State> {
-        let state = self.session_state(session).await?;
+        let state = self.state(session).await?;
         if let Some(start) = start
             && start != state.offset
         {
@@ -342,31 +372,31 @@ impl Registry {
 
     /// Completes an upload: appends the optional last chunk, checks the digest, and publishes
     /// the blob in `repository`. A digest mismatch cancels the session.
-    pub async fn finish_upload(
+    pub async fn finish(
         &self,
         repository: &RepositoryName,
         id: &UploadId,
         digest: &Digest,
         last_chunk: Option<(Option<u64>, ByteStream<'_>)>,
     ) -> Result<()> {
-        let mut session = self.lock_session(repository, id).await?;
+        let mut session = self.lock(repository, id).await?;
         let (state, unrecorded) = match last_chunk {
             Some((start, body)) => {
                 let state = self.append_locked(&mut session, start, body, false).await?;
                 let unrecorded = state.offset != session.record.received;
                 (state, unrecorded)
             }
-            None => (self.session_state(&mut session).await?, false),
+            None => (self.state(&mut session).await?, false),
         };
         let actual = match digest.algorithm() {
             Algorithm::Sha256 => state.hasher.peek(),
             // Bytes are hashed with SHA-256 as they arrive; other algorithms are rare
             // enough to afford a second read.
-            other => self.hash_upload(id, other).await?.0.finish(),
+            other => self.hash(id, other).await?.0.finish(),
         };
         if &actual != digest {
             drop(session);
-            self.cancel_upload(repository, id).await?;
+            self.cancel(repository, id).await?;
             return Err(RegistryError::DigestMismatch {
                 expected: digest.clone(),
                 actual,
@@ -390,28 +420,29 @@ impl Registry {
             return Err(e);
         }
         drop(session);
-        self.uploads.remove(id);
+        self.sessions.remove(id);
         Ok(())
     }
 
     /// Cancels an upload session and drops its data.
-    pub async fn cancel_upload(&self, repository: &RepositoryName, id: &UploadId) -> Result<()> {
-        let _session = self.lock_session(repository, id).await?;
-        self.forget_upload(id).await
+    pub async fn cancel(&self, repository: &RepositoryName, id: &UploadId) -> Result<()> {
+        let _session = self.lock(repository, id).await?;
+        self.forget(id).await
     }
 
-    async fn forget_upload(&self, id: &UploadId) -> Result<()> {
+    async fn forget(&self, id: &UploadId) -> Result<()> {
         self.metadata.delete_upload(id).await?;
         self.blobs.abort_upload(id).await?;
-        self.uploads.remove(id);
+        self.sessions.remove(id);
         Ok(())
     }
 
-    /// Removes upload sessions idle for longer than the configured age, and upload data that
+    /// Removes upload sessions idle for longer than the configured age (`upload_max_age`), and upload data that
     /// no session refers to. Returns how many were removed.
-    pub async fn sweep_uploads(&self) -> Result<usize> {
-        let max_age = self.config.upload_max_age;
-        let cutoff = SystemTime::now().checked_sub(max_age).unwrap_or(UNIX_EPOCH);
+    pub async fn sweep(&self) -> Result<usize> {
+        let cutoff = SystemTime::now()
+            .checked_sub(self.max_age)
+            .unwrap_or(UNIX_EPOCH);
         let stored: HashMap<UploadId, SystemTime> =
             self.blobs.list_uploads().await?.into_iter().collect();
         let records = self.metadata.uploads().await?;
@@ -425,14 +456,14 @@ impl Registry {
                 .unwrap_or(recorded)
                 .max(recorded);
             if last_active < cutoff {
-                self.forget_upload(&record.id).await?;
+                self.forget(&record.id).await?;
                 removed += 1;
             }
         }
         let recorded: HashSet<UploadId> = records.iter().map(|r| r.id).collect();
         // A session started since the rows were read may lose its cached state here, which
         // costs it one rebuild of an empty state.
-        self.uploads.retain_recorded(&recorded);
+        self.sessions.retain_recorded(&recorded);
         for (id, modified) in stored {
             if !recorded.contains(&id) && modified < cutoff {
                 self.blobs.abort_upload(&id).await?;
@@ -453,7 +484,7 @@ mod tests {
     use super::*;
     use crate::blob::{BlobStore, FsBlobStore};
     use crate::metadata::{MetadataStore, SqliteMetadata};
-    use crate::{RegistryConfig, UploadId};
+    use crate::{Registry, RegistryConfig, UploadId};
 
     /// The file system store, counting how often an upload's data is read back (hashed
     /// again).
@@ -564,8 +595,11 @@ mod tests {
 
     /// A session started on `node`, holding `first`.
     async fn session(node: &Registry, first: &'static [u8]) -> UploadId {
-        let id = node.start_upload(&repo()).await.unwrap();
-        let len = node.append_upload(&repo(), &id, Some(0), body(first)).await;
+        let id = node.uploads().start(&repo()).await.unwrap();
+        let len = node
+            .uploads()
+            .append(&repo(), &id, Some(0), body(first))
+            .await;
         assert_eq!(len.unwrap(), first.len() as u64);
         id
     }
@@ -574,21 +608,24 @@ mod tests {
     async fn another_node_continues_a_session_without_hashing_again() {
         let shared = Shared::new().await;
         let (one, two) = (shared.node(), shared.node());
-        let id = one.start_upload(&repo()).await.unwrap();
+        let id = one.uploads().start(&repo()).await.unwrap();
         assert_eq!(
-            one.append_upload(&repo(), &id, Some(0), body(b"hello "))
+            one.uploads()
+                .append(&repo(), &id, Some(0), body(b"hello "))
                 .await
                 .unwrap(),
             6
         );
-        assert_eq!(two.upload_offset(&repo(), &id).await.unwrap(), 6);
+        assert_eq!(two.uploads().offset(&repo(), &id).await.unwrap(), 6);
         assert_eq!(
-            two.append_upload(&repo(), &id, Some(6), body(b"world"))
+            two.uploads()
+                .append(&repo(), &id, Some(6), body(b"world"))
                 .await
                 .unwrap(),
             11
         );
-        one.finish_upload(&repo(), &id, &Digest::sha256(b"hello world"), None)
+        one.uploads()
+            .finish(&repo(), &id, &Digest::sha256(b"hello world"), None)
             .await
             .unwrap();
         assert_eq!(shared.rehashes(), 0, "the state came from the row");
@@ -606,15 +643,16 @@ mod tests {
         let shared = Shared::new().await;
         let (one, two) = (shared.node(), shared.node());
         let id = session(&one, b"abc").await;
-        two.finish_upload(&repo(), &id, &Digest::sha256(b"abc"), None)
+        two.uploads()
+            .finish(&repo(), &id, &Digest::sha256(b"abc"), None)
             .await
             .unwrap();
-        assert!(one.uploads.map().contains_key(&id));
-        let open = one.start_upload(&repo()).await.unwrap();
-        one.sweep_uploads().await.unwrap();
-        assert!(!one.uploads.map().contains_key(&id));
+        assert!(one.uploads.sessions.map().contains_key(&id));
+        let open = one.uploads().start(&repo()).await.unwrap();
+        one.uploads().sweep().await.unwrap();
+        assert!(!one.uploads.sessions.map().contains_key(&id));
         assert!(
-            one.uploads.map().contains_key(&open),
+            one.uploads.sessions.map().contains_key(&open),
             "a live session stays"
         );
     }
@@ -624,22 +662,26 @@ mod tests {
         let shared = Shared::new().await;
         let (one, two) = (shared.node(), shared.node());
         let id = session(&one, b"abc").await;
-        two.append_upload(&repo(), &id, Some(3), body(b"def"))
+        two.uploads()
+            .append(&repo(), &id, Some(3), body(b"def"))
             .await
             .unwrap();
         // `one` still believes the session holds 3 bytes.
         let err = one
-            .append_upload(&repo(), &id, Some(3), body(b"xyz"))
+            .uploads()
+            .append(&repo(), &id, Some(3), body(b"xyz"))
             .await
             .unwrap_err();
         assert!(
             matches!(err, RegistryError::UploadRangeInvalid { offset: 6 }),
             "{err:?}"
         );
-        one.append_upload(&repo(), &id, None, body(b"ghi"))
+        one.uploads()
+            .append(&repo(), &id, None, body(b"ghi"))
             .await
             .unwrap();
-        two.finish_upload(&repo(), &id, &Digest::sha256(b"abcdefghi"), None)
+        two.uploads()
+            .finish(&repo(), &id, &Digest::sha256(b"abcdefghi"), None)
             .await
             .unwrap();
         assert_eq!(shared.rehashes(), 0);
@@ -676,13 +718,16 @@ mod tests {
                 .unwrap()
         );
         let two = shared.node();
-        two.append_upload(&repo(), &id, Some(3), body(b"def"))
+        two.uploads()
+            .append(&repo(), &id, Some(3), body(b"def"))
             .await
             .unwrap();
-        two.append_upload(&repo(), &id, Some(6), body(b"ghi"))
+        two.uploads()
+            .append(&repo(), &id, Some(6), body(b"ghi"))
             .await
             .unwrap();
-        two.finish_upload(&repo(), &id, &Digest::sha256(b"abcdefghi"), None)
+        two.uploads()
+            .finish(&repo(), &id, &Digest::sha256(b"abcdefghi"), None)
             .await
             .unwrap();
         assert_eq!(shared.rehashes(), 1);
@@ -700,8 +745,9 @@ mod tests {
             .await
             .unwrap();
         let two = shared.node();
-        assert_eq!(two.upload_offset(&repo(), &id).await.unwrap(), 6);
-        two.finish_upload(&repo(), &id, &Digest::sha256(b"abcdef"), None)
+        assert_eq!(two.uploads().offset(&repo(), &id).await.unwrap(), 6);
+        two.uploads()
+            .finish(&repo(), &id, &Digest::sha256(b"abcdef"), None)
             .await
             .unwrap();
         assert_eq!(shared.rehashes(), 1);
@@ -715,14 +761,16 @@ mod tests {
         shared.blobs.fail_commit.store(true, Ordering::SeqCst);
         let digest = Digest::sha256(b"abcdef");
         let full = one
-            .finish_upload(&repo(), &id, &digest, Some((Some(3), body(b"def"))))
+            .uploads()
+            .finish(&repo(), &id, &digest, Some((Some(3), body(b"def"))))
             .await
             .unwrap_err();
         assert!(matches!(full, RegistryError::StorageFull(_)), "{full:?}");
         // The retry may reach another node: the row knows the last chunk.
         let two = shared.node();
-        assert_eq!(two.upload_offset(&repo(), &id).await.unwrap(), 6);
-        two.finish_upload(&repo(), &id, &digest, None)
+        assert_eq!(two.uploads().offset(&repo(), &id).await.unwrap(), 6);
+        two.uploads()
+            .finish(&repo(), &id, &digest, None)
             .await
             .unwrap();
         assert_eq!(shared.rehashes(), 0);
@@ -734,7 +782,8 @@ mod tests {
         let one = shared.node();
         let id = session(&one, b"abc").await;
         let wrong = one
-            .finish_upload(
+            .uploads()
+            .finish(
                 &repo(),
                 &id,
                 &Digest::sha256(b"nope"),
@@ -745,7 +794,7 @@ mod tests {
         assert!(matches!(wrong, RegistryError::DigestMismatch { .. }));
         assert!(
             matches!(
-                one.upload_offset(&repo(), &id).await,
+                one.uploads().offset(&repo(), &id).await,
                 Err(RegistryError::UploadUnknown(_))
             ),
             "a digest mismatch cancels the session"

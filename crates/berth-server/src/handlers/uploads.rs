@@ -111,23 +111,24 @@ pub async fn start(
             }
         }
         // Not mountable: fall back to a normal session, as the spec requires.
-        let id = registry.start_upload(name).await?;
+        let id = registry.uploads().start(name).await?;
         return Ok(session_response(StatusCode::ACCEPTED, name, &id, 0));
     }
     if let Some(digest) = params.get("digest") {
         let digest = Registry::digest(digest)?;
-        let id = registry.start_upload(name).await?;
+        let id = registry.uploads().start(name).await?;
         let result = registry
-            .finish_upload(name, &id, &digest, Some((None, body_stream(body))))
+            .uploads()
+            .finish(name, &id, &digest, Some((None, body_stream(body))))
             .await;
         if result.is_err() {
             // Best effort: a failed monolithic upload leaves no session behind.
-            let _ = registry.cancel_upload(name, &id).await;
+            let _ = registry.uploads().cancel(name, &id).await;
         }
         result?;
         return Ok(created(name, &digest));
     }
-    let id = registry.start_upload(name).await?;
+    let id = registry.uploads().start(name).await?;
     Ok(session_response(StatusCode::ACCEPTED, name, &id, 0))
 }
 
@@ -143,13 +144,14 @@ pub async fn patch(
     let start = match chunk_start(headers) {
         Ok(start) => start,
         Err(e) => {
-            let offset = state.registry.upload_offset(name, &id).await?;
+            let offset = state.registry.uploads().offset(name, &id).await?;
             return Err(e.with_header(header::RANGE, range_header(offset)));
         }
     };
     let offset = state
         .registry
-        .append_upload(name, &id, start, body_stream(body))
+        .uploads()
+        .append(name, &id, start, body_stream(body))
         .await
         .map_err(|e| match e {
             RegistryError::UploadRangeInvalid { offset } => ApiError::from(e)
@@ -174,7 +176,8 @@ pub async fn put(
     let start = chunk_start(headers)?;
     state
         .registry
-        .finish_upload(name, &id, &digest, Some((start, body_stream(body))))
+        .uploads()
+        .finish(name, &id, &digest, Some((start, body_stream(body))))
         .await?;
     Ok(created(name, &digest))
 }
@@ -186,7 +189,7 @@ pub async fn status(
     id: &str,
 ) -> Result<Response, ApiError> {
     let id = parse_id(id)?;
-    let offset = state.registry.upload_offset(name, &id).await?;
+    let offset = state.registry.uploads().offset(name, &id).await?;
     Ok(session_response(StatusCode::NO_CONTENT, name, &id, offset))
 }
 
@@ -197,7 +200,7 @@ pub async fn cancel(
     id: &str,
 ) -> Result<Response, ApiError> {
     let id = parse_id(id)?;
-    state.registry.cancel_upload(name, &id).await?;
+    state.registry.uploads().cancel(name, &id).await?;
     Ok(Response::builder()
         .status(StatusCode::NO_CONTENT)
         .body(Body::empty())

@@ -160,11 +160,6 @@ impl FromRequestParts<AppState> for IdentityAdmin {
     }
 }
 
-/// Now, in Unix seconds.
-fn now() -> i64 {
-    jiff::Timestamp::now().as_second()
-}
-
 /// A time as the API writes it: RFC 3339, UTC.
 fn time(unix: i64) -> String {
     jiff::Timestamp::from_second(unix)

@@ -7,9 +7,10 @@ use axum::extract::{Path, State};
 use berth_api as api;
 use berth_auth::IdentityError;
 use berth_auth::network::{ConnectionState, NetworkSettings, PrivateEndpointConnection};
+use berth_oci::time::unix_now;
 use http::StatusCode;
 
-use super::{Admin, Body, MaybeBody, now, time, wire};
+use super::{Admin, Body, MaybeBody, time, wire};
 use crate::error::ApiError;
 use crate::network::ListenerInfo;
 use crate::state::AppState;
@@ -151,7 +152,7 @@ async fn decide(
         .identity
         .management()
         .update_network(|s| {
-            s.set_connection(name, to, description.clone(), now());
+            s.set_connection(name, to, description.clone(), unix_now());
             Ok(())
         })
         .await?;
@@ -190,7 +191,7 @@ pub(crate) async fn delete_connection(
         .management()
         .update_network(|s| {
             if current.configured {
-                s.set_connection(&name, ConnectionState::Disconnected, None, now());
+                s.set_connection(&name, ConnectionState::Disconnected, None, unix_now());
             } else {
                 s.private_endpoints.remove(&name);
             }

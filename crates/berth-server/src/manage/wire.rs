@@ -13,12 +13,9 @@ use berth_auth::network::{self, DefaultAction};
 use berth_auth::{
     GatewayRule, GeneratedPassword, RepositoryRule, ScopeMap, Slot, Token, TokenStatus,
 };
+use berth_oci::time::unix_now;
 
 use super::time;
-
-fn now() -> i64 {
-    jiff::Timestamp::now().as_second()
-}
 
 /// What the login server does with clients outside every IP rule.
 pub(super) fn default_action(action: DefaultAction) -> api::DefaultAction {
@@ -129,7 +126,7 @@ pub(super) fn scope_map_view(map: ScopeMap) -> api::ScopeMapView {
 
 /// A token with its filled password slots (never their hashes), expired or not as of now.
 pub(super) fn token_view(token: Token) -> api::TokenView {
-    let now = now();
+    let now = unix_now();
     let passwords = Slot::BOTH
         .into_iter()
         .filter_map(|slot| {
@@ -173,7 +170,7 @@ fn sync_settings_view(sync: SyncSettings) -> api::SyncSettingsView {
 
 /// A connected registry with its instance's status as of now.
 pub(super) fn connected_registry_view(r: ConnectedRegistry) -> api::ConnectedRegistryView {
-    let state = connection_state(&r, now());
+    let state = connection_state(&r, unix_now());
     let status = r.status.clone().unwrap_or_default();
     api::ConnectedRegistryView {
         activation: if r.activation.is_some() {
