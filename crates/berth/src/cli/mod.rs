@@ -22,6 +22,7 @@ pub mod client;
 pub mod connected_registry;
 pub mod credentials;
 pub mod error;
+pub mod gc;
 pub mod keys;
 pub mod login;
 pub mod network;
@@ -77,6 +78,8 @@ pub enum Command {
     Show(registry::ShowArgs),
     /// List and rotate the registry's signing keys (tokens, data URLs).
     Keys(keys::KeysArgs),
+    /// Garbage collection: run one now, see the last ones, stop one.
+    Gc(gc::GcArgs),
 }
 
 /// Runs a management command and turns its outcome into the documented exit code.
@@ -93,6 +96,7 @@ pub fn run(command: Command) -> ExitCode {
         Command::Update(args) => registry::update(args),
         Command::Show(args) => registry::show(args),
         Command::Keys(args) => keys::run(args),
+        Command::Gc(args) => gc::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
