@@ -36,6 +36,9 @@ type Result<T, E = RegistryError> = std::result::Result<T, E>;
 /// crash): the next collection finishes it, and a writer may take it over.
 pub const STALE_COLLECTION: Duration = Duration::from_secs(600);
 
+/// An upload file with no session record for this long was left by a crash.
+const ORPHAN_UPLOAD: Duration = Duration::from_secs(600);
+
 /// Blobs examined per batch.
 const BATCH: u32 = 256;
 
@@ -262,9 +265,11 @@ impl Registry {
         if !dry {
             self.finish_stale_collections(handle).await?;
         }
+        // An upload file is created a moment before its session's record: one with no
+        // record for minutes was left by a crash.
         let uploads = self
             .uploads
-            .sweep_with(dry, options.grace.min(self.config.upload_max_age))
+            .sweep_with(dry, ORPHAN_UPLOAD.min(self.config.upload_max_age))
             .await?;
         handle.update(|run| run.uploads_removed = uploads as u64);
         for rule in &options.retention {

@@ -426,7 +426,12 @@ impl BlobStore for FsBlobStore {
                 let entry = entry?;
                 let name = entry.file_name();
                 if let Some(id) = name.to_str().and_then(|n| n.parse::<UploadId>().ok()) {
-                    out.push((id, entry.metadata()?.modified()?));
+                    match entry.metadata() {
+                        Ok(metadata) => out.push((id, metadata.modified()?)),
+                        // Finished or dropped since the directory was read.
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(e),
+                    }
                 }
             }
             Ok(out)

@@ -314,9 +314,9 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// given time (Unix milliseconds). Known digests are left as they are.
     async fn record_blob_files(&self, files: &[(Digest, u64, i64)]) -> Result<()>;
 
-    /// Up to `limit` blobs after `after` (in digest order) that nothing references (no
-    /// repository links them, no manifest names them) and that were last claimed or linked
-    /// before `before_ms`.
+    /// Up to `limit` blobs after `after` (in digest order) that no manifest references and
+    /// that were last claimed or linked before `before_ms` (links with no manifest naming the
+    /// blob protect it for the grace only: a push links its blobs before its manifest).
     async fn unreferenced_blobs(
         &self,
         before_ms: i64,
@@ -324,8 +324,9 @@ pub trait MetadataStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<BlobRecord>>;
 
-    /// Marks `blob` as being deleted, at `now_ms`, if it is exactly as seen (same
-    /// `updated_at`, still present) and nothing references it. Returns whether it did.
+    /// Marks `blob` as being deleted, at `now_ms`, and removes its repository links, if it
+    /// is exactly as seen (same `updated_at`) and no manifest references it. Returns whether
+    /// it did.
     async fn begin_collect(&self, blob: &BlobRecord, now_ms: i64) -> Result<bool>;
 
     /// Forgets a blob whose bytes were deleted.

@@ -115,11 +115,10 @@ async fn touch_blob(conn: &mut SqliteConnection, digest: &Digest, size: u64) -> 
     .map_err(err)
 }
 
-/// Whether anything references the blob: a repository's link, or any manifest.
+/// Whether any manifest, in any repository, references the blob.
 async fn blob_referenced(conn: &mut SqliteConnection, digest: &Digest) -> Result<bool> {
     sqlx::query(
-        "SELECT EXISTS (SELECT 1 FROM repository_blobs WHERE digest = $1) \
-         OR EXISTS (SELECT 1 FROM manifest_references WHERE target_digest = $1 AND target_kind = 'blob')",
+        "SELECT EXISTS (SELECT 1 FROM manifest_references WHERE target_digest = $1 AND target_kind = 'blob')",
     )
     .bind(digest.to_string())
     .fetch_one(&mut *conn)
@@ -757,7 +756,6 @@ impl MetadataStore for SqliteMetadata {
         sqlx::query(
             "SELECT b.digest, b.size, b.updated_at FROM blobs b \
              WHERE b.state = 'present' AND b.updated_at < $1 AND b.digest > $2 \
-             AND NOT EXISTS (SELECT 1 FROM repository_blobs r WHERE r.digest = b.digest) \
              AND NOT EXISTS (SELECT 1 FROM manifest_references m WHERE m.target_digest = b.digest AND m.target_kind = 'blob') \
              ORDER BY b.digest LIMIT $3",
         )
@@ -789,6 +787,15 @@ impl MetadataStore for SqliteMetadata {
         .map_err(err)?
         .rows_affected()
             == 1;
+        if marked {
+            // Its links go with it, in the same step: a manifest put after this refers to a
+            // blob the repository no longer has, and is refused (the client pushes it again).
+            sqlx::query("DELETE FROM repository_blobs WHERE digest = $1")
+                .bind(blob.digest.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+        }
         tx.commit().await.map_err(err)?;
         Ok(marked)
     }
