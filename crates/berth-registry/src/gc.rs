@@ -7,10 +7,11 @@
 //! - a writer *claims* a blob (its row `present`, clock = now) before placing its bytes, and
 //!   *links* it (clock = now again) in one transaction; a claim or a link that meets
 //!   `deleting` is refused and retried, never forced;
-//! - the collector picks blobs that nothing references (no repository link, no manifest
-//!   naming them) and whose clock is older than the grace, turns each to `deleting` only if
-//!   its row is exactly as seen and still unreferenced (one transaction), then deletes the
-//!   bytes, then forgets the row.
+//! - the collector picks blobs that no manifest references and whose clock is older than
+//!   the grace (a repository link alone protects a blob for the grace only: a push links
+//!   its layers before it puts its manifest), turns each to `deleting` and removes its links
+//!   only if its row is exactly as seen and still unreferenced (one transaction), then
+//!   deletes the bytes, then forgets the row.
 //!
 //! A writer that claimed before the collector's turn changed the clock, so the turn fails;
 //! a writer that comes after it waits until the row is gone, and then places its bytes

@@ -346,11 +346,16 @@ pub enum ConfigError {
 
 fn parse_duration(key: &'static str, value: &str) -> Result<Duration, ConfigError> {
     let invalid = |message: String| ConfigError::Invalid { key, message };
-    let parsed: jiff::SignedDuration = value.parse().map_err(|e| {
-        invalid(format!(
-            "`{value}` is not a duration such as `24h`, `90m` or `PT1H` ({e})"
-        ))
-    })?;
+    // Days and weeks are taken as 24 hours and 7 days: `14d` for a retention means what it
+    // says, whatever the clocks did in between.
+    let parsed = value
+        .parse::<jiff::Span>()
+        .and_then(|span| span.to_duration(jiff::SpanRelativeTo::days_are_24_hours()))
+        .map_err(|e| {
+            invalid(format!(
+                "`{value}` is not a duration such as `14d`, `24h`, `90m` or `PT1H` ({e})"
+            ))
+        })?;
     Duration::try_from(parsed).map_err(|_| invalid(format!("`{value}` is negative")))
 }
 
@@ -849,6 +854,53 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("upload_max_age"), "{err}");
+    }
+
+    #[test]
+    fn durations_in_days_and_the_gc_section() {
+        assert_eq!(
+            parse_duration("k", "14d").unwrap(),
+            Duration::from_secs(14 * 86400)
+        );
+        assert_eq!(
+            parse_duration("k", "1w 2h").unwrap(),
+            Duration::from_secs(7 * 86400 + 7200)
+        );
+        assert_eq!(
+            parse_duration("k", "PT1H").unwrap(),
+            Duration::from_secs(3600)
+        );
+        assert!(
+            parse_duration("k", "-5m")
+                .unwrap_err()
+                .to_string()
+                .contains("negative")
+        );
+        assert!(parse_duration("k", "1 month").is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(
+            &path,
+            "[gc]\ngrace = \"2h\"\n[[gc.retention]]\nrepositories = \"ci/*\"\nkeep_last = 10\nkeep_within = \"14d\"\ndelete_untagged = true\n",
+        )
+        .unwrap();
+        let c = Config::load(ServeArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.gc.options.grace, Duration::from_secs(7200));
+        let rule = &c.gc.options.retention[0];
+        assert_eq!(rule.keep_within, Some(Duration::from_secs(14 * 86400)));
+        assert_eq!((rule.keep_last, rule.delete_untagged), (Some(10), true));
+        std::fs::write(&path, "[[gc.retention]]\nrepositories = \"ci/*\"\n").unwrap();
+        let err = Config::load(ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("deletes nothing"), "{err}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 -- Every blob the store holds, as garbage collection sees it: when it was last uploaded or
 -- linked (in milliseconds), and whether a collection is deleting it. A blob being stored
 -- claims its row first (`present`, now), and a collection turns a row to `deleting` only if
--- it is unchanged since it was seen and nothing references the blob; so a blob uploaded,
+-- it is unchanged since it was seen and no manifest references the blob; so a blob uploaded,
 -- mounted or fetched while a collection runs is never removed (see ARCHITECTURE.md).
 CREATE TABLE blobs (
     digest      TEXT PRIMARY KEY,
