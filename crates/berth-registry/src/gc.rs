@@ -410,8 +410,9 @@ impl Registry {
         dry: bool,
     ) -> Result<()> {
         let mut tags = self.metadata.tag_history(repository).await?;
-        // Newest first.
-        tags.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.as_str().cmp(b.0.as_str())));
+        // Newest first; tags pushed in the same second, the greatest name first (`v10`
+        // before `v9` is not promised, `build-124` before `build-123` is).
+        tags.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| b.0.as_str().cmp(a.0.as_str())));
         let now = unix_now();
         let young = |updated: i64| {
             rule.keep_within
