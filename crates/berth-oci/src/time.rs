@@ -1,4 +1,5 @@
-//! The clock, in the unit Berth records times in: whole seconds since the Unix epoch.
+//! The clock, in the unit Berth records times in: whole seconds since the Unix epoch (and
+//! milliseconds where a record needs them).
 //!
 //! Tables, change logs, status reports, tokens and signed URLs all keep times this way, so
 //! every crate reads the clock here rather than each keeping a copy of the conversion.
@@ -12,6 +13,14 @@ pub fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Now, in milliseconds since the Unix epoch (0 on a clock set before it): for the few
+/// records that need finer times, such as a blob's garbage-collection clock.
+pub fn unix_now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]

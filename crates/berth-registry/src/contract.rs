@@ -30,7 +30,10 @@ use futures_util::StreamExt;
 use crate::UploadId;
 use crate::blob::{AppendError, BlobStore, ByteStream};
 use crate::change::{Change, ChangeAction, ChangeEvent, Origin};
-use crate::metadata::{MetadataStore, NewManifest, PutManifestError, Target};
+use crate::metadata::{
+    BlobClaim, BlobGeneration, BlobRecord, LinkSource, MetadataStore, NewManifest,
+    PutManifestError, Target,
+};
 
 // ----- helpers -----
 
@@ -366,6 +369,7 @@ pub async fn metadata_store_contract(make: impl AsyncFn() -> Arc<dyn MetadataSto
     concurrent_writers_keep_the_log_in_commit_order(make().await).await;
     concurrent_pushes_of_one_manifest_log_it_once(make().await).await;
     concurrent_upload_updates_have_one_winner(make().await).await;
+    a_collection_never_takes_what_a_writer_holds(make().await).await;
 }
 
 /// A manifest whose content is `content`, referencing `references`, tagged `tags`.
@@ -390,6 +394,35 @@ fn manifest(
         origin,
     }
 }
+
+/// Links a blob the way an upload does: claimed, then linked in the claim's generation.
+async fn link(
+    store: &dyn MetadataStore,
+    repository: &RepositoryName,
+    digest: &Digest,
+    size: u64,
+    upload: Option<&UploadId>,
+) {
+    let claim = claim(store, digest, size).await;
+    let source = LinkSource::Placed { claim, upload };
+    assert!(
+        store
+            .link_blob(repository, digest, size, source)
+            .await
+            .unwrap(),
+        "linking {digest} into {repository} right after its claim"
+    );
+}
+
+/// Claims a blob no collection is deleting.
+async fn claim(store: &dyn MetadataStore, digest: &Digest, size: u64) -> BlobGeneration {
+    match store.claim_blob(digest, size, STALE_MS).await.unwrap() {
+        BlobClaim::Claimed(generation) => generation,
+        BlobClaim::Collecting => panic!("claiming {digest}: refused as being collected"),
+    }
+}
+
+const STALE_MS: i64 = 600_000;
 
 async fn all_changes(store: &dyn MetadataStore) -> Vec<Change> {
     store.changes(0, 10_000).await.unwrap()
@@ -432,12 +465,12 @@ async fn a_manifest_only_when_its_references_are(store: Arc<dyn MetadataStore>) 
         "{case}: nothing logged"
     );
     // Linked in another repository is not enough.
-    store.link_blob(&repo("b"), &layer, 5, None).await.unwrap();
+    link(&*store, &repo("b"), &layer, 5, None).await;
     assert!(
         store.put_manifest(image.clone()).await.is_err(),
         "{case}: other repository"
     );
-    store.link_blob(&a, &layer, 5, None).await.unwrap();
+    link(&*store, &a, &layer, 5, None).await;
     store.put_manifest(image.clone()).await.unwrap();
     let stored = store.manifest(&a, &image.digest).await.unwrap().unwrap();
     assert_eq!(stored.content, image.content, "{case}: the exact bytes");
@@ -469,8 +502,8 @@ async fn a_blob_is_readable_only_through_a_link(store: Arc<dyn MetadataStore>) {
     let (a, b) = (repo("a"), repo("b"));
     let blob = Digest::sha256(b"blob");
     assert!(!store.repository_exists(&a).await.unwrap(), "{case}");
-    store.link_blob(&a, &blob, 4, None).await.unwrap();
-    store.link_blob(&a, &blob, 4, None).await.unwrap();
+    link(&*store, &a, &blob, 4, None).await;
+    link(&*store, &a, &blob, 4, None).await;
     assert!(
         store.repository_exists(&a).await.unwrap(),
         "{case}: created by a link"
@@ -489,7 +522,7 @@ async fn a_blob_is_readable_only_through_a_link(store: Arc<dyn MetadataStore>) {
     // Linking the blob of an upload session ends the session, in the same step.
     let id = UploadId::new();
     store.create_upload(&id, &b).await.unwrap();
-    store.link_blob(&b, &blob, 4, Some(&id)).await.unwrap();
+    link(&*store, &b, &blob, 4, Some(&id)).await;
     assert!(store.upload(&id).await.unwrap().is_none(), "{case}");
     assert_eq!(
         store.repositories(None, 10).await.unwrap(),
@@ -914,5 +947,161 @@ async fn concurrent_upload_updates_have_one_winner(store: Arc<dyn MetadataStore>
         row.hash_state.as_deref(),
         Some(&winners[0].to_le_bytes()[..]),
         "{case}: the winner's offset and state, together"
+    );
+}
+
+/// The garbage-collection protocol (ARCHITECTURE.md, "Garbage collection"), step by step,
+/// with every writer a collection can meet: a blob is marked only if unchanged since it was
+/// listed and unreferenced; a mark takes its links; bytes vouched for by a claim of an
+/// earlier generation, a link that went, or a mark are never linked.
+async fn a_collection_never_takes_what_a_writer_holds(store: Arc<dyn MetadataStore>) {
+    let case = "a_collection_never_takes_what_a_writer_holds";
+    let (a, b) = (repo("a"), repo("b"));
+    let blob = Digest::sha256(b"gc");
+    let listed = async |store: &dyn MetadataStore| {
+        let far = crate::gc::now_ms() + 60_000;
+        store.unreferenced_blobs(far, None, 10).await.unwrap()
+    };
+    // Claimed and linked: unreferenced, so listed.
+    let first = claim(&*store, &blob, 2).await;
+    let source = LinkSource::Placed {
+        claim: first,
+        upload: None,
+    };
+    assert!(
+        store.link_blob(&a, &blob, 2, source).await.unwrap(),
+        "{case}"
+    );
+    let seen = listed(&*store).await;
+    assert_eq!(seen.len(), 1, "{case}: {seen:?}");
+    // A writer claims it again after it was listed (same generation: the bytes are there):
+    // the collection, holding the older view, marks nothing, even within one millisecond.
+    assert_eq!(claim(&*store, &blob, 2).await, first, "{case}");
+    assert!(
+        !store.begin_collect(&seen[0], 0).await.unwrap(),
+        "{case}: changed since listed"
+    );
+    assert_eq!(
+        store.blob_size(&a, &blob).await.unwrap(),
+        Some(2),
+        "{case}: link kept"
+    );
+
+    // Referenced by a manifest: never marked.
+    let image = manifest(
+        &b,
+        "gc image",
+        vec![Target::Blob(blob.clone())],
+        &[],
+        Origin::Local,
+    );
+    let mount = LinkSource::Repository(&a);
+    assert!(
+        store.link_blob(&b, &blob, 2, mount).await.unwrap(),
+        "{case}: mounted"
+    );
+    store.put_manifest(image.clone()).await.unwrap();
+    assert!(listed(&*store).await.is_empty(), "{case}: referenced");
+    let now = BlobRecord {
+        updated_at: i64::MAX,
+        ..seen[0].clone()
+    };
+    assert!(
+        !store.begin_collect(&now, 0).await.unwrap(),
+        "{case}: referenced"
+    );
+    assert!(
+        store
+            .delete_manifest(&b, &image.digest, Origin::Local)
+            .await
+            .unwrap(),
+        "{case}"
+    );
+
+    // Listed afresh and marked: every link goes in the same step, and nothing vouches for
+    // the bytes any more.
+    let seen = listed(&*store).await;
+    assert!(
+        store
+            .begin_collect(&seen[0], crate::gc::now_ms())
+            .await
+            .unwrap(),
+        "{case}"
+    );
+    assert_eq!(
+        store.blob_size(&a, &blob).await.unwrap(),
+        None,
+        "{case}: links gone"
+    );
+    assert!(!store.blob_in_use(&blob).await.unwrap(), "{case}");
+    for source in [
+        LinkSource::Placed {
+            claim: first,
+            upload: None,
+        },
+        LinkSource::Repository(&a),
+        LinkSource::AnyRepository,
+    ] {
+        assert!(
+            !store.link_blob(&b, &blob, 2, source).await.unwrap(),
+            "{case}: {source:?} during the deletion"
+        );
+    }
+    assert_eq!(
+        store.claim_blob(&blob, 2, STALE_MS).await.unwrap(),
+        BlobClaim::Collecting,
+        "{case}"
+    );
+    // Forgotten: a claim made before the mark still vouches for nothing (its bytes may have
+    // been deleted under it); a new claim is a new generation.
+    store.end_collect(&blob).await.unwrap();
+    assert!(listed(&*store).await.is_empty(), "{case}: forgotten");
+    let source = LinkSource::Placed {
+        claim: first,
+        upload: None,
+    };
+    assert!(
+        !store.link_blob(&b, &blob, 2, source).await.unwrap(),
+        "{case}: old claim"
+    );
+    let second = claim(&*store, &blob, 2).await;
+    assert_ne!(second, first, "{case}");
+    assert!(
+        !store.link_blob(&b, &blob, 2, source).await.unwrap(),
+        "{case}: old claim, new record"
+    );
+    assert!(
+        !store
+            .link_blob(&b, &blob, 2, LinkSource::AnyRepository)
+            .await
+            .unwrap(),
+        "{case}: claimed is not linked"
+    );
+    let source = LinkSource::Placed {
+        claim: second,
+        upload: None,
+    };
+    assert!(
+        store.link_blob(&b, &blob, 2, source).await.unwrap(),
+        "{case}"
+    );
+    assert!(
+        store
+            .link_blob(&a, &blob, 2, LinkSource::AnyRepository)
+            .await
+            .unwrap(),
+        "{case}: adopted"
+    );
+
+    // A mark older than the staleness (a collection that crashed) is taken over by a claim,
+    // in a new generation; finishing it is then refused.
+    let seen = listed(&*store).await;
+    assert!(store.begin_collect(&seen[0], 0).await.unwrap(), "{case}");
+    assert_eq!(store.stale_collections(1).await.unwrap().len(), 1, "{case}");
+    let third = claim(&*store, &blob, 2).await;
+    assert!(third != second && third != first, "{case}");
+    assert!(
+        store.stale_collections(i64::MAX).await.unwrap().is_empty(),
+        "{case}"
     );
 }

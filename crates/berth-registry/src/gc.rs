@@ -139,9 +139,7 @@ fn millis(time: SystemTime) -> i64 {
         .unwrap_or(0)
 }
 
-fn now_ms() -> i64 {
-    millis(SystemTime::now())
-}
+pub(crate) use berth_oci::time::unix_now_ms as now_ms;
 
 impl Gc {
     /// The collection under way, if any.

@@ -33,7 +33,8 @@ pub use blob::{BlobStore, ByteStream, FsBlobStore};
 pub use change::{Change, ChangeAction, ChangeEvent, ChangePage, Origin};
 pub use error::RegistryError;
 pub use metadata::{
-    BlobClaim, BlobRecord, GcRun, MetadataStore, Referrer, SqliteMetadata, StoredManifest,
+    BlobClaim, BlobGeneration, BlobRecord, GcRun, LinkSource, MetadataStore, Referrer,
+    SqliteMetadata, StoredManifest,
 };
 pub use registry::{Blob, ManifestPushed, Registry, RegistryConfig, Uploads};
 

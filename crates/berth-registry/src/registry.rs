@@ -34,7 +34,7 @@ use bytes::Bytes;
 use crate::blob::{BlobStore, ByteStream, FsBlobStore};
 use crate::cache::ManifestCache;
 use crate::error::{RegistryError, TargetDisplay};
-use crate::metadata::BlobClaim;
+use crate::metadata::LinkSource;
 use crate::metadata::{
     Change, MetadataStore, NewManifest, Origin, PutManifestError, Referrer, SqliteMetadata,
     StoredManifest, Target,
@@ -168,12 +168,12 @@ impl Registry {
         let Some(size) = self.blobs.stat(digest).await? else {
             return Ok(false);
         };
-        // A blob a collection is deleting is not adopted: the caller fetches it instead.
-        Ok(self
-            .metadata
-            .link_blob(repository, digest, size, None)
-            .await?
-            == BlobClaim::Claimed)
+        // Adopted only while some repository links it (a blob a collection is deleting has
+        // no link left): otherwise the caller fetches it.
+        self.metadata
+            .link_blob(repository, digest, size, LinkSource::AnyRepository)
+            .await
+            .map_err(Into::into)
     }
 
     /// The embedded defaults: blobs under `data_dir` and metadata in `data_dir/metadata.db`.
@@ -258,12 +258,12 @@ impl Registry {
         if self.blobs.stat(digest).await?.is_none() {
             return Ok(false);
         }
-        // Being collected: not mounted (the client uploads it, as when a mount is refused).
-        Ok(self
-            .metadata
-            .link_blob(repository, digest, size, None)
-            .await?
-            == BlobClaim::Claimed)
+        // Mounted only if `from` still links it in the same step (a collection may have taken
+        // it since): otherwise the client uploads it, as when a mount is refused.
+        self.metadata
+            .link_blob(repository, digest, size, LinkSource::Repository(from))
+            .await
+            .map_err(Into::into)
     }
 
     // ----- manifests -----

@@ -3,7 +3,8 @@
 //! - a collection frees the bytes of deleted content (and a dry run only counts them);
 //! - retention rules untag old images (a dry run only counts), and their bytes follow;
 //! - a full disk is emptied through the API alone, and pushes work again;
-//! - concurrent pushes of images sharing layers, deletions and collections, in a loop:
+//! - concurrent pushes of images sharing layers (some by cross-repository mounts),
+//!   deletions and collections, in a loop:
 //!   every acknowledged image stays whole;
 //! - `kill -9` during a collection loses nothing referenced;
 //! - a connected registry collects on its own schedule and reports it.
@@ -31,8 +32,41 @@ use serde_json::{Value, json};
 /// or the status of the step that was refused (a collection may take a layer away between
 /// its upload and the manifest: the push is then not acknowledged).
 fn push(to: &Berth, repo: &str, tag: &str, config: &[u8], layers: &[&[u8]]) -> Result<String, u16> {
+    push_mounting(to, repo, None, tag, config, layers)
+}
+
+/// [`push`], each blob first mounted from repository `from` when given (uploaded when the
+/// mount is answered with an upload session instead: the blob is not there, or is being
+/// collected).
+fn push_mounting(
+    to: &Berth,
+    repo: &str,
+    from: Option<&str>,
+    tag: &str,
+    config: &[u8],
+    layers: &[&[u8]],
+) -> Result<String, u16> {
     let http = authn::client();
     for blob in std::iter::once(config).chain(layers.iter().copied()) {
+        if let Some(from) = from {
+            let mount = send(
+                &http,
+                "POST",
+                &format!(
+                    "{}/v2/{repo}/blobs/uploads/?mount={}&from={from}",
+                    to.url,
+                    authn::sha256_digest(blob)
+                ),
+                &Cred::admin(),
+                &[],
+                None,
+            );
+            match mount.status {
+                201 => continue,
+                202 => {}
+                status => return Err(status),
+            }
+        }
         let (post, put) = authn::upload_blob(&http, &to.url, &Cred::admin(), repo, blob);
         if post.status != 202 {
             return Err(post.status);
@@ -457,6 +491,35 @@ fn concurrent_pushes_deletions_and_collections_lose_nothing_acknowledged() {
             (acknowledged, refused)
         }));
     }
+    // A fourth writer mounts the same layers from `race` into `mirror` (never deleted there):
+    // a mount meeting a collection falls back to an upload, and loses nothing either way.
+    let mirrored: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mounter = {
+        let (berth, layers, mirrored, stop) = (
+            Arc::clone(&berth),
+            Arc::clone(&layers),
+            Arc::clone(&mirrored),
+            Arc::clone(&stop),
+        );
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let tag = format!("m-{i}");
+                let (a, b) = (i as usize % 6, (i as usize * 5 + 2) % 6);
+                if let Ok(digest) = push_mounting(
+                    &berth,
+                    "mirror",
+                    Some("race"),
+                    &tag,
+                    &config_of(&tag),
+                    &[&layers[a], &layers[b]],
+                ) {
+                    mirrored.lock().unwrap().push(digest);
+                }
+            }
+        })
+    };
     let deleter = {
         let (berth, live, stop) = (Arc::clone(&berth), Arc::clone(&live), Arc::clone(&stop));
         std::thread::spawn(move || {
@@ -508,6 +571,7 @@ fn concurrent_pushes_deletions_and_collections_lose_nothing_acknowledged() {
     for worker in workers {
         acknowledged += worker.join().unwrap().0;
     }
+    mounter.join().unwrap();
     let deleted = deleter.join().unwrap();
     let runs = collector.join().unwrap();
     assert!(
@@ -529,6 +593,11 @@ fn concurrent_pushes_deletions_and_collections_lose_nothing_acknowledged() {
     let live = live.lock().unwrap().clone();
     for digest in live.values() {
         assert_whole(&berth, "race", digest);
+    }
+    let mirrored = mirrored.lock().unwrap().clone();
+    assert!(mirrored.len() > 5, "{} mounted pushes", mirrored.len());
+    for digest in &mirrored {
+        assert_whole(&berth, "mirror", digest);
     }
 }
 

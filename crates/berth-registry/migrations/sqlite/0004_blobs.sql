@@ -1,18 +1,21 @@
 -- Every blob the store holds, as garbage collection sees it: when it was last uploaded or
--- linked (in milliseconds), and whether a collection is deleting it. A blob being stored
--- claims its row first (`present`, now), and a collection turns a row to `deleting` only if
--- it is unchanged since it was seen and no manifest references the blob; so a blob uploaded,
--- mounted or fetched while a collection runs is never removed (see ARCHITECTURE.md).
+-- linked (in milliseconds), whether a collection is deleting it, and the generation of its
+-- row (new whenever its bytes may have been deleted since). A blob being stored claims its
+-- row first (`present`, now) and is linked only in the generation it claimed; a collection
+-- turns a row to `deleting` only if it is unchanged since it was seen and no manifest
+-- references the blob; so a blob uploaded, mounted or fetched while a collection runs is
+-- never removed (see ARCHITECTURE.md).
 CREATE TABLE blobs (
     digest      TEXT PRIMARY KEY,
     size        INTEGER NOT NULL,
     state       TEXT NOT NULL CHECK (state IN ('present', 'deleting')),
-    updated_at  INTEGER NOT NULL   -- Unix milliseconds
+    updated_at  INTEGER NOT NULL,  -- Unix milliseconds
+    generation  INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX blobs_collectable ON blobs(state, updated_at);
 
-INSERT INTO blobs (digest, size, state, updated_at)
-    SELECT digest, MAX(size), 'present', MAX(created_at) * 1000 FROM repository_blobs GROUP BY digest;
+INSERT INTO blobs (digest, size, state, updated_at, generation)
+    SELECT digest, MAX(size), 'present', MAX(created_at) * 1000, 0 FROM repository_blobs GROUP BY digest;
 
 -- "Does any manifest, in any repository, reference this blob?" in one index lookup.
 CREATE INDEX manifest_references_any_target ON manifest_references(target_digest);

@@ -136,13 +136,50 @@ pub struct BlobRecord {
     pub updated_at: i64,
 }
 
-/// Whether a blob may be stored or linked now.
+/// Which life of a blob's record a claim was made in. A record gets a new generation
+/// whenever its bytes may have been deleted since the last one: when it is created again after
+/// a collection forgot it, or taken over from a collection that crashed. Bytes placed under a
+/// claim are linked only if the generation is still the same, so a writer never links bytes
+/// a collection deleted under it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobGeneration(pub i64);
+
+impl BlobGeneration {
+    /// A fresh one (random: a record deleted and made again must not get its old one back).
+    pub fn fresh() -> Self {
+        BlobGeneration(uuid::Uuid::new_v4().as_u64_pair().0 as i64)
+    }
+}
+
+/// Whether a blob may be stored now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlobClaim {
-    /// Claimed: no collection will remove it before it is linked (nor for the grace after).
-    Claimed,
+    /// Claimed: no collection will remove it before it is linked (nor for the grace after),
+    /// if it is linked with [`LinkSource::Placed`] and this generation.
+    Claimed(BlobGeneration),
     /// A collection is deleting its bytes right now: store it again once that is over.
     Collecting,
+}
+
+/// What vouches for a blob's bytes when it is linked into a repository: a link is refused
+/// (nothing written) unless it still holds in the same transaction.
+#[derive(Debug, Clone, Copy)]
+pub enum LinkSource<'a> {
+    /// Bytes placed in the blob store under this claim (and the upload session they came
+    /// from, forgotten in the same step): holds while the record is `present` in the
+    /// claim's generation.
+    Placed {
+        /// The claim made before the bytes were placed.
+        claim: BlobGeneration,
+        /// The upload session, if any.
+        upload: Option<&'a UploadId>,
+    },
+    /// This repository links the blob (a cross-repository mount): holds while it does.
+    Repository(&'a RepositoryName),
+    /// Some repository links the blob (a connected registry taking bytes it already has):
+    /// holds while one does. A collection removes every link of a blob in the step that
+    /// marks it, so a link anywhere means its bytes are there.
+    AnyRepository,
 }
 
 /// One garbage collection, as recorded.
@@ -181,15 +218,16 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     /// Makes a blob readable in a repository (creating the repository if needed), and
     /// forgets the upload session it came from, if any, in one transaction; the blob's
-    /// garbage-collection clock restarts. Refused (`BlobClaim::Collecting`, nothing written)
-    /// while a collection is deleting the blob's bytes.
+    /// garbage-collection clock restarts. Returns `false`, having written nothing, if
+    /// `source` no longer vouches for the bytes (a collection is deleting them, or deleted
+    /// them since the claim).
     async fn link_blob(
         &self,
         repository: &RepositoryName,
         digest: &Digest,
         size: u64,
-        upload: Option<&UploadId>,
-    ) -> Result<BlobClaim>;
+        source: LinkSource<'_>,
+    ) -> Result<bool>;
 
     /// The size of a blob readable in the repository.
     async fn blob_size(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<u64>>;
@@ -306,7 +344,7 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Claims `digest` (of `size` bytes) before its bytes are placed in the blob store: a
     /// collection will not remove it until it is linked, and the grace after. Refused while a
     /// collection deletes it; a `deleting` mark older than `stale_ms` (a collection that
-    /// crashed) is taken over.
+    /// crashed) is taken over, in a new generation.
     async fn claim_blob(&self, digest: &Digest, size: u64, stale_ms: i64) -> Result<BlobClaim>;
 
     /// Records blob files the store holds that have no record (left by a crash between the

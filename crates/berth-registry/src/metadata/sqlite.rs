@@ -8,15 +8,16 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use berth_oci::time::unix_now;
+use berth_oci::time::{unix_now, unix_now_ms as now_ms};
 use berth_oci::{Digest, RepositoryName, Tag};
 use bytes::Bytes;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::{
-    BlobClaim, BlobRecord, Change, ChangeAction, ChangeEvent, GcRun, MetadataError, MetadataStore,
-    NewManifest, Origin, PutManifestError, Referrer, Result, StoredManifest, Target, UploadRecord,
+    BlobClaim, BlobGeneration, BlobRecord, Change, ChangeAction, ChangeEvent, GcRun, LinkSource,
+    MetadataError, MetadataStore, NewManifest, Origin, PutManifestError, Referrer, Result,
+    StoredManifest, Target, UploadRecord,
 };
 use crate::UploadId;
 use crate::change::{ChangeError, FlatChange};
@@ -82,36 +83,59 @@ impl SqliteMetadata {
     }
 }
 
-/// Unix milliseconds now.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// The garbage-collection state of a blob (`present`, `deleting`), if it has a record.
-async fn blob_state(conn: &mut SqliteConnection, digest: &Digest) -> Result<Option<String>> {
-    sqlx::query("SELECT state FROM blobs WHERE digest = $1")
+/// Whether `source` still vouches for the bytes of `digest`.
+async fn link_vouched(
+    conn: &mut SqliteConnection,
+    digest: &Digest,
+    source: LinkSource<'_>,
+) -> Result<bool> {
+    let row = match source {
+        LinkSource::Placed { claim, .. } => sqlx::query(
+            "SELECT 1 FROM blobs WHERE digest = $1 AND state = 'present' AND generation = $2",
+        )
         .bind(digest.to_string())
-        .fetch_optional(&mut *conn)
+        .bind(claim.0),
+        LinkSource::Repository(from) => sqlx::query(
+            "SELECT 1 FROM repository_blobs WHERE digest = $1 \
+             AND repository_id = (SELECT id FROM repositories WHERE name = $2)",
+        )
+        .bind(digest.to_string())
+        .bind(from.as_str()),
+        LinkSource::AnyRepository => {
+            sqlx::query("SELECT 1 FROM repository_blobs WHERE digest = $1 LIMIT 1")
+                .bind(digest.to_string())
+        }
+    };
+    row.fetch_optional(&mut *conn)
         .await
-        .map(|row| row.map(|r| r.get(0)))
+        .map(|r| r.is_some())
         .map_err(err)
 }
 
-/// Records a blob as present as of now: its collection clock restarts.
-async fn touch_blob(conn: &mut SqliteConnection, digest: &Digest, size: u64) -> Result<()> {
+/// Records a blob as present as of now: its collection clock restarts, and always moves
+/// forward (a collection that saw the record before, even within the same millisecond or
+/// across a clock step back, sees it changed). A new record, or one taken over from a
+/// collection, gets a new generation. Returns the generation.
+async fn touch_blob(
+    conn: &mut SqliteConnection,
+    digest: &Digest,
+    size: u64,
+) -> Result<BlobGeneration> {
     sqlx::query(
-        "INSERT INTO blobs (digest, size, state, updated_at) VALUES ($1, $2, 'present', $3) \
-         ON CONFLICT (digest) DO UPDATE SET state = 'present', updated_at = excluded.updated_at",
+        "INSERT INTO blobs (digest, size, state, updated_at, generation) VALUES ($1, $2, 'present', $3, $4) \
+         ON CONFLICT (digest) DO UPDATE SET updated_at = MAX(blobs.updated_at + 1, excluded.updated_at), \
+             generation = CASE WHEN blobs.state = 'present' THEN blobs.generation ELSE excluded.generation END, \
+             state = 'present' \
+         RETURNING generation",
     )
     .bind(digest.to_string())
     .bind(size as i64)
     .bind(now_ms())
-    .execute(&mut *conn)
+    .bind(BlobGeneration::fresh().0)
+    .fetch_one(&mut *conn)
     .await
-    .map(drop)
+    .map(|row| BlobGeneration(row.get(0)))
     .map_err(err)
 }
 
@@ -267,12 +291,13 @@ impl MetadataStore for SqliteMetadata {
         repository: &RepositoryName,
         digest: &Digest,
         size: u64,
-        upload: Option<&UploadId>,
-    ) -> Result<BlobClaim> {
+        source: LinkSource<'_>,
+    ) -> Result<bool> {
         let mut tx = self.begin_write().await?;
-        // A blob being deleted cannot be linked: its bytes are going, or gone.
-        if blob_state(&mut tx, digest).await?.as_deref() == Some("deleting") {
-            return Ok(BlobClaim::Collecting);
+        // Bytes a collection is deleting, or deleted since they were claimed, cannot be
+        // linked.
+        if !link_vouched(&mut tx, digest, source).await? {
+            return Ok(false);
         }
         let repo_id = ensure_repository(&mut tx, repository).await?;
         sqlx::query(
@@ -287,7 +312,10 @@ impl MetadataStore for SqliteMetadata {
         .await
         .map_err(err)?;
         touch_blob(&mut tx, digest, size).await?;
-        if let Some(id) = upload {
+        if let LinkSource::Placed {
+            upload: Some(id), ..
+        } = source
+        {
             sqlx::query("DELETE FROM uploads WHERE id = $1")
                 .bind(id.to_string())
                 .execute(&mut *tx)
@@ -295,7 +323,7 @@ impl MetadataStore for SqliteMetadata {
                 .map_err(err)?;
         }
         tx.commit().await.map_err(err)?;
-        Ok(BlobClaim::Claimed)
+        Ok(true)
     }
 
     async fn blob_size(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<u64>> {
@@ -722,9 +750,9 @@ impl MetadataStore for SqliteMetadata {
         {
             return Ok(BlobClaim::Collecting);
         }
-        touch_blob(&mut tx, digest, size).await?;
+        let generation = touch_blob(&mut tx, digest, size).await?;
         tx.commit().await.map_err(err)?;
-        Ok(BlobClaim::Claimed)
+        Ok(BlobClaim::Claimed(generation))
     }
 
     async fn record_blob_files(&self, files: &[(Digest, u64, i64)]) -> Result<()> {
@@ -734,12 +762,13 @@ impl MetadataStore for SqliteMetadata {
         let mut tx = self.begin_write().await?;
         for (digest, size, changed_ms) in files {
             sqlx::query(
-                "INSERT INTO blobs (digest, size, state, updated_at) VALUES ($1, $2, 'present', $3) \
+                "INSERT INTO blobs (digest, size, state, updated_at, generation) VALUES ($1, $2, 'present', $3, $4) \
                  ON CONFLICT (digest) DO NOTHING",
             )
             .bind(digest.to_string())
             .bind(*size as i64)
             .bind(*changed_ms)
+            .bind(BlobGeneration::fresh().0)
             .execute(&mut *tx)
             .await
             .map_err(err)?;

@@ -38,7 +38,7 @@ use super::Result;
 use crate::UploadId;
 use crate::blob::{AppendError, BlobStore, ByteStream};
 use crate::error::RegistryError;
-use crate::metadata::{BlobClaim, MetadataStore, UploadRecord};
+use crate::metadata::{BlobClaim, BlobGeneration, LinkSource, MetadataStore, UploadRecord};
 
 /// A session's hash state: SHA-256 of its first `offset` bytes.
 #[derive(Clone)]
@@ -404,17 +404,26 @@ impl Uploads {
         }
         // Claimed before the bytes are placed, so no collection removes them before (and
         // for the grace after) the link.
+        // Linked only in the claim's generation: if a collection took the blob meanwhile (only
+        // possible with a grace shorter than this step), the bytes may be gone, and the push
+        // fails cleanly instead (503, the client retries).
         let published = match self.claim(digest, state.offset).await {
-            Ok(()) => match self.blob_write(self.blobs.commit_upload(id, digest).await, 0) {
-                Ok(()) => match self
-                    .metadata
-                    .link_blob(repository, digest, state.offset, Some(id))
-                    .await
-                {
-                    Ok(BlobClaim::Claimed) => Ok(()),
-                    Ok(BlobClaim::Collecting) => Err(RegistryError::BlobCollecting(digest.clone())),
-                    Err(e) => Err(e.into()),
-                },
+            Ok(claim) => match self.blob_write(self.blobs.commit_upload(id, digest).await, 0) {
+                Ok(()) => {
+                    let source = LinkSource::Placed {
+                        claim,
+                        upload: Some(id),
+                    };
+                    match self
+                        .metadata
+                        .link_blob(repository, digest, state.offset, source)
+                        .await
+                    {
+                        Ok(true) => Ok(()),
+                        Ok(false) => Err(RegistryError::BlobCollecting(digest.clone())),
+                        Err(e) => Err(e.into()),
+                    }
+                }
                 Err(e) => Err(e),
             },
             Err(e) => Err(e),
@@ -435,14 +444,14 @@ impl Uploads {
 
     /// Claims `digest` before its bytes are placed: waits (a few seconds at most) while a
     /// collection is deleting it, which takes milliseconds unless that collection crashed.
-    async fn claim(&self, digest: &Digest, size: u64) -> Result<()> {
+    async fn claim(&self, digest: &Digest, size: u64) -> Result<BlobGeneration> {
         for _ in 0..50 {
             match self
                 .metadata
                 .claim_blob(digest, size, crate::gc::STALE_COLLECTION.as_millis() as i64)
                 .await?
             {
-                BlobClaim::Claimed => return Ok(()),
+                BlobClaim::Claimed(generation) => return Ok(generation),
                 BlobClaim::Collecting => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
