@@ -31,8 +31,13 @@ use std::str::FromStr;
 pub use blob::{BlobStore, ByteStream, FsBlobStore};
 pub use change::{Change, ChangeAction, ChangeEvent, ChangePage, Origin};
 pub use error::RegistryError;
-pub use metadata::{MetadataStore, Referrer, SqliteMetadata, StoredManifest};
-pub use registry::{Blob, ManifestPushed, Registry, RegistryConfig, Uploads};
+pub use metadata::{
+    ManifestDetail, MetadataStore, Referrer, RepositorySummary, SqliteMetadata, StoredManifest,
+    TagDetail,
+};
+pub use registry::{
+    Blob, ManifestInfo, ManifestPushed, Registry, RegistryConfig, RepositoryDeleted, Uploads,
+};
 
 /// The id of an upload session: a random UUID, also its `Docker-Upload-UUID`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
