@@ -1,6 +1,6 @@
 //! The management command line: `berth login`, `scope-map`, `token`, `connected-registry`,
 //! `network-rule`, `private-endpoint-connection`, `show-endpoints`, `update`, `show`,
-//! `keys`.
+//! `keys`, `repository`.
 //!
 //! Every command is a thin client of the registry's management API (`/berth/v1/…`); the
 //! registry validates and decides, the command line only parses flags, sends one request
@@ -16,7 +16,8 @@
 //! - [`error`]: [`CliError`] and the exit codes scripts rely on;
 //! - one module per command group: [`login`], [`scope_map`], [`token`],
 //!   [`connected_registry`], [`registry`] (settings), [`network`] (rules, private
-//!   endpoints, endpoints), [`keys`] (signing keys).
+//!   endpoints, endpoints), [`keys`] (signing keys), [`repository`] (repositories, their
+//!   tags and manifests).
 
 pub mod client;
 pub mod connected_registry;
@@ -27,6 +28,7 @@ pub mod login;
 pub mod network;
 pub mod output;
 pub mod registry;
+pub mod repository;
 pub mod scope_map;
 pub mod token;
 
@@ -77,6 +79,8 @@ pub enum Command {
     Show(registry::ShowArgs),
     /// List and rotate the registry's signing keys (tokens, data URLs).
     Keys(keys::KeysArgs),
+    /// List repositories, their tags and manifests; delete repositories and images; untag.
+    Repository(repository::RepositoryArgs),
 }
 
 /// Runs a management command and turns its outcome into the documented exit code.
@@ -93,6 +97,7 @@ pub fn run(command: Command) -> ExitCode {
         Command::Update(args) => registry::update(args),
         Command::Show(args) => registry::show(args),
         Command::Keys(args) => keys::run(args),
+        Command::Repository(args) => repository::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
