@@ -283,8 +283,8 @@ pub fn run(args: RepositoryArgs) -> Result<(), CliError> {
             let answer = client.delete(&path(&repository, &["_tags", &tag]))?;
             a.output.print(answer, |t: TagView| {
                 println!(
-                    "Untagged `{repository}:{tag}`; manifest `{}` stays, pullable as `{repository}@{}`.",
-                    t.digest, t.digest
+                    "Untagged `{repository}:{tag}`; its manifest stays, pullable as `{repository}@{}`.",
+                    t.digest
                 );
             })
         }
@@ -398,21 +398,29 @@ fn print_tags(tags: &[TagView], detail: bool) {
 }
 
 fn print_manifests(manifests: &[ManifestView]) {
-    let mut table = Table::new(&["DIGEST", "MEDIA TYPE", "SIZE", "TAGS", "CREATED"]);
+    let mut table = Table::new(&[
+        "DIGEST",
+        "MEDIA TYPE",
+        "PLATFORM",
+        "SIZE",
+        "TAGS",
+        "CREATED",
+    ]);
     for m in manifests {
         table.row([
             m.digest.clone(),
             m.media_type.clone(),
+            String::new(),
             size(m.size),
             m.tags.join(","),
             m.created_at.clone(),
         ]);
-        // An index's children under it, with their platforms.
+        // An index's children under it, indented, with their platforms and own sizes.
         for c in &m.children {
-            let platform = c.platform.as_deref().unwrap_or("(no platform)");
             table.row([
                 format!("  {}", c.digest),
-                format!("{} {platform}", c.media_type),
+                c.media_type.clone(),
+                c.platform.clone().unwrap_or_default(),
                 size(c.size),
                 String::new(),
                 String::new(),
