@@ -2,8 +2,9 @@
 //! page by page, and deleting a repository, a manifest or a tag.
 //!
 //! Listings come in pages of at most `n` (100 by default, 1000 at most), in lexical order of
-//! their key (repository name, tag, digest); `next` is the key to pass as `last` for the
-//! following page, `null` on the last one. Sizes are in bytes.
+//! their key (repository name, tag, digest), or with `orderby` by time (a repository's
+//! creation, a tag's last update, a manifest's push), newest or oldest first; `next` is what
+//! to pass as `last` for the following page, `null` on the last one. Sizes are in bytes.
 
 use serde::{Deserialize, Serialize};
 
@@ -130,7 +131,10 @@ pub struct PageQuery {
     /// The most entries in the page: 1 to 1000, 100 when left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n: Option<u32>,
-    /// Start after this key (the previous page's `next`).
+    /// Start after this key (the previous page's `next`, of the same order).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last: Option<String>,
+    /// `time_desc` (newest first) or `time_asc` (oldest first); left out, lexical order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orderby: Option<String>,
 }

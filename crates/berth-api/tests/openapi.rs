@@ -721,6 +721,7 @@ fn listings_take_the_documented_page_parameters() {
     let page = PageQuery {
         n: Some(50),
         last: Some("team/app".into()),
+        orderby: Some("time_desc".into()),
     };
     for path in [
         "/berth/v1/repositories",

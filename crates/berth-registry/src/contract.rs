@@ -1047,6 +1047,61 @@ async fn repositories_are_described_and_deleted_whole(store: Arc<dyn MetadataSto
         std::slice::from_ref(&tags[1]),
         "{case}: after `last`, `n` of them"
     );
+    // By time: the tags were all set within the same second or two, so the order within a
+    // second is the key's, and a page goes on after the (time, key) it ended with.
+    fn by_time(newest_first: bool, last: Option<(i64, &str)>, n: u32) -> Selection<'_> {
+        Selection::ByTime {
+            newest_first,
+            last,
+            n,
+        }
+    }
+    for newest_first in [true, false] {
+        let all = store
+            .tag_details(&a, by_time(newest_first, None, 10))
+            .await
+            .unwrap()
+            .unwrap();
+        let times: Vec<i64> = all.iter().map(|t| t.updated_at).collect();
+        let mut sorted = times.clone();
+        sorted.sort_unstable();
+        if newest_first {
+            sorted.reverse();
+        }
+        assert_eq!(
+            times, sorted,
+            "{case}: by time, newest first: {newest_first}"
+        );
+        let mut paged = Vec::new();
+        let mut last: Option<(i64, String)> = None;
+        loop {
+            let page = store
+                .tag_details(
+                    &a,
+                    by_time(
+                        newest_first,
+                        last.as_ref().map(|(t, k)| (*t, k.as_str())),
+                        2,
+                    ),
+                )
+                .await
+                .unwrap()
+                .unwrap();
+            let Some(end) = page.last() else { break };
+            last = Some((end.updated_at, end.tag.to_string()));
+            paged.extend(page);
+        }
+        assert_eq!(
+            paged, all,
+            "{case}: pages by time, newest first: {newest_first}"
+        );
+    }
+    let newest = store
+        .manifest_details(&a, by_time(true, None, 1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(newest.len(), 1, "{case}");
     let v1 = store.tag_details(&a, Selection::One("v1")).await.unwrap();
     assert_eq!(v1.unwrap(), std::slice::from_ref(&tags[2]), "{case}");
     assert!(

@@ -32,8 +32,8 @@ pub use blob::{BlobStore, ByteStream, FsBlobStore};
 pub use change::{Change, ChangeAction, ChangeEvent, ChangePage, Origin};
 pub use error::RegistryError;
 pub use metadata::{
-    ManifestDetail, MetadataStore, Referrer, RepositorySummary, SqliteMetadata, StoredManifest,
-    TagDetail,
+    ManifestDetail, MetadataStore, Referrer, RepositorySummary, Selection, SqliteMetadata,
+    StoredManifest, TagDetail,
 };
 pub use registry::{
     Blob, ManifestInfo, ManifestPushed, Registry, RegistryConfig, RepositoryDeleted, Uploads,

@@ -515,3 +515,105 @@ async fn a_read_only_mirror_refuses_deletions_and_still_lists() {
     .await;
     assert_eq!(shown["tag_count"], 4, "nothing was deleted");
 }
+
+#[tokio::test]
+async fn listings_by_time_newest_or_oldest_first() {
+    let app = app().await;
+    let config = app.push_blob("b/old", b"{}").await;
+    let old = image_manifest(&config, 2, &[]);
+    assert_eq!(
+        app.put_manifest("b/old", "z-first", old.clone())
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    // Times are whole seconds: the second push lands in a later one.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let config = app.push_blob("a/new", b"{}").await;
+    assert_eq!(
+        app.put_manifest("a/new", "x", old.clone()).await.status,
+        StatusCode::CREATED
+    );
+    let layer = app.push_blob("b/old", b"a layer").await;
+    let new = image_manifest(&config, 2, &[(&layer, 7)]);
+    assert_eq!(
+        app.put_manifest("b/old", "a-second", new.clone())
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    let (old, new) = (sha256(old.as_bytes()), sha256(new.as_bytes()));
+
+    let tags = |query: &'static str| {
+        let app = &app;
+        async move {
+            let page = expect(
+                app,
+                "GET",
+                &format!("/berth/v1/repositories/b/old/_tags{query}"),
+                StatusCode::OK,
+            )
+            .await;
+            (names(&page, "tags", "name"), page["next"].clone())
+        }
+    };
+    assert_eq!(tags("").await.0, ["a-second", "z-first"]);
+    assert_eq!(tags("?orderby=time_desc").await.0, ["a-second", "z-first"]);
+    assert_eq!(tags("?orderby=TIME_ASC").await.0, ["z-first", "a-second"]);
+    // A page by time ends with its time and key, to pass back as it is.
+    let (first, next) = tags("?orderby=time_asc&n=1").await;
+    assert_eq!(first, ["z-first"]);
+    let next = next.as_str().unwrap().to_owned();
+    assert!(next.ends_with("/z-first"), "{next}");
+    let page = expect(
+        &app,
+        "GET",
+        &format!("/berth/v1/repositories/b/old/_tags?orderby=time_asc&n=1&last={next}"),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(names(&page, "tags", "name"), ["a-second"]);
+    assert_eq!(page["next"], Value::Null);
+
+    let manifests = expect(
+        &app,
+        "GET",
+        "/berth/v1/repositories/b/old/_manifests?orderby=time_desc",
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(names(&manifests, "manifests", "digest"), [new, old]);
+    let repositories = expect(
+        &app,
+        "GET",
+        "/berth/v1/repositories?orderby=time_desc",
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        names(&repositories, "repositories", "name"),
+        ["a/new", "b/old"]
+    );
+    let repositories = expect(
+        &app,
+        "GET",
+        "/berth/v1/repositories?orderby=time_asc",
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        names(&repositories, "repositories", "name"),
+        ["b/old", "a/new"]
+    );
+
+    for (query, message) in [
+        ("?orderby=newest", "`orderby=newest`"),
+        ("?orderby=time_desc&last=a-second", "pass the `next`"),
+    ] {
+        let r = app
+            .get(&format!("/berth/v1/repositories/b/old/_tags{query}"))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{query}");
+        assert!(r.message().contains(message), "{query}: {}", r.message());
+    }
+}

@@ -137,6 +137,22 @@ fn list_show_untag_and_delete_with_real_images() {
         "2",
     ]);
     assert_eq!(strings(&top_tags, "name"), ["latest", "multi"]);
+    let newest = cli.json(&[
+        "repository",
+        "show-tags",
+        "--name",
+        "team/app",
+        "--orderby",
+        "time_desc",
+        "--top",
+        "3",
+    ]);
+    let times: Vec<String> = strings(&newest, "updated_at");
+    assert_eq!(times.len(), 3);
+    assert!(
+        times.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {times:?}"
+    );
 
     // show-manifests: every manifest, an index with its children, the signature's subject.
     let manifests = cli.ok(&["repository", "show-manifests", "--name", "team/app"]);

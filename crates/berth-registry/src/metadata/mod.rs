@@ -126,12 +126,26 @@ pub struct UploadRecord {
 }
 
 /// Which rows of a listing to read: a page in the listing's order, or one row by its key.
+///
+/// Each listing has a key (a repository's name, a tag, a manifest's digest) and a time (a
+/// repository's creation, a tag's last update, a manifest's push).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Selection<'a> {
-    /// Up to `n` rows whose key comes after `last` (from the start without it).
+    /// Up to `n` rows whose key comes after `last` (from the start without it), in
+    /// lexical order of key.
     Page {
         /// The key the previous page ended with.
         last: Option<&'a str>,
+        /// The most rows to read.
+        n: u32,
+    },
+    /// Up to `n` rows in order of time, newest or oldest first, rows of the same time in
+    /// lexical order of key; after `last`, the time and key the previous page ended with.
+    ByTime {
+        /// Newest first (else oldest first).
+        newest_first: bool,
+        /// The time and key the previous page ended with.
+        last: Option<(i64, &'a str)>,
         /// The most rows to read.
         n: u32,
     },

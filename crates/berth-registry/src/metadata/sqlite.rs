@@ -639,7 +639,7 @@ impl MetadataStore for SqliteMetadata {
     // ----- repository management (`berth repository …`) -----
 
     async fn repository_summaries(&self, select: Selection<'_>) -> Result<Vec<RepositorySummary>> {
-        let (op, key, n) = selection(select);
+        let page = Clause::of(select, "r.name", "r.created_at", 1);
         // Times are read apart and their latest taken here: SQLite's MAX(a, b) is
         // PostgreSQL's GREATEST. The last change is found by the log's index, not a scan.
         let sql = format!(
@@ -653,11 +653,11 @@ impl MetadataStore for SqliteMetadata {
              (SELECT MAX(t.updated_at) FROM tags t WHERE t.repository_id = r.id), \
              (SELECT MAX(b.created_at) FROM repository_blobs b WHERE b.repository_id = r.id), \
              (SELECT c.at FROM changes c WHERE c.repository = r.name ORDER BY c.seq DESC LIMIT 1) \
-             FROM repositories r WHERE r.name {op} $1 ORDER BY r.name LIMIT $2"
+             FROM repositories r WHERE {} ORDER BY {} LIMIT {}",
+            page.filter, page.order, page.limit
         );
-        let rows = sqlx::query(listing(sql))
-            .bind(key)
-            .bind(n)
+        let rows = page
+            .bind(sqlx::query(listing(sql)))
             .fetch_all(&self.pool)
             .await
             .map_err(err)?;
@@ -685,27 +685,29 @@ impl MetadataStore for SqliteMetadata {
         repository: &RepositoryName,
         select: Selection<'_>,
     ) -> Result<Option<Vec<TagDetail>>> {
-        let (op, key, n) = selection(select);
+        let page = Clause::of(select, "t.name", "t.updated_at", 2);
         // One snapshot for the page and the sizes of what it names.
         let mut tx = self.pool.begin().await.map_err(err)?;
         let Some(repo_id) = repository_id(&mut tx, repository).await? else {
             return Ok(None);
         };
-        let page = format!(
-            "SELECT digest FROM tags WHERE repository_id = $1 AND name {op} $2 ORDER BY name LIMIT $3"
+        let (filter, order, limit) = (&page.filter, &page.order, &page.limit);
+        let roots = format!(
+            "SELECT t.digest FROM tags t WHERE t.repository_id = $1 AND {filter} ORDER BY {order} LIMIT {limit}"
         );
-        let rows = sqlx::query(listing(format!(
-            "SELECT t.name, t.digest, m.media_type, t.updated_at FROM tags t \
-             JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.digest \
-             WHERE t.repository_id = $1 AND t.name {op} $2 ORDER BY t.name LIMIT $3"
-        )))
-        .bind(repo_id)
-        .bind(key)
-        .bind(n)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(err)?;
-        let sizes = manifest_sizes(&mut tx, repo_id, &page, key, n).await?;
+        let rows = page
+            .bind(
+                sqlx::query(listing(format!(
+                    "SELECT t.name, t.digest, m.media_type, t.updated_at FROM tags t \
+                 JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.digest \
+                 WHERE t.repository_id = $1 AND {filter} ORDER BY {order} LIMIT {limit}"
+                )))
+                .bind(repo_id),
+            )
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(err)?;
+        let sizes = manifest_sizes(&mut tx, repo_id, &roots, &page).await?;
         let details = rows
             .into_iter()
             .map(|row| {
@@ -728,38 +730,37 @@ impl MetadataStore for SqliteMetadata {
         repository: &RepositoryName,
         select: Selection<'_>,
     ) -> Result<Option<Vec<ManifestDetail>>> {
-        let (op, key, n) = selection(select);
+        let page = Clause::of(select, "m.digest", "m.created_at", 2);
         let mut tx = self.pool.begin().await.map_err(err)?;
         let Some(repo_id) = repository_id(&mut tx, repository).await? else {
             return Ok(None);
         };
-        let page = format!(
-            "SELECT digest FROM manifests WHERE repository_id = $1 AND digest {op} $2 ORDER BY digest LIMIT $3"
+        let (filter, order, limit) = (&page.filter, &page.order, &page.limit);
+        let roots = format!(
+            "SELECT m.digest FROM manifests m WHERE m.repository_id = $1 AND {filter} ORDER BY {order} LIMIT {limit}"
         );
         // An index's bytes come along to list its children; other manifests' stay put.
-        let rows = sqlx::query(listing(format!(
-            "SELECT m.digest, m.media_type, m.artifact_type, m.subject, m.created_at, \
-             CASE WHEN EXISTS (SELECT 1 FROM manifest_references r WHERE r.repository_id = m.repository_id \
-               AND r.manifest_digest = m.digest AND r.target_kind = 'manifest') THEN m.content END \
-             FROM manifests m WHERE m.repository_id = $1 AND m.digest {op} $2 ORDER BY m.digest LIMIT $3"
-        )))
-        .bind(repo_id)
-        .bind(key)
-        .bind(n)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(err)?;
-        let sizes = manifest_sizes(&mut tx, repo_id, &page, key, n).await?;
+        let rows = page
+            .bind(sqlx::query(listing(format!(
+                "SELECT m.digest, m.media_type, m.artifact_type, m.subject, m.created_at, \
+                 CASE WHEN EXISTS (SELECT 1 FROM manifest_references r WHERE r.repository_id = m.repository_id \
+                   AND r.manifest_digest = m.digest AND r.target_kind = 'manifest') THEN m.content END \
+                 FROM manifests m WHERE m.repository_id = $1 AND {filter} ORDER BY {order} LIMIT {limit}"
+            )))
+            .bind(repo_id))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(err)?;
+        let sizes = manifest_sizes(&mut tx, repo_id, &roots, &page).await?;
         let mut tags: HashMap<String, Vec<Tag>> = HashMap::new();
-        let tag_rows = sqlx::query(listing(format!(
-            "SELECT t.digest, t.name FROM tags t WHERE t.repository_id = $1 AND t.digest IN ({page}) ORDER BY t.name"
-        )))
-        .bind(repo_id)
-        .bind(key)
-        .bind(n)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(err)?;
+        let tag_rows = page
+            .bind(sqlx::query(listing(format!(
+                "SELECT t.digest, t.name FROM tags t WHERE t.repository_id = $1 AND t.digest IN ({roots}) ORDER BY t.name"
+            )))
+            .bind(repo_id))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(err)?;
         for row in tag_rows {
             let tag = Tag::parse(row.get::<&str, _>(1)).map_err(err)?;
             tags.entry(row.get(0)).or_default().push(tag);
@@ -830,25 +831,91 @@ fn upload_record(row: sqlx::sqlite::SqliteRow) -> Result<UploadRecord> {
     })
 }
 
-/// The comparison, key and row limit a [`Selection`] puts in a listing's query:
-/// `key > last … LIMIT n` for a page, `key = k … LIMIT 1` for one row.
-fn selection<'a>(select: Selection<'a>) -> (&'static str, &'a str, i64) {
-    match select {
-        Selection::Page { last, n } => (">", last.unwrap_or(""), i64::from(n)),
-        Selection::One(key) => ("=", key, 1),
+/// What a [`Selection`] puts in a listing's query over its `key` and `time` columns: the
+/// condition, the order and the limit, with placeholders from `$first` on, and the values
+/// they take, bound by [`Clause::bind`].
+struct Clause {
+    filter: String,
+    order: String,
+    limit: String,
+    /// The time a page by time starts after (bound first when present).
+    time: Option<i64>,
+    key: String,
+    n: i64,
+}
+
+impl Clause {
+    fn of(select: Selection<'_>, key: &str, time: &str, first: usize) -> Clause {
+        let (k, t) = (format!("${first}"), format!("${}", first + 1));
+        match select {
+            Selection::Page { last, n } => Clause {
+                filter: format!("{key} > {k}"),
+                order: key.to_owned(),
+                limit: t,
+                time: None,
+                key: last.unwrap_or("").to_owned(),
+                n: i64::from(n),
+            },
+            Selection::One(one) => Clause {
+                filter: format!("{key} = {k}"),
+                order: key.to_owned(),
+                limit: t,
+                time: None,
+                key: one.to_owned(),
+                n: 1,
+            },
+            Selection::ByTime {
+                newest_first,
+                last,
+                n,
+            } => {
+                // Without a cursor, a time no row has: every row comes after it.
+                let (at, after) =
+                    last.unwrap_or((if newest_first { i64::MAX } else { i64::MIN }, ""));
+                let (before, direction) = if newest_first {
+                    ("<", "DESC")
+                } else {
+                    (">", "ASC")
+                };
+                // Here `$first` is the time and `$first + 1` the key.
+                let (at_param, key_param) = (k, t);
+                Clause {
+                    filter: format!(
+                        "({time} {before} {at_param} OR ({time} = {at_param} AND {key} > {key_param}))"
+                    ),
+                    order: format!("{time} {direction}, {key}"),
+                    limit: format!("${}", first + 2),
+                    time: Some(at),
+                    key: after.to_owned(),
+                    n: i64::from(n),
+                }
+            }
+        }
+    }
+
+    /// Binds the clause's values, in the order of its placeholders, after those bound
+    /// already.
+    fn bind<'q>(
+        &self,
+        query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+        let query = match self.time {
+            Some(at) => query.bind(at),
+            None => query,
+        };
+        query.bind(self.key.clone()).bind(self.n)
     }
 }
 
-/// The size of each manifest that `roots` (a query over `$1` the repository id, `$2` and
-/// `$3`) selects, by digest: its own bytes, its child manifests' (recursively) and those
+/// The size of each manifest that `roots` (a query over `$1`, the repository id, and the
+/// placeholders of `page`) selects, by digest: its own bytes, its child manifests' (recursively) and those
 /// of every blob they reference, each blob counted once even when several platforms of an
 /// index share it. Blobs unlinked since (a blob `DELETE`) count for nothing.
 async fn manifest_sizes(
     conn: &mut SqliteConnection,
     repo_id: i64,
     roots: &str,
-    key: &str,
-    n: i64,
+    page: &Clause,
 ) -> Result<HashMap<String, u64>> {
     let sql = format!(
         "WITH RECURSIVE roots(digest) AS ({roots}), \
@@ -868,10 +935,8 @@ async fn manifest_sizes(
              ON b.repository_id = $1 AND b.digest = blobs.digest \
          ) AS parts GROUP BY parts.root"
     );
-    let rows = sqlx::query(listing(sql))
-        .bind(repo_id)
-        .bind(key)
-        .bind(n)
+    let rows = page
+        .bind(sqlx::query(listing(sql)).bind(repo_id))
         .fetch_all(&mut *conn)
         .await
         .map_err(err)?;
@@ -881,8 +946,8 @@ async fn manifest_sizes(
         .collect())
 }
 
-/// A listing's query: made of constant fragments and a [`Selection`]'s comparison
-/// operator, never of anything a request carries (values are bound), hence safe.
+/// A listing's query: made of constant fragments and a [`Clause`]'s, never of anything a
+/// request carries (values are bound), hence safe.
 fn listing(sql: String) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(sql)
 }

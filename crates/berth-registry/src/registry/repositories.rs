@@ -43,16 +43,12 @@ pub struct RepositoryDeleted {
 }
 
 impl Registry {
-    /// A page of repositories (after `last`, in lexical order), each with what it holds.
+    /// A page of repositories (by name, or by creation time), each with what it holds.
     pub async fn repository_summaries(
         &self,
-        last: Option<&str>,
-        n: u32,
+        page: Selection<'_>,
     ) -> Result<Vec<RepositorySummary>> {
-        Ok(self
-            .metadata
-            .repository_summaries(Selection::Page { last, n })
-            .await?)
+        Ok(self.metadata.repository_summaries(page).await?)
     }
 
     /// One repository with what it holds.
@@ -67,15 +63,14 @@ impl Registry {
             .ok_or_else(|| RegistryError::NameUnknown(repository.to_string()))
     }
 
-    /// A page of a repository's tags (after `last`, in lexical order) with their manifests.
+    /// A page of a repository's tags (by name, or by last update) with their manifests.
     pub async fn tag_details(
         &self,
         repository: &RepositoryName,
-        last: Option<&str>,
-        n: u32,
+        page: Selection<'_>,
     ) -> Result<Vec<TagDetail>> {
         self.metadata
-            .tag_details(repository, Selection::Page { last, n })
+            .tag_details(repository, page)
             .await?
             .ok_or_else(|| RegistryError::NameUnknown(repository.to_string()))
     }
@@ -90,16 +85,15 @@ impl Registry {
             .ok_or_else(|| RegistryError::ManifestUnknown(tag.to_string()))
     }
 
-    /// A page of a repository's manifests (after `last`, in lexical order of digest).
+    /// A page of a repository's manifests (by digest, or by push time).
     pub async fn manifest_details(
         &self,
         repository: &RepositoryName,
-        last: Option<&str>,
-        n: u32,
+        page: Selection<'_>,
     ) -> Result<Vec<ManifestInfo>> {
         let details = self
             .metadata
-            .manifest_details(repository, Selection::Page { last, n })
+            .manifest_details(repository, page)
             .await?
             .ok_or_else(|| RegistryError::NameUnknown(repository.to_string()))?;
         Ok(details.into_iter().map(manifest_info).collect())

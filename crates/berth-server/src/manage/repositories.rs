@@ -17,7 +17,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
 use berth_api as api;
 use berth_oci::{Digest, RepositoryName, Tag};
-use berth_registry::{ManifestInfo, Origin, Registry, RegistryError, RepositorySummary, TagDetail};
+use berth_registry::{
+    ManifestInfo, Origin, Registry, RegistryError, RepositorySummary, Selection, TagDetail,
+};
 use http::{Method, StatusCode};
 
 use super::{Admin, time};
@@ -130,15 +132,20 @@ fn writable(state: &AppState) -> Result<(), ApiError> {
     }
 }
 
-/// The page a request asks for: `n` (1 to 1000, 100 by default) entries after `last`.
+/// The page a request asks for: `n` (1 to 1000, 100 by default) entries after `last`, in
+/// lexical order or, with `orderby`, by time.
 struct Page {
     n: u32,
+    /// `Some(newest_first)` with `orderby`.
+    by_time: Option<bool>,
     last: Option<String>,
 }
 
 impl Page {
     fn parse(query: Option<&str>) -> Result<Page, ApiError> {
         let params = QueryParams::parse(query);
+        let invalid =
+            |message: String| ApiError::management(StatusCode::BAD_REQUEST, "INVALID", message);
         let n = match params.get("n") {
             None => DEFAULT_PAGE,
             Some(n) => n
@@ -146,29 +153,76 @@ impl Page {
                 .ok()
                 .filter(|n| (1..=MAX_PAGE).contains(n))
                 .ok_or_else(|| {
-                    ApiError::management(
-                        StatusCode::BAD_REQUEST,
-                        "INVALID",
-                        format!("`n={n}` is not a page size; use 1 to {MAX_PAGE}"),
-                    )
+                    invalid(format!("`n={n}` is not a page size; use 1 to {MAX_PAGE}"))
                 })?,
         };
-        Ok(Page {
+        let by_time = match params
+            .get("orderby")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None => None,
+            Some("time_desc") => Some(true),
+            Some("time_asc") => Some(false),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "`orderby={other}` is not an order; use time_desc or time_asc, or leave it out for lexical order"
+                )));
+            }
+        };
+        let page = Page {
             n,
+            by_time,
             last: params.get("last").map(str::to_owned),
-        })
+        };
+        // A cursor by time is checked here, so a stale or hand-made one is a clear 400.
+        if page.by_time.is_some() && page.last.is_some() && page.time_cursor().is_none() {
+            return Err(invalid(format!(
+                "`last={}` is not where a page by time ends; pass the `next` of the previous page as it is",
+                page.last.as_deref().unwrap_or_default()
+            )));
+        }
+        Ok(page)
     }
 
-    /// One more than asked: whether it arrives tells if a next page exists.
-    fn probe(&self) -> u32 {
-        self.n + 1
+    /// `last` of a page by time: `<unix seconds>/<key>`.
+    fn time_cursor(&self) -> Option<(i64, &str)> {
+        let (at, key) = self.last.as_deref()?.split_once('/')?;
+        Some((at.parse().ok()?, key))
     }
 
-    /// Cuts `items` (read with [`Page::probe`]) to the page, and the key of the next one.
-    fn cut<T>(&self, mut items: Vec<T>, key: impl Fn(&T) -> String) -> (Vec<T>, Option<String>) {
+    /// What to read: one more than asked, whose arrival tells that a next page exists.
+    fn selection(&self) -> Selection<'_> {
+        let n = self.n + 1;
+        match self.by_time {
+            None => Selection::Page {
+                last: self.last.as_deref(),
+                n,
+            },
+            Some(newest_first) => Selection::ByTime {
+                newest_first,
+                last: self.time_cursor(),
+                n,
+            },
+        }
+    }
+
+    /// Cuts `items` (read with [`Page::selection`]) to the page, and what to pass as `last`
+    /// for the next one: the last entry's key, or by time its time and key.
+    fn cut<T>(
+        &self,
+        mut items: Vec<T>,
+        key: impl Fn(&T) -> (i64, String),
+    ) -> (Vec<T>, Option<String>) {
         let more = items.len() > self.n as usize;
         items.truncate(self.n as usize);
-        let next = if more { items.last().map(key) } else { None };
+        let next = items.last().filter(|_| more).map(|item| {
+            let (at, key) = key(item);
+            match self.by_time {
+                Some(_) => format!("{at}/{key}"),
+                None => key,
+            }
+        });
         (items, next)
     }
 }
@@ -227,10 +281,10 @@ async fn list(
     let page = Page::parse(query.as_deref())?;
     let found = state
         .registry
-        .repository_summaries(page.last.as_deref(), page.probe())
+        .repository_summaries(page.selection())
         .await
         .map_err(refusal)?;
-    let (found, next) = page.cut(found, |r| r.name.to_string());
+    let (found, next) = page.cut(found, |r| (r.created_at, r.name.to_string()));
     Ok(Json(api::RepositoryList {
         repositories: found.into_iter().map(repository_view).collect(),
         next,
@@ -278,10 +332,10 @@ async fn entry(
             let name = repository_name(&state, name)?;
             let page = Page::parse(query.as_deref())?;
             let found = registry
-                .tag_details(&name, page.last.as_deref(), page.probe())
+                .tag_details(&name, page.selection())
                 .await
                 .map_err(refusal)?;
-            let (found, next) = page.cut(found, |t| t.tag.to_string());
+            let (found, next) = page.cut(found, |t| (t.updated_at, t.tag.to_string()));
             Ok(Json(api::TagList {
                 repository: name.to_string(),
                 tags: found.into_iter().map(tag_view).collect(),
@@ -316,10 +370,12 @@ async fn entry(
             let name = repository_name(&state, name)?;
             let page = Page::parse(query.as_deref())?;
             let found = registry
-                .manifest_details(&name, page.last.as_deref(), page.probe())
+                .manifest_details(&name, page.selection())
                 .await
                 .map_err(refusal)?;
-            let (found, next) = page.cut(found, |m| m.detail.digest.to_string());
+            let (found, next) = page.cut(found, |m| {
+                (m.detail.created_at, m.detail.digest.to_string())
+            });
             Ok(Json(api::ManifestList {
                 repository: name.to_string(),
                 manifests: found.into_iter().map(manifest_view).collect(),

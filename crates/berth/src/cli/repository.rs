@@ -6,7 +6,7 @@
 //! array, each as the API writes it.
 
 use berth_api::{ManifestView, PageQuery, RepositoryDeleted, RepositoryView, TagView};
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use serde_json::Value;
 
 use super::client::{ApiClient, ConnectionArgs, decode};
@@ -45,12 +45,35 @@ pub enum RepositoryCommand {
     Untag(UntagArgs),
 }
 
+/// The order of a listing, as `az acr repository` names it.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum OrderBy {
+    /// Newest first.
+    #[value(name = "time_desc")]
+    TimeDesc,
+    /// Oldest first.
+    #[value(name = "time_asc")]
+    TimeAsc,
+}
+
+impl OrderBy {
+    fn as_str(self) -> &'static str {
+        match self {
+            OrderBy::TimeDesc => "time_desc",
+            OrderBy::TimeAsc => "time_asc",
+        }
+    }
+}
+
 /// `repository list`.
 #[derive(Args, Debug)]
 pub struct ListArgs {
     /// List at most N repositories [default: all].
     #[arg(long, value_name = "N")]
     top: Option<u32>,
+    /// By creation time instead of by name.
+    #[arg(long, value_enum)]
+    orderby: Option<OrderBy>,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -82,9 +105,12 @@ pub struct ShowTagsArgs {
     /// Show each tag's manifest digest, media type, size and last update.
     #[arg(long)]
     detail: bool,
-    /// List at most N tags (in lexical order) [default: all].
+    /// List at most N tags [default: all].
     #[arg(long, value_name = "N")]
     top: Option<u32>,
+    /// By last update instead of by name: `time_desc` lists the newest first.
+    #[arg(long, value_enum)]
+    orderby: Option<OrderBy>,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -95,9 +121,12 @@ pub struct ShowManifestsArgs {
     /// The repository.
     #[arg(long, short = 'n')]
     name: String,
-    /// List at most N manifests (in lexical order of digest) [default: all].
+    /// List at most N manifests [default: all].
     #[arg(long, value_name = "N")]
     top: Option<u32>,
+    /// By push time instead of by digest: `time_desc` lists the newest first.
+    #[arg(long, value_enum)]
+    orderby: Option<OrderBy>,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -185,12 +214,14 @@ fn path<'a>(name: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
     path
 }
 
-/// Reads pages of `path` until the end or `top` entries; every entry as the API wrote it.
+/// Reads pages of `path` (in `order`) until the end or `top` entries; every entry as the
+/// API wrote it.
 fn read_pages(
     client: &ApiClient,
     path: &[&str],
     key: &str,
     top: Option<u32>,
+    order: Option<OrderBy>,
 ) -> Result<Vec<Value>, CliError> {
     let mut entries = Vec::new();
     let mut last: Option<String> = None;
@@ -204,6 +235,7 @@ fn read_pages(
         let query = PageQuery {
             n: Some(want),
             last: last.take(),
+            orderby: order.map(|o| o.as_str().to_owned()),
         };
         let mut page = client.get_query(path, &query)?;
         if let Some(Value::Array(items)) = page.get_mut(key).map(Value::take) {
@@ -221,7 +253,7 @@ pub fn run(args: RepositoryArgs) -> Result<(), CliError> {
     let client = args.connection.connect()?;
     match args.command {
         RepositoryCommand::List(a) => {
-            let entries = read_pages(&client, &["repositories"], "repositories", a.top)?;
+            let entries = read_pages(&client, &["repositories"], "repositories", a.top, a.orderby)?;
             a.output
                 .print(Value::Array(entries), |list: Vec<RepositoryView>| {
                     print_repositories(&list)
@@ -242,14 +274,26 @@ pub fn run(args: RepositoryArgs) -> Result<(), CliError> {
             (None, None) => unreachable!("clap requires --name or --image"),
         },
         RepositoryCommand::ShowTags(a) => {
-            let entries = read_pages(&client, &path(&a.name, &["_tags"]), "tags", a.top)?;
+            let entries = read_pages(
+                &client,
+                &path(&a.name, &["_tags"]),
+                "tags",
+                a.top,
+                a.orderby,
+            )?;
             let detail = a.detail;
             a.output.print(Value::Array(entries), |tags: Vec<TagView>| {
                 print_tags(&tags, detail)
             })
         }
         RepositoryCommand::ShowManifests(a) => {
-            let entries = read_pages(&client, &path(&a.name, &["_manifests"]), "manifests", a.top)?;
+            let entries = read_pages(
+                &client,
+                &path(&a.name, &["_manifests"]),
+                "manifests",
+                a.top,
+                a.orderby,
+            )?;
             a.output
                 .print(Value::Array(entries), |manifests: Vec<ManifestView>| {
                     print_manifests(&manifests)
