@@ -22,6 +22,7 @@ pub mod change;
 #[cfg(feature = "contract-tests")]
 pub mod contract;
 pub mod error;
+pub mod gc;
 pub mod metadata;
 pub mod registry;
 
@@ -32,8 +33,8 @@ pub use blob::{BlobStore, ByteStream, FsBlobStore};
 pub use change::{Change, ChangeAction, ChangeEvent, ChangePage, Origin};
 pub use error::RegistryError;
 pub use metadata::{
-    ManifestDetail, MetadataStore, Referrer, RepositorySummary, Selection, SqliteMetadata,
-    StoredManifest, TagDetail,
+    BlobClaim, BlobRecord, GcRun, ManifestDetail, MetadataStore, Referrer, RepositorySummary,
+    Selection, SqliteMetadata, StoredManifest, TagDetail,
 };
 pub use registry::{
     Blob, ManifestInfo, ManifestPushed, Registry, RegistryConfig, RepositoryDeleted, Uploads,

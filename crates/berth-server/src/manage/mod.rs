@@ -16,6 +16,7 @@ use http::StatusCode;
 use http::request::Parts;
 
 mod connected;
+mod gc;
 mod keys;
 mod network;
 mod repositories;
@@ -70,6 +71,9 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ),
     ("/berth/v1/keys", &["GET"]),
     ("/berth/v1/keys/rotate", &["POST"]),
+    ("/berth/v1/gc/runs", &["GET", "POST"]),
+    ("/berth/v1/gc/runs/{id}", &["GET"]),
+    ("/berth/v1/gc/runs/{id}/stop", &["POST"]),
     // Served by `repositories`, whose one entry point reads names containing `/`.
     ("/berth/v1/repositories", &["GET"]),
     ("/berth/v1/repositories/{name}", &["GET", "DELETE"]),
@@ -87,7 +91,7 @@ pub const ROUTES: &[(&str, &[&str])] = &[
 
 /// The management routes (with their admin check in each handler's extractor).
 pub fn router() -> Router<AppState> {
-    let routes: [(&str, MethodRouter<AppState>); 21] = [
+    let routes: [(&str, MethodRouter<AppState>); 24] = [
         (ROUTES[0].0, get(show_registry).patch(update_registry)),
         (ROUTES[1].0, get(list_scope_maps).post(create_scope_map)),
         (
@@ -133,6 +137,9 @@ pub fn router() -> Router<AppState> {
         (ROUTES[18].0, post(network::reject)),
         (ROUTES[19].0, get(keys::list)),
         (ROUTES[20].0, post(keys::rotate)),
+        (ROUTES[21].0, get(gc::list).post(gc::start)),
+        (ROUTES[22].0, get(gc::show)),
+        (ROUTES[23].0, post(gc::stop)),
     ];
     routes
         .into_iter()

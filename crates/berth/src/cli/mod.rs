@@ -23,6 +23,7 @@ pub mod client;
 pub mod connected_registry;
 pub mod credentials;
 pub mod error;
+pub mod gc;
 pub mod keys;
 pub mod login;
 pub mod network;
@@ -79,6 +80,8 @@ pub enum Command {
     Show(registry::ShowArgs),
     /// List and rotate the registry's signing keys (tokens, data URLs).
     Keys(keys::KeysArgs),
+    /// Garbage collection: run one now, see the last ones, stop one.
+    Gc(gc::GcArgs),
     /// List repositories, their tags and manifests; delete repositories and images; untag.
     Repository(repository::RepositoryArgs),
 }
@@ -97,6 +100,7 @@ pub fn run(command: Command) -> ExitCode {
         Command::Update(args) => registry::update(args),
         Command::Show(args) => registry::show(args),
         Command::Keys(args) => keys::run(args),
+        Command::Gc(args) => gc::run(args),
         Command::Repository(args) => repository::run(args),
     };
     match result {
