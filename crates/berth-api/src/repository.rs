@@ -112,7 +112,7 @@ pub struct ManifestList {
 }
 
 /// What `DELETE /berth/v1/repositories/{name}` removed. The blobs' bytes stay on disk until
-/// garbage collection frees those no repository links any more.
+/// garbage collection frees those nothing references any more.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RepositoryDeleted {
     /// The repository.

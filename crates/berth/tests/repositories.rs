@@ -328,3 +328,56 @@ fn on_connected_registries_deletions_follow_the_change_log() {
         );
     }
 }
+
+#[test]
+fn a_deleted_repository_s_bytes_are_freed_by_the_next_collection() {
+    let berth = Berth::start_with(&["--gc-grace", "0s", "--gc-enabled", "false"]);
+    let cli = Cli::logged_in(&berth);
+    let shared = b"a layer both repositories have".to_vec();
+    let only_here = b"a layer only the deleted repository has".to_vec();
+    push_image(&berth, "doomed", "v1", &only_here);
+    push_image(&berth, "doomed", "v2", &shared);
+    let kept = push_image(&berth, "kept", "v1", &shared);
+    let file = |bytes: &[u8]| {
+        let hex = authn::sha256_digest(bytes)
+            .strip_prefix("sha256:")
+            .unwrap()
+            .to_owned();
+        berth
+            .data_dir()
+            .join("blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+    };
+    assert!(file(&only_here).exists());
+
+    cli.ok(&["repository", "delete", "--name", "doomed", "--yes"]);
+    // Deleting unlinks; the bytes wait for garbage collection.
+    assert!(file(&only_here).exists());
+    let run = cli.json(&["gc", "run"]);
+    assert_eq!(run["outcome"], "finished", "{run}");
+    assert_eq!(
+        run["blobs_removed"], 3,
+        "the deleted repository's own layer and its two configs: {run}"
+    );
+    assert!(
+        !file(&only_here).exists(),
+        "its own layer is gone from disk"
+    );
+    assert!(file(&shared).exists(), "the layer `kept` uses stays");
+    assert_eq!(manifest_status(&berth, "kept", &kept), 200);
+    let pulled = authn::send(
+        &authn::client(),
+        "GET",
+        &format!(
+            "{}/v2/kept/blobs/{}",
+            berth.url,
+            authn::sha256_digest(&shared)
+        ),
+        &Cred::admin(),
+        &[],
+        None,
+    );
+    assert_eq!(pulled.status, 200);
+    assert_eq!(pulled.body, shared);
+}

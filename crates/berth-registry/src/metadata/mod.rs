@@ -477,7 +477,7 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<Option<Vec<ManifestDetail>>>;
 
     /// Removes a repository that holds no manifest, with its blob links, in one
-    /// transaction; the bytes of blobs no repository links any more are left to garbage
+    /// transaction; the bytes of blobs nothing references any more are left to garbage
     /// collection. A repository that holds manifests is left as it is.
     async fn delete_empty_repository(
         &self,

@@ -5,7 +5,7 @@
 //! manifest and tag removed is in the change log, which connected registries follow; only
 //! the repository's name and its blob links go without an entry of their own (the log
 //! records content, and a repository without manifests has none). Blob bytes are never
-//! deleted here: those no repository links any more are left to garbage collection.
+//! deleted here: those nothing references any more are left to garbage collection.
 
 use berth_oci::{Descriptor, Digest, Manifest, Reference, RepositoryName, Tag};
 
@@ -37,7 +37,7 @@ pub struct RepositoryDeleted {
     pub manifests: u64,
     /// Tags it held when the deletion started.
     pub tags: u64,
-    /// Blob links removed; the bytes of blobs no other repository links are left to
+    /// Blob links removed; the bytes of blobs nothing else references are left to
     /// garbage collection.
     pub blob_links: u64,
 }

@@ -336,7 +336,7 @@ pub fn run(args: RepositoryArgs) -> Result<(), CliError> {
 }
 
 /// Printed after a deletion, on standard error.
-const GC_NOTE: &str = "The blobs' bytes stay on disk until garbage collection (`berth gc`) frees those no repository uses.";
+const GC_NOTE: &str = "The blobs' bytes stay on disk until garbage collection (`berth gc run`, or its schedule) frees those nothing references any more.";
 
 /// The manifest an image names (resolving a tag), as the API shows it.
 fn resolve(client: &ApiClient, image: &Image) -> Result<(String, Value), CliError> {
