@@ -12,6 +12,7 @@
 //! - [`network`]: IP rules, private endpoint connections and the list of endpoints;
 //! - [`keys`]: the registry's signing keys and their rotation;
 //! - [`gc`]: garbage collections;
+//! - [`repository`]: repositories, their tags and manifests, page by page, and deletions;
 //! - [`error`]: the error body, `{"errors":[{"code","message","detail"}]}`, which the OCI
 //!   distribution API shares.
 //!
@@ -74,6 +75,7 @@ pub mod gc;
 pub mod keys;
 pub mod network;
 pub mod registry;
+pub mod repository;
 pub mod scope_map;
 pub mod token;
 
@@ -91,6 +93,10 @@ pub use network::{
     NetworkRulesView, PrivateEndpointState,
 };
 pub use registry::{DefaultAction, RegistryUpdate, RegistryView};
+pub use repository::{
+    ManifestChildView, ManifestList, ManifestView, PageQuery, RepositoryDeleted, RepositoryList,
+    RepositoryView, TagList, TagView,
+};
 pub use scope_map::{GatewayRule, RepositoryRule, ScopeMapCreate, ScopeMapPatch, ScopeMapView};
 pub use token::{
     CredentialsGenerate, CredentialsGenerated, NewPassword, PasswordSlot, PasswordView,

@@ -650,3 +650,113 @@ fn queries_carry_the_documented_parameters() {
     assert!(written(&ConnectedRegistryListQuery::default()).is_empty());
     assert!(written(&ConnectedRegistryDeleteQuery::default()).is_empty());
 }
+
+fn tag_view() -> TagView {
+    TagView {
+        name: "v1".into(),
+        digest: "sha256:aa".into(),
+        media_type: "application/vnd.oci.image.index.v1+json".into(),
+        size: 12_345,
+        updated_at: "2026-01-31T00:00:00Z".into(),
+    }
+}
+
+fn manifest_view() -> ManifestView {
+    ManifestView {
+        digest: "sha256:aa".into(),
+        media_type: "application/vnd.oci.image.index.v1+json".into(),
+        artifact_type: Some("application/vnd.example.sbom".into()),
+        subject: Some("sha256:bb".into()),
+        size: 12_345,
+        tags: vec!["v1".into(), "latest".into()],
+        created_at: "2026-01-31T00:00:00Z".into(),
+        children: vec![ManifestChildView {
+            digest: "sha256:cc".into(),
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            size: 500,
+            platform: Some("linux/arm64/v8".into()),
+        }],
+    }
+}
+
+#[test]
+fn repository_types_write_what_the_document_describes() {
+    let doc = doc();
+    let p = &mut Vec::new();
+    let repository = RepositoryView {
+        name: "team/app".into(),
+        manifest_count: 3,
+        tag_count: 2,
+        blob_count: 5,
+        size: 1 << 20,
+        created_at: "2026-01-31T00:00:00Z".into(),
+        updated_at: "2026-02-01T00:00:00Z".into(),
+    };
+    agrees(&doc, "Repository", &repository, p);
+    agrees(
+        &doc,
+        "RepositoryList",
+        &RepositoryList {
+            repositories: vec![repository],
+            next: Some("team/app".into()),
+        },
+        p,
+    );
+    agrees(&doc, "Tag", &tag_view(), p);
+    agrees(
+        &doc,
+        "TagList",
+        &TagList {
+            repository: "team/app".into(),
+            tags: vec![tag_view()],
+            next: Some("v1".into()),
+        },
+        p,
+    );
+    agrees(&doc, "ManifestChild", &manifest_view().children[0], p);
+    agrees(&doc, "Manifest", &manifest_view(), p);
+    agrees(
+        &doc,
+        "ManifestList",
+        &ManifestList {
+            repository: "team/app".into(),
+            manifests: vec![manifest_view()],
+            next: Some("sha256:aa".into()),
+        },
+        p,
+    );
+    agrees(
+        &doc,
+        "RepositoryDeleted",
+        &RepositoryDeleted {
+            name: "team/app".into(),
+            manifests_deleted: 3,
+            tags_deleted: 2,
+            blob_links_removed: 5,
+        },
+        p,
+    );
+    assert!(
+        p.is_empty(),
+        "the repository types and docs/openapi.json disagree:\n{}",
+        p.join("\n")
+    );
+}
+
+#[test]
+fn listings_take_the_documented_page_parameters() {
+    let doc = doc();
+    let page = PageQuery {
+        n: Some(50),
+        last: Some("team/app".into()),
+        orderby: Some("time_desc".into()),
+    };
+    for path in [
+        "/berth/v1/repositories",
+        "/berth/v1/repositories/{name}/_tags",
+        "/berth/v1/repositories/{name}/_manifests",
+    ] {
+        assert_eq!(written(&page), parameters(&doc, "get", path), "{path}");
+    }
+    assert!(written(&PageQuery::default()).is_empty());
+}

@@ -20,5 +20,5 @@ pub mod time;
 
 pub use digest::{Algorithm, Digest, Hasher};
 pub use error::ErrorCode;
-pub use manifest::{Descriptor, Manifest, ManifestKind, media_type};
+pub use manifest::{Descriptor, Manifest, ManifestKind, Platform, media_type};
 pub use name::{NameError, Reference, RepositoryName, Tag};

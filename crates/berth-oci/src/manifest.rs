@@ -51,6 +51,31 @@ pub struct Descriptor {
     pub artifact_type: Option<String>,
     /// Download URLs of a non-distributable ("foreign") layer; such layers are not stored.
     pub urls: Vec<String>,
+    /// The platform an index names for a child manifest, when it names one as strings.
+    pub platform: Option<Platform>,
+}
+
+/// The platform an index gives a child manifest (`os`, `architecture`, `variant`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Platform {
+    /// `linux`, `windows`, ...
+    pub os: String,
+    /// `amd64`, `arm64`, ...
+    pub architecture: String,
+    /// `v8`, `v7`, ..., if any.
+    #[serde(default)]
+    pub variant: Option<String>,
+}
+
+impl std::fmt::Display for Platform {
+    /// `os/architecture[/variant]`, as `docker` writes it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(variant) = self.variant.as_deref().filter(|v| !v.is_empty()) {
+            write!(f, "/{variant}")?;
+        }
+        Ok(())
+    }
 }
 
 /// A parsed and validated manifest. The original bytes are kept by the caller.
@@ -105,6 +130,9 @@ struct RawDescriptor {
     artifact_type: Option<String>,
     #[serde(default)]
     urls: Vec<String>,
+    /// Kept as it is: a platform is informative only, so one of another shape than the
+    /// spec's is ignored rather than refused (as it was before it was read at all).
+    platform: Option<serde_json::Value>,
 }
 
 impl RawDescriptor {
@@ -130,6 +158,9 @@ impl RawDescriptor {
             size,
             artifact_type: self.artifact_type,
             urls: self.urls,
+            platform: self
+                .platform
+                .and_then(|p| serde_json::from_value::<Platform>(p).ok()),
         })
     }
 }
@@ -477,6 +508,22 @@ mod tests {
         assert_eq!(m.kind, ManifestKind::Index);
         assert_eq!(m.required_manifests().len(), 1);
         assert_eq!(m.required_blobs().count(), 0);
+        let platform = m.children[0].platform.as_ref().unwrap();
+        assert_eq!(platform.to_string(), "linux/amd64");
+    }
+
+    #[test]
+    fn a_platform_of_another_shape_is_ignored_not_refused() {
+        let body = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[{{"mediaType":"{}","digest":"{D1}","size":3,"platform":{{"os":7}}}},{{"mediaType":"{}","digest":"{D2}","size":3,"platform":{{"os":"linux","architecture":"arm64","variant":"v8"}}}}]}}"#,
+            media_type::OCI_INDEX,
+            media_type::OCI_MANIFEST,
+            media_type::OCI_MANIFEST
+        );
+        let m = Manifest::parse(body.as_bytes(), None).unwrap();
+        assert_eq!(m.children[0].platform, None);
+        let platform = m.children[1].platform.as_ref().unwrap();
+        assert_eq!(platform.to_string(), "linux/arm64/v8");
     }
 
     #[test]

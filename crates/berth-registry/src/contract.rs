@@ -32,7 +32,7 @@ use crate::blob::{AppendError, BlobStore, ByteStream};
 use crate::change::{Change, ChangeAction, ChangeEvent, Origin};
 use crate::metadata::{
     BlobClaim, BlobGeneration, BlobRecord, LinkSource, MetadataStore, NewManifest,
-    PutManifestError, Target,
+    PutManifestError, RepositoryRemoval, Selection, Target,
 };
 
 // ----- helpers -----
@@ -365,6 +365,7 @@ pub async fn metadata_store_contract(make: impl AsyncFn() -> Arc<dyn MetadataSto
     every_content_change_is_logged_in_commit_order(make().await).await;
     the_change_log_is_pruned_and_bounded(make().await).await;
     what_the_parent_last_set(make().await).await;
+    repositories_are_described_and_deleted_whole(make().await).await;
     upload_progress_is_conditional(make().await).await;
     concurrent_writers_keep_the_log_in_commit_order(make().await).await;
     concurrent_pushes_of_one_manifest_log_it_once(make().await).await;
@@ -1102,6 +1103,275 @@ async fn a_collection_never_takes_what_a_writer_holds(store: Arc<dyn MetadataSto
     assert!(third != second && third != first, "{case}");
     assert!(
         store.stale_collections(i64::MAX).await.unwrap().is_empty(),
+        "{case}"
+    );
+}
+
+async fn repositories_are_described_and_deleted_whole(store: Arc<dyn MetadataStore>) {
+    let case = "repositories_are_described_and_deleted_whole";
+    let (a, b) = (repo("a"), repo("b"));
+    let (config, amd, arm) = (
+        Digest::sha256(b"config"),
+        Digest::sha256(b"amd"),
+        Digest::sha256(b"arm"),
+    );
+    for (digest, size) in [(&config, 10), (&amd, 100), (&arm, 50)] {
+        link(&*store, &a, digest, size, None).await;
+    }
+    link(&*store, &b, &amd, 100, None).await;
+    let one = manifest(
+        &a,
+        "image-amd",
+        vec![Target::Blob(config.clone()), Target::Blob(amd.clone())],
+        &["v1"],
+        Origin::Local,
+    );
+    let two = manifest(
+        &a,
+        "image-arm",
+        vec![Target::Blob(config.clone()), Target::Blob(arm.clone())],
+        &[],
+        Origin::Local,
+    );
+    let mut index = manifest(
+        &a,
+        "the-index",
+        vec![
+            Target::Manifest(one.digest.clone()),
+            Target::Manifest(two.digest.clone()),
+        ],
+        &["latest", "multi"],
+        Origin::Local,
+    );
+    index.media_type = "application/vnd.oci.image.index.v1+json".into();
+    for m in [&one, &two, &index] {
+        store.put_manifest(m.clone()).await.unwrap();
+    }
+    let len = |m: &NewManifest| m.content.len() as u64;
+    let one_size = len(&one) + 10 + 100;
+    // The config both platforms share counts once.
+    let index_size = len(&index) + len(&one) + len(&two) + 10 + 100 + 50;
+
+    let all = store
+        .repository_summaries(Selection::Page { last: None, n: 10 })
+        .await
+        .unwrap();
+    let names: Vec<&str> = all.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["a", "b"], "{case}");
+    let summary = &all[0];
+    assert_eq!(
+        (
+            summary.manifest_count,
+            summary.tag_count,
+            summary.blob_count
+        ),
+        (3, 3, 3),
+        "{case}"
+    );
+    assert_eq!(
+        summary.size,
+        160 + len(&one) + len(&two) + len(&index),
+        "{case}: every blob once, and the manifests"
+    );
+    assert!(summary.updated_at >= summary.created_at, "{case}");
+    let after_a = store
+        .repository_summaries(Selection::Page {
+            last: Some("a"),
+            n: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(after_a.len(), 1, "{case}");
+    assert_eq!(after_a[0].name, b, "{case}");
+    assert_eq!(
+        (after_a[0].manifest_count, after_a[0].size),
+        (0, 100),
+        "{case}"
+    );
+    let only = store.repository_summaries(Selection::One("a")).await;
+    assert_eq!(only.unwrap(), std::slice::from_ref(summary), "{case}");
+    assert!(
+        store
+            .repository_summaries(Selection::One("c"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "{case}"
+    );
+
+    let tags = store
+        .tag_details(&a, Selection::Page { last: None, n: 10 })
+        .await
+        .unwrap()
+        .unwrap();
+    let listed: Vec<(&str, &Digest, u64)> = tags
+        .iter()
+        .map(|t| (t.tag.as_str(), &t.digest, t.size))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("latest", &index.digest, index_size),
+            ("multi", &index.digest, index_size),
+            ("v1", &one.digest, one_size),
+        ],
+        "{case}"
+    );
+    assert_eq!(tags[0].media_type, index.media_type, "{case}");
+    let page = store
+        .tag_details(
+            &a,
+            Selection::Page {
+                last: Some("latest"),
+                n: 1,
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        page,
+        std::slice::from_ref(&tags[1]),
+        "{case}: after `last`, `n` of them"
+    );
+    // By time: the tags were all set within the same second or two, so the order within a
+    // second is the key's, and a page goes on after the (time, key) it ended with.
+    fn by_time(newest_first: bool, last: Option<(i64, &str)>, n: u32) -> Selection<'_> {
+        Selection::ByTime {
+            newest_first,
+            last,
+            n,
+        }
+    }
+    for newest_first in [true, false] {
+        let all = store
+            .tag_details(&a, by_time(newest_first, None, 10))
+            .await
+            .unwrap()
+            .unwrap();
+        let times: Vec<i64> = all.iter().map(|t| t.updated_at).collect();
+        let mut sorted = times.clone();
+        sorted.sort_unstable();
+        if newest_first {
+            sorted.reverse();
+        }
+        assert_eq!(
+            times, sorted,
+            "{case}: by time, newest first: {newest_first}"
+        );
+        let mut paged = Vec::new();
+        let mut last: Option<(i64, String)> = None;
+        loop {
+            let page = store
+                .tag_details(
+                    &a,
+                    by_time(
+                        newest_first,
+                        last.as_ref().map(|(t, k)| (*t, k.as_str())),
+                        2,
+                    ),
+                )
+                .await
+                .unwrap()
+                .unwrap();
+            let Some(end) = page.last() else { break };
+            last = Some((end.updated_at, end.tag.to_string()));
+            paged.extend(page);
+        }
+        assert_eq!(
+            paged, all,
+            "{case}: pages by time, newest first: {newest_first}"
+        );
+    }
+    let newest = store
+        .manifest_details(&a, by_time(true, None, 1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(newest.len(), 1, "{case}");
+    let v1 = store.tag_details(&a, Selection::One("v1")).await.unwrap();
+    assert_eq!(v1.unwrap(), std::slice::from_ref(&tags[2]), "{case}");
+    assert!(
+        store
+            .tag_details(&repo("c"), Selection::One("v1"))
+            .await
+            .unwrap()
+            .is_none(),
+        "{case}: an unknown repository"
+    );
+
+    let manifests = store
+        .manifest_details(&a, Selection::Page { last: None, n: 10 })
+        .await
+        .unwrap()
+        .unwrap();
+    let mut digests = vec![&one.digest, &two.digest, &index.digest];
+    digests.sort_by_key(|d| d.to_string());
+    assert_eq!(
+        manifests.iter().map(|m| &m.digest).collect::<Vec<_>>(),
+        digests,
+        "{case}: in lexical order of digest"
+    );
+    for m in &manifests {
+        let (tags, size, content): (&[&str], u64, Option<&Bytes>) = if m.digest == index.digest {
+            (&["latest", "multi"], index_size, Some(&index.content))
+        } else if m.digest == one.digest {
+            (&["v1"], one_size, None)
+        } else {
+            (&[], len(&two) + 10 + 50, None)
+        };
+        let names: Vec<&str> = m.tags.iter().map(Tag::as_str).collect();
+        assert_eq!(names, tags, "{case}: tags of {}", m.digest);
+        assert_eq!(m.size, size, "{case}: size of {}", m.digest);
+        assert_eq!(m.index_content.as_ref(), content, "{case}: {}", m.digest);
+    }
+    let digest = one.digest.to_string();
+    let just_one = store
+        .manifest_details(&a, Selection::One(&digest))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(just_one.len(), 1, "{case}");
+    assert_eq!(just_one[0].digest, one.digest, "{case}");
+
+    // A repository is removed only once it holds no manifest.
+    assert_eq!(
+        store.delete_empty_repository(&a).await.unwrap(),
+        RepositoryRemoval::NotEmpty,
+        "{case}"
+    );
+    assert_eq!(store.manifest_digests(&a).await.unwrap().len(), 3, "{case}");
+    for m in [&index, &one, &two] {
+        assert!(
+            store
+                .delete_manifest(&a, &m.digest, Origin::Local)
+                .await
+                .unwrap(),
+            "{case}"
+        );
+    }
+    let logged = all_changes(&*store).await.len();
+    assert_eq!(
+        store.delete_empty_repository(&a).await.unwrap(),
+        RepositoryRemoval::Removed { blob_links: 3 },
+        "{case}"
+    );
+    assert!(!store.repository_exists(&a).await.unwrap(), "{case}");
+    assert_eq!(store.repositories(None, 10).await.unwrap(), ["b"], "{case}");
+    assert_eq!(store.blob_size(&a, &amd).await.unwrap(), None, "{case}");
+    assert!(
+        store.blob_in_use(&amd).await.unwrap(),
+        "{case}: still linked in b"
+    );
+    assert!(!store.blob_in_use(&arm).await.unwrap(), "{case}");
+    assert_eq!(
+        all_changes(&*store).await.len(),
+        logged,
+        "{case}: the content's deletions were logged, the name's removal adds nothing"
+    );
+    assert_eq!(
+        store.delete_empty_repository(&a).await.unwrap(),
+        RepositoryRemoval::Unknown,
         "{case}"
     );
 }

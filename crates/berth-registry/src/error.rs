@@ -75,6 +75,11 @@ pub enum RegistryError {
     /// The metadata store failed.
     #[error(transparent)]
     Metadata(#[from] MetadataError),
+    /// A repository deletion found manifests pushed while it ran, round after round.
+    #[error(
+        "repository `{0}` is still being pushed to: what it held is deleted, but manifests pushed since remain; stop the pushes and delete it again"
+    )]
+    RepositoryBusy(String),
 }
 
 /// A manifest reference target, printed for people.

@@ -33,10 +33,12 @@ pub use blob::{BlobStore, ByteStream, FsBlobStore};
 pub use change::{Change, ChangeAction, ChangeEvent, ChangePage, Origin};
 pub use error::RegistryError;
 pub use metadata::{
-    BlobClaim, BlobGeneration, BlobRecord, GcRun, LinkSource, MetadataStore, Referrer,
-    SqliteMetadata, StoredManifest,
+    BlobClaim, BlobGeneration, BlobRecord, GcRun, LinkSource, ManifestDetail, MetadataStore,
+    Referrer, RepositorySummary, Selection, SqliteMetadata, StoredManifest, TagDetail,
 };
-pub use registry::{Blob, ManifestPushed, Registry, RegistryConfig, Uploads};
+pub use registry::{
+    Blob, ManifestInfo, ManifestPushed, Registry, RegistryConfig, RepositoryDeleted, Uploads,
+};
 
 /// The id of an upload session: a random UUID, also its `Docker-Upload-UUID`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]

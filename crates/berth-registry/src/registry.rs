@@ -15,8 +15,10 @@
 //!   and bytes no repository links are left for garbage collection, so a concurrent push of
 //!   the same content can never lose its bytes.
 
+mod repositories;
 mod upload;
 
+pub use repositories::{ManifestInfo, RepositoryDeleted};
 pub use upload::Uploads;
 
 use std::ops::Range;

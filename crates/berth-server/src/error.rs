@@ -196,6 +196,7 @@ impl From<RegistryError> for ApiError {
                 headers: vec![(header::RETRY_AFTER, HeaderValue::from_static("1"))],
             },
             E::Metadata(ref cause) => ApiError::internal(cause),
+            E::RepositoryBusy(_) => ApiError::management(S::CONFLICT, "CONFLICT", message),
         }
     }
 }

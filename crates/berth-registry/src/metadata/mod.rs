@@ -207,6 +207,107 @@ pub struct GcRun {
     pub uploads_removed: u64,
 }
 
+/// Which rows of a listing to read: a page in the listing's order, or one row by its key.
+///
+/// Each listing has a key (a repository's name, a tag, a manifest's digest) and a time (a
+/// repository's creation, a tag's last update, a manifest's push).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selection<'a> {
+    /// Up to `n` rows whose key comes after `last` (from the start without it), in
+    /// lexical order of key.
+    Page {
+        /// The key the previous page ended with.
+        last: Option<&'a str>,
+        /// The most rows to read.
+        n: u32,
+    },
+    /// Up to `n` rows in order of time, newest or oldest first, rows of the same time in
+    /// lexical order of key; after `last`, the time and key the previous page ended with.
+    ByTime {
+        /// Newest first (else oldest first).
+        newest_first: bool,
+        /// The time and key the previous page ended with.
+        last: Option<(i64, &'a str)>,
+        /// The most rows to read.
+        n: u32,
+    },
+    /// The one row with this key, if there is one.
+    One(&'a str),
+}
+
+/// A repository as the management API describes it: what it holds, and when it changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepositorySummary {
+    /// Its name.
+    pub name: RepositoryName,
+    /// When it was created (its first blob or manifest), Unix seconds.
+    pub created_at: i64,
+    /// When its content last changed as far as the store knows (a push, a tag moved or
+    /// removed, a deletion still in the change log), Unix seconds.
+    pub updated_at: i64,
+    /// How many manifests it holds.
+    pub manifest_count: u64,
+    /// How many tags it holds.
+    pub tag_count: u64,
+    /// How many blobs it links.
+    pub blob_count: u64,
+    /// Bytes of every blob it links (each once) and of its manifests.
+    pub size: u64,
+}
+
+/// A tag and the manifest it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagDetail {
+    /// The tag.
+    pub tag: Tag,
+    /// The manifest it names.
+    pub digest: Digest,
+    /// That manifest's media type.
+    pub media_type: String,
+    /// Bytes of that manifest, of the blobs it references and, for an index, of its child
+    /// manifests and their blobs (each blob once).
+    pub size: u64,
+    /// When the tag was last pointed at a manifest, Unix seconds.
+    pub updated_at: i64,
+}
+
+/// A manifest with what the management API lists of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestDetail {
+    /// Its digest.
+    pub digest: Digest,
+    /// Its media type.
+    pub media_type: String,
+    /// Its `artifactType`, or its config's media type.
+    pub artifact_type: Option<String>,
+    /// The manifest it refers to (signatures, SBOMs), if any.
+    pub subject: Option<Digest>,
+    /// Bytes of the manifest, of the blobs it references and, for an index, of its child
+    /// manifests and their blobs (each blob once).
+    pub size: u64,
+    /// The tags naming it, in lexical order.
+    pub tags: Vec<Tag>,
+    /// When it was stored, Unix seconds.
+    pub created_at: i64,
+    /// Its bytes when it references other manifests (an index), to list its children;
+    /// `None` for any other manifest.
+    pub index_content: Option<Bytes>,
+}
+
+/// What [`MetadataStore::delete_empty_repository`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepositoryRemoval {
+    /// The repository is gone, with this many blob links.
+    Removed {
+        /// Blob links removed with it.
+        blob_links: u64,
+    },
+    /// It still holds manifests (pushed since they were deleted): nothing was removed.
+    NotEmpty,
+    /// There is no such repository.
+    Unknown,
+}
+
 /// Storage for everything but blob bytes.
 #[async_trait]
 pub trait MetadataStore: Send + Sync + 'static {
@@ -391,4 +492,33 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// repository naming them (an index's child), and no subject still there (a referrer
     /// of a manifest that stays).
     async fn dangling_manifests(&self, repository: &RepositoryName) -> Result<Vec<Digest>>;
+
+    // ----- repository management (`berth repository …`) -----
+
+    /// Repositories in lexical order of name, with their counts, sizes and times.
+    async fn repository_summaries(&self, select: Selection<'_>) -> Result<Vec<RepositorySummary>>;
+
+    /// Tags of `repository` in lexical order, each with its manifest's digest, media type
+    /// and size; `None` if the repository is unknown.
+    async fn tag_details(
+        &self,
+        repository: &RepositoryName,
+        select: Selection<'_>,
+    ) -> Result<Option<Vec<TagDetail>>>;
+
+    /// Manifests of `repository` in lexical order of digest, each with its size, tags and
+    /// (for an index) bytes; `None` if the repository is unknown.
+    async fn manifest_details(
+        &self,
+        repository: &RepositoryName,
+        select: Selection<'_>,
+    ) -> Result<Option<Vec<ManifestDetail>>>;
+
+    /// Removes a repository that holds no manifest, with its blob links, in one
+    /// transaction; the bytes of blobs nothing references any more are left to garbage
+    /// collection. A repository that holds manifests is left as it is.
+    async fn delete_empty_repository(
+        &self,
+        repository: &RepositoryName,
+    ) -> Result<RepositoryRemoval>;
 }

@@ -3,6 +3,7 @@
 //! Writes run in `BEGIN IMMEDIATE` transactions, so a transaction that reads and then writes
 //! never fails on a lock upgrade: SQLite serialises writers, and readers never wait.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -16,8 +17,9 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::{
     BlobClaim, BlobGeneration, BlobRecord, Change, ChangeAction, ChangeEvent, GcRun, LinkSource,
-    MetadataError, MetadataStore, NewManifest, Origin, PutManifestError, Referrer, Result,
-    StoredManifest, Target, UploadRecord,
+    ManifestDetail, MetadataError, MetadataStore, NewManifest, Origin, PutManifestError, Referrer,
+    RepositoryRemoval, RepositorySummary, Result, Selection, StoredManifest, TagDetail, Target,
+    UploadRecord,
 };
 use crate::UploadId;
 use crate::change::{ChangeError, FlatChange};
@@ -944,6 +946,189 @@ impl MetadataStore for SqliteMetadata {
         .map(gc_run)
         .collect())
     }
+
+    // ----- repository management (`berth repository …`) -----
+
+    async fn repository_summaries(&self, select: Selection<'_>) -> Result<Vec<RepositorySummary>> {
+        let page = Clause::of(select, "r.name", "r.created_at", 1);
+        // Times are read apart and their latest taken here: SQLite's MAX(a, b) is
+        // PostgreSQL's GREATEST. The last change is found by the log's index, not a scan.
+        let sql = format!(
+            "SELECT r.name, r.created_at, \
+             (SELECT COUNT(*) FROM manifests m WHERE m.repository_id = r.id), \
+             (SELECT COUNT(*) FROM tags t WHERE t.repository_id = r.id), \
+             (SELECT COUNT(*) FROM repository_blobs b WHERE b.repository_id = r.id), \
+             (SELECT COALESCE(SUM(b.size), 0) FROM repository_blobs b WHERE b.repository_id = r.id), \
+             (SELECT COALESCE(SUM(m.size), 0) FROM manifests m WHERE m.repository_id = r.id), \
+             (SELECT MAX(m.created_at) FROM manifests m WHERE m.repository_id = r.id), \
+             (SELECT MAX(t.updated_at) FROM tags t WHERE t.repository_id = r.id), \
+             (SELECT MAX(b.created_at) FROM repository_blobs b WHERE b.repository_id = r.id), \
+             (SELECT c.at FROM changes c WHERE c.repository = r.name ORDER BY c.seq DESC LIMIT 1) \
+             FROM repositories r WHERE {} ORDER BY {} LIMIT {}",
+            page.filter, page.order, page.limit
+        );
+        let rows = page
+            .bind(sqlx::query(listing(sql)))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        rows.into_iter()
+            .map(|row| {
+                let created_at: i64 = row.get(1);
+                let updated_at = (7..=10)
+                    .filter_map(|i| row.get::<Option<i64>, _>(i))
+                    .fold(created_at, i64::max);
+                Ok(RepositorySummary {
+                    name: RepositoryName::parse(row.get::<&str, _>(0), usize::MAX).map_err(err)?,
+                    created_at,
+                    updated_at,
+                    manifest_count: row.get::<i64, _>(2) as u64,
+                    tag_count: row.get::<i64, _>(3) as u64,
+                    blob_count: row.get::<i64, _>(4) as u64,
+                    size: (row.get::<i64, _>(5) + row.get::<i64, _>(6)) as u64,
+                })
+            })
+            .collect()
+    }
+
+    async fn tag_details(
+        &self,
+        repository: &RepositoryName,
+        select: Selection<'_>,
+    ) -> Result<Option<Vec<TagDetail>>> {
+        let page = Clause::of(select, "t.name", "t.updated_at", 2);
+        // One snapshot for the page and the sizes of what it names.
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        let Some(repo_id) = repository_id(&mut tx, repository).await? else {
+            return Ok(None);
+        };
+        let (filter, order, limit) = (&page.filter, &page.order, &page.limit);
+        let roots = format!(
+            "SELECT t.digest FROM tags t WHERE t.repository_id = $1 AND {filter} ORDER BY {order} LIMIT {limit}"
+        );
+        let rows = page
+            .bind(
+                sqlx::query(listing(format!(
+                    "SELECT t.name, t.digest, m.media_type, t.updated_at FROM tags t \
+                 JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.digest \
+                 WHERE t.repository_id = $1 AND {filter} ORDER BY {order} LIMIT {limit}"
+                )))
+                .bind(repo_id),
+            )
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(err)?;
+        let sizes = manifest_sizes(&mut tx, repo_id, &roots, &page).await?;
+        let details = rows
+            .into_iter()
+            .map(|row| {
+                let digest: String = row.get(1);
+                Ok(TagDetail {
+                    tag: Tag::parse(row.get::<&str, _>(0)).map_err(err)?,
+                    size: sizes.get(&digest).copied().unwrap_or(0),
+                    digest: parse_digest(&digest)?,
+                    media_type: row.get(2),
+                    updated_at: row.get(3),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        tx.commit().await.map_err(err)?;
+        Ok(Some(details))
+    }
+
+    async fn manifest_details(
+        &self,
+        repository: &RepositoryName,
+        select: Selection<'_>,
+    ) -> Result<Option<Vec<ManifestDetail>>> {
+        let page = Clause::of(select, "m.digest", "m.created_at", 2);
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        let Some(repo_id) = repository_id(&mut tx, repository).await? else {
+            return Ok(None);
+        };
+        let (filter, order, limit) = (&page.filter, &page.order, &page.limit);
+        let roots = format!(
+            "SELECT m.digest FROM manifests m WHERE m.repository_id = $1 AND {filter} ORDER BY {order} LIMIT {limit}"
+        );
+        // An index's bytes come along to list its children; other manifests' stay put.
+        let rows = page
+            .bind(sqlx::query(listing(format!(
+                "SELECT m.digest, m.media_type, m.artifact_type, m.subject, m.created_at, \
+                 CASE WHEN EXISTS (SELECT 1 FROM manifest_references r WHERE r.repository_id = m.repository_id \
+                   AND r.manifest_digest = m.digest AND r.target_kind = 'manifest') THEN m.content END \
+                 FROM manifests m WHERE m.repository_id = $1 AND {filter} ORDER BY {order} LIMIT {limit}"
+            )))
+            .bind(repo_id))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(err)?;
+        let sizes = manifest_sizes(&mut tx, repo_id, &roots, &page).await?;
+        let mut tags: HashMap<String, Vec<Tag>> = HashMap::new();
+        let tag_rows = page
+            .bind(sqlx::query(listing(format!(
+                "SELECT t.digest, t.name FROM tags t WHERE t.repository_id = $1 AND t.digest IN ({roots}) ORDER BY t.name"
+            )))
+            .bind(repo_id))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(err)?;
+        for row in tag_rows {
+            let tag = Tag::parse(row.get::<&str, _>(1)).map_err(err)?;
+            tags.entry(row.get(0)).or_default().push(tag);
+        }
+        let details = rows
+            .into_iter()
+            .map(|row| {
+                let digest: String = row.get(0);
+                let subject: Option<String> = row.get(3);
+                Ok(ManifestDetail {
+                    size: sizes.get(&digest).copied().unwrap_or(0),
+                    tags: tags.remove(&digest).unwrap_or_default(),
+                    digest: parse_digest(&digest)?,
+                    media_type: row.get(1),
+                    artifact_type: row.get(2),
+                    subject: subject.as_deref().map(parse_digest).transpose()?,
+                    created_at: row.get(4),
+                    index_content: row.get::<Option<Vec<u8>>, _>(5).map(Bytes::from),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        tx.commit().await.map_err(err)?;
+        Ok(Some(details))
+    }
+
+    async fn delete_empty_repository(
+        &self,
+        repository: &RepositoryName,
+    ) -> Result<RepositoryRemoval> {
+        let mut tx = self.begin_write().await?;
+        let Some(repo_id) = repository_id(&mut tx, repository).await? else {
+            return Ok(RepositoryRemoval::Unknown);
+        };
+        let holds_manifests =
+            sqlx::query("SELECT 1 FROM manifests WHERE repository_id = $1 LIMIT 1")
+                .bind(repo_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(err)?
+                .is_some();
+        if holds_manifests {
+            return Ok(RepositoryRemoval::NotEmpty);
+        }
+        let blob_links = sqlx::query("DELETE FROM repository_blobs WHERE repository_id = $1")
+            .bind(repo_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected();
+        sqlx::query("DELETE FROM repositories WHERE id = $1")
+            .bind(repo_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        Ok(RepositoryRemoval::Removed { blob_links })
+    }
 }
 
 fn upload_record(row: sqlx::sqlite::SqliteRow) -> Result<UploadRecord> {
@@ -955,4 +1140,125 @@ fn upload_record(row: sqlx::sqlite::SqliteRow) -> Result<UploadRecord> {
         hash_state: row.get(4),
         updated_at: row.get(5),
     })
+}
+
+/// What a [`Selection`] puts in a listing's query over its `key` and `time` columns: the
+/// condition, the order and the limit, with placeholders from `$first` on, and the values
+/// they take, bound by [`Clause::bind`].
+struct Clause {
+    filter: String,
+    order: String,
+    limit: String,
+    /// The time a page by time starts after (bound first when present).
+    time: Option<i64>,
+    key: String,
+    n: i64,
+}
+
+impl Clause {
+    fn of(select: Selection<'_>, key: &str, time: &str, first: usize) -> Clause {
+        let (k, t) = (format!("${first}"), format!("${}", first + 1));
+        match select {
+            Selection::Page { last, n } => Clause {
+                filter: format!("{key} > {k}"),
+                order: key.to_owned(),
+                limit: t,
+                time: None,
+                key: last.unwrap_or("").to_owned(),
+                n: i64::from(n),
+            },
+            Selection::One(one) => Clause {
+                filter: format!("{key} = {k}"),
+                order: key.to_owned(),
+                limit: t,
+                time: None,
+                key: one.to_owned(),
+                n: 1,
+            },
+            Selection::ByTime {
+                newest_first,
+                last,
+                n,
+            } => {
+                // Without a cursor, a time no row has: every row comes after it.
+                let (at, after) =
+                    last.unwrap_or((if newest_first { i64::MAX } else { i64::MIN }, ""));
+                let (before, direction) = if newest_first {
+                    ("<", "DESC")
+                } else {
+                    (">", "ASC")
+                };
+                // Here `$first` is the time and `$first + 1` the key.
+                let (at_param, key_param) = (k, t);
+                Clause {
+                    filter: format!(
+                        "({time} {before} {at_param} OR ({time} = {at_param} AND {key} > {key_param}))"
+                    ),
+                    order: format!("{time} {direction}, {key}"),
+                    limit: format!("${}", first + 2),
+                    time: Some(at),
+                    key: after.to_owned(),
+                    n: i64::from(n),
+                }
+            }
+        }
+    }
+
+    /// Binds the clause's values, in the order of its placeholders, after those bound
+    /// already.
+    fn bind<'q>(
+        &self,
+        query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+        let query = match self.time {
+            Some(at) => query.bind(at),
+            None => query,
+        };
+        query.bind(self.key.clone()).bind(self.n)
+    }
+}
+
+/// The size of each manifest that `roots` (a query over `$1`, the repository id, and the
+/// placeholders of `page`) selects, by digest: its own bytes, its child manifests' (recursively) and those
+/// of every blob they reference, each blob counted once even when several platforms of an
+/// index share it. Blobs unlinked since (a blob `DELETE`) count for nothing.
+async fn manifest_sizes(
+    conn: &mut SqliteConnection,
+    repo_id: i64,
+    roots: &str,
+    page: &Clause,
+) -> Result<HashMap<String, u64>> {
+    let sql = format!(
+        "WITH RECURSIVE roots(digest) AS ({roots}), \
+         reach(root, digest) AS ( \
+           SELECT digest, digest FROM roots \
+           UNION \
+           SELECT reach.root, r.target_digest FROM reach JOIN manifest_references r \
+             ON r.repository_id = $1 AND r.manifest_digest = reach.digest AND r.target_kind = 'manifest'), \
+         blobs(root, digest) AS ( \
+           SELECT DISTINCT reach.root, r.target_digest FROM reach JOIN manifest_references r \
+             ON r.repository_id = $1 AND r.manifest_digest = reach.digest AND r.target_kind = 'blob') \
+         SELECT parts.root, SUM(parts.size) FROM ( \
+           SELECT reach.root AS root, m.size AS size FROM reach JOIN manifests m \
+             ON m.repository_id = $1 AND m.digest = reach.digest \
+           UNION ALL \
+           SELECT blobs.root, b.size FROM blobs JOIN repository_blobs b \
+             ON b.repository_id = $1 AND b.digest = blobs.digest \
+         ) AS parts GROUP BY parts.root"
+    );
+    let rows = page
+        .bind(sqlx::query(listing(sql)).bind(repo_id))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(err)?;
+    Ok(rows
+        .into_iter()
+        .map(|row| (row.get(0), row.get::<i64, _>(1) as u64))
+        .collect())
+}
+
+/// A listing's query: made of constant fragments and a [`Clause`]'s, never of anything a
+/// request carries (values are bound), hence safe.
+fn listing(sql: String) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(sql)
 }

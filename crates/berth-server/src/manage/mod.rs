@@ -19,6 +19,7 @@ mod connected;
 mod gc;
 mod keys;
 mod network;
+mod repositories;
 mod wire;
 
 use crate::auth::authenticate;
@@ -73,6 +74,19 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/berth/v1/gc/runs", &["GET", "POST"]),
     ("/berth/v1/gc/runs/{id}", &["GET"]),
     ("/berth/v1/gc/runs/{id}/stop", &["POST"]),
+    // Served by `repositories`, whose one entry point reads names containing `/`.
+    ("/berth/v1/repositories", &["GET"]),
+    ("/berth/v1/repositories/{name}", &["GET", "DELETE"]),
+    ("/berth/v1/repositories/{name}/_tags", &["GET"]),
+    (
+        "/berth/v1/repositories/{name}/_tags/{tag}",
+        &["GET", "DELETE"],
+    ),
+    ("/berth/v1/repositories/{name}/_manifests", &["GET"]),
+    (
+        "/berth/v1/repositories/{name}/_manifests/{digest}",
+        &["GET", "DELETE"],
+    ),
 ];
 
 /// The management routes (with their admin check in each handler's extractor).
@@ -132,6 +146,11 @@ pub fn router() -> Router<AppState> {
         .fold(Router::new(), |router, (path, method_router)| {
             router.route(path, method_router)
         })
+        .route("/berth/v1/repositories", repositories::list_route())
+        .route(
+            "/berth/v1/repositories/{*path}",
+            repositories::entry_route(),
+        )
 }
 
 /// The admin, authenticated: every management handler takes this, so none can forget it.

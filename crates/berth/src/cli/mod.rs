@@ -1,6 +1,6 @@
 //! The management command line: `berth login`, `scope-map`, `token`, `connected-registry`,
 //! `network-rule`, `private-endpoint-connection`, `show-endpoints`, `update`, `show`,
-//! `keys`.
+//! `keys`, `repository`.
 //!
 //! Every command is a thin client of the registry's management API (`/berth/v1/…`); the
 //! registry validates and decides, the command line only parses flags, sends one request
@@ -16,7 +16,8 @@
 //! - [`error`]: [`CliError`] and the exit codes scripts rely on;
 //! - one module per command group: [`login`], [`scope_map`], [`token`],
 //!   [`connected_registry`], [`registry`] (settings), [`network`] (rules, private
-//!   endpoints, endpoints), [`keys`] (signing keys).
+//!   endpoints, endpoints), [`keys`] (signing keys), [`repository`] (repositories, their
+//!   tags and manifests).
 
 pub mod client;
 pub mod connected_registry;
@@ -28,6 +29,7 @@ pub mod login;
 pub mod network;
 pub mod output;
 pub mod registry;
+pub mod repository;
 pub mod scope_map;
 pub mod token;
 
@@ -80,6 +82,8 @@ pub enum Command {
     Keys(keys::KeysArgs),
     /// Garbage collection: run one now, see the last ones, stop one.
     Gc(gc::GcArgs),
+    /// List repositories, their tags and manifests; delete repositories and images; untag.
+    Repository(repository::RepositoryArgs),
 }
 
 /// Runs a management command and turns its outcome into the documented exit code.
@@ -97,6 +101,7 @@ pub fn run(command: Command) -> ExitCode {
         Command::Show(args) => registry::show(args),
         Command::Keys(args) => keys::run(args),
         Command::Gc(args) => gc::run(args),
+        Command::Repository(args) => repository::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
