@@ -33,3 +33,6 @@ CREATE TABLE gc_runs (
     tags_removed       INTEGER NOT NULL,
     uploads_removed    INTEGER NOT NULL
 );
+
+-- A repository's tags by time: retention rules and listings newest or oldest first.
+CREATE INDEX tags_by_time ON tags(repository_id, updated_at);
