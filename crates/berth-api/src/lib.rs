@@ -11,6 +11,7 @@
 //!   and permissions);
 //! - [`network`]: IP rules, private endpoint connections and the list of endpoints;
 //! - [`keys`]: the registry's signing keys and their rotation;
+//! - [`import`]: import jobs (images copied from another registry);
 //! - [`error`]: the error body, `{"errors":[{"code","message","detail"}]}`, which the OCI
 //!   distribution API shares.
 //!
@@ -69,6 +70,7 @@ macro_rules! wire_enum {
 
 pub mod connected;
 pub mod error;
+pub mod import;
 pub mod keys;
 pub mod network;
 pub mod registry;
@@ -82,6 +84,7 @@ pub use connected::{
     SyncSettingsView,
 };
 pub use error::{ErrorBody, ErrorItem};
+pub use import::{ImportCreate, ImportProgress, ImportState, ImportView};
 pub use keys::{KeyPurpose, KeyRotate, KeyView};
 pub use network::{
     ConnectionView, DataEndpointView, DecisionBody, EndpointsView, IpRuleBody, LoginServerView,

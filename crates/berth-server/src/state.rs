@@ -30,6 +30,8 @@ pub struct AppState {
     /// Set on a connected registry: its identities come from its parent, so the management
     /// API refuses to change them here.
     pub site: Option<Arc<Site>>,
+    /// Import jobs: images this registry copies from other registries.
+    pub imports: Arc<berth_import::Imports>,
 }
 
 /// What a connected registry's management API says of where it is managed.
@@ -45,6 +47,10 @@ impl AppState {
     /// State over a registry and its identities.
     pub fn new(registry: Arc<Registry>, identity: Arc<Identity>) -> Self {
         let gateway = Arc::new(RootGateway(Arc::clone(&identity)));
+        let imports = Arc::new(berth_import::Imports::new(
+            Arc::clone(&registry),
+            berth_import::ImportLimits::default(),
+        ));
         AppState {
             registry,
             identity,
@@ -54,6 +60,7 @@ impl AppState {
             network: Arc::default(),
             stopping: tokio::sync::watch::channel(false).1,
             site: None,
+            imports,
         }
     }
 }

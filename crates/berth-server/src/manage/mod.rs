@@ -16,6 +16,7 @@ use http::StatusCode;
 use http::request::Parts;
 
 mod connected;
+mod import;
 mod keys;
 mod network;
 mod wire;
@@ -69,6 +70,9 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ),
     ("/berth/v1/keys", &["GET"]),
     ("/berth/v1/keys/rotate", &["POST"]),
+    ("/berth/v1/imports", &["GET", "POST"]),
+    ("/berth/v1/imports/{id}", &["GET"]),
+    ("/berth/v1/imports/{id}/cancel", &["POST"]),
 ];
 
 /// The management routes (with their admin check in each handler's extractor).
@@ -125,6 +129,7 @@ pub fn router() -> Router<AppState> {
         .fold(Router::new(), |router, (path, method_router)| {
             router.route(path, method_router)
         })
+        .merge(import::router())
 }
 
 /// The admin, authenticated: every management handler takes this, so none can forget it.
