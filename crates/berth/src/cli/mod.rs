@@ -1,6 +1,6 @@
 //! The management command line: `berth login`, `scope-map`, `token`, `connected-registry`,
 //! `network-rule`, `private-endpoint-connection`, `show-endpoints`, `update`, `show`,
-//! `keys`.
+//! `keys`, `import`.
 //!
 //! Every command is a thin client of the registry's management API (`/berth/v1/…`); the
 //! registry validates and decides, the command line only parses flags, sends one request
@@ -16,12 +16,14 @@
 //! - [`error`]: [`CliError`] and the exit codes scripts rely on;
 //! - one module per command group: [`login`], [`scope_map`], [`token`],
 //!   [`connected_registry`], [`registry`] (settings), [`network`] (rules, private
-//!   endpoints, endpoints), [`keys`] (signing keys).
+//!   endpoints, endpoints), [`keys`] (signing keys), [`import`] (images copied from other
+//!   registries).
 
 pub mod client;
 pub mod connected_registry;
 pub mod credentials;
 pub mod error;
+pub mod import;
 pub mod keys;
 pub mod login;
 pub mod network;
@@ -77,6 +79,9 @@ pub enum Command {
     Show(registry::ShowArgs),
     /// List and rotate the registry's signing keys (tokens, data URLs).
     Keys(keys::KeysArgs),
+    /// Import an image or index from another registry (the registry fetches it itself),
+    /// or list, show and cancel imports.
+    Import(import::ImportArgs),
 }
 
 /// Runs a management command and turns its outcome into the documented exit code.
@@ -93,6 +98,7 @@ pub fn run(command: Command) -> ExitCode {
         Command::Update(args) => registry::update(args),
         Command::Show(args) => registry::show(args),
         Command::Keys(args) => keys::run(args),
+        Command::Import(args) => import::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
