@@ -190,7 +190,10 @@ impl Copy<'_> {
     /// Parses a fetched manifest as a push of it would be parsed.
     fn node(&self, fetched: FetchedManifest) -> Result<Node, ImportError> {
         let manifest = Manifest::parse(&fetched.bytes, fetched.content_type.as_deref())
-            .or_else(|_| Manifest::parse(&fetched.bytes, None))
+            // A `Content-Type` that disagrees with the manifest's own `mediaType` (some
+            // registries send a generic one) does not make the manifest unreadable; the
+            // first refusal is the one reported.
+            .or_else(|first| Manifest::parse(&fetched.bytes, None).map_err(|_| first))
             .map_err(|error| ImportError::Manifest {
                 source_image: self.client.source().image(),
                 error,
