@@ -112,6 +112,7 @@ impl Copy<'_> {
         self.progress.resolved(resolved.clone());
         self.check_tags(&resolved.digest).await?;
 
+        let repository = &self.plan.repository;
         // 1. Manifests: the tree, post-order (the root last), then the referrers.
         let mut seen = HashSet::new();
         let mut held = 0usize;
@@ -132,11 +133,16 @@ impl Copy<'_> {
                     if seen.contains(&referrer.digest) {
                         continue;
                     }
+                    let reference = Reference::Digest(referrer.digest.clone());
+                    if self.registry.manifest(repository, &reference).await.is_ok() {
+                        // Here already, whole; its own referrers may not be.
+                        seen.insert(referrer.digest.clone());
+                        self.progress.referrers.fetch_add(1, Ordering::Relaxed);
+                        subjects.push(referrer.digest);
+                        continue;
+                    }
                     let before = (order.len(), present.len());
-                    let fetched = self
-                        .client
-                        .manifest(&Reference::Digest(referrer.digest.clone()), max)
-                        .await?;
+                    let fetched = self.client.manifest(&reference, max).await?;
                     let node = self.node(fetched)?;
                     self.collect(node, &mut order, &mut present, &mut seen, &mut held)
                         .await?;
@@ -158,7 +164,6 @@ impl Copy<'_> {
         self.progress
             .blobs
             .store(blobs.len() as u64, Ordering::Relaxed);
-        let repository = &self.plan.repository;
         let mut to_fetch = Vec::new();
         for (digest, size) in blobs {
             let here = self.registry.blob(repository, &digest).await.is_ok()
@@ -385,7 +390,7 @@ impl Copy<'_> {
                         ),
                     });
                 }
-                (Err(_), Some(Failure::Cut(why))) => {
+                (Err(RegistryError::UploadInvalid(_)), Some(Failure::Cut(why))) => {
                     return Err(ImportError::Unreachable {
                         source_registry: self.client.source().registry.clone(),
                         why: format!(
@@ -394,7 +399,7 @@ impl Copy<'_> {
                         ),
                     });
                 }
-                (Err(e), None) => return Err(e.into()),
+                (Err(e), _) => return Err(e.into()),
             }
         }
         let finished = uploads.finish(repository, &id, digest, None).await;

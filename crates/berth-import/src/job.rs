@@ -420,6 +420,36 @@ impl Imports {
         Some(Ok(job.view()))
     }
 
+    /// Cancels every import that is waiting or running, and waits (at most `grace`) for
+    /// them to stop: for a registry shutting down, so that their upload sessions are
+    /// dropped now rather than left to the sweeper.
+    pub async fn shutdown(&self, grace: Duration) {
+        let unfinished: Vec<Arc<Job>> = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|j| !j.status().state.is_finished())
+            .cloned()
+            .collect();
+        if unfinished.is_empty() {
+            return;
+        }
+        tracing::info!(
+            imports = unfinished.len(),
+            "cancelling the imports under way"
+        );
+        for job in &unfinished {
+            job.cancel.cancel();
+        }
+        let all_stopped = async {
+            for job in &unfinished {
+                let _ = job.finished.subscribe().wait_for(|f| *f).await;
+            }
+        };
+        let _ = tokio::time::timeout(grace, all_stopped).await;
+    }
+
     fn find(&self, id: &str) -> Option<Arc<Job>> {
         self.jobs
             .lock()

@@ -167,6 +167,9 @@ impl fmt::Display for SourceReference {
     /// `registry/repository[:tag][@digest]`, with `http://` in front for plain HTTP to a
     /// host that is not loopback.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_plain_http() && !is_loopback(&self.registry) {
+            f.write_str("http://")?;
+        }
         write!(f, "{}/{}", self.registry, self.repository)?;
         if let Some(tag) = &self.tag {
             write!(f, ":{tag}")?;
@@ -270,6 +273,7 @@ mod tests {
         );
         let s = SourceReference::parse("http://10.0.0.5:5000/app", true).unwrap();
         assert!(s.is_plain_http());
+        assert_eq!(s.to_string(), "http://10.0.0.5:5000/app:latest");
         let s = SourceReference::parse("10.0.0.5:5000/app", true).unwrap();
         assert!(s.is_plain_http());
         assert!(!parse("10.0.0.5:5000/app").is_plain_http());

@@ -642,4 +642,16 @@ async fn a_cancelled_import_leaves_no_upload_behind() {
             .is_err(),
         "no tag"
     );
+
+    // A registry shutting down cancels what is under way the same way.
+    let id = target.start(&format!("{host}/app:v1"), None, false);
+    for _ in 0..200 {
+        if target.uploads_left() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    target.imports.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(target.imports.get(&id).unwrap().state, JobState::Cancelled);
+    assert_eq!(target.uploads_left(), 0);
 }
