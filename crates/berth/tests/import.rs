@@ -9,6 +9,8 @@
 //!   and a signature found through the referrers fallback tag (distribution 2.8 has no
 //!   referrers API);
 //! - a blob transfer cut part way resumes from where it stopped (`Range`);
+//! - a source serving TLS with a private CA is trusted through `--source-ca-cert`, and
+//!   refused without it;
 //! - wrong or missing credentials, an unknown tag, an unreachable source, a tag on another
 //!   image without `--force`, plain HTTP off this machine: clear errors naming the source,
 //!   and nothing stored;
@@ -738,4 +740,54 @@ fn jobs_can_be_followed_listed_and_cancelled() {
     assert_contains(&table, "Cancelled");
     assert_contains(&table, "stuck:v1");
     assert!(!catalog(&target).contains(&"stuck".to_owned()));
+}
+
+#[test]
+fn a_source_over_tls_is_trusted_through_its_ca() {
+    common::require("openssl");
+    let pki = tempfile::tempdir().unwrap();
+    clients::test_ca(pki.path());
+    clients::server_certificate(pki.path(), "source", "127.0.0.1", "0x1001", "berth-source");
+    // The image goes in over plain HTTP; then the same data directory serves TLS.
+    let data = tempfile::tempdir().unwrap();
+    let mut plain = Berth::with_data_dir(&data.path().join("source"), &[]);
+    let digest = sites::push_image(&plain, "hello-world", "v1", b"a layer over TLS");
+    plain.terminate();
+    let cert = pki.path().join("source.crt");
+    let key = pki.path().join("source.key");
+    let source = Berth::with_data_dir(
+        &data.path().join("source"),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let target = Berth::start();
+    let cli = Cli::logged_in(&target);
+    let source_v1 = format!("https://{}/hello-world:v1", source.host);
+
+    let stderr = import_fails(
+        &cli,
+        &["--source", &source_v1, "--username", "admin"],
+        Some(ADMIN_PASSWORD),
+    );
+    assert_contains(&stderr, "SOURCE_UNREACHABLE");
+    assert_contains(&stderr, "--source-ca-cert");
+    let ca = pki.path().join("ca.crt");
+    let job = import(
+        &cli,
+        &[
+            "--source",
+            &source_v1,
+            "--source-ca-cert",
+            ca.to_str().unwrap(),
+            "--username",
+            "admin",
+        ],
+        Some(ADMIN_PASSWORD),
+    );
+    assert_eq!(job["digest"], digest.as_str());
+    assert_eq!(job["source"], format!("{}/hello-world:v1", source.host));
 }
