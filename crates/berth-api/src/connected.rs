@@ -134,6 +134,34 @@ pub struct ConnectedRegistryView {
     pub version: Option<String>,
     /// The address its local clients use, as the instance reports it.
     pub login_server: Option<String>,
+    /// Garbage collection on site.
+    #[serde(default)]
+    pub gc: GcSettingsView,
+    /// What the instance's last garbage collection did.
+    #[serde(default)]
+    pub last_gc: Option<LastGcView>,
+}
+
+/// Whether and when a connected registry's instance collects garbage.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GcSettingsView {
+    /// Collects on its schedule.
+    pub enabled: bool,
+    /// When: a 5-field cron expression, UTC.
+    pub schedule: String,
+}
+
+/// An instance's last garbage collection, as it reported it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastGcView {
+    /// When it ended (RFC 3339).
+    pub at: String,
+    /// `finished`, `stopped`, or `failed: <why>`.
+    pub outcome: String,
+    /// Blobs whose bytes it removed.
+    pub blobs_removed: u64,
+    /// Bytes it freed.
+    pub bytes_freed: u64,
 }
 
 /// The query of `GET /berth/v1/connected-registries`.
@@ -199,6 +227,12 @@ pub struct ConnectedRegistryCreate {
     /// Notification patterns.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notifications: Vec<String>,
+    /// Garbage collection on site (default: on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gc_enabled: Option<bool>,
+    /// When it collects, a 5-field cron expression (default `30 3 * * *`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gc_schedule: Option<String>,
 }
 
 /// The body of `PATCH /berth/v1/connected-registries/{name}`; what is left out is
@@ -236,6 +270,12 @@ pub struct ConnectedRegistryPatch {
     /// Notification patterns to remove.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remove_notifications: Vec<String>,
+    /// Turns garbage collection on site on or off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gc_enabled: Option<bool>,
+    /// A new garbage collection schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gc_schedule: Option<String>,
 }
 
 /// The answer to `DELETE /berth/v1/connected-registries/{name}`: what is left to remove

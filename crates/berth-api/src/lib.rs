@@ -11,6 +11,7 @@
 //!   and permissions);
 //! - [`network`]: IP rules, private endpoint connections and the list of endpoints;
 //! - [`keys`]: the registry's signing keys and their rotation;
+//! - [`gc`]: garbage collections;
 //! - [`import`]: import jobs (images copied from another registry);
 //! - [`error`]: the error body, `{"errors":[{"code","message","detail"}]}`, which the OCI
 //!   distribution API shares.
@@ -70,6 +71,7 @@ macro_rules! wire_enum {
 
 pub mod connected;
 pub mod error;
+pub mod gc;
 pub mod import;
 pub mod keys;
 pub mod network;
@@ -79,11 +81,12 @@ pub mod token;
 
 pub use connected::{
     Activation, ConnectedRegistryCreate, ConnectedRegistryDeleteQuery, ConnectedRegistryListQuery,
-    ConnectedRegistryPatch, ConnectedRegistryView, ConnectionState, Leftovers, LogLevel, Mode,
-    PermissionsPatch, PermissionsView, SettingsRequest, SettingsView, StatusDetailView,
-    SyncSettingsView,
+    ConnectedRegistryPatch, ConnectedRegistryView, ConnectionState, GcSettingsView, LastGcView,
+    Leftovers, LogLevel, Mode, PermissionsPatch, PermissionsView, SettingsRequest, SettingsView,
+    StatusDetailView, SyncSettingsView,
 };
 pub use error::{ErrorBody, ErrorItem};
+pub use gc::{GcRunRequest, GcRunView};
 pub use import::{ImportCreate, ImportProgress, ImportState, ImportView};
 pub use keys::{KeyPurpose, KeyRotate, KeyView};
 pub use network::{

@@ -348,6 +348,16 @@ fn every_type_writes_what_the_document_describes() {
             }],
             version: Some("0.1.0".into()),
             login_server: Some("factory.example:5001".into()),
+            gc: GcSettingsView {
+                enabled: true,
+                schedule: "30 3 * * *".into(),
+            },
+            last_gc: Some(LastGcView {
+                at: "2026-01-31T03:31:00Z".into(),
+                outcome: "finished".into(),
+                blobs_removed: 12,
+                bytes_freed: 1_048_576,
+            }),
         },
         p,
     );
@@ -368,6 +378,8 @@ fn every_type_writes_what_the_document_describes() {
             sync_concurrency: Some(4),
             log_level: Some("Warning".into()),
             notifications: vec!["*:*".into()],
+            gc_enabled: Some(true),
+            gc_schedule: Some("30 3 * * *".into()),
         },
         p,
     );
@@ -385,6 +397,8 @@ fn every_type_writes_what_the_document_describes() {
             log_level: Some("Debug".into()),
             add_notifications: vec!["*:*".into()],
             remove_notifications: vec!["a:push".into()],
+            gc_enabled: Some(false),
+            gc_schedule: Some("0 4 * * 0".into()),
         },
         p,
     );
@@ -466,6 +480,20 @@ fn every_type_writes_what_the_document_describes() {
         },
         p,
     );
+    let run = GcRunView {
+        id: 7,
+        started_at: "2026-01-31T03:30:00Z".into(),
+        finished_at: Some("2026-01-31T03:31:00Z".into()),
+        dry_run: false,
+        outcome: "finished".into(),
+        blobs_removed: 12,
+        bytes_freed: 1_048_576,
+        manifests_removed: 1,
+        tags_removed: 2,
+        uploads_removed: 3,
+    };
+    agrees(&doc, "GcRun", &run, p);
+    agrees(&doc, "GcRunRequest", &GcRunRequest { dry_run: true }, p);
     agrees(
         &doc,
         "KeyRotate",

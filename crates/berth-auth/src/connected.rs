@@ -604,6 +604,69 @@ pub struct InstanceStatus {
     pub login_server: String,
     /// When the report arrived, Unix seconds.
     pub reported_at: i64,
+    /// The instance's last garbage collection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_gc: Option<GcSummary>,
+}
+
+/// What an instance's last garbage collection did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct GcSummary {
+    /// When it ended, Unix seconds.
+    pub at: i64,
+    /// `finished`, `stopped`, or `failed: <why>`.
+    pub outcome: String,
+    /// Blobs whose bytes it removed.
+    pub blobs_removed: u64,
+    /// Bytes it freed.
+    pub bytes_freed: u64,
+}
+
+/// The default garbage collection schedule: daily at a quiet hour (03:30 UTC).
+pub const DEFAULT_GC_SCHEDULE: &str = "30 3 * * *";
+
+/// Whether and when a connected registry's instance collects garbage (its own, on site).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcSettings {
+    /// Collects on its schedule.
+    pub enabled: bool,
+    /// When: a 5-field cron expression, UTC.
+    pub schedule: SyncSchedule,
+}
+
+impl Default for GcSettings {
+    fn default() -> Self {
+        GcSettings {
+            enabled: true,
+            schedule: SyncSchedule::parse(DEFAULT_GC_SCHEDULE).expect("the default parses"),
+        }
+    }
+}
+
+impl GcSettings {
+    /// Changes what is given, then checks the schedule: a cron expression that fires, not
+    /// continuous.
+    pub fn change(
+        &mut self,
+        enabled: Option<bool>,
+        schedule: Option<&str>,
+    ) -> Result<(), IdentityError> {
+        if let Some(enabled) = enabled {
+            self.enabled = enabled;
+        }
+        if let Some(schedule) = schedule {
+            let parsed = SyncSchedule::parse(schedule)?;
+            if parsed.is_continuous() {
+                return Err(IdentityError::Invalid(format!(
+                    "gc schedule `{schedule}` would collect every minute; use a schedule such as `30 3 * * *`, \
+                     or --gc-enabled false"
+                )));
+            }
+            validate_schedule(schedule)?;
+            self.schedule = parsed;
+        }
+        Ok(())
+    }
 }
 
 /// A typed problem of a connected registry: current while its cause lasts, then kept for a
@@ -707,6 +770,9 @@ pub struct ConnectedRegistry {
     pub notifications: Vec<String>,
     /// Creation time, Unix seconds.
     pub created_at: i64,
+    /// Garbage collection on site.
+    #[serde(default)]
+    pub gc: GcSettings,
     /// The active instance, if any.
     #[serde(default)]
     pub activation: Option<Activation>,

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::action::RepositoryAction;
-use crate::connected::{LogLevel, Mode, SyncSettings};
+use crate::connected::{GcSettings, LogLevel, Mode, SyncSettings};
 use crate::error::IdentityError;
 use crate::hierarchy::Hierarchy;
 use crate::identity::Identity;
@@ -50,6 +50,9 @@ pub struct RegistrySettings {
     pub client_tokens: Vec<String>,
     /// Its sync token.
     pub sync_token: String,
+    /// Garbage collection on site.
+    #[serde(default)]
+    pub gc: GcSettings,
 }
 
 /// Everything an instance needs from its parent.
@@ -160,6 +163,7 @@ fn document(
             notifications: registry.notifications.clone(),
             client_tokens: registry.client_tokens.clone(),
             sync_token: registry.sync_token.clone(),
+            gc: registry.gc.clone(),
         },
         tokens,
         scope_maps: scope_maps.into_values().collect(),

@@ -54,6 +54,8 @@ pub struct NewConnectedRegistry {
     pub log_level: LogLevel,
     /// Notification patterns.
     pub notifications: Vec<String>,
+    /// Garbage collection on site.
+    pub gc: connected::GcSettings,
 }
 
 /// Changes to a connected registry.
@@ -79,6 +81,10 @@ pub struct ConnectedRegistryUpdate {
     pub add_notifications: Vec<String>,
     /// Notification patterns to remove.
     pub remove_notifications: Vec<String>,
+    /// Turns garbage collection on site on or off.
+    pub gc_enabled: Option<bool>,
+    /// A new garbage collection schedule.
+    pub gc_schedule: Option<String>,
 }
 
 /// Whether an instance is activated, and how it is connected, as the root sees it.
@@ -436,6 +442,7 @@ impl Hierarchy {
             log_level: new.log_level,
             notifications: dedup(new.notifications.clone()),
             created_at: unix_now(),
+            gc: new.gc.clone(),
             activation: None,
             deactivated: Vec::new(),
             status: None,
@@ -471,6 +478,9 @@ impl Hierarchy {
                     .client_tokens
                     .retain(|t| !update.remove_client_tokens.contains(t));
                 registry.client_tokens = dedup(registry.client_tokens);
+                registry
+                    .gc
+                    .change(update.gc_enabled, update.gc_schedule.as_deref())?;
                 registry.sync.change(
                     update.sync_schedule.as_deref(),
                     update.sync_window.as_deref(),

@@ -15,9 +15,14 @@
 //!    checked against the descriptor's size as it arrives and against its digest at the end
 //!    (`Uploads::finish`). A transfer cut part way resumes from the bytes received, with
 //!    `Range`, when the source allows it.
-//! 3. **Store.** Children and referrers by digest, depth first, then the root by digest with
-//!    the tags, in one transaction: a tag appears only once everything under it is stored,
-//!    and `put_manifest` checks that it is.
+//! 3. **Store.** Every blob linked again first (garbage collection keeps a blob no manifest
+//!    references for its grace after its last link: so the first blobs of a long import are
+//!    not collected while the last arrive; one collected all the same is fetched again).
+//!    Then children and referrers by digest, depth first, then the root by digest with the
+//!    tags, in one transaction: a tag appears only once everything under it is stored, and
+//!    `put_manifest` checks that it is. A manifest refused because a collection took what
+//!    it references in between (a retention rule deleting a child not yet in its index)
+//!    makes this phase run once more.
 //!
 //! What the import stores is a local push: it goes into the change log with origin `local`,
 //! so a ReadWrite connected registry sends it up like any push.
@@ -33,8 +38,10 @@ use berth_oci::manifest::Manifest;
 use berth_oci::{Digest, Reference, RepositoryName, Tag};
 use berth_registry::{Origin, Registry, RegistryError, UploadId};
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt, TryStreamExt};
+use futures_util::{Stream, StreamExt};
 use reqwest::StatusCode;
+
+use tokio_util::sync::CancellationToken;
 
 use crate::client::{FetchedManifest, RETRIES, SourceClient, backoff, content_length};
 use crate::error::ImportError;
@@ -97,11 +104,85 @@ pub(crate) struct Copy<'a> {
     pub plan: &'a Plan,
     pub progress: &'a Progress,
     pub sessions: &'a Sessions,
+    /// Cancelled when the import is (by the admin, or by the registry stopping).
+    pub stop: &'a CancellationToken,
 }
 
 impl Copy<'_> {
     /// Runs the three phases; returns the root's digest and media type.
+    ///
+    /// A cancellation stops it at the next await. Reading the source and storing manifests
+    /// may stop anywhere (a manifest is stored in one transaction); a blob transfer stops
+    /// only around the registry's upload calls, never inside one, and cancels its session
+    /// itself, so that no upload is left to the sweeper.
     pub(crate) async fn run(&self) -> Result<Resolved, ImportError> {
+        let (resolved, mut order) = self.stoppable(self.manifests()).await?;
+
+        // 2. Blobs, each once.
+        let mut blobs: BTreeMap<Digest, u64> = BTreeMap::new();
+        for node in &order {
+            for blob in node.manifest.required_blobs() {
+                blobs.entry(blob.digest.clone()).or_insert(blob.size);
+            }
+        }
+        self.progress
+            .blobs
+            .store(blobs.len() as u64, Ordering::Relaxed);
+        let repository = &self.plan.repository;
+        let mut to_fetch = Vec::new();
+        for (digest, size) in &blobs {
+            self.stopped()?;
+            // Linked here already, or stored for another repository: no byte moves.
+            if self.registry.adopt_blob(repository, digest).await? {
+                self.progress.blobs_done.fetch_add(1, Ordering::Relaxed);
+                self.progress.blobs_reused.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.progress.bytes.fetch_add(*size, Ordering::Relaxed);
+                to_fetch.push((digest.clone(), *size));
+            }
+        }
+        self.fetch_all(to_fetch).await?;
+
+        // 3. Manifests, children first; the root last, with its tags. Once more if a
+        //    garbage collection took something from under the import meanwhile.
+        let root = order.pop().expect("the root is last");
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.refresh(&blobs).await?;
+            match self
+                .stoppable(self.store_all(&order, &root, &resolved.digest))
+                .await
+            {
+                Err(ImportError::Local(RegistryError::ManifestReferenceUnknown(missing)))
+                    if attempt == 1 =>
+                {
+                    tracing::info!(repository = %repository, missing = %missing, "content an import stored was collected before its manifest; storing it again");
+                }
+                result => return result.map(|()| resolved),
+            }
+        }
+    }
+
+    /// `work`, unless the import is cancelled first (`work` is dropped then).
+    async fn stoppable<T>(
+        &self,
+        work: impl Future<Output = Result<T, ImportError>>,
+    ) -> Result<T, ImportError> {
+        until(self.stop, work).await
+    }
+
+    fn stopped(&self) -> Result<(), ImportError> {
+        if self.stop.is_cancelled() {
+            Err(ImportError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// 1. Every manifest: the root, its tree post-order, the referrers (when asked for),
+    ///    then the root again, last. Reads only.
+    async fn manifests(&self) -> Result<(Resolved, Vec<Node>), ImportError> {
         let max = self.registry.config().max_manifest_size;
         let reference = self.client.source().reference();
         let root = self.node(self.client.manifest(&reference, max).await?)?;
@@ -113,7 +194,6 @@ impl Copy<'_> {
         self.check_tags(&resolved.digest).await?;
 
         let repository = &self.plan.repository;
-        // 1. Manifests: the tree, post-order (the root last), then the referrers.
         let mut seen = HashSet::new();
         let mut held = 0usize;
         let mut order = Vec::new();
@@ -153,43 +233,80 @@ impl Copy<'_> {
             }
         }
         order.push(root);
+        Ok((resolved, order))
+    }
 
-        // 2. Blobs, each once.
-        let mut blobs: BTreeMap<Digest, u64> = BTreeMap::new();
-        for node in &order {
-            for blob in node.manifest.required_blobs() {
-                blobs.entry(blob.digest.clone()).or_insert(blob.size);
-            }
-        }
-        self.progress
-            .blobs
-            .store(blobs.len() as u64, Ordering::Relaxed);
-        let mut to_fetch = Vec::new();
-        for (digest, size) in blobs {
-            let here = self.registry.blob(repository, &digest).await.is_ok()
-                || self.registry.adopt_blob(repository, &digest).await?;
-            if here {
-                self.progress.blobs_done.fetch_add(1, Ordering::Relaxed);
-                self.progress.blobs_reused.fetch_add(1, Ordering::Relaxed);
-            } else {
-                self.progress.bytes.fetch_add(size, Ordering::Relaxed);
-                to_fetch.push((digest, size));
-            }
-        }
-        futures_util::stream::iter(to_fetch)
-            .map(|(digest, size)| async move { self.fetch_blob(&digest, size).await })
+    /// Fetches blobs, a few at a time. The first failure stops the others at their next
+    /// safe point (between the registry's upload calls), and they are waited for, so that
+    /// every session they opened is cancelled before this returns.
+    async fn fetch_all(&self, blobs: Vec<(Digest, u64)>) -> Result<(), ImportError> {
+        let failed = self.stop.child_token();
+        let failed = &failed;
+        let results: Vec<Result<(), ImportError>> = futures_util::stream::iter(blobs)
+            .map(|(digest, size)| async move {
+                if failed.is_cancelled() {
+                    return Err(ImportError::Cancelled);
+                }
+                let result = self.fetch_blob(&digest, size, failed).await;
+                if result.is_err() {
+                    failed.cancel();
+                }
+                result
+            })
             .buffer_unordered(self.plan.concurrency.max(1))
-            .try_collect::<Vec<()>>()
-            .await?;
+            .collect()
+            .await;
+        let mut errors = results.into_iter().filter_map(Result::err);
+        match errors.next() {
+            None => Ok(()),
+            // The failure that stopped the others, not their being stopped.
+            Some(first) => Err(std::iter::once(first)
+                .chain(errors)
+                .find(|e| !matches!(e, ImportError::Cancelled))
+                .unwrap_or(ImportError::Cancelled)),
+        }
+    }
 
-        // 3. Manifests, children first; the root last, with its tags.
-        let root = order.pop().expect("the root is last");
+    /// Links every blob again just before the manifests are stored. A blob only linked
+    /// (no manifest references it yet) is kept by garbage collection for its grace, counted
+    /// from its last link: linking restarts it, so a long import's first blobs are not
+    /// collected while its last ones arrive. A blob a collection took meanwhile is fetched
+    /// again.
+    async fn refresh(&self, blobs: &BTreeMap<Digest, u64>) -> Result<(), ImportError> {
+        let mut lost = Vec::new();
+        for (digest, size) in blobs {
+            self.stopped()?;
+            if !self
+                .registry
+                .adopt_blob(&self.plan.repository, digest)
+                .await?
+            {
+                lost.push((digest.clone(), *size));
+            }
+        }
+        if lost.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(repository = %self.plan.repository, blobs = lost.len(), "blobs collected while an import ran are fetched again");
+        for (_, size) in &lost {
+            self.progress.bytes.fetch_add(*size, Ordering::Relaxed);
+            self.progress.blobs_done.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.fetch_all(lost).await
+    }
+
+    /// Stores the manifests in `order`, then `root` with the tags.
+    async fn store_all(
+        &self,
+        order: &[Node],
+        root: &Node,
+        digest: &Digest,
+    ) -> Result<(), ImportError> {
         for node in order {
             self.store(node, Vec::new()).await?;
         }
-        self.check_tags(&resolved.digest).await?;
-        self.store(root, self.plan.tags.clone()).await?;
-        Ok(resolved)
+        self.check_tags(digest).await?;
+        self.store(root, self.plan.tags.clone()).await
     }
 
     /// Parses a fetched manifest as a push of it would be parsed.
@@ -303,7 +420,7 @@ impl Copy<'_> {
 
     /// Stores a manifest by digest (with `tags`, for the root), unless it is here already
     /// (and there are no tags to set).
-    async fn store(&self, node: Node, tags: Vec<Tag>) -> Result<(), ImportError> {
+    async fn store(&self, node: &Node, tags: Vec<Tag>) -> Result<(), ImportError> {
         let repository = &self.plan.repository;
         let reference = Reference::Digest(node.fetched.digest.clone());
         if tags.is_empty() && self.registry.manifest(repository, &reference).await.is_ok() {
@@ -316,7 +433,7 @@ impl Copy<'_> {
                 repository,
                 &reference,
                 Some(&node.manifest.media_type),
-                node.fetched.bytes,
+                node.fetched.bytes.clone(),
                 tags,
             )
             .await?;
@@ -324,30 +441,100 @@ impl Copy<'_> {
         Ok(())
     }
 
-    /// Streams blob `digest` of `size` bytes from the source into an upload session and
-    /// publishes it once its digest checks out.
-    async fn fetch_blob(&self, digest: &Digest, size: u64) -> Result<(), ImportError> {
-        let repository = &self.plan.repository;
-        let uploads = self.registry.uploads();
-        let mut id = uploads.start(repository).await?;
-        self.sessions.add(id);
-        // Bytes of this blob counted in the progress so far.
-        let counted = Arc::new(AtomicU64::new(0));
+    /// Fetches blob `digest` of `size` bytes. A garbage collection deleting the same blob
+    /// at that moment makes the registry refuse to publish it for a moment: then the
+    /// bytes are looked for again (placed by someone else meanwhile?) or fetched again.
+    async fn fetch_blob(
+        &self,
+        digest: &Digest,
+        size: u64,
+        stop: &CancellationToken,
+    ) -> Result<(), ImportError> {
         let mut attempt = 0;
         loop {
-            let offset = uploads.offset(repository, &id).await?;
-            self.recount(&counted, offset);
+            match self.transfer(digest, size, stop).await {
+                Err(ImportError::Local(RegistryError::BlobCollecting(_))) if attempt < RETRIES => {
+                    attempt += 1;
+                    pause(stop, backoff(attempt)).await?;
+                    if self
+                        .registry
+                        .adopt_blob(&self.plan.repository, digest)
+                        .await?
+                    {
+                        self.progress.blobs_done.fetch_add(1, Ordering::Relaxed);
+                        return Ok(());
+                    }
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Streams blob `digest` of `size` bytes from the source into an upload session and
+    /// publishes it once its digest checks out. On any failure the session is cancelled
+    /// and the blob's bytes leave the progress.
+    async fn transfer(
+        &self,
+        digest: &Digest,
+        size: u64,
+        stop: &CancellationToken,
+    ) -> Result<(), ImportError> {
+        let repository = &self.plan.repository;
+        let uploads = self.registry.uploads();
+        let mut session = uploads.start(repository).await?;
+        self.sessions.add(session);
+        // Bytes of this blob counted in the progress so far.
+        let counted = Arc::new(AtomicU64::new(0));
+        let result = self
+            .transfer_into(&mut session, digest, size, stop, &counted)
+            .await;
+        match result {
+            Ok(()) => {
+                self.progress.blobs_done.fetch_add(1, Ordering::Relaxed);
+                self.sessions.remove(&session);
+                Ok(())
+            }
+            Err(e) => {
+                self.recount(&counted, 0);
+                // `finish` drops the session on a digest mismatch; any other is dropped
+                // here, so that a retry starts afresh and no upload waits for the sweeper.
+                if !matches!(e, ImportError::DigestMismatch { .. }) {
+                    let _ = uploads.cancel(repository, &session).await;
+                }
+                self.sessions.remove(&session);
+                Err(e)
+            }
+        }
+    }
+
+    /// [`Self::transfer`]'s work, into session `id` (replaced when the source cannot
+    /// resume). Stops, when `stop` is cancelled, only while waiting for the source or
+    /// between attempts, never inside a registry call that creates or publishes.
+    async fn transfer_into(
+        &self,
+        id: &mut UploadId,
+        digest: &Digest,
+        size: u64,
+        stop: &CancellationToken,
+        counted: &Arc<AtomicU64>,
+    ) -> Result<(), ImportError> {
+        let repository = &self.plan.repository;
+        let uploads = self.registry.uploads();
+        let mut attempt = 0;
+        loop {
+            let offset = uploads.offset(repository, id).await?;
+            self.recount(counted, offset);
             if offset >= size {
                 break;
             }
-            let response = self.client.blob(digest, offset).await?;
+            let response = until(stop, self.client.blob(digest, offset)).await?;
             if offset > 0 && response.status() != StatusCode::PARTIAL_CONTENT {
                 // The source sends the whole blob again: start the session over.
-                uploads.cancel(repository, &id).await?;
-                self.sessions.remove(&id);
-                id = uploads.start(repository).await?;
-                self.sessions.add(id);
-                self.recount(&counted, 0);
+                uploads.cancel(repository, id).await?;
+                self.sessions.remove(id);
+                *id = uploads.start(repository).await?;
+                self.sessions.add(*id);
+                self.recount(counted, 0);
             }
             let offset = if response.status() == StatusCode::PARTIAL_CONTENT {
                 offset
@@ -365,11 +552,15 @@ impl Copy<'_> {
                 left: size - offset,
                 failure: Arc::clone(&failure),
                 progress: Arc::clone(&self.progress.bytes_done),
-                counted: Arc::clone(&counted),
+                counted: Arc::clone(counted),
             };
-            let appended = uploads
-                .append(repository, &id, Some(offset), body.boxed())
-                .await;
+            // Dropping an append part way is safe: the caller cancels the session.
+            let appended = until(stop, async {
+                Ok(uploads
+                    .append(repository, id, Some(offset), body.boxed())
+                    .await)
+            })
+            .await?;
             let failure = failure.lock().unwrap_or_else(|e| e.into_inner()).take();
             match (appended, failure) {
                 (Ok(len), _) if len == size => break,
@@ -380,7 +571,7 @@ impl Copy<'_> {
                     // Cut part way (or ended early): the bytes received stay in the session.
                     attempt += 1;
                     tracing::debug!(blob = %digest, attempt, "resuming a blob transfer cut part way");
-                    tokio::time::sleep(backoff(attempt)).await;
+                    pause(stop, backoff(attempt)).await?;
                 }
                 (Ok(len), _) => {
                     return Err(ImportError::Unreachable {
@@ -402,16 +593,9 @@ impl Copy<'_> {
                 (Err(e), _) => return Err(e.into()),
             }
         }
-        let finished = uploads.finish(repository, &id, digest, None).await;
-        match finished {
-            Ok(()) => {
-                self.sessions.remove(&id);
-                self.progress.blobs_done.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
-            // `finish` dropped the session.
+        match uploads.finish(repository, id, digest, None).await {
+            Ok(()) => Ok(()),
             Err(RegistryError::DigestMismatch { expected, actual }) => {
-                self.sessions.remove(&id);
                 Err(ImportError::DigestMismatch {
                     source_image: self.client.source().image(),
                     what: "blob",
@@ -491,4 +675,24 @@ impl Stream for Limited {
             other => other.map(|item| item.map(|r| r.map_err(io::Error::other))),
         }
     }
+}
+
+/// `work`, unless `stop` is cancelled first (`work` is dropped then).
+async fn until<T>(
+    stop: &CancellationToken,
+    work: impl Future<Output = Result<T, ImportError>>,
+) -> Result<T, ImportError> {
+    tokio::select! {
+        result = work => result,
+        () = stop.cancelled() => Err(ImportError::Cancelled),
+    }
+}
+
+/// Waits `wait`, unless `stop` is cancelled first.
+async fn pause(stop: &CancellationToken, wait: std::time::Duration) -> Result<(), ImportError> {
+    until(stop, async {
+        tokio::time::sleep(wait).await;
+        Ok(())
+    })
+    .await
 }

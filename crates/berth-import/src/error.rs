@@ -221,7 +221,7 @@ fn local_code(e: &RegistryError) -> &'static str {
         E::ManifestUnknown(_) => ErrorCode::ManifestUnknown.as_str(),
         E::UploadUnknown(_) => ErrorCode::BlobUploadUnknown.as_str(),
         E::UploadRangeInvalid { .. } | E::UploadInvalid(_) => ErrorCode::BlobUploadInvalid.as_str(),
-        E::Io(_) | E::StorageFull(_) | E::Metadata(_) => "UNKNOWN",
+        E::Io(_) | E::StorageFull(_) | E::Metadata(_) | E::BlobCollecting(_) => "UNKNOWN",
     }
 }
 

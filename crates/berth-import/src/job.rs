@@ -563,11 +563,11 @@ async fn run(
         plan: &plan,
         progress: &job.progress,
         sessions: &sessions,
+        stop: &job.cancel,
     };
-    let result = tokio::select! {
-        result = copy.run() => result,
-        () = job.cancel.cancelled() => Err(ImportError::Cancelled),
-    };
+    // The copy stops itself on a cancellation, where that is safe.
+    let result = copy.run().await;
+    // Whatever a failure left open (nothing, normally).
     sessions.cancel_all(&registry, &plan.repository).await;
     let progress = job.progress.view();
     match &result {

@@ -428,8 +428,16 @@ impl Target {
             .unwrap_or(0)
     }
 
+    /// No manifest, no tag, no upload session: blobs an import linked before it failed
+    /// stay (as a failed push's do) until garbage collection, and name no image.
     async fn nothing_stored(&self) -> bool {
-        self.registry.catalog(None, 100).await.unwrap().is_empty() && self.uploads_left() == 0
+        let repository = self.registry.repository_name("app").unwrap();
+        let tags = self
+            .registry
+            .tags(&repository, None, 100)
+            .await
+            .unwrap_or_default();
+        tags.is_empty() && self.uploads_left() == 0
     }
 }
 

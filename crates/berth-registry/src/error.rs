@@ -68,6 +68,10 @@ pub enum RegistryError {
     /// Blob storage is full (no space or quota left): the server's problem, to retry later.
     #[error("the registry's storage is full: {0}")]
     StorageFull(std::io::Error),
+    /// A garbage collection is deleting this blob's bytes at this moment: the push (or
+    /// mount) cannot use them; pushing the blob again in a moment works.
+    #[error("blob `{0}` is being garbage-collected at this moment; push it again")]
+    BlobCollecting(Digest),
     /// The metadata store failed.
     #[error(transparent)]
     Metadata(#[from] MetadataError),

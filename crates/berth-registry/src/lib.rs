@@ -22,6 +22,7 @@ pub mod change;
 #[cfg(feature = "contract-tests")]
 pub mod contract;
 pub mod error;
+pub mod gc;
 pub mod metadata;
 pub mod registry;
 
@@ -31,7 +32,9 @@ use std::str::FromStr;
 pub use blob::{BlobStore, ByteStream, FsBlobStore};
 pub use change::{Change, ChangeAction, ChangeEvent, ChangePage, Origin};
 pub use error::RegistryError;
-pub use metadata::{MetadataStore, Referrer, SqliteMetadata, StoredManifest};
+pub use metadata::{
+    BlobClaim, BlobRecord, GcRun, MetadataStore, Referrer, SqliteMetadata, StoredManifest,
+};
 pub use registry::{Blob, ManifestPushed, Registry, RegistryConfig, Uploads};
 
 /// The id of an upload session: a random UUID, also its `Docker-Upload-UUID`.

@@ -34,6 +34,7 @@ use bytes::Bytes;
 use crate::blob::{BlobStore, ByteStream, FsBlobStore};
 use crate::cache::ManifestCache;
 use crate::error::{RegistryError, TargetDisplay};
+use crate::metadata::BlobClaim;
 use crate::metadata::{
     Change, MetadataStore, NewManifest, Origin, PutManifestError, Referrer, SqliteMetadata,
     StoredManifest, Target,
@@ -92,11 +93,13 @@ impl Blob {
 
 /// The registry: every distribution API operation, over the two stores.
 pub struct Registry {
-    blobs: Arc<dyn BlobStore>,
-    metadata: Arc<dyn MetadataStore>,
-    config: RegistryConfig,
+    pub(crate) blobs: Arc<dyn BlobStore>,
+    pub(crate) metadata: Arc<dyn MetadataStore>,
+    pub(crate) config: RegistryConfig,
     /// Upload sessions, over the same stores.
-    uploads: Uploads,
+    pub(crate) uploads: Uploads,
+    /// The garbage collector (one collection at a time).
+    pub(crate) gc: crate::gc::Gc,
     cache: ManifestCache,
     /// Announces every committed content change ([`Topic::Content`]): to those following
     /// the change log, and to the manifest cache, whose generation it is.
@@ -120,6 +123,7 @@ impl Registry {
             blobs,
             metadata,
             config,
+            gc: crate::gc::Gc::default(),
             cache: ManifestCache::default(),
             notifier: Arc::new(LocalNotifier::new()),
         }
@@ -164,10 +168,12 @@ impl Registry {
         let Some(size) = self.blobs.stat(digest).await? else {
             return Ok(false);
         };
-        self.metadata
+        // A blob a collection is deleting is not adopted: the caller fetches it instead.
+        Ok(self
+            .metadata
             .link_blob(repository, digest, size, None)
-            .await?;
-        Ok(true)
+            .await?
+            == BlobClaim::Claimed)
     }
 
     /// The embedded defaults: blobs under `data_dir` and metadata in `data_dir/metadata.db`.
@@ -252,10 +258,12 @@ impl Registry {
         if self.blobs.stat(digest).await?.is_none() {
             return Ok(false);
         }
-        self.metadata
+        // Being collected: not mounted (the client uploads it, as when a mount is refused).
+        Ok(self
+            .metadata
             .link_blob(repository, digest, size, None)
-            .await?;
-        Ok(true)
+            .await?
+            == BlobClaim::Claimed)
     }
 
     // ----- manifests -----

@@ -187,6 +187,14 @@ impl From<RegistryError> for ApiError {
                 detail: serde_json::Value::Null,
                 headers: vec![(header::RETRY_AFTER, HeaderValue::from_static("60"))],
             },
+            // Retryable by any client: a 5xx with a short Retry-After.
+            E::BlobCollecting(_) => ApiError {
+                status: S::SERVICE_UNAVAILABLE,
+                code: "UNKNOWN",
+                message,
+                detail: serde_json::Value::Null,
+                headers: vec![(header::RETRY_AFTER, HeaderValue::from_static("1"))],
+            },
             E::Metadata(ref cause) => ApiError::internal(cause),
         }
     }

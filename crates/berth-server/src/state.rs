@@ -30,6 +30,8 @@ pub struct AppState {
     /// Set on a connected registry: its identities come from its parent, so the management
     /// API refuses to change them here.
     pub site: Option<Arc<Site>>,
+    /// How garbage collections started through the management API run (grace, retention).
+    pub gc: Arc<berth_registry::gc::GcOptions>,
     /// Import jobs: images this registry copies from other registries.
     pub imports: Arc<berth_import::Imports>,
 }
@@ -60,6 +62,7 @@ impl AppState {
             network: Arc::default(),
             stopping: tokio::sync::watch::channel(false).1,
             site: None,
+            gc: Arc::default(),
             imports,
         }
     }

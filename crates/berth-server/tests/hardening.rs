@@ -272,6 +272,12 @@ impl berth_registry::BlobStore for FillingDisk {
     ) -> std::io::Result<Vec<(berth_registry::UploadId, std::time::SystemTime)>> {
         self.inner.list_uploads().await
     }
+
+    async fn list_blobs(
+        &self,
+    ) -> std::io::Result<Vec<(berth_oci::Digest, u64, std::time::SystemTime)>> {
+        self.inner.list_blobs().await
+    }
 }
 
 #[tokio::test]

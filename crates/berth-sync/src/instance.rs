@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_auth::Identity;
-use berth_auth::connected::{InstanceStatus, LogLevel, Mode, StatusDetail};
+use berth_auth::connected::{GcSettings, GcSummary, InstanceStatus, LogLevel, Mode, StatusDetail};
 use berth_auth::gateway::{ActivateRequest, ConfigDocument, RegistrySettings, StatusReport};
 use berth_auth::gateway::{Gateway, GatewayError};
 use berth_auth::scope_map::RepositoryPattern;
@@ -117,6 +117,8 @@ pub struct Instance {
     synced: Arc<SyncedRepositories>,
     /// Set by whichever part of the link meets a final answer.
     stop: Stop,
+    /// What the last garbage collection on site did, for the status report.
+    last_gc: Mutex<Option<GcSummary>>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> InstanceError + '_ {
@@ -182,6 +184,7 @@ impl Instance {
             activity: Arc::default(),
             synced: Arc::new(SyncedRepositories::new(data_dir)),
             stop: Stop::default(),
+            last_gc: Mutex::default(),
         });
         if let Ok(text) = std::fs::read_to_string(&instance.state_file)
             && let Ok(document) = serde_json::from_str::<ConfigDocument>(&text)
@@ -207,6 +210,17 @@ impl Instance {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Whether and when this registry collects garbage, as its parent's configuration says
+    /// (`None` before any configuration arrived).
+    pub fn gc_settings(&self) -> Option<GcSettings> {
+        self.settings().map(|s| s.gc)
+    }
+
+    /// Records what a garbage collection on site did, for the next status report.
+    pub fn record_gc(&self, summary: GcSummary) {
+        *self.last_gc.lock().unwrap_or_else(|e| e.into_inner()) = Some(summary);
     }
 
     /// The gateway this instance serves to its own children.
@@ -469,6 +483,11 @@ impl Instance {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             login_server: self.login_server.clone(),
             reported_at: 0,
+            last_gc: self
+                .last_gc
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
         }
     }
 

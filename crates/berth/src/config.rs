@@ -140,6 +140,17 @@ pub struct ServeArgs {
     /// one [default: 4096].
     #[arg(long, env = "BERTH_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
+    /// Run garbage collection on its schedule [default: true]. (A connected registry
+    /// follows its resource's `--gc-enabled` instead.)
+    #[arg(long, env = "BERTH_GC_ENABLED", value_name = "BOOL")]
+    pub gc_enabled: Option<bool>,
+    /// When garbage collection runs, a 5-field cron expression in UTC [default: 30 3 * * *].
+    #[arg(long, env = "BERTH_GC_SCHEDULE", value_name = "CRON")]
+    pub gc_schedule: Option<String>,
+    /// Blobs unreferenced for less than this since their last upload or link are kept
+    /// [default: 1h].
+    #[arg(long, env = "BERTH_GC_GRACE", value_name = "DURATION")]
+    pub gc_grace: Option<String>,
 }
 
 /// The keys of the TOML configuration file; every key is optional.
@@ -176,7 +187,45 @@ struct FileConfig {
     body_idle_timeout: Option<String>,
     min_body_rate: Option<u64>,
     max_connections: Option<usize>,
+    gc: Option<GcFile>,
 }
+
+/// `[gc]` in the configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GcFile {
+    enabled: Option<bool>,
+    schedule: Option<String>,
+    grace: Option<String>,
+    #[serde(default)]
+    retention: Vec<RetentionFile>,
+}
+
+/// `[[gc.retention]]`: keep the newest `keep_last` tags and those younger than
+/// `keep_within` in the repositories `repositories` names; untag the rest.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetentionFile {
+    repositories: String,
+    keep_last: Option<u32>,
+    keep_within: Option<String>,
+    #[serde(default)]
+    delete_untagged: bool,
+}
+
+/// Garbage collection, as configured.
+#[derive(Debug, Clone)]
+pub struct GcConfig {
+    /// Whether it runs on its schedule.
+    pub enabled: bool,
+    /// When.
+    pub schedule: berth_auth::connected::SyncSchedule,
+    /// How it runs: grace, retention rules.
+    pub options: berth_registry::gc::GcOptions,
+}
+
+/// The default schedule: daily at a quiet hour (03:30 UTC).
+pub const DEFAULT_GC_SCHEDULE: &str = "30 3 * * *";
 
 /// `[[private_endpoints]]` in the configuration file.
 #[derive(Debug, Deserialize)]
@@ -262,6 +311,8 @@ pub struct Config {
     pub data_endpoint: Option<DataEndpointConfig>,
     /// Timeouts and caps of every listener's connections.
     pub limits: ConnectionLimits,
+    /// Garbage collection.
+    pub gc: GcConfig,
 }
 
 /// Why the configuration cannot be used.
@@ -295,11 +346,16 @@ pub enum ConfigError {
 
 fn parse_duration(key: &'static str, value: &str) -> Result<Duration, ConfigError> {
     let invalid = |message: String| ConfigError::Invalid { key, message };
-    let parsed: jiff::SignedDuration = value.parse().map_err(|e| {
-        invalid(format!(
-            "`{value}` is not a duration such as `24h`, `90m` or `PT1H` ({e})"
-        ))
-    })?;
+    // Days and weeks are taken as 24 hours and 7 days: `14d` for a retention means what it
+    // says, whatever the clocks did in between.
+    let parsed = value
+        .parse::<jiff::Span>()
+        .and_then(|span| span.to_duration(jiff::SpanRelativeTo::days_are_24_hours()))
+        .map_err(|e| {
+            invalid(format!(
+                "`{value}` is not a duration such as `14d`, `24h`, `90m` or `PT1H` ({e})"
+            ))
+        })?;
     Duration::try_from(parsed).map_err(|_| invalid(format!("`{value}` is negative")))
 }
 
@@ -456,6 +512,79 @@ fn private_endpoints(
 
 /// The data endpoint, when a listen address is given (flags over the `[data_endpoint]`
 /// section).
+/// Garbage collection: flags over file over defaults.
+fn gc_config(args: &mut ServeArgs, file: Option<GcFile>) -> Result<GcConfig, ConfigError> {
+    let file = file.unwrap_or_default();
+    let schedule_text = args
+        .gc_schedule
+        .take()
+        .or(file.schedule)
+        .unwrap_or_else(|| DEFAULT_GC_SCHEDULE.to_owned());
+    let invalid = |key: &'static str| {
+        move |e: berth_auth::IdentityError| ConfigError::Invalid {
+            key,
+            message: e.to_string(),
+        }
+    };
+    let schedule = berth_auth::connected::SyncSchedule::parse(&schedule_text)
+        .map_err(invalid("gc_schedule"))?;
+    if schedule.is_continuous() {
+        return Err(ConfigError::Invalid {
+            key: "gc_schedule",
+            message: "`* * * * *` would collect every minute; give a schedule such as `30 3 * * *`, or set gc_enabled = false".into(),
+        });
+    }
+    berth_auth::connected::validate_schedule(&schedule_text).map_err(invalid("gc_schedule"))?;
+    let grace = match args.gc_grace.take().or(file.grace) {
+        Some(v) => parse_duration("gc_grace", &v)?,
+        None => Duration::from_secs(3600),
+    };
+    let mut retention = Vec::new();
+    for rule in file.retention {
+        let invalid = |message: String| ConfigError::Invalid {
+            key: "gc.retention",
+            message: format!("rule for `{}`: {message}", rule.repositories),
+        };
+        if rule.repositories != "*" {
+            let name = rule
+                .repositories
+                .strip_suffix("/*")
+                .unwrap_or(&rule.repositories);
+            berth_oci::RepositoryName::parse(name, berth_oci::name::DEFAULT_MAX_NAME_LENGTH)
+                .map_err(|e| {
+                    invalid(format!(
+                        "`repositories` must be a name, `prefix/*` or `*` ({e})"
+                    ))
+                })?;
+        }
+        if rule.keep_last.is_none() && rule.keep_within.is_none() && !rule.delete_untagged {
+            return Err(invalid(
+                "give keep_last, keep_within or delete_untagged: a rule without any deletes nothing".into(),
+            ));
+        }
+        let keep_within = rule
+            .keep_within
+            .as_deref()
+            .map(|w| parse_duration("gc.retention.keep_within", w))
+            .transpose()?;
+        retention.push(berth_registry::gc::RetentionRule {
+            repositories: rule.repositories,
+            keep_last: rule.keep_last,
+            keep_within,
+            delete_untagged: rule.delete_untagged,
+        });
+    }
+    Ok(GcConfig {
+        enabled: args.gc_enabled.take().or(file.enabled).unwrap_or(true),
+        schedule,
+        options: berth_registry::gc::GcOptions {
+            dry_run: false,
+            grace,
+            retention,
+        },
+    })
+}
+
 fn data_endpoint(
     listen: Option<SocketAddr>,
     url: Option<String>,
@@ -503,6 +632,7 @@ impl Config {
             None => FileConfig::default(),
         };
         let limits = connection_limits(&mut args, &mut file)?;
+        let gc = gc_config(&mut args, file.gc.take())?;
         let defaults = RegistryConfig::default();
         let registry = RegistryConfig {
             max_manifest_size: args
@@ -610,6 +740,7 @@ impl Config {
                 file.data_endpoint.unwrap_or_default(),
             )?,
             limits,
+            gc,
             connection: match args.connection_string.or(file.connection_string) {
                 Some(text) => {
                     let mut connection =
@@ -723,6 +854,53 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("upload_max_age"), "{err}");
+    }
+
+    #[test]
+    fn durations_in_days_and_the_gc_section() {
+        assert_eq!(
+            parse_duration("k", "14d").unwrap(),
+            Duration::from_secs(14 * 86400)
+        );
+        assert_eq!(
+            parse_duration("k", "1w 2h").unwrap(),
+            Duration::from_secs(7 * 86400 + 7200)
+        );
+        assert_eq!(
+            parse_duration("k", "PT1H").unwrap(),
+            Duration::from_secs(3600)
+        );
+        assert!(
+            parse_duration("k", "-5m")
+                .unwrap_err()
+                .to_string()
+                .contains("negative")
+        );
+        assert!(parse_duration("k", "1 month").is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(
+            &path,
+            "[gc]\ngrace = \"2h\"\n[[gc.retention]]\nrepositories = \"ci/*\"\nkeep_last = 10\nkeep_within = \"14d\"\ndelete_untagged = true\n",
+        )
+        .unwrap();
+        let c = Config::load(ServeArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.gc.options.grace, Duration::from_secs(7200));
+        let rule = &c.gc.options.retention[0];
+        assert_eq!(rule.keep_within, Some(Duration::from_secs(14 * 86400)));
+        assert_eq!((rule.keep_last, rule.delete_untagged), (Some(10), true));
+        std::fs::write(&path, "[[gc.retention]]\nrepositories = \"ci/*\"\n").unwrap();
+        let err = Config::load(ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("deletes nothing"), "{err}");
     }
 
     #[test]

@@ -120,6 +120,12 @@ async fn serve(
             )
         })?;
     let registry = Arc::new(registry);
+    // One process serves a data directory: a deletion marked by a collection that did not
+    // finish (a crash) can be finished now.
+    registry
+        .finish_interrupted_collections(Duration::ZERO)
+        .await
+        .map_err(|e| format!("cannot finish an interrupted garbage collection: {e}"))?;
     spawn_upload_sweeper(Arc::clone(&registry));
     // One notifier for every wake-up of the process: content, identities, configuration.
     let identity = Arc::new(open_identity(&config, Arc::clone(registry.notifier())).await?);
@@ -138,6 +144,7 @@ async fn serve(
 
     let mut state = AppState::new(Arc::clone(&registry), Arc::clone(&identity));
     state.public_url = config.public_url.clone();
+    state.gc = Arc::new(config.gc.options.clone());
     state.network = Arc::new(listeners.network_config(&config, addr, &identity)?);
     let instance = match &config.connection {
         Some(connection) => {
@@ -177,6 +184,37 @@ async fn serve(
         None => None,
     };
     let fixed_retention = config.change_log_retention;
+    // Garbage collection on its schedule: the configuration's, or on a connected registry,
+    // the one its parent's configuration gives (reported in its status).
+    let local_gc = (config.gc.enabled, config.gc.schedule.clone());
+    match &instance {
+        Some(instance) => {
+            let (plan_of, report_to) = (Arc::clone(instance), Arc::clone(instance));
+            spawn_gc_scheduler(
+                Arc::clone(&state.registry),
+                config.gc.options.clone(),
+                move || {
+                    plan_of
+                        .gc_settings()
+                        .map_or_else(|| local_gc.clone(), |gc| (gc.enabled, gc.schedule))
+                },
+                move |run| {
+                    report_to.record_gc(berth_auth::connected::GcSummary {
+                        at: run.finished_at.unwrap_or(run.started_at),
+                        outcome: run.outcome.clone(),
+                        blobs_removed: run.blobs_removed,
+                        bytes_freed: run.bytes_freed,
+                    })
+                },
+            );
+        }
+        None => spawn_gc_scheduler(
+            Arc::clone(&state.registry),
+            config.gc.options.clone(),
+            move || local_gc.clone(),
+            |_| {},
+        ),
+    }
     match &instance {
         Some(instance) => {
             let instance = Arc::clone(instance);
@@ -372,6 +410,54 @@ fn spawn_identity_follower(identity: Arc<Identity>) {
                     tracing::warn!(error = %e, "could not read the identity change log; retrying");
                 }
                 Err(_) => {}
+            }
+        }
+    });
+}
+
+/// Runs garbage collection at each tick of its schedule (`plan` gives whether it is on and
+/// the schedule, read again every minute, so a change of configuration takes effect), and
+/// hands each run's outcome to `ran`. A tick that comes while a collection started by hand
+/// runs is skipped.
+fn spawn_gc_scheduler(
+    registry: Arc<Registry>,
+    options: berth_registry::gc::GcOptions,
+    plan: impl Fn() -> (bool, berth_auth::connected::SyncSchedule) + Send + 'static,
+    ran: impl Fn(&berth_registry::GcRun) + Send + 'static,
+) {
+    tokio::spawn(async move {
+        let mut after = jiff::Timestamp::now();
+        loop {
+            let (enabled, schedule) = plan();
+            let next = schedule
+                .cron()
+                .and_then(|cron| cron.next_after(after))
+                .filter(|_| enabled);
+            let now = jiff::Timestamp::now();
+            match next {
+                Some(tick) if tick <= now => {
+                    after = now;
+                    match registry.start_gc(false).await {
+                        Ok(handle) => {
+                            let run = registry.collect_garbage(&handle, &options).await;
+                            ran(&run);
+                        }
+                        Err(e) => {
+                            tracing::info!(reason = %e, "scheduled garbage collection skipped")
+                        }
+                    }
+                }
+                Some(tick) => {
+                    let wait = (tick - now)
+                        .try_into()
+                        .unwrap_or(Duration::from_secs(60))
+                        .min(Duration::from_secs(60));
+                    tokio::time::sleep(wait).await;
+                }
+                None => {
+                    after = now;
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                }
             }
         }
     });

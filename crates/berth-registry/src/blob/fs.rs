@@ -174,6 +174,15 @@ fn publish(from: &Path, to: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// The entries of `dir`, or none when it does not exist (yet).
+fn read_dir_or_empty(dir: &Path) -> io::Result<Box<dyn Iterator<Item = io::Result<fs::DirEntry>>>> {
+    match fs::read_dir(dir) {
+        Ok(entries) => Ok(Box::new(entries)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Box::new(std::iter::empty())),
+        Err(e) => Err(e),
+    }
+}
+
 #[async_trait]
 impl BlobStore for FsBlobStore {
     async fn stat(&self, digest: &Digest) -> io::Result<Option<u64>> {
@@ -372,6 +381,43 @@ impl BlobStore for FsBlobStore {
         }
     }
 
+    async fn list_blobs(&self) -> io::Result<Vec<(Digest, u64, SystemTime)>> {
+        let root = self.root.join("blobs");
+        blocking(move || {
+            let mut out = Vec::new();
+            // blobs/<algorithm>/<first two hex digits>/<hex>; anything else is not a blob.
+            for algorithm in read_dir_or_empty(&root)? {
+                let algorithm = algorithm?;
+                let Some(alg) = algorithm.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                for prefix in read_dir_or_empty(&algorithm.path())? {
+                    for blob in read_dir_or_empty(&prefix?.path())? {
+                        let blob = blob?;
+                        let Some(digest) = blob
+                            .file_name()
+                            .to_str()
+                            .and_then(|hex| format!("{alg}:{hex}").parse::<Digest>().ok())
+                        else {
+                            continue;
+                        };
+                        let metadata = match blob.metadata() {
+                            Ok(m) => m,
+                            // Deleted since the directory was read.
+                            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                            Err(e) => return Err(e),
+                        };
+                        if metadata.is_file() {
+                            out.push((digest, metadata.len(), metadata.modified()?));
+                        }
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn list_uploads(&self) -> io::Result<Vec<(UploadId, SystemTime)>> {
         let dir = self.root.join("uploads");
         blocking(move || {
@@ -380,7 +426,12 @@ impl BlobStore for FsBlobStore {
                 let entry = entry?;
                 let name = entry.file_name();
                 if let Some(id) = name.to_str().and_then(|n| n.parse::<UploadId>().ok()) {
-                    out.push((id, entry.metadata()?.modified()?));
+                    match entry.metadata() {
+                        Ok(metadata) => out.push((id, metadata.modified()?)),
+                        // Finished or dropped since the directory was read.
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(e),
+                    }
                 }
             }
             Ok(out)

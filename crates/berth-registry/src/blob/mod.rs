@@ -103,4 +103,8 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Every upload session the store holds, with the time its data last changed.
     async fn list_uploads(&self) -> io::Result<Vec<(UploadId, SystemTime)>>;
+
+    /// Every committed blob the store holds: its digest, size, and when its bytes were
+    /// placed (garbage collection's view of what is on disk).
+    async fn list_blobs(&self) -> io::Result<Vec<(Digest, u64, SystemTime)>>;
 }

@@ -125,6 +125,51 @@ pub struct UploadRecord {
     pub updated_at: Option<i64>,
 }
 
+/// A blob as garbage collection sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobRecord {
+    /// Its digest.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was last claimed for storing, or linked, Unix milliseconds.
+    pub updated_at: i64,
+}
+
+/// Whether a blob may be stored or linked now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobClaim {
+    /// Claimed: no collection will remove it before it is linked (nor for the grace after).
+    Claimed,
+    /// A collection is deleting its bytes right now: store it again once that is over.
+    Collecting,
+}
+
+/// One garbage collection, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct GcRun {
+    /// Its number.
+    pub id: i64,
+    /// When it started, Unix seconds.
+    pub started_at: i64,
+    /// When it ended, Unix seconds; `None` while it runs.
+    pub finished_at: Option<i64>,
+    /// A dry run: what it would remove, removing nothing.
+    pub dry_run: bool,
+    /// `running`, `finished`, `stopped`, or `failed: <why>`.
+    pub outcome: String,
+    /// Blobs whose bytes were removed (or would be).
+    pub blobs_removed: u64,
+    /// Bytes freed (or that would be).
+    pub bytes_freed: u64,
+    /// Manifests deleted by retention rules (or that would be).
+    pub manifests_removed: u64,
+    /// Tags removed by retention rules (or that would be).
+    pub tags_removed: u64,
+    /// Abandoned upload sessions and orphan upload files removed.
+    pub uploads_removed: u64,
+}
+
 /// Storage for everything but blob bytes.
 #[async_trait]
 pub trait MetadataStore: Send + Sync + 'static {
@@ -135,14 +180,16 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn repositories(&self, last: Option<&str>, n: u32) -> Result<Vec<String>>;
 
     /// Makes a blob readable in a repository (creating the repository if needed), and
-    /// forgets the upload session it came from, if any, in one transaction.
+    /// forgets the upload session it came from, if any, in one transaction; the blob's
+    /// garbage-collection clock restarts. Refused (`BlobClaim::Collecting`, nothing written)
+    /// while a collection is deleting the blob's bytes.
     async fn link_blob(
         &self,
         repository: &RepositoryName,
         digest: &Digest,
         size: u64,
         upload: Option<&UploadId>,
-    ) -> Result<()>;
+    ) -> Result<BlobClaim>;
 
     /// The size of a blob readable in the repository.
     async fn blob_size(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<u64>>;
@@ -248,4 +295,62 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     /// Every recorded upload session.
     async fn uploads(&self) -> Result<Vec<UploadRecord>>;
+
+    // ----- garbage collection -----
+    //
+    // The protocol (ARCHITECTURE.md, "Garbage collection"): a writer claims a blob before
+    // placing its bytes, and links it after; a collection turns a blob to `deleting` only if
+    // it is unchanged since seen and nothing references it, deletes the bytes, then forgets
+    // the blob. A claim or link meets `deleting` and is refused, never the other way round.
+
+    /// Claims `digest` (of `size` bytes) before its bytes are placed in the blob store: a
+    /// collection will not remove it until it is linked, and the grace after. Refused while a
+    /// collection deletes it; a `deleting` mark older than `stale_ms` (a collection that
+    /// crashed) is taken over.
+    async fn claim_blob(&self, digest: &Digest, size: u64, stale_ms: i64) -> Result<BlobClaim>;
+
+    /// Records blob files the store holds that have no record (left by a crash between the
+    /// bytes and the record, or from before records were kept), as last changed at the
+    /// given time (Unix milliseconds). Known digests are left as they are.
+    async fn record_blob_files(&self, files: &[(Digest, u64, i64)]) -> Result<()>;
+
+    /// Up to `limit` blobs after `after` (in digest order) that no manifest references and
+    /// that were last claimed or linked before `before_ms` (links with no manifest naming the
+    /// blob protect it for the grace only: a push links its blobs before its manifest).
+    async fn unreferenced_blobs(
+        &self,
+        before_ms: i64,
+        after: Option<&Digest>,
+        limit: u32,
+    ) -> Result<Vec<BlobRecord>>;
+
+    /// Marks `blob` as being deleted, at `now_ms`, and removes its repository links, if it
+    /// is exactly as seen (same `updated_at`) and no manifest references it. Returns whether
+    /// it did.
+    async fn begin_collect(&self, blob: &BlobRecord, now_ms: i64) -> Result<bool>;
+
+    /// Forgets a blob whose bytes were deleted.
+    async fn end_collect(&self, digest: &Digest) -> Result<()>;
+
+    /// Blobs marked as being deleted since before `before_ms`: left by a collection that
+    /// stopped part way (a crash); the next collection finishes them.
+    async fn stale_collections(&self, before_ms: i64) -> Result<Vec<BlobRecord>>;
+
+    /// Starts recording a collection; returns its number.
+    async fn start_gc_run(&self, started_at: i64, dry_run: bool) -> Result<i64>;
+
+    /// Records a collection's progress or end (by `run.id`); keeps the last 50 runs.
+    async fn update_gc_run(&self, run: &GcRun) -> Result<()>;
+
+    /// The last `limit` collections, newest first.
+    async fn gc_runs(&self, limit: u32) -> Result<Vec<GcRun>>;
+
+    /// Every tag of `repository` with the manifest it names and when it was last moved (Unix
+    /// seconds), for retention rules.
+    async fn tag_history(&self, repository: &RepositoryName) -> Result<Vec<(Tag, Digest, i64)>>;
+
+    /// The manifests of `repository` nothing needs: no tag, no other manifest of the
+    /// repository naming them (an index's child), and no subject still there (a referrer
+    /// of a manifest that stays).
+    async fn dangling_manifests(&self, repository: &RepositoryName) -> Result<Vec<Digest>>;
 }

@@ -15,8 +15,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::{
-    Change, ChangeAction, ChangeEvent, MetadataError, MetadataStore, NewManifest, Origin,
-    PutManifestError, Referrer, Result, StoredManifest, Target, UploadRecord,
+    BlobClaim, BlobRecord, Change, ChangeAction, ChangeEvent, GcRun, MetadataError, MetadataStore,
+    NewManifest, Origin, PutManifestError, Referrer, Result, StoredManifest, Target, UploadRecord,
 };
 use crate::UploadId;
 use crate::change::{ChangeError, FlatChange};
@@ -79,6 +79,75 @@ impl SqliteMetadata {
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
         self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)
+    }
+}
+
+/// Unix milliseconds now.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The garbage-collection state of a blob (`present`, `deleting`), if it has a record.
+async fn blob_state(conn: &mut SqliteConnection, digest: &Digest) -> Result<Option<String>> {
+    sqlx::query("SELECT state FROM blobs WHERE digest = $1")
+        .bind(digest.to_string())
+        .fetch_optional(&mut *conn)
+        .await
+        .map(|row| row.map(|r| r.get(0)))
+        .map_err(err)
+}
+
+/// Records a blob as present as of now: its collection clock restarts.
+async fn touch_blob(conn: &mut SqliteConnection, digest: &Digest, size: u64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO blobs (digest, size, state, updated_at) VALUES ($1, $2, 'present', $3) \
+         ON CONFLICT (digest) DO UPDATE SET state = 'present', updated_at = excluded.updated_at",
+    )
+    .bind(digest.to_string())
+    .bind(size as i64)
+    .bind(now_ms())
+    .execute(&mut *conn)
+    .await
+    .map(drop)
+    .map_err(err)
+}
+
+/// Whether any manifest, in any repository, references the blob.
+async fn blob_referenced(conn: &mut SqliteConnection, digest: &Digest) -> Result<bool> {
+    sqlx::query(
+        "SELECT EXISTS (SELECT 1 FROM manifest_references WHERE target_digest = $1 AND target_kind = 'blob')",
+    )
+    .bind(digest.to_string())
+    .fetch_one(&mut *conn)
+    .await
+    .map(|row| row.get::<bool, _>(0))
+    .map_err(err)
+}
+
+fn blob_record(row: &sqlx::sqlite::SqliteRow) -> Result<BlobRecord> {
+    Ok(BlobRecord {
+        digest: parse_digest(row.get::<&str, _>(0))?,
+        size: row.get::<i64, _>(1).max(0) as u64,
+        updated_at: row.get(2),
+    })
+}
+
+fn gc_run(row: &sqlx::sqlite::SqliteRow) -> GcRun {
+    let count = |i: usize| row.get::<i64, _>(i).max(0) as u64;
+    GcRun {
+        id: row.get(0),
+        started_at: row.get(1),
+        finished_at: row.get(2),
+        dry_run: row.get::<i64, _>(3) != 0,
+        outcome: row.get(4),
+        blobs_removed: count(5),
+        bytes_freed: count(6),
+        manifests_removed: count(7),
+        tags_removed: count(8),
+        uploads_removed: count(9),
     }
 }
 
@@ -199,8 +268,12 @@ impl MetadataStore for SqliteMetadata {
         digest: &Digest,
         size: u64,
         upload: Option<&UploadId>,
-    ) -> Result<()> {
+    ) -> Result<BlobClaim> {
         let mut tx = self.begin_write().await?;
+        // A blob being deleted cannot be linked: its bytes are going, or gone.
+        if blob_state(&mut tx, digest).await?.as_deref() == Some("deleting") {
+            return Ok(BlobClaim::Collecting);
+        }
         let repo_id = ensure_repository(&mut tx, repository).await?;
         sqlx::query(
             "INSERT INTO repository_blobs (repository_id, digest, size, created_at) VALUES ($1, $2, $3, $4) \
@@ -213,6 +286,7 @@ impl MetadataStore for SqliteMetadata {
         .execute(&mut *tx)
         .await
         .map_err(err)?;
+        touch_blob(&mut tx, digest, size).await?;
         if let Some(id) = upload {
             sqlx::query("DELETE FROM uploads WHERE id = $1")
                 .bind(id.to_string())
@@ -220,7 +294,8 @@ impl MetadataStore for SqliteMetadata {
                 .await
                 .map_err(err)?;
         }
-        tx.commit().await.map_err(err)
+        tx.commit().await.map_err(err)?;
+        Ok(BlobClaim::Claimed)
     }
 
     async fn blob_size(&self, repository: &RepositoryName, digest: &Digest) -> Result<Option<u64>> {
@@ -632,6 +707,213 @@ impl MetadataStore for SqliteMetadata {
             .into_iter()
             .map(upload_record)
             .collect()
+    }
+
+    async fn claim_blob(&self, digest: &Digest, size: u64, stale_ms: i64) -> Result<BlobClaim> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query("SELECT state, updated_at FROM blobs WHERE digest = $1")
+            .bind(digest.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(err)?;
+        if let Some(row) = row
+            && row.get::<&str, _>(0) == "deleting"
+            && row.get::<i64, _>(1) > now_ms() - stale_ms
+        {
+            return Ok(BlobClaim::Collecting);
+        }
+        touch_blob(&mut tx, digest, size).await?;
+        tx.commit().await.map_err(err)?;
+        Ok(BlobClaim::Claimed)
+    }
+
+    async fn record_blob_files(&self, files: &[(Digest, u64, i64)]) -> Result<()> {
+        if files.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        for (digest, size, changed_ms) in files {
+            sqlx::query(
+                "INSERT INTO blobs (digest, size, state, updated_at) VALUES ($1, $2, 'present', $3) \
+                 ON CONFLICT (digest) DO NOTHING",
+            )
+            .bind(digest.to_string())
+            .bind(*size as i64)
+            .bind(*changed_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        }
+        tx.commit().await.map_err(err)
+    }
+
+    async fn unreferenced_blobs(
+        &self,
+        before_ms: i64,
+        after: Option<&Digest>,
+        limit: u32,
+    ) -> Result<Vec<BlobRecord>> {
+        sqlx::query(
+            "SELECT b.digest, b.size, b.updated_at FROM blobs b \
+             WHERE b.state = 'present' AND b.updated_at < $1 AND b.digest > $2 \
+             AND NOT EXISTS (SELECT 1 FROM manifest_references m WHERE m.target_digest = b.digest AND m.target_kind = 'blob') \
+             ORDER BY b.digest LIMIT $3",
+        )
+        .bind(before_ms)
+        .bind(after.map(ToString::to_string).unwrap_or_default())
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?
+        .iter()
+        .map(blob_record)
+        .collect()
+    }
+
+    async fn begin_collect(&self, blob: &BlobRecord, now_ms: i64) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        if blob_referenced(&mut tx, &blob.digest).await? {
+            return Ok(false);
+        }
+        let marked = sqlx::query(
+            "UPDATE blobs SET state = 'deleting', updated_at = $1 \
+             WHERE digest = $2 AND updated_at = $3",
+        )
+        .bind(now_ms)
+        .bind(blob.digest.to_string())
+        .bind(blob.updated_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?
+        .rows_affected()
+            == 1;
+        if marked {
+            // Its links go with it, in the same step: a manifest put after this refers to a
+            // blob the repository no longer has, and is refused (the client pushes it again).
+            sqlx::query("DELETE FROM repository_blobs WHERE digest = $1")
+                .bind(blob.digest.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(marked)
+    }
+
+    async fn end_collect(&self, digest: &Digest) -> Result<()> {
+        sqlx::query("DELETE FROM blobs WHERE digest = $1 AND state = 'deleting'")
+            .bind(digest.to_string())
+            .execute(&self.pool)
+            .await
+            .map(drop)
+            .map_err(err)
+    }
+
+    async fn stale_collections(&self, before_ms: i64) -> Result<Vec<BlobRecord>> {
+        sqlx::query(
+            "SELECT digest, size, updated_at FROM blobs WHERE state = 'deleting' AND updated_at < $1 ORDER BY digest",
+        )
+        .bind(before_ms)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?
+        .iter()
+        .map(blob_record)
+        .collect()
+    }
+
+    async fn start_gc_run(&self, started_at: i64, dry_run: bool) -> Result<i64> {
+        let mut tx = self.begin_write().await?;
+        let id: i64 = sqlx::query(
+            "INSERT INTO gc_runs (started_at, dry_run, outcome, blobs_removed, bytes_freed, manifests_removed, \
+             tags_removed, uploads_removed) VALUES ($1, $2, 'running', 0, 0, 0, 0, 0) RETURNING id",
+        )
+        .bind(started_at)
+        .bind(dry_run as i64)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(err)?
+        .get(0);
+        sqlx::query("DELETE FROM gc_runs WHERE id <= $1 - 50")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        Ok(id)
+    }
+
+    async fn update_gc_run(&self, run: &GcRun) -> Result<()> {
+        sqlx::query(
+            "UPDATE gc_runs SET finished_at = $1, outcome = $2, blobs_removed = $3, bytes_freed = $4, \
+             manifests_removed = $5, tags_removed = $6, uploads_removed = $7 WHERE id = $8",
+        )
+        .bind(run.finished_at)
+        .bind(&run.outcome)
+        .bind(run.blobs_removed as i64)
+        .bind(run.bytes_freed as i64)
+        .bind(run.manifests_removed as i64)
+        .bind(run.tags_removed as i64)
+        .bind(run.uploads_removed as i64)
+        .bind(run.id)
+        .execute(&self.pool)
+        .await
+        .map(drop)
+        .map_err(err)
+    }
+
+    async fn tag_history(&self, repository: &RepositoryName) -> Result<Vec<(Tag, Digest, i64)>> {
+        sqlx::query(
+            "SELECT t.name, t.digest, t.updated_at FROM tags t JOIN repositories r ON r.id = t.repository_id \
+             WHERE r.name = $1",
+        )
+        .bind(repository.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?
+        .iter()
+        .map(|row| {
+            Ok((
+                Tag::parse(row.get::<&str, _>(0)).map_err(err)?,
+                parse_digest(row.get::<&str, _>(1))?,
+                row.get(2),
+            ))
+        })
+        .collect()
+    }
+
+    async fn dangling_manifests(&self, repository: &RepositoryName) -> Result<Vec<Digest>> {
+        sqlx::query(
+            "SELECT m.digest FROM manifests m JOIN repositories r ON r.id = m.repository_id \
+             WHERE r.name = $1 \
+             AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repository_id = m.repository_id AND t.digest = m.digest) \
+             AND NOT EXISTS (SELECT 1 FROM manifest_references x WHERE x.repository_id = m.repository_id \
+                             AND x.target_digest = m.digest AND x.target_kind = 'manifest') \
+             AND (m.subject IS NULL OR NOT EXISTS (SELECT 1 FROM manifests s \
+                             WHERE s.repository_id = m.repository_id AND s.digest = m.subject)) \
+             ORDER BY m.digest",
+        )
+        .bind(repository.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?
+        .iter()
+        .map(|row| parse_digest(row.get::<&str, _>(0)))
+        .collect()
+    }
+
+    async fn gc_runs(&self, limit: u32) -> Result<Vec<GcRun>> {
+        Ok(sqlx::query(
+            "SELECT id, started_at, finished_at, dry_run, outcome, blobs_removed, bytes_freed, manifests_removed, \
+             tags_removed, uploads_removed FROM gc_runs ORDER BY id DESC LIMIT $1",
+        )
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?
+        .iter()
+        .map(gc_run)
+        .collect())
     }
 }
 

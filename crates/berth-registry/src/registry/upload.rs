@@ -38,7 +38,7 @@ use super::Result;
 use crate::UploadId;
 use crate::blob::{AppendError, BlobStore, ByteStream};
 use crate::error::RegistryError;
-use crate::metadata::{MetadataStore, UploadRecord};
+use crate::metadata::{BlobClaim, MetadataStore, UploadRecord};
 
 /// A session's hash state: SHA-256 of its first `offset` bytes.
 #[derive(Clone)]
@@ -402,12 +402,21 @@ impl Uploads {
                 actual,
             });
         }
-        let published = match self.blob_write(self.blobs.commit_upload(id, digest).await, 0) {
-            Ok(()) => self
-                .metadata
-                .link_blob(repository, digest, state.offset, Some(id))
-                .await
-                .map_err(RegistryError::from),
+        // Claimed before the bytes are placed, so no collection removes them before (and
+        // for the grace after) the link.
+        let published = match self.claim(digest, state.offset).await {
+            Ok(()) => match self.blob_write(self.blobs.commit_upload(id, digest).await, 0) {
+                Ok(()) => match self
+                    .metadata
+                    .link_blob(repository, digest, state.offset, Some(id))
+                    .await
+                {
+                    Ok(BlobClaim::Claimed) => Ok(()),
+                    Ok(BlobClaim::Collecting) => Err(RegistryError::BlobCollecting(digest.clone())),
+                    Err(e) => Err(e.into()),
+                },
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         if let Err(e) = published {
@@ -422,6 +431,22 @@ impl Uploads {
         drop(session);
         self.sessions.remove(id);
         Ok(())
+    }
+
+    /// Claims `digest` before its bytes are placed: waits (a few seconds at most) while a
+    /// collection is deleting it, which takes milliseconds unless that collection crashed.
+    async fn claim(&self, digest: &Digest, size: u64) -> Result<()> {
+        for _ in 0..50 {
+            match self
+                .metadata
+                .claim_blob(digest, size, crate::gc::STALE_COLLECTION.as_millis() as i64)
+                .await?
+            {
+                BlobClaim::Claimed => return Ok(()),
+                BlobClaim::Collecting => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        Err(RegistryError::BlobCollecting(digest.clone()))
     }
 
     /// Cancels an upload session and drops its data.
@@ -440,8 +465,17 @@ impl Uploads {
     /// Removes upload sessions idle for longer than the configured age (`upload_max_age`), and upload data that
     /// no session refers to. Returns how many were removed.
     pub async fn sweep(&self) -> Result<usize> {
+        self.sweep_with(false, self.max_age).await
+    }
+
+    /// [`Uploads::sweep`], also removing the upload files no session owns (left by a crash)
+    /// once they are `orphan_age` old; with `dry_run`, only counts what it would remove.
+    pub async fn sweep_with(&self, dry_run: bool, orphan_age: Duration) -> Result<usize> {
         let cutoff = SystemTime::now()
             .checked_sub(self.max_age)
+            .unwrap_or(UNIX_EPOCH);
+        let orphan_cutoff = SystemTime::now()
+            .checked_sub(orphan_age)
             .unwrap_or(UNIX_EPOCH);
         let stored: HashMap<UploadId, SystemTime> =
             self.blobs.list_uploads().await?.into_iter().collect();
@@ -456,7 +490,9 @@ impl Uploads {
                 .unwrap_or(recorded)
                 .max(recorded);
             if last_active < cutoff {
-                self.forget(&record.id).await?;
+                if !dry_run {
+                    self.forget(&record.id).await?;
+                }
                 removed += 1;
             }
         }
@@ -465,8 +501,10 @@ impl Uploads {
         // costs it one rebuild of an empty state.
         self.sessions.retain_recorded(&recorded);
         for (id, modified) in stored {
-            if !recorded.contains(&id) && modified < cutoff {
-                self.blobs.abort_upload(&id).await?;
+            if !recorded.contains(&id) && modified < orphan_cutoff {
+                if !dry_run {
+                    self.blobs.abort_upload(&id).await?;
+                }
                 removed += 1;
             }
         }
@@ -542,6 +580,9 @@ mod tests {
         }
         async fn list_uploads(&self) -> std::io::Result<Vec<(UploadId, SystemTime)>> {
             self.inner.list_uploads().await
+        }
+        async fn list_blobs(&self) -> std::io::Result<Vec<(Digest, u64, SystemTime)>> {
+            self.inner.list_blobs().await
         }
     }
 

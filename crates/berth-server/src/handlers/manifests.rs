@@ -98,10 +98,13 @@ pub async fn put(
         .collect::<Result<Vec<_>, _>>()
         .map_err(RegistryError::TagInvalid)?;
     let max = state.registry.config().max_manifest_size;
-    // Refused before a byte of the body is read when the client says it is too large.
+    // Refused before a byte of the body is read when the client says it is too large. The
+    // body is then read on and thrown away in the background (up to a bound), so that the
+    // client, still sending, reads the 413 instead of a reset connection.
     if let Some(len) = content_length(headers)
         && len > max as u64
     {
+        tokio::spawn(discard(body));
         return Err(RegistryError::ManifestTooLarge {
             size: usize::try_from(len).unwrap_or(usize::MAX),
             max,
@@ -131,11 +134,30 @@ pub async fn put(
     Ok(builder.body(Body::empty()).expect("valid response parts"))
 }
 
+/// The most of a refused body read on and thrown away, and for how long.
+const DISCARD_AT_MOST: usize = 64 << 20;
+const DISCARD_FOR: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Reads `body` to its end and throws it away, up to [`DISCARD_AT_MOST`] bytes within
+/// [`DISCARD_FOR`]; then drops it, which closes the connection if it was not over.
+async fn discard(body: Body) {
+    let mut body = body.into_data_stream();
+    let mut received = 0usize;
+    let _ = tokio::time::timeout(DISCARD_FOR, async {
+        while let Some(Ok(chunk)) = body.next().await {
+            received += chunk.len();
+            if received > DISCARD_AT_MOST {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
 /// Reads a manifest body of at most `max` bytes. A larger body is read on and discarded (up
 /// to a bound) before the `413` is sent, so that the client, still sending, reads the error
 /// instead of a reset connection.
 async fn read_manifest_body(body: Body, max: usize) -> Result<bytes::Bytes, ApiError> {
-    const DISCARD_AT_MOST: usize = 64 << 20;
     let mut body = body.into_data_stream();
     let mut content = bytes::BytesMut::new();
     let mut received = 0usize;

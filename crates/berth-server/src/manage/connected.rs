@@ -5,7 +5,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use berth_api as api;
-use berth_auth::connected::{LogLevel, Mode, SyncSettings};
+use berth_auth::connected::{GcSettings, LogLevel, Mode, SyncSettings};
 use berth_auth::hierarchy::{ConnectedRegistryUpdate, NewConnectedRegistry};
 use berth_auth::{IdentityError, Slot};
 use http::StatusCode;
@@ -48,7 +48,10 @@ pub(crate) async fn create(
     State(state): State<AppState>,
     Body(body): Body<api::ConnectedRegistryCreate>,
 ) -> Result<Response, ApiError> {
+    let mut gc = GcSettings::default();
+    gc.change(body.gc_enabled, body.gc_schedule.as_deref())?;
     let new = NewConnectedRegistry {
+        gc,
         name: body.name,
         mode: body
             .mode
@@ -104,6 +107,8 @@ pub(crate) async fn update(
         log_level: body.log_level.as_deref().map(LogLevel::parse).transpose()?,
         add_notifications: body.add_notifications,
         remove_notifications: body.remove_notifications,
+        gc_enabled: body.gc_enabled,
+        gc_schedule: body.gc_schedule,
     };
     state
         .identity

@@ -16,6 +16,7 @@ use http::StatusCode;
 use http::request::Parts;
 
 mod connected;
+mod gc;
 mod import;
 mod keys;
 mod network;
@@ -70,6 +71,9 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ),
     ("/berth/v1/keys", &["GET"]),
     ("/berth/v1/keys/rotate", &["POST"]),
+    ("/berth/v1/gc/runs", &["GET", "POST"]),
+    ("/berth/v1/gc/runs/{id}", &["GET"]),
+    ("/berth/v1/gc/runs/{id}/stop", &["POST"]),
     ("/berth/v1/imports", &["GET", "POST"]),
     ("/berth/v1/imports/{id}", &["GET"]),
     ("/berth/v1/imports/{id}/cancel", &["POST"]),
@@ -77,7 +81,7 @@ pub const ROUTES: &[(&str, &[&str])] = &[
 
 /// The management routes (with their admin check in each handler's extractor).
 pub fn router() -> Router<AppState> {
-    let routes: [(&str, MethodRouter<AppState>); 21] = [
+    let routes: [(&str, MethodRouter<AppState>); 24] = [
         (ROUTES[0].0, get(show_registry).patch(update_registry)),
         (ROUTES[1].0, get(list_scope_maps).post(create_scope_map)),
         (
@@ -123,6 +127,9 @@ pub fn router() -> Router<AppState> {
         (ROUTES[18].0, post(network::reject)),
         (ROUTES[19].0, get(keys::list)),
         (ROUTES[20].0, post(keys::rotate)),
+        (ROUTES[21].0, get(gc::list).post(gc::start)),
+        (ROUTES[22].0, get(gc::show)),
+        (ROUTES[23].0, post(gc::stop)),
     ];
     routes
         .into_iter()

@@ -192,6 +192,16 @@ pub(super) fn connected_registry_view(r: ConnectedRegistry) -> api::ConnectedReg
             .collect(),
         version: Some(status.version).filter(|v| !v.is_empty()),
         login_server: Some(status.login_server).filter(|v| !v.is_empty()),
+        last_gc: status.last_gc.map(|gc| api::LastGcView {
+            at: time(gc.at),
+            outcome: gc.outcome,
+            blobs_removed: gc.blobs_removed,
+            bytes_freed: gc.bytes_freed,
+        }),
+        gc: api::GcSettingsView {
+            enabled: r.gc.enabled,
+            schedule: r.gc.schedule.as_str().to_owned(),
+        },
         created_at: time(r.created_at),
         name: r.name,
         mode: mode(r.mode),

@@ -212,6 +212,13 @@ pub struct CreateArgs {
     /// repeatable).
     #[arg(long, value_name = "PATTERN", num_args = 1.., action = ArgAction::Append)]
     notifications: Vec<String>,
+    /// Collect garbage on site on its schedule [default: true].
+    #[arg(long, value_name = "BOOL")]
+    gc_enabled: Option<bool>,
+    /// When the instance collects garbage, a 5-field cron expression in UTC [default:
+    /// `30 3 * * *`].
+    #[arg(long, value_name = "CRON")]
+    gc_schedule: Option<String>,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -252,6 +259,12 @@ pub struct UpdateArgs {
     /// Notification patterns to remove (one or more; repeatable).
     #[arg(long, value_name = "PATTERN", num_args = 1.., action = ArgAction::Append)]
     remove_notifications: Vec<String>,
+    /// Turns garbage collection on site on or off.
+    #[arg(long, value_name = "BOOL")]
+    gc_enabled: Option<bool>,
+    /// New garbage collection schedule (5-field cron, UTC).
+    #[arg(long, value_name = "CRON")]
+    gc_schedule: Option<String>,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -369,6 +382,8 @@ pub fn run(args: ConnectedRegistryArgs) -> Result<(), CliError> {
                 sync_concurrency: a.sync_concurrency,
                 log_level: a.log_level.map(LogLevel::wire),
                 notifications: a.notifications,
+                gc_enabled: a.gc_enabled,
+                gc_schedule: a.gc_schedule,
             };
             let value = connection
                 .connect()?
@@ -393,9 +408,11 @@ pub fn run(args: ConnectedRegistryArgs) -> Result<(), CliError> {
                 && a.log_level.is_none()
                 && a.add_notifications.is_empty()
                 && a.remove_notifications.is_empty()
+                && a.gc_enabled.is_none()
+                && a.gc_schedule.is_none()
             {
                 return Err(CliError::usage(
-                    "nothing to update: give --add-client-tokens, --remove-client-tokens, --sync-schedule, --sync-window, --sync-message-ttl, --sync-bandwidth, --sync-concurrency, --log-level, --add-notifications or --remove-notifications",
+                    "nothing to update: give --add-client-tokens, --remove-client-tokens, --sync-schedule, --sync-window, --sync-message-ttl, --sync-bandwidth, --sync-concurrency, --log-level, --add-notifications, --remove-notifications, --gc-enabled or --gc-schedule",
                 )
                 .hint("the mode is fixed at creation; to change it, delete the connected registry and create it again"));
             }
@@ -410,6 +427,8 @@ pub fn run(args: ConnectedRegistryArgs) -> Result<(), CliError> {
                 log_level: a.log_level.map(LogLevel::wire),
                 add_notifications: a.add_notifications,
                 remove_notifications: a.remove_notifications,
+                gc_enabled: a.gc_enabled,
+                gc_schedule: a.gc_schedule,
             };
             let value = connection
                 .connect()?
@@ -707,6 +726,29 @@ fn print_registry(r: &ConnectedRegistryView) {
         )
         .field("Log level", r.log_level.to_string())
         .field("Notifications", joined(&r.notifications))
+        .field(
+            "Garbage collection",
+            if r.gc.enabled {
+                format!("on, at `{}` (UTC)", r.gc.schedule)
+            } else {
+                "off".to_owned()
+            },
+        )
+        .field(
+            "Last garbage collection",
+            r.last_gc.as_ref().map_or_else(
+                || "-".to_owned(),
+                |gc| {
+                    format!(
+                        "{}: {}, {} blobs, {} freed",
+                        gc.at,
+                        gc.outcome,
+                        gc.blobs_removed,
+                        super::gc::bytes(gc.bytes_freed)
+                    )
+                },
+            ),
+        )
         .field("Created", r.created_at.clone())
         .field("Activation", r.activation.to_string())
         .field("Connection state", r.connection_state.to_string())

@@ -23,6 +23,7 @@ pub mod client;
 pub mod connected_registry;
 pub mod credentials;
 pub mod error;
+pub mod gc;
 pub mod import;
 pub mod keys;
 pub mod login;
@@ -79,6 +80,8 @@ pub enum Command {
     Show(registry::ShowArgs),
     /// List and rotate the registry's signing keys (tokens, data URLs).
     Keys(keys::KeysArgs),
+    /// Garbage collection: run one now, see the last ones, stop one.
+    Gc(gc::GcArgs),
     /// Import an image or index from another registry (the registry fetches it itself),
     /// or list, show and cancel imports.
     Import(import::ImportArgs),
@@ -98,6 +101,7 @@ pub fn run(command: Command) -> ExitCode {
         Command::Update(args) => registry::update(args),
         Command::Show(args) => registry::show(args),
         Command::Keys(args) => keys::run(args),
+        Command::Gc(args) => gc::run(args),
         Command::Import(args) => import::run(args),
     };
     match result {

@@ -40,6 +40,11 @@ pub struct OutputArgs {
 }
 
 impl OutputArgs {
+    /// Whether the output is JSON (for scripts: no progress lines).
+    pub fn is_json(&self) -> bool {
+        matches!(self.output, Format::Json)
+    }
+
     /// Prints `value` as JSON, or decoded as `T` through `table`.
     pub fn print<T: serde::de::DeserializeOwned>(
         &self,

@@ -1,0 +1,488 @@
+//! Garbage collection: frees the bytes of blobs nothing references any more, deletes what
+//! retention rules say to, and removes abandoned uploads, while the registry serves.
+//!
+//! The argument for its safety (ARCHITECTURE.md, "Garbage collection") rests on one
+//! protocol between writers and the collector, kept in the metadata store's `blobs` table:
+//!
+//! - a writer *claims* a blob (its row `present`, clock = now) before placing its bytes, and
+//!   *links* it (clock = now again) in one transaction; a claim or a link that meets
+//!   `deleting` is refused and retried, never forced;
+//! - the collector picks blobs that no manifest references and whose clock is older than
+//!   the grace (a repository link alone protects a blob for the grace only: a push links
+//!   its layers before it puts its manifest), turns each to `deleting` and removes its links
+//!   only if its row is exactly as seen and still unreferenced (one transaction), then
+//!   deletes the bytes, then forgets the row.
+//!
+//! A writer that claimed before the collector's turn changed the clock, so the turn fails;
+//! a writer that comes after it waits until the row is gone, and then places its bytes
+//! again. Either way no linked blob loses its bytes, and no pushed blob is removed before it
+//! could be linked. The collector works in small batches and never takes a lock the request
+//! path waits on: there is no read-only window.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use berth_oci::time::unix_now;
+use berth_oci::{Reference, RepositoryName};
+
+use crate::error::RegistryError;
+use crate::metadata::{GcRun, MetadataStore};
+use crate::{Origin, Registry};
+
+type Result<T, E = RegistryError> = std::result::Result<T, E>;
+
+/// A `deleting` mark older than this was left by a collection that stopped part way (a
+/// crash): the next collection finishes it, and a writer may take it over.
+pub const STALE_COLLECTION: Duration = Duration::from_secs(600);
+
+/// An upload file with no session record for this long was left by a crash.
+const ORPHAN_UPLOAD: Duration = Duration::from_secs(600);
+
+/// Blobs examined per batch.
+const BATCH: u32 = 256;
+
+/// A retention rule: in the repositories `repositories` covers, keep the newest `keep_last`
+/// tags and the tags younger than `keep_within`, untag the rest; with `delete_untagged`,
+/// also delete manifests left with no tag that nothing else in the repository needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionRule {
+    /// A repository name, `prefix/*`, or `*`.
+    pub repositories: String,
+    /// Keep this many tags, the most recently pushed first.
+    pub keep_last: Option<u32>,
+    /// Keep the tags pushed within this long.
+    pub keep_within: Option<Duration>,
+    /// Delete untagged manifests (not an index's child, not a referrer of a kept one).
+    pub delete_untagged: bool,
+}
+
+impl RetentionRule {
+    /// Whether the rule covers `repository`.
+    pub fn covers(&self, repository: &str) -> bool {
+        match self.repositories.as_str() {
+            "*" => true,
+            pattern => match pattern.strip_suffix("/*") {
+                Some(prefix) => repository
+                    .strip_prefix(prefix)
+                    .is_some_and(|rest| rest.starts_with('/')),
+                None => pattern == repository,
+            },
+        }
+    }
+}
+
+/// How a collection runs.
+#[derive(Debug, Clone, Default)]
+pub struct GcOptions {
+    /// Report what would be removed; remove nothing.
+    pub dry_run: bool,
+    /// Blobs unreferenced for less than this since their last upload or link are kept.
+    pub grace: Duration,
+    /// Retention rules (none by default: nothing tagged is ever deleted).
+    pub retention: Vec<RetentionRule>,
+}
+
+/// A collection under way: its progress so far, and the switch that stops it.
+#[derive(Debug)]
+pub struct GcHandle {
+    progress: Mutex<GcRun>,
+    stop: AtomicBool,
+}
+
+impl GcHandle {
+    /// Its progress (the counts so far; `finished_at` set once it ended).
+    pub fn progress(&self) -> GcRun {
+        self.progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Asks it to stop after the blob it is on: what it removed stays removed.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    fn update(&self, change: impl FnOnce(&mut GcRun)) -> GcRun {
+        let mut run = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        change(&mut run);
+        run.clone()
+    }
+}
+
+/// Why a collection was not started.
+#[derive(Debug, thiserror::Error)]
+pub enum GcStartError {
+    /// One runs already (one at a time).
+    #[error("garbage collection {0} is running; wait for it, or stop it")]
+    Running(i64),
+    /// Recording it failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+/// The registry's garbage collector: one collection at a time.
+#[derive(Default)]
+pub struct Gc {
+    current: Mutex<Option<Arc<GcHandle>>>,
+}
+
+fn millis(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn now_ms() -> i64 {
+    millis(SystemTime::now())
+}
+
+impl Gc {
+    /// The collection under way, if any.
+    pub fn current(&self) -> Option<Arc<GcHandle>> {
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records a new collection and claims the right to run it; the caller then runs it with
+    /// [`Registry::collect_garbage`].
+    pub(crate) async fn start(
+        &self,
+        metadata: &dyn MetadataStore,
+        dry_run: bool,
+    ) -> Result<Arc<GcHandle>, GcStartError> {
+        let placeholder = Arc::new(GcHandle {
+            progress: Mutex::new(GcRun::default()),
+            stop: AtomicBool::new(false),
+        });
+        {
+            let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(running) = current.as_ref() {
+                return Err(GcStartError::Running(running.progress().id));
+            }
+            *current = Some(Arc::clone(&placeholder));
+        }
+        let started_at = unix_now();
+        match metadata.start_gc_run(started_at, dry_run).await {
+            Ok(id) => {
+                placeholder.update(|run| {
+                    *run = GcRun {
+                        id,
+                        started_at,
+                        dry_run,
+                        outcome: "running".into(),
+                        ..GcRun::default()
+                    }
+                });
+                Ok(placeholder)
+            }
+            Err(e) => {
+                self.finish();
+                Err(GcStartError::Registry(e.into()))
+            }
+        }
+    }
+
+    fn finish(&self) {
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+impl Registry {
+    /// The garbage collector.
+    pub fn gc(&self) -> &Gc {
+        &self.gc
+    }
+
+    /// The last `limit` collections, newest first (the one under way, if any, with its
+    /// progress so far).
+    pub async fn gc_runs(&self, limit: u32) -> Result<Vec<GcRun>> {
+        let mut runs = self.metadata.gc_runs(limit).await?;
+        if let Some(current) = self.gc.current() {
+            let progress = current.progress();
+            for run in runs.iter_mut().filter(|r| r.id == progress.id) {
+                *run = progress.clone();
+            }
+        }
+        Ok(runs)
+    }
+
+    /// Starts a collection (one at a time): returns its handle at once; it runs until done
+    /// when the returned future is awaited (`collect_garbage`).
+    pub async fn start_gc(&self, dry_run: bool) -> Result<Arc<GcHandle>, GcStartError> {
+        self.gc.start(self.metadata.as_ref(), dry_run).await
+    }
+
+    /// Runs the collection `handle` was started for, to its end (or until stopped), and
+    /// records how it went. Logs its start, its counts and the bytes freed.
+    pub async fn collect_garbage(&self, handle: &Arc<GcHandle>, options: &GcOptions) -> GcRun {
+        let id = handle.progress().id;
+        tracing::info!(
+            run = id,
+            dry_run = options.dry_run,
+            grace = ?options.grace,
+            "garbage collection started"
+        );
+        let outcome = match self.collect(handle, options).await {
+            Ok(()) if handle.stopping() => "stopped".to_owned(),
+            Ok(()) => "finished".to_owned(),
+            Err(e) => {
+                tracing::error!(run = id, error = %e, "garbage collection failed");
+                format!("failed: {e}")
+            }
+        };
+        let run = handle.update(|run| {
+            run.outcome = outcome;
+            run.finished_at = Some(unix_now());
+        });
+        if let Err(e) = self.metadata.update_gc_run(&run).await {
+            tracing::warn!(run = id, error = %e, "could not record the garbage collection");
+        }
+        self.gc.finish();
+        tracing::info!(
+            run = id,
+            outcome = %run.outcome,
+            dry_run = run.dry_run,
+            blobs = run.blobs_removed,
+            bytes = run.bytes_freed,
+            manifests = run.manifests_removed,
+            tags = run.tags_removed,
+            uploads = run.uploads_removed,
+            "garbage collection ended"
+        );
+        run
+    }
+
+    async fn collect(&self, handle: &GcHandle, options: &GcOptions) -> Result<()> {
+        let dry = options.dry_run;
+        if !dry {
+            self.finish_stale_collections(handle).await?;
+        }
+        // An upload file is created a moment before its session's record: one with no
+        // record for minutes was left by a crash.
+        let uploads = self
+            .uploads
+            .sweep_with(dry, ORPHAN_UPLOAD.min(self.config.upload_max_age))
+            .await?;
+        handle.update(|run| run.uploads_removed = uploads as u64);
+        for rule in &options.retention {
+            if handle.stopping() {
+                return Ok(());
+            }
+            self.apply_retention(handle, rule, dry).await?;
+        }
+        self.record_unknown_blob_files().await?;
+        let cutoff = now_ms() - options.grace.as_millis() as i64;
+        // In a dry run, what retention would delete is not deleted, so its blobs do not
+        // show here; the counts say so by being counts of what is unreferenced now.
+        let mut after = None;
+        loop {
+            let batch = self
+                .metadata
+                .unreferenced_blobs(cutoff, after.as_ref(), BATCH)
+                .await?;
+            let Some(last) = batch.last() else {
+                return Ok(());
+            };
+            after = Some(last.digest.clone());
+            for blob in &batch {
+                if handle.stopping() {
+                    return Ok(());
+                }
+                if dry {
+                    handle.update(|run| {
+                        run.blobs_removed += 1;
+                        run.bytes_freed += blob.size;
+                    });
+                    continue;
+                }
+                if !self.metadata.begin_collect(blob, now_ms()).await? {
+                    continue;
+                }
+                self.delete_bytes(&blob.digest).await?;
+                handle.update(|run| {
+                    run.blobs_removed += 1;
+                    run.bytes_freed += blob.size;
+                });
+            }
+            if batch.len() < BATCH as usize {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Deletes a blob's bytes (marked `deleting`), then forgets it. A failure leaves the
+    /// mark: the next collection finishes it.
+    async fn delete_bytes(&self, digest: &berth_oci::Digest) -> Result<()> {
+        self.blobs.delete(digest).await?;
+        self.metadata.end_collect(digest).await?;
+        Ok(())
+    }
+
+    /// Finishes what a collection that stopped part way (a crash) left marked `deleting`.
+    async fn finish_stale_collections(&self, handle: &GcHandle) -> Result<()> {
+        let (blobs, bytes) = self
+            .finish_interrupted_collections(STALE_COLLECTION)
+            .await?;
+        handle.update(|run| {
+            run.blobs_removed += blobs;
+            run.bytes_freed += bytes;
+        });
+        Ok(())
+    }
+
+    /// Finishes the deletions a collection left marked for longer than `older_than` (a
+    /// crash; at the start of the one process serving a data directory, any age): deletes
+    /// their bytes and forgets them, so pushes of those blobs no longer wait. Returns the
+    /// blobs and bytes removed.
+    pub async fn finish_interrupted_collections(&self, older_than: Duration) -> Result<(u64, u64)> {
+        let before = now_ms() - older_than.as_millis() as i64;
+        let (mut blobs, mut bytes) = (0, 0);
+        for blob in self.metadata.stale_collections(before).await? {
+            // Marked afresh first, so a writer taking it over cannot meet a deletion.
+            if self.metadata.begin_collect(&blob, now_ms()).await? {
+                self.delete_bytes(&blob.digest).await?;
+                blobs += 1;
+                bytes += blob.size;
+            }
+        }
+        if blobs > 0 {
+            tracing::info!(
+                blobs,
+                bytes,
+                "finished the deletions an interrupted garbage collection left"
+            );
+        }
+        Ok((blobs, bytes))
+    }
+
+    /// Gives the blob files the metadata does not know (from before it kept them, or put
+    /// there by hand) a record, dated by the file, so the grace counts from their bytes.
+    async fn record_unknown_blob_files(&self) -> Result<()> {
+        let files = self.blobs.list_blobs().await?;
+        for chunk in files.chunks(1000) {
+            let chunk: Vec<_> = chunk
+                .iter()
+                .map(|(digest, size, modified)| (digest.clone(), *size, millis(*modified)))
+                .collect();
+            self.metadata.record_blob_files(&chunk).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies one retention rule to every repository it covers.
+    async fn apply_retention(
+        &self,
+        handle: &GcHandle,
+        rule: &RetentionRule,
+        dry: bool,
+    ) -> Result<()> {
+        let mut last: Option<String> = None;
+        loop {
+            let page = self.metadata.repositories(last.as_deref(), 500).await?;
+            for name in page.iter().filter(|n| rule.covers(n)) {
+                if handle.stopping() {
+                    return Ok(());
+                }
+                let repository = self.repository_name(name)?;
+                self.retain(handle, rule, &repository, dry).await?;
+            }
+            if page.len() < 500 {
+                return Ok(());
+            }
+            last = page.last().cloned();
+        }
+    }
+
+    async fn retain(
+        &self,
+        handle: &GcHandle,
+        rule: &RetentionRule,
+        repository: &RepositoryName,
+        dry: bool,
+    ) -> Result<()> {
+        let mut tags = self.metadata.tag_history(repository).await?;
+        // Newest first; tags pushed in the same second, the greatest name first (`v10`
+        // before `v9` is not promised, `build-124` before `build-123` is).
+        tags.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| b.0.as_str().cmp(a.0.as_str())));
+        let now = unix_now();
+        let young = |updated: i64| {
+            rule.keep_within
+                .is_some_and(|within| now - updated < within.as_secs() as i64)
+        };
+        let mut kept: HashSet<berth_oci::Digest> = HashSet::new();
+        for (index, (tag, digest, updated)) in tags.iter().enumerate() {
+            let keep = rule.keep_last.is_some_and(|n| (index as u64) < n as u64)
+                || young(*updated)
+                || (rule.keep_last.is_none() && rule.keep_within.is_none());
+            if keep {
+                kept.insert(digest.clone());
+                continue;
+            }
+            if !dry {
+                match self
+                    .delete_manifest_from(Origin::Local, repository, &Reference::Tag(tag.clone()))
+                    .await
+                {
+                    Ok(()) | Err(RegistryError::ManifestUnknown(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            tracing::info!(repository = %repository, tag = %tag, dry_run = dry, "retention: untagged");
+            handle.update(|run| run.tags_removed += 1);
+        }
+        if rule.delete_untagged {
+            for digest in self.metadata.dangling_manifests(repository).await? {
+                if kept.contains(&digest) {
+                    continue;
+                }
+                if !dry {
+                    match self
+                        .delete_manifest_from(
+                            Origin::Local,
+                            repository,
+                            &Reference::Digest(digest.clone()),
+                        )
+                        .await
+                    {
+                        Ok(()) | Err(RegistryError::ManifestUnknown(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                tracing::info!(repository = %repository, manifest = %digest, dry_run = dry, "retention: deleted an untagged manifest");
+                handle.update(|run| run.manifests_removed += 1);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_cover_names_prefixes_and_everything() {
+        let rule = |repositories: &str| RetentionRule {
+            repositories: repositories.into(),
+            keep_last: Some(1),
+            keep_within: None,
+            delete_untagged: false,
+        };
+        assert!(rule("*").covers("anything/at/all"));
+        assert!(rule("team/*").covers("team/app"));
+        assert!(rule("team/*").covers("team/x/y"));
+        assert!(!rule("team/*").covers("team"));
+        assert!(!rule("team/*").covers("teammate/app"));
+        assert!(rule("app").covers("app"));
+        assert!(!rule("app").covers("app/x"));
+    }
+}
