@@ -52,8 +52,10 @@ struct Faults {
     redirect_blobs: bool,
     /// The `Docker-Content-Digest` sent with manifests fetched by tag.
     lying_digest_header: Option<String>,
-    /// A blob that sends its first bytes, then nothing, forever.
+    /// A blob that sends its first bytes, then nothing until `release` is notified (for
+    /// ever, if it never is).
     stall_blob: Option<String>,
+    release: Arc<tokio::sync::Notify>,
 }
 
 struct Fake {
@@ -210,8 +212,13 @@ async fn serve(State(fake): State<Arc<Fake>>, request: Request) -> Response {
         };
         if fake.faults.stall_blob.as_deref() == Some(digest) {
             let first = Bytes::copy_from_slice(&bytes[..1024]);
+            let rest = Bytes::copy_from_slice(&bytes[1024..]);
+            let release = Arc::clone(&fake.faults.release);
             let stream = futures_util::stream::once(async move { Ok::<_, Infallible>(first) })
-                .chain(futures_util::stream::pending());
+                .chain(futures_util::stream::once(async move {
+                    release.notified().await;
+                    Ok::<_, Infallible>(rest)
+                }));
             return Body::from_stream(stream).into_response();
         }
         if fake.faults.stream_blobs {
@@ -662,4 +669,42 @@ async fn a_cancelled_import_leaves_no_upload_behind() {
     target.imports.shutdown(Duration::from_secs(5)).await;
     assert_eq!(target.imports.get(&id).unwrap().state, JobState::Cancelled);
     assert_eq!(target.uploads_left(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_collected_during_a_long_import_is_fetched_again() {
+    let image = TestImage::new(100_000);
+    let faults = Faults {
+        stall_blob: Some(image.layer_digest()),
+        ..Faults::default()
+    };
+    let release = Arc::clone(&faults.release);
+    let (_, host) = fake_source(&image, Auth::Anonymous, faults, vec![]).await;
+    let target = new_target().await;
+    let id = target.start(&format!("{host}/app:v1"), None, false);
+    // The config is in (linked, referenced by no manifest yet); the layer is under way.
+    for _ in 0..200 {
+        let job = target.imports.get(&id).unwrap();
+        if job.progress.blobs_done == 1 && job.progress.bytes_done >= 1024 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(target.imports.get(&id).unwrap().progress.blobs_done, 1);
+    // A collection with no grace takes the config meanwhile.
+    let handle = target.registry.start_gc(false).await.unwrap();
+    let options = berth_registry::gc::GcOptions {
+        dry_run: false,
+        grace: Duration::ZERO,
+        retention: Vec::new(),
+    };
+    let run = target.registry.collect_garbage(&handle, &options).await;
+    assert_eq!(run.blobs_removed, 1, "{run:?}");
+    release.notify_one();
+    let job = target.finished(&id).await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+    assert!(target.holds(&image.digest()).await);
+    let repository = target.registry.repository_name("app").unwrap();
+    let config = Digest::sha256(&image.config);
+    assert!(target.registry.blob(&repository, &config).await.is_ok());
 }
