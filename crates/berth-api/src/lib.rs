@@ -13,6 +13,7 @@
 //! - [`keys`]: the registry's signing keys and their rotation;
 //! - [`gc`]: garbage collections;
 //! - [`repository`]: repositories, their tags and manifests, page by page, and deletions;
+//! - [`import`]: import jobs (images copied from another registry);
 //! - [`error`]: the error body, `{"errors":[{"code","message","detail"}]}`, which the OCI
 //!   distribution API shares.
 //!
@@ -72,6 +73,7 @@ macro_rules! wire_enum {
 pub mod connected;
 pub mod error;
 pub mod gc;
+pub mod import;
 pub mod keys;
 pub mod network;
 pub mod registry;
@@ -87,6 +89,7 @@ pub use connected::{
 };
 pub use error::{ErrorBody, ErrorItem};
 pub use gc::{GcRunRequest, GcRunView};
+pub use import::{ImportCreate, ImportProgress, ImportState, ImportView};
 pub use keys::{KeyPurpose, KeyRotate, KeyView};
 pub use network::{
     ConnectionView, DataEndpointView, DecisionBody, EndpointsView, IpRuleBody, LoginServerView,

@@ -760,3 +760,70 @@ fn listings_take_the_documented_page_parameters() {
     }
     assert!(written(&PageQuery::default()).is_empty());
 }
+
+#[test]
+fn import_types_write_what_the_document_describes() {
+    let doc = doc();
+    let p = &mut Vec::new();
+    agrees(
+        &doc,
+        "ImportCreate",
+        &ImportCreate {
+            source: "registry.example.com/team/app:1.0".into(),
+            images: vec!["app:1.0".into(), "app:latest".into()],
+            username: Some("puller".into()),
+            password: Some("secret".into()),
+            include_referrers: true,
+            force: true,
+            insecure: true,
+            ca_certificates: Some("-----BEGIN CERTIFICATE-----".into()),
+        },
+        p,
+    );
+    let progress = ImportProgress {
+        manifests: 3,
+        manifests_done: 3,
+        referrers: 1,
+        blobs: 5,
+        blobs_done: 5,
+        blobs_reused: 2,
+        bytes: 1_048_576,
+        bytes_done: 1_048_576,
+    };
+    agrees(&doc, "ImportProgress", &progress, p);
+    agrees(
+        &doc,
+        "Import",
+        &ImportView {
+            id: "3f9c0a1b2c4d".into(),
+            state: ImportState::Failed,
+            source: "registry.example.com/team/app:1.0".into(),
+            repository: "app".into(),
+            tags: vec!["1.0".into()],
+            include_referrers: true,
+            force: false,
+            digest: Some(format!("sha256:{}", "a".repeat(64))),
+            media_type: Some("application/vnd.oci.image.index.v1+json".into()),
+            progress,
+            created_at: "2026-01-31T00:00:00Z".into(),
+            started_at: Some("2026-01-31T00:00:01Z".into()),
+            finished_at: Some("2026-01-31T00:00:09Z".into()),
+            error: Some(ErrorItem {
+                code: "SOURCE_UNAUTHORIZED".into(),
+                message: "the source refused access".into(),
+                detail: Some(json!({"source": "registry.example.com"})),
+            }),
+        },
+        p,
+    );
+    assert!(
+        p.is_empty(),
+        "the import types and docs/openapi.json disagree:\n{}",
+        p.join("\n")
+    );
+    same_values(
+        &doc,
+        ImportState::ALL,
+        "/components/schemas/Import/properties/state/enum",
+    );
+}

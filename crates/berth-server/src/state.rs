@@ -32,6 +32,8 @@ pub struct AppState {
     pub site: Option<Arc<Site>>,
     /// How garbage collections started through the management API run (grace, retention).
     pub gc: Arc<berth_registry::gc::GcOptions>,
+    /// Import jobs: images this registry copies from other registries.
+    pub imports: Arc<berth_import::Imports>,
 }
 
 /// What a connected registry's management API says of where it is managed.
@@ -47,6 +49,10 @@ impl AppState {
     /// State over a registry and its identities.
     pub fn new(registry: Arc<Registry>, identity: Arc<Identity>) -> Self {
         let gateway = Arc::new(RootGateway(Arc::clone(&identity)));
+        let imports = Arc::new(berth_import::Imports::new(
+            Arc::clone(&registry),
+            berth_import::ImportLimits::default(),
+        ));
         AppState {
             registry,
             identity,
@@ -57,6 +63,7 @@ impl AppState {
             stopping: tokio::sync::watch::channel(false).1,
             site: None,
             gc: Arc::default(),
+            imports,
         }
     }
 }

@@ -44,7 +44,8 @@ async fn every_documented_operation_is_served() {
     for (method, path) in documented() {
         let uri = path
             .replace("{name}", "no-such-object")
-            .replace("{slot}", "password1");
+            .replace("{slot}", "password1")
+            .replace("{id}", "no-such-object");
         let request = Request::builder()
             .method(method.as_str())
             .uri(&uri)

@@ -240,6 +240,7 @@ async fn serve(
         limits: config.limits.clone(),
         ..ListenerConfig::default()
     };
+    let imports = Arc::clone(&state.imports);
     let server = listeners.serve(state, listener_config, stopping);
     spawn_hangup_logger();
     tokio::spawn(async move {
@@ -257,6 +258,8 @@ async fn serve(
             }
         }
     }
+    // Imports under way stop with the registry; their upload sessions go with them.
+    imports.shutdown(Duration::from_secs(5)).await;
     tracing::info!("registry stopped");
     Ok(())
 }

@@ -17,6 +17,7 @@ use http::request::Parts;
 
 mod connected;
 mod gc;
+mod import;
 mod keys;
 mod network;
 mod repositories;
@@ -87,6 +88,9 @@ pub const ROUTES: &[(&str, &[&str])] = &[
         "/berth/v1/repositories/{name}/_manifests/{digest}",
         &["GET", "DELETE"],
     ),
+    ("/berth/v1/imports", &["GET", "POST"]),
+    ("/berth/v1/imports/{id}", &["GET"]),
+    ("/berth/v1/imports/{id}/cancel", &["POST"]),
 ];
 
 /// The management routes (with their admin check in each handler's extractor).
@@ -151,6 +155,7 @@ pub fn router() -> Router<AppState> {
             "/berth/v1/repositories/{*path}",
             repositories::entry_route(),
         )
+        .merge(import::router())
 }
 
 /// The admin, authenticated: every management handler takes this, so none can forget it.

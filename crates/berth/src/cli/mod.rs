@@ -1,6 +1,6 @@
 //! The management command line: `berth login`, `scope-map`, `token`, `connected-registry`,
 //! `network-rule`, `private-endpoint-connection`, `show-endpoints`, `update`, `show`,
-//! `keys`, `repository`.
+//! `keys`, `repository`, `import`.
 //!
 //! Every command is a thin client of the registry's management API (`/berth/v1/…`); the
 //! registry validates and decides, the command line only parses flags, sends one request
@@ -17,13 +17,14 @@
 //! - one module per command group: [`login`], [`scope_map`], [`token`],
 //!   [`connected_registry`], [`registry`] (settings), [`network`] (rules, private
 //!   endpoints, endpoints), [`keys`] (signing keys), [`repository`] (repositories, their
-//!   tags and manifests).
+//!   tags and manifests), [`import`] (images copied from other registries).
 
 pub mod client;
 pub mod connected_registry;
 pub mod credentials;
 pub mod error;
 pub mod gc;
+pub mod import;
 pub mod keys;
 pub mod login;
 pub mod network;
@@ -84,6 +85,9 @@ pub enum Command {
     Gc(gc::GcArgs),
     /// List repositories, their tags and manifests; delete repositories and images; untag.
     Repository(repository::RepositoryArgs),
+    /// Import an image or index from another registry (the registry fetches it itself),
+    /// or list, show and cancel imports.
+    Import(import::ImportArgs),
 }
 
 /// Runs a management command and turns its outcome into the documented exit code.
@@ -102,6 +106,7 @@ pub fn run(command: Command) -> ExitCode {
         Command::Keys(args) => keys::run(args),
         Command::Gc(args) => gc::run(args),
         Command::Repository(args) => repository::run(args),
+        Command::Import(args) => import::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
