@@ -20,10 +20,10 @@ mod proxy;
 mod sites;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use authn::{Cred, Manage, expect_error, expect_status, poll_until, send};
+use common::tmpfs::Tmpfs;
 use common::{Berth, serve_expecting_exit};
 use proxy::{Proxy, incompressible};
 use serde_json::{Value, json};
@@ -237,42 +237,6 @@ fn status_details_last_only_while_their_cause_does() {
             _ => Err(view.to_string()),
         }
     });
-}
-
-/// A tmpfs mounted for the length of a test (unmounted when dropped).
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    #[track_caller]
-    fn mount(path: &Path, size: &str) -> Self {
-        std::fs::create_dir_all(path).unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(path)
-            .status()
-            .expect("run mount");
-        assert!(
-            status.success(),
-            "mounting a tmpfs (as root) is how this test makes a nearly full disk"
-        );
-        Tmpfs(path.to_owned())
-    }
-
-    #[track_caller]
-    fn resize(&self, size: &str) {
-        let status = Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(&self.0)
-            .status()
-            .unwrap();
-        assert!(status.success(), "remount the tmpfs");
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
 }
 
 #[test]

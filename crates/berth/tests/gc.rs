@@ -17,7 +17,6 @@ mod sites;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,6 +24,7 @@ use std::time::{Duration, Instant};
 use authn::{Cred, Manage, expect_status, poll_until, send};
 use common::Berth;
 use common::cli::Cli;
+use common::tmpfs::Tmpfs;
 use proxy::incompressible;
 use serde_json::{Value, json};
 
@@ -342,45 +342,6 @@ fn a_blob_pushed_within_the_grace_is_kept() {
     assert!(blob_file(berth.data_dir(), &authn::sha256_digest(&layer)).exists());
     push(&berth, "app", "v1", &config_of("later"), &[&layer])
         .expect("the manifest finds its layer");
-}
-
-/// A tmpfs mounted for the length of a test (unmounted when dropped).
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    #[track_caller]
-    fn mount(path: &Path, size: &str) -> Self {
-        std::fs::create_dir_all(path).unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(path)
-            .status()
-            .expect("run mount");
-        assert!(
-            status.success(),
-            "mounting a tmpfs (as root) makes a small disk"
-        );
-        Tmpfs(path.to_owned())
-    }
-
-    fn free(&self) -> u64 {
-        let out = Command::new("df")
-            .args(["--output=avail", "-B1"])
-            .arg(&self.0)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .nth(1)
-            .and_then(|l| l.trim().parse().ok())
-            .unwrap()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
 }
 
 #[test]
