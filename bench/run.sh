@@ -35,7 +35,8 @@
 # A monitor samples the CPU used by processes outside this script (other builds and tests on the
 # machine) and the report prints it per phase, with a warning when a phase was noisy.
 # Everything started here is stopped on exit (trap), and the temp dir is removed.
-# Environment: BENCH_TMPDIR (parent of the temp dir, default /tmp), BERTH_RUST_LOG (default warn).
+# Environment: BENCH_TMPDIR (parent of the temp dir, default /tmp), BERTH_RUST_LOG (default warn),
+# BERTH_BIN (the berth binary to measure, e.g. an older build to compare; implies --no-build).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -244,9 +245,9 @@ phase() {
 # build, data
 # ------------------------------------------------------------------------------------------------
 cd "$ROOT"
-BERTH="$ROOT/target/release/berth"
+BERTH="${BERTH_BIN:-$ROOT/target/release/berth}"
 REGISTRIES=(berth dist)
-if [[ $BUILD == 1 ]]; then
+if [[ $BUILD == 1 && -z ${BERTH_BIN:-} ]]; then
     log "cargo build --release -p berth (may wait for the cargo lock)"
     cargo build --release -p berth
 fi
