@@ -448,8 +448,9 @@ impl Instance {
         }
     }
 
-    /// The status report now: `Unhealthy` while the disk is low or full, `Syncing` while
-    /// content moves, else `Online`; every current and recent past problem.
+    /// The status report now: `Unhealthy` while blob writes fail for lack of space,
+    /// `Syncing` while content moves, else `Online`; every current and recent past problem.
+    /// A low disk is a warning (`DISK_LOW`), not a failure: everything still works.
     fn status(&self) -> InstanceStatus {
         match disk_problem(&self.data_dir) {
             Some(description) => self.problems.raise("DISK_LOW", description),
@@ -468,14 +469,13 @@ impl Instance {
             None => self.problems.clear("DISK_FULL"),
         }
         let details: Vec<StatusDetail> = self.problems.details();
-        let connection_state =
-            if self.problems.is_raised("DISK_LOW") || self.problems.is_raised("DISK_FULL") {
-                "Unhealthy"
-            } else if self.activity.is_syncing() {
-                "Syncing"
-            } else {
-                "Online"
-            };
+        let connection_state = if self.problems.is_raised("DISK_FULL") {
+            "Unhealthy"
+        } else if self.activity.is_syncing() {
+            "Syncing"
+        } else {
+            "Online"
+        };
         InstanceStatus {
             connection_state: connection_state.into(),
             last_sync: *self.last_sync.read().unwrap_or_else(|e| e.into_inner()),
@@ -540,7 +540,7 @@ async fn prune_repositories(
     }
 }
 
-/// Free space below which the instance reports itself Unhealthy.
+/// Free space below which the instance warns `DISK_LOW`, whatever the file system's size.
 const LOW_DISK_BYTES: u64 = 512 << 20;
 
 /// Why the data directory's file system is nearly full (less than 5% or 512 MiB free), if
