@@ -23,7 +23,7 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --no-fail-fast "$@"
 
 fuzz_seconds="${BERTH_FUZZ_SECONDS:-45}"
 if [ "$fuzz_seconds" != 0 ]; then

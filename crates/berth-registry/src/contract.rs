@@ -371,6 +371,7 @@ pub async fn metadata_store_contract(make: impl AsyncFn() -> Arc<dyn MetadataSto
     concurrent_pushes_of_one_manifest_log_it_once(make().await).await;
     concurrent_upload_updates_have_one_winner(make().await).await;
     a_collection_never_takes_what_a_writer_holds(make().await).await;
+    a_collection_step_decides_each_blob_on_its_own(make().await).await;
 }
 
 /// A manifest whose content is `content`, referencing `references`, tagged `tags`.
@@ -979,7 +980,7 @@ async fn a_collection_never_takes_what_a_writer_holds(store: Arc<dyn MetadataSto
     // the collection, holding the older view, marks nothing, even within one millisecond.
     assert_eq!(claim(&*store, &blob, 2).await, first, "{case}");
     assert!(
-        !store.begin_collect(&seen[0], 0).await.unwrap(),
+        !marks(&*store, &seen[0], 0).await,
         "{case}: changed since listed"
     );
     assert_eq!(
@@ -1007,10 +1008,7 @@ async fn a_collection_never_takes_what_a_writer_holds(store: Arc<dyn MetadataSto
         updated_at: i64::MAX,
         ..seen[0].clone()
     };
-    assert!(
-        !store.begin_collect(&now, 0).await.unwrap(),
-        "{case}: referenced"
-    );
+    assert!(!marks(&*store, &now, 0).await, "{case}: referenced");
     assert!(
         store
             .delete_manifest(&b, &image.digest, Origin::Local)
@@ -1023,10 +1021,7 @@ async fn a_collection_never_takes_what_a_writer_holds(store: Arc<dyn MetadataSto
     // the bytes any more.
     let seen = listed(&*store).await;
     assert!(
-        store
-            .begin_collect(&seen[0], crate::gc::now_ms())
-            .await
-            .unwrap(),
+        marks(&*store, &seen[0], crate::gc::now_ms()).await,
         "{case}"
     );
     assert_eq!(
@@ -1055,7 +1050,7 @@ async fn a_collection_never_takes_what_a_writer_holds(store: Arc<dyn MetadataSto
     );
     // Forgotten: a claim made before the mark still vouches for nothing (its bytes may have
     // been deleted under it); a new claim is a new generation.
-    store.end_collect(&blob).await.unwrap();
+    store.end_collect(&[blob.clone()]).await.unwrap();
     assert!(listed(&*store).await.is_empty(), "{case}: forgotten");
     let source = LinkSource::Placed {
         claim: first,
@@ -1097,7 +1092,7 @@ async fn a_collection_never_takes_what_a_writer_holds(store: Arc<dyn MetadataSto
     // A mark older than the staleness (a collection that crashed) is taken over by a claim,
     // in a new generation; finishing it is then refused.
     let seen = listed(&*store).await;
-    assert!(store.begin_collect(&seen[0], 0).await.unwrap(), "{case}");
+    assert!(marks(&*store, &seen[0], 0).await, "{case}");
     assert_eq!(store.stale_collections(1).await.unwrap().len(), 1, "{case}");
     let third = claim(&*store, &blob, 2).await;
     assert!(third != second && third != first, "{case}");
@@ -1105,6 +1100,80 @@ async fn a_collection_never_takes_what_a_writer_holds(store: Arc<dyn MetadataSto
         store.stale_collections(i64::MAX).await.unwrap().is_empty(),
         "{case}"
     );
+}
+
+/// A step marks several blobs in one transaction, each on its own terms: one changed since
+/// it was listed and one referenced in the meantime stay, the others go, links included.
+async fn a_collection_step_decides_each_blob_on_its_own(store: Arc<dyn MetadataStore>) {
+    let case = "a_collection_step_decides_each_blob_on_its_own";
+    let a = repo("a");
+    let blobs: Vec<Digest> = (0..4u8).map(|n| Digest::sha256(&[n])).collect();
+    for blob in &blobs {
+        let claim = claim(&*store, blob, 1).await;
+        let source = LinkSource::Placed {
+            claim,
+            upload: None,
+        };
+        assert!(
+            store.link_blob(&a, blob, 1, source).await.unwrap(),
+            "{case}"
+        );
+    }
+    let far = crate::gc::now_ms() + 60_000;
+    let seen = store.unreferenced_blobs(far, None, 10).await.unwrap();
+    assert_eq!(seen.len(), 4, "{case}: {seen:?}");
+    // After the listing: one is claimed again, one is referenced by a manifest.
+    let (touched, referenced) = (&seen[0].digest, &seen[1].digest);
+    claim(&*store, touched, 1).await;
+    let image = manifest(
+        &a,
+        "step image",
+        vec![Target::Blob(referenced.clone())],
+        &[],
+        Origin::Local,
+    );
+    store.put_manifest(image).await.unwrap();
+
+    let marked = store.begin_collect(&seen, 0).await.unwrap();
+    assert_eq!(
+        marked,
+        [seen[2].digest.clone(), seen[3].digest.clone()],
+        "{case}"
+    );
+    for blob in [touched, referenced] {
+        assert_eq!(
+            store.blob_size(&a, blob).await.unwrap(),
+            Some(1),
+            "{case}: kept"
+        );
+    }
+    for blob in &marked {
+        assert_eq!(
+            store.blob_size(&a, blob).await.unwrap(),
+            None,
+            "{case}: link gone"
+        );
+    }
+    store.end_collect(&marked).await.unwrap();
+    let left = store.unreferenced_blobs(far, None, 10).await.unwrap();
+    assert_eq!(
+        left.iter().map(|b| &b.digest).collect::<Vec<_>>(),
+        [touched],
+        "{case}: the marked ones are forgotten, the referenced one is not listed"
+    );
+    assert!(
+        store.end_collect(&[]).await.is_ok(),
+        "{case}: an empty step"
+    );
+}
+
+/// Whether one collection step marks `blob`.
+async fn marks(store: &dyn MetadataStore, blob: &BlobRecord, now_ms: i64) -> bool {
+    let marked = store
+        .begin_collect(std::slice::from_ref(blob), now_ms)
+        .await
+        .unwrap();
+    marked == [blob.digest.clone()]
 }
 
 async fn repositories_are_described_and_deleted_whole(store: Arc<dyn MetadataStore>) {

@@ -43,6 +43,10 @@ const ORPHAN_UPLOAD: Duration = Duration::from_secs(600);
 /// Blobs examined per batch.
 const BATCH: u32 = 256;
 
+/// Blobs marked, deleted and forgotten together: two commits per step rather than per blob,
+/// and a writer that meets one of them `deleting` waits for a step, not a whole batch.
+const STEP: usize = 32;
+
 /// A retention rule: in the repositories `repositories` covers, keep the newest `keep_last`
 /// tags and the tags younger than `keep_within`, untag the rest; with `delete_untagged`,
 /// also delete manifests left with no tag that nothing else in the repository needs.
@@ -291,24 +295,25 @@ impl Registry {
                 return Ok(());
             };
             after = Some(last.digest.clone());
-            for blob in &batch {
+            for step in batch.chunks(STEP) {
                 if handle.stopping() {
                     return Ok(());
                 }
-                if dry {
-                    handle.update(|run| {
-                        run.blobs_removed += 1;
-                        run.bytes_freed += blob.size;
-                    });
-                    continue;
-                }
-                if !self.metadata.begin_collect(blob, now_ms()).await? {
-                    continue;
-                }
-                self.delete_bytes(&blob.digest).await?;
+                let marked = if dry {
+                    step.iter().map(|blob| blob.digest.clone()).collect()
+                } else {
+                    let marked = self.metadata.begin_collect(step, now_ms()).await?;
+                    self.delete_bytes(&marked).await?;
+                    marked
+                };
+                let bytes: u64 = step
+                    .iter()
+                    .filter(|blob| marked.contains(&blob.digest))
+                    .map(|blob| blob.size)
+                    .sum();
                 handle.update(|run| {
-                    run.blobs_removed += 1;
-                    run.bytes_freed += blob.size;
+                    run.blobs_removed += marked.len() as u64;
+                    run.bytes_freed += bytes;
                 });
             }
             if batch.len() < BATCH as usize {
@@ -317,11 +322,16 @@ impl Registry {
         }
     }
 
-    /// Deletes a blob's bytes (marked `deleting`), then forgets it. A failure leaves the
-    /// mark: the next collection finishes it.
-    async fn delete_bytes(&self, digest: &berth_oci::Digest) -> Result<()> {
-        self.blobs.delete(digest).await?;
-        self.metadata.end_collect(digest).await?;
+    /// Deletes the bytes of blobs marked `deleting`, then forgets them. A failure leaves the
+    /// marks of the blobs not yet deleted: the next collection finishes them.
+    async fn delete_bytes(&self, digests: &[berth_oci::Digest]) -> Result<()> {
+        for (done, digest) in digests.iter().enumerate() {
+            if let Err(e) = self.blobs.delete(digest).await {
+                self.metadata.end_collect(&digests[..done]).await?;
+                return Err(e.into());
+            }
+        }
+        self.metadata.end_collect(digests).await?;
         Ok(())
     }
 
@@ -344,13 +354,16 @@ impl Registry {
     pub async fn finish_interrupted_collections(&self, older_than: Duration) -> Result<(u64, u64)> {
         let before = now_ms() - older_than.as_millis() as i64;
         let (mut blobs, mut bytes) = (0, 0);
-        for blob in self.metadata.stale_collections(before).await? {
-            // Marked afresh first, so a writer taking it over cannot meet a deletion.
-            if self.metadata.begin_collect(&blob, now_ms()).await? {
-                self.delete_bytes(&blob.digest).await?;
-                blobs += 1;
-                bytes += blob.size;
-            }
+        for step in self.metadata.stale_collections(before).await?.chunks(STEP) {
+            // Marked afresh first, so a writer taking one over cannot meet a deletion.
+            let marked = self.metadata.begin_collect(step, now_ms()).await?;
+            self.delete_bytes(&marked).await?;
+            blobs += marked.len() as u64;
+            bytes += step
+                .iter()
+                .filter(|blob| marked.contains(&blob.digest))
+                .map(|blob| blob.size)
+                .sum::<u64>();
         }
         if blobs > 0 {
             tracing::info!(

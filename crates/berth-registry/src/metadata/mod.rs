@@ -463,13 +463,13 @@ pub trait MetadataStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<BlobRecord>>;
 
-    /// Marks `blob` as being deleted, at `now_ms`, and removes its repository links, if it
-    /// is exactly as seen (same `updated_at`) and no manifest references it. Returns whether
-    /// it did.
-    async fn begin_collect(&self, blob: &BlobRecord, now_ms: i64) -> Result<bool>;
+    /// Marks each of `blobs` as being deleted, at `now_ms`, and removes its repository
+    /// links, if it is exactly as seen (same `updated_at`) and no manifest references it, in
+    /// one transaction (each blob is decided on its own). Returns the digests it marked.
+    async fn begin_collect(&self, blobs: &[BlobRecord], now_ms: i64) -> Result<Vec<Digest>>;
 
-    /// Forgets a blob whose bytes were deleted.
-    async fn end_collect(&self, digest: &Digest) -> Result<()>;
+    /// Forgets blobs whose bytes were deleted (those still marked as being deleted).
+    async fn end_collect(&self, digests: &[Digest]) -> Result<()>;
 
     /// Blobs marked as being deleted since before `before_ms`: left by a collection that
     /// stopped part way (a crash); the next collection finishes them.

@@ -801,43 +801,54 @@ impl MetadataStore for SqliteMetadata {
         .collect()
     }
 
-    async fn begin_collect(&self, blob: &BlobRecord, now_ms: i64) -> Result<bool> {
+    async fn begin_collect(&self, blobs: &[BlobRecord], now_ms: i64) -> Result<Vec<Digest>> {
         let mut tx = self.begin_write().await?;
-        if blob_referenced(&mut tx, &blob.digest).await? {
-            return Ok(false);
-        }
-        let marked = sqlx::query(
-            "UPDATE blobs SET state = 'deleting', updated_at = $1 \
-             WHERE digest = $2 AND updated_at = $3",
-        )
-        .bind(now_ms)
-        .bind(blob.digest.to_string())
-        .bind(blob.updated_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?
-        .rows_affected()
-            == 1;
-        if marked {
-            // Its links go with it, in the same step: a manifest put after this refers to a
-            // blob the repository no longer has, and is refused (the client pushes it again).
-            sqlx::query("DELETE FROM repository_blobs WHERE digest = $1")
-                .bind(blob.digest.to_string())
-                .execute(&mut *tx)
-                .await
-                .map_err(err)?;
+        let mut marked = Vec::with_capacity(blobs.len());
+        for blob in blobs {
+            if blob_referenced(&mut tx, &blob.digest).await? {
+                continue;
+            }
+            let digest = blob.digest.to_string();
+            let updated = sqlx::query(
+                "UPDATE blobs SET state = 'deleting', updated_at = $1 \
+                 WHERE digest = $2 AND updated_at = $3",
+            )
+            .bind(now_ms)
+            .bind(&digest)
+            .bind(blob.updated_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected();
+            if updated == 1 {
+                // Its links go with it, in the same step: a manifest put after this refers to
+                // a blob the repository no longer has, and is refused (the client pushes it
+                // again).
+                sqlx::query("DELETE FROM repository_blobs WHERE digest = $1")
+                    .bind(&digest)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                marked.push(blob.digest.clone());
+            }
         }
         tx.commit().await.map_err(err)?;
         Ok(marked)
     }
 
-    async fn end_collect(&self, digest: &Digest) -> Result<()> {
-        sqlx::query("DELETE FROM blobs WHERE digest = $1 AND state = 'deleting'")
-            .bind(digest.to_string())
-            .execute(&self.pool)
-            .await
-            .map(drop)
-            .map_err(err)
+    async fn end_collect(&self, digests: &[Digest]) -> Result<()> {
+        if digests.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        for digest in digests {
+            sqlx::query("DELETE FROM blobs WHERE digest = $1 AND state = 'deleting'")
+                .bind(digest.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+        }
+        tx.commit().await.map_err(err)
     }
 
     async fn stale_collections(&self, before_ms: i64) -> Result<Vec<BlobRecord>> {
