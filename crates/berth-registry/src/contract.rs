@@ -1050,7 +1050,10 @@ async fn a_collection_never_takes_what_a_writer_holds(store: Arc<dyn MetadataSto
     );
     // Forgotten: a claim made before the mark still vouches for nothing (its bytes may have
     // been deleted under it); a new claim is a new generation.
-    store.end_collect(&[blob.clone()]).await.unwrap();
+    store
+        .end_collect(std::slice::from_ref(&blob))
+        .await
+        .unwrap();
     assert!(listed(&*store).await.is_empty(), "{case}: forgotten");
     let source = LinkSource::Placed {
         claim: first,
