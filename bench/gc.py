@@ -623,7 +623,7 @@ def run_window(seconds, meter_fn, watch, warmup=0.5):
             break
     b1, o1 = meter_fn()
     t1 = time.perf_counter()
-    return b1 - b0, o1 - o0, t1 - t0, (t1 - t0) / seconds, t0, t1
+    return b1 - b0, o1 - o0, t1 - t0, min(1.0, (t1 - t0) / seconds), t0, t1
 
 
 def workload(name, a, plan, pushes, watch, emit):

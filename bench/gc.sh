@@ -315,9 +315,9 @@ for r in $(seq "$RUNS"); do
         elif [[ $DIST == 1 ]]; then
             copy_store "$TMP/dist-store" "$TMP/run"
             cfg=$(dist_config dist-gc "$TMP/run")
-            out=$($GC dist-gc "$cfg" --plan "$TMP/dist-plan.json" --data "$TMP/run")
+            out=$($GC dist-gc "$cfg" --plan "$TMP/berth-plan.json" --data "$TMP/run")
             log "distribution collection run $r: $out"
-            $GC verify-dist "$TMP/run" --plan "$TMP/dist-plan.json" >/dev/null
+            $GC verify-dist "$TMP/run" --plan "$TMP/berth-plan.json" >/dev/null
             secs=$(field secs "$out")
             record gc_secs dist "$r" "$secs"
             record gc_rate dist "$r" "$(python3 -c "print(f'{$GARBAGE / $secs:.1f}')")"
