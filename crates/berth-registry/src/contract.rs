@@ -368,6 +368,7 @@ pub async fn metadata_store_contract(make: impl AsyncFn() -> Arc<dyn MetadataSto
     repositories_are_described_and_deleted_whole(make().await).await;
     upload_progress_is_conditional(make().await).await;
     concurrent_writers_keep_the_log_in_commit_order(make().await).await;
+    a_follower_never_skips_a_change(make().await).await;
     concurrent_pushes_of_one_manifest_log_it_once(make().await).await;
     concurrent_upload_updates_have_one_winner(make().await).await;
     a_collection_never_takes_what_a_writer_holds(make().await).await;
@@ -893,6 +894,58 @@ async fn concurrent_writers_keep_the_log_in_commit_order(store: Arc<dyn Metadata
             }
         }
     }
+}
+
+/// A follower (a connected registry, a webhook sender) reads the log after the last
+/// sequence number it saw while writers commit; it must never see a change whose number is
+/// above one that is committed later, or it would skip that one for ever.
+async fn a_follower_never_skips_a_change(store: Arc<dyn MetadataStore>) {
+    let case = "a_follower_never_skips_a_change";
+    const WRITERS: usize = 6;
+    const PUSHES: usize = 25;
+    let done = Arc::new(AtomicU64::new(0));
+    let follower = {
+        let (store, done) = (Arc::clone(&store), Arc::clone(&done));
+        tokio::spawn(async move {
+            let (mut seen, mut after) = (Vec::new(), 0);
+            loop {
+                let finished = done.load(Ordering::SeqCst) == WRITERS as u64;
+                let page = store.changes(after, 7).await.unwrap();
+                if page.is_empty() && finished {
+                    return seen;
+                }
+                if let Some(last) = page.last() {
+                    after = last.seq;
+                }
+                seen.extend(page.into_iter().map(|c| c.seq));
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let (store, done) = (Arc::clone(&store), Arc::clone(&done));
+            tokio::spawn(async move {
+                let r = repo(&format!("f{w}"));
+                for i in 0..PUSHES {
+                    let m = manifest(&r, &format!("f{w}-{i}"), vec![], &["t"], Origin::Local);
+                    store.put_manifest(m).await.unwrap();
+                }
+                done.fetch_add(1, Ordering::SeqCst);
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let seen = follower.await.unwrap();
+    let all: Vec<i64> = all_changes(&*store).await.iter().map(|c| c.seq).collect();
+    assert_eq!(
+        all.len(),
+        WRITERS * PUSHES * 2,
+        "{case}: every change is logged"
+    );
+    assert_eq!(seen, all, "{case}: the follower saw every change, in order");
 }
 
 async fn concurrent_pushes_of_one_manifest_log_it_once(store: Arc<dyn MetadataStore>) {

@@ -4,7 +4,8 @@
 //! - [`blob`]: the [`BlobStore`] seam (content-addressed bytes, upload data) and
 //!   [`FsBlobStore`] on local disk;
 //! - [`metadata`]: the [`MetadataStore`] seam (repositories, manifests, tags, references,
-//!   upload sessions, the change log) and [`SqliteMetadata`];
+//!   upload sessions, the change log), [`SqliteMetadata`] (embedded) and
+//!   [`PostgresMetadata`] (shared by several nodes);
 //! - [`change`]: the change log's entries, [`Change`] (typed: validated names and digests,
 //!   an action with exactly its fields) and [`ChangePage`], the gateway's `messages` body;
 //! - [`registry`]: [`Registry`], the operations of the distribution API on top of both:
@@ -34,7 +35,8 @@ pub use change::{Change, ChangeAction, ChangeEvent, ChangePage, Origin};
 pub use error::RegistryError;
 pub use metadata::{
     BlobClaim, BlobGeneration, BlobRecord, GcRun, LinkSource, ManifestDetail, MetadataStore,
-    Referrer, RepositorySummary, Selection, SqliteMetadata, StoredManifest, TagDetail,
+    PostgresMetadata, Referrer, RepositorySummary, Selection, SqliteMetadata, StoredManifest,
+    TagDetail,
 };
 pub use registry::{
     Blob, ManifestInfo, ManifestPushed, Registry, RegistryConfig, RepositoryDeleted, Uploads,

@@ -1,11 +1,11 @@
 //! The storage contract suites (`berth_registry::contract`) run against every implementation
-//! this crate has. A new one (object storage, PostgreSQL) adds one test here, or in its own
-//! crate with the `contract-tests` feature.
+//! this crate has. A new one (object storage) adds one test here, or in its own crate with the
+//! `contract-tests` feature. The PostgreSQL run starts a real server (`berth_testkit`).
 
 use std::sync::{Arc, Mutex};
 
 use berth_registry::contract::{blob_store_contract, metadata_store_contract};
-use berth_registry::{BlobStore, FsBlobStore, MetadataStore, SqliteMetadata};
+use berth_registry::{BlobStore, FsBlobStore, MetadataStore, PostgresMetadata, SqliteMetadata};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fs_blob_store() {
@@ -28,6 +28,19 @@ async fn sqlite_metadata() {
             .await
             .unwrap();
         dirs.lock().unwrap().push(dir);
+        Arc::new(store) as Arc<dyn MetadataStore>
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_metadata() {
+    let server = berth_testkit::postgres::TestPostgres::start();
+    metadata_store_contract(async || {
+        let url = server.database();
+        let store = PostgresMetadata::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
         Arc::new(store) as Arc<dyn MetadataStore>
     })
     .await;

@@ -2,8 +2,8 @@
 //!
 //! A [`MetadataStore`] records which repositories exist, which blobs each may read,
 //! manifests (with their exact bytes), tags, what manifests reference, upload sessions and
-//! the change log. One implementation now, [`SqliteMetadata`]; PostgreSQL later, with the
-//! same SQL and the same trait.
+//! the change log. Two implementations: [`SqliteMetadata`], embedded (the default), and
+//! [`PostgresMetadata`], shared by several nodes; the same SQL where the dialects agree.
 //!
 //! Architecture invariants, kept by every implementation:
 //! - a manifest row exists only if every blob and child manifest it references is present in
@@ -12,6 +12,8 @@
 //!   strictly increasing sequence number;
 //! - a tag always names a manifest of its repository (deleting the manifest deletes its tags).
 
+mod postgres;
+mod sql;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -19,6 +21,7 @@ use berth_oci::{Digest, RepositoryName, Tag};
 use bytes::Bytes;
 use serde::Serialize;
 
+pub use postgres::PostgresMetadata;
 pub use sqlite::SqliteMetadata;
 
 pub use crate::change::{Change, ChangeAction, ChangeEvent, Origin};

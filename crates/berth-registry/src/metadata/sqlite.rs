@@ -15,6 +15,7 @@ use bytes::Bytes;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
+use super::sql::{Clause, listing};
 use super::{
     BlobClaim, BlobGeneration, BlobRecord, Change, ChangeAction, ChangeEvent, GcRun, LinkSource,
     ManifestDetail, MetadataError, MetadataStore, NewManifest, Origin, PutManifestError, Referrer,
@@ -85,7 +86,6 @@ impl SqliteMetadata {
     }
 }
 
-/// The garbage-collection state of a blob (`present`, `deleting`), if it has a record.
 /// Whether `source` still vouches for the bytes of `digest`.
 async fn link_vouched(
     conn: &mut SqliteConnection,
@@ -1153,82 +1153,6 @@ fn upload_record(row: sqlx::sqlite::SqliteRow) -> Result<UploadRecord> {
     })
 }
 
-/// What a [`Selection`] puts in a listing's query over its `key` and `time` columns: the
-/// condition, the order and the limit, with placeholders from `$first` on, and the values
-/// they take, bound by [`Clause::bind`].
-struct Clause {
-    filter: String,
-    order: String,
-    limit: String,
-    /// The time a page by time starts after (bound first when present).
-    time: Option<i64>,
-    key: String,
-    n: i64,
-}
-
-impl Clause {
-    fn of(select: Selection<'_>, key: &str, time: &str, first: usize) -> Clause {
-        let (k, t) = (format!("${first}"), format!("${}", first + 1));
-        match select {
-            Selection::Page { last, n } => Clause {
-                filter: format!("{key} > {k}"),
-                order: key.to_owned(),
-                limit: t,
-                time: None,
-                key: last.unwrap_or("").to_owned(),
-                n: i64::from(n),
-            },
-            Selection::One(one) => Clause {
-                filter: format!("{key} = {k}"),
-                order: key.to_owned(),
-                limit: t,
-                time: None,
-                key: one.to_owned(),
-                n: 1,
-            },
-            Selection::ByTime {
-                newest_first,
-                last,
-                n,
-            } => {
-                // Without a cursor, a time no row has: every row comes after it.
-                let (at, after) =
-                    last.unwrap_or((if newest_first { i64::MAX } else { i64::MIN }, ""));
-                let (before, direction) = if newest_first {
-                    ("<", "DESC")
-                } else {
-                    (">", "ASC")
-                };
-                // Here `$first` is the time and `$first + 1` the key.
-                let (at_param, key_param) = (k, t);
-                Clause {
-                    filter: format!(
-                        "({time} {before} {at_param} OR ({time} = {at_param} AND {key} > {key_param}))"
-                    ),
-                    order: format!("{time} {direction}, {key}"),
-                    limit: format!("${}", first + 2),
-                    time: Some(at),
-                    key: after.to_owned(),
-                    n: i64::from(n),
-                }
-            }
-        }
-    }
-
-    /// Binds the clause's values, in the order of its placeholders, after those bound
-    /// already.
-    fn bind<'q>(
-        &self,
-        query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
-    ) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
-        let query = match self.time {
-            Some(at) => query.bind(at),
-            None => query,
-        };
-        query.bind(self.key.clone()).bind(self.n)
-    }
-}
-
 /// The size of each manifest that `roots` (a query over `$1`, the repository id, and the
 /// placeholders of `page`) selects, by digest: its own bytes, its child manifests' (recursively) and those
 /// of every blob they reference, each blob counted once even when several platforms of an
@@ -1266,10 +1190,4 @@ async fn manifest_sizes(
         .into_iter()
         .map(|row| (row.get(0), row.get::<i64, _>(1) as u64))
         .collect())
-}
-
-/// A listing's query: made of constant fragments and a [`Clause`]'s, never of anything a
-/// request carries (values are bound), hence safe.
-fn listing(sql: String) -> sqlx::AssertSqlSafe<String> {
-    sqlx::AssertSqlSafe(sql)
 }
