@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use berth_oci::time::unix_now;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Row};
+use sqlx::{ConnectOptions, Connection, PgPool, Row};
 
 use crate::connected::{InstanceStatus, PAST_DETAILS_KEPT, StatusDetail};
 use crate::error::IdentityError;
@@ -24,6 +24,10 @@ type Result<T> = std::result::Result<T, IdentityError>;
 /// The advisory lock every identity write holds (`b"berthid1"` as a number).
 pub const WRITERS: i64 = i64::from_be_bytes(*b"berthid1");
 
+/// The schema the identities live in (its own migrations table included), so the metadata
+/// and the identities can share one database, and sit beside other applications' tables.
+pub const SCHEMA: &str = "berth_identity";
+
 /// Identities in a PostgreSQL database.
 #[derive(Debug, Clone)]
 pub struct PostgresIdentityStore {
@@ -33,17 +37,28 @@ pub struct PostgresIdentityStore {
 impl PostgresIdentityStore {
     /// Connects to the database at `url` (`postgres://…`) and migrates it if needed.
     pub async fn connect(url: &str) -> Result<Self> {
-        let options = PgConnectOptions::from_str(url).map_err(IdentityError::store)?;
+        let options = PgConnectOptions::from_str(url)
+            .map_err(IdentityError::store)?
+            .options([("search_path", SCHEMA)]);
+        // One connection first, so that an unreachable server or a refused login is said
+        // at once and as it is, not as a pool timing out 30 s later.
+        options
+            .connect()
+            .await
+            .map_err(IdentityError::store)?
+            .close()
+            .await
+            .map_err(IdentityError::store)?;
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await
             .map_err(IdentityError::store)?;
-        sqlx::migrate!("./migrations/postgres")
-            .run(&pool)
-            .await
-            .map_err(IdentityError::store)?;
+        let mut migrator = sqlx::migrate!("./migrations/postgres");
+        migrator.create_schema(SCHEMA);
+        migrator.dangerous_set_table_name("berth_identity._sqlx_migrations");
+        migrator.run(&pool).await.map_err(IdentityError::store)?;
         Ok(PostgresIdentityStore { pool })
     }
 

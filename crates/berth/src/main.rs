@@ -15,14 +15,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_auth::connected::LogLevel;
-use berth_auth::{Identity, KeyPurpose, SigningKey, SqliteIdentityStore};
-use berth_registry::Registry;
+use berth_auth::store::IdentityStore;
+use berth_auth::{Identity, KeyPurpose, PostgresIdentityStore, SigningKey, SqliteIdentityStore};
+use berth_registry::{FsBlobStore, MetadataStore, PostgresMetadata, Registry, SqliteMetadata};
 use berth_server::{AppState, ListenerConfig};
 use berth_sync::Instance;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{Config, ServeArgs};
+use crate::config::{Config, Database, ServeArgs};
 use crate::listeners::{Listeners, seed_private_endpoints};
 
 /// Berth: a container registry for images that live far from the data centre.
@@ -111,19 +112,16 @@ async fn serve(
 ) -> Result<(), Box<dyn std::error::Error>> {
     fit_connections_to_file_limit(&mut config);
     let _lock = data_dir::DataDirLock::acquire(&config.data_dir)?;
-    let registry = Registry::open_local(&config.data_dir, config.registry.clone())
-        .await
-        .map_err(|e| {
-            format!(
-                "cannot open the data directory `{}`: {e}",
-                config.data_dir.display()
-            )
-        })?;
-    let registry = Arc::new(registry);
+    let registry = Arc::new(open_registry(&config).await?);
     // One process serves a data directory: a deletion marked by a collection that did not
-    // finish (a crash) can be finished now.
+    // finish (a crash) can be finished now. With a shared database, another node's
+    // collection may be running: only those that stopped long ago are finished.
+    let interrupted_before = match config.database {
+        Database::Embedded => Duration::ZERO,
+        Database::Postgres(_) => berth_registry::gc::STALE_COLLECTION,
+    };
     registry
-        .finish_interrupted_collections(Duration::ZERO)
+        .finish_interrupted_collections(interrupted_before)
         .await
         .map_err(|e| format!("cannot finish an interrupted garbage collection: {e}"))?;
     spawn_upload_sweeper(Arc::clone(&registry));
@@ -301,6 +299,33 @@ fn fit_connections_to_file_limit(config: &mut Config) {
     }
 }
 
+/// Opens the registry's stores: blobs in the data directory, metadata in `metadata.db` there
+/// or in PostgreSQL.
+async fn open_registry(config: &Config) -> Result<Registry, Box<dyn std::error::Error>> {
+    let shown = config.data_dir.display();
+    let blobs = FsBlobStore::open(&config.data_dir)
+        .map_err(|e| format!("cannot open the data directory `{shown}`: {e}"))?;
+    let metadata: Arc<dyn MetadataStore> = match &config.database {
+        Database::Embedded => Arc::new(
+            SqliteMetadata::open(&config.data_dir.join("metadata.db"))
+                .await
+                .map_err(|e| format!("cannot open the data directory `{shown}`: {e}"))?,
+        ),
+        Database::Postgres(url) => {
+            let metadata = PostgresMetadata::connect(url)
+                .await
+                .map_err(|e| format!("cannot open the metadata in PostgreSQL: {e}"))?;
+            tracing::info!("metadata and identities are in PostgreSQL");
+            Arc::new(metadata)
+        }
+    };
+    Ok(Registry::new(
+        Arc::new(blobs),
+        metadata,
+        config.registry.clone(),
+    ))
+}
+
 /// Opens identities (creating the admin account and the keys on first start) and prints a
 /// generated admin password, once. Keys that an earlier version kept in files of the data
 /// directory move into the identity store (so what they signed stays valid), and the files
@@ -309,9 +334,18 @@ async fn open_identity(
     config: &Config,
     notifier: Arc<dyn berth_notify::Notifier>,
 ) -> Result<Identity, Box<dyn std::error::Error>> {
-    let store = SqliteIdentityStore::open(&config.data_dir.join("identity.db"))
-        .await
-        .map_err(|e| format!("cannot open the identity database: {e}"))?;
+    let store: Arc<dyn IdentityStore> = match &config.database {
+        Database::Embedded => Arc::new(
+            SqliteIdentityStore::open(&config.data_dir.join("identity.db"))
+                .await
+                .map_err(|e| format!("cannot open the identity database: {e}"))?,
+        ),
+        Database::Postgres(url) => Arc::new(
+            PostgresIdentityStore::connect(url)
+                .await
+                .map_err(|e| format!("cannot open the identities in PostgreSQL: {e}"))?,
+        ),
+    };
     let legacy = |file: &str| {
         let path = config.data_dir.join(file);
         SigningKey::load(&path)
@@ -322,13 +356,8 @@ async fn open_identity(
     let tokens_key = tokens_file
         .as_ref()
         .map_or_else(SigningKey::generate, |(key, _)| key.clone());
-    let (identity, generated) = Identity::open_with(
-        Arc::new(store),
-        tokens_key,
-        config.identity.clone(),
-        notifier,
-    )
-    .await?;
+    let (identity, generated) =
+        Identity::open_with(store, tokens_key, config.identity.clone(), notifier).await?;
     identity
         .management()
         .ensure_key(

@@ -22,7 +22,7 @@ use berth_oci::time::{unix_now, unix_now_ms as now_ms};
 use berth_oci::{Digest, RepositoryName, Tag};
 use bytes::Bytes;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Row};
 
 use super::sql::{Clause, listing};
 use super::{
@@ -37,6 +37,10 @@ use crate::change::{ChangeError, FlatChange};
 /// The advisory lock every write transaction holds: writers commit one at a time.
 /// (`b"berthmd1"` as a number, so it does not collide with another application's lock.)
 pub const WRITERS: i64 = i64::from_be_bytes(*b"berthmd1");
+
+/// The schema the metadata live in (its own migrations table included), so the metadata
+/// and the identities can share one database, and sit beside other applications' tables.
+pub const SCHEMA: &str = "berth_registry";
 
 /// Metadata in a PostgreSQL database.
 #[derive(Debug, Clone)]
@@ -59,17 +63,28 @@ fn parse_digest(s: &str) -> Result<Digest> {
 impl PostgresMetadata {
     /// Connects to the database at `url` (`postgres://…`) and migrates it if needed.
     pub async fn connect(url: &str) -> Result<Self> {
-        let options = PgConnectOptions::from_str(url).map_err(err)?;
+        let options = PgConnectOptions::from_str(url)
+            .map_err(err)?
+            .options([("search_path", SCHEMA)]);
+        // One connection first, so that an unreachable server or a refused login is said
+        // at once and as it is, not as a pool timing out 30 s later.
+        options
+            .connect()
+            .await
+            .map_err(err)?
+            .close()
+            .await
+            .map_err(err)?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.clone())
             .await
             .map_err(err)?;
-        sqlx::migrate!("./migrations/postgres")
-            .run(&pool)
-            .await
-            .map_err(err)?;
+        let mut migrator = sqlx::migrate!("./migrations/postgres");
+        migrator.create_schema(SCHEMA);
+        migrator.dangerous_set_table_name("berth_registry._sqlx_migrations");
+        migrator.run(&pool).await.map_err(err)?;
         let progress = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
