@@ -208,13 +208,20 @@ impl Records {
         self.notifier.subscribe(Topic::Identity)
     }
 
-    /// Installs `next` as the snapshot, unless one at least as recent is there already.
-    fn install(&self, next: Snapshot) {
+    /// Installs `next` as the snapshot, unless one at least as recent is there already,
+    /// and wakes whoever waits for identity changes: every node for this process's own
+    /// writes (`ours`), this node only for changes read from the store (another node made
+    /// them and announced them already).
+    fn install(&self, next: Snapshot, ours: bool) {
         let mut current = self.snapshot.write().unwrap_or_else(|e| e.into_inner());
         if next.head > current.head {
             *current = Arc::new(next);
             drop(current);
-            self.notifier.notify(Topic::Identity);
+            if ours {
+                self.notifier.notify(Topic::Identity);
+            } else {
+                self.notifier.notify_here(Topic::Identity);
+            }
         }
     }
 
@@ -228,7 +235,7 @@ impl Records {
         }
         let mut next = snapshot.after(&writes)?;
         next.head = head;
-        self.install(next);
+        self.install(next, false);
         Ok(true)
     }
 
@@ -257,7 +264,7 @@ impl Records {
             match self.store.apply(snapshot.head, &writes).await? {
                 Applied::At(head) => {
                     next.head = head;
-                    self.install(next);
+                    self.install(next, true);
                     return Ok(value);
                 }
                 Applied::Stale => {

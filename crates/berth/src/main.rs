@@ -127,7 +127,7 @@ async fn serve(
     spawn_upload_sweeper(Arc::clone(&registry));
     // One notifier for every wake-up of the process: content, identities, configuration.
     let identity = Arc::new(open_identity(&config, Arc::clone(registry.notifier())).await?);
-    spawn_identity_follower(Arc::clone(&identity));
+    spawn_identity_follower(Arc::clone(&identity), Arc::clone(registry.notifier()));
 
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let listeners = Listeners::bind(&config, stopping.clone()).await?;
@@ -315,8 +315,15 @@ async fn open_registry(config: &Config) -> Result<Registry, Box<dyn std::error::
             let metadata = PostgresMetadata::connect(url)
                 .await
                 .map_err(|e| format!("cannot open the metadata in PostgreSQL: {e}"))?;
+            // Wake-ups cross nodes through the database: a push on another node wakes this
+            // one's long polls and drops its cached manifests.
+            let notifier = berth_notify::postgres::PgNotifier::start(url)
+                .await
+                .map_err(|e| format!("cannot listen for changes in PostgreSQL: {e}"))?;
             tracing::info!("metadata and identities are in PostgreSQL");
-            Arc::new(metadata)
+            let registry =
+                Registry::new(Arc::new(blobs), Arc::new(metadata), config.registry.clone());
+            return Ok(registry.with_notifier(notifier));
         }
     };
     Ok(Registry::new(
@@ -416,15 +423,20 @@ fn spawn_change_log_pruner(
 }
 
 /// Picks up identity changes other processes sharing the identity store made (this one's
-/// own are in force at once), by reading the store's change log every second: one small
-/// query while nothing changes.
-fn spawn_identity_follower(identity: Arc<Identity>) {
+/// own are in force at once), by reading the store's change log as soon as the notifier
+/// announces a change (another node's, through PostgreSQL) and every second in any case:
+/// one small query while nothing changes.
+fn spawn_identity_follower(identity: Arc<Identity>, notifier: Arc<dyn berth_notify::Notifier>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut announced = notifier.subscribe(berth_notify::Topic::Identity);
         let mut failing = false;
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = announced.changed() => {}
+            }
             match identity.refresh().await {
                 Ok(changed) => {
                     if changed {
