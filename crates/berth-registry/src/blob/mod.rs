@@ -10,6 +10,7 @@
 //! atomically). A crash at any moment leaves either no blob or the whole blob.
 
 mod fs;
+mod object;
 
 use std::io;
 use std::ops::Range;
@@ -21,6 +22,7 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 
 pub use fs::FsBlobStore;
+pub use object::{ObjectBlobStore, StorageUrlError};
 
 use crate::UploadId;
 
