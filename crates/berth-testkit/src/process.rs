@@ -131,3 +131,23 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_missing_tool_says_how_to_install_it() {
+        let missing = std::path::PathBuf::from("/nonexistent/berth-test-tool");
+        let panic = std::panic::catch_unwind(|| {
+            super::find("berth-no-such-tool", &[missing], "`install it like this`")
+        })
+        .expect_err("no such tool");
+        let message = panic
+            .downcast_ref::<String>()
+            .expect("a formatted message");
+        assert!(
+            message.contains("berth-no-such-tool is not installed")
+                && message.contains("`install it like this` (scripts/test.sh does)"),
+            "{message}"
+        );
+    }
+}
