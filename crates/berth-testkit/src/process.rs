@@ -141,9 +141,7 @@ mod tests {
             super::find("berth-no-such-tool", &[missing], "`install it like this`")
         })
         .expect_err("no such tool");
-        let message = panic
-            .downcast_ref::<String>()
-            .expect("a formatted message");
+        let message = panic.downcast_ref::<String>().expect("a formatted message");
         assert!(
             message.contains("berth-no-such-tool is not installed")
                 && message.contains("`install it like this` (scripts/test.sh does)"),
