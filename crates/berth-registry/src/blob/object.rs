@@ -40,36 +40,44 @@
 //!
 //! Nothing about a session lives in a node's memory: its length is the end of its
 //! contiguous segments, read with one listing, so any node continues a session another
-//! started. An append checks its offset against that listing, then writes the body as
-//! segments of at most [`SEGMENT`] bytes (one `PUT` each, one in flight while the next is
-//! received: at most two segments of memory per append), each created only if its name is
-//! free (`PutMode::Create`: `If-None-Match: *` on both S3 and Azure). Chunks of any size
-//! work, a byte at a time if a client wants: S3's 5 MiB minimum applies to multipart parts,
-//! and segments are plain objects. When the body fails part way, what arrived is written as
-//! a last segment and kept ([`AppendError::Interrupted`]); when a write fails, the segments
-//! this append wrote are deleted ([`AppendError::Io`]).
+//! started (the hash state is the registry's, in the metadata store). An append checks its
+//! offset against that listing, then writes the body as segments of at most [`SEGMENT`]
+//! bytes: one `PUT` each, one in flight while the next is received, so at most two segments
+//! (8 MiB) are in memory per append whatever the body's size. Each segment is created only
+//! if its name is free (`PutMode::Create`: `If-None-Match: *`, on S3 and on Azure). Chunks
+//! of any size work, a byte at a time if a client wants: S3's 5 MiB minimum applies to
+//! multipart parts, and segments are plain objects. When the body fails part way, what
+//! arrived is written as a last segment and kept ([`AppendError::Interrupted`]); when a
+//! write fails, the segments this append wrote are deleted, newest first
+//! ([`AppendError::Io`]).
 //!
 //! **Two nodes appending at the same offset.** Both list the session and see the same end
-//! `n`; both then create `data/<n>` first. Creation is conditional, so exactly one succeeds;
-//! the other gets `AlreadyExists` before it wrote anything and answers
-//! [`AppendError::OffsetMismatch`] with the new end. A writer that loses a *later* segment
-//! (another writer saw its first segments and continued from them) keeps what it wrote,
-//! since bytes after it now depend on it, and also answers `OffsetMismatch`: the registry
-//! then records the stored length without a hash state and rebuilds the hash from the stored
-//! bytes. Above the store, the registry's conditional update of the session row
-//! (`WHERE received = <offset>`) lets one request win in any case. And a commit checks the
-//! digest of exactly the bytes it publishes, so even a store whose conditional create is
-//! not atomic (s3s-fs checks, then writes) can never publish bytes under a digest they do
-//! not have.
+//! `n`; each then creates `data/<n>` before anything else. Creation is conditional, so
+//! exactly one succeeds; the other gets `AlreadyExists` having written nothing, and answers
+//! [`AppendError::OffsetMismatch`] with the new end. Segment names are offsets and every
+//! writer starts at the end it listed, so two writers can only ever collide on a name, never
+//! overlap by a part of one. A writer that loses a *later* segment (another writer listed
+//! its first segments and continued from them) keeps what it wrote, since bytes after it
+//! now depend on it, and also answers `OffsetMismatch`: the registry then records the
+//! stored length without a hash state, and the next request rebuilds the hash from the
+//! stored bytes. (So does a conditional `PUT` retried after a lost response, which finds its
+//! own segment: the bytes and the hash still agree.) Above the store, the registry's
+//! conditional update of the session row (`WHERE received = <offset>`) lets one request win
+//! in any case. And a commit checks the digest of exactly the bytes it publishes, so even
+//! on a store whose conditional create is not atomic (s3s-fs checks, then writes) nothing
+//! is ever published under a digest its bytes do not have.
 //!
 //! # Commit
 //!
 //! `commit_upload` reads the session's segments, hashes them, and writes the blob with one
-//! `PUT` (up to [`PART`] bytes) or a multipart upload of `PART`-sized parts (two in flight),
-//! then checks the digest and only then completes it. An object appears whole or not at all
-//! on both services (S3's `PUT` and `CompleteMultipartUpload`, Azure's `Put Blob` and
-//! `Put Block List`), so the blob is visible under its digest only when whole. Then the
-//! session's objects are deleted; a crash before that leaves a session the sweeper removes.
+//! `PUT` (up to [`PART`] bytes) or a multipart upload of `PART`-sized parts (two in flight
+//! and one filling: 24 MiB of memory at most); it checks the digest, and only then
+//! completes the upload. An object appears whole or not at all on both services (S3's `PUT`
+//! and `CompleteMultipartUpload`, Azure's `Put Blob` and `Put Block List`), so the blob is
+//! visible under its digest only when whole. The multipart upload's id is written to
+//! `uploads/<uuid>/commit` first, so that an abort of the session on any node (the sweeper,
+//! after a crash in the middle of a commit) cancels it too. Then the session's objects are
+//! deleted; a crash before that leaves a session the sweeper removes.
 //!
 //! **Trade-off.** Parts of an unfinished S3 multipart upload cannot be read (there is no
 //! `GET` of a part, and `object_store` has no `ListParts` either), yet the registry must be
@@ -92,7 +100,7 @@ use async_trait::async_trait;
 use berth_oci::{Digest, Hasher};
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
@@ -104,8 +112,9 @@ use tokio::task::JoinHandle;
 use super::{AppendError, BlobStore, ByteStream};
 use crate::UploadId;
 
-/// Most bytes of one segment object (an append's body is cut into segments of this size).
-pub const SEGMENT: usize = 8 << 20;
+/// Most bytes of one segment object (an append's body is cut into segments of this size;
+/// an append holds two at most: the one being received and the one being written).
+pub const SEGMENT: usize = 4 << 20;
 /// Bytes of one part of a blob's multipart upload at commit (S3 wants at least 5 MiB for all
 /// parts but the last); a blob up to this size is written with a single `PUT`.
 pub const PART: usize = 8 << 20;
@@ -193,7 +202,11 @@ impl ObjectBlobStore {
                 if let Some(region) = take("region") {
                     builder = builder.with_region(region);
                 }
-                let endpoint = take("endpoint");
+                // An endpoint from the environment (`AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT`)
+                // counts as one given; one in the URL wins over both.
+                let endpoint = take("endpoint")
+                    .or_else(|| builder.get_config_value(&AmazonS3ConfigKey::S3Endpoint))
+                    .or_else(|| builder.get_config_value(&AmazonS3ConfigKey::Endpoint));
                 let virtual_hosted = match take("addressing").as_deref() {
                     None => endpoint.is_none(),
                     Some("path") => false,
@@ -222,7 +235,10 @@ impl ObjectBlobStore {
                     } else {
                         endpoint
                     };
-                    builder = builder.with_endpoint(endpoint.as_str().trim_end_matches('/'));
+                    let endpoint = endpoint.as_str().trim_end_matches('/');
+                    builder = builder
+                        .with_endpoint(endpoint)
+                        .with_config(AmazonS3ConfigKey::S3Endpoint, endpoint);
                 }
                 if let Some(id) = take("access_key_id") {
                     builder = builder.with_access_key_id(id);
