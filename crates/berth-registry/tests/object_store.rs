@@ -289,9 +289,34 @@ async fn a_push_over_three_registries(url: &str) {
     assert!(collect(blob.read(None).await.unwrap()).await == bytes);
 }
 
+/// `check` answers for a good store and names the store when the bucket or the secret is
+/// wrong (the servers check signatures).
+async fn checks(good: &str, no_bucket: &str, bad_secret: &str) {
+    ObjectBlobStore::from_url(good)
+        .unwrap()
+        .check()
+        .await
+        .unwrap();
+    for url in [no_bucket, bad_secret] {
+        let e = ObjectBlobStore::from_url(url)
+            .unwrap()
+            .check()
+            .await
+            .expect_err(url);
+        assert!(e.to_string().starts_with("storage `"), "{e}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_s3() {
     let server = TestS3::start();
+    let url = server.url();
+    checks(
+        &url,
+        &url.replacen("s3://bucket-", "s3://no-such-bucket-", 1),
+        &url.replace(berth_testkit::s3::SECRET_KEY, "wrong"),
+    )
+    .await;
     a_large_upload_over_three_nodes(&server.url()).await;
     two_nodes_at_one_offset(&server.url()).await;
     a_commit_checks_what_it_publishes(&server.url()).await;
@@ -301,6 +326,18 @@ async fn on_s3() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_azure() {
     let server = TestAzurite::start();
+    let url = server.url();
+    checks(
+        &url,
+        &url.replacen("azblob://container-", "azblob://no-such-container-", 1),
+        &format!(
+            "{}?account={}&access_key=d3Jvbmcga2V5&endpoint={}",
+            url.split('?').next().unwrap(),
+            berth_testkit::azurite::ACCOUNT,
+            server.endpoint()
+        ),
+    )
+    .await;
     a_large_upload_over_three_nodes(&server.url()).await;
     two_nodes_at_one_offset(&server.url()).await;
     racing_nodes_at_one_offset(&server.url()).await;

@@ -390,21 +390,7 @@ impl ObjectBlobStore {
     /// Deletes every object of a session, the marker first (so the session is unknown at
     /// once), after cancelling a multipart upload a commit left.
     async fn drop_session(&self, id: &UploadId) -> io::Result<()> {
-        let commit = self.commit_key(id);
-        match self.store.get(&commit).await {
-            Ok(got) => {
-                let bytes = got.bytes().await.map_err(to_io)?;
-                if let Ok(marker) = serde_json::from_slice::<CommitMarker>(&bytes) {
-                    // Fails harmlessly when that upload completed or was aborted already.
-                    let _ = self
-                        .multipart
-                        .abort_multipart(&Path::from(marker.blob), &marker.id)
-                        .await;
-                }
-            }
-            Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(to_io(e)),
-        }
+        self.abort_commit(id).await?;
         delete_quietly(&*self.store, &self.session_key(id)).await?;
         let dir = self.upload_dir(id);
         let keys: Vec<Path> = self
@@ -418,6 +404,41 @@ impl ObjectBlobStore {
             delete_quietly(&*self.store, &key).await?;
         }
         Ok(())
+    }
+
+    /// Cancels the multipart upload an earlier commit of the session recorded and did not
+    /// finish (it crashed, or failed to clean up), so that no invisible upload is left
+    /// behind to be billed. A bucket lifecycle rule (S3's `AbortIncompleteMultipartUpload`)
+    /// is the backstop for a node that died with its marker unwritten; Azure drops
+    /// uncommitted blocks after a week by itself.
+    async fn abort_commit(&self, id: &UploadId) -> io::Result<()> {
+        let commit = self.commit_key(id);
+        match self.store.get(&commit).await {
+            Ok(got) => {
+                let bytes = got.bytes().await.map_err(to_io)?;
+                if let Ok(marker) = serde_json::from_slice::<CommitMarker>(&bytes) {
+                    // Fails harmlessly when that upload completed or was aborted already.
+                    let _ = self
+                        .multipart
+                        .abort_multipart(&Path::from(marker.blob), &marker.id)
+                        .await;
+                }
+                delete_quietly(&*self.store, &commit).await
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(to_io(e)),
+        }
+    }
+
+    /// Checks that the store answers and accepts the credentials: lists the prefix (one
+    /// request). For a start that says at once that the bucket or the key is wrong, and
+    /// for readiness checks.
+    pub async fn check(&self) -> io::Result<()> {
+        self.store
+            .list_with_delimiter(Some(&self.prefix))
+            .await
+            .map(drop)
+            .map_err(|e| io::Error::other(format!("storage `{}`: {e}", self.name)))
     }
 
     /// Writes the session's bytes as the blob at `to`, checking that they hash to `digest`
@@ -779,6 +800,7 @@ impl BlobStore for ObjectBlobStore {
             }
             if session.committing {
                 tracing::debug!(upload = %id, "a commit of this upload ran before and did not finish");
+                self.abort_commit(id).await?;
             }
             self.assemble(id, session, digest).await?;
         }
