@@ -289,6 +289,36 @@ async fn a_push_over_three_registries(url: &str) {
     assert!(collect(blob.read(None).await.unwrap()).await == bytes);
 }
 
+/// A signed URL reads the blob from the service itself, whole or a range, with no other
+/// credentials; an altered one is refused.
+async fn signed_urls_read_the_blob(url: &str) {
+    let store = &nodes(url, 1)[0];
+    let bytes = data(100_000, 5);
+    let digest = Digest::sha256(&bytes);
+    store.put(&digest, bytes.clone()).await.unwrap();
+    let signed = store
+        .signed_read_url(&digest, std::time::Duration::from_secs(1200))
+        .await
+        .unwrap()
+        .expect("object storage signs URLs");
+    let client = reqwest::Client::new();
+    let whole = client.get(&signed).send().await.unwrap();
+    assert_eq!(whole.status(), 200, "{signed}");
+    assert!(whole.bytes().await.unwrap() == bytes);
+    let part = client
+        .get(&signed)
+        .header("Range", "bytes=10-19")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert!(part.bytes().await.unwrap() == bytes[10..20]);
+    let other = Digest::sha256(b"other");
+    let altered = signed.replace(digest.hex(), other.hex());
+    let refused = client.get(&altered).send().await.unwrap();
+    assert!(refused.status() == 403, "{}", refused.status());
+}
+
 /// `check` answers for a good store and names the store when the bucket or the secret is
 /// wrong (the servers check signatures).
 async fn checks(good: &str, no_bucket: &str, bad_secret: &str) {
@@ -321,6 +351,7 @@ async fn on_s3() {
     two_nodes_at_one_offset(&server.url()).await;
     a_commit_checks_what_it_publishes(&server.url()).await;
     a_push_over_three_registries(&server.url()).await;
+    signed_urls_read_the_blob(&server.url()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -343,4 +374,5 @@ async fn on_azure() {
     racing_nodes_at_one_offset(&server.url()).await;
     a_commit_checks_what_it_publishes(&server.url()).await;
     a_push_over_three_registries(&server.url()).await;
+    signed_urls_read_the_blob(&server.url()).await;
 }

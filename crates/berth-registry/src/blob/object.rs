@@ -94,7 +94,7 @@ use std::fmt;
 use std::io;
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use berth_oci::{Digest, Hasher};
@@ -104,6 +104,7 @@ use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
+use object_store::signer::Signer;
 use object_store::{
     GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
 };
@@ -147,6 +148,7 @@ pub enum StorageUrlError {
 pub struct ObjectBlobStore {
     store: Arc<dyn ObjectStore>,
     multipart: Arc<dyn MultipartStore>,
+    signer: Arc<dyn Signer>,
     prefix: Path,
     /// The URL without its query, for messages.
     name: Arc<str>,
@@ -194,9 +196,11 @@ impl ObjectBlobStore {
         }
         let mut take = |key: &str| params.remove(key);
 
-        let (store, multipart): (Arc<dyn ObjectStore>, Arc<dyn MultipartStore>) = match parsed
-            .scheme()
-        {
+        let (store, multipart, signer): (
+            Arc<dyn ObjectStore>,
+            Arc<dyn MultipartStore>,
+            Arc<dyn Signer>,
+        ) = match parsed.scheme() {
             "s3" => {
                 let mut builder = AmazonS3Builder::from_env().with_bucket_name(&bucket);
                 if let Some(region) = take("region") {
@@ -250,7 +254,7 @@ impl ObjectBlobStore {
                     builder = builder.with_token(token);
                 }
                 let s3 = Arc::new(builder.build().map_err(client)?);
-                (s3.clone(), s3)
+                (s3.clone(), s3.clone(), s3)
             }
             "azblob" => {
                 let mut builder = MicrosoftAzureBuilder::from_env().with_container_name(&bucket);
@@ -280,7 +284,7 @@ impl ObjectBlobStore {
                     builder = builder.with_sas_authorization(pairs);
                 }
                 let azure = Arc::new(builder.build().map_err(client)?);
-                (azure.clone(), azure)
+                (azure.clone(), azure.clone(), azure)
             }
             other => {
                 return Err(invalid(format!(
@@ -294,6 +298,7 @@ impl ObjectBlobStore {
         Ok(ObjectBlobStore {
             store,
             multipart,
+            signer,
             prefix,
             name: name.into(),
         })
@@ -845,6 +850,21 @@ impl BlobStore for ObjectBlobStore {
             *entry = (*entry).max(modified);
         }
         Ok(newest.into_iter().collect())
+    }
+
+    async fn signed_read_url(
+        &self,
+        digest: &Digest,
+        expires_in: Duration,
+    ) -> io::Result<Option<String>> {
+        // Signed locally with the credentials (S3: SigV4 query parameters; Azure: a service
+        // SAS from the account key, or a user delegation SAS): no request is made.
+        let url = self
+            .signer
+            .signed_url(reqwest::Method::GET, &self.blob_key(digest), expires_in)
+            .await
+            .map_err(to_io)?;
+        Ok(Some(url.to_string()))
     }
 
     async fn list_blobs(&self) -> io::Result<Vec<(Digest, u64, SystemTime)>> {
