@@ -377,17 +377,20 @@ impl ObjectBlobStore {
         Ok(session)
     }
 
-    /// Streams `segments` one after another.
+    /// Streams `segments` one after another. The next two `GET`s are sent while a segment
+    /// streams, so a request's latency is paid once, not once per segment; their bodies wait
+    /// in the connections until read.
     fn stream_segments(&self, segments: Vec<Segment>) -> ByteStream<'static> {
         let store = Arc::clone(&self.store);
         futures_util::stream::iter(segments)
-            .then(move |segment| {
+            .map(move |segment| {
                 let store = Arc::clone(&store);
                 async move {
                     let got = store.get(&segment.key).await.map_err(to_io)?;
                     Ok::<_, io::Error>(got.into_stream().map_err(to_io))
                 }
             })
+            .buffered(3)
             .try_flatten()
             .boxed()
     }
@@ -405,10 +408,13 @@ impl ObjectBlobStore {
             .try_collect()
             .await
             .map_err(to_io)?;
-        for key in keys {
-            delete_quietly(&*self.store, &key).await?;
-        }
-        Ok(())
+        // Sixteen at a time: a 1 GiB session is 256 segments.
+        let store = &*self.store;
+        futures_util::stream::iter(keys)
+            .map(|key| async move { delete_quietly(store, &key).await })
+            .buffer_unordered(16)
+            .try_collect::<()>()
+            .await
     }
 
     /// Cancels the multipart upload an earlier commit of the session recorded and did not
