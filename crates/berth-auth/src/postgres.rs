@@ -144,6 +144,10 @@ async fn current(tx: &mut sqlx::PgConnection, kind: &str, name: String) -> Resul
 
 #[async_trait]
 impl IdentityStore for PostgresIdentityStore {
+    fn shared(&self) -> bool {
+        true
+    }
+
     async fn load(&self) -> Result<StoredIdentities> {
         // One read transaction, so the objects and the head agree.
         let mut tx = self.read_snapshot().await?;

@@ -17,7 +17,9 @@ use std::time::Duration;
 use berth_auth::connected::LogLevel;
 use berth_auth::store::IdentityStore;
 use berth_auth::{Identity, KeyPurpose, PostgresIdentityStore, SigningKey, SqliteIdentityStore};
-use berth_registry::{FsBlobStore, MetadataStore, PostgresMetadata, Registry, SqliteMetadata};
+use berth_registry::{
+    Exclusive, FsBlobStore, MetadataStore, PostgresMetadata, Registry, SqliteMetadata,
+};
 use berth_server::{AppState, ListenerConfig};
 use berth_sync::Instance;
 use clap::{Parser, Subcommand};
@@ -413,6 +415,15 @@ fn spawn_change_log_pruner(
                     .max()
                     .unwrap_or(Duration::from_secs(2 * 24 * 3600))
             });
+            // One node of a cluster prunes; the others skip this turn.
+            let _pruning = match registry.try_exclusive(Exclusive::ChangeLogPruning).await {
+                Ok(Some(guard)) => guard,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not prune the change log");
+                    continue;
+                }
+            };
             match registry.prune_changes(retention).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(removed = n, "pruned the change log"),
@@ -478,6 +489,18 @@ fn spawn_gc_scheduler(
             match next {
                 Some(tick) if tick <= now => {
                     after = now;
+                    // Every node of a cluster wakes at the tick: the first collects, and a
+                    // node that comes after it finished sees its run and skips.
+                    let ran_already = registry
+                        .gc_runs(1)
+                        .await
+                        .ok()
+                        .and_then(|r| r.into_iter().next())
+                        .is_some_and(|last| last.started_at >= tick.as_second());
+                    if ran_already {
+                        tracing::info!("scheduled garbage collection skipped: another node ran it");
+                        continue;
+                    }
                     match registry.start_gc(false).await {
                         Ok(handle) => {
                             let run = registry.collect_garbage(&handle, &options).await;
@@ -512,6 +535,15 @@ fn spawn_upload_sweeper(registry: Arc<Registry>) {
         let mut tick = tokio::time::interval(period);
         loop {
             tick.tick().await;
+            // One node of a cluster sweeps; the others skip this turn.
+            let _sweeping = match registry.try_exclusive(Exclusive::UploadSweep).await {
+                Ok(Some(guard)) => guard,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not sweep upload sessions");
+                    continue;
+                }
+            };
             match registry.uploads().sweep().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(removed = n, "removed abandoned upload sessions"),

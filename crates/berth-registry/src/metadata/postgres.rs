@@ -26,10 +26,10 @@ use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Row};
 
 use super::sql::{Clause, listing};
 use super::{
-    BlobClaim, BlobGeneration, BlobRecord, Change, ChangeAction, ChangeEvent, GcRun, LinkSource,
-    ManifestDetail, MetadataError, MetadataStore, NewManifest, Origin, PutManifestError, Referrer,
-    RepositoryRemoval, RepositorySummary, Result, Selection, StoredManifest, TagDetail, Target,
-    UploadRecord,
+    BlobClaim, BlobGeneration, BlobRecord, Change, ChangeAction, ChangeEvent, Exclusive,
+    ExclusiveGuard, GcRun, LinkSource, ManifestDetail, MetadataError, MetadataStore, NewManifest,
+    Origin, PutManifestError, Referrer, RepositoryRemoval, RepositorySummary, Result, Selection,
+    StoredManifest, TagDetail, Target, UploadRecord,
 };
 use crate::UploadId;
 use crate::change::{ChangeError, FlatChange};
@@ -41,6 +41,16 @@ pub const WRITERS: i64 = i64::from_be_bytes(*b"berthmd1");
 /// The schema the metadata live in (its own migrations table included), so the metadata
 /// and the identities can share one database, and sit beside other applications' tables.
 pub const SCHEMA: &str = "berth_registry";
+
+/// The advisory lock of an [`Exclusive`] task (`b"berthex"` and the task's number).
+fn exclusive_key(task: Exclusive) -> i64 {
+    let number = match task {
+        Exclusive::GarbageCollection => 1,
+        Exclusive::UploadSweep => 2,
+        Exclusive::ChangeLogPruning => 3,
+    };
+    i64::from_be_bytes([b'b', b'e', b'r', b't', b'h', b'e', b'x', number])
+}
 
 /// Metadata in a PostgreSQL database.
 #[derive(Debug, Clone)]
@@ -296,6 +306,25 @@ fn stored_manifest(row: PgRow) -> Result<StoredManifest> {
 
 #[async_trait]
 impl MetadataStore for PostgresMetadata {
+    fn shared(&self) -> bool {
+        true
+    }
+
+    async fn try_exclusive(&self, task: Exclusive) -> Result<Option<ExclusiveGuard>> {
+        // A session-level advisory lock on a connection of its own, taken out of the pool:
+        // the lock lasts as long as that session. Dropping the guard closes the connection,
+        // which releases it (as a crash of this process does); the connection never goes
+        // back to the pool with the lock still held.
+        let mut conn = self.pool.acquire().await.map_err(err)?.detach();
+        let taken: bool = sqlx::query("SELECT pg_try_advisory_lock($1)")
+            .bind(exclusive_key(task))
+            .fetch_one(&mut conn)
+            .await
+            .map_err(err)?
+            .get(0);
+        Ok(taken.then(|| ExclusiveGuard::new(conn)))
+    }
+
     async fn repository_exists(&self, repository: &RepositoryName) -> Result<bool> {
         let mut conn = self.pool.acquire().await.map_err(err)?;
         Ok(repository_id(&mut conn, repository).await?.is_some())
