@@ -152,6 +152,17 @@ impl SqliteIdentityStore {
     }
 }
 
+impl SqliteIdentityStore {
+    /// The last migration applied to the database.
+    pub async fn schema_version(&self) -> Result<i64> {
+        sqlx::query("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&self.pool)
+            .await
+            .map(|row| row.get(0))
+            .map_err(IdentityError::store)
+    }
+}
+
 fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("identities serialise")
 }

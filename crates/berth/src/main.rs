@@ -40,6 +40,10 @@ struct Cli {
 enum Command {
     /// Run the registry.
     Serve(Box<ServeArgs>),
+    /// Bring the databases up to this version's schema, and exit. Takes `serve`'s flags and
+    /// configuration file, so it migrates what `serve` would open. `serve` migrates at start
+    /// too; run this first to upgrade in a step of its own (e.g. before rolling new nodes).
+    Migrate(Box<ServeArgs>),
     #[command(flatten)]
     Manage(Box<cli::Command>),
 }
@@ -65,6 +69,23 @@ fn main() -> ExitCode {
                 .build()
                 .expect("start the async runtime");
             match runtime.block_on(serve(config, log_control)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("berth: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Migrate(args) => {
+            let config = match Config::load(*args) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("berth: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let runtime = tokio::runtime::Runtime::new().expect("start the async runtime");
+            match runtime.block_on(migrate(&config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("berth: {e}");
@@ -299,6 +320,39 @@ fn fit_connections_to_file_limit(config: &mut Config) {
         );
         config.limits.max_connections = fits;
     }
+}
+
+/// `berth migrate`: opens (and so migrates) the metadata and identity databases, and says
+/// where they stand. The embedded ones need the data directory to themselves.
+async fn migrate(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
+    let (metadata, identities) = match &config.database {
+        Database::Embedded => {
+            let _lock = data_dir::DataDirLock::acquire(&config.data_dir)?;
+            let metadata = SqliteMetadata::open(&config.data_dir.join("metadata.db")).await?;
+            let identities =
+                SqliteIdentityStore::open(&config.data_dir.join("identity.db")).await?;
+            (
+                metadata.schema_version().await?,
+                identities.schema_version().await?,
+            )
+        }
+        Database::Postgres(url) => {
+            let metadata = PostgresMetadata::connect(url).await?;
+            let identities = PostgresIdentityStore::connect(url).await?;
+            (
+                metadata.schema_version().await?,
+                identities.schema_version().await?,
+            )
+        }
+    };
+    let place = match &config.database {
+        Database::Embedded => format!("in {}", config.data_dir.display()),
+        Database::Postgres(_) => "in PostgreSQL".to_owned(),
+    };
+    println!(
+        "berth: the databases {place} are up to date: metadata at migration {metadata}, identities at migration {identities}"
+    );
+    Ok(())
 }
 
 /// Opens the registry's stores: blobs in the data directory, metadata in `metadata.db` there

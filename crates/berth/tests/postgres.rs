@@ -220,3 +220,43 @@ fn two_nodes_on_one_database_share_content_and_identities() {
         );
     }
 }
+
+#[test]
+fn berth_migrate_brings_the_databases_up_and_says_where_they_stand() {
+    let url = TestPostgres::shared().database();
+    let dir = tempfile::tempdir().unwrap();
+    let migrate = |args: &[&str]| {
+        let out = std::process::Command::new(common::berth_bin())
+            .arg("migrate")
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    for _ in 0..2 {
+        let (ok, said) = migrate(&["--database-url", &url]);
+        assert!(ok, "{said}");
+        assert!(
+            said.contains(
+                "in PostgreSQL are up to date: metadata at migration 1, identities at migration 1"
+            ),
+            "{said}"
+        );
+    }
+    // The embedded databases; refused while a server holds the data directory.
+    let (ok, said) = migrate(&[]);
+    assert!(ok && said.contains("metadata at migration 4"), "{said}");
+    let serving = Berth::with_data_dir(&dir.path().join("data"), &[]);
+    let (ok, said) = migrate(&[]);
+    assert!(
+        !ok && said.contains("in use by another berth process"),
+        "{said}"
+    );
+    drop(serving);
+}

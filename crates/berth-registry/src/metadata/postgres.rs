@@ -104,6 +104,17 @@ impl PostgresMetadata {
         Ok(PostgresMetadata { pool, progress })
     }
 
+    /// The last migration applied to the database.
+    pub async fn schema_version(&self) -> Result<i64> {
+        sqlx::query(
+            "SELECT COALESCE(MAX(version), 0) FROM berth_registry._sqlx_migrations WHERE success",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map(|row| row.get(0))
+        .map_err(err)
+    }
+
     /// A read-only transaction that sees one snapshot for all its statements.
     async fn read_snapshot(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
         self.pool
