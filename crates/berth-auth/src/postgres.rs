@@ -62,6 +62,17 @@ impl PostgresIdentityStore {
         Ok(PostgresIdentityStore { pool })
     }
 
+    /// The last migration applied to the database.
+    pub async fn schema_version(&self) -> Result<i64> {
+        sqlx::query(
+            "SELECT COALESCE(MAX(version), 0) FROM berth_identity._sqlx_migrations WHERE success",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map(|row| row.get(0))
+        .map_err(IdentityError::store)
+    }
+
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
         let mut tx = self.pool.begin().await.map_err(IdentityError::store)?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -144,6 +155,10 @@ async fn current(tx: &mut sqlx::PgConnection, kind: &str, name: String) -> Resul
 
 #[async_trait]
 impl IdentityStore for PostgresIdentityStore {
+    fn shared(&self) -> bool {
+        true
+    }
+
     async fn load(&self) -> Result<StoredIdentities> {
         // One read transaction, so the objects and the head agree.
         let mut tx = self.read_snapshot().await?;

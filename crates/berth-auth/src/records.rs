@@ -203,6 +203,11 @@ impl Records {
         Arc::clone(&self.snapshot.read().unwrap_or_else(|e| e.into_inner()))
     }
 
+    /// Whether other processes write to the store too.
+    pub(crate) fn shared(&self) -> bool {
+        self.store.shared()
+    }
+
     /// A receiver that sees every change to identities.
     pub(crate) fn subscribe(&self) -> Subscription {
         self.notifier.subscribe(Topic::Identity)

@@ -4,10 +4,12 @@
 //! without them fails with a message that says how to install what is missing.
 //!
 //! - [`postgres`]: PostgreSQL (`initdb`, `pg_ctl`);
+//! - [`nginx`]: nginx as a load balancer in front of several nodes;
 //! - [`s3`]: s3s-fs, an S3 server that checks signatures;
 //! - [`azurite`]: Azurite's Azure Blob server.
 
 pub mod azurite;
+pub mod nginx;
 pub mod postgres;
 mod process;
 pub mod s3;

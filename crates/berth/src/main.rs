@@ -17,7 +17,9 @@ use std::time::Duration;
 use berth_auth::connected::LogLevel;
 use berth_auth::store::IdentityStore;
 use berth_auth::{Identity, KeyPurpose, PostgresIdentityStore, SigningKey, SqliteIdentityStore};
-use berth_registry::{FsBlobStore, MetadataStore, PostgresMetadata, Registry, SqliteMetadata};
+use berth_registry::{
+    Exclusive, FsBlobStore, MetadataStore, PostgresMetadata, Registry, SqliteMetadata,
+};
 use berth_server::{AppState, ListenerConfig};
 use berth_sync::Instance;
 use clap::{Parser, Subcommand};
@@ -38,6 +40,10 @@ struct Cli {
 enum Command {
     /// Run the registry.
     Serve(Box<ServeArgs>),
+    /// Bring the databases up to this version's schema, and exit. Takes `serve`'s flags and
+    /// configuration file, so it migrates what `serve` would open. `serve` migrates at start
+    /// too; run this first to upgrade in a step of its own (e.g. before rolling new nodes).
+    Migrate(Box<ServeArgs>),
     #[command(flatten)]
     Manage(Box<cli::Command>),
 }
@@ -63,6 +69,23 @@ fn main() -> ExitCode {
                 .build()
                 .expect("start the async runtime");
             match runtime.block_on(serve(config, log_control)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("berth: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Migrate(args) => {
+            let config = match Config::load(*args) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("berth: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let runtime = tokio::runtime::Runtime::new().expect("start the async runtime");
+            match runtime.block_on(migrate(&config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("berth: {e}");
@@ -299,6 +322,39 @@ fn fit_connections_to_file_limit(config: &mut Config) {
     }
 }
 
+/// `berth migrate`: opens (and so migrates) the metadata and identity databases, and says
+/// where they stand. The embedded ones need the data directory to themselves.
+async fn migrate(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
+    let (metadata, identities) = match &config.database {
+        Database::Embedded => {
+            let _lock = data_dir::DataDirLock::acquire(&config.data_dir)?;
+            let metadata = SqliteMetadata::open(&config.data_dir.join("metadata.db")).await?;
+            let identities =
+                SqliteIdentityStore::open(&config.data_dir.join("identity.db")).await?;
+            (
+                metadata.schema_version().await?,
+                identities.schema_version().await?,
+            )
+        }
+        Database::Postgres(url) => {
+            let metadata = PostgresMetadata::connect(url).await?;
+            let identities = PostgresIdentityStore::connect(url).await?;
+            (
+                metadata.schema_version().await?,
+                identities.schema_version().await?,
+            )
+        }
+    };
+    let place = match &config.database {
+        Database::Embedded => format!("in {}", config.data_dir.display()),
+        Database::Postgres(_) => "in PostgreSQL".to_owned(),
+    };
+    println!(
+        "berth: the databases {place} are up to date: metadata at migration {metadata}, identities at migration {identities}"
+    );
+    Ok(())
+}
+
 /// Opens the registry's stores: blobs in the data directory, metadata in `metadata.db` there
 /// or in PostgreSQL.
 async fn open_registry(config: &Config) -> Result<Registry, Box<dyn std::error::Error>> {
@@ -413,6 +469,15 @@ fn spawn_change_log_pruner(
                     .max()
                     .unwrap_or(Duration::from_secs(2 * 24 * 3600))
             });
+            // One node of a cluster prunes; the others skip this turn.
+            let _pruning = match registry.try_exclusive(Exclusive::ChangeLogPruning).await {
+                Ok(Some(guard)) => guard,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not prune the change log");
+                    continue;
+                }
+            };
             match registry.prune_changes(retention).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(removed = n, "pruned the change log"),
@@ -478,6 +543,18 @@ fn spawn_gc_scheduler(
             match next {
                 Some(tick) if tick <= now => {
                     after = now;
+                    // Every node of a cluster wakes at the tick: the first collects, and a
+                    // node that comes after it finished sees its run and skips.
+                    let ran_already = registry
+                        .gc_runs(1)
+                        .await
+                        .ok()
+                        .and_then(|r| r.into_iter().next())
+                        .is_some_and(|last| last.started_at >= tick.as_second());
+                    if ran_already {
+                        tracing::info!("scheduled garbage collection skipped: another node ran it");
+                        continue;
+                    }
                     match registry.start_gc(false).await {
                         Ok(handle) => {
                             let run = registry.collect_garbage(&handle, &options).await;
@@ -512,6 +589,15 @@ fn spawn_upload_sweeper(registry: Arc<Registry>) {
         let mut tick = tokio::time::interval(period);
         loop {
             tick.tick().await;
+            // One node of a cluster sweeps; the others skip this turn.
+            let _sweeping = match registry.try_exclusive(Exclusive::UploadSweep).await {
+                Ok(Some(guard)) => guard,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not sweep upload sessions");
+                    continue;
+                }
+            };
             match registry.uploads().sweep().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(removed = n, "removed abandoned upload sessions"),

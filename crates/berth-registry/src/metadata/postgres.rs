@@ -26,10 +26,10 @@ use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Row};
 
 use super::sql::{Clause, listing};
 use super::{
-    BlobClaim, BlobGeneration, BlobRecord, Change, ChangeAction, ChangeEvent, GcRun, LinkSource,
-    ManifestDetail, MetadataError, MetadataStore, NewManifest, Origin, PutManifestError, Referrer,
-    RepositoryRemoval, RepositorySummary, Result, Selection, StoredManifest, TagDetail, Target,
-    UploadRecord,
+    BlobClaim, BlobGeneration, BlobRecord, Change, ChangeAction, ChangeEvent, Exclusive,
+    ExclusiveGuard, GcRun, LinkSource, ManifestDetail, MetadataError, MetadataStore, NewManifest,
+    Origin, PutManifestError, Referrer, RepositoryRemoval, RepositorySummary, Result, Selection,
+    StoredManifest, TagDetail, Target, UploadRecord,
 };
 use crate::UploadId;
 use crate::change::{ChangeError, FlatChange};
@@ -41,6 +41,16 @@ pub const WRITERS: i64 = i64::from_be_bytes(*b"berthmd1");
 /// The schema the metadata live in (its own migrations table included), so the metadata
 /// and the identities can share one database, and sit beside other applications' tables.
 pub const SCHEMA: &str = "berth_registry";
+
+/// The advisory lock of an [`Exclusive`] task (`b"berthex"` and the task's number).
+fn exclusive_key(task: Exclusive) -> i64 {
+    let number = match task {
+        Exclusive::GarbageCollection => 1,
+        Exclusive::UploadSweep => 2,
+        Exclusive::ChangeLogPruning => 3,
+    };
+    i64::from_be_bytes([b'b', b'e', b'r', b't', b'h', b'e', b'x', number])
+}
 
 /// Metadata in a PostgreSQL database.
 #[derive(Debug, Clone)]
@@ -92,6 +102,68 @@ impl PostgresMetadata {
             .await
             .map_err(err)?;
         Ok(PostgresMetadata { pool, progress })
+    }
+
+    /// Records this node (`id`, keeping its blobs in `storage`) among those sharing the
+    /// database, as alive now, and returns the other live nodes (seen within `alive`) that
+    /// keep their blobs somewhere else: `(id, storage)`. Their clients and this node's would
+    /// see manifests whose blobs they cannot read, so the caller refuses to start.
+    pub async fn join_cluster(
+        &self,
+        id: &str,
+        storage: &str,
+        alive: Duration,
+    ) -> Result<Vec<(String, String)>> {
+        let mut tx = self.begin_write().await?;
+        let others = sqlx::query(
+            "SELECT id, storage FROM nodes WHERE id <> $1 AND storage <> $2 \
+             AND seen_at > now() - make_interval(secs => $3) ORDER BY id",
+        )
+        .bind(id)
+        .bind(storage)
+        .bind(alive.as_secs_f64())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(err)?
+        .into_iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+        sqlx::query(
+            "INSERT INTO nodes (id, storage, started_at, seen_at) VALUES ($1, $2, now(), now()) \
+             ON CONFLICT (id) DO UPDATE SET storage = excluded.storage, started_at = now(), seen_at = now()",
+        )
+        .bind(id)
+        .bind(storage)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        Ok(others)
+    }
+
+    /// Marks this node as alive now; forgets nodes not seen for a day.
+    pub async fn heartbeat(&self, id: &str) -> Result<()> {
+        sqlx::query("UPDATE nodes SET seen_at = now() WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        sqlx::query("DELETE FROM nodes WHERE seen_at < now() - interval '1 day'")
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    /// The last migration applied to the database.
+    pub async fn schema_version(&self) -> Result<i64> {
+        sqlx::query(
+            "SELECT COALESCE(MAX(version), 0) FROM berth_registry._sqlx_migrations WHERE success",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map(|row| row.get(0))
+        .map_err(err)
     }
 
     /// A read-only transaction that sees one snapshot for all its statements.
@@ -296,6 +368,25 @@ fn stored_manifest(row: PgRow) -> Result<StoredManifest> {
 
 #[async_trait]
 impl MetadataStore for PostgresMetadata {
+    fn shared(&self) -> bool {
+        true
+    }
+
+    async fn try_exclusive(&self, task: Exclusive) -> Result<Option<ExclusiveGuard>> {
+        // A session-level advisory lock on a connection of its own, taken out of the pool:
+        // the lock lasts as long as that session. Dropping the guard closes the connection,
+        // which releases it (as a crash of this process does); the connection never goes
+        // back to the pool with the lock still held.
+        let mut conn = self.pool.acquire().await.map_err(err)?.detach();
+        let taken: bool = sqlx::query("SELECT pg_try_advisory_lock($1)")
+            .bind(exclusive_key(task))
+            .fetch_one(&mut conn)
+            .await
+            .map_err(err)?
+            .get(0);
+        Ok(taken.then(|| ExclusiveGuard::new(conn)))
+    }
+
     async fn repository_exists(&self, repository: &RepositoryName) -> Result<bool> {
         let mut conn = self.pool.acquire().await.map_err(err)?;
         Ok(repository_id(&mut conn, repository).await?.is_some())
