@@ -101,7 +101,7 @@ use berth_oci::{Digest, Hasher};
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-use object_store::azure::MicrosoftAzureBuilder;
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
 use object_store::signer::Signer;
@@ -150,14 +150,14 @@ pub struct ObjectBlobStore {
     multipart: Arc<dyn MultipartStore>,
     signer: Arc<dyn Signer>,
     prefix: Path,
-    /// The URL without its query, for messages.
-    name: Arc<str>,
+    /// Where the blobs are, without credentials ([`ObjectBlobStore::location`]).
+    location: Arc<str>,
 }
 
 impl fmt::Debug for ObjectBlobStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ObjectBlobStore")
-            .field("url", &self.name)
+            .field("location", &self.location)
             .finish_non_exhaustive()
     }
 }
@@ -196,10 +196,11 @@ impl ObjectBlobStore {
         }
         let mut take = |key: &str| params.remove(key);
 
-        let (store, multipart, signer): (
+        let (store, multipart, signer, location): (
             Arc<dyn ObjectStore>,
             Arc<dyn MultipartStore>,
             Arc<dyn Signer>,
+            String,
         ) = match parsed.scheme() {
             "s3" => {
                 let mut builder = AmazonS3Builder::from_env().with_bucket_name(&bucket);
@@ -253,8 +254,15 @@ impl ObjectBlobStore {
                 if let Some(token) = take("session_token") {
                     builder = builder.with_token(token);
                 }
+                let mut location = format!("s3://{bucket}/{prefix}");
+                if let Some(endpoint) = builder
+                    .get_config_value(&AmazonS3ConfigKey::S3Endpoint)
+                    .or_else(|| builder.get_config_value(&AmazonS3ConfigKey::Endpoint))
+                {
+                    location = format!("{location}?endpoint={endpoint}");
+                }
                 let s3 = Arc::new(builder.build().map_err(client)?);
-                (s3.clone(), s3.clone(), s3)
+                (s3.clone(), s3.clone(), s3, location)
             }
             "azblob" => {
                 let mut builder = MicrosoftAzureBuilder::from_env().with_container_name(&bucket);
@@ -283,8 +291,15 @@ impl ObjectBlobStore {
                             .collect();
                     builder = builder.with_sas_authorization(pairs);
                 }
+                let account = builder
+                    .get_config_value(&AzureConfigKey::AccountName)
+                    .unwrap_or_default();
+                let mut location = format!("azblob://{bucket}/{prefix}?account={account}");
+                if let Some(endpoint) = builder.get_config_value(&AzureConfigKey::Endpoint) {
+                    location = format!("{location}&endpoint={endpoint}");
+                }
                 let azure = Arc::new(builder.build().map_err(client)?);
-                (azure.clone(), azure.clone(), azure)
+                (azure.clone(), azure.clone(), azure, location)
             }
             other => {
                 return Err(invalid(format!(
@@ -300,8 +315,16 @@ impl ObjectBlobStore {
             multipart,
             signer,
             prefix,
-            name: name.into(),
+            location: location.into(),
         })
+    }
+
+    /// Where the blobs are, the same for every node configured for the same bucket and
+    /// prefix whatever the URL's spelling, and without credentials: `s3://<bucket>/<prefix>`
+    /// (with `?endpoint=` when not AWS) or `azblob://<container>/<prefix>?account=…`. For
+    /// logs, and for nodes to tell whether they share their blobs.
+    pub fn location(&self) -> &str {
+        &self.location
     }
 
     /// `<prefix>/<parts…>`.
@@ -449,7 +472,7 @@ impl ObjectBlobStore {
             .list_with_delimiter(Some(&self.prefix))
             .await
             .map(drop)
-            .map_err(|e| io::Error::other(format!("storage `{}`: {e}", self.name)))
+            .map_err(|e| io::Error::other(format!("storage `{}`: {e}", self.location)))
     }
 
     /// Writes the session's bytes as the blob at `to`, checking that they hash to `digest`
@@ -907,6 +930,11 @@ mod tests {
             store.blob_key(&Digest::sha256(b"x")).as_ref(),
             format!("some/prefix/blobs/sha256/{}", Digest::sha256(b"x").hex())
         );
+        assert_eq!(
+            store.location(),
+            "s3://bucket/some/prefix?endpoint=http://127.0.0.1:9000"
+        );
+        assert!(!format!("{store:?}").contains("secret"));
         let store = ObjectBlobStore::from_url("s3://bucket?region=us-east-1").unwrap();
         assert_eq!(store.key(&["uploads"]).as_ref(), "uploads");
         ObjectBlobStore::from_url(
