@@ -196,12 +196,13 @@ impl ObjectBlobStore {
         }
         let mut take = |key: &str| params.remove(key);
 
-        let (store, multipart, signer, location): (
+        // The service's client, as the three traits it implements, and the location.
+        type Service = (
             Arc<dyn ObjectStore>,
             Arc<dyn MultipartStore>,
             Arc<dyn Signer>,
-            String,
-        ) = match parsed.scheme() {
+        );
+        let ((store, multipart, signer), location): (Service, String) = match parsed.scheme() {
             "s3" => {
                 let mut builder = AmazonS3Builder::from_env().with_bucket_name(&bucket);
                 if let Some(region) = take("region") {
@@ -262,7 +263,7 @@ impl ObjectBlobStore {
                     location = format!("{location}?endpoint={endpoint}");
                 }
                 let s3 = Arc::new(builder.build().map_err(client)?);
-                (s3.clone(), s3.clone(), s3, location)
+                ((s3.clone(), s3.clone(), s3), location)
             }
             "azblob" => {
                 let mut builder = MicrosoftAzureBuilder::from_env().with_container_name(&bucket);
@@ -299,7 +300,7 @@ impl ObjectBlobStore {
                     location = format!("{location}&endpoint={endpoint}");
                 }
                 let azure = Arc::new(builder.build().map_err(client)?);
-                (azure.clone(), azure.clone(), azure, location)
+                ((azure.clone(), azure.clone(), azure), location)
             }
             other => {
                 return Err(invalid(format!(
