@@ -106,7 +106,8 @@ use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
 use object_store::signer::Signer;
 use object_store::{
-    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    ClientConfigKey, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
+    PutPayload,
 };
 use tokio::task::JoinHandle;
 
@@ -121,6 +122,16 @@ pub const SEGMENT: usize = 4 << 20;
 pub const PART: usize = 8 << 20;
 /// Parts of one multipart upload at most (S3 allows 10,000); larger blobs get larger parts.
 const MAX_PARTS: u64 = 9_000;
+
+/// The HTTP client's timeouts. `object_store`'s default ends every request after 30 s, body
+/// included, which would cut a pull of a large layer streamed through a node to a client;
+/// instead a read that waits a minute for the service ends the request, however long the
+/// whole takes (a day at most).
+const TIMEOUTS: [(ClientConfigKey, &str); 3] = [
+    (ClientConfigKey::Timeout, "24h"),
+    (ClientConfigKey::ReadTimeout, "60s"),
+    (ClientConfigKey::ConnectTimeout, "5s"),
+];
 
 /// Why a storage URL was refused. The message never contains a secret.
 #[derive(Debug, thiserror::Error)]
@@ -205,6 +216,9 @@ impl ObjectBlobStore {
         let ((store, multipart, signer), location): (Service, String) = match parsed.scheme() {
             "s3" => {
                 let mut builder = AmazonS3Builder::from_env().with_bucket_name(&bucket);
+                for (key, value) in TIMEOUTS {
+                    builder = builder.with_config(AmazonS3ConfigKey::Client(key), value);
+                }
                 if let Some(region) = take("region") {
                     builder = builder.with_region(region);
                 }
@@ -267,6 +281,9 @@ impl ObjectBlobStore {
             }
             "azblob" => {
                 let mut builder = MicrosoftAzureBuilder::from_env().with_container_name(&bucket);
+                for (key, value) in TIMEOUTS {
+                    builder = builder.with_config(AzureConfigKey::Client(key), value);
+                }
                 if bucket.len() < 3 {
                     return Err(invalid(
                         "Azure container names have 3 to 63 characters".into(),
