@@ -224,6 +224,23 @@ impl Registry {
 
     // ----- blobs -----
 
+    /// Whether the blob store signs URLs clients can read blobs from
+    /// ([`Registry::signed_blob_url`]).
+    pub fn signs_blob_urls(&self) -> bool {
+        self.blobs.signs_urls()
+    }
+
+    /// A URL the blob store itself serves `digest` at for `ttl`, signed (an S3 presigned URL,
+    /// an Azure SAS URL), for a client to fetch the bytes from the store rather than through
+    /// this node; `None` when the store cannot sign (local disk). Check the caller may read
+    /// the blob first ([`Registry::blob`]).
+    pub async fn signed_blob_url(&self, digest: &Digest, ttl: Duration) -> Result<Option<String>> {
+        if !self.blobs.signs_urls() {
+            return Ok(None);
+        }
+        Ok(self.blobs.signed_read_url(digest, ttl).await?)
+    }
+
     /// A blob readable in `repository`, ready to be streamed.
     pub async fn blob(&self, repository: &RepositoryName, digest: &Digest) -> Result<Blob> {
         let size = self

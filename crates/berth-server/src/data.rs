@@ -194,16 +194,18 @@ async fn serve(state: &AppState, request: Request) -> Result<Response, ApiError>
     Ok(response)
 }
 
-/// `307` to the data endpoint for a blob the caller may read, when the data endpoint is on.
-/// The blob must be in the repository: a missing one is a 404 here, not after the redirect.
+/// How long a URL signed by the blob store lives when no data endpoint listener sets it.
+const STORE_URL_TTL: Duration = Duration::from_secs(25 * 60);
+
+/// `307` for a blob the caller may read, when the data endpoint is on: to a URL the blob
+/// store signs itself (object storage: bytes flow from the store, not through the nodes),
+/// else to the data endpoint's listener when one is configured. The blob must be in the
+/// repository: a missing one is a 404 here, not after the redirect.
 pub async fn redirect(
     state: &AppState,
     name: &RepositoryName,
     digest: &Digest,
 ) -> Result<Option<Response>, ApiError> {
-    let Some(data) = state.network.data.as_ref() else {
-        return Ok(None);
-    };
     if !state
         .identity
         .management()
@@ -213,8 +215,16 @@ pub async fn redirect(
     {
         return Ok(None);
     }
+    let data = state.network.data.as_ref();
+    let ttl = data.map_or(STORE_URL_TTL, |d| d.ttl);
     state.registry.blob(name, digest).await?;
-    let location = data.sign(name, digest, unix_now());
+    let location = match state.registry.signed_blob_url(digest, ttl).await? {
+        Some(url) => url,
+        None => match data {
+            Some(data) => data.sign(name, digest, unix_now()),
+            None => return Ok(None),
+        },
+    };
     Ok(Some(
         Response::builder()
             .status(StatusCode::TEMPORARY_REDIRECT)

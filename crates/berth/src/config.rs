@@ -37,6 +37,15 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub database_url: Option<String>,
+    /// Object storage for blobs, `s3://BUCKET/PREFIX?endpoint=…&region=…` or
+    /// `azblob://CONTAINER/PREFIX?account=…` [default: the data directory].
+    #[arg(
+        long,
+        env = "BERTH_STORAGE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub storage_url: Option<String>,
     /// Largest manifest accepted, in bytes [default: 4194304].
     #[arg(long, env = "BERTH_MAX_MANIFEST_SIZE", value_name = "BYTES")]
     pub max_manifest_size: Option<usize>,
@@ -169,6 +178,7 @@ struct FileConfig {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
+    storage_url: Option<String>,
     max_manifest_size: Option<usize>,
     max_name_length: Option<usize>,
     upload_max_age: Option<String>,
@@ -299,6 +309,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Where metadata and identities are kept.
     pub database: Database,
+    /// Object storage for blobs (`s3://…`, `azblob://…`); `None`: the data directory.
+    pub storage_url: Option<StorageUrl>,
     /// Registry limits and ages.
     pub registry: RegistryConfig,
     /// Grace period for in-flight requests at shutdown.
@@ -386,6 +398,33 @@ fn database(url: Option<String>) -> Result<Database, ConfigError> {
             key: "database_url",
             message: "must be a PostgreSQL URL, `postgres://USER:PASSWORD@HOST:PORT/DATABASE` \
                       (leave it unset for the embedded database)"
+                .into(),
+        })
+    }
+}
+
+/// An object storage URL; shown without its query, which may hold keys.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StorageUrl(pub String);
+
+impl std::fmt::Debug for StorageUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = self.0.split('?').next().unwrap_or_default();
+        write!(f, "StorageUrl({shown:?})")
+    }
+}
+
+fn storage_url(url: Option<String>) -> Result<Option<StorageUrl>, ConfigError> {
+    let Some(url) = url.filter(|u| !u.trim().is_empty()) else {
+        return Ok(None);
+    };
+    if url.starts_with("s3://") || url.starts_with("azblob://") {
+        Ok(Some(StorageUrl(url)))
+    } else {
+        Err(ConfigError::Invalid {
+            key: "storage_url",
+            message: "must be `s3://BUCKET/PREFIX?…` or `azblob://CONTAINER/PREFIX?…` \
+                      (leave it unset to keep blobs in the data directory)"
                 .into(),
         })
     }
@@ -717,6 +756,7 @@ impl Config {
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from("berth-data")),
             database: database(args.database_url.or(file.database_url))?,
+            storage_url: storage_url(args.storage_url.or(file.storage_url))?,
             registry,
             shutdown_grace: match args.shutdown_grace.or(file.shutdown_grace) {
                 Some(v) => parse_duration("shutdown_grace", &v)?,
@@ -862,6 +902,23 @@ mod tests {
         assert_eq!(c.registry.max_manifest_size, 4 << 20);
         assert_eq!(c.registry.upload_max_age, Duration::from_secs(86400));
         assert_eq!(c.database, Database::Embedded);
+    }
+
+    #[test]
+    fn storage_url_is_object_storage_or_nothing() {
+        let load = |url: &str| {
+            Config::load(ServeArgs {
+                storage_url: Some(url.into()),
+                ..Default::default()
+            })
+        };
+        let c = load("s3://bucket/berth?endpoint=http://127.0.0.1:9000&secret_access_key=hush")
+            .unwrap();
+        assert!(c.storage_url.is_some());
+        assert!(!format!("{c:?}").contains("hush"), "keys are never shown");
+        assert_eq!(load("").unwrap().storage_url, None);
+        let e = load("/srv/blobs").unwrap_err().to_string();
+        assert!(e.contains("storage_url") && e.contains("s3://"), "{e}");
     }
 
     #[test]

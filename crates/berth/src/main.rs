@@ -17,8 +17,9 @@ use std::time::Duration;
 use berth_auth::connected::LogLevel;
 use berth_auth::store::IdentityStore;
 use berth_auth::{Identity, KeyPurpose, PostgresIdentityStore, SigningKey, SqliteIdentityStore};
+use berth_registry::blob::ObjectBlobStore;
 use berth_registry::{
-    Exclusive, FsBlobStore, MetadataStore, PostgresMetadata, Registry, SqliteMetadata,
+    BlobStore, Exclusive, FsBlobStore, PostgresMetadata, Registry, SqliteMetadata,
 };
 use berth_server::{AppState, ListenerConfig};
 use berth_sync::Instance;
@@ -355,38 +356,109 @@ async fn migrate(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Opens the registry's stores: blobs in the data directory, metadata in `metadata.db` there
-/// or in PostgreSQL.
+/// How often a node on a shared database says it is alive, and how long it counts as alive
+/// after.
+const NODE_HEARTBEAT: Duration = Duration::from_secs(10);
+const NODE_ALIVE: Duration = Duration::from_secs(30);
+
+/// Opens the registry's stores: blobs in the data directory or in object storage, metadata
+/// in `metadata.db` there or in PostgreSQL. On PostgreSQL, the node joins the others
+/// sharing the database, and refuses to start beside live ones that keep blobs elsewhere.
 async fn open_registry(config: &Config) -> Result<Registry, Box<dyn std::error::Error>> {
     let shown = config.data_dir.display();
-    let blobs = FsBlobStore::open(&config.data_dir)
-        .map_err(|e| format!("cannot open the data directory `{shown}`: {e}"))?;
-    let metadata: Arc<dyn MetadataStore> = match &config.database {
-        Database::Embedded => Arc::new(
-            SqliteMetadata::open(&config.data_dir.join("metadata.db"))
+    let (blobs, location): (Arc<dyn BlobStore>, String) = match &config.storage_url {
+        None => {
+            let store = FsBlobStore::open(&config.data_dir)
+                .map_err(|e| format!("cannot open the data directory `{shown}`: {e}"))?;
+            (Arc::new(store), format!("file://{}", node_name(config)))
+        }
+        Some(url) => {
+            let store = ObjectBlobStore::from_url(&url.0)
+                .map_err(|e| format!("cannot use the storage URL: {e}"))?;
+            store
+                .check()
                 .await
-                .map_err(|e| format!("cannot open the data directory `{shown}`: {e}"))?,
-        ),
-        Database::Postgres(url) => {
-            let metadata = PostgresMetadata::connect(url)
-                .await
-                .map_err(|e| format!("cannot open the metadata in PostgreSQL: {e}"))?;
-            // Wake-ups cross nodes through the database: a push on another node wakes this
-            // one's long polls and drops its cached manifests.
-            let notifier = berth_notify::postgres::PgNotifier::start(url)
-                .await
-                .map_err(|e| format!("cannot listen for changes in PostgreSQL: {e}"))?;
-            tracing::info!("metadata and identities are in PostgreSQL");
-            let registry =
-                Registry::new(Arc::new(blobs), Arc::new(metadata), config.registry.clone());
-            return Ok(registry.with_notifier(notifier));
+                .map_err(|e| format!("cannot reach the blob storage: {e}"))?;
+            tracing::info!(storage = store.location(), "blobs are in object storage");
+            let location = store.location().to_owned();
+            (Arc::new(store), location)
         }
     };
-    Ok(Registry::new(
-        Arc::new(blobs),
-        metadata,
-        config.registry.clone(),
-    ))
+    let url = match &config.database {
+        Database::Embedded => {
+            let metadata = SqliteMetadata::open(&config.data_dir.join("metadata.db"))
+                .await
+                .map_err(|e| format!("cannot open the data directory `{shown}`: {e}"))?;
+            return Ok(Registry::new(
+                blobs,
+                Arc::new(metadata),
+                config.registry.clone(),
+            ));
+        }
+        Database::Postgres(url) => url,
+    };
+    let metadata = PostgresMetadata::connect(url)
+        .await
+        .map_err(|e| format!("cannot open the metadata in PostgreSQL: {e}"))?;
+    let node = node_name(config);
+    let elsewhere = metadata
+        .join_cluster(&node, &location, NODE_ALIVE)
+        .await
+        .map_err(|e| format!("cannot join the nodes sharing the database: {e}"))?;
+    if !elsewhere.is_empty() {
+        let others: Vec<String> = elsewhere
+            .iter()
+            .map(|(id, storage)| format!("`{id}` (blobs in {storage})"))
+            .collect();
+        return Err(format!(
+            "this node keeps its blobs in {location}, but {} sharing the database keep theirs elsewhere: \
+             every node on one database must use the same object storage (--storage-url), or the \
+             others' clients would find manifests whose blobs they cannot read",
+            others.join(", ")
+        )
+        .into());
+    }
+    spawn_heartbeat(metadata.clone(), node);
+    // Wake-ups cross nodes through the database: a push on another node wakes this one's
+    // long polls.
+    let notifier = berth_notify::postgres::PgNotifier::start(url)
+        .await
+        .map_err(|e| format!("cannot listen for changes in PostgreSQL: {e}"))?;
+    tracing::info!("metadata and identities are in PostgreSQL");
+    let registry = Registry::new(blobs, Arc::new(metadata), config.registry.clone());
+    Ok(registry.with_notifier(notifier))
+}
+
+/// This node among those sharing a database: its host name and data directory.
+fn node_name(config: &Config) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into());
+    let dir = std::fs::canonicalize(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
+    format!("{host}{}", dir.display())
+}
+
+/// Tells the other nodes this one is alive, every few seconds.
+fn spawn_heartbeat(metadata: PostgresMetadata, node: String) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(NODE_HEARTBEAT);
+        let mut failing = false;
+        loop {
+            tick.tick().await;
+            match metadata.heartbeat(&node).await {
+                Ok(()) => {
+                    if std::mem::take(&mut failing) {
+                        tracing::info!("the node's heartbeat reaches the database again");
+                    }
+                }
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::warn!(error = %e, "cannot record the node's heartbeat; retrying");
+                }
+                Err(_) => {}
+            }
+        }
+    });
 }
 
 /// Opens identities (creating the admin account and the keys on first start) and prints a

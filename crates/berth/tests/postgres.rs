@@ -7,9 +7,8 @@
 //!   database;
 //! - a bad URL or an unreachable server stops `berth serve` with a clear message, never
 //!   with the password in it;
-//! - two nodes on one database (each with its own data directory: blobs are per node until
-//!   they are in object storage) share content metadata and identities: a manifest pushed
-//!   through one is served by the other, a tag moved through one is seen by the other at
+//! - two nodes on one database and one object store share content and identities: a
+//!   manifest pushed through one is served by the other, a tag moved through one is seen by the other at
 //!   once (its manifest cache hears of the change), a token made through one logs in on the
 //!   other, and one disabled through one is refused by the other on the next request.
 //!   (That background work runs on one node at a time is checked where it is decided:
@@ -160,7 +159,13 @@ fn tagged_digest(
 #[test]
 fn two_nodes_on_one_database_share_content_and_identities() {
     let url = TestPostgres::shared().database();
-    let args = ["--database-url", url.as_str(), "--gc-enabled", "false"];
+    let storage = berth_testkit::s3::TestS3::shared().url();
+    let args = [
+        "--database-url",
+        url.as_str(),
+        "--storage-url",
+        storage.as_str(),
+    ];
     let a = Berth::start_with(&args);
     let b = Berth::start_with(&args);
     let http = authn::client();
@@ -259,4 +264,26 @@ fn berth_migrate_brings_the_databases_up_and_says_where_they_stand() {
         "{said}"
     );
     drop(serving);
+}
+
+#[test]
+fn a_node_refuses_to_join_nodes_whose_blobs_it_cannot_read() {
+    let url = TestPostgres::shared().database();
+    let storage = berth_testkit::s3::TestS3::shared().url();
+    let _first = Berth::start_with(&["--database-url", &url, "--storage-url", &storage]);
+    // Its own disk beside a node on object storage: refused, naming the other node.
+    let dir = tempfile::tempdir().unwrap();
+    let said = common::serve_expecting_exit(
+        &dir.path().join("data"),
+        &["--database-url", &url],
+        Duration::from_secs(30),
+    );
+    assert!(
+        said.contains("keep theirs elsewhere") && said.contains("s3://"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("secret"),
+        "no credentials in the message: {said}"
+    );
 }

@@ -110,6 +110,11 @@ pub trait BlobStore: Send + Sync + 'static {
     /// placed (garbage collection's view of what is on disk).
     async fn list_blobs(&self) -> io::Result<Vec<(Digest, u64, SystemTime)>>;
 
+    /// Whether [`BlobStore::signed_read_url`] gives URLs (object storage) or always `None`.
+    fn signs_urls(&self) -> bool {
+        false
+    }
+
     /// A URL from which a client reads the committed blob `digest` straight from the storage
     /// service (with `Range` if it likes) until `expires_in` has passed: a presigned S3 URL,
     /// an Azure SAS URL. `None` when the store has no such URLs (local disk). It does not

@@ -899,6 +899,10 @@ impl BlobStore for ObjectBlobStore {
         Ok(newest.into_iter().collect())
     }
 
+    fn signs_urls(&self) -> bool {
+        true
+    }
+
     async fn signed_read_url(
         &self,
         digest: &Digest,

@@ -243,11 +243,14 @@ async fn update_registry(
         .as_deref()
         .map(str::parse::<DefaultAction>)
         .transpose()?;
-    if update.data_endpoint_enabled == Some(true) && state.network.data.is_none() {
+    if update.data_endpoint_enabled == Some(true)
+        && state.network.data.is_none()
+        && !state.registry.signs_blob_urls()
+    {
         return Err(ApiError::management(
             StatusCode::CONFLICT,
             "CONFLICT",
-            "this registry has no data endpoint: configure [data_endpoint] (or --data-endpoint-listen) and restart, then enable it",
+            "this registry has no data endpoint: configure [data_endpoint] (or --data-endpoint-listen), or keep blobs in object storage (--storage-url), and restart, then enable it",
         ));
     }
     if update.public_network_enabled.is_some()
