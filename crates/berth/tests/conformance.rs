@@ -8,8 +8,9 @@
 //! and the rule that nothing referencing missing content ever becomes visible.
 //!
 //! Layout: each test starts its own registry (so tests run in parallel and never see each
-//! other's content) and hands its base URL to one `check_*` function; each group runs twice,
-//! on the embedded defaults and with `--database-url` on a real PostgreSQL server. The checks only
+//! other's content) and hands its base URL to one `check_*` function; each group runs three
+//! times: on the embedded defaults, with `--database-url` on a real PostgreSQL server, and
+//! through nginx in front of two nodes on PostgreSQL and S3 (s3s-fs). The checks only
 //! speak HTTP through [`Registry`], so they run unchanged against any registry. Every
 //! assertion names what it expected and prints the full request and response it got.
 //!
@@ -108,8 +109,16 @@ fn run_on_postgres(check: fn(&Registry)) {
     run(&["--database-url", &url], check);
 }
 
-/// A group of checks as two tests: `<name>` on the embedded defaults, and
-/// `<name>::on_postgres` on PostgreSQL (same checks, same answers expected).
+/// [`run`] through a load balancer in front of two nodes sharing a PostgreSQL database and
+/// an S3 bucket: consecutive requests of one check land on different nodes.
+fn run_on_cluster(check: fn(&Registry)) {
+    let cluster = common::cluster::Cluster::start(2);
+    check(&Registry::new(&cluster.url).with_basic_auth("admin", common::ADMIN_PASSWORD));
+}
+
+/// A group of checks as three tests: `<name>` on the embedded defaults,
+/// `<name>::on_postgres` on PostgreSQL, and `<name>::on_cluster` through a balancer in
+/// front of two nodes (same checks, same answers expected).
 macro_rules! conformance_test {
     ($test:ident, $check:ident) => {
         #[test]
@@ -121,6 +130,11 @@ macro_rules! conformance_test {
             #[test]
             fn on_postgres() {
                 super::run_on_postgres(super::$check);
+            }
+
+            #[test]
+            fn on_cluster() {
+                super::run_on_cluster(super::$check);
             }
         }
     };

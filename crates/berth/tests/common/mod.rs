@@ -3,11 +3,13 @@
 //!
 //! Every test file under `tests/` that needs a live registry does `mod common;` and calls
 //! [`Berth::start`]. Extra arguments (limits, ages) go through [`Berth::start_with`].
-//! [`cli`] runs the `berth` command line against it.
+//! [`cli`] runs the `berth` command line against it; [`cluster`] starts several nodes
+//! behind a load balancer.
 
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod cluster;
 pub mod tmpfs;
 
 use std::io::{BufRead, BufReader};
