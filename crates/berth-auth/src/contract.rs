@@ -441,6 +441,7 @@ fn site_event(id: &str) -> SiteEvent {
         tag: Some("v1".into()),
         digest: "sha256:00".into(),
         media_type: Some("application/vnd.oci.image.manifest.v1+json".into()),
+        size: Some(524),
         at: 5,
     }
 }

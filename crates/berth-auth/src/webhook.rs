@@ -158,6 +158,9 @@ pub struct SiteEvent {
     pub digest: String,
     /// Manifest media type, for pushes.
     pub media_type: Option<String>,
+    /// Manifest size in bytes, when the site knew it.
+    #[serde(default)]
+    pub size: Option<u64>,
     /// When it happened on the site (Unix seconds).
     pub at: i64,
 }
