@@ -175,6 +175,12 @@ impl Identity {
         &self.store
     }
 
+    /// Announces a change of `topic` through the notifier identities share with the rest of
+    /// the process.
+    pub fn notify(&self, topic: berth_notify::Topic) {
+        self.records.notify(topic);
+    }
+
     /// A receiver that sees every change to identities (tokens, scope maps, settings,
     /// connected registries).
     pub fn subscribe(&self) -> Subscription {

@@ -208,6 +208,11 @@ impl Records {
         self.notifier.subscribe(Topic::Identity)
     }
 
+    /// Announces a change of `topic` through the shared notifier.
+    pub(crate) fn notify(&self, topic: Topic) {
+        self.notifier.notify(topic);
+    }
+
     /// Installs `next` as the snapshot, unless one at least as recent is there already.
     fn install(&self, next: Snapshot) {
         let mut current = self.snapshot.write().unwrap_or_else(|e| e.into_inner());

@@ -202,6 +202,19 @@ impl Event {
     }
 }
 
+/// Whether `change`, a manifest put, is announced by the tag set that follows it in `next`
+/// (the same push, one transaction): a push is one event, the tag's.
+pub fn superseded(change: &Change, next: Option<&Change>) -> bool {
+    let ChangeEvent::ManifestPut { digest, .. } = &change.event else {
+        return false;
+    };
+    next.is_some_and(|next| {
+        next.seq == change.seq + 1
+            && next.repository == change.repository
+            && matches!(&next.event, ChangeEvent::TagPut { digest: d, .. } if d == digest)
+    })
+}
+
 #[derive(Serialize)]
 struct Payload<'a> {
     id: &'a str,

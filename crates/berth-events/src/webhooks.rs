@@ -30,7 +30,7 @@ use berth_registry::change::{Change, ChangeEvent};
 
 use crate::delivery::{DeliveryOptions, Outcome, retry_delay, send};
 use crate::pattern::Scope;
-use crate::payload::Event;
+use crate::payload::{Event, superseded};
 
 type Result<T> = std::result::Result<T, IdentityError>;
 
@@ -482,19 +482,6 @@ impl Webhooks {
             }
         }
     }
-}
-
-/// Whether `change`, a manifest put, is announced by the tag set that follows it (the same
-/// push).
-fn superseded(change: &Change, next: Option<&Change>) -> bool {
-    let ChangeEvent::ManifestPut { digest, .. } = &change.event else {
-        return false;
-    };
-    next.is_some_and(|next| {
-        next.seq == change.seq + 1
-            && next.repository == change.repository
-            && matches!(&next.event, ChangeEvent::TagPut { digest: d, .. } if d == digest)
-    })
 }
 
 /// The record of an event after `attempts` calls, the last with `outcome`.

@@ -340,9 +340,84 @@ fn poll<T>(f: impl Fn() -> Option<T>) -> T {
     }
 }
 
-#[allow(dead_code)]
-fn unused(manage: &Manage) -> String {
-    let cs = connected(manage, json!({}));
-    wait_online(manage, "x");
-    cs
+#[test]
+fn a_site_two_levels_down_raises_the_events_its_patterns_select() {
+    let port = common::free_port();
+    let (tx, calls) = mpsc::channel();
+    let _receiver = Receiver::start(port, tx);
+    let root = Berth::start();
+    let cli = Cli::logged_in(&root);
+    let created = cli.json(&[
+        "webhook",
+        "create",
+        "--name",
+        "sitehook",
+        "--uri",
+        &format!("http://127.0.0.1:{port}/hook"),
+        "--actions",
+        "push",
+        "--scope",
+        "*:*",
+    ]);
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    let manage = Manage::new(&root.url);
+    let factory_cs = connected(
+        &manage,
+        json!({"name": "factory", "mode": "ReadWrite", "repositories": ["hello-world", "other"]}),
+    );
+    let _factory = Berth::start_with(&["--connection-string", &factory_cs]);
+    wait_online(&manage, "factory");
+    let line3_cs = connected(
+        &manage,
+        json!({
+            "name": "line3", "parent": "factory", "mode": "ReadWrite",
+            "repositories": ["hello-world", "other"],
+            "notifications": ["hello-world:*:push"],
+        }),
+    );
+    let line3 = Berth::start_with(&["--connection-string", &line3_cs]);
+    wait_online(&manage, "line3");
+
+    // Not selected by the pattern first, then selected: the site's events arrive in order,
+    // so the selected one arriving alone shows the other raised nothing.
+    push_image(&line3, "other", "v1", b"not announced");
+    let digest = push_image(&line3, "hello-world", "v1", b"announced");
+    let from_line3 = |p: &Value| p["source"]["connectedRegistry"] == "line3";
+    let (call, before) = next_call(&calls, WAIT, |p| from_line3(p));
+    assert!(
+        !before.iter().any(from_line3),
+        "only the selected push is raised: {before:?}"
+    );
+    assert_signed(&call, &secret);
+    let payload = call.json();
+    assert!(is_push_of(&payload, "hello-world", "v1"), "{payload}");
+    assert_eq!(payload["target"]["digest"], digest.as_str());
+    assert!(payload["target"]["size"].as_u64().unwrap() > 0);
+    // The event is recorded with its source.
+    let events = poll(|| {
+        let events = cli.json(&["webhook", "list-events", "--name", "sitehook"]);
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["source"] == "line3" && e["status"] == "succeeded")
+            .then_some(events)
+    });
+    assert!(
+        !events
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["source"] == "line3" && e["repository"] == "other"),
+        "{events}"
+    );
+    // Nothing more from line3 arrives (the non-matching push stays silent).
+    std::thread::sleep(Duration::from_secs(2));
+    while let Ok(call) = calls.try_recv() {
+        let payload = call.json();
+        assert!(
+            !(from_line3(&payload) && payload["target"]["repository"] == "other"),
+            "{payload}"
+        );
+    }
 }
