@@ -127,11 +127,12 @@ impl EventSender {
                 .registry
                 .changes(self.position.get(), BATCH + 1)
                 .await?;
-            let Some(last) = changes.iter().take(BATCH as usize).last() else {
+            let taken = &changes[..changes.len().min(BATCH as usize)];
+            let Some(last) = taken.last() else {
                 return Ok(());
             };
             let mut events = Vec::new();
-            for (i, change) in changes.iter().take(BATCH as usize).enumerate() {
+            for (i, change) in taken.iter().enumerate() {
                 if change.origin != Origin::Local || superseded(change, changes.get(i + 1)) {
                     continue;
                 }
