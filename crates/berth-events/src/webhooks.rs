@@ -288,11 +288,14 @@ impl Webhooks {
     }
 
     /// Delivers, until the process ends: one task per webhook with work to do, started
-    /// again whenever a log grows or a definition changes.
+    /// whenever a log grows or a definition changes. A task already running for a webhook
+    /// is told to look again when it is done (`dirty`), so a wake-up that arrives while it
+    /// finishes is never lost, and an idle registry wakes no task at all.
     pub async fn run(self: Arc<Self>) {
         let mut content = self.notifier.subscribe(Topic::Content);
         let mut events = self.notifier.subscribe(Topic::Events);
-        let running: Arc<Mutex<HashMap<String, ()>>> = Arc::default();
+        // Webhooks whose task runs, each with whether it must look again before it ends.
+        let running: Arc<Mutex<HashMap<String, bool>>> = Arc::default();
         let mut prune = tokio::time::interval(Duration::from_secs(3600));
         loop {
             content.mark_unchanged();
@@ -300,24 +303,16 @@ impl Webhooks {
             match self.store.webhooks().await {
                 Ok(webhooks) => {
                     for webhook in webhooks {
-                        if running
-                            .lock()
-                            .expect("not poisoned")
-                            .insert(webhook.name.clone(), ())
-                            .is_some()
                         {
-                            continue;
+                            let mut running = running.lock().expect("not poisoned");
+                            if let Some(dirty) = running.get_mut(&webhook.name) {
+                                *dirty = true;
+                                continue;
+                            }
+                            running.insert(webhook.name.clone(), false);
                         }
                         let (this, running) = (Arc::clone(&self), Arc::clone(&running));
-                        tokio::spawn(async move {
-                            let name = webhook.name.clone();
-                            if let Err(e) = this.drain(webhook).await {
-                                tracing::warn!(webhook = %name, error = %e, "webhook delivery stopped; retrying later");
-                            }
-                            running.lock().expect("not poisoned").remove(&name);
-                            // Whatever arrived while this task finished is looked at again.
-                            this.notifier.notify(Topic::Events);
-                        });
+                        tokio::spawn(async move { this.deliver_all(webhook, running).await });
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot read the webhooks"),
@@ -335,6 +330,37 @@ impl Webhooks {
                 }
                 // A definition changed by another process sharing the store.
                 _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+            }
+        }
+    }
+
+    /// A webhook's task: drains its logs, again while it was woken meanwhile, then ends.
+    async fn deliver_all(&self, mut webhook: Webhook, running: Arc<Mutex<HashMap<String, bool>>>) {
+        let name = webhook.name.clone();
+        loop {
+            if let Err(e) = self.drain(webhook).await {
+                tracing::warn!(webhook = %name, error = %e, "webhook delivery stopped; retrying later");
+                // The main loop's next round (at most 30 s away) starts it again.
+                running.lock().expect("not poisoned").remove(&name);
+                return;
+            }
+            {
+                let mut running = running.lock().expect("not poisoned");
+                match running.get_mut(&name) {
+                    Some(dirty) if *dirty => *dirty = false,
+                    _ => {
+                        running.remove(&name);
+                        return;
+                    }
+                }
+            }
+            // Woken meanwhile: the definition may have changed too.
+            match self.show(&name).await {
+                Ok(current) => webhook = current,
+                Err(_) => {
+                    running.lock().expect("not poisoned").remove(&name);
+                    return;
+                }
             }
         }
     }

@@ -273,6 +273,12 @@ fn webhooks_at_the_root_survive_a_crash_and_the_audit_log_records_without_secret
         "{table}"
     );
 
+    // Idle with a webhook: the deliverer wakes no task (no busy loop).
+    let busy = cpu_ticks(root.pid().unwrap());
+    std::thread::sleep(Duration::from_secs(2));
+    let spent = cpu_ticks(root.pid().unwrap()) - busy;
+    assert!(spent < 50, "an idle registry used {spent} CPU ticks in 2 s");
+
     // A setting changed, and a deletion: in the audit log with who and from where; no
     // secret anywhere in it.
     cli.ok(&["update", "--anonymous-pull-enabled", "true"]);
@@ -325,6 +331,19 @@ fn webhooks_at_the_root_survive_a_crash_and_the_audit_log_records_without_secret
     // `--since` in the future: nothing.
     let later = cli.json(&["audit", "list", "--since", "2100-01-01T00:00:00Z"]);
     assert_eq!(later, json!([]));
+}
+
+/// The user and system CPU time process `pid` has used, in clock ticks (1/100 s).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // After the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
 /// Polls `f` every 200 ms for up to [`WAIT`].
