@@ -462,8 +462,9 @@ async fn site_events_are_stored_once(store: Arc<dyn IdentityStore>) {
     let ids: Vec<_> = events.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(ids, ["a", "b", "c"], "{case}");
     assert!(events.windows(2).all(|w| w[0].seq < w[1].seq), "{case}");
+    // At least the last one's (PostgreSQL's sequence also counts the skipped resend).
     let head = store.site_events_head().await.unwrap();
-    assert_eq!(head, events[2].seq, "{case}");
+    assert!(head >= events[2].seq, "{case}");
     assert_eq!(
         store.site_events(events[0].seq, 1).await.unwrap()[0].id,
         "b",

@@ -193,6 +193,19 @@ impl Identity {
     pub async fn refresh(&self) -> Result<bool> {
         self.records.refresh().await
     }
+
+    /// Before a request's credentials are checked: on a store other nodes write to, catches
+    /// up with the changes they made (one small query when there are none), so a token
+    /// disabled through another node is refused here on the very next request. Nothing to
+    /// do on a store only this process writes. If the store cannot be read, the snapshot
+    /// stands (a change that committed was read or announced already, unless it is the
+    /// very one being made while the store fails), and the failure is returned to log.
+    pub async fn catch_up(&self) -> Result<()> {
+        if self.records.shared() {
+            self.records.refresh().await?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

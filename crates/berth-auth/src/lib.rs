@@ -11,6 +11,7 @@
 //! - [`keys`]: the secret keys that sign tokens and data URLs, stored and rotated;
 //! - [`rate_limit`]: failed logins limited per client address;
 //! - [`store`]: the [`IdentityStore`] seam and its SQLite implementation;
+//! - [`postgres`]: [`PostgresIdentityStore`], the same store on PostgreSQL, for several nodes;
 //! - `contract` (feature `contract-tests`): the suite every store implementation runs;
 //! - [`connected`], [`hierarchy`]: connected registries as resources of the root: their
 //!   rules, sync tokens and derived sync scope maps, activation and status;
@@ -41,6 +42,7 @@ pub mod identity;
 pub mod keys;
 pub mod management;
 pub mod network;
+pub mod postgres;
 pub mod rate_limit;
 pub(crate) mod records;
 pub mod scope_map;
@@ -61,6 +63,7 @@ pub use hierarchy::Hierarchy;
 pub use identity::{Identity, IdentityConfig, Settings};
 pub use keys::{KeyPurpose, KeyRing, StoredKey};
 pub use management::{GeneratedPassword, Management, NewToken, ScopeMapUpdate};
+pub use postgres::PostgresIdentityStore;
 pub use scope_map::{GatewayRule, RepositoryRule, ScopeMap};
 pub use store::{IdentityStore, SqliteIdentityStore};
 pub use token::{Slot, Token, TokenStatus};

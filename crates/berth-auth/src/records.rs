@@ -203,6 +203,11 @@ impl Records {
         Arc::clone(&self.snapshot.read().unwrap_or_else(|e| e.into_inner()))
     }
 
+    /// Whether other processes write to the store too.
+    pub(crate) fn shared(&self) -> bool {
+        self.store.shared()
+    }
+
     /// A receiver that sees every change to identities.
     pub(crate) fn subscribe(&self) -> Subscription {
         self.notifier.subscribe(Topic::Identity)
@@ -213,13 +218,20 @@ impl Records {
         self.notifier.notify(topic);
     }
 
-    /// Installs `next` as the snapshot, unless one at least as recent is there already.
-    fn install(&self, next: Snapshot) {
+    /// Installs `next` as the snapshot, unless one at least as recent is there already,
+    /// and wakes whoever waits for identity changes: every node for this process's own
+    /// writes (`ours`), this node only for changes read from the store (another node made
+    /// them and announced them already).
+    fn install(&self, next: Snapshot, ours: bool) {
         let mut current = self.snapshot.write().unwrap_or_else(|e| e.into_inner());
         if next.head > current.head {
             *current = Arc::new(next);
             drop(current);
-            self.notifier.notify(Topic::Identity);
+            if ours {
+                self.notifier.notify(Topic::Identity);
+            } else {
+                self.notifier.notify_here(Topic::Identity);
+            }
         }
     }
 
@@ -233,7 +245,7 @@ impl Records {
         }
         let mut next = snapshot.after(&writes)?;
         next.head = head;
-        self.install(next);
+        self.install(next, false);
         Ok(true)
     }
 
@@ -262,7 +274,7 @@ impl Records {
             match self.store.apply(snapshot.head, &writes).await? {
                 Applied::At(head) => {
                     next.head = head;
-                    self.install(next);
+                    self.install(next, true);
                     return Ok(value);
                 }
                 Applied::Stale => {

@@ -88,6 +88,13 @@ pub enum Applied {
 /// others' changes by reading the log.
 #[async_trait]
 pub trait IdentityStore: Send + Sync + 'static {
+    /// Whether other processes (other nodes) may write to this store while this one runs:
+    /// then a request's credentials are checked against the store's latest identities
+    /// ([`crate::Identity::catch_up`]), not only against what this process last read.
+    fn shared(&self) -> bool {
+        false
+    }
+
     /// Everything, as of the change log's head.
     async fn load(&self) -> Result<StoredIdentities>;
     /// Applies `writes` in one transaction, each also appended to the identity change log,
@@ -184,6 +191,17 @@ impl SqliteIdentityStore {
             .await
             .map_err(IdentityError::store)?;
         Ok(SqliteIdentityStore { pool })
+    }
+}
+
+impl SqliteIdentityStore {
+    /// The last migration applied to the database.
+    pub async fn schema_version(&self) -> Result<i64> {
+        sqlx::query("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&self.pool)
+            .await
+            .map(|row| row.get(0))
+            .map_err(IdentityError::store)
     }
 }
 

@@ -27,6 +27,7 @@ use berth_oci::Reference;
 use berth_oci::time::unix_now;
 use berth_registry::Registry;
 use berth_registry::change::{Change, ChangeEvent};
+use berth_registry::metadata::Exclusive;
 
 use crate::delivery::{DeliveryOptions, Outcome, retry_delay, send};
 use crate::pattern::Scope;
@@ -291,7 +292,22 @@ impl Webhooks {
     /// whenever a log grows or a definition changes. A task already running for a webhook
     /// is told to look again when it is done (`dirty`), so a wake-up that arrives while it
     /// finishes is never lost, and an idle registry wakes no task at all.
+    ///
+    /// Among nodes sharing one database, one delivers (`Exclusive::WebhookDelivery`); the
+    /// others wait to take over if it stops.
     pub async fn run(self: Arc<Self>) {
+        let _delivering = loop {
+            match self
+                .registry
+                .try_exclusive(Exclusive::WebhookDelivery)
+                .await
+            {
+                Ok(Some(guard)) => break guard,
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot take the webhook deliverer's lock"),
+            }
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        };
         let mut content = self.notifier.subscribe(Topic::Content);
         let mut events = self.notifier.subscribe(Topic::Events);
         // Webhooks whose task runs, each with whether it must look again before it ends.

@@ -3,7 +3,8 @@
 //!
 //! Layout: [`Topic`] names what changed; [`Notifier`] is the seam (`notify` after a commit,
 //! `subscribe` to wait, `generation` to compare); [`Subscription`] is what a waiter holds;
-//! [`LocalNotifier`] is the in-process implementation.
+//! [`LocalNotifier`] is the in-process implementation; `postgres::PgNotifier` (feature
+//! `postgres`) carries the wake-ups between the nodes that share a PostgreSQL database.
 //!
 //! Why a seam: today one process holds all the state, so a wake-up is a `tokio::sync::watch`
 //! bump. When several stateless nodes share one database, a change committed on one node must
@@ -27,6 +28,9 @@
 //! as on a `watch::Receiver`); with several nodes, each node also runs a task that waits on
 //! that subscription and reloads its snapshot from the store. A connected registry's
 //! instance announces a new configuration document with `notify(Topic::Configuration)`.
+
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -87,6 +91,13 @@ pub trait Notifier: Send + Sync + 'static {
     /// never waits: an implementation that must reach other nodes does so in the
     /// background, and bumps this process's waiters at once.
     fn notify(&self, topic: Topic);
+
+    /// Announces a change of `topic` to this process only: for a change another node made
+    /// and announced, which this one has just read from the store (announcing it again
+    /// would wake every node for nothing).
+    fn notify_here(&self, topic: Topic) {
+        self.notify(topic);
+    }
 
     /// How many changes of `topic` this process has learnt of so far. Only grows. Cheap
     /// enough for every request (an atomic load in [`LocalNotifier`]).

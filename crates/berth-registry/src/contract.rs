@@ -31,7 +31,7 @@ use crate::UploadId;
 use crate::blob::{AppendError, BlobStore, ByteStream};
 use crate::change::{Change, ChangeAction, ChangeEvent, Origin};
 use crate::metadata::{
-    BlobClaim, BlobGeneration, BlobRecord, LinkSource, MetadataStore, NewManifest,
+    BlobClaim, BlobGeneration, BlobRecord, Exclusive, LinkSource, MetadataStore, NewManifest,
     PutManifestError, RepositoryRemoval, Selection, Target,
 };
 
@@ -373,6 +373,7 @@ pub async fn metadata_store_contract(make: impl AsyncFn() -> Arc<dyn MetadataSto
     concurrent_upload_updates_have_one_winner(make().await).await;
     a_collection_never_takes_what_a_writer_holds(make().await).await;
     a_collection_step_decides_each_blob_on_its_own(make().await).await;
+    an_exclusive_task_has_one_holder(make().await).await;
 }
 
 /// A manifest whose content is `content`, referencing `references`, tagged `tags`.
@@ -893,6 +894,46 @@ async fn concurrent_writers_keep_the_log_in_commit_order(store: Arc<dyn Metadata
                 );
             }
         }
+    }
+}
+
+/// Background work shared by several processes runs in one at a time: a second claim of a
+/// task is refused while the first is held, other tasks are not affected, and the task is
+/// free again once the guard is dropped (a store shared over the network may take a moment
+/// to see the holder's connection go).
+async fn an_exclusive_task_has_one_holder(store: Arc<dyn MetadataStore>) {
+    let case = "an_exclusive_task_has_one_holder";
+    let gc = store
+        .try_exclusive(Exclusive::GarbageCollection)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{case}: a free task is granted"));
+    assert!(
+        store
+            .try_exclusive(Exclusive::GarbageCollection)
+            .await
+            .unwrap()
+            .is_none(),
+        "{case}: a held task is refused"
+    );
+    let sweep = store.try_exclusive(Exclusive::UploadSweep).await.unwrap();
+    assert!(sweep.is_some(), "{case}: another task is free");
+    drop(gc);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if store
+            .try_exclusive(Exclusive::GarbageCollection)
+            .await
+            .unwrap()
+            .is_some()
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{case}: a dropped guard frees its task"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 

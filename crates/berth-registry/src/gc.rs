@@ -28,7 +28,7 @@ use berth_oci::time::unix_now;
 use berth_oci::{Reference, RepositoryName};
 
 use crate::error::RegistryError;
-use crate::metadata::{GcRun, MetadataStore};
+use crate::metadata::{Exclusive, ExclusiveGuard, GcRun, MetadataStore};
 use crate::{Origin, Registry};
 
 type Result<T, E = RegistryError> = std::result::Result<T, E>;
@@ -93,6 +93,8 @@ pub struct GcOptions {
 pub struct GcHandle {
     progress: Mutex<GcRun>,
     stop: AtomicBool,
+    /// The right to collect among the processes sharing the store, held while it runs.
+    exclusive: Mutex<Option<ExclusiveGuard>>,
 }
 
 impl GcHandle {
@@ -126,6 +128,9 @@ pub enum GcStartError {
     /// One runs already (one at a time).
     #[error("garbage collection {0} is running; wait for it, or stop it")]
     Running(i64),
+    /// One runs on another node sharing the database (one at a time in the cluster).
+    #[error("a garbage collection is running on another node; wait for it (`berth gc status`)")]
+    RunningElsewhere,
     /// Recording it failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
@@ -164,6 +169,7 @@ impl Gc {
         let placeholder = Arc::new(GcHandle {
             progress: Mutex::new(GcRun::default()),
             stop: AtomicBool::new(false),
+            exclusive: Mutex::new(None),
         });
         {
             let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
@@ -172,6 +178,21 @@ impl Gc {
             }
             *current = Some(Arc::clone(&placeholder));
         }
+        let exclusive = match metadata.try_exclusive(Exclusive::GarbageCollection).await {
+            Ok(Some(guard)) => guard,
+            Ok(None) => {
+                self.finish();
+                return Err(GcStartError::RunningElsewhere);
+            }
+            Err(e) => {
+                self.finish();
+                return Err(GcStartError::Registry(e.into()));
+            }
+        };
+        *placeholder
+            .exclusive
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(exclusive);
         let started_at = unix_now();
         match metadata.start_gc_run(started_at, dry_run).await {
             Ok(id) => {
@@ -193,8 +214,20 @@ impl Gc {
         }
     }
 
+    /// Ends the collection under way: another may start, here or on another node.
     fn finish(&self) {
-        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let ended = self
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(ended) = ended {
+            ended
+                .exclusive
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+        }
     }
 }
 

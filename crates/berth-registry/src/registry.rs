@@ -38,8 +38,8 @@ use crate::cache::ManifestCache;
 use crate::error::{RegistryError, TargetDisplay};
 use crate::metadata::LinkSource;
 use crate::metadata::{
-    Change, MetadataStore, NewManifest, Origin, PutManifestError, Referrer, SqliteMetadata,
-    StoredManifest, Target,
+    Change, Exclusive, ExclusiveGuard, MetadataStore, NewManifest, Origin, PutManifestError,
+    Referrer, SqliteMetadata, StoredManifest, Target,
 };
 
 type Result<T, E = RegistryError> = std::result::Result<T, E>;
@@ -370,7 +370,11 @@ impl Registry {
         let key = reference.to_string();
         // Recorded before the database is read: see `cache`.
         let generation = self.notifier.generation(Topic::Content);
-        if let Some(hit) = self.cache.get(repository.as_str(), &key, generation) {
+        // Other nodes write to a shared store, and their notifications arrive a moment
+        // after their writes are acknowledged: a client that pushed through one node and
+        // pulls through this one must see its push, so every read goes to the store.
+        let cached = !self.metadata.shared();
+        if cached && let Some(hit) = self.cache.get(repository.as_str(), &key, generation) {
             return Ok(hit);
         }
         let found = match reference {
@@ -378,8 +382,10 @@ impl Registry {
             Reference::Digest(digest) => self.metadata.manifest(repository, digest).await?,
         };
         let manifest = Arc::new(found.ok_or_else(|| RegistryError::ManifestUnknown(key.clone()))?);
-        self.cache
-            .insert(repository.as_str(), &key, generation, Arc::clone(&manifest));
+        if cached {
+            self.cache
+                .insert(repository.as_str(), &key, generation, Arc::clone(&manifest));
+        }
         Ok(manifest)
     }
 
@@ -487,6 +493,12 @@ impl Registry {
     /// The first and last sequence numbers the change log holds.
     pub async fn change_bounds(&self) -> Result<(i64, i64)> {
         Ok(self.metadata.change_bounds().await?)
+    }
+
+    /// Takes the right to run background work `task` among every process sharing the
+    /// stores (see [`MetadataStore::try_exclusive`]); `None` while another holds it.
+    pub async fn try_exclusive(&self, task: Exclusive) -> Result<Option<ExclusiveGuard>> {
+        Ok(self.metadata.try_exclusive(task).await?)
     }
 
     /// Forgets changes older than `max_age` (the last one is always kept, so followers know

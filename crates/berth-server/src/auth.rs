@@ -136,10 +136,20 @@ pub fn login_failure(error: LoginError, realm: &str, service: &str) -> ApiError 
     }
 }
 
+/// Brings this node's identities up to the store's before credentials are checked
+/// (`Identity::catch_up`: nothing to do unless other nodes share the store). A store that
+/// cannot be read is logged, and the last identities read stand.
+pub async fn catch_up(state: &AppState) {
+    if let Err(e) = state.identity.catch_up().await {
+        tracing::warn!(error = %e, "could not read identity changes made by other nodes; checking against the last ones read");
+    }
+}
+
 /// Authenticates a request. Wrong credentials are refused here; missing ones make an
 /// anonymous caller, whose rights [`Caller::require`] decides.
 pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Caller, ApiError> {
     single_host(parts)?;
+    catch_up(state).await;
     let (realm, service) = realm_and_service(state, parts);
     let authorization = parts
         .headers

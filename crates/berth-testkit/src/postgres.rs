@@ -7,7 +7,8 @@
 //! behaviour, not crash safety of PostgreSQL itself.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// A running server; stopped (immediately) and deleted when dropped.
@@ -101,6 +102,35 @@ impl TestPostgres {
             ],
         );
         server
+    }
+
+    /// One server for the whole test process, started on first use. A static is never
+    /// dropped, so a watchdog process stops the server and removes its directory once this
+    /// process has exited (normally, by a panic, or killed).
+    pub fn shared() -> &'static TestPostgres {
+        static SHARED: OnceLock<TestPostgres> = OnceLock::new();
+        SHARED.get_or_init(|| {
+            let server = TestPostgres::start();
+            // `( … ) &`: the shell starts the watchdog in the background and exits, so it is
+            // waited for here and the watchdog belongs to no one (init reaps it).
+            let watchdog = format!(
+                "( while kill -0 {pid} 2>/dev/null; do sleep 1; done; {runuser}{pg_ctl} -D {data} -m immediate -w stop; rm -rf {dir} ) >/dev/null 2>&1 &",
+                pid = std::process::id(),
+                runuser = if server.as_postgres { "runuser -u postgres -- " } else { "" },
+                pg_ctl = server.bin.join("pg_ctl").display(),
+                data = server.data_dir().display(),
+                dir = server.dir.path().display(),
+            );
+            let started = Command::new("sh")
+                .args(["-c", &watchdog])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("start the PostgreSQL watchdog");
+            assert!(started.success(), "the PostgreSQL watchdog did not start");
+            server
+        })
     }
 
     fn data_dir(&self) -> PathBuf {

@@ -28,6 +28,15 @@ pub struct ServeArgs {
     /// Directory for blobs and the database [default: ./berth-data].
     #[arg(long, env = "BERTH_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// PostgreSQL database for metadata and identities, `postgres://USER:PASSWORD@HOST:PORT/DB`
+    /// [default: SQLite files in the data directory].
+    #[arg(
+        long,
+        env = "BERTH_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
     /// Largest manifest accepted, in bytes [default: 4194304].
     #[arg(long, env = "BERTH_MAX_MANIFEST_SIZE", value_name = "BYTES")]
     pub max_manifest_size: Option<usize>,
@@ -162,6 +171,7 @@ pub struct ServeArgs {
 struct FileConfig {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
+    database_url: Option<String>,
     max_manifest_size: Option<usize>,
     max_name_length: Option<usize>,
     upload_max_age: Option<String>,
@@ -291,6 +301,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Data directory.
     pub data_dir: PathBuf,
+    /// Where metadata and identities are kept.
+    pub database: Database,
     /// Registry limits and ages.
     pub registry: RegistryConfig,
     /// Grace period for in-flight requests at shutdown.
@@ -348,6 +360,41 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+}
+
+/// Where metadata and identities are kept.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Database {
+    /// `metadata.db` and `identity.db` in the data directory (the default).
+    Embedded,
+    /// A PostgreSQL database, which several nodes may share.
+    Postgres(String),
+}
+
+impl std::fmt::Debug for Database {
+    /// Never shows the URL: it may hold a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Embedded => f.write_str("Embedded"),
+            Database::Postgres(_) => f.write_str("Postgres(..)"),
+        }
+    }
+}
+
+fn database(url: Option<String>) -> Result<Database, ConfigError> {
+    let Some(url) = url.filter(|u| !u.trim().is_empty()) else {
+        return Ok(Database::Embedded);
+    };
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Database::Postgres(url))
+    } else {
+        Err(ConfigError::Invalid {
+            key: "database_url",
+            message: "must be a PostgreSQL URL, `postgres://USER:PASSWORD@HOST:PORT/DATABASE` \
+                      (leave it unset for the embedded database)"
+                .into(),
+        })
+    }
 }
 
 fn parse_duration(key: &'static str, value: &str) -> Result<Duration, ConfigError> {
@@ -677,6 +724,7 @@ impl Config {
                 .data_dir
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from("berth-data")),
+            database: database(args.database_url.or(file.database_url))?,
             registry,
             shutdown_grace: match args.shutdown_grace.or(file.shutdown_grace) {
                 Some(v) => parse_duration("shutdown_grace", &v)?,
@@ -822,6 +870,32 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("berth-data"));
         assert_eq!(c.registry.max_manifest_size, 4 << 20);
         assert_eq!(c.registry.upload_max_age, Duration::from_secs(86400));
+        assert_eq!(c.database, Database::Embedded);
+    }
+
+    #[test]
+    fn database_url_is_postgres_or_nothing() {
+        let load = |url: &str| {
+            Config::load(ServeArgs {
+                database_url: Some(url.into()),
+                ..Default::default()
+            })
+        };
+        let c = load("postgres://berth:secret@127.0.0.1:5432/berth").unwrap();
+        assert_eq!(
+            c.database,
+            Database::Postgres("postgres://berth:secret@127.0.0.1:5432/berth".into())
+        );
+        assert!(
+            !format!("{c:?}").contains("secret"),
+            "the password is never shown"
+        );
+        assert_eq!(load("").unwrap().database, Database::Embedded);
+        let e = load("mysql://x@y/z").unwrap_err().to_string();
+        assert!(
+            e.contains("database_url") && e.contains("postgres://"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -17,14 +17,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_auth::connected::LogLevel;
-use berth_auth::{Identity, KeyPurpose, SigningKey, SqliteIdentityStore};
-use berth_registry::Registry;
+use berth_auth::store::IdentityStore;
+use berth_auth::{Identity, KeyPurpose, PostgresIdentityStore, SigningKey, SqliteIdentityStore};
+use berth_registry::{
+    Exclusive, FsBlobStore, MetadataStore, PostgresMetadata, Registry, SqliteMetadata,
+};
 use berth_server::{AppState, ListenerConfig};
 use berth_sync::Instance;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{Config, ServeArgs};
+use crate::config::{Config, Database, ServeArgs};
 use crate::listeners::{Listeners, seed_private_endpoints};
 
 /// Berth: a container registry for images that live far from the data centre.
@@ -39,6 +42,10 @@ struct Cli {
 enum Command {
     /// Run the registry.
     Serve(Box<ServeArgs>),
+    /// Bring the databases up to this version's schema, and exit. Takes `serve`'s flags and
+    /// configuration file, so it migrates what `serve` would open. `serve` migrates at start
+    /// too; run this first to upgrade in a step of its own (e.g. before rolling new nodes).
+    Migrate(Box<ServeArgs>),
     #[command(flatten)]
     Manage(Box<cli::Command>),
 }
@@ -64,6 +71,23 @@ fn main() -> ExitCode {
                 .build()
                 .expect("start the async runtime");
             match runtime.block_on(serve(config, log_control)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("berth: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Migrate(args) => {
+            let config = match Config::load(*args) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("berth: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let runtime = tokio::runtime::Runtime::new().expect("start the async runtime");
+            match runtime.block_on(migrate(&config)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("berth: {e}");
@@ -113,25 +137,22 @@ async fn serve(
 ) -> Result<(), Box<dyn std::error::Error>> {
     fit_connections_to_file_limit(&mut config);
     let _lock = data_dir::DataDirLock::acquire(&config.data_dir)?;
-    let registry = Registry::open_local(&config.data_dir, config.registry.clone())
-        .await
-        .map_err(|e| {
-            format!(
-                "cannot open the data directory `{}`: {e}",
-                config.data_dir.display()
-            )
-        })?;
-    let registry = Arc::new(registry);
+    let registry = Arc::new(open_registry(&config).await?);
     // One process serves a data directory: a deletion marked by a collection that did not
-    // finish (a crash) can be finished now.
+    // finish (a crash) can be finished now. With a shared database, another node's
+    // collection may be running: only those that stopped long ago are finished.
+    let interrupted_before = match config.database {
+        Database::Embedded => Duration::ZERO,
+        Database::Postgres(_) => berth_registry::gc::STALE_COLLECTION,
+    };
     registry
-        .finish_interrupted_collections(Duration::ZERO)
+        .finish_interrupted_collections(interrupted_before)
         .await
         .map_err(|e| format!("cannot finish an interrupted garbage collection: {e}"))?;
     spawn_upload_sweeper(Arc::clone(&registry));
     // One notifier for every wake-up of the process: content, identities, configuration.
     let identity = Arc::new(open_identity(&config, Arc::clone(registry.notifier())).await?);
-    spawn_identity_follower(Arc::clone(&identity));
+    spawn_identity_follower(Arc::clone(&identity), Arc::clone(registry.notifier()));
 
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let listeners = Listeners::bind(&config, stopping.clone()).await?;
@@ -309,6 +330,73 @@ fn fit_connections_to_file_limit(config: &mut Config) {
     }
 }
 
+/// `berth migrate`: opens (and so migrates) the metadata and identity databases, and says
+/// where they stand. The embedded ones need the data directory to themselves.
+async fn migrate(config: &Config) -> Result<(), Box<dyn std::error::Error>> {
+    let (metadata, identities) = match &config.database {
+        Database::Embedded => {
+            let _lock = data_dir::DataDirLock::acquire(&config.data_dir)?;
+            let metadata = SqliteMetadata::open(&config.data_dir.join("metadata.db")).await?;
+            let identities =
+                SqliteIdentityStore::open(&config.data_dir.join("identity.db")).await?;
+            (
+                metadata.schema_version().await?,
+                identities.schema_version().await?,
+            )
+        }
+        Database::Postgres(url) => {
+            let metadata = PostgresMetadata::connect(url).await?;
+            let identities = PostgresIdentityStore::connect(url).await?;
+            (
+                metadata.schema_version().await?,
+                identities.schema_version().await?,
+            )
+        }
+    };
+    let place = match &config.database {
+        Database::Embedded => format!("in {}", config.data_dir.display()),
+        Database::Postgres(_) => "in PostgreSQL".to_owned(),
+    };
+    println!(
+        "berth: the databases {place} are up to date: metadata at migration {metadata}, identities at migration {identities}"
+    );
+    Ok(())
+}
+
+/// Opens the registry's stores: blobs in the data directory, metadata in `metadata.db` there
+/// or in PostgreSQL.
+async fn open_registry(config: &Config) -> Result<Registry, Box<dyn std::error::Error>> {
+    let shown = config.data_dir.display();
+    let blobs = FsBlobStore::open(&config.data_dir)
+        .map_err(|e| format!("cannot open the data directory `{shown}`: {e}"))?;
+    let metadata: Arc<dyn MetadataStore> = match &config.database {
+        Database::Embedded => Arc::new(
+            SqliteMetadata::open(&config.data_dir.join("metadata.db"))
+                .await
+                .map_err(|e| format!("cannot open the data directory `{shown}`: {e}"))?,
+        ),
+        Database::Postgres(url) => {
+            let metadata = PostgresMetadata::connect(url)
+                .await
+                .map_err(|e| format!("cannot open the metadata in PostgreSQL: {e}"))?;
+            // Wake-ups cross nodes through the database: a push on another node wakes this
+            // one's long polls and drops its cached manifests.
+            let notifier = berth_notify::postgres::PgNotifier::start(url)
+                .await
+                .map_err(|e| format!("cannot listen for changes in PostgreSQL: {e}"))?;
+            tracing::info!("metadata and identities are in PostgreSQL");
+            let registry =
+                Registry::new(Arc::new(blobs), Arc::new(metadata), config.registry.clone());
+            return Ok(registry.with_notifier(notifier));
+        }
+    };
+    Ok(Registry::new(
+        Arc::new(blobs),
+        metadata,
+        config.registry.clone(),
+    ))
+}
+
 /// Opens identities (creating the admin account and the keys on first start) and prints a
 /// generated admin password, once. Keys that an earlier version kept in files of the data
 /// directory move into the identity store (so what they signed stays valid), and the files
@@ -317,9 +405,18 @@ async fn open_identity(
     config: &Config,
     notifier: Arc<dyn berth_notify::Notifier>,
 ) -> Result<Identity, Box<dyn std::error::Error>> {
-    let store = SqliteIdentityStore::open(&config.data_dir.join("identity.db"))
-        .await
-        .map_err(|e| format!("cannot open the identity database: {e}"))?;
+    let store: Arc<dyn IdentityStore> = match &config.database {
+        Database::Embedded => Arc::new(
+            SqliteIdentityStore::open(&config.data_dir.join("identity.db"))
+                .await
+                .map_err(|e| format!("cannot open the identity database: {e}"))?,
+        ),
+        Database::Postgres(url) => Arc::new(
+            PostgresIdentityStore::connect(url)
+                .await
+                .map_err(|e| format!("cannot open the identities in PostgreSQL: {e}"))?,
+        ),
+    };
     let legacy = |file: &str| {
         let path = config.data_dir.join(file);
         SigningKey::load(&path)
@@ -330,13 +427,8 @@ async fn open_identity(
     let tokens_key = tokens_file
         .as_ref()
         .map_or_else(SigningKey::generate, |(key, _)| key.clone());
-    let (identity, generated) = Identity::open_with(
-        Arc::new(store),
-        tokens_key,
-        config.identity.clone(),
-        notifier,
-    )
-    .await?;
+    let (identity, generated) =
+        Identity::open_with(store, tokens_key, config.identity.clone(), notifier).await?;
     identity
         .management()
         .ensure_key(
@@ -385,6 +477,15 @@ fn spawn_change_log_pruner(
                     .max()
                     .unwrap_or(Duration::from_secs(2 * 24 * 3600))
             });
+            // One node of a cluster prunes; the others skip this turn.
+            let _pruning = match registry.try_exclusive(Exclusive::ChangeLogPruning).await {
+                Ok(Some(guard)) => guard,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not prune the change log");
+                    continue;
+                }
+            };
             match registry.prune_changes(retention).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(removed = n, "pruned the change log"),
@@ -395,15 +496,20 @@ fn spawn_change_log_pruner(
 }
 
 /// Picks up identity changes other processes sharing the identity store made (this one's
-/// own are in force at once), by reading the store's change log every second: one small
-/// query while nothing changes.
-fn spawn_identity_follower(identity: Arc<Identity>) {
+/// own are in force at once), by reading the store's change log as soon as the notifier
+/// announces a change (another node's, through PostgreSQL) and every second in any case:
+/// one small query while nothing changes.
+fn spawn_identity_follower(identity: Arc<Identity>, notifier: Arc<dyn berth_notify::Notifier>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut announced = notifier.subscribe(berth_notify::Topic::Identity);
         let mut failing = false;
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = announced.changed() => {}
+            }
             match identity.refresh().await {
                 Ok(changed) => {
                     if changed {
@@ -445,6 +551,18 @@ fn spawn_gc_scheduler(
             match next {
                 Some(tick) if tick <= now => {
                     after = now;
+                    // Every node of a cluster wakes at the tick: the first collects, and a
+                    // node that comes after it finished sees its run and skips.
+                    let ran_already = registry
+                        .gc_runs(1)
+                        .await
+                        .ok()
+                        .and_then(|r| r.into_iter().next())
+                        .is_some_and(|last| last.started_at >= tick.as_second());
+                    if ran_already {
+                        tracing::info!("scheduled garbage collection skipped: another node ran it");
+                        continue;
+                    }
                     match registry.start_gc(false).await {
                         Ok(handle) => {
                             let run = registry.collect_garbage(&handle, &options).await;
@@ -479,6 +597,15 @@ fn spawn_upload_sweeper(registry: Arc<Registry>) {
         let mut tick = tokio::time::interval(period);
         loop {
             tick.tick().await;
+            // One node of a cluster sweeps; the others skip this turn.
+            let _sweeping = match registry.try_exclusive(Exclusive::UploadSweep).await {
+                Ok(Some(guard)) => guard,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not sweep upload sessions");
+                    continue;
+                }
+            };
             match registry.uploads().sweep().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(removed = n, "removed abandoned upload sessions"),

@@ -7,8 +7,9 @@
 //! repository-name grammar, the 4 MiB manifest limit, byte-exact manifests, sha512 digests
 //! and the rule that nothing referencing missing content ever becomes visible.
 //!
-//! Layout: each `#[test]` starts its own registry (so tests run in parallel and never see
-//! each other's content) and hands its base URL to one `check_*` function. The checks only
+//! Layout: each test starts its own registry (so tests run in parallel and never see each
+//! other's content) and hands its base URL to one `check_*` function; each group runs twice,
+//! on the embedded defaults and with `--database-url` on a real PostgreSQL server. The checks only
 //! speak HTTP through [`Registry`], so they run unchanged against any registry. Every
 //! assertion names what it expected and prints the full request and response it got.
 //!
@@ -89,20 +90,47 @@ const SPEC_ERROR_CODES: &[&str] = &[
     "TOOMANYREQUESTS",
 ];
 
-/// Starts a fresh registry and runs one group of checks against its base URL.
-fn run(check: fn(&Registry)) {
-    let berth = common::Berth::start();
+/// Starts a fresh registry (with `args`) and runs one group of checks against its base URL.
+fn run(args: &[&str], check: fn(&Registry)) {
+    let berth = common::Berth::start_with(args);
     check(&Registry::new(&berth.url).with_basic_auth("admin", common::ADMIN_PASSWORD));
+}
+
+/// [`run`] on the embedded defaults.
+fn run_embedded(check: fn(&Registry)) {
+    run(&[], check);
+}
+
+/// [`run`] with metadata and identities in a fresh database of a real PostgreSQL server
+/// (one server for the whole test binary).
+fn run_on_postgres(check: fn(&Registry)) {
+    let url = berth_testkit::postgres::TestPostgres::shared().database();
+    run(&["--database-url", &url], check);
+}
+
+/// A group of checks as two tests: `<name>` on the embedded defaults, and
+/// `<name>::on_postgres` on PostgreSQL (same checks, same answers expected).
+macro_rules! conformance_test {
+    ($test:ident, $check:ident) => {
+        #[test]
+        fn $test() {
+            run_embedded($check);
+        }
+
+        mod $test {
+            #[test]
+            fn on_postgres() {
+                super::run_on_postgres(super::$check);
+            }
+        }
+    };
 }
 
 // ---------------------------------------------------------------------------------------
 // Base
 // ---------------------------------------------------------------------------------------
 
-#[test]
-fn base_api_version_check() {
-    run(check_base_api_version);
-}
+conformance_test!(base_api_version_check, check_base_api_version);
 
 /// `GET /v2/` answers 200 and names the API version (SPEC §1; spec "API version check").
 fn check_base_api_version(reg: &Registry) {
@@ -120,10 +148,7 @@ fn check_base_api_version(reg: &Registry) {
 // Pull
 // ---------------------------------------------------------------------------------------
 
-#[test]
-fn pull_blobs() {
-    run(check_pull_blobs);
-}
+conformance_test!(pull_blobs, check_pull_blobs);
 
 /// Official "Pull blobs": HEAD/GET of a missing blob is 404, of a present blob is 200.
 fn check_pull_blobs(reg: &Registry) {
@@ -166,10 +191,10 @@ fn check_pull_blobs(reg: &Registry) {
     );
 }
 
-#[test]
-fn pull_content_is_scoped_to_its_repository() {
-    run(check_pull_scoped_to_repository);
-}
+conformance_test!(
+    pull_content_is_scoped_to_its_repository,
+    check_pull_scoped_to_repository
+);
 
 /// A blob or manifest pushed to one repository is not found through another one, even on a
 /// registry that stores content once (otherwise access control per repository would leak).
@@ -215,10 +240,7 @@ fn check_pull_scoped_to_repository(reg: &Registry) {
     );
 }
 
-#[test]
-fn pull_blob_range_requests() {
-    run(check_pull_blob_range);
-}
+conformance_test!(pull_blob_range_requests, check_pull_blob_range);
 
 /// SPEC §1 "blob HEAD/GET (with `Range`)": partial content as RFC 9110 defines it.
 fn check_pull_blob_range(reg: &Registry) {
@@ -265,10 +287,7 @@ fn check_pull_blob_range(reg: &Registry) {
     );
 }
 
-#[test]
-fn pull_manifests() {
-    run(check_pull_manifests);
-}
+conformance_test!(pull_manifests, check_pull_manifests);
 
 /// Official "Pull manifests": HEAD and GET by digest and by tag, 404 for a missing one.
 fn check_pull_manifests(reg: &Registry) {
@@ -315,10 +334,10 @@ fn check_pull_manifests(reg: &Registry) {
     }
 }
 
-#[test]
-fn pull_manifest_invalid_reference_is_404() {
-    run(check_pull_manifest_invalid_reference);
-}
+conformance_test!(
+    pull_manifest_invalid_reference_is_404,
+    check_pull_manifest_invalid_reference
+);
 
 /// Official pull "HEAD request to nonexistent manifest should return 404" and "GET
 /// nonexistent manifest should return 404", and push "GET nonexistent manifest should return
@@ -342,10 +361,7 @@ fn check_pull_manifest_invalid_reference(reg: &Registry) {
     );
 }
 
-#[test]
-fn pull_error_body_is_oci_json() {
-    run(check_pull_error_codes);
-}
+conformance_test!(pull_error_body_is_oci_json, check_pull_error_codes);
 
 /// Official "Error codes": a bad manifest PUT to the reference `sha256:totallywrong` is
 /// refused (the suite accepts 400 or 404) and a 400 carries the spec's error JSON.
@@ -373,10 +389,7 @@ fn check_pull_error_codes(reg: &Registry) {
     }
 }
 
-#[test]
-fn pull_teardown_deletes() {
-    run(check_pull_teardown);
-}
+conformance_test!(pull_teardown_deletes, check_pull_teardown);
 
 /// Official pull "Teardown": the manifest and both blobs can be deleted. The suite also
 /// accepts 405 (deletes disabled); Berth supports deletes (SPEC §1), so 202 is required.
@@ -395,10 +408,7 @@ fn check_pull_teardown(reg: &Registry) {
 // Push: blob uploads
 // ---------------------------------------------------------------------------------------
 
-#[test]
-fn push_blob_streamed() {
-    run(check_push_blob_streamed);
-}
+conformance_test!(push_blob_streamed, check_push_blob_streamed);
 
 /// Official "Blob Upload Streamed": PATCH without `Content-Range`, then PUT with the digest.
 /// Beyond it: a second streamed PATCH appends, and `Range` tracks the bytes received.
@@ -478,10 +488,10 @@ fn check_push_blob_streamed(reg: &Registry) {
     reg.expect_blob(REPO, &blob, "blob uploaded in two streamed PATCHes");
 }
 
-#[test]
-fn push_blob_monolithic_single_post() {
-    run(check_push_blob_single_post);
-}
+conformance_test!(
+    push_blob_monolithic_single_post,
+    check_push_blob_single_post
+);
 
 /// Official "POST request with digest and blob should yield a 201 or 202" and the GET that
 /// follows: 201 means the blob is there at once; 202 means "continue with PUT", and the
@@ -524,10 +534,7 @@ fn check_push_blob_single_post(reg: &Registry) {
     }
 }
 
-#[test]
-fn push_blob_monolithic_post_then_put() {
-    run(check_push_blob_post_put);
-}
+conformance_test!(push_blob_monolithic_post_then_put, check_push_blob_post_put);
 
 /// Official "Blob Upload Monolithic": POST opens a session (202 + Location), PUT with the
 /// body and digest completes it (201 + Location), and the blob is then served.
@@ -571,10 +578,7 @@ fn check_push_blob_post_put(reg: &Registry) {
     expect_header(&resp, "Content-Length", "0", "HEAD of the zero-length blob");
 }
 
-#[test]
-fn push_blob_chunked() {
-    run(check_push_blob_chunked);
-}
+conformance_test!(push_blob_chunked, check_push_blob_chunked);
 
 /// Official "Blob Upload Chunked", in order: first chunk 202 with `Range`, a retried first
 /// chunk 416, the session's status 204 with `Location` and `Range`, second chunk 202, PUT
@@ -625,10 +629,10 @@ fn check_push_blob_chunked(reg: &Registry) {
     reg.expect_blob(REPO, &blob, "blob uploaded in two chunks");
 }
 
-#[test]
-fn push_blob_chunked_out_of_order() {
-    run(check_push_blob_chunked_out_of_order);
-}
+conformance_test!(
+    push_blob_chunked_out_of_order,
+    check_push_blob_chunked_out_of_order
+);
 
 /// Official "Out-of-order blob upload should return 416"; beyond it, the session survives
 /// the refusal and the upload completes in order afterwards.
@@ -665,10 +669,10 @@ fn check_push_blob_chunked_out_of_order(reg: &Registry) {
     reg.expect_blob(REPO, &blob, "blob uploaded after an out-of-order chunk");
 }
 
-#[test]
-fn push_blob_chunked_last_chunk_in_put() {
-    run(check_push_blob_last_chunk_in_put);
-}
+conformance_test!(
+    push_blob_chunked_last_chunk_in_put,
+    check_push_blob_last_chunk_in_put
+);
 
 /// Spec: "The final chunk MAY be uploaded ... in the closing PUT request".
 fn check_push_blob_last_chunk_in_put(reg: &Registry) {
@@ -694,10 +698,10 @@ fn check_push_blob_last_chunk_in_put(reg: &Registry) {
     reg.expect_blob(REPO, &blob, "blob whose last chunk came with the PUT");
 }
 
-#[test]
-fn push_blob_chunk_length_mismatch() {
-    run(check_push_blob_chunk_length_mismatch);
-}
+conformance_test!(
+    push_blob_chunk_length_mismatch,
+    check_push_blob_chunk_length_mismatch
+);
 
 /// A chunk whose `Content-Range` length disagrees with its body is 400 `SIZE_INVALID`
 /// (code-10, "provided length did not match content length"). Its start offset is right, so
@@ -732,10 +736,7 @@ fn check_push_blob_chunk_length_mismatch(reg: &Registry) {
     );
 }
 
-#[test]
-fn push_blob_digest_mismatch() {
-    run(check_push_blob_digest_mismatch);
-}
+conformance_test!(push_blob_digest_mismatch, check_push_blob_digest_mismatch);
 
 /// SPEC §1 "Digests are verified on every write": a PUT whose digest does not match the
 /// bytes is 400 `DIGEST_INVALID`, and neither digest becomes visible.
@@ -788,10 +789,10 @@ fn check_push_blob_digest_mismatch(reg: &Registry) {
     );
 }
 
-#[test]
-fn push_blob_malformed_or_missing_digest() {
-    run(check_push_blob_bad_digest_parameter);
-}
+conformance_test!(
+    push_blob_malformed_or_missing_digest,
+    check_push_blob_bad_digest_parameter
+);
 
 /// A closing PUT with a malformed digest is 400 `DIGEST_INVALID`; without any digest it
 /// is 400 too (`DIGEST_INVALID` or `BLOB_UPLOAD_INVALID`).
@@ -829,10 +830,10 @@ fn check_push_blob_bad_digest_parameter(reg: &Registry) {
     );
 }
 
-#[test]
-fn push_blob_upload_status_and_cancel() {
-    run(check_push_blob_upload_status_and_cancel);
-}
+conformance_test!(
+    push_blob_upload_status_and_cancel,
+    check_push_blob_upload_status_and_cancel
+);
 
 /// Upload session status and cancel (spec end-13, end-14): GET is 204 with `Range`, DELETE
 /// is 204, and the cancelled session is then 404 `BLOB_UPLOAD_UNKNOWN`.
@@ -890,10 +891,7 @@ fn check_push_blob_upload_status_and_cancel(reg: &Registry) {
     );
 }
 
-#[test]
-fn push_blob_sha512() {
-    run(check_push_blob_sha512);
-}
+conformance_test!(push_blob_sha512, check_push_blob_sha512);
 
 /// SPEC §1 "Digests are verified on every write (sha256 and sha512)": sha512 blobs upload
 /// monolithically and in chunks, are served under their sha512 digest, and a wrong sha512
@@ -967,10 +965,10 @@ fn check_push_blob_sha512(reg: &Registry) {
 // Push: cross-repository mount
 // ---------------------------------------------------------------------------------------
 
-#[test]
-fn push_mount_without_from_unknown_blob() {
-    run(check_mount_without_from_unknown);
-}
+conformance_test!(
+    push_mount_without_from_unknown_blob,
+    check_mount_without_from_unknown
+);
 
 /// Official "Cross-mounting of a blob without the from argument should yield session id":
 /// a mount of a blob the registry does not have opens an upload session (202).
@@ -992,10 +990,10 @@ fn check_mount_without_from_unknown(reg: &Registry) {
     );
 }
 
-#[test]
-fn push_mount_from_other_repository() {
-    run(check_mount_from_other_repository);
-}
+conformance_test!(
+    push_mount_from_other_repository,
+    check_mount_from_other_repository
+);
 
 /// Official "POST request to mount another repository's blob" and the GET that follows.
 /// The suite accepts 201 or 202; Berth implements mounting (SPEC §1), so 201 is required,
@@ -1039,10 +1037,10 @@ fn check_mount_from_other_repository(reg: &Registry) {
     expect_body(&resp, &blob.bytes, "GET of a mounted blob");
 }
 
-#[test]
-fn push_mount_without_from_known_blob() {
-    run(check_mount_without_from_known);
-}
+conformance_test!(
+    push_mount_without_from_known_blob,
+    check_mount_without_from_known
+);
 
 /// Official "Cross-mounting without from" (automatic content discovery): the registry may
 /// mount a blob it holds elsewhere (201, blob then readable) or open a session (202).
@@ -1072,10 +1070,10 @@ fn check_mount_without_from_known(reg: &Registry) {
     }
 }
 
-#[test]
-fn push_mount_from_repository_without_the_blob() {
-    run(check_mount_from_repository_without_blob);
-}
+conformance_test!(
+    push_mount_from_repository_without_the_blob,
+    check_mount_from_repository_without_blob
+);
 
 /// A mount naming a `from` repository that does not hold the blob must not mount it from
 /// elsewhere (that would bypass the source's access control): 202 and a session.
@@ -1110,10 +1108,7 @@ fn check_mount_from_repository_without_blob(reg: &Registry) {
 // Push: manifests
 // ---------------------------------------------------------------------------------------
 
-#[test]
-fn push_manifest_by_tags() {
-    run(check_push_manifest_by_tags);
-}
+conformance_test!(push_manifest_by_tags, check_push_manifest_by_tags);
 
 /// Official "Manifest Upload": the same manifest PUT to four tags is 201 with `Location`
 /// each time; GET by digest is then 200. (Its "GET nonexistent manifest should return 404"
@@ -1141,10 +1136,7 @@ fn check_push_manifest_by_tags(reg: &Registry) {
     reg.expect_manifest(REPO, "test3", &image.manifest, "manifest pushed by tag");
 }
 
-#[test]
-fn push_manifest_retag() {
-    run(check_push_manifest_retag);
-}
+conformance_test!(push_manifest_retag, check_push_manifest_retag);
 
 /// PUT of another manifest to an existing tag moves the tag; the manifest it pointed to
 /// stays reachable by digest.
@@ -1174,10 +1166,10 @@ fn check_push_manifest_retag(reg: &Registry) {
     );
 }
 
-#[test]
-fn push_manifest_without_layers() {
-    run(check_push_manifest_without_layers);
-}
+conformance_test!(
+    push_manifest_without_layers,
+    check_push_manifest_without_layers
+);
 
 /// Official "Registry should accept a manifest upload with no layers" (the suite only warns
 /// on refusal; Berth accepts it: the image spec allows an empty `layers`).
@@ -1199,10 +1191,7 @@ fn check_push_manifest_without_layers(reg: &Registry) {
     reg.expect_manifest(REPO, "emptylayer", &manifest, "manifest with no layers");
 }
 
-#[test]
-fn push_manifest_empty_config() {
-    run(check_push_manifest_empty_config);
-}
+conformance_test!(push_manifest_empty_config, check_push_manifest_empty_config);
 
 /// Official push "Setup" (the empty JSON blob has the image spec's digest) and a manifest
 /// whose config is the empty descriptor `application/vnd.oci.empty.v1+json`.
@@ -1244,10 +1233,7 @@ fn check_push_manifest_empty_config(reg: &Registry) {
     );
 }
 
-#[test]
-fn push_manifest_artifacts() {
-    run(check_push_manifest_artifacts);
-}
+conformance_test!(push_manifest_artifacts, check_push_manifest_artifacts);
 
 /// Official "manifest upload with custom config/mediaType (as artifact type)" and "with
 /// custom artifactType" [OCI-Image v1.1].
@@ -1304,10 +1290,10 @@ fn check_push_manifest_artifacts(reg: &Registry) {
     reg.expect_manifest(REPO, &artifact.digest, &artifact, "artifactType artifact");
 }
 
-#[test]
-fn push_manifest_index_and_nested_index() {
-    run(check_push_index_and_nested_index);
-}
+conformance_test!(
+    push_manifest_index_and_nested_index,
+    check_push_index_and_nested_index
+);
 
 /// Official "manifest upload with image index" and "with nested image index".
 fn check_push_index_and_nested_index(reg: &Registry) {
@@ -1342,10 +1328,10 @@ fn check_push_index_and_nested_index(reg: &Registry) {
     reg.expect_manifest(REPO, "nested", &nested, "nested image index");
 }
 
-#[test]
-fn push_manifest_dangling_subject() {
-    run(check_push_manifest_dangling_subject);
-}
+conformance_test!(
+    push_manifest_dangling_subject,
+    check_push_manifest_dangling_subject
+);
 
 /// Official "Dangling subject": a manifest whose `subject` is not (yet) in the registry is
 /// accepted, and the registry says it processed the subject with `OCI-Subject`.
@@ -1382,10 +1368,10 @@ fn check_push_manifest_dangling_subject(reg: &Registry) {
     );
 }
 
-#[test]
-fn push_manifest_docker_media_types() {
-    run(check_push_docker_media_types);
-}
+conformance_test!(
+    push_manifest_docker_media_types,
+    check_push_docker_media_types
+);
 
 /// SPEC §1 content negotiation: Docker schema 2 manifests and manifest lists are stored and
 /// served with their own media type.
@@ -1418,10 +1404,10 @@ fn check_push_docker_media_types(reg: &Registry) {
     reg.expect_manifest(REPO, "dockerlist", &list, "Docker manifest list");
 }
 
-#[test]
-fn push_manifest_bytes_served_verbatim() {
-    run(check_push_manifest_verbatim);
-}
+conformance_test!(
+    push_manifest_bytes_served_verbatim,
+    check_push_manifest_verbatim
+);
 
 /// The registry stores a manifest "exactly as provided": odd whitespace, key order, CRLF,
 /// escapes and raw UTF-8 all come back byte for byte, under the digest of those bytes.
@@ -1464,10 +1450,10 @@ fn check_push_manifest_verbatim(reg: &Registry) {
     );
 }
 
-#[test]
-fn push_manifest_missing_blob_refused() {
-    run(check_push_manifest_missing_blob);
-}
+conformance_test!(
+    push_manifest_missing_blob_refused,
+    check_push_manifest_missing_blob
+);
 
 /// SPEC §1 "a manifest [is visible] only after every blob ... it references exists": a
 /// missing layer or config is 400 `MANIFEST_BLOB_UNKNOWN` and nothing becomes visible.
@@ -1510,10 +1496,10 @@ fn check_push_manifest_missing_blob(reg: &Registry) {
     );
 }
 
-#[test]
-fn push_index_missing_child_refused() {
-    run(check_push_index_missing_child);
-}
+conformance_test!(
+    push_index_missing_child_refused,
+    check_push_index_missing_child
+);
 
 /// An index naming a child manifest the repository does not hold is 400
 /// `MANIFEST_BLOB_UNKNOWN`, and is not visible afterwards.
@@ -1544,10 +1530,7 @@ fn check_push_index_missing_child(reg: &Registry) {
     );
 }
 
-#[test]
-fn push_manifest_invalid_refused() {
-    run(check_push_manifest_invalid);
-}
+conformance_test!(push_manifest_invalid_refused, check_push_manifest_invalid);
 
 /// A body that is not a manifest of the declared type is 400 `MANIFEST_INVALID`.
 fn check_push_manifest_invalid(reg: &Registry) {
@@ -1577,10 +1560,10 @@ fn check_push_manifest_invalid(reg: &Registry) {
     expect_status(&resp, 404, "GET of a tag whose manifest was refused");
 }
 
-#[test]
-fn push_manifest_digest_mismatch_refused() {
-    run(check_push_manifest_digest_mismatch);
-}
+conformance_test!(
+    push_manifest_digest_mismatch_refused,
+    check_push_manifest_digest_mismatch
+);
 
 /// A manifest PUT by digest whose body has another digest is 400 `DIGEST_INVALID`.
 fn check_push_manifest_digest_mismatch(reg: &Registry) {
@@ -1603,10 +1586,10 @@ fn check_push_manifest_digest_mismatch(reg: &Registry) {
     }
 }
 
-#[test]
-fn push_manifest_invalid_tag_refused() {
-    run(check_push_manifest_invalid_tag);
-}
+conformance_test!(
+    push_manifest_invalid_tag_refused,
+    check_push_manifest_invalid_tag
+);
 
 /// A PUT to a reference that is neither a digest nor a tag (`[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`)
 /// is 400 `TAG_INVALID`.
@@ -1632,10 +1615,7 @@ fn check_push_manifest_invalid_tag(reg: &Registry) {
     );
 }
 
-#[test]
-fn push_manifest_size_limit() {
-    run(check_push_manifest_size_limit);
-}
+conformance_test!(push_manifest_size_limit, check_push_manifest_size_limit);
 
 /// Spec: registries should accept manifests of at least 4 MiB and refuse larger ones with
 /// 413. A manifest of exactly 4 MiB is accepted and served intact; one byte more is 413
@@ -1661,10 +1641,7 @@ fn check_push_manifest_size_limit(reg: &Registry) {
     reg.expect_no_manifest(REPO, "over4mib", &over.digest, "manifest over 4 MiB");
 }
 
-#[test]
-fn push_manifest_sha512() {
-    run(check_push_manifest_sha512);
-}
+conformance_test!(push_manifest_sha512, check_push_manifest_sha512);
 
 /// SPEC §1 sha512: a manifest PUT under its sha512 digest is stored and served under that
 /// digest, a wrong sha512 digest is refused, and manifests may reference sha512 blobs.
@@ -1736,10 +1713,7 @@ fn check_push_manifest_sha512(reg: &Registry) {
     );
 }
 
-#[test]
-fn push_teardown_deletes() {
-    run(check_push_teardown);
-}
+conformance_test!(push_teardown_deletes, check_push_teardown);
 
 /// Official push "Teardown": the manifest, the config and layer blobs, and the empty JSON
 /// blob can be deleted (202; the suite also accepts 404/405, Berth supports deletes).
@@ -1779,10 +1753,7 @@ fn tags_setup(reg: &Registry) -> Image {
     image
 }
 
-#[test]
-fn discovery_tags_list() {
-    run(check_tags_list);
-}
+conformance_test!(discovery_tags_list, check_tags_list);
 
 /// Official "GET request to list tags should yield 200 response": the exact tag set, sorted.
 fn check_tags_list(reg: &Registry) {
@@ -1802,10 +1773,10 @@ fn check_tags_list(reg: &Registry) {
     );
 }
 
-#[test]
-fn discovery_tags_pagination_n_and_link() {
-    run(check_tags_pagination_n);
-}
+conformance_test!(
+    discovery_tags_pagination_n_and_link,
+    check_tags_pagination_n
+);
 
 /// Official "number of tags should be limitable by `n`"; beyond it, the `Link` header of
 /// SPEC §1 leads to the next page, and the last page has none.
@@ -1849,10 +1820,7 @@ fn check_tags_pagination_n(reg: &Registry) {
     );
 }
 
-#[test]
-fn discovery_tags_pagination_last() {
-    run(check_tags_pagination_last);
-}
+conformance_test!(discovery_tags_pagination_last, check_tags_pagination_last);
 
 /// Official "start of tag is set by `last`": tags strictly after `last`, at most `n`.
 fn check_tags_pagination_last(reg: &Registry) {
@@ -1886,10 +1854,7 @@ fn check_tags_pagination_last(reg: &Registry) {
     );
 }
 
-#[test]
-fn discovery_tags_lexical_order() {
-    run(check_tags_lexical_order);
-}
+conformance_test!(discovery_tags_lexical_order, check_tags_lexical_order);
 
 /// Tags come back in lexical order, whatever the push order. The tags are all lowercase so
 /// that the spec's two allowed orders (case-insensitive lexical, or ASCII as Go's
@@ -1910,10 +1875,10 @@ fn check_tags_lexical_order(reg: &Registry) {
     );
 }
 
-#[test]
-fn discovery_tags_unknown_repository() {
-    run(check_tags_unknown_repository);
-}
+conformance_test!(
+    discovery_tags_unknown_repository,
+    check_tags_unknown_repository
+);
 
 /// The tag list of a repository that does not exist is 404 `NAME_UNKNOWN`.
 fn check_tags_unknown_repository(reg: &Registry) {
@@ -1926,10 +1891,7 @@ fn check_tags_unknown_repository(reg: &Registry) {
     );
 }
 
-#[test]
-fn discovery_catalog_pagination() {
-    run(check_catalog);
-}
+conformance_test!(discovery_catalog_pagination, check_catalog);
 
 /// SPEC §1 "`/v2/_catalog` with the same pagination": lexical order, `n`, `last`, `Link`.
 fn check_catalog(reg: &Registry) {
@@ -2088,10 +2050,7 @@ fn referrers_setup(reg: &Registry) -> Referrers {
     }
 }
 
-#[test]
-fn discovery_referrers_push_with_subject() {
-    run(check_referrers_setup);
-}
+conformance_test!(discovery_referrers_push_with_subject, check_referrers_setup);
 
 /// Official "References setup": every manifest with a `subject` is accepted with
 /// `OCI-Subject: <subject digest>`, before or after the subject exists.
@@ -2116,10 +2075,7 @@ fn check_referrers_setup(reg: &Registry) {
     }
 }
 
-#[test]
-fn discovery_referrers_list() {
-    run(check_referrers_list);
-}
+conformance_test!(discovery_referrers_list, check_referrers_list);
 
 /// Official "GET request to existing blob should yield 200" (referrers): an image index of
 /// exactly the five referrers, each with its media type, size, artifact type (falling back
@@ -2135,10 +2091,10 @@ fn check_referrers_list(reg: &Registry) {
     expect_referrers(&resp, &fixture.of_subject.iter().collect::<Vec<_>>(), what);
 }
 
-#[test]
-fn discovery_referrers_filter_by_artifact_type() {
-    run(check_referrers_filter);
-}
+conformance_test!(
+    discovery_referrers_filter_by_artifact_type,
+    check_referrers_filter
+);
 
 /// Official "GET request to existing blob with filter": SPEC §1 `?artifactType=` is
 /// implemented by Berth, so the filter must be applied and announced with
@@ -2172,10 +2128,10 @@ fn check_referrers_filter(reg: &Registry) {
     expect_referrers(&resp, &[], what);
 }
 
-#[test]
-fn discovery_referrers_missing_subject() {
-    run(check_referrers_missing_subject);
-}
+conformance_test!(
+    discovery_referrers_missing_subject,
+    check_referrers_missing_subject
+);
 
 /// Official "GET request to missing manifest should yield 200": the referrers of a subject
 /// that was never pushed list the one manifest pointing at it.
@@ -2197,10 +2153,10 @@ fn check_referrers_missing_subject(reg: &Registry) {
     );
 }
 
-#[test]
-fn discovery_referrers_unknown_digest_is_empty() {
-    run(check_referrers_unknown_digest);
-}
+conformance_test!(
+    discovery_referrers_unknown_digest_is_empty,
+    check_referrers_unknown_digest
+);
 
 /// Official "GET request to nonexistent blob should result in empty 200 response".
 fn check_referrers_unknown_digest(reg: &Registry) {
@@ -2214,10 +2170,10 @@ fn check_referrers_unknown_digest(reg: &Registry) {
     expect_referrers(&resp, &[], what);
 }
 
-#[test]
-fn discovery_referrers_invalid_digest() {
-    run(check_referrers_invalid_digest);
-}
+conformance_test!(
+    discovery_referrers_invalid_digest,
+    check_referrers_invalid_digest
+);
 
 /// Spec: "If the request is invalid, such as a `<digest>` with an invalid syntax, a
 /// `400 Bad Request` MUST be returned."
@@ -2227,10 +2183,10 @@ fn check_referrers_invalid_digest(reg: &Registry) {
     expect_status(&resp, 400, "GET of the referrers of `sha256:not-a-digest`");
 }
 
-#[test]
-fn discovery_referrers_follow_deletion() {
-    run(check_referrers_follow_deletion);
-}
+conformance_test!(
+    discovery_referrers_follow_deletion,
+    check_referrers_follow_deletion
+);
 
 /// A deleted referrer leaves the referrers list (official discovery "Teardown" deletes
 /// each referrer; this also checks the list afterwards).
@@ -2361,10 +2317,7 @@ fn management_setup(reg: &Registry) -> (Image, Image) {
     (image, other)
 }
 
-#[test]
-fn management_delete_tag() {
-    run(check_delete_tag);
-}
+conformance_test!(management_delete_tag, check_delete_tag);
 
 /// Official "DELETE request to manifest tag should return 202" (the suite also accepts 400
 /// `UNSUPPORTED` or 405; Berth supports untagging, SPEC §2 `content/delete`). Deleting a tag
@@ -2394,10 +2347,7 @@ fn check_delete_tag(reg: &Registry) {
     );
 }
 
-#[test]
-fn management_delete_manifest() {
-    run(check_delete_manifest);
-}
+conformance_test!(management_delete_manifest, check_delete_manifest);
 
 /// Official "DELETE request to manifest (digest) should yield 202", "GET request to deleted
 /// manifest URL should yield 404" and "GET request to tags list should reflect manifest
@@ -2432,10 +2382,7 @@ fn check_delete_manifest(reg: &Registry) {
     reg.expect_manifest(REPO, "other", &other.manifest, "unrelated manifest");
 }
 
-#[test]
-fn management_delete_blob() {
-    run(check_delete_blob);
-}
+conformance_test!(management_delete_blob, check_delete_blob);
 
 /// Official "DELETE request to blob URL should yield 202" and "GET request to deleted blob
 /// URL should yield 404"; a second DELETE is 404 `BLOB_UNKNOWN`.
@@ -2466,10 +2413,7 @@ fn check_delete_blob(reg: &Registry) {
     }
 }
 
-#[test]
-fn management_delete_unknown() {
-    run(check_delete_unknown);
-}
+conformance_test!(management_delete_unknown, check_delete_unknown);
 
 /// Deleting what is not there is 404 with the matching code.
 fn check_delete_unknown(reg: &Registry) {
@@ -2500,10 +2444,7 @@ fn check_delete_unknown(reg: &Registry) {
 // Repository names
 // ---------------------------------------------------------------------------------------
 
-#[test]
-fn names_invalid_grammar_refused() {
-    run(check_invalid_names);
-}
+conformance_test!(names_invalid_grammar_refused, check_invalid_names);
 
 /// Repository names must match `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/...)*`: a `..` (as a
 /// component or inside one), an empty component or an uppercase letter is 400

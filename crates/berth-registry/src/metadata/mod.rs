@@ -311,9 +311,71 @@ pub enum RepositoryRemoval {
     Unknown,
 }
 
+/// Background work that runs in one process at a time among all those sharing a store
+/// (several nodes on one PostgreSQL database): see [`MetadataStore::try_exclusive`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Exclusive {
+    /// A garbage collection (scheduled or on demand).
+    GarbageCollection,
+    /// Removing abandoned upload sessions.
+    UploadSweep,
+    /// Pruning the change log.
+    ChangeLogPruning,
+    /// Delivering webhooks (`berth-events`): one deliverer follows the log for all nodes.
+    WebhookDelivery,
+}
+
+impl Exclusive {
+    /// Every kind.
+    pub const ALL: [Exclusive; 4] = [
+        Exclusive::GarbageCollection,
+        Exclusive::UploadSweep,
+        Exclusive::ChangeLogPruning,
+        Exclusive::WebhookDelivery,
+    ];
+
+    /// Its name, for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Exclusive::GarbageCollection => "garbage collection",
+            Exclusive::UploadSweep => "upload sweep",
+            Exclusive::ChangeLogPruning => "change-log pruning",
+            Exclusive::WebhookDelivery => "webhook delivery",
+        }
+    }
+}
+
+/// The right to run an [`Exclusive`] task, held until dropped (or until the process dies:
+/// a store shared by several processes releases it with the holder's connection).
+pub struct ExclusiveGuard(#[allow(dead_code)] Box<dyn Send + Sync>);
+
+impl ExclusiveGuard {
+    /// A guard that releases by dropping `held`.
+    pub fn new(held: impl Send + Sync + 'static) -> Self {
+        ExclusiveGuard(Box::new(held))
+    }
+}
+
+impl std::fmt::Debug for ExclusiveGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExclusiveGuard")
+    }
+}
+
 /// Storage for everything but blob bytes.
 #[async_trait]
 pub trait MetadataStore: Send + Sync + 'static {
+    /// Whether other processes (other nodes) may write to this store while this one runs:
+    /// then nothing read from it may be kept in memory and served later without asking it
+    /// again (a client may write through one node and read through another at once).
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Takes the right to run `task` if no one else holds it, among every process sharing
+    /// this store; `None` if another holds it (skip this turn, or say so).
+    async fn try_exclusive(&self, task: Exclusive) -> Result<Option<ExclusiveGuard>>;
+
     /// Whether the repository exists.
     async fn repository_exists(&self, repository: &RepositoryName) -> Result<bool>;
 

@@ -22,14 +22,14 @@ use berth_oci::time::{unix_now, unix_now_ms as now_ms};
 use berth_oci::{Digest, RepositoryName, Tag};
 use bytes::Bytes;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Row};
 
 use super::sql::{Clause, listing};
 use super::{
-    BlobClaim, BlobGeneration, BlobRecord, Change, ChangeAction, ChangeEvent, GcRun, LinkSource,
-    ManifestDetail, MetadataError, MetadataStore, NewManifest, Origin, PutManifestError, Referrer,
-    RepositoryRemoval, RepositorySummary, Result, Selection, StoredManifest, TagDetail, Target,
-    UploadRecord,
+    BlobClaim, BlobGeneration, BlobRecord, Change, ChangeAction, ChangeEvent, Exclusive,
+    ExclusiveGuard, GcRun, LinkSource, ManifestDetail, MetadataError, MetadataStore, NewManifest,
+    Origin, PutManifestError, Referrer, RepositoryRemoval, RepositorySummary, Result, Selection,
+    StoredManifest, TagDetail, Target, UploadRecord,
 };
 use crate::UploadId;
 use crate::change::{ChangeError, FlatChange};
@@ -37,6 +37,21 @@ use crate::change::{ChangeError, FlatChange};
 /// The advisory lock every write transaction holds: writers commit one at a time.
 /// (`b"berthmd1"` as a number, so it does not collide with another application's lock.)
 pub const WRITERS: i64 = i64::from_be_bytes(*b"berthmd1");
+
+/// The schema the metadata live in (its own migrations table included), so the metadata
+/// and the identities can share one database, and sit beside other applications' tables.
+pub const SCHEMA: &str = "berth_registry";
+
+/// The advisory lock of an [`Exclusive`] task (`b"berthex"` and the task's number).
+fn exclusive_key(task: Exclusive) -> i64 {
+    let number = match task {
+        Exclusive::GarbageCollection => 1,
+        Exclusive::UploadSweep => 2,
+        Exclusive::ChangeLogPruning => 3,
+        Exclusive::WebhookDelivery => 4,
+    };
+    i64::from_be_bytes([b'b', b'e', b'r', b't', b'h', b'e', b'x', number])
+}
 
 /// Metadata in a PostgreSQL database.
 #[derive(Debug, Clone)]
@@ -59,17 +74,28 @@ fn parse_digest(s: &str) -> Result<Digest> {
 impl PostgresMetadata {
     /// Connects to the database at `url` (`postgres://…`) and migrates it if needed.
     pub async fn connect(url: &str) -> Result<Self> {
-        let options = PgConnectOptions::from_str(url).map_err(err)?;
+        let options = PgConnectOptions::from_str(url)
+            .map_err(err)?
+            .options([("search_path", SCHEMA)]);
+        // One connection first, so that an unreachable server or a refused login is said
+        // at once and as it is, not as a pool timing out 30 s later.
+        options
+            .connect()
+            .await
+            .map_err(err)?
+            .close()
+            .await
+            .map_err(err)?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.clone())
             .await
             .map_err(err)?;
-        sqlx::migrate!("./migrations/postgres")
-            .run(&pool)
-            .await
-            .map_err(err)?;
+        let mut migrator = sqlx::migrate!("./migrations/postgres");
+        migrator.create_schema(SCHEMA);
+        migrator.dangerous_set_table_name("berth_registry._sqlx_migrations");
+        migrator.run(&pool).await.map_err(err)?;
         let progress = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
@@ -77,6 +103,17 @@ impl PostgresMetadata {
             .await
             .map_err(err)?;
         Ok(PostgresMetadata { pool, progress })
+    }
+
+    /// The last migration applied to the database.
+    pub async fn schema_version(&self) -> Result<i64> {
+        sqlx::query(
+            "SELECT COALESCE(MAX(version), 0) FROM berth_registry._sqlx_migrations WHERE success",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map(|row| row.get(0))
+        .map_err(err)
     }
 
     /// A read-only transaction that sees one snapshot for all its statements.
@@ -281,6 +318,25 @@ fn stored_manifest(row: PgRow) -> Result<StoredManifest> {
 
 #[async_trait]
 impl MetadataStore for PostgresMetadata {
+    fn shared(&self) -> bool {
+        true
+    }
+
+    async fn try_exclusive(&self, task: Exclusive) -> Result<Option<ExclusiveGuard>> {
+        // A session-level advisory lock on a connection of its own, taken out of the pool:
+        // the lock lasts as long as that session. Dropping the guard closes the connection,
+        // which releases it (as a crash of this process does); the connection never goes
+        // back to the pool with the lock still held.
+        let mut conn = self.pool.acquire().await.map_err(err)?.detach();
+        let taken: bool = sqlx::query("SELECT pg_try_advisory_lock($1)")
+            .bind(exclusive_key(task))
+            .fetch_one(&mut conn)
+            .await
+            .map_err(err)?
+            .get(0);
+        Ok(taken.then(|| ExclusiveGuard::new(conn)))
+    }
+
     async fn repository_exists(&self, repository: &RepositoryName) -> Result<bool> {
         let mut conn = self.pool.acquire().await.map_err(err)?;
         Ok(repository_id(&mut conn, repository).await?.is_some())

@@ -3,9 +3,10 @@
 //! Writes run in `BEGIN IMMEDIATE` transactions, so a transaction that reads and then writes
 //! never fails on a lock upgrade: SQLite serialises writers, and readers never wait.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,10 +18,10 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::sql::{Clause, listing};
 use super::{
-    BlobClaim, BlobGeneration, BlobRecord, Change, ChangeAction, ChangeEvent, GcRun, LinkSource,
-    ManifestDetail, MetadataError, MetadataStore, NewManifest, Origin, PutManifestError, Referrer,
-    RepositoryRemoval, RepositorySummary, Result, Selection, StoredManifest, TagDetail, Target,
-    UploadRecord,
+    BlobClaim, BlobGeneration, BlobRecord, Change, ChangeAction, ChangeEvent, Exclusive,
+    ExclusiveGuard, GcRun, LinkSource, ManifestDetail, MetadataError, MetadataStore, NewManifest,
+    Origin, PutManifestError, Referrer, RepositoryRemoval, RepositorySummary, Result, Selection,
+    StoredManifest, TagDetail, Target, UploadRecord,
 };
 use crate::UploadId;
 use crate::change::{ChangeError, FlatChange};
@@ -34,6 +35,8 @@ pub struct SqliteMetadata {
     /// the rest of the WAL), so a `PATCH` costs no fsync. A power loss may then leave a row
     /// behind its stored bytes, which the registry repairs from the bytes.
     progress: SqlitePool,
+    /// The [`Exclusive`] tasks held now: one process uses the file, so memory is the truth.
+    exclusive: Arc<Mutex<HashSet<Exclusive>>>,
 }
 
 fn err(e: impl std::error::Error + Send + Sync + 'static) -> MetadataError {
@@ -78,7 +81,20 @@ impl SqliteMetadata {
             .connect_with(options.synchronous(SqliteSynchronous::Normal))
             .await
             .map_err(err)?;
-        Ok(SqliteMetadata { pool, progress })
+        Ok(SqliteMetadata {
+            pool,
+            progress,
+            exclusive: Arc::default(),
+        })
+    }
+
+    /// The last migration applied to the database.
+    pub async fn schema_version(&self) -> Result<i64> {
+        sqlx::query("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&self.pool)
+            .await
+            .map(|row| row.get(0))
+            .map_err(err)
     }
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
@@ -273,6 +289,27 @@ fn stored_manifest(row: sqlx::sqlite::SqliteRow) -> Result<StoredManifest> {
 
 #[async_trait]
 impl MetadataStore for SqliteMetadata {
+    async fn try_exclusive(&self, task: Exclusive) -> Result<Option<ExclusiveGuard>> {
+        let mut held = self.exclusive.lock().unwrap_or_else(|e| e.into_inner());
+        if !held.insert(task) {
+            return Ok(None);
+        }
+        /// Gives the task back when dropped.
+        struct Release(Arc<Mutex<HashSet<Exclusive>>>, Exclusive);
+        impl Drop for Release {
+            fn drop(&mut self) {
+                self.0
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&self.1);
+            }
+        }
+        Ok(Some(ExclusiveGuard::new(Release(
+            Arc::clone(&self.exclusive),
+            task,
+        ))))
+    }
+
     async fn repository_exists(&self, repository: &RepositoryName) -> Result<bool> {
         let mut conn = self.pool.acquire().await.map_err(err)?;
         Ok(repository_id(&mut conn, repository).await?.is_some())

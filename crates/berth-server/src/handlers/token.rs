@@ -20,7 +20,8 @@ use serde_json::json;
 
 use super::QueryParams;
 use crate::auth::{
-    basic_credentials, challenge, client_ip, login_failure, realm_and_service, single_host,
+    basic_credentials, catch_up, challenge, client_ip, login_failure, realm_and_service,
+    single_host,
 };
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -78,6 +79,7 @@ fn token_response(
 /// `GET /oauth2/token`.
 pub async fn get(state: &AppState, parts: &Parts) -> Result<Response, ApiError> {
     single_host(parts)?;
+    catch_up(state).await;
     let (realm, service) = realm_and_service(state, parts);
     let params = QueryParams::parse(parts.uri.query());
     let authorization = parts
@@ -116,6 +118,7 @@ pub async fn get(state: &AppState, parts: &Parts) -> Result<Response, ApiError> 
 /// `POST /oauth2/token`.
 pub async fn post(state: &AppState, parts: &Parts, body: Body) -> Result<Response, ApiError> {
     single_host(parts)?;
+    catch_up(state).await;
     let (realm, service) = realm_and_service(state, parts);
     let mut form = Vec::new();
     let mut stream = body.into_data_stream();

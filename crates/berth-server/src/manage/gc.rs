@@ -76,6 +76,13 @@ pub(crate) async fn start(
     let handle = match state.registry.start_gc(request.dry_run).await {
         Ok(handle) => handle,
         Err(GcStartError::Running(id)) => return Err(running(id)),
+        Err(e @ GcStartError::RunningElsewhere) => {
+            return Err(ApiError::management(
+                StatusCode::CONFLICT,
+                "CONFLICT",
+                e.to_string(),
+            ));
+        }
         Err(GcStartError::Registry(e)) => return Err(e.into()),
     };
     let mut options = (*state.gc).clone();

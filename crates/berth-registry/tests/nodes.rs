@@ -1,0 +1,66 @@
+//! Several registries (standing for nodes) on one PostgreSQL database: background work that
+//! must run once across the cluster runs on one node at a time.
+
+use std::sync::Arc;
+
+use berth_registry::gc::GcStartError;
+use berth_registry::{
+    Exclusive, FsBlobStore, MetadataStore, PostgresMetadata, Registry, RegistryConfig,
+};
+use berth_testkit::postgres::TestPostgres;
+
+async fn node(url: &str, dir: &std::path::Path) -> Registry {
+    let metadata = PostgresMetadata::connect(url).await.unwrap();
+    Registry::new(
+        Arc::new(FsBlobStore::open(dir).unwrap()),
+        Arc::new(metadata) as Arc<dyn MetadataStore>,
+        RegistryConfig::default(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collection_runs_on_one_node_at_a_time() {
+    let server = TestPostgres::start();
+    let url = server.database();
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = node(&url, dirs.0.path()).await;
+    let b = node(&url, dirs.1.path()).await;
+
+    let on_a = a.start_gc(true).await.expect("A starts a collection");
+    match b.start_gc(true).await {
+        Err(GcStartError::RunningElsewhere) => {}
+        other => panic!("B must not collect while A does: {other:?}"),
+    }
+    // A's collection ends: B may collect now (once PostgreSQL has seen A's lock go).
+    a.collect_garbage(&on_a, &Default::default()).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match b.start_gc(true).await {
+            Ok(handle) => {
+                let run = b.collect_garbage(&handle, &Default::default()).await;
+                assert_eq!(run.outcome, "finished");
+                break;
+            }
+            Err(GcStartError::RunningElsewhere) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("B collects once A is done: {e}"),
+        }
+    }
+
+    // The periodic tasks: one holder across the nodes.
+    let sweeping = a.try_exclusive(Exclusive::UploadSweep).await.unwrap();
+    assert!(sweeping.is_some());
+    assert!(
+        b.try_exclusive(Exclusive::UploadSweep)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        b.try_exclusive(Exclusive::ChangeLogPruning)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
