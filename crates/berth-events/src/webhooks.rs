@@ -426,20 +426,31 @@ impl Webhooks {
                 );
             }
             let last = changes.len().min(BATCH as usize);
+            // The position is saved after each delivered event, and for the changes passed
+            // over only at the end of the batch: a crash in between looks at them again and
+            // passes them over again, and a busy log costs no write per change.
+            let saved = position;
             for (i, change) in changes[..last].iter().enumerate() {
                 // A manifest put followed by a tag set of the same push is one event: the
                 // tag's. (A push is one transaction, so the tag set is already in the log.)
                 let next = changes.get(i + 1);
-                if !superseded(change, next) {
-                    let mut event = Event::from_change(change, &self.options.host);
-                    if wanted(&event) {
-                        event.size = self.manifest_size(change).await;
-                        if !self.deliver(&webhook, &event).await? {
-                            return Ok(());
-                        }
-                    }
-                }
                 position = change.seq;
+                if superseded(change, next) {
+                    continue;
+                }
+                let mut event = Event::from_change(change, &self.options.host);
+                if !wanted(&event) {
+                    continue;
+                }
+                event.size = self.manifest_size(change).await;
+                if !self.deliver(&webhook, &event).await? {
+                    return Ok(());
+                }
+                self.store
+                    .set_webhook_position(&webhook.name, CONTENT_LOG, position)
+                    .await?;
+            }
+            if position != saved {
                 self.store
                     .set_webhook_position(&webhook.name, CONTENT_LOG, position)
                     .await?;
@@ -466,6 +477,7 @@ impl Webhooks {
                 if wanted(&event) && !self.deliver(&webhook, &event).await? {
                     return Ok(());
                 }
+                // Few, and each one selected by a site's patterns: saved one by one.
                 self.store
                     .set_webhook_position(&webhook.name, SITES_LOG, site.seq)
                     .await?;
