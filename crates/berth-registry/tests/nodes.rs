@@ -64,3 +64,54 @@ async fn a_collection_runs_on_one_node_at_a_time() {
             .is_some()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_that_keep_blobs_elsewhere_are_named_to_a_joining_node() {
+    let server = TestPostgres::start();
+    let store = PostgresMetadata::connect(&server.database()).await.unwrap();
+    let alive = std::time::Duration::from_secs(30);
+    let shared = "s3://bucket/berth";
+    assert!(
+        store
+            .join_cluster("a", shared, alive)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Same store: fine. The same node restarting: fine.
+    assert!(
+        store
+            .join_cluster("b", shared, alive)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .join_cluster("a", shared, alive)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Its own disk: both others are named.
+    let others = store
+        .join_cluster("c", "file://host-c/var/lib/berth", alive)
+        .await
+        .unwrap();
+    assert_eq!(
+        others,
+        vec![
+            ("a".to_owned(), shared.to_owned()),
+            ("b".to_owned(), shared.to_owned())
+        ]
+    );
+    store.heartbeat("c").await.unwrap();
+    // Nodes not seen within `alive` do not count.
+    assert!(
+        store
+            .join_cluster("d", "file://host-d/srv", std::time::Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

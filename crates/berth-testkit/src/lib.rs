@@ -1,7 +1,8 @@
-//! Real services for Berth's tests, started by the tests that need them and stopped when
+//! Real services for Berth's tests (PostgreSQL, nginx), started by the tests that need them and stopped when
 //! they are dropped: never mocks. `scripts/test.sh` installs the Debian packages; a test run
 //! without them fails with a message that says which package is missing.
 
+pub mod nginx;
 pub mod postgres;
 
 use std::net::TcpListener;

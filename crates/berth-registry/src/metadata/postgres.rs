@@ -105,6 +105,57 @@ impl PostgresMetadata {
         Ok(PostgresMetadata { pool, progress })
     }
 
+    /// Records this node (`id`, keeping its blobs in `storage`) among those sharing the
+    /// database, as alive now, and returns the other live nodes (seen within `alive`) that
+    /// keep their blobs somewhere else: `(id, storage)`. Their clients and this node's would
+    /// see manifests whose blobs they cannot read, so the caller refuses to start.
+    pub async fn join_cluster(
+        &self,
+        id: &str,
+        storage: &str,
+        alive: Duration,
+    ) -> Result<Vec<(String, String)>> {
+        let mut tx = self.begin_write().await?;
+        let others = sqlx::query(
+            "SELECT id, storage FROM nodes WHERE id <> $1 AND storage <> $2 \
+             AND seen_at > now() - make_interval(secs => $3) ORDER BY id",
+        )
+        .bind(id)
+        .bind(storage)
+        .bind(alive.as_secs_f64())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(err)?
+        .into_iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+        sqlx::query(
+            "INSERT INTO nodes (id, storage, started_at, seen_at) VALUES ($1, $2, now(), now()) \
+             ON CONFLICT (id) DO UPDATE SET storage = excluded.storage, started_at = now(), seen_at = now()",
+        )
+        .bind(id)
+        .bind(storage)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        Ok(others)
+    }
+
+    /// Marks this node as alive now; forgets nodes not seen for a day.
+    pub async fn heartbeat(&self, id: &str) -> Result<()> {
+        sqlx::query("UPDATE nodes SET seen_at = now() WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        sqlx::query("DELETE FROM nodes WHERE seen_at < now() - interval '1 day'")
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
     /// The last migration applied to the database.
     pub async fn schema_version(&self) -> Result<i64> {
         sqlx::query(
