@@ -10,7 +10,10 @@
 //! - `berth audit list` shows the management actions and never a secret;
 //! - on a ReadWrite site two levels down, a push matching the site's notification pattern
 //!   reaches the root's webhook with `source.connectedRegistry` naming the site; a push that
-//!   matches no pattern raises no event.
+//!   matches no pattern raises no event;
+//! - while the parent refuses a site's events (a proxy answering `503` to them only), the
+//!   site reports `EVENTS_FAILING`; once they go through, the event arrives and the detail
+//!   is past.
 
 mod authn;
 mod clients;
@@ -19,7 +22,7 @@ mod sites;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -439,4 +442,125 @@ fn a_site_two_levels_down_raises_the_events_its_patterns_select() {
             "{payload}"
         );
     }
+}
+
+/// A proxy to a parent that refuses `POST …/events` with `503` while `refusing` is set and
+/// passes everything else through: a connection whose first request is not refused is
+/// forwarded with `Connection: close`, bytes copied both ways until either side closes.
+struct EventsGate {
+    addr: SocketAddr,
+    refusing: Arc<AtomicBool>,
+}
+
+impl EventsGate {
+    fn start(upstream: SocketAddr) -> EventsGate {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let refusing = Arc::new(AtomicBool::new(true));
+        let gate = Arc::clone(&refusing);
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                let gate = Arc::clone(&gate);
+                std::thread::spawn(move || Self::serve(client, upstream, &gate));
+            }
+        });
+        EventsGate { addr, refusing }
+    }
+
+    fn serve(client: TcpStream, upstream: SocketAddr, refusing: &AtomicBool) {
+        let mut reader = BufReader::new(client.try_clone().unwrap());
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let end = line == "\r\n";
+            if !line.to_ascii_lowercase().starts_with("connection:") {
+                head.push_str(if end {
+                    "connection: close\r\n\r\n"
+                } else {
+                    &line
+                });
+            }
+            if end {
+                break;
+            }
+        }
+        let mut client = client;
+        if head.starts_with("POST ")
+            && head.lines().next().unwrap().contains("/events ")
+            && refusing.load(Ordering::Relaxed)
+        {
+            let _ = client.write_all(
+                b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            );
+            return;
+        }
+        let Ok(mut parent) = TcpStream::connect(upstream) else {
+            return;
+        };
+        let _ = parent.write_all(head.as_bytes());
+        // What the reader buffered past the head is the start of the body.
+        let _ = parent.write_all(reader.buffer());
+        let mut to_parent = parent.try_clone().unwrap();
+        let mut from_client = client.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from_client, &mut to_parent);
+        });
+        let _ = std::io::copy(&mut parent, &mut client);
+        let _ = client.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+#[test]
+fn events_failing_is_reported_while_events_cannot_go_up_and_cleared_after() {
+    let port = common::free_port();
+    let (tx, calls) = mpsc::channel();
+    let _receiver = Receiver::start(port, tx);
+    let root = Berth::start();
+    let cli = Cli::logged_in(&root);
+    cli.json(&[
+        "webhook",
+        "create",
+        "--name",
+        "gatehook",
+        "--uri",
+        &format!("http://127.0.0.1:{port}/hook"),
+        "--actions",
+        "push",
+    ]);
+    let manage = Manage::new(&root.url);
+    let cs = connected(
+        &manage,
+        json!({
+            "name": "ship9", "mode": "ReadWrite", "repositories": ["hello-world"],
+            "notifications": ["*:push"],
+        }),
+    );
+    let gate = EventsGate::start(root.addr);
+    let ship = Berth::start_with(&[
+        "--connection-string",
+        &cs,
+        "--parent-gateway-endpoint",
+        &gate.addr.to_string(),
+    ]);
+    wait_online(&manage, "ship9");
+    push_image(&ship, "hello-world", "v1", b"held back");
+    let details = |current: bool| {
+        let view = sites::view(&manage, "ship9");
+        view["status_details"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["code"] == "EVENTS_FAILING" && d["resolved_at"].is_null() == current)
+    };
+    poll(|| details(true).then_some(()));
+    gate.refusing.store(false, Ordering::Relaxed);
+    let (call, _) = next_call(&calls, WAIT, |p| {
+        p["source"]["connectedRegistry"] == "ship9"
+    });
+    assert!(is_push_of(&call.json(), "hello-world", "v1"));
+    poll(|| (details(false) && !details(true)).then_some(()));
+    drop(ship);
 }
