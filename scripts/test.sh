@@ -21,6 +21,18 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}"
 fi
 
+# Object stores for the blob store's tests (berth-testkit: s3s-fs, Azurite), installed once
+# into a cache outside the repository and reused by later runs.
+tools="${BERTH_TEST_TOOLS:-$HOME/.cache/berth-test-tools}"
+if [ ! -x "$tools/bin/s3s-fs" ]; then
+  echo "test.sh: installing s3s-fs 0.14.1 into $tools (about 2-5 minutes)"
+  cargo install --locked s3s-fs --version 0.14.1 --features binary --root "$tools"
+fi
+if [ ! -x "$tools/azurite/node_modules/.bin/azurite-blob" ]; then
+  echo "test.sh: installing azurite 3.37.0 into $tools"
+  npm install --no-audit --no-fund --prefix "$tools/azurite" azurite@3.37.0
+fi
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked --no-fail-fast "$@"

@@ -1,9 +1,20 @@
-//! Real services for Berth's tests (PostgreSQL, nginx), started by the tests that need them and stopped when
-//! they are dropped: never mocks. `scripts/test.sh` installs the Debian packages; a test run
-//! without them fails with a message that says which package is missing.
+//! Real services for Berth's tests, started by the tests that need them and stopped when
+//! they are dropped: never mocks. `scripts/test.sh` installs them (Debian packages,
+//! s3s-fs with cargo and Azurite with npm into `~/.cache/berth-test-tools`); a test run
+//! without them fails with a message that says how to install what is missing.
+//!
+//! - [`postgres`]: PostgreSQL (`initdb`, `pg_ctl`);
+//! - [`nginx`]: nginx as a load balancer in front of several nodes;
+//! - [`s3`]: s3s-fs, an S3 server that checks signatures;
+//! - [`azurite`]: Azurite's Azure Blob server.
 
+pub mod azurite;
 pub mod nginx;
 pub mod postgres;
+mod process;
+pub mod s3;
+
+pub use process::tools_dir;
 
 use std::net::TcpListener;
 

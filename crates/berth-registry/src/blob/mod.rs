@@ -10,10 +10,11 @@
 //! atomically). A crash at any moment leaves either no blob or the whole blob.
 
 mod fs;
+mod object;
 
 use std::io;
 use std::ops::Range;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use berth_oci::Digest;
@@ -21,6 +22,7 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 
 pub use fs::FsBlobStore;
+pub use object::{ObjectBlobStore, StorageUrlError};
 
 use crate::UploadId;
 
@@ -107,4 +109,17 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Every committed blob the store holds: its digest, size, and when its bytes were
     /// placed (garbage collection's view of what is on disk).
     async fn list_blobs(&self) -> io::Result<Vec<(Digest, u64, SystemTime)>>;
+
+    /// A URL from which a client reads the committed blob `digest` straight from the storage
+    /// service (with `Range` if it likes) until `expires_in` has passed: a presigned S3 URL,
+    /// an Azure SAS URL. `None` when the store has no such URLs (local disk). It does not
+    /// check that the blob exists: the caller has.
+    async fn signed_read_url(
+        &self,
+        digest: &Digest,
+        expires_in: Duration,
+    ) -> io::Result<Option<String>> {
+        let _ = (digest, expires_in);
+        Ok(None)
+    }
 }
