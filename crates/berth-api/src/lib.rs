@@ -14,6 +14,8 @@
 //! - [`gc`]: garbage collections;
 //! - [`repository`]: repositories, their tags and manifests, page by page, and deletions;
 //! - [`import`]: import jobs (images copied from another registry);
+//! - [`audit`]: the audit log of management actions;
+//! - [`webhook`]: webhooks, their test calls and delivery records;
 //! - [`error`]: the error body, `{"errors":[{"code","message","detail"}]}`, which the OCI
 //!   distribution API shares.
 //!
@@ -70,6 +72,7 @@ macro_rules! wire_enum {
     };
 }
 
+pub mod audit;
 pub mod connected;
 pub mod error;
 pub mod gc;
@@ -80,7 +83,9 @@ pub mod registry;
 pub mod repository;
 pub mod scope_map;
 pub mod token;
+pub mod webhook;
 
+pub use audit::{AuditEntryView, AuditQuery};
 pub use connected::{
     Activation, ConnectedRegistryCreate, ConnectedRegistryDeleteQuery, ConnectedRegistryListQuery,
     ConnectedRegistryPatch, ConnectedRegistryView, ConnectionState, GcSettingsView, LastGcView,
@@ -104,4 +109,8 @@ pub use scope_map::{GatewayRule, RepositoryRule, ScopeMapCreate, ScopeMapPatch, 
 pub use token::{
     CredentialsGenerate, CredentialsGenerated, NewPassword, PasswordSlot, PasswordView,
     TokenCreate, TokenCreated, TokenPatch, TokenStatus, TokenView,
+};
+pub use webhook::{
+    DeliveryStatus, WebhookAction, WebhookCreate, WebhookEventView, WebhookEventsQuery,
+    WebhookPatch, WebhookStatus, WebhookView,
 };

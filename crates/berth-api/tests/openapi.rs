@@ -827,3 +827,116 @@ fn import_types_write_what_the_document_describes() {
         "/components/schemas/Import/properties/state/enum",
     );
 }
+
+#[test]
+fn audit_and_webhook_types_write_what_the_document_describes() {
+    let doc = doc();
+    let p = &mut Vec::new();
+    agrees(
+        &doc,
+        "AuditEntry",
+        &AuditEntryView {
+            id: 3,
+            at: "2026-12-05T08:00:00Z".into(),
+            actor: "admin".into(),
+            client: "10.0.0.5".into(),
+            action: "PATCH /berth/v1/registry".into(),
+            resource: "/berth/v1/registry".into(),
+            status: 200,
+            before: Some(json!({"registry": {"anonymous_pull_enabled": false}})),
+            after: Some(json!({"registry": {"anonymous_pull_enabled": true}})),
+        },
+        p,
+    );
+    agrees(
+        &doc,
+        "Webhook",
+        &WebhookView {
+            name: "hook1".into(),
+            uri: "https://ci.example/hook".into(),
+            actions: vec![WebhookAction::Push, WebhookAction::Delete],
+            scope: Some("app:*".into()),
+            headers: vec!["Authorization".into()],
+            status: WebhookStatus::Enabled,
+            created_at: "2026-12-05T08:00:00Z".into(),
+            secret: Some("00ff".into()),
+        },
+        p,
+    );
+    agrees(
+        &doc,
+        "WebhookCreate",
+        &WebhookCreate {
+            name: "hook1".into(),
+            uri: "https://ci.example/hook".into(),
+            actions: vec!["push".into()],
+            scope: Some("app:*".into()),
+            headers: [("X-Team".to_owned(), "ops".to_owned())].into(),
+            status: Some("disabled".into()),
+        },
+        p,
+    );
+    agrees(
+        &doc,
+        "WebhookPatch",
+        &WebhookPatch {
+            uri: Some("https://ci.example/hook2".into()),
+            actions: Some(vec!["delete".into()]),
+            scope: Some(String::new()),
+            headers: Some([("X-Team".to_owned(), "dev".to_owned())].into()),
+            status: Some("enabled".into()),
+        },
+        p,
+    );
+    agrees(
+        &doc,
+        "WebhookEvent",
+        &WebhookEventView {
+            id: "1b4e28ba-2fa1-11d2-883f-0016d3cca427".into(),
+            action: "push".into(),
+            repository: Some("hello-world".into()),
+            tag: Some("v1".into()),
+            digest: Some("sha256:aa".into()),
+            source: Some("factory".into()),
+            status: DeliveryStatus::Retrying,
+            response_code: Some(503),
+            error: Some("the receiver answered 503".into()),
+            attempts: 2,
+            at: "2026-12-05T08:00:00Z".into(),
+        },
+        p,
+    );
+    assert!(
+        p.is_empty(),
+        "the wire types and docs/openapi.json disagree:\n{}",
+        p.join("\n")
+    );
+    let schemas = "/components/schemas";
+    same_values(
+        &doc,
+        WebhookStatus::ALL,
+        &format!("{schemas}/Webhook/properties/status/enum"),
+    );
+    same_values(
+        &doc,
+        WebhookAction::ALL,
+        &format!("{schemas}/Webhook/properties/actions/items/enum"),
+    );
+    same_values(
+        &doc,
+        DeliveryStatus::ALL,
+        &format!("{schemas}/WebhookEvent/properties/status/enum"),
+    );
+    let audit = AuditQuery {
+        since: Some("2026-12-05T00:00:00Z".into()),
+        after: Some(3),
+        limit: Some(10),
+    };
+    assert_eq!(written(&audit), parameters(&doc, "get", "/berth/v1/audit"));
+    assert!(written(&AuditQuery::default()).is_empty());
+    let events = WebhookEventsQuery { limit: Some(10) };
+    assert_eq!(
+        written(&events),
+        parameters(&doc, "get", "/berth/v1/webhooks/{name}/events")
+    );
+}

@@ -10,16 +10,21 @@
 //! - of concurrent writers on one head, exactly one wins;
 //! - `load` is consistent with its head;
 //! - status reports and problems are kept per registry, problems current until resolved, the
-//!   last past ones kept.
+//!   last past ones kept;
+//! - the audit log reads back in order, filtered by time, paged by id, pruned by age;
+//! - webhooks: unique names, positions per log set at creation and gone with the webhook,
+//!   one delivery record per event id (updated in place), relayed events stored once per id.
 
 use std::sync::Arc;
 
 use crate::SigningKey;
+use crate::audit::AuditEntry;
 use crate::connected::{InstanceStatus, PAST_DETAILS_KEPT};
 use crate::keys::{KeyPurpose, StoredKey};
 use crate::scope_map::{RepositoryRule, ScopeMap};
 use crate::store::{AdminRecord, Applied, IdentityStore, Write};
 use crate::token::{Token, TokenStatus};
+use crate::webhook::{Delivery, DeliveryStatus, SiteEvent, Webhook, WebhookAction, WebhookStatus};
 
 /// Runs every [`IdentityStore`] case, each on a fresh store from `make`.
 pub async fn identity_store_contract(make: impl AsyncFn() -> Arc<dyn IdentityStore>) {
@@ -28,6 +33,9 @@ pub async fn identity_store_contract(make: impl AsyncFn() -> Arc<dyn IdentitySto
     one_of_concurrent_writers_wins(make().await).await;
     statuses_and_problems_per_registry(make().await).await;
     the_admin_is_kept_apart(make().await).await;
+    the_audit_log_reads_in_order_and_prunes(make().await).await;
+    webhooks_positions_and_deliveries(make().await).await;
+    site_events_are_stored_once(make().await).await;
 }
 
 fn token(name: &str) -> Token {
@@ -261,5 +269,215 @@ async fn the_admin_is_kept_apart(store: Arc<dyn IdentityStore>) {
     assert_eq!(
         loaded.head, head,
         "{case}: the admin never enters the change log"
+    );
+}
+
+fn entry(at: i64, action: &str) -> AuditEntry {
+    AuditEntry {
+        id: 0,
+        at,
+        actor: "admin".into(),
+        client: "127.0.0.1".into(),
+        action: action.into(),
+        resource: "/berth/v1/registry".into(),
+        status: 200,
+        before: Some(serde_json::json!({"mode": "ReadWrite"})),
+        after: None,
+    }
+}
+
+async fn the_audit_log_reads_in_order_and_prunes(store: Arc<dyn IdentityStore>) {
+    let case = "the_audit_log_reads_in_order_and_prunes";
+    let head = store.load().await.unwrap().head;
+    let mut ids = Vec::new();
+    for (at, action) in [(100, "first"), (200, "second"), (300, "third")] {
+        ids.push(store.append_audit(&entry(at, action)).await.unwrap());
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{case}: ids grow");
+    let all = store.audit(0, 0, 10).await.unwrap();
+    let actions: Vec<_> = all.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["first", "second", "third"], "{case}");
+    assert_eq!(
+        all[0],
+        AuditEntry {
+            id: ids[0],
+            ..entry(100, "first")
+        },
+        "{case}: read back whole"
+    );
+    let since = store.audit(200, 0, 10).await.unwrap();
+    assert_eq!(since.len(), 2, "{case}: since is inclusive");
+    let page = store.audit(0, ids[0], 1).await.unwrap();
+    assert_eq!(page[0].action, "second", "{case}: paged after an id");
+    assert_eq!(store.prune_audit(250).await.unwrap(), 2, "{case}");
+    assert_eq!(store.audit(0, 0, 10).await.unwrap().len(), 1, "{case}");
+    assert_eq!(
+        store.load().await.unwrap().head,
+        head,
+        "{case}: the audit log never enters the identity change log"
+    );
+}
+
+fn webhook(name: &str) -> Webhook {
+    Webhook {
+        name: name.into(),
+        uri: "http://127.0.0.1:9/hook".into(),
+        actions: vec![WebhookAction::Push],
+        scope: Some("app:*".into()),
+        headers: [("X-Team".to_owned(), "ops".to_owned())].into(),
+        status: WebhookStatus::Enabled,
+        secret: "secret".into(),
+        created_at: 1,
+    }
+}
+
+fn delivery(id: &str, status: DeliveryStatus) -> Delivery {
+    Delivery {
+        id: id.into(),
+        action: "push".into(),
+        repository: Some("app".into()),
+        tag: Some("v1".into()),
+        digest: None,
+        source: None,
+        status,
+        response_code: Some(500),
+        error: None,
+        attempts: 1,
+        at: 10,
+    }
+}
+
+async fn webhooks_positions_and_deliveries(store: Arc<dyn IdentityStore>) {
+    let case = "webhooks_positions_and_deliveries";
+    let hook = webhook("hook1");
+    store
+        .create_webhook(&hook, &[("content", 7), ("sites", 3)])
+        .await
+        .unwrap();
+    assert!(
+        store.create_webhook(&hook, &[]).await.is_err(),
+        "{case}: names are unique"
+    );
+    assert_eq!(
+        store.webhooks().await.unwrap(),
+        vec![hook.clone()],
+        "{case}"
+    );
+    assert_eq!(
+        store.webhook_position("hook1", "content").await.unwrap(),
+        Some(7),
+        "{case}"
+    );
+    store
+        .set_webhook_position("hook1", "content", 9)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.webhook_position("hook1", "content").await.unwrap(),
+        Some(9),
+        "{case}"
+    );
+    assert_eq!(
+        store.webhook_position("hook1", "sites").await.unwrap(),
+        Some(3),
+        "{case}"
+    );
+    let changed = Webhook {
+        status: WebhookStatus::Disabled,
+        ..hook.clone()
+    };
+    store.update_webhook(&changed).await.unwrap();
+    assert_eq!(store.webhooks().await.unwrap(), vec![changed], "{case}");
+    assert!(
+        store.update_webhook(&webhook("absent")).await.is_err(),
+        "{case}: update needs the webhook"
+    );
+    // One record per event: a retry updates it.
+    store
+        .put_delivery("hook1", &delivery("e1", DeliveryStatus::Retrying))
+        .await
+        .unwrap();
+    store
+        .put_delivery("hook1", &delivery("e2", DeliveryStatus::Succeeded))
+        .await
+        .unwrap();
+    store
+        .put_delivery("hook1", &delivery("e1", DeliveryStatus::Failed))
+        .await
+        .unwrap();
+    let records = store.deliveries("hook1", 10).await.unwrap();
+    assert_eq!(records.len(), 2, "{case}");
+    assert_eq!(
+        records[1].status,
+        DeliveryStatus::Failed,
+        "{case}: updated in place"
+    );
+    assert_eq!(
+        store.deliveries("hook1", 1).await.unwrap().len(),
+        1,
+        "{case}: limit"
+    );
+    assert!(store.delete_webhook("hook1").await.unwrap(), "{case}");
+    assert!(!store.delete_webhook("hook1").await.unwrap(), "{case}");
+    assert!(store.webhooks().await.unwrap().is_empty(), "{case}");
+    assert_eq!(
+        store.webhook_position("hook1", "content").await.unwrap(),
+        None,
+        "{case}"
+    );
+    assert!(
+        store.deliveries("hook1", 10).await.unwrap().is_empty(),
+        "{case}"
+    );
+}
+
+fn site_event(id: &str) -> SiteEvent {
+    SiteEvent {
+        seq: 0,
+        registry: "factory".into(),
+        id: id.into(),
+        action: WebhookAction::Push,
+        repository: "app".into(),
+        tag: Some("v1".into()),
+        digest: "sha256:00".into(),
+        media_type: Some("application/vnd.oci.image.manifest.v1+json".into()),
+        size: Some(524),
+        at: 5,
+    }
+}
+
+async fn site_events_are_stored_once(store: Arc<dyn IdentityStore>) {
+    let case = "site_events_are_stored_once";
+    assert_eq!(store.site_events_head().await.unwrap(), 0, "{case}");
+    store
+        .append_site_events(&[site_event("a"), site_event("b")])
+        .await
+        .unwrap();
+    // Resent after a lost answer: kept once.
+    store
+        .append_site_events(&[site_event("b"), site_event("c")])
+        .await
+        .unwrap();
+    let events = store.site_events(0, 10).await.unwrap();
+    let ids: Vec<_> = events.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["a", "b", "c"], "{case}");
+    assert!(events.windows(2).all(|w| w[0].seq < w[1].seq), "{case}");
+    // At least the last one's (PostgreSQL's sequence also counts the skipped resend).
+    let head = store.site_events_head().await.unwrap();
+    assert!(head >= events[2].seq, "{case}");
+    assert_eq!(
+        store.site_events(events[0].seq, 1).await.unwrap()[0].id,
+        "b",
+        "{case}"
+    );
+    assert_eq!(
+        store.prune_site_events(i64::MAX).await.unwrap(),
+        3,
+        "{case}"
+    );
+    assert_eq!(
+        store.site_events_head().await.unwrap(),
+        head,
+        "{case}: pruning does not rewind the head"
     );
 }

@@ -236,6 +236,16 @@ pub struct StatusReport {
     pub status: crate::connected::InstanceStatus,
 }
 
+/// Events a connected registry raised from its notification patterns, sent up the tree to
+/// the root, whose webhooks deliver them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventsReport {
+    /// The sending instance (of the registry the events happened on).
+    pub instance_id: String,
+    /// The events, oldest first; each `id` is unique, so resending is harmless.
+    pub events: Vec<crate::webhook::SiteEvent>,
+}
+
 /// Why a gateway request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -269,6 +279,9 @@ pub trait Gateway: Send + Sync + 'static {
     ) -> Result<Option<ConfigDocument>, GatewayError>;
     /// Records a status report of `name`'s instance.
     async fn status(&self, name: &str, report: StatusReport) -> Result<(), GatewayError>;
+    /// Takes events raised on `name` (the root stores them for its webhooks; a relay
+    /// passes them up, answering only once its parent took them).
+    async fn events(&self, name: &str, report: EventsReport) -> Result<(), GatewayError>;
 }
 
 /// The long poll every [`Gateway::config`] answers with: `document()` as soon as its ETag
@@ -346,5 +359,23 @@ impl Gateway for RootGateway {
             .hierarchy()
             .report_connected_status(name, &report.instance_id, report.status)
             .await?)
+    }
+
+    async fn events(&self, name: &str, report: EventsReport) -> Result<(), GatewayError> {
+        let hierarchy = self.0.hierarchy();
+        hierarchy.check_active_instance(name, &report.instance_id)?;
+        // The registry is the one the sync token was authorised for, whatever the body says.
+        let events: Vec<_> = report
+            .events
+            .into_iter()
+            .map(|mut e| {
+                e.registry = name.to_owned();
+                e.id = format!("{name}/{}", e.id);
+                e
+            })
+            .collect();
+        self.0.store().append_site_events(&events).await?;
+        self.0.notify(berth_notify::Topic::Events);
+        Ok(())
     }
 }

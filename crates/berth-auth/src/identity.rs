@@ -80,6 +80,7 @@ pub struct Identity {
     checks: Checks,
     management: Management,
     hierarchy: Hierarchy,
+    store: Arc<dyn IdentityStore>,
 }
 
 async fn hash_admin_password(password: String) -> String {
@@ -142,8 +143,9 @@ impl Identity {
         let identity = Identity {
             management: Management::new(Arc::clone(&records), config.refresh_token_ttl),
             checks: Checks::new(Arc::clone(&records), config),
-            hierarchy: Hierarchy::new(Arc::clone(&records), store),
+            hierarchy: Hierarchy::new(Arc::clone(&records), Arc::clone(&store)),
             records,
+            store,
         };
         identity
             .management
@@ -165,6 +167,18 @@ impl Identity {
     /// Connected registries: resources, activation, status, configuration documents.
     pub fn hierarchy(&self) -> &Hierarchy {
         &self.hierarchy
+    }
+
+    /// The store itself, for what it keeps beside identities and outside their change log
+    /// (the audit log, webhooks): read and written directly, never part of the snapshot.
+    pub fn store(&self) -> &Arc<dyn IdentityStore> {
+        &self.store
+    }
+
+    /// Announces a change of `topic` through the notifier identities share with the rest of
+    /// the process.
+    pub fn notify(&self, topic: berth_notify::Topic) {
+        self.records.notify(topic);
     }
 
     /// A receiver that sees every change to identities (tokens, scope maps, settings,

@@ -5,6 +5,8 @@
 //! - [`scope_map`]: scope maps (rules with wildcards that add up) and the five built-ins;
 //! - [`token`]: tokens with two password slots; passwords generated here, stored as hashes;
 //! - [`admin`]: the admin's human-chosen password, Argon2id, with a brief success cache;
+//! - [`audit`]: the audit log's entries (who did which management action, from where);
+//! - [`webhook`]: webhooks as stored, their delivery records, events relayed by sites;
 //! - [`access_token`]: signed access and refresh tokens (JWT, HMAC-SHA256);
 //! - [`keys`]: the secret keys that sign tokens and data URLs, stored and rotated;
 //! - [`rate_limit`]: failed logins limited per client address;
@@ -27,6 +29,7 @@
 pub mod access_token;
 pub mod action;
 pub mod admin;
+pub mod audit;
 pub mod checks;
 pub mod connected;
 #[cfg(feature = "contract-tests")]
@@ -46,6 +49,7 @@ pub mod scope_map;
 pub(crate) mod statuses;
 pub mod store;
 pub mod token;
+pub mod webhook;
 
 use std::fs::File;
 use std::os::unix::fs::OpenOptionsExt;

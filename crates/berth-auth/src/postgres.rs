@@ -15,9 +15,11 @@ use berth_oci::time::unix_now;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool, Row};
 
+use crate::audit::AuditEntry;
 use crate::connected::{InstanceStatus, PAST_DETAILS_KEPT, StatusDetail};
 use crate::error::IdentityError;
-use crate::store::{AdminRecord, Applied, IdentityStore, StoredIdentities, Write};
+use crate::store::{AdminRecord, Applied, DELIVERIES_KEPT, IdentityStore, StoredIdentities, Write};
+use crate::webhook::{Delivery, SiteEvent, Webhook};
 
 type Result<T> = std::result::Result<T, IdentityError>;
 
@@ -480,6 +482,275 @@ impl IdentityStore for PostgresIdentityStore {
             .execute(&self.pool)
             .await
             .map(drop)
+            .map_err(IdentityError::store)
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<i64> {
+        let json_of = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
+        // Under the writers' lock, so ids are committed in order (a reader paging by id
+        // never skips one).
+        let mut tx = self.begin_write().await?;
+        let id = sqlx::query(
+            "INSERT INTO audit (at, actor, client, action, resource, status, before, after) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(entry.at)
+        .bind(&entry.actor)
+        .bind(&entry.client)
+        .bind(&entry.action)
+        .bind(&entry.resource)
+        .bind(i64::from(entry.status))
+        .bind(json_of(&entry.before))
+        .bind(json_of(&entry.after))
+        .fetch_one(&mut *tx)
+        .await
+        .map(|row| row.get(0))
+        .map_err(IdentityError::store)?;
+        tx.commit().await.map_err(IdentityError::store)?;
+        Ok(id)
+    }
+
+    async fn audit(&self, since: i64, after: i64, limit: u32) -> Result<Vec<AuditEntry>> {
+        let parse = |text: Option<String>| -> Result<Option<serde_json::Value>> {
+            text.map(|t| serde_json::from_str(&t).map_err(IdentityError::store))
+                .transpose()
+        };
+        sqlx::query(
+            "SELECT id, at, actor, client, action, resource, status, before, after FROM audit \
+             WHERE at >= $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(since)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(IdentityError::store)?
+        .into_iter()
+        .map(|row| {
+            Ok(AuditEntry {
+                id: row.get(0),
+                at: row.get(1),
+                actor: row.get(2),
+                client: row.get(3),
+                action: row.get(4),
+                resource: row.get(5),
+                status: u16::try_from(row.get::<i64, _>(6)).unwrap_or(0),
+                before: parse(row.get(7))?,
+                after: parse(row.get(8))?,
+            })
+        })
+        .collect()
+    }
+
+    async fn prune_audit(&self, before: i64) -> Result<u64> {
+        sqlx::query("DELETE FROM audit WHERE at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(IdentityError::store)
+    }
+
+    async fn create_webhook(&self, webhook: &Webhook, positions: &[(&str, i64)]) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO webhooks (name, body, created_at, updated_at) VALUES ($1, $2, $3, $3) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&webhook.name)
+        .bind(json(webhook))
+        .bind(webhook.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(IdentityError::store)?;
+        if inserted.rows_affected() == 0 {
+            return Err(IdentityError::AlreadyExists {
+                kind: "webhook",
+                name: webhook.name.clone(),
+                hint: "; use `berth webhook update` to change it",
+            });
+        }
+        // Positions a deleted webhook of the same name left cannot exist (deleted with it),
+        // but replace rather than fail if they do.
+        for (log, seq) in positions {
+            sqlx::query(
+                "INSERT INTO webhook_positions (webhook, log, seq) VALUES ($1, $2, $3) \
+                 ON CONFLICT (webhook, log) DO UPDATE SET seq = excluded.seq",
+            )
+            .bind(&webhook.name)
+            .bind(*log)
+            .bind(*seq)
+            .execute(&mut *tx)
+            .await
+            .map_err(IdentityError::store)?;
+        }
+        tx.commit().await.map_err(IdentityError::store)
+    }
+
+    async fn update_webhook(&self, webhook: &Webhook) -> Result<()> {
+        let updated = sqlx::query("UPDATE webhooks SET body = $1, updated_at = $2 WHERE name = $3")
+            .bind(json(webhook))
+            .bind(unix_now())
+            .bind(&webhook.name)
+            .execute(&self.pool)
+            .await
+            .map_err(IdentityError::store)?;
+        if updated.rows_affected() == 0 {
+            return Err(IdentityError::NotFound {
+                kind: "webhook",
+                name: webhook.name.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn webhooks(&self) -> Result<Vec<Webhook>> {
+        sqlx::query("SELECT body FROM webhooks ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(IdentityError::store)?
+            .into_iter()
+            .map(|row| serde_json::from_str(row.get::<&str, _>(0)).map_err(IdentityError::store))
+            .collect()
+    }
+
+    async fn delete_webhook(&self, name: &str) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let deleted = sqlx::query("DELETE FROM webhooks WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(IdentityError::store)?
+            .rows_affected();
+        for query in [
+            "DELETE FROM webhook_positions WHERE webhook = $1",
+            "DELETE FROM webhook_deliveries WHERE webhook = $1",
+        ] {
+            sqlx::query(query)
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(IdentityError::store)?;
+        }
+        tx.commit().await.map_err(IdentityError::store)?;
+        Ok(deleted > 0)
+    }
+
+    async fn webhook_position(&self, name: &str, log: &str) -> Result<Option<i64>> {
+        sqlx::query("SELECT seq FROM webhook_positions WHERE webhook = $1 AND log = $2")
+            .bind(name)
+            .bind(log)
+            .fetch_optional(&self.pool)
+            .await
+            .map(|row| row.map(|row| row.get(0)))
+            .map_err(IdentityError::store)
+    }
+
+    async fn set_webhook_position(&self, name: &str, log: &str, seq: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO webhook_positions (webhook, log, seq) VALUES ($1, $2, $3) \
+             ON CONFLICT (webhook, log) DO UPDATE SET seq = excluded.seq",
+        )
+        .bind(name)
+        .bind(log)
+        .bind(seq)
+        .execute(&self.pool)
+        .await
+        .map(drop)
+        .map_err(IdentityError::store)
+    }
+
+    async fn put_delivery(&self, name: &str, delivery: &Delivery) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (webhook, event_id, body, at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (webhook, event_id) DO UPDATE SET body = excluded.body, at = excluded.at",
+        )
+        .bind(name)
+        .bind(&delivery.id)
+        .bind(json(delivery))
+        .bind(delivery.at)
+        .execute(&mut *tx)
+        .await
+        .map_err(IdentityError::store)?;
+        sqlx::query(
+            "DELETE FROM webhook_deliveries WHERE webhook = $1 AND seq NOT IN \
+             (SELECT seq FROM webhook_deliveries WHERE webhook = $1 ORDER BY seq DESC LIMIT $2)",
+        )
+        .bind(name)
+        .bind(DELIVERIES_KEPT)
+        .execute(&mut *tx)
+        .await
+        .map_err(IdentityError::store)?;
+        tx.commit().await.map_err(IdentityError::store)
+    }
+
+    async fn deliveries(&self, name: &str, limit: u32) -> Result<Vec<Delivery>> {
+        sqlx::query(
+            "SELECT body FROM webhook_deliveries WHERE webhook = $1 ORDER BY seq DESC LIMIT $2",
+        )
+        .bind(name)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(IdentityError::store)?
+        .into_iter()
+        .map(|row| serde_json::from_str(row.get::<&str, _>(0)).map_err(IdentityError::store))
+        .collect()
+    }
+
+    async fn append_site_events(&self, events: &[SiteEvent]) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        for event in events {
+            sqlx::query(
+                "INSERT INTO site_events (registry, event_id, body, at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (event_id) DO NOTHING",
+            )
+            .bind(&event.registry)
+            .bind(&event.id)
+            .bind(json(event))
+            .bind(unix_now())
+            .execute(&mut *tx)
+            .await
+            .map_err(IdentityError::store)?;
+        }
+        tx.commit().await.map_err(IdentityError::store)
+    }
+
+    async fn site_events(&self, after: i64, limit: u32) -> Result<Vec<SiteEvent>> {
+        sqlx::query("SELECT seq, body FROM site_events WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(IdentityError::store)?
+            .into_iter()
+            .map(|row| {
+                let mut event: SiteEvent =
+                    serde_json::from_str(row.get::<&str, _>(1)).map_err(IdentityError::store)?;
+                event.seq = row.get(0);
+                Ok(event)
+            })
+            .collect()
+    }
+
+    async fn site_events_head(&self) -> Result<i64> {
+        // The sequence, not MAX(seq): pruning every row must not rewind it.
+        sqlx::query(
+            "SELECT COALESCE(pg_sequence_last_value(pg_get_serial_sequence('site_events', 'seq')), 0)",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map(|row| row.get(0))
+        .map_err(IdentityError::store)
+    }
+
+    async fn prune_site_events(&self, before: i64) -> Result<u64> {
+        sqlx::query("DELETE FROM site_events WHERE at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map(|done| done.rows_affected())
             .map_err(IdentityError::store)
     }
 }

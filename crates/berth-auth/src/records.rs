@@ -213,6 +213,11 @@ impl Records {
         self.notifier.subscribe(Topic::Identity)
     }
 
+    /// Announces a change of `topic` through the shared notifier.
+    pub(crate) fn notify(&self, topic: Topic) {
+        self.notifier.notify(topic);
+    }
+
     /// Installs `next` as the snapshot, unless one at least as recent is there already,
     /// and wakes whoever waits for identity changes: every node for this process's own
     /// writes (`ours`), this node only for changes read from the store (another node made

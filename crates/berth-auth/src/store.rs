@@ -8,11 +8,16 @@ use berth_oci::time::unix_now;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
+use crate::audit::AuditEntry;
 use crate::connected::{ConnectedRegistry, InstanceStatus, PAST_DETAILS_KEPT, StatusDetail};
 use crate::error::IdentityError;
 use crate::keys::StoredKey;
 use crate::scope_map::ScopeMap;
 use crate::token::Token;
+use crate::webhook::{Delivery, SiteEvent, Webhook};
+
+/// How many delivery records are kept per webhook (the most recent).
+pub const DELIVERIES_KEPT: i64 = 1000;
 
 type Result<T> = std::result::Result<T, IdentityError>;
 
@@ -120,6 +125,43 @@ pub trait IdentityStore: Send + Sync + 'static {
     async fn events(&self, registry: &str) -> Result<Vec<StatusDetail>>;
     /// Forgets every problem of `registry` (deleted).
     async fn delete_events(&self, registry: &str) -> Result<()>;
+
+    /// Appends `entry` (its `id` ignored) to the audit log; returns the id it got.
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<i64>;
+    /// Audit entries written at or after `since` (Unix seconds) with an id above `after`,
+    /// oldest first, at most `limit`.
+    async fn audit(&self, since: i64, after: i64, limit: u32) -> Result<Vec<AuditEntry>>;
+    /// Forgets audit entries written before `before` (Unix seconds); returns how many.
+    async fn prune_audit(&self, before: i64) -> Result<u64>;
+
+    /// Stores a new webhook with its starting positions (`(log, seq)`: what it has already
+    /// passed over), in one transaction; `AlreadyExists` if the name is taken.
+    async fn create_webhook(&self, webhook: &Webhook, positions: &[(&str, i64)]) -> Result<()>;
+    /// Replaces an existing webhook's definition; `NotFound` if there is none.
+    async fn update_webhook(&self, webhook: &Webhook) -> Result<()>;
+    /// Every webhook, by name.
+    async fn webhooks(&self) -> Result<Vec<Webhook>>;
+    /// Deletes a webhook with its positions and delivery records; `false` if there was none.
+    async fn delete_webhook(&self, name: &str) -> Result<bool>;
+    /// The last change of `log` webhook `name` has finished with.
+    async fn webhook_position(&self, name: &str, log: &str) -> Result<Option<i64>>;
+    /// Records that webhook `name` has finished with change `seq` of `log`.
+    async fn set_webhook_position(&self, name: &str, log: &str, seq: i64) -> Result<()>;
+    /// Records (or updates, by event id) a delivery to webhook `name`; keeps the
+    /// [`DELIVERIES_KEPT`] most recent ones.
+    async fn put_delivery(&self, name: &str, delivery: &Delivery) -> Result<()>;
+    /// Webhook `name`'s most recent deliveries, newest first, at most `limit`.
+    async fn deliveries(&self, name: &str, limit: u32) -> Result<Vec<Delivery>>;
+
+    /// Appends events connected registries relayed up (their `seq` ignored); an event
+    /// whose id is stored already is skipped, so resending is harmless.
+    async fn append_site_events(&self, events: &[SiteEvent]) -> Result<()>;
+    /// Relayed events after `after`, oldest first, at most `limit`.
+    async fn site_events(&self, after: i64, limit: u32) -> Result<Vec<SiteEvent>>;
+    /// The last relayed event's position (0: none yet).
+    async fn site_events_head(&self) -> Result<i64>;
+    /// Forgets relayed events stored before `before` (Unix seconds); returns how many.
+    async fn prune_site_events(&self, before: i64) -> Result<u64>;
 }
 
 /// Identities in a SQLite file.
@@ -560,6 +602,286 @@ impl IdentityStore for SqliteIdentityStore {
             .execute(&self.pool)
             .await
             .map(drop)
+            .map_err(IdentityError::store)
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<i64> {
+        let json_of = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
+        sqlx::query(
+            "INSERT INTO audit (at, actor, client, action, resource, status, before, after) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(entry.at)
+        .bind(&entry.actor)
+        .bind(&entry.client)
+        .bind(&entry.action)
+        .bind(&entry.resource)
+        .bind(i64::from(entry.status))
+        .bind(json_of(&entry.before))
+        .bind(json_of(&entry.after))
+        .fetch_one(&self.pool)
+        .await
+        .map(|row| row.get(0))
+        .map_err(IdentityError::store)
+    }
+
+    async fn audit(&self, since: i64, after: i64, limit: u32) -> Result<Vec<AuditEntry>> {
+        let parse = |text: Option<String>| -> Result<Option<serde_json::Value>> {
+            text.map(|t| serde_json::from_str(&t).map_err(IdentityError::store))
+                .transpose()
+        };
+        sqlx::query(
+            "SELECT id, at, actor, client, action, resource, status, before, after FROM audit \
+             WHERE at >= $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(since)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(IdentityError::store)?
+        .into_iter()
+        .map(|row| {
+            Ok(AuditEntry {
+                id: row.get(0),
+                at: row.get(1),
+                actor: row.get(2),
+                client: row.get(3),
+                action: row.get(4),
+                resource: row.get(5),
+                status: u16::try_from(row.get::<i64, _>(6)).unwrap_or(0),
+                before: parse(row.get(7))?,
+                after: parse(row.get(8))?,
+            })
+        })
+        .collect()
+    }
+
+    async fn prune_audit(&self, before: i64) -> Result<u64> {
+        sqlx::query("DELETE FROM audit WHERE at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(IdentityError::store)
+    }
+
+    async fn create_webhook(&self, webhook: &Webhook, positions: &[(&str, i64)]) -> Result<()> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(IdentityError::store)?;
+        let inserted = sqlx::query(
+            "INSERT INTO webhooks (name, body, created_at, updated_at) VALUES ($1, $2, $3, $3) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&webhook.name)
+        .bind(json(webhook))
+        .bind(webhook.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(IdentityError::store)?;
+        if inserted.rows_affected() == 0 {
+            return Err(IdentityError::AlreadyExists {
+                kind: "webhook",
+                name: webhook.name.clone(),
+                hint: "; use `berth webhook update` to change it",
+            });
+        }
+        // Positions a deleted webhook of the same name left cannot exist (deleted with it),
+        // but replace rather than fail if they do.
+        for (log, seq) in positions {
+            sqlx::query(
+                "INSERT INTO webhook_positions (webhook, log, seq) VALUES ($1, $2, $3) \
+                 ON CONFLICT (webhook, log) DO UPDATE SET seq = excluded.seq",
+            )
+            .bind(&webhook.name)
+            .bind(*log)
+            .bind(*seq)
+            .execute(&mut *tx)
+            .await
+            .map_err(IdentityError::store)?;
+        }
+        tx.commit().await.map_err(IdentityError::store)
+    }
+
+    async fn update_webhook(&self, webhook: &Webhook) -> Result<()> {
+        let updated = sqlx::query("UPDATE webhooks SET body = $1, updated_at = $2 WHERE name = $3")
+            .bind(json(webhook))
+            .bind(unix_now())
+            .bind(&webhook.name)
+            .execute(&self.pool)
+            .await
+            .map_err(IdentityError::store)?;
+        if updated.rows_affected() == 0 {
+            return Err(IdentityError::NotFound {
+                kind: "webhook",
+                name: webhook.name.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn webhooks(&self) -> Result<Vec<Webhook>> {
+        sqlx::query("SELECT body FROM webhooks ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(IdentityError::store)?
+            .into_iter()
+            .map(|row| serde_json::from_str(row.get::<&str, _>(0)).map_err(IdentityError::store))
+            .collect()
+    }
+
+    async fn delete_webhook(&self, name: &str) -> Result<bool> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(IdentityError::store)?;
+        let deleted = sqlx::query("DELETE FROM webhooks WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(IdentityError::store)?
+            .rows_affected();
+        for query in [
+            "DELETE FROM webhook_positions WHERE webhook = $1",
+            "DELETE FROM webhook_deliveries WHERE webhook = $1",
+        ] {
+            sqlx::query(query)
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(IdentityError::store)?;
+        }
+        tx.commit().await.map_err(IdentityError::store)?;
+        Ok(deleted > 0)
+    }
+
+    async fn webhook_position(&self, name: &str, log: &str) -> Result<Option<i64>> {
+        sqlx::query("SELECT seq FROM webhook_positions WHERE webhook = $1 AND log = $2")
+            .bind(name)
+            .bind(log)
+            .fetch_optional(&self.pool)
+            .await
+            .map(|row| row.map(|row| row.get(0)))
+            .map_err(IdentityError::store)
+    }
+
+    async fn set_webhook_position(&self, name: &str, log: &str, seq: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO webhook_positions (webhook, log, seq) VALUES ($1, $2, $3) \
+             ON CONFLICT (webhook, log) DO UPDATE SET seq = excluded.seq",
+        )
+        .bind(name)
+        .bind(log)
+        .bind(seq)
+        .execute(&self.pool)
+        .await
+        .map(drop)
+        .map_err(IdentityError::store)
+    }
+
+    async fn put_delivery(&self, name: &str, delivery: &Delivery) -> Result<()> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(IdentityError::store)?;
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (webhook, event_id, body, at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (webhook, event_id) DO UPDATE SET body = excluded.body, at = excluded.at",
+        )
+        .bind(name)
+        .bind(&delivery.id)
+        .bind(json(delivery))
+        .bind(delivery.at)
+        .execute(&mut *tx)
+        .await
+        .map_err(IdentityError::store)?;
+        sqlx::query(
+            "DELETE FROM webhook_deliveries WHERE webhook = $1 AND seq NOT IN \
+             (SELECT seq FROM webhook_deliveries WHERE webhook = $1 ORDER BY seq DESC LIMIT $2)",
+        )
+        .bind(name)
+        .bind(DELIVERIES_KEPT)
+        .execute(&mut *tx)
+        .await
+        .map_err(IdentityError::store)?;
+        tx.commit().await.map_err(IdentityError::store)
+    }
+
+    async fn deliveries(&self, name: &str, limit: u32) -> Result<Vec<Delivery>> {
+        sqlx::query(
+            "SELECT body FROM webhook_deliveries WHERE webhook = $1 ORDER BY seq DESC LIMIT $2",
+        )
+        .bind(name)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(IdentityError::store)?
+        .into_iter()
+        .map(|row| serde_json::from_str(row.get::<&str, _>(0)).map_err(IdentityError::store))
+        .collect()
+    }
+
+    async fn append_site_events(&self, events: &[SiteEvent]) -> Result<()> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(IdentityError::store)?;
+        for event in events {
+            sqlx::query(
+                "INSERT INTO site_events (registry, event_id, body, at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (event_id) DO NOTHING",
+            )
+            .bind(&event.registry)
+            .bind(&event.id)
+            .bind(json(event))
+            .bind(unix_now())
+            .execute(&mut *tx)
+            .await
+            .map_err(IdentityError::store)?;
+        }
+        tx.commit().await.map_err(IdentityError::store)
+    }
+
+    async fn site_events(&self, after: i64, limit: u32) -> Result<Vec<SiteEvent>> {
+        sqlx::query("SELECT seq, body FROM site_events WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(IdentityError::store)?
+            .into_iter()
+            .map(|row| {
+                let mut event: SiteEvent =
+                    serde_json::from_str(row.get::<&str, _>(1)).map_err(IdentityError::store)?;
+                event.seq = row.get(0);
+                Ok(event)
+            })
+            .collect()
+    }
+
+    async fn site_events_head(&self) -> Result<i64> {
+        // The AUTOINCREMENT counter, not MAX(seq): pruning every row must not rewind it.
+        sqlx::query(
+            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'site_events'), 0)",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map(|row| row.get(0))
+        .map_err(IdentityError::store)
+    }
+
+    async fn prune_site_events(&self, before: i64) -> Result<u64> {
+        sqlx::query("DELETE FROM site_events WHERE at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map(|done| done.rows_affected())
             .map_err(IdentityError::store)
     }
 }

@@ -50,17 +50,27 @@ pub enum Topic {
     /// A connected registry's own configuration document (the one its parent sent): wakes
     /// the relay's long polls for its children and the sync loops that follow the settings.
     Configuration,
+    /// Webhooks and the events they deliver beside the change log: a webhook defined or
+    /// changed, events relayed up by connected registries stored, events raised on a
+    /// connected registry. Wakes the webhook deliverer and the site's event sender.
+    Events,
 }
 
 impl Topic {
     /// Every topic.
-    pub const ALL: [Topic; 3] = [Topic::Content, Topic::Identity, Topic::Configuration];
+    pub const ALL: [Topic; 4] = [
+        Topic::Content,
+        Topic::Identity,
+        Topic::Configuration,
+        Topic::Events,
+    ];
 
     fn index(self) -> usize {
         match self {
             Topic::Content => 0,
             Topic::Identity => 1,
             Topic::Configuration => 2,
+            Topic::Events => 3,
         }
     }
 
@@ -70,6 +80,7 @@ impl Topic {
             Topic::Content => "berth_content",
             Topic::Identity => "berth_identity",
             Topic::Configuration => "berth_configuration",
+            Topic::Events => "berth_events",
         }
     }
 }
@@ -152,7 +163,7 @@ struct Channel {
 /// node; a notifier shared by several nodes wraps one (see the crate's documentation).
 #[derive(Debug)]
 pub struct LocalNotifier {
-    topics: [Channel; 3],
+    topics: [Channel; 4],
 }
 
 impl LocalNotifier {

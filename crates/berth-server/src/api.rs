@@ -28,7 +28,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/", any(entry))
         .route("/v2/{*rest}", any(entry))
         .route("/oauth2/token", any(token_entry))
-        .merge(crate::manage::router())
+        .merge(
+            crate::manage::router().layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                crate::manage::audit::record,
+            )),
+        )
         .merge(crate::gateway::router())
         .fallback(not_found)
         .with_state(state)

@@ -8,6 +8,9 @@
 //!   `wait`; `409 INSTANCE_DEACTIVATED` (or `INSTANCE_NOT_ACTIVE`) as soon as instance `id` is
 //!   no longer the active one;
 //! - `POST status` (`config/write`): the instance's status report (refused the same way);
+//! - `POST events` (`config/write`): events the registry raised from its notification
+//!   patterns (`EventsReport`); the root stores them for its webhooks, a relay passes them
+//!   up and answers once its parent took them;
 //!
 //! A connected registry that does not exist (deleted) is `404 CONNECTED_REGISTRY_UNKNOWN`,
 //! which its instance takes as final.
@@ -31,7 +34,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use berth_auth::gateway::{ActivateRequest, ConfigDocument, Gateway, GatewayError, StatusReport};
+use berth_auth::gateway::{
+    ActivateRequest, ConfigDocument, EventsReport, Gateway, GatewayError, StatusReport,
+};
 use berth_auth::{GatewayAction, IdentityError};
 use http::{StatusCode, header};
 use serde::Deserialize;
@@ -50,6 +55,7 @@ pub fn router() -> axum::Router<AppState> {
         .route("/berth/gateway/v1/{name}/activate", post(activate))
         .route("/berth/gateway/v1/{name}/config", get(config))
         .route("/berth/gateway/v1/{name}/status", post(status))
+        .route("/berth/gateway/v1/{name}/events", post(events))
         .route("/berth/gateway/v1/{name}/messages", get(messages))
 }
 
@@ -157,6 +163,27 @@ async fn status(
 ) -> Result<StatusCode, ApiError> {
     let (gateway, _) = authorize(&state, &parts, &name, GatewayAction::ConfigWrite).await?;
     gateway.status(&name, report).await.map_err(gateway_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Events in one `events` call at most.
+const EVENTS_PER_CALL: usize = 1000;
+
+async fn events(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    parts: Parts,
+    Body(report): Body<EventsReport>,
+) -> Result<StatusCode, ApiError> {
+    let (gateway, _) = authorize(&state, &parts, &name, GatewayAction::ConfigWrite).await?;
+    if report.events.len() > EVENTS_PER_CALL {
+        return Err(ApiError::management(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "INVALID",
+            format!("at most {EVENTS_PER_CALL} events per call"),
+        ));
+    }
+    gateway.events(&name, report).await.map_err(gateway_error)?;
     Ok(StatusCode::NO_CONTENT)
 }
 

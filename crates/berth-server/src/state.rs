@@ -34,6 +34,9 @@ pub struct AppState {
     pub gc: Arc<berth_registry::gc::GcOptions>,
     /// Import jobs: images this registry copies from other registries.
     pub imports: Arc<berth_import::Imports>,
+    /// Webhooks: their definitions, test calls and delivery records (the deliverer runs
+    /// apart, started by the binary).
+    pub webhooks: Arc<berth_events::Webhooks>,
 }
 
 /// What a connected registry's management API says of where it is managed.
@@ -53,7 +56,13 @@ impl AppState {
             Arc::clone(&registry),
             berth_import::ImportLimits::default(),
         ));
+        let webhooks = berth_events::Webhooks::new(
+            Arc::clone(identity.store()),
+            Arc::clone(&registry),
+            berth_events::DeliveryOptions::default(),
+        );
         AppState {
+            webhooks,
             registry,
             identity,
             public_url: None,

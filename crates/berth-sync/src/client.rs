@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use berth_auth::gateway::{ActivateRequest, ConfigDocument, StatusReport};
+use berth_auth::gateway::{ActivateRequest, ConfigDocument, EventsReport, StatusReport};
 use reqwest::StatusCode;
 
 use crate::connection::ConnectionString;
@@ -291,6 +291,17 @@ impl ParentClient {
             return Ok(None);
         }
         Self::document(response).await.map(Some)
+    }
+
+    /// Sends events raised on `registry` up.
+    pub async fn events(&self, registry: &str, report: &EventsReport) -> Result<(), LinkError> {
+        self.send(
+            self.http
+                .post(format!("{}/{registry}/events", self.base))
+                .json(report),
+        )
+        .await
+        .map(drop)
     }
 
     /// Reports `registry`'s status.

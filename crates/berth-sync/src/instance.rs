@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use berth_auth::Identity;
 use berth_auth::connected::{GcSettings, GcSummary, InstanceStatus, LogLevel, Mode, StatusDetail};
 use berth_auth::gateway::{ActivateRequest, ConfigDocument, RegistrySettings, StatusReport};
-use berth_auth::gateway::{Gateway, GatewayError};
+use berth_auth::gateway::{EventsReport, Gateway, GatewayError};
 use berth_auth::scope_map::RepositoryPattern;
 use berth_notify::{Notifier, Topic};
 use berth_oci::time::unix_now;
@@ -24,6 +24,7 @@ use berth_registry::Registry;
 use crate::client::{LinkError, ParentClient};
 use crate::connection::ConnectionString;
 use crate::content::ContentSync;
+use crate::events::EventSender;
 use crate::link::Link;
 use crate::retirement::{self, Cause, Retirement};
 use crate::schedule::Schedule;
@@ -398,6 +399,13 @@ impl Instance {
                 .await;
             this.stop.stop(this.final_error(error));
         });
+        let events = EventSender::new(&link, self.name(), &self.instance_id, &self.data_dir);
+        let this = Arc::clone(self);
+        tasks.spawn(async move {
+            let settings_of = Arc::clone(&this);
+            let error = events.run(move || settings_of.settings()).await;
+            this.stop.stop(this.final_error(error));
+        });
         let upstream = Upstream::new(link, &self.data_dir);
         let this = Arc::clone(self);
         tasks.spawn(async move {
@@ -668,6 +676,18 @@ impl Gateway for Relay {
         self.0
             .client
             .status(name, &report)
+            .await
+            .map_err(|e| relayed(name, Some(&instance), e))
+    }
+
+    /// Passed up at once, nothing kept here: the child answers only when the parent took
+    /// them, and keeps its own position until then, so an outage anywhere above loses
+    /// nothing.
+    async fn events(&self, name: &str, report: EventsReport) -> Result<(), GatewayError> {
+        let instance = report.instance_id.clone();
+        self.0
+            .client
+            .events(name, &report)
             .await
             .map_err(|e| relayed(name, Some(&instance), e))
     }

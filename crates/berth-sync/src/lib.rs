@@ -5,6 +5,8 @@
 //! - [`client`]: the HTTP client of the parent's gateway (activate, config long poll, status);
 //! - [`content`]: content sync from the parent's change log into the local registry;
 //! - [`upstream`]: for ReadWrite registries, local changes sent up to the parent;
+//! - [`events`]: local changes the notification patterns select, raised as events and sent
+//!   up (`EVENTS_FAILING` while that fails);
 //! - [`schedule`]: when content may move (continuous, or cron ticks with a window);
 //! - [`throttle`]: the per-link bandwidth limit;
 //! - [`position`]: a durable position in a change log;
@@ -21,11 +23,12 @@
 //!
 //! An instance never needs a route to anything but its parent: its children talk to its own
 //! gateway, which serves their configuration from the document it received and forwards
-//! their activations and reports up.
+//! their activations, reports and events up.
 
 pub mod client;
 pub mod connection;
 pub mod content;
+pub mod events;
 pub mod instance;
 pub mod link;
 pub mod position;

@@ -100,6 +100,9 @@ pub struct ServeArgs {
     /// Overrides the connection string's ParentGatewayEndpoint (`host[:port]`).
     #[arg(long, env = "BERTH_PARENT_GATEWAY_ENDPOINT", value_name = "HOST:PORT")]
     pub parent_gateway_endpoint: Option<String>,
+    /// The audit log's and webhooks' settings.
+    #[command(flatten)]
+    pub events: crate::events_config::EventsArgs,
     /// PEM file of CA certificates to trust for the parent, beside the system's store.
     #[arg(long, env = "BERTH_PARENT_CA_CERT", value_name = "FILE")]
     pub parent_ca_cert: Option<PathBuf>,
@@ -208,6 +211,7 @@ struct FileConfig {
     min_body_rate: Option<u64>,
     max_connections: Option<usize>,
     gc: Option<GcFile>,
+    events: Option<crate::events_config::EventsFile>,
 }
 
 /// `[gc]` in the configuration file.
@@ -325,6 +329,8 @@ pub struct Config {
     pub connection: Option<ConnectionString>,
     /// Fixed change log retention, when configured.
     pub change_log_retention: Option<Duration>,
+    /// The audit log's and webhooks' settings.
+    pub events: crate::events_config::EventsConfig,
     /// The login server's certificate, when it serves TLS.
     pub tls: Option<TlsFiles>,
     /// Canonical addresses and ranges of trusted proxies.
@@ -446,7 +452,7 @@ fn parse_duration(key: &'static str, value: &str) -> Result<Duration, ConfigErro
 }
 
 /// A duration setting: flag or variable, else file, else `default`; must not be zero.
-fn duration_setting(
+pub(crate) fn duration_setting(
     key: &'static str,
     flag: Option<String>,
     file: Option<String>,
@@ -719,6 +725,8 @@ impl Config {
         };
         let limits = connection_limits(&mut args, &mut file)?;
         let gc = gc_config(&mut args, file.gc.take())?;
+        let events =
+            crate::events_config::load(std::mem::take(&mut args.events), file.events.take())?;
         let defaults = RegistryConfig::default();
         let registry = RegistryConfig {
             max_manifest_size: args
@@ -791,6 +799,7 @@ impl Config {
                 }
             },
             public_url: args.public_url.or(file.public_url),
+            events,
             change_log_retention: args
                 .change_log_retention
                 .or(file.change_log_retention)

@@ -8,6 +8,8 @@ mod allocator;
 mod cli;
 mod config;
 mod data_dir;
+mod events;
+mod events_config;
 mod listeners;
 
 use std::process::ExitCode;
@@ -168,19 +170,10 @@ async fn serve(
     state.public_url = config.public_url.clone();
     state.gc = Arc::new(config.gc.options.clone());
     state.network = Arc::new(listeners.network_config(&config, addr, &identity)?);
+    events::start(&mut state, &config.events, login_host(&config, addr));
     let instance = match &config.connection {
         Some(connection) => {
-            let login_server = config
-                .public_url
-                .as_deref()
-                .map(|u| {
-                    u.split("://")
-                        .nth(1)
-                        .unwrap_or(u)
-                        .trim_end_matches('/')
-                        .to_owned()
-                })
-                .unwrap_or_else(|| addr.to_string());
+            let login_server = login_host(&config, addr);
             let instance = Instance::open(
                 connection.clone(),
                 &config.data_dir,
@@ -284,6 +277,21 @@ async fn serve(
     imports.shutdown(Duration::from_secs(5)).await;
     tracing::info!("registry stopped");
     Ok(())
+}
+
+/// The login server's `host[:port]`: the public URL's, else the address it listens on.
+fn login_host(config: &Config, addr: std::net::SocketAddr) -> String {
+    config
+        .public_url
+        .as_deref()
+        .map(|u| {
+            u.split("://")
+                .nth(1)
+                .unwrap_or(u)
+                .trim_end_matches('/')
+                .to_owned()
+        })
+        .unwrap_or_else(|| addr.to_string())
 }
 
 /// Raises the open-file soft limit to the hard limit (a registry holds a descriptor per

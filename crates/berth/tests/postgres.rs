@@ -249,7 +249,7 @@ fn berth_migrate_brings_the_databases_up_and_says_where_they_stand() {
         assert!(ok, "{said}");
         assert!(
             said.contains(
-                "in PostgreSQL are up to date: metadata at migration 2, identities at migration 1"
+                "in PostgreSQL are up to date: metadata at migration 2, identities at migration 3"
             ),
             "{said}"
         );

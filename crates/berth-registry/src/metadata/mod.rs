@@ -321,14 +321,17 @@ pub enum Exclusive {
     UploadSweep,
     /// Pruning the change log.
     ChangeLogPruning,
+    /// Delivering webhooks (`berth-events`): one deliverer follows the log for all nodes.
+    WebhookDelivery,
 }
 
 impl Exclusive {
     /// Every kind.
-    pub const ALL: [Exclusive; 3] = [
+    pub const ALL: [Exclusive; 4] = [
         Exclusive::GarbageCollection,
         Exclusive::UploadSweep,
         Exclusive::ChangeLogPruning,
+        Exclusive::WebhookDelivery,
     ];
 
     /// Its name, for logs.
@@ -337,6 +340,7 @@ impl Exclusive {
             Exclusive::GarbageCollection => "garbage collection",
             Exclusive::UploadSweep => "upload sweep",
             Exclusive::ChangeLogPruning => "change-log pruning",
+            Exclusive::WebhookDelivery => "webhook delivery",
         }
     }
 }

@@ -48,6 +48,7 @@ fn exclusive_key(task: Exclusive) -> i64 {
         Exclusive::GarbageCollection => 1,
         Exclusive::UploadSweep => 2,
         Exclusive::ChangeLogPruning => 3,
+        Exclusive::WebhookDelivery => 4,
     };
     i64::from_be_bytes([b'b', b'e', b'r', b't', b'h', b'e', b'x', number])
 }

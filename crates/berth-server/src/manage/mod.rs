@@ -15,12 +15,14 @@ use berth_auth::{NewToken, ScopeMapUpdate, Slot, TokenStatus};
 use http::StatusCode;
 use http::request::Parts;
 
+pub mod audit;
 mod connected;
 mod gc;
 mod import;
 mod keys;
 mod network;
 mod repositories;
+mod webhook;
 mod wire;
 
 use crate::auth::authenticate;
@@ -91,6 +93,11 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/berth/v1/imports", &["GET", "POST"]),
     ("/berth/v1/imports/{id}", &["GET"]),
     ("/berth/v1/imports/{id}/cancel", &["POST"]),
+    ("/berth/v1/audit", &["GET"]),
+    ("/berth/v1/webhooks", &["GET", "POST"]),
+    ("/berth/v1/webhooks/{name}", &["GET", "PATCH", "DELETE"]),
+    ("/berth/v1/webhooks/{name}/ping", &["POST"]),
+    ("/berth/v1/webhooks/{name}/events", &["GET"]),
 ];
 
 /// The management routes (with their admin check in each handler's extractor).
@@ -156,6 +163,8 @@ pub fn router() -> Router<AppState> {
             repositories::entry_route(),
         )
         .merge(import::router())
+        .route("/berth/v1/audit", get(audit::list))
+        .merge(webhook::router())
 }
 
 /// The admin, authenticated: every management handler takes this, so none can forget it.
@@ -166,6 +175,9 @@ impl FromRequestParts<AppState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         authenticate(state, parts).await?.require_admin()?;
+        if let Some(note) = parts.extensions.get::<audit::AuditNote>() {
+            note.mark(state.identity.checks().admin_username());
+        }
         Ok(Admin)
     }
 }
@@ -198,7 +210,7 @@ fn time(unix: i64) -> String {
         .unwrap_or_default()
 }
 
-fn parse_time(field: &str, value: &str) -> Result<i64, ApiError> {
+pub(super) fn parse_time(field: &str, value: &str) -> Result<i64, ApiError> {
     value
         .parse::<jiff::Timestamp>()
         .map(|t| t.as_second())
@@ -213,7 +225,7 @@ fn parse_time(field: &str, value: &str) -> Result<i64, ApiError> {
 
 // ----- registry settings -----
 
-fn registry_view(state: &AppState) -> api::RegistryView {
+pub(super) fn registry_view(state: &AppState) -> api::RegistryView {
     let network = state.identity.management().network();
     api::RegistryView {
         admin_username: state.identity.checks().admin_username(),

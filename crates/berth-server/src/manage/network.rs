@@ -17,7 +17,7 @@ use crate::state::AppState;
 
 // ----- IP rules -----
 
-fn rules_view(settings: &NetworkSettings) -> api::NetworkRulesView {
+pub(super) fn rules_view(settings: &NetworkSettings) -> api::NetworkRulesView {
     api::NetworkRulesView {
         public_network_enabled: settings.public_network_enabled,
         default_action: wire::default_action(settings.default_action),

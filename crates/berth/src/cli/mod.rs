@@ -1,6 +1,6 @@
 //! The management command line: `berth login`, `scope-map`, `token`, `connected-registry`,
 //! `network-rule`, `private-endpoint-connection`, `show-endpoints`, `update`, `show`,
-//! `keys`, `repository`, `import`.
+//! `keys`, `repository`, `import`, `audit`, `webhook`.
 //!
 //! Every command is a thin client of the registry's management API (`/berth/v1/…`); the
 //! registry validates and decides, the command line only parses flags, sends one request
@@ -17,8 +17,10 @@
 //! - one module per command group: [`login`], [`scope_map`], [`token`],
 //!   [`connected_registry`], [`registry`] (settings), [`network`] (rules, private
 //!   endpoints, endpoints), [`keys`] (signing keys), [`repository`] (repositories, their
-//!   tags and manifests), [`import`] (images copied from other registries).
+//!   tags and manifests), [`import`] (images copied from other registries), [`audit`] (the
+//!   audit log), [`webhook`] (webhooks, their test calls and delivery records).
 
+pub mod audit;
 pub mod client;
 pub mod connected_registry;
 pub mod credentials;
@@ -33,6 +35,7 @@ pub mod registry;
 pub mod repository;
 pub mod scope_map;
 pub mod token;
+pub mod webhook;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
@@ -88,6 +91,10 @@ pub enum Command {
     /// Import an image or index from another registry (the registry fetches it itself),
     /// or list, show and cancel imports.
     Import(import::ImportArgs),
+    /// List the management actions recorded on the registry (who, from where, what).
+    Audit(audit::AuditArgs),
+    /// Manage webhooks: HTTP endpoints told of pushes and deletions, signed.
+    Webhook(webhook::WebhookArgs),
 }
 
 /// Runs a management command and turns its outcome into the documented exit code.
@@ -107,6 +114,8 @@ pub fn run(command: Command) -> ExitCode {
         Command::Gc(args) => gc::run(args),
         Command::Repository(args) => repository::run(args),
         Command::Import(args) => import::run(args),
+        Command::Audit(args) => audit::run(args),
+        Command::Webhook(args) => webhook::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
