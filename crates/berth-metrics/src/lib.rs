@@ -172,8 +172,8 @@ impl MethodLabel {
 /// The status codes Berth answers with, each with a slot of its own; any other code is
 /// recorded through the family's lookup (correct, only slower).
 const KNOWN_CODES: [u16; 24] = [
-    200, 201, 202, 204, 206, 304, 307, 400, 401, 403, 404, 405, 409, 413, 416, 429, 500, 501,
-    502, 503, 504, 507, 308, 301,
+    200, 201, 202, 204, 206, 304, 307, 400, 401, 403, 404, 405, 409, 413, 416, 429, 500, 501, 502,
+    503, 504, 507, 308, 301,
 ];
 
 fn code_slot(code: u16) -> Option<usize> {
@@ -684,7 +684,10 @@ impl Metrics {
     /// Whether the content totals are older than `max_age` (or were never read); marks them
     /// read now when they are, so that concurrent scrapes read the store once.
     pub fn content_due(&self, max_age: Duration) -> bool {
-        let mut read_at = self.content_read_at.lock().unwrap_or_else(|e| e.into_inner());
+        let mut read_at = self
+            .content_read_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         match *read_at {
             Some(at) if now.duration_since(at) < max_age => false,
@@ -707,14 +710,14 @@ impl Metrics {
         set(&self.uploads_in_progress, totals.uploads);
     }
 
-    /// A garbage collection finished with `outcome` (`completed`, `stopped`, `failed`, …;
-    /// other values count as `other`), having removed `blobs` blobs of `bytes` bytes.
+    /// A garbage collection ended with `outcome` as its record says it (`finished`,
+    /// `stopped`, `failed: <why>`; anything else counts as `other`), having removed `blobs`
+    /// blobs of `bytes` bytes.
     pub fn gc_finished(&self, outcome: &str, blobs: u64, bytes: u64) {
         let outcome = match outcome {
-            "completed" => "completed",
+            "finished" => "finished",
             "stopped" => "stopped",
-            "failed" => "failed",
-            "interrupted" => "interrupted",
+            o if o.starts_with("failed") => "failed",
             _ => "other",
         };
         self.gc_runs.get_or_create(&OutcomeLabels { outcome }).inc();
@@ -864,7 +867,9 @@ mod tests {
         let bucket = |le: &str| {
             line(
                 &text,
-                &format!(r#"berth_http_request_duration_seconds_bucket{{le="{le}",route="upload"}}"#),
+                &format!(
+                    r#"berth_http_request_duration_seconds_bucket{{le="{le}",route="upload"}}"#
+                ),
             )
             .or_else(|| {
                 line(
@@ -944,7 +949,8 @@ mod tests {
         metrics.sync_retried("child/site-a");
         metrics.sync_succeeded("parent", 1_700_000_000);
         metrics.sync_backlog("parent", 3);
-        metrics.gc_finished("completed", 2, 4096);
+        metrics.gc_finished("finished", 2, 4096);
+        metrics.gc_finished("failed: disk on fire", 0, 0);
         metrics.gc_finished("something new", 0, 0);
         metrics.network_refused(RefusalCause::IpNotAllowed);
         metrics.login_failed();
@@ -957,7 +963,8 @@ mod tests {
             r#"berth_sync_retries_total{link="child/site-a"} 1"#,
             r#"berth_sync_last_success_timestamp_seconds{link="parent"} 1700000000"#,
             r#"berth_sync_backlog_changes{link="parent"} 3"#,
-            r#"berth_gc_runs_total{outcome="completed"} 1"#,
+            r#"berth_gc_runs_total{outcome="finished"} 1"#,
+            r#"berth_gc_runs_total{outcome="failed"} 1"#,
             r#"berth_gc_runs_total{outcome="other"} 1"#,
             "berth_gc_freed_bytes_total 4096",
             r#"berth_network_refusals_total{cause="ip_not_allowed"} 1"#,

@@ -33,8 +33,9 @@ pub use blob::{BlobStore, ByteStream, FsBlobStore};
 pub use change::{Change, ChangeAction, ChangeEvent, ChangePage, Origin};
 pub use error::RegistryError;
 pub use metadata::{
-    BlobClaim, BlobGeneration, BlobRecord, GcRun, LinkSource, ManifestDetail, MetadataStore,
-    Referrer, RepositorySummary, Selection, SqliteMetadata, StoredManifest, TagDetail,
+    BlobClaim, BlobGeneration, BlobRecord, ContentTotals, GcRun, LinkSource, ManifestDetail,
+    MetadataStore, Referrer, RepositorySummary, Selection, SqliteMetadata, StoredManifest,
+    TagDetail,
 };
 pub use registry::{
     Blob, ManifestInfo, ManifestPushed, Registry, RegistryConfig, RepositoryDeleted, Uploads,

@@ -34,6 +34,10 @@ pub struct AppState {
     pub gc: Arc<berth_registry::gc::GcOptions>,
     /// Import jobs: images this registry copies from other registries.
     pub imports: Arc<berth_import::Imports>,
+    /// The process's metrics (login failures, garbage collection, sync links, …).
+    pub metrics: Arc<berth_metrics::Metrics>,
+    /// What `/readyz` checks beyond the stores (listeners bound, configuration loaded).
+    pub readiness: Arc<crate::observe::Readiness>,
 }
 
 /// What a connected registry's management API says of where it is managed.
@@ -64,6 +68,8 @@ impl AppState {
             site: None,
             gc: Arc::default(),
             imports,
+            metrics: Arc::default(),
+            readiness: Arc::default(),
         }
     }
 }

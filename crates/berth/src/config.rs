@@ -151,6 +151,20 @@ pub struct ServeArgs {
     /// [default: 1h].
     #[arg(long, env = "BERTH_GC_GRACE", value_name = "DURATION")]
     pub gc_grace: Option<String>,
+    /// Address of a plain-HTTP listener serving `/metrics`, `/healthz` and `/readyz` only,
+    /// with no network rules: bind it where only monitoring reaches [default: none].
+    #[arg(long, env = "BERTH_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Count requests per repository too (label values grow with the repositories)
+    /// [default: false].
+    #[arg(long, env = "BERTH_METRICS_REPOSITORY_LABELS", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub metrics_repository_labels: Option<bool>,
+    /// Log lines as `text` or `json` (one object per line) [default: text].
+    #[arg(long, env = "BERTH_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// A line per request on standard error, `on` or `off` [default: on].
+    #[arg(long, env = "BERTH_ACCESS_LOG", value_name = "on|off")]
+    pub access_log: Option<String>,
 }
 
 /// The keys of the TOML configuration file; every key is optional.
@@ -188,6 +202,10 @@ struct FileConfig {
     min_body_rate: Option<u64>,
     max_connections: Option<usize>,
     gc: Option<GcFile>,
+    metrics_listen: Option<SocketAddr>,
+    metrics_repository_labels: Option<bool>,
+    log_format: Option<String>,
+    access_log: Option<String>,
 }
 
 /// `[gc]` in the configuration file.
@@ -313,6 +331,58 @@ pub struct Config {
     pub limits: ConnectionLimits,
     /// Garbage collection.
     pub gc: GcConfig,
+    /// Metrics, health and logs.
+    pub observability: ObservabilityConfig,
+}
+
+/// Metrics, health and logs, as configured.
+#[derive(Debug, Clone)]
+pub struct ObservabilityConfig {
+    /// The metrics listener's address, when on.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Per-repository request counts.
+    pub repository_labels: bool,
+    /// How log lines (the access log's included) are written.
+    pub log_format: berth_server::observe::LogFormat,
+    /// Whether each request gets an access log line.
+    pub access_log: bool,
+}
+
+/// Metrics, health and logs: flags over file over defaults.
+fn observability(
+    args: &mut ServeArgs,
+    file: &mut FileConfig,
+) -> Result<ObservabilityConfig, ConfigError> {
+    use berth_server::observe::LogFormat;
+    let log_format = match args.log_format.take().or(file.log_format.take()).as_deref() {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            return Err(ConfigError::Invalid {
+                key: "log_format",
+                message: format!("`{other}` is neither `text` nor `json`"),
+            });
+        }
+    };
+    let access_log = match args.access_log.take().or(file.access_log.take()).as_deref() {
+        None | Some("on") => true,
+        Some("off") => false,
+        Some(other) => {
+            return Err(ConfigError::Invalid {
+                key: "access_log",
+                message: format!("`{other}` is neither `on` nor `off`"),
+            });
+        }
+    };
+    Ok(ObservabilityConfig {
+        metrics_listen: args.metrics_listen.or(file.metrics_listen),
+        repository_labels: args
+            .metrics_repository_labels
+            .or(file.metrics_repository_labels)
+            .unwrap_or(false),
+        log_format,
+        access_log,
+    })
 }
 
 /// Why the configuration cannot be used.
@@ -633,6 +703,7 @@ impl Config {
         };
         let limits = connection_limits(&mut args, &mut file)?;
         let gc = gc_config(&mut args, file.gc.take())?;
+        let observability = observability(&mut args, &mut file)?;
         let defaults = RegistryConfig::default();
         let registry = RegistryConfig {
             max_manifest_size: args
@@ -741,6 +812,7 @@ impl Config {
             )?,
             limits,
             gc,
+            observability,
             connection: match args.connection_string.or(file.connection_string) {
                 Some(text) => {
                     let mut connection =
