@@ -172,8 +172,8 @@ impl MethodLabel {
 /// The status codes Berth answers with, each with a slot of its own; any other code is
 /// recorded through the family's lookup (correct, only slower).
 const KNOWN_CODES: [u16; 24] = [
-    200, 201, 202, 204, 206, 304, 307, 400, 401, 403, 404, 405, 409, 413, 416, 429, 500, 501, 502,
-    503, 504, 507, 308, 301,
+    200, 201, 202, 204, 206, 304, 307, 400, 401, 403, 404, 405, 409, 413, 416, 429, 499, 500, 501,
+    502, 503, 504, 507, 308,
 ];
 
 fn code_slot(code: u16) -> Option<usize> {

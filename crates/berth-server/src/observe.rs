@@ -156,6 +156,11 @@ impl Drop for Exchange {
             .bytes_in
             .as_ref()
             .map_or(0, |b| b.load(Ordering::Relaxed));
+        // No response at all: the client went away (or the server stopped) first; counted
+        // as nginx does, 499.
+        if self.status == 0 {
+            self.status = CLIENT_CLOSED;
+        }
         let method = MethodLabel::of(self.method.as_str());
         let metrics = &self.observer.metrics;
         metrics.record_request(
@@ -172,7 +177,11 @@ impl Drop for Exchange {
         {
             metrics.record_repository_request(repository, self.route);
         }
-        if let Some(log) = &self.observer.access_log {
+        // An info-level target like any other: `--log warn` (or `berth::access=off` in the
+        // filter) silences it too. The check is an atomic load while the filter stands.
+        if let Some(log) = &self.observer.access_log
+            && tracing::enabled!(target: "berth::access", tracing::Level::INFO)
+        {
             log.write(&AccessLine {
                 method: self.method.as_str(),
                 route: self.route.as_str(),
@@ -187,6 +196,10 @@ impl Drop for Exchange {
         }
     }
 }
+
+/// The status recorded for a request that got no response (nginx's "client closed
+/// request").
+pub const CLIENT_CLOSED: u16 = 499;
 
 /// One access log line's fields.
 struct AccessLine<'a> {
