@@ -245,6 +245,31 @@ pub struct AccessLog {
 
 thread_local! {
     static LINE: RefCell<String> = RefCell::new(String::with_capacity(256));
+    /// The current second, formatted (`2026-12-05T07:54:02`): formatting a date costs more
+    /// than the rest of a line, and a second holds tens of thousands of lines.
+    static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+}
+
+/// Writes the time now as RFC 3339 in UTC with microseconds (`2026-12-05T07:54:02.123456Z`).
+fn timestamp(out: &mut String) {
+    use std::fmt::Write as _;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    SECOND.with(|second| {
+        let mut second = second.borrow_mut();
+        if second.0 != now.as_secs() {
+            let formatted = i64::try_from(now.as_secs())
+                .ok()
+                .and_then(|s| jiff::Timestamp::from_second(s).ok())
+                .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+                .to_string();
+            second.1 = formatted.trim_end_matches('Z').to_owned();
+            second.0 = now.as_secs();
+        }
+        out.push_str(&second.1);
+    });
+    let _ = write!(out, ".{:06}Z", now.subsec_micros());
 }
 
 impl AccessLog {
@@ -351,10 +376,10 @@ fn write_batches(shared: &AccessShared, mut sink: Box<dyn std::io::Write + Send>
 
 fn format_text(out: &mut String, line: &AccessLine<'_>) {
     use std::fmt::Write as _;
+    timestamp(out);
     let _ = writeln!(
         out,
-        "{:.6}  INFO berth::access: method={} route={} repository={} status={} bytes_in={} bytes_out={} duration_ms={:.3} client={} user={}",
-        jiff::Timestamp::now(),
+        "  INFO berth::access: method={} route={} repository={} status={} bytes_in={} bytes_out={} duration_ms={:.3} client={} user={}",
         line.method,
         line.route,
         line.repository.unwrap_or("-"),
@@ -369,10 +394,10 @@ fn format_text(out: &mut String, line: &AccessLine<'_>) {
 
 fn format_json(out: &mut String, line: &AccessLine<'_>) {
     use std::fmt::Write as _;
-    let _ = write!(
-        out,
-        r#"{{"timestamp":"{:.6}","level":"INFO","target":"berth::access","fields":{{"message":"request","method":"#,
-        jiff::Timestamp::now()
+    out.push_str(r#"{"timestamp":""#);
+    timestamp(out);
+    out.push_str(
+        r#"","level":"INFO","target":"berth::access","fields":{"message":"request","method":"#,
     );
     json_string(out, line.method);
     let _ = write!(out, r#","route":"{}","repository":"#, line.route);
@@ -612,6 +637,9 @@ mod tests {
         };
         let mut text = String::new();
         format_text(&mut text, &line);
+        let stamp = text.split(' ').next().unwrap();
+        assert_eq!(stamp.len(), "2026-12-05T07:54:02.123456Z".len(), "{text}");
+        assert!(stamp.parse::<jiff::Timestamp>().is_ok(), "{text}");
         assert!(text.ends_with(
             "method=GET route=manifest repository=team/a\"pp status=200 bytes_in=0 bytes_out=529 duration_ms=0.412 client=127.0.0.1 user=ci-push\n"
         ), "{text}");

@@ -976,6 +976,48 @@ mod tests {
     }
 
     #[test]
+    fn observability_settings() {
+        use berth_server::observe::LogFormat;
+        let c = Config::load(ServeArgs::default()).unwrap();
+        let o = &c.observability;
+        assert_eq!(o.metrics_listen, None);
+        assert!(o.access_log && !o.repository_labels);
+        assert_eq!(o.log_format, LogFormat::Text);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(
+            &path,
+            "metrics_listen = \"127.0.0.1:9090\"\nlog_format = \"json\"\naccess_log = \"off\"\nmetrics_repository_labels = true\n",
+        )
+        .unwrap();
+        let c = Config::load(ServeArgs {
+            config: Some(path),
+            access_log: Some("on".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let o = &c.observability;
+        assert_eq!(o.metrics_listen, Some("127.0.0.1:9090".parse().unwrap()));
+        assert_eq!(o.log_format, LogFormat::Json);
+        assert!(o.access_log, "the flag wins over the file");
+        assert!(o.repository_labels);
+        let err = Config::load(ServeArgs {
+            log_format: Some("xml".into()),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("log_format"), "{err}");
+        let err = Config::load(ServeArgs {
+            access_log: Some("maybe".into()),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("access_log"), "{err}");
+    }
+
+    #[test]
     fn network_listeners_from_file_and_flags() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("berth.toml");
