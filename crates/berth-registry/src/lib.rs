@@ -34,9 +34,9 @@ pub use blob::{BlobStore, ByteStream, FsBlobStore};
 pub use change::{Change, ChangeAction, ChangeEvent, ChangePage, Origin};
 pub use error::RegistryError;
 pub use metadata::{
-    BlobClaim, BlobGeneration, BlobRecord, Exclusive, ExclusiveGuard, GcRun, LinkSource,
-    ManifestDetail, MetadataStore, PostgresMetadata, Referrer, RepositorySummary, Selection,
-    SqliteMetadata, StoredManifest, TagDetail,
+    BlobClaim, BlobGeneration, BlobRecord, ContentTotals, Exclusive, ExclusiveGuard, GcRun,
+    LinkSource, ManifestDetail, MetadataStore, PostgresMetadata, Referrer, RepositorySummary,
+    Selection, SqliteMetadata, StoredManifest, TagDetail,
 };
 pub use registry::{
     Blob, ManifestInfo, ManifestPushed, Registry, RegistryConfig, RepositoryDeleted, Uploads,

@@ -15,6 +15,7 @@
 //!   and bytes no repository links are left for garbage collection, so a concurrent push of
 //!   the same content can never lose its bytes.
 
+mod health;
 mod repositories;
 mod upload;
 

@@ -28,6 +28,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/", any(entry))
         .route("/v2/{*rest}", any(entry))
         .route("/oauth2/token", any(token_entry))
+        .route("/healthz", axum::routing::get(crate::observe::healthz))
+        .route("/readyz", axum::routing::get(crate::observe::readyz))
         .merge(
             crate::manage::router().layer(axum::middleware::from_fn_with_state(
                 state.clone(),
@@ -82,11 +84,29 @@ async fn dispatch(state: &AppState, request: Request) -> Result<Response, ApiErr
         .unwrap_or(path)
         .trim_start_matches('/');
     let route = Route::parse(rest).ok_or_else(|| ApiError::not_found(path))?;
+    let caller = authenticate(state, &parts).await?;
+    let mut response = match serve(state, &caller, route, &parts, body).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    };
+    // For the access log: who it was (the listener takes it out again).
+    response
+        .extensions_mut()
+        .insert(crate::observe::AccessUser(caller.principal));
+    Ok(response)
+}
+
+async fn serve(
+    state: &AppState,
+    caller: &crate::auth::Caller,
+    route: Route<'_>,
+    parts: &http::request::Parts,
+    body: Body,
+) -> Result<Response, ApiError> {
     let params = QueryParams::parse(parts.uri.query());
     let headers = &parts.headers;
     let method = &parts.method;
     let head = method == Method::HEAD;
-    let caller = authenticate(state, &parts).await?;
     // Each arm checks the one action its endpoint needs before touching anything.
     let need =
         |repository: &RepositoryName, action: A| {
@@ -112,7 +132,7 @@ async fn dispatch(state: &AppState, request: Request) -> Result<Response, ApiErr
         }
         (Route::Catalog, Method::GET) => {
             caller.require_catalog()?;
-            listing::catalog(state, &caller, &params).await
+            listing::catalog(state, caller, &params).await
         }
         (Route::Tags { name: n }, Method::GET) => {
             let n = name(state, n)?;

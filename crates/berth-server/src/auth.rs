@@ -117,8 +117,13 @@ pub fn challenge(
         .with_header(header::WWW_AUTHENTICATE, value)
 }
 
-/// Maps a failed login to its response: `429` when rate-limited, else a `401` challenge.
-pub fn login_failure(error: LoginError, realm: &str, service: &str) -> ApiError {
+/// Maps a failed login to its response: `429` when rate-limited, else a `401` challenge;
+/// counts it in the metrics.
+pub fn login_failure(state: &AppState, error: LoginError, realm: &str, service: &str) -> ApiError {
+    match &error {
+        LoginError::RateLimited(_) => state.metrics.login_rate_limited(),
+        LoginError::Invalid => state.metrics.login_failed(),
+    }
     match error {
         LoginError::RateLimited(retry) => ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -189,7 +194,7 @@ pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Caller, Api
                 .checks()
                 .login(&user, &password, client_ip(parts))
                 .await
-                .map_err(|e| login_failure(e, &realm, &service))?;
+                .map_err(|e| login_failure(state, e, &realm, &service))?;
             (principal, Credential::Basic)
         }
     };

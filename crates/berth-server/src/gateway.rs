@@ -216,9 +216,25 @@ async fn messages(
         })
         .into_response());
     }
+    let mut lag_recorded = false;
     loop {
         changed.mark_unchanged();
         let changes = state.registry.changes(after, MESSAGES_PER_CALL).await?;
+        if !std::mem::replace(&mut lag_recorded, true) {
+            // The child asks from where it stands: what lies after that is its lag (counted
+            // over the whole log, changes it may not see included), and this poll says it
+            // applied everything before.
+            let link = format!("child/{name}");
+            let now = berth_oci::time::unix_now();
+            let oldest_at = changes.first().map_or(now, |c| c.at);
+            let metrics = &state.metrics;
+            metrics.sync_lag(
+                &link,
+                u64::try_from(latest - after).unwrap_or(0),
+                u64::try_from(now - oldest_at).unwrap_or(0),
+            );
+            metrics.sync_succeeded(&link, now);
+        }
         if let Some(last) = changes.last().map(|c| c.seq) {
             let events = changes
                 .into_iter()

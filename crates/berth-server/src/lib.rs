@@ -16,6 +16,8 @@
 //! - [`data`]: the dedicated data endpoint and its signed blob URLs;
 //! - [`tls`]: certificates per listener, reloaded when their files change;
 //! - [`listener`]: the accept loop (TLS, graceful shutdown);
+//! - [`observe`]: per-request metrics and the access log, `/healthz` and `/readyz`, and the
+//!   metrics listener's router;
 //! - [`state`]: [`AppState`], shared by every handler.
 
 pub mod api;
@@ -28,6 +30,7 @@ pub mod handlers;
 pub mod listener;
 pub mod manage;
 pub mod network;
+pub mod observe;
 pub mod range;
 pub mod route;
 pub mod state;

@@ -50,6 +50,7 @@ use tower::ServiceExt;
 use futures_util::future::Either;
 
 use crate::network::{Endpoint, Gate, Via};
+use crate::observe::{Exchange, Observer};
 
 /// What a connection may hold, and for how long. Every value has a `berth serve` flag.
 #[derive(Clone, Debug)]
@@ -102,6 +103,8 @@ pub struct ListenerConfig {
     pub shutdown_grace: Duration,
     /// Timeouts and caps on connections.
     pub limits: ConnectionLimits,
+    /// Records each request's metrics and access log line, when set.
+    pub observe: Option<Arc<Observer>>,
 }
 
 impl Default for ListenerConfig {
@@ -112,6 +115,7 @@ impl Default for ListenerConfig {
             gate: None,
             shutdown_grace: Duration::from_secs(30),
             limits: ConnectionLimits::default(),
+            observe: None,
         }
     }
 }
@@ -171,9 +175,13 @@ impl Drop for InFlight {
     }
 }
 
-/// A response body that keeps its request counted as in flight until it is sent whole.
+/// A response body that keeps its request counted as in flight until it is sent whole, and
+/// records the request (metrics, access log) when it is done.
 struct CountedBody {
     inner: Body,
+    /// Declared before `_in_flight`: fields drop in order, so the request is recorded
+    /// before its connection counts it as ended.
+    exchange: Option<Exchange>,
     _in_flight: InFlight,
 }
 
@@ -185,7 +193,14 @@ impl hyper::body::Body for CountedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let (Poll::Ready(Some(Ok(frame))), Some(exchange)) = (&polled, &mut this.exchange)
+            && let Some(data) = frame.data_ref()
+        {
+            exchange.sent(data.len());
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -216,6 +231,8 @@ pub struct PacedBody<B> {
     started: Instant,
     last_data: Instant,
     received: u64,
+    /// Where the bytes received are also counted, for metrics and the access log.
+    counter: Option<Arc<AtomicU64>>,
     idle: Duration,
     min_rate: u64,
     /// Made on the first wait only: most bodies (empty ones, small ones already buffered)
@@ -232,6 +249,7 @@ impl<B> PacedBody<B> {
             started: now,
             last_data: now,
             received: 0,
+            counter: None,
             idle: limits.body_idle_timeout,
             min_rate: limits.min_body_rate,
             timer: None,
@@ -270,6 +288,9 @@ where
                 if let Some(data) = frame.data_ref() {
                     this.received += data.len() as u64;
                     this.last_data = Instant::now();
+                    if let Some(counter) = &this.counter {
+                        counter.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    }
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -513,12 +534,30 @@ fn service(
         endpoint: config.endpoint,
         tls: config.tls.is_some(),
     };
-    let (gate, limits) = (config.gate, config.limits);
+    let (gate, limits, observe) = (config.gate, config.limits, config.observe);
     hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         let in_flight = InFlight::start(&tracked);
-        let counted = move |response: axum::response::Response| {
+        // Request bodies are counted only when there is one (a GET has none).
+        let bytes_in = observe
+            .as_ref()
+            .filter(|_| !hyper::body::Body::is_end_stream(request.body()))
+            .map(|_| Arc::new(AtomicU64::new(0)));
+        let mut exchange = observe.as_ref().map(|observer| {
+            Exchange::start(
+                observer,
+                request.method(),
+                request.uri(),
+                peer,
+                bytes_in.clone(),
+            )
+        });
+        let counted = move |mut response: axum::response::Response, client: SocketAddr| {
+            if let Some(exchange) = &mut exchange {
+                exchange.respond(&mut response, client);
+            }
             response.map(|inner| CountedBody {
                 inner,
+                exchange,
                 _in_flight: in_flight,
             })
         };
@@ -527,18 +566,22 @@ fn service(
             Some(gate) => match gate.admit(&via, peer, request.uri(), request.headers()) {
                 Ok(client) => client,
                 Err(refusal) => {
-                    return Either::Left(std::future::ready(Ok(counted(*refusal))));
+                    return Either::Left(std::future::ready(Ok(counted(*refusal, peer))));
                 }
             },
         };
-        let mut request = request.map(|body| PacedBody::new(body, &limits));
+        let mut request = request.map(|body| {
+            let mut body = PacedBody::new(body, &limits);
+            body.counter = bytes_in;
+            body
+        });
         let extensions = request.extensions_mut();
         extensions.insert(ConnectInfo::<SocketAddr>(client));
         extensions.insert(via.clone());
         let app = app.clone();
         Either::Right(async move {
             let response = app.oneshot(request).await?;
-            Ok(counted(response))
+            Ok(counted(response, client))
         })
     })
 }

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use axum::response::{IntoResponse, Response};
 use berth_auth::Identity;
 use berth_auth::network::{ConnectionState, IpRules};
+use berth_metrics::RefusalCause;
 use berth_oci::ErrorCode;
 use http::{HeaderMap, StatusCode};
 
@@ -183,6 +184,7 @@ pub trait Gate: Send + Sync + 'static {
 pub struct NetworkGate {
     identity: Arc<Identity>,
     network: Arc<NetworkConfig>,
+    metrics: Arc<berth_metrics::Metrics>,
 }
 
 impl NetworkGate {
@@ -191,6 +193,7 @@ impl NetworkGate {
         NetworkGate {
             identity: Arc::clone(&state.identity),
             network: Arc::clone(&state.network),
+            metrics: Arc::clone(&state.metrics),
         }
     }
 }
@@ -207,15 +210,23 @@ impl Gate for NetworkGate {
         match &via.endpoint {
             Endpoint::Public => {
                 // The owner is never locked out: the management API answers on the login
-                // server to callers on this machine (still only to the admin). The client
+                // server to callers on this machine (still only to the admin), and so do the
+                // health checks (a probe on the machine, whatever the rules). The client
                 // address, not the peer: a proxy on this machine does not make its clients
                 // local.
-                let local_management =
-                    client.to_canonical().is_loopback() && uri.path().starts_with("/berth/v1/");
-                if !local_management
+                let path = uri.path();
+                let local_exempt = client.to_canonical().is_loopback()
+                    && (path.starts_with("/berth/v1/") || path == "/healthz" || path == "/readyz");
+                if !local_exempt
                     && let Err(refusal) = self.identity.management().network().admit_public(client)
                 {
                     tracing::debug!(%client, %refusal, "refused by network rules");
+                    self.metrics.network_refused(match refusal {
+                        berth_auth::network::Refusal::PublicNetworkDisabled => {
+                            RefusalCause::PublicNetworkDisabled
+                        }
+                        berth_auth::network::Refusal::NotAllowed(_) => RefusalCause::IpNotAllowed,
+                    });
                     return Err(Box::new(denied(refusal.to_string())));
                 }
             }
@@ -226,6 +237,8 @@ impl Gate for NetworkGate {
                     .network()
                     .private_endpoint_state(name);
                 if connection != ConnectionState::Approved {
+                    self.metrics
+                        .network_refused(RefusalCause::PrivateEndpointNotApproved);
                     return Err(Box::new(denied(format!(
                         "private endpoint `{name}` is {connection}: only an Approved private endpoint serves; the registry's owner approves it with `berth private-endpoint-connection approve --name {name}`"
                     ))));

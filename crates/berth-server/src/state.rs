@@ -37,6 +37,10 @@ pub struct AppState {
     /// Webhooks: their definitions, test calls and delivery records (the deliverer runs
     /// apart, started by the binary).
     pub webhooks: Arc<berth_events::Webhooks>,
+    /// The process's metrics (login failures, garbage collection, sync links, …).
+    pub metrics: Arc<berth_metrics::Metrics>,
+    /// What `/readyz` checks beyond the stores (listeners bound, configuration loaded).
+    pub readiness: Arc<crate::observe::Readiness>,
 }
 
 /// What a connected registry's management API says of where it is managed.
@@ -73,6 +77,8 @@ impl AppState {
             site: None,
             gc: Arc::default(),
             imports,
+            metrics: Arc::default(),
+            readiness: Arc::default(),
         }
     }
 }

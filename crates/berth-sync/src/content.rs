@@ -174,7 +174,10 @@ impl ContentSync {
                     }
                 }
                 Err(SyncError::Link(e)) if e.is_final() => return e,
-                Err(e) => retry.failed(&e).await,
+                Err(e) => {
+                    self.link.metrics.sync_retried(crate::link::METRICS_LINK);
+                    retry.failed(&e).await
+                }
             }
         }
     }
@@ -239,7 +242,16 @@ impl ContentSync {
         }
         let applied = !messages.events.is_empty();
         let _moving = applied.then(|| self.link.activity.moving());
-        for change in &messages.events {
+        let metrics = &self.link.metrics;
+        let link = crate::link::METRICS_LINK;
+        for (i, change) in messages.events.iter().enumerate() {
+            // What this page brought and is not applied yet, and how old the oldest is.
+            let now = berth_oci::time::unix_now();
+            metrics.sync_lag(
+                link,
+                (messages.events.len() - i) as u64,
+                u64::try_from(now - change.at).unwrap_or(0),
+            );
             self.apply(change).await?;
             // A position is never saved ahead of what was applied.
             self.position.set(change.seq)?;
@@ -247,6 +259,8 @@ impl ContentSync {
         if messages.last > after {
             self.position.set(messages.last)?;
         }
+        metrics.sync_lag(link, 0, 0);
+        metrics.sync_succeeded(link, berth_oci::time::unix_now());
         Ok(applied)
     }
 

@@ -120,6 +120,8 @@ pub struct Instance {
     stop: Stop,
     /// What the last garbage collection on site did, for the status report.
     last_gc: Mutex<Option<GcSummary>>,
+    /// The process's metrics (the link's lag, backlog, bytes, retries).
+    metrics: Arc<berth_metrics::Metrics>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> InstanceError + '_ {
@@ -148,6 +150,9 @@ impl Instance {
     /// at once, so it serves while the parent is down). `read_only` is the data plane's
     /// switch for ReadOnly mode; `log_level` applies the configured log level. Refuses to
     /// start an instance its root retired (deactivated, or its registry deleted).
+    // Each is one of the process's parts the instance works with; a struct of them would
+    // only name this list twice.
+    #[allow(clippy::too_many_arguments)]
     pub async fn open(
         connection: ConnectionString,
         data_dir: &Path,
@@ -156,6 +161,7 @@ impl Instance {
         registry: Arc<Registry>,
         read_only: Arc<RwLock<Option<String>>>,
         log_level: Arc<dyn Fn(LogLevel) + Send + Sync>,
+        metrics: Arc<berth_metrics::Metrics>,
     ) -> Result<Arc<Instance>, InstanceError> {
         let instance_id = instance_id(data_dir)?;
         if let Some(retired) = Retirement::load(data_dir) {
@@ -186,6 +192,7 @@ impl Instance {
             synced: Arc::new(SyncedRepositories::new(data_dir)),
             stop: Stop::default(),
             last_gc: Mutex::default(),
+            metrics,
         });
         if let Ok(text) = std::fs::read_to_string(&instance.state_file)
             && let Ok(document) = serde_json::from_str::<ConfigDocument>(&text)
@@ -222,6 +229,15 @@ impl Instance {
     /// Records what a garbage collection on site did, for the next status report.
     pub fn record_gc(&self, summary: GcSummary) {
         *self.last_gc.lock().unwrap_or_else(|e| e.into_inner()) = Some(summary);
+    }
+
+    /// Whether a configuration document is loaded (kept from the last sync, or received from
+    /// the parent): a readiness check.
+    pub fn configuration_loaded(&self) -> bool {
+        self.document
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
     }
 
     /// The gateway this instance serves to its own children.
@@ -376,6 +392,7 @@ impl Instance {
             limits,
             problems: Arc::clone(&self.problems),
             activity: Arc::clone(&self.activity),
+            metrics: Arc::clone(&self.metrics),
         };
         let content = ContentSync::new(
             link.clone(),

@@ -25,7 +25,12 @@ pub struct Link {
     pub problems: Arc<Problems>,
     /// Whether content is moving (`Syncing`).
     pub activity: Arc<Activity>,
+    /// The process's metrics: this link's lag, backlog, bytes and retries.
+    pub metrics: Arc<berth_metrics::Metrics>,
 }
+
+/// How this link is named in metrics (the parent's side names it `child/<name>`).
+pub const METRICS_LINK: &str = "parent";
 
 /// How a sync loop meets failures, the same in both directions: each failure is logged and
 /// followed by a longer wait (200 ms, doubling, at most 10 s); three in a row raise a status
@@ -66,6 +71,13 @@ impl Retry {
 
     /// A round went well: the problem, if raised, is over.
     pub fn succeeded(&mut self) {
+        if self.failures > 0 {
+            tracing::info!(
+                failures = self.failures,
+                "link to the parent restored: {} works again",
+                self.what
+            );
+        }
         self.delay = Self::FIRST;
         self.failures = 0;
         self.problems.clear(self.code);
@@ -75,6 +87,9 @@ impl Retry {
     /// before the next round.
     pub async fn failed(&mut self, error: &(dyn std::fmt::Display + Sync)) {
         let error = error.to_string();
+        if self.failures == 0 {
+            tracing::info!(error = %error, "link to the parent lost: {} fails; retrying with backoff until it works", self.what);
+        }
         tracing::warn!(error = %error, "{} failed; retrying", self.what);
         self.failures += 1;
         if self.failures >= Self::LASTING {

@@ -251,11 +251,21 @@ impl Downloads {
         }
         let _moving = self.link.activity.moving();
         let bandwidth = (self.link.limits)().bandwidth;
+        let metrics = std::sync::Arc::clone(&self.link.metrics);
         let body = paced(
             &self.link.throttle,
             response.bytes_stream().map_err(io::Error::other),
             bandwidth,
         )
+        .inspect(move |chunk| {
+            if let Ok(chunk) = chunk {
+                metrics.sync_bytes(
+                    crate::link::METRICS_LINK,
+                    berth_metrics::Direction::Down,
+                    chunk.len() as u64,
+                );
+            }
+        })
         .boxed();
         // On a cut the bytes received so far stay in the session, for the next attempt.
         self.link

@@ -144,7 +144,10 @@ impl Upstream {
                     let _ = tokio::time::timeout(pause, changed.changed()).await;
                 }
                 Err(PushError::Parent(e)) if e.is_final() => return e,
-                Err(e) => retry.failed(&e).await,
+                Err(e) => {
+                    self.link.metrics.sync_retried(crate::link::METRICS_LINK);
+                    retry.failed(&e).await
+                }
             }
         }
     }
@@ -171,6 +174,17 @@ impl Upstream {
             .collect();
         loop {
             let changes = self.link.registry.changes(self.position.get(), 200).await?;
+            // Local changes not yet examined (all of them, on a ReadOnly registry, whose
+            // changes all come from its parent and are skipped at once).
+            let backlog = if read_write {
+                let (_, head) = self.link.registry.change_bounds().await?;
+                u64::try_from(head - self.position.get()).unwrap_or(0)
+            } else {
+                0
+            };
+            self.link
+                .metrics
+                .sync_backlog(crate::link::METRICS_LINK, backlog);
             if changes.is_empty() {
                 return Ok(Sent::All);
             }
@@ -272,7 +286,16 @@ impl Upstream {
                 .await?
                 .read(None)
                 .await?;
-            let bytes = paced(&self.link.throttle, blob, bandwidth);
+            let metrics = std::sync::Arc::clone(&self.link.metrics);
+            let bytes = paced(&self.link.throttle, blob, bandwidth).inspect(move |chunk| {
+                if let Ok(chunk) = chunk {
+                    metrics.sync_bytes(
+                        crate::link::METRICS_LINK,
+                        berth_metrics::Direction::Up,
+                        chunk.len() as u64,
+                    );
+                }
+            });
             let body = reqwest::Body::wrap_stream(bytes);
             self.link
                 .client

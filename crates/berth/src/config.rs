@@ -172,6 +172,20 @@ pub struct ServeArgs {
     /// [default: 1h].
     #[arg(long, env = "BERTH_GC_GRACE", value_name = "DURATION")]
     pub gc_grace: Option<String>,
+    /// Address of a plain-HTTP listener serving `/metrics`, `/healthz` and `/readyz` only,
+    /// with no network rules: bind it where only monitoring reaches [default: none].
+    #[arg(long, env = "BERTH_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Count requests per repository too (label values grow with the repositories)
+    /// [default: false].
+    #[arg(long, env = "BERTH_METRICS_REPOSITORY_LABELS", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub metrics_repository_labels: Option<bool>,
+    /// Log lines as `text` or `json` (one object per line) [default: text].
+    #[arg(long, env = "BERTH_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// A line per request on standard error, `on` or `off` [default: on].
+    #[arg(long, env = "BERTH_ACCESS_LOG", value_name = "on|off")]
+    pub access_log: Option<String>,
 }
 
 /// The keys of the TOML configuration file; every key is optional.
@@ -212,6 +226,10 @@ struct FileConfig {
     max_connections: Option<usize>,
     gc: Option<GcFile>,
     events: Option<crate::events_config::EventsFile>,
+    metrics_listen: Option<SocketAddr>,
+    metrics_repository_labels: Option<bool>,
+    log_format: Option<String>,
+    access_log: Option<String>,
 }
 
 /// `[gc]` in the configuration file.
@@ -343,6 +361,58 @@ pub struct Config {
     pub limits: ConnectionLimits,
     /// Garbage collection.
     pub gc: GcConfig,
+    /// Metrics, health and logs.
+    pub observability: ObservabilityConfig,
+}
+
+/// Metrics, health and logs, as configured.
+#[derive(Debug, Clone)]
+pub struct ObservabilityConfig {
+    /// The metrics listener's address, when on.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Per-repository request counts.
+    pub repository_labels: bool,
+    /// How log lines (the access log's included) are written.
+    pub log_format: berth_server::observe::LogFormat,
+    /// Whether each request gets an access log line.
+    pub access_log: bool,
+}
+
+/// Metrics, health and logs: flags over file over defaults.
+fn observability(
+    args: &mut ServeArgs,
+    file: &mut FileConfig,
+) -> Result<ObservabilityConfig, ConfigError> {
+    use berth_server::observe::LogFormat;
+    let log_format = match args.log_format.take().or(file.log_format.take()).as_deref() {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            return Err(ConfigError::Invalid {
+                key: "log_format",
+                message: format!("`{other}` is neither `text` nor `json`"),
+            });
+        }
+    };
+    let access_log = match args.access_log.take().or(file.access_log.take()).as_deref() {
+        None | Some("on") => true,
+        Some("off") => false,
+        Some(other) => {
+            return Err(ConfigError::Invalid {
+                key: "access_log",
+                message: format!("`{other}` is neither `on` nor `off`"),
+            });
+        }
+    };
+    Ok(ObservabilityConfig {
+        metrics_listen: args.metrics_listen.or(file.metrics_listen),
+        repository_labels: args
+            .metrics_repository_labels
+            .or(file.metrics_repository_labels)
+            .unwrap_or(false),
+        log_format,
+        access_log,
+    })
 }
 
 /// Why the configuration cannot be used.
@@ -727,6 +797,7 @@ impl Config {
         let gc = gc_config(&mut args, file.gc.take())?;
         let events =
             crate::events_config::load(std::mem::take(&mut args.events), file.events.take())?;
+        let observability = observability(&mut args, &mut file)?;
         let defaults = RegistryConfig::default();
         let registry = RegistryConfig {
             max_manifest_size: args
@@ -838,6 +909,7 @@ impl Config {
             )?,
             limits,
             gc,
+            observability,
             connection: match args.connection_string.or(file.connection_string) {
                 Some(text) => {
                     let mut connection =
@@ -1041,6 +1113,48 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("deletes nothing"), "{err}");
+    }
+
+    #[test]
+    fn observability_settings() {
+        use berth_server::observe::LogFormat;
+        let c = Config::load(ServeArgs::default()).unwrap();
+        let o = &c.observability;
+        assert_eq!(o.metrics_listen, None);
+        assert!(o.access_log && !o.repository_labels);
+        assert_eq!(o.log_format, LogFormat::Text);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berth.toml");
+        std::fs::write(
+            &path,
+            "metrics_listen = \"127.0.0.1:9090\"\nlog_format = \"json\"\naccess_log = \"off\"\nmetrics_repository_labels = true\n",
+        )
+        .unwrap();
+        let c = Config::load(ServeArgs {
+            config: Some(path),
+            access_log: Some("on".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let o = &c.observability;
+        assert_eq!(o.metrics_listen, Some("127.0.0.1:9090".parse().unwrap()));
+        assert_eq!(o.log_format, LogFormat::Json);
+        assert!(o.access_log, "the flag wins over the file");
+        assert!(o.repository_labels);
+        let err = Config::load(ServeArgs {
+            log_format: Some("xml".into()),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("log_format"), "{err}");
+        let err = Config::load(ServeArgs {
+            access_log: Some("maybe".into()),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("access_log"), "{err}");
     }
 
     #[test]

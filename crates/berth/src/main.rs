@@ -64,7 +64,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let log_control = init_logging(&config.log);
+            let log_control = init_logging(&config.log, config.observability.log_format);
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .max_blocking_threads(128)
@@ -104,7 +104,8 @@ fn main() -> ExitCode {
 /// parent's configuration, unless `RUST_LOG` was set, which always wins.
 type LogControl = Arc<dyn Fn(LogLevel) + Send + Sync>;
 
-fn init_logging(filter: &str) -> LogControl {
+fn init_logging(filter: &str, format: berth_server::observe::LogFormat) -> LogControl {
+    use std::io::IsTerminal as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     let from_env = std::env::var("RUST_LOG")
@@ -113,9 +114,20 @@ fn init_logging(filter: &str) -> LogControl {
     let pinned = from_env.is_some();
     let (filter, handle) =
         tracing_subscriber::reload::Layer::new(from_env.unwrap_or_else(|| EnvFilter::new(filter)));
+    // Colour only for a person at a terminal: never into files or collectors.
+    let json = format == berth_server::observe::LogFormat::Json;
     tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with((!json).then(|| {
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
+        }))
+        .with(json.then(|| {
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_writer(std::io::stderr)
+        }))
         .init();
     Arc::new(move |level: LogLevel| {
         if pinned {
@@ -158,6 +170,14 @@ async fn serve(
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let listeners = Listeners::bind(&config, stopping.clone()).await?;
     let addr = listeners.login_server.local_addr()?;
+    let metrics_listener = match config.observability.metrics_listen {
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at)
+                .await
+                .map_err(|e| format!("cannot listen on {at} for the metrics listener: {e}"))?,
+        ),
+        None => None,
+    };
     let login_scheme = berth_server::network::scheme(config.tls.is_some());
     println!(
         "berth: registry listening on {login_scheme}://{addr}, data in {}",
@@ -167,6 +187,10 @@ async fn serve(
     seed_private_endpoints(&identity, &config).await?;
 
     let mut state = AppState::new(Arc::clone(&registry), Arc::clone(&identity));
+    let metrics = Arc::new(berth_metrics::Metrics::new(
+        config.observability.repository_labels,
+    ));
+    state.metrics = Arc::clone(&metrics);
     state.public_url = config.public_url.clone();
     state.gc = Arc::new(config.gc.options.clone());
     state.network = Arc::new(listeners.network_config(&config, addr, &identity)?);
@@ -182,8 +206,13 @@ async fn serve(
                 registry,
                 Arc::clone(&state.read_only),
                 log_control,
+                Arc::clone(&metrics),
             )
             .await?;
+            let loaded = Arc::clone(&instance);
+            state
+                .readiness
+                .configuration_loaded_by(Arc::new(move || loaded.configuration_loaded()));
             state.gateway = instance.relay();
             state.site = Some(Arc::new(berth_server::Site {
                 registry: instance.name().to_owned(),
@@ -208,6 +237,7 @@ async fn serve(
             spawn_gc_scheduler(
                 Arc::clone(&state.registry),
                 config.gc.options.clone(),
+                Arc::clone(&metrics),
                 move || {
                     plan_of
                         .gc_settings()
@@ -226,6 +256,7 @@ async fn serve(
         None => spawn_gc_scheduler(
             Arc::clone(&state.registry),
             config.gc.options.clone(),
+            Arc::clone(&metrics),
             move || local_gc.clone(),
             |_| {},
         ),
@@ -250,11 +281,48 @@ async fn serve(
         }
     }
     state.stopping = stopping.clone();
+    // Requests are recorded (metrics, access log) when anything reads what is recorded.
+    let access_log = if config.observability.access_log {
+        Some(berth_server::observe::AccessLog::start(
+            config.observability.log_format,
+            Arc::clone(&metrics),
+        )?)
+    } else {
+        None
+    };
+    let observe = (access_log.is_some() || metrics_listener.is_some()).then(|| {
+        Arc::new(berth_server::observe::Observer {
+            metrics: Arc::clone(&metrics),
+            access_log: access_log.clone(),
+        })
+    });
     let listener_config = ListenerConfig {
         shutdown_grace: config.shutdown_grace,
         limits: config.limits.clone(),
+        observe,
         ..ListenerConfig::default()
     };
+    if let Some(listener) = metrics_listener {
+        println!(
+            "berth: metrics listening on http://{}/metrics",
+            listener.local_addr()?
+        );
+        let mut stopping = stopping.clone();
+        tokio::spawn(berth_server::serve(
+            listener,
+            berth_server::observe::metrics_router(state.clone()),
+            ListenerConfig {
+                shutdown_grace: Duration::from_secs(1),
+                limits: config.limits.clone(),
+                ..ListenerConfig::default()
+            },
+            async move {
+                let _ = stopping.wait_for(|stopping| *stopping).await;
+            },
+        ));
+    }
+    // Every listener is bound (the accept loops start below).
+    state.readiness.listeners_bound();
     let imports = Arc::clone(&state.imports);
     let server = listeners.serve(state, listener_config, stopping);
     spawn_hangup_logger();
@@ -275,6 +343,9 @@ async fn serve(
     }
     // Imports under way stop with the registry; their upload sessions go with them.
     imports.shutdown(Duration::from_secs(5)).await;
+    if let Some(access_log) = &access_log {
+        access_log.flush();
+    }
     tracing::info!("registry stopped");
     Ok(())
 }
@@ -608,6 +679,7 @@ fn spawn_identity_follower(identity: Arc<Identity>, notifier: Arc<dyn berth_noti
 fn spawn_gc_scheduler(
     registry: Arc<Registry>,
     options: berth_registry::gc::GcOptions,
+    metrics: Arc<berth_metrics::Metrics>,
     plan: impl Fn() -> (bool, berth_auth::connected::SyncSchedule) + Send + 'static,
     ran: impl Fn(&berth_registry::GcRun) + Send + 'static,
 ) {
@@ -638,6 +710,7 @@ fn spawn_gc_scheduler(
                     match registry.start_gc(false).await {
                         Ok(handle) => {
                             let run = registry.collect_garbage(&handle, &options).await;
+                            metrics.gc_finished(&run.outcome, run.blobs_removed, run.bytes_freed);
                             ran(&run);
                         }
                         Err(e) => {

@@ -438,6 +438,23 @@ impl BlobStore for FsBlobStore {
         })
         .await
     }
+
+    async fn check_writable(&self) -> io::Result<()> {
+        // Beside `blobs/` and `uploads/`, on the same file system; a name no listing of
+        // either directory reads.
+        let probe = self.root.join(".readiness-probe");
+        blocking(move || {
+            let written = (|| {
+                let mut file = File::create(&probe)?;
+                file.write_all(b"ready\n")?;
+                file.sync_all()
+            })();
+            let removed = fs::remove_file(&probe);
+            written?;
+            removed
+        })
+        .await
+    }
 }
 
 /// Streams `range` of `file` in [`READ_CHUNK`] reads, keeping one read in flight ahead of

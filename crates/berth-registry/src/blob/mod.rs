@@ -106,6 +106,12 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Every upload session the store holds, with the time its data last changed.
     async fn list_uploads(&self) -> io::Result<Vec<(UploadId, SystemTime)>>;
 
+    /// Fails unless new bytes can be stored now (a readiness check): the local store writes,
+    /// syncs and removes a small file where uploads go. A full disk fails with `ENOSPC`.
+    async fn check_writable(&self) -> io::Result<()> {
+        Ok(())
+    }
+
     /// Every committed blob the store holds: its digest, size, and when its bytes were
     /// placed (garbage collection's view of what is on disk).
     async fn list_blobs(&self) -> io::Result<Vec<(Digest, u64, SystemTime)>>;

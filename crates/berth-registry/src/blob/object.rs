@@ -654,6 +654,26 @@ type SegmentWrite = JoinHandle<(Path, object_store::Result<()>)>;
 
 #[async_trait]
 impl BlobStore for ObjectBlobStore {
+    async fn check_writable(&self) -> io::Result<()> {
+        // A small object of this process's own under `health/` (which nothing else reads),
+        // written and removed: the service answers, the credentials may write, and the
+        // bucket is not over quota. Named per process, so nodes' probes rarely share a name (and
+        // a name shared does no harm).
+        let key = self.key(&["health", &format!("readyz-{}", std::process::id())]);
+        let failed = |e: object_store::Error| {
+            io::Error::other(format!("storage `{}` takes no writes: {e}", self.location))
+        };
+        self.store
+            .put(&key, PutPayload::from_static(b"ready"))
+            .await
+            .map_err(failed)?;
+        match self.store.delete(&key).await {
+            // Another node of the same process id removed it first: still a write that went.
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(failed(e)),
+        }
+    }
+
     async fn stat(&self, digest: &Digest) -> io::Result<Option<u64>> {
         match self.store.head(&self.blob_key(digest)).await {
             Ok(meta) => Ok(Some(meta.size)),

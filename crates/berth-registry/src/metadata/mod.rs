@@ -24,6 +24,21 @@ use serde::Serialize;
 pub use postgres::PostgresMetadata;
 pub use sqlite::SqliteMetadata;
 
+/// What the metadata store holds, in counts ([`MetadataStore::content_totals`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ContentTotals {
+    /// Repositories.
+    pub repositories: u64,
+    /// Manifests, in every repository.
+    pub manifests: u64,
+    /// Distinct blobs whose bytes are stored (not being deleted).
+    pub blobs: u64,
+    /// Their bytes.
+    pub blob_bytes: u64,
+    /// Upload sessions open.
+    pub uploads: u64,
+}
+
 pub use crate::change::{Change, ChangeAction, ChangeEvent, Origin};
 
 use crate::UploadId;
@@ -548,6 +563,16 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     /// The last `limit` collections, newest first.
     async fn gc_runs(&self, limit: u32) -> Result<Vec<GcRun>>;
+
+    // ----- observability: metrics and readiness -----
+
+    /// How much the store holds (repositories, manifests, blobs and their bytes, upload
+    /// sessions), for metrics; a few counting queries, read at most every few seconds.
+    async fn content_totals(&self) -> Result<ContentTotals>;
+
+    /// Fails unless the store takes writes now: takes the write lock and lets it go, writing
+    /// nothing (a readiness check, run on every `/readyz`).
+    async fn check_writable(&self) -> Result<()>;
 
     /// Every tag of `repository` with the manifest it names and when it was last moved (Unix
     /// seconds), for retention rules.

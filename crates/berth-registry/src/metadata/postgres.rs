@@ -1068,6 +1068,43 @@ impl MetadataStore for PostgresMetadata {
         .collect()
     }
 
+    async fn content_totals(&self) -> Result<super::ContentTotals> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM repositories), (SELECT COUNT(*) FROM manifests), \
+             (SELECT COUNT(*) FROM blobs WHERE state = 'present'), \
+             (SELECT COALESCE(SUM(size), 0)::BIGINT FROM blobs WHERE state = 'present'), \
+             (SELECT COUNT(*) FROM uploads)",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(err)?;
+        let count = |i: usize| u64::try_from(row.get::<i64, _>(i)).unwrap_or(0);
+        Ok(super::ContentTotals {
+            repositories: count(0),
+            manifests: count(1),
+            blobs: count(2),
+            blob_bytes: count(3),
+            uploads: count(4),
+        })
+    }
+
+    async fn check_writable(&self) -> Result<()> {
+        // Not the writers' lock: a readiness probe must not queue behind every push on
+        // every node. A server that answers and whose sessions may write is ready; a hot
+        // standby (or `default_transaction_read_only`) is not.
+        let read_only: String =
+            sqlx::query_scalar("SELECT current_setting('transaction_read_only')")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(err)?;
+        if read_only == "on" {
+            return Err(err(std::io::Error::other(
+                "the database takes no writes (transaction_read_only is on: a standby?)",
+            )));
+        }
+        Ok(())
+    }
+
     async fn gc_runs(&self, limit: u32) -> Result<Vec<GcRun>> {
         Ok(sqlx::query(
             "SELECT id, started_at, finished_at, dry_run, outcome, blobs_removed, bytes_freed, manifests_removed, \

@@ -981,6 +981,31 @@ impl MetadataStore for SqliteMetadata {
         .collect()
     }
 
+    async fn content_totals(&self) -> Result<super::ContentTotals> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM repositories), (SELECT COUNT(*) FROM manifests), \
+             (SELECT COUNT(*) FROM blobs WHERE state = 'present'), \
+             (SELECT COALESCE(SUM(size), 0) FROM blobs WHERE state = 'present'), \
+             (SELECT COUNT(*) FROM uploads)",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(err)?;
+        let count = |i: usize| u64::try_from(row.get::<i64, _>(i)).unwrap_or(0);
+        Ok(super::ContentTotals {
+            repositories: count(0),
+            manifests: count(1),
+            blobs: count(2),
+            blob_bytes: count(3),
+            uploads: count(4),
+        })
+    }
+
+    async fn check_writable(&self) -> Result<()> {
+        let tx = self.begin_write().await?;
+        tx.rollback().await.map_err(err)
+    }
+
     async fn gc_runs(&self, limit: u32) -> Result<Vec<GcRun>> {
         Ok(sqlx::query(
             "SELECT id, started_at, finished_at, dry_run, outcome, blobs_removed, bytes_freed, manifests_removed, \

@@ -103,7 +103,7 @@ pub async fn get(state: &AppState, parts: &Parts) -> Result<Response, ApiError> 
                 .checks()
                 .login(&user, &password, client_ip(parts))
                 .await
-                .map_err(|e| login_failure(e, &realm, &service))?
+                .map_err(|e| login_failure(state, e, &realm, &service))?
         }
     };
     // The token's audience is this registry's own service, whatever `service` the client
@@ -154,7 +154,7 @@ pub async fn post(state: &AppState, parts: &Parts, body: Body) -> Result<Respons
                 .checks()
                 .login(user, password, client_ip(parts))
                 .await
-                .map_err(|e| login_failure(e, &realm, &service))?
+                .map_err(|e| login_failure(state, e, &realm, &service))?
         }
         Some("refresh_token") => {
             let token = form.get("refresh_token").ok_or_else(|| {

@@ -91,7 +91,13 @@ pub(crate) async fn start(
         std::sync::Arc::clone(&state.registry),
         std::sync::Arc::clone(&handle),
     );
-    tokio::spawn(async move { registry.collect_garbage(&run, &options).await });
+    let metrics = std::sync::Arc::clone(&state.metrics);
+    tokio::spawn(async move {
+        let run = registry.collect_garbage(&run, &options).await;
+        if !run.dry_run {
+            metrics.gc_finished(&run.outcome, run.blobs_removed, run.bytes_freed);
+        }
+    });
     Ok((StatusCode::ACCEPTED, Json(view(handle.progress()))).into_response())
 }
 
