@@ -82,12 +82,17 @@ pub fn wait_online(manage: &Manage, name: &str) -> Value {
 /// The manifest `reference` of `repo` on `berth` as `who`, accepting OCI and Docker
 /// manifests and indexes: status and body.
 pub fn manifest(berth: &Berth, who: &Cred, repo: &str, reference: &str) -> (u16, Vec<u8>) {
+    manifest_at(&berth.url, who, repo, reference)
+}
+
+/// [`manifest`] on the registry at `base`.
+pub fn manifest_at(base: &str, who: &Cred, repo: &str, reference: &str) -> (u16, Vec<u8>) {
     let accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
                   application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
     let resp = send(
         &authn::client(),
         "GET",
-        &format!("{}/v2/{repo}/manifests/{reference}", berth.url),
+        &format!("{base}/v2/{repo}/manifests/{reference}"),
         who,
         &[("Accept", accept)],
         None,
@@ -97,7 +102,13 @@ pub fn manifest(berth: &Berth, who: &Cred, repo: &str, reference: &str) -> (u16,
 
 /// The status of the manifest `reference` of `repo` on `berth`, as the admin.
 pub fn manifest_status(berth: &Berth, repo: &str, reference: &str) -> u16 {
-    manifest(berth, &Cred::admin(), repo, reference).0
+    manifest_status_at(&berth.url, repo, reference)
+}
+
+/// The status of the manifest `reference` of `repo` on the registry at `base` (a node, a
+/// load balancer), as the admin.
+pub fn manifest_status_at(base: &str, repo: &str, reference: &str) -> u16 {
+    manifest_at(base, &Cred::admin(), repo, reference).0
 }
 
 /// Waits up to [`WAIT`] until the manifest `reference` of `repo` on `berth` answers
@@ -128,6 +139,12 @@ pub fn wait_manifest(
 /// admin; returns the manifest digest.
 #[track_caller]
 pub fn push_image(to: &Berth, repo: &str, tag: &str, layer: &[u8]) -> String {
+    push_image_at(&to.url, repo, tag, layer)
+}
+
+/// [`push_image`] to the registry at `base` (a node, a load balancer).
+#[track_caller]
+pub fn push_image_at(base: &str, repo: &str, tag: &str, layer: &[u8]) -> String {
     let http = authn::client();
     let config = serde_json::to_vec(&json!({
         "architecture": "amd64", "os": "linux",
@@ -136,7 +153,7 @@ pub fn push_image(to: &Berth, repo: &str, tag: &str, layer: &[u8]) -> String {
     }))
     .unwrap();
     for blob in [&config[..], layer] {
-        let (post, put) = authn::upload_blob(&http, &to.url, &Cred::admin(), repo, blob);
+        let (post, put) = authn::upload_blob(&http, base, &Cred::admin(), repo, blob);
         expect_status(&post, 202, "start an upload");
         expect_status(put.as_ref().unwrap(), 201, "finish an upload");
     }
@@ -147,7 +164,7 @@ pub fn push_image(to: &Berth, repo: &str, tag: &str, layer: &[u8]) -> String {
         "layers": [{"mediaType": authn::OCI_LAYER, "digest": authn::sha256_digest(layer), "size": layer.len()}],
     }))
     .unwrap();
-    let resp = authn::put_manifest(&http, &to.url, &Cred::admin(), repo, tag, &manifest);
+    let resp = authn::put_manifest(&http, base, &Cred::admin(), repo, tag, &manifest);
     expect_status(&resp, 201, &format!("push {repo}:{tag}"));
     authn::sha256_digest(&manifest)
 }
