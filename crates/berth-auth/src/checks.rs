@@ -113,8 +113,42 @@ pub struct Checks {
     admin_cache: AdminCache,
     limiter: LoginLimiter,
     /// Bounds the Argon2 checks running at once (each takes ~19 MiB and a blocking thread).
-    password_checks: tokio::sync::Semaphore,
+    password_checks: Arc<tokio::sync::Semaphore>,
     config: IdentityConfig,
+    /// Counts the Argon2 checks actually running, so a test can see the bound hold.
+    #[cfg(test)]
+    pub(crate) running_checks: Arc<RunningChecks>,
+}
+
+/// The Argon2 checks running now, and the most that ever ran at once (tests only).
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct RunningChecks {
+    now: std::sync::atomic::AtomicUsize,
+    /// The most checks that ran at once.
+    pub(crate) peak: std::sync::atomic::AtomicUsize,
+}
+
+#[cfg(test)]
+impl RunningChecks {
+    /// Counts a check from now until the guard drops.
+    fn enter(self: Arc<Self>) -> impl Drop {
+        use std::sync::atomic::Ordering::SeqCst;
+        struct Leave(Arc<RunningChecks>);
+        impl Drop for Leave {
+            fn drop(&mut self) {
+                self.0.now.fetch_sub(1, SeqCst);
+            }
+        }
+        let n = self.now.fetch_add(1, SeqCst) + 1;
+        self.peak.fetch_max(n, SeqCst);
+        Leave(self)
+    }
+
+    /// Checks running now.
+    pub(crate) fn now(&self) -> usize {
+        self.now.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl Checks {
@@ -126,8 +160,12 @@ impl Checks {
                 config.login_failures_per_minute.max(1),
                 Duration::from_secs(60),
             ),
-            password_checks: tokio::sync::Semaphore::new(config.max_password_checks.max(1)),
+            password_checks: Arc::new(tokio::sync::Semaphore::new(
+                config.max_password_checks.max(1),
+            )),
             config,
+            #[cfg(test)]
+            running_checks: Arc::default(),
         }
     }
 
@@ -190,15 +228,27 @@ impl Checks {
                 .limiter
                 .attempt(client)
                 .map_err(LoginError::RateLimited)?;
-            let _permit = tokio::time::timeout(PASSWORD_CHECK_WAIT, self.password_checks.acquire())
-                .await
-                .map_err(|_| LoginError::RateLimited(Duration::from_secs(1)))?
-                .expect("the password check semaphore is never closed");
+            let permit = tokio::time::timeout(
+                PASSWORD_CHECK_WAIT,
+                Arc::clone(&self.password_checks).acquire_owned(),
+            )
+            .await
+            .map_err(|_| LoginError::RateLimited(Duration::from_secs(1)))?
+            .expect("the password check semaphore is never closed");
             let (candidate, stored) = (password.to_owned(), hash.clone());
-            let ok =
-                tokio::task::spawn_blocking(move || admin::verify_password(&candidate, &stored))
-                    .await
-                    .unwrap_or(false);
+            #[cfg(test)]
+            let running = Arc::clone(&self.running_checks);
+            // The slot belongs to the blocking check, not to this future: a client that hangs
+            // up drops the future, but the check runs on to its end and holds the slot until
+            // then, so abandoned logins cannot pile up more checks than the bound.
+            let ok = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                #[cfg(test)]
+                let _running = running.enter();
+                admin::verify_password(&candidate, &stored)
+            })
+            .await
+            .unwrap_or(false);
             if !ok {
                 return Err(LoginError::Invalid);
             }

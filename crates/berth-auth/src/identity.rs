@@ -502,6 +502,29 @@ mod tests {
         ));
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn abandoned_admin_logins_do_not_free_their_password_check_slot() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let dir = tempfile::tempdir().unwrap();
+        let config = IdentityConfig {
+            admin_password: Some("pw".into()),
+            max_password_checks: 1,
+            ..IdentityConfig::default()
+        };
+        let (identity, _) = open(dir.path(), config).await;
+        // Clients on many addresses, each hanging up a moment after its check started:
+        // every dropped login must keep its slot until its Argon2 check has ended.
+        for i in 0..8u8 {
+            let client = IpAddr::V4(Ipv4Addr::new(10, 0, 0, i));
+            let login = identity.checks().login("admin", "wrong", client);
+            let _ = tokio::time::timeout(Duration::from_millis(2), login).await;
+        }
+        while identity.checks().running_checks.now() > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(identity.checks().running_checks.peak.load(SeqCst), 1);
+    }
+
     #[tokio::test]
     async fn built_ins_are_read_only_and_anonymous_pull_is_pull_only() {
         let dir = tempfile::tempdir().unwrap();
