@@ -10,6 +10,8 @@
 //! - `deactivate` stops the old instance (for good), and a replacement takes over;
 //! - `delete` stops the instance, which never retries its refused sync token, so the
 //!   parent does not lock the site's other clients out;
+//! - a sync token the parent refuses stops the instance until it is given a new connection
+//!   string; restarts with the refused one never call the parent;
 //! - identity writes on a site are refused, naming where to make them;
 //! - the status says `Syncing` while content moves, in continuous mode too.
 
@@ -406,7 +408,7 @@ fn a_deleted_registrys_instance_stops_and_never_locks_its_site_out() {
         let stderr = serve_expecting_exit(&dir, &["--connection-string", &cs], WAIT);
         assert!(
             stderr.contains(&format!("connected registry `{name}` was deleted"))
-                || stderr.contains("refused this instance's sync token"),
+                || stderr.contains("the parent refused the sync token"),
             "{stderr}"
         );
     }
@@ -424,6 +426,72 @@ fn a_deleted_registrys_instance_stops_and_never_locks_its_site_out() {
         None,
     );
     expect_status(&resp, 200, "a valid client token after the orphans stopped");
+}
+
+/// `berth_login_failures_total` of the registry whose metrics listener is `metrics`.
+fn login_failures(metrics: &str) -> f64 {
+    let text = authn::client()
+        .get(format!("http://{metrics}/metrics"))
+        .send()
+        .and_then(|r| r.text())
+        .expect("scrape the metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix("berth_login_failures_total "))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or_else(|| panic!("no berth_login_failures_total in\n{text}"))
+}
+
+#[test]
+fn a_refused_sync_token_stops_the_instance_until_a_new_connection_string() {
+    let metrics = format!("127.0.0.1:{}", common::free_port());
+    let root = Berth::start_with(&["--metrics-listen", &metrics]);
+    let manage = Manage::new(&root.url);
+    let old_cs = connected(&manage, json!({"name": "ship10", "repositories": ["app"]}));
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("ship10");
+    let mut ship = Berth::with_data_dir(&dir, &["--connection-string", &old_cs]);
+    wait_state(&manage, "ship10", "Online", WAIT);
+
+    // A new password for the sync token (as `get-settings --generate-password 1` makes):
+    // the running instance's is refused from its next call on, and it stops.
+    let resp = manage.call(
+        "POST",
+        "/berth/v1/connected-registries/ship10/settings",
+        Some(json!({"parent_protocol": "http", "generate_password": 1})),
+    );
+    expect_status(&resp, 200, "a new sync token password");
+    let new_cs = resp.json("settings")["connection_string"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let status = ship
+        .wait_exit(Duration::from_secs(15))
+        .expect("the instance keeps running with a refused sync token");
+    assert!(!status.success(), "it stops with an error: {status}");
+    assert!(dir.join("retired.json").exists(), "the refusal is recorded");
+
+    // Restarted with the refused string (a supervisor's restarts), it refuses at once,
+    // naming the remedy, and never knocks on the parent's door: not one failed login more.
+    let failures = login_failures(&metrics);
+    for _ in 0..3 {
+        let stderr = serve_expecting_exit(&dir, &["--connection-string", &old_cs], WAIT);
+        assert!(
+            stderr.contains("refused the sync token")
+                && stderr.contains("get-settings --name ship10 --generate-password"),
+            "{stderr}"
+        );
+    }
+    assert_eq!(
+        login_failures(&metrics),
+        failures,
+        "restarts called the parent"
+    );
+
+    // The new connection string starts it again, and it syncs.
+    let ship = Berth::with_data_dir(&dir, &["--connection-string", &new_cs]);
+    push_image(&root, "app", "v1", b"after the new password");
+    wait_manifest(&ship, &Cred::admin(), "app", "v1", 200);
+    assert!(!dir.join("retired.json").exists());
 }
 
 #[test]
