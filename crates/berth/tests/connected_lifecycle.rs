@@ -4,7 +4,7 @@
 //!
 //! - a repository taken off a site's list and put back syncs again, whole;
 //! - a blob transfer killed (`kill -9`) part way resumes from the bytes on disk, and leaves
-//!   no upload file behind;
+//!   no upload file behind, nor does one that the sync no longer needs after the restart;
 //! - status details last only while their cause does, then show as past;
 //! - a switch to a cron schedule holds at once, even for a poll already in flight;
 //! - `deactivate` stops the old instance (for good), and a replacement takes over;
@@ -168,6 +168,57 @@ fn a_blob_transfer_killed_mid_way_resumes_from_the_bytes_on_disk() {
             files => Err(format!("{files:?}")),
         },
     );
+}
+
+#[test]
+fn a_transfer_cut_by_a_crash_and_then_not_needed_leaves_no_upload_file() {
+    let root = Berth::start();
+    let manage = Manage::new(&root.url);
+    let cs = connected(
+        &manage,
+        json!({"name": "ship11", "repositories": ["big", "small"], "sync_bandwidth": "2M"}),
+    );
+    let temp = tempfile::tempdir().unwrap();
+    let data_dir = temp.path().join("ship11");
+    let mut ship = Berth::with_data_dir(&data_dir, &["--connection-string", &cs]);
+    let layer = incompressible(12 << 20, 0x2545_F491_4F6C_DD1D);
+    push_image(&root, "big", "v1", &layer);
+    poll_until(WAIT, "a partial layer on disk", || {
+        let files = upload_files(&data_dir);
+        match files.iter().map(|(_, len)| *len).max() {
+            Some(len) if len >= 1 << 20 => Ok(()),
+            _ => Err(format!("{files:?}")),
+        }
+    });
+    ship.kill();
+    // While the site is down, its repository leaves the list: the transfer is not needed.
+    let resp = manage.call(
+        "PATCH",
+        "/berth/v1/connected-registries/ship11/permissions",
+        Some(json!({"remove": ["big"]})),
+    );
+    expect_status(&resp, 200, "permissions");
+
+    ship.restart();
+    push_image(
+        &root,
+        "small",
+        "v1",
+        b"a round that does not need the layer",
+    );
+    wait_manifest(&ship, &Cred::admin(), "small", "v1", 200);
+    // The round ended well without the layer: its upload file does not wait a day for the
+    // sweeper, and no transfer is left to resume.
+    poll_until(
+        Duration::from_secs(10),
+        "no upload file left",
+        || match upload_files(&data_dir) {
+            files if files.is_empty() => Ok(()),
+            files => Err(format!("{files:?}")),
+        },
+    );
+    let transfers = std::fs::read_to_string(data_dir.join("sync-transfers.json")).unwrap();
+    assert_eq!(transfers.trim(), "{}");
 }
 
 #[test]
