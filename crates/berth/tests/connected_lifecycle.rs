@@ -5,9 +5,11 @@
 //! - a repository taken off a site's list and put back syncs again, whole;
 //! - a blob transfer killed (`kill -9`) part way resumes from the bytes on disk, and leaves
 //!   no upload file behind, nor does one that the sync no longer needs after the restart;
-//! - status details last only while their cause does, then show as past;
+//! - status details last only while their cause does, then show as past (`SYNC_FAILING`,
+//!   `UPSTREAM_FAILING`, `ALREADY_ACTIVATED`, `DISK_LOW`, `DISK_FULL`);
 //! - a switch to a cron schedule holds at once, even for a poll already in flight;
-//! - `deactivate` stops the old instance (for good), and a replacement takes over;
+//! - `deactivate` stops the old instance (for good, logging why at error level), and a
+//!   replacement takes over;
 //! - `delete` stops the instance, which never retries its refused sync token, so the
 //!   parent does not lock the site's other clients out;
 //! - a sync token the parent refuses stops the instance until it is given a new connection
@@ -344,6 +346,50 @@ fn disk_low_and_disk_full_last_while_the_disk_is_low_or_full() {
 }
 
 #[test]
+fn upstream_failing_lasts_while_the_parent_refuses_what_a_site_sends_up() {
+    // The root on a small disk: what a ReadWrite site sends up cannot be stored there.
+    let temp = tempfile::tempdir().unwrap();
+    let disk = Tmpfs::mount(&temp.path().join("disk"), "64m");
+    let root = Berth::with_data_dir(&temp.path().join("disk/root"), &[]);
+    let manage = Manage::new(&root.url);
+    let cs = connected(
+        &manage,
+        json!({"name": "shop12", "mode": "ReadWrite", "repositories": ["app"]}),
+    );
+    let shop = Berth::with_data_dir(&temp.path().join("shop12"), &["--connection-string", &cs]);
+    wait_state(&manage, "shop12", "Online", WAIT);
+    let current = |view: &Value| {
+        details(view, "UPSTREAM_FAILING")
+            .first()
+            .is_some_and(|d| d["resolved_at"].is_null())
+    };
+
+    // A layer bigger than the root's disk, pushed on the site: sending it up fails, and
+    // keeps failing, so the root shows it.
+    let layer = incompressible(80 << 20, 0xD1B5_4A32_D192_ED03);
+    let digest = push_image(&shop, "app", "v1", &layer);
+    poll_until(WAIT, "UPSTREAM_FAILING, current", || {
+        let view = view(&manage, "shop12");
+        if current(&view) {
+            Ok(())
+        } else {
+            Err(view.to_string())
+        }
+    });
+
+    // Room at the root: the image goes up, and the problem is past.
+    disk.resize("4g");
+    wait_manifest(&root, &Cred::admin(), "app", &digest, 200);
+    poll_until(WAIT, "UPSTREAM_FAILING, past", || {
+        let view = view(&manage, "shop12");
+        match details(&view, "UPSTREAM_FAILING").as_slice() {
+            [d] if d["resolved_at"].is_string() => Ok(()),
+            _ => Err(view.to_string()),
+        }
+    });
+}
+
+#[test]
 fn a_switch_to_a_schedule_holds_at_once() {
     let root = Berth::start();
     let manage = Manage::new(&root.url);
@@ -384,10 +430,23 @@ fn deactivate_stops_the_old_instance_for_good_and_a_replacement_takes_over() {
     let manage = Manage::new(&root.url);
     let cs = connected(&manage, json!({"name": "ship6", "repositories": ["app"]}));
     let temp = tempfile::tempdir().unwrap();
-    let old_dir = temp.path().join("old");
-    let mut old = Berth::with_data_dir(&old_dir, &["--connection-string", &cs]);
+    // Its own output is kept, to read the line it logs when it stops.
+    let mut old = authn::Spawned::start(&[("BERTH_CONNECTION_STRING", &cs)]);
+    let old_dir = old.data_dir().to_owned();
     push_image(&root, "app", "v1", b"one");
-    wait_manifest(&old, &Cred::admin(), "app", "v1", 200);
+    poll_until(WAIT, "app:v1 on the old instance", || {
+        let resp = send(
+            &authn::client(),
+            "GET",
+            &format!("{}/v2/app/manifests/v1", old.url),
+            &Cred::admin(),
+            &[("accept", authn::OCI_MANIFEST)],
+            None,
+        );
+        (resp.status == 200)
+            .then_some(())
+            .ok_or_else(|| format!("status {}", resp.status))
+    });
     wait_state(&manage, "ship6", "Online", WAIT);
 
     let resp = manage.call(
@@ -401,6 +460,13 @@ fn deactivate_stops_the_old_instance_for_good_and_a_replacement_takes_over() {
         .wait_exit(Duration::from_secs(10))
         .expect("the deactivated instance keeps running");
     assert!(!status.success(), "it stops with an error: {status}");
+    let output = old.output();
+    assert!(
+        output.lines().any(|l| l.contains("ERROR")
+            && l.contains("connected registry instance stops")
+            && l.contains("was deactivated on the root registry")),
+        "the old instance logs why it stops, at error level:\n{output}"
+    );
     push_image(&root, "app", "v2", b"two");
     // Started again on its data directory, it refuses at once, saying why and what to do.
     let stderr = serve_expecting_exit(&old_dir, &["--connection-string", &cs], WAIT);
