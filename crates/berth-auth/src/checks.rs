@@ -113,8 +113,45 @@ pub struct Checks {
     admin_cache: AdminCache,
     limiter: LoginLimiter,
     /// Bounds the Argon2 checks running at once (each takes ~19 MiB and a blocking thread).
-    password_checks: tokio::sync::Semaphore,
+    password_checks: Arc<tokio::sync::Semaphore>,
     config: IdentityConfig,
+    /// Counts the Argon2 checks actually running, so a test can see the bound hold.
+    #[cfg(test)]
+    pub(crate) running_checks: Arc<RunningChecks>,
+}
+
+/// The Argon2 checks running now, and the most that ever ran at once (tests only).
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct RunningChecks {
+    now: std::sync::atomic::AtomicUsize,
+    /// The most checks that ran at once.
+    pub(crate) peak: std::sync::atomic::AtomicUsize,
+    /// Every check that ran.
+    pub(crate) total: std::sync::atomic::AtomicUsize,
+}
+
+#[cfg(test)]
+impl RunningChecks {
+    /// Counts a check from now until the guard drops.
+    fn enter(self: Arc<Self>) -> impl Drop {
+        use std::sync::atomic::Ordering::SeqCst;
+        struct Leave(Arc<RunningChecks>);
+        impl Drop for Leave {
+            fn drop(&mut self) {
+                self.0.now.fetch_sub(1, SeqCst);
+            }
+        }
+        self.total.fetch_add(1, SeqCst);
+        let n = self.now.fetch_add(1, SeqCst) + 1;
+        self.peak.fetch_max(n, SeqCst);
+        Leave(self)
+    }
+
+    /// Checks running now.
+    pub(crate) fn now(&self) -> usize {
+        self.now.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl Checks {
@@ -126,8 +163,12 @@ impl Checks {
                 config.login_failures_per_minute.max(1),
                 Duration::from_secs(60),
             ),
-            password_checks: tokio::sync::Semaphore::new(config.max_password_checks.max(1)),
+            password_checks: Arc::new(tokio::sync::Semaphore::new(
+                config.max_password_checks.max(1),
+            )),
             config,
+            #[cfg(test)]
+            running_checks: Arc::default(),
         }
     }
 
@@ -169,6 +210,13 @@ impl Checks {
     }
 
     /// Checks a user name and password from `client`.
+    ///
+    /// Every failed login costs one Argon2 check, whichever name it names: a wrong admin
+    /// password is checked against the admin's hash, any other failure against a dummy one.
+    /// Timing therefore tells neither the admin's name (configurable, so an operator may
+    /// keep it private) nor which token names exist; a token's right password stays a fast
+    /// check. The failure is counted before the check, so the limit bounds this work per
+    /// address, and the process-wide bound on Argon2 checks bounds it overall.
     pub async fn login(
         &self,
         username: &str,
@@ -190,16 +238,7 @@ impl Checks {
                 .limiter
                 .attempt(client)
                 .map_err(LoginError::RateLimited)?;
-            let _permit = tokio::time::timeout(PASSWORD_CHECK_WAIT, self.password_checks.acquire())
-                .await
-                .map_err(|_| LoginError::RateLimited(Duration::from_secs(1)))?
-                .expect("the password check semaphore is never closed");
-            let (candidate, stored) = (password.to_owned(), hash.clone());
-            let ok =
-                tokio::task::spawn_blocking(move || admin::verify_password(&candidate, &stored))
-                    .await
-                    .unwrap_or(false);
-            if !ok {
+            if !self.argon2_check(password, Some(hash.clone())).await? {
                 return Err(LoginError::Invalid);
             }
             self.admin_cache.remember(&hash, password);
@@ -230,9 +269,46 @@ impl Checks {
                 None
             }
         };
-        let principal = principal.ok_or(LoginError::Invalid)?;
+        let Some(principal) = principal else {
+            // The work of a wrong admin password, so that a failure names no one.
+            self.argon2_check(password, None).await?;
+            return Err(LoginError::Invalid);
+        };
         attempt.succeeded();
         Ok(principal)
+    }
+
+    /// Checks `password` against an Argon2 hash (`None`: a dummy one that nothing matches)
+    /// on a blocking thread, within the process-wide bound on checks at once.
+    async fn argon2_check(&self, password: &str, hash: Option<String>) -> Result<bool, LoginError> {
+        let permit = tokio::time::timeout(
+            PASSWORD_CHECK_WAIT,
+            Arc::clone(&self.password_checks).acquire_owned(),
+        )
+        .await
+        .map_err(|_| LoginError::RateLimited(Duration::from_secs(1)))?
+        .expect("the password check semaphore is never closed");
+        let candidate = password.to_owned();
+        #[cfg(test)]
+        let running = Arc::clone(&self.running_checks);
+        // The slot belongs to the blocking check, not to this future: a client that hangs
+        // up drops the future, but the check runs on to its end and holds the slot until
+        // then, so abandoned logins cannot pile up more checks than the bound.
+        let ok = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            #[cfg(test)]
+            let _running = running.enter();
+            match hash {
+                Some(hash) => admin::verify_password(&candidate, &hash),
+                None => {
+                    admin::check_no_account(&candidate);
+                    false
+                }
+            }
+        })
+        .await
+        .unwrap_or(false);
+        Ok(ok)
     }
 
     /// Whether a principal's login still stands (token enabled, password unchanged and not

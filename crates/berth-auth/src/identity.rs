@@ -43,8 +43,8 @@ pub struct IdentityConfig {
     pub refresh_token_ttl: Duration,
     /// Failed logins allowed per client address per minute.
     pub login_failures_per_minute: u32,
-    /// Admin password (Argon2) checks allowed to run at once in the whole process; more
-    /// wait their turn, up to [`PASSWORD_CHECK_WAIT`].
+    /// Argon2 checks (admin logins, and every failed login) allowed to run at once in the
+    /// whole process; more wait their turn, up to [`PASSWORD_CHECK_WAIT`].
     pub max_password_checks: usize,
 }
 
@@ -278,7 +278,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_unknown_name_costs_what_a_wrong_token_password_does() {
+    async fn an_unknown_name_costs_what_a_wrong_password_for_a_known_one_does() {
         let dir = tempfile::tempdir().unwrap();
         let config = IdentityConfig {
             admin_password: Some("pw".into()),
@@ -296,27 +296,24 @@ mod tests {
             samples.sort();
             samples[samples.len() / 2]
         };
-        let (mut known, mut unknown) = (Vec::new(), Vec::new());
-        for _ in 0..3000 {
-            let start = std::time::Instant::now();
-            assert!(identity.checks().login("robot", "wrong", IP).await.is_err());
-            known.push(start.elapsed());
-            let start = std::time::Instant::now();
-            assert!(
-                identity
-                    .checks()
-                    .login("nobody", "wrong", IP)
-                    .await
-                    .is_err()
-            );
-            unknown.push(start.elapsed());
+        // Each failure is an Argon2 check (tens of milliseconds), so a few samples give
+        // steady medians.
+        let mut samples = [Vec::new(), Vec::new(), Vec::new()];
+        for _ in 0..20 {
+            for (user, times) in ["robot", "nobody", "admin"].iter().zip(samples.iter_mut()) {
+                let start = std::time::Instant::now();
+                assert!(identity.checks().login(user, "wrong", IP).await.is_err());
+                times.push(start.elapsed());
+            }
         }
-        let (known, unknown) = (median(known), median(unknown));
-        let ratio = unknown.as_secs_f64() / known.as_secs_f64();
-        assert!(
-            (0.5..2.0).contains(&ratio),
-            "unknown name {unknown:?}, wrong password {known:?}"
-        );
+        let [known, unknown, admin] = samples.map(median);
+        for (what, time) in [("wrong token password", known), ("unknown name", unknown)] {
+            let ratio = time.as_secs_f64() / admin.as_secs_f64();
+            assert!(
+                (0.5..2.0).contains(&ratio),
+                "{what} {time:?}, wrong admin password {admin:?}"
+            );
+        }
     }
 
     #[tokio::test]
@@ -500,6 +497,65 @@ mod tests {
             identity.checks().login("nobody", "x", other).await,
             Err(LoginError::RateLimited(_))
         ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn abandoned_admin_logins_do_not_free_their_password_check_slot() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let dir = tempfile::tempdir().unwrap();
+        let config = IdentityConfig {
+            admin_password: Some("pw".into()),
+            max_password_checks: 1,
+            ..IdentityConfig::default()
+        };
+        let (identity, _) = open(dir.path(), config).await;
+        // Clients on many addresses, each hanging up a moment after its check started:
+        // every dropped login must keep its slot until its Argon2 check has ended.
+        for i in 0..8u8 {
+            let client = IpAddr::V4(Ipv4Addr::new(10, 0, 0, i));
+            let login = identity.checks().login("admin", "wrong", client);
+            let _ = tokio::time::timeout(Duration::from_millis(2), login).await;
+        }
+        while identity.checks().running_checks.now() > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(identity.checks().running_checks.peak.load(SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn every_failed_login_costs_what_a_wrong_admin_password_does() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let dir = tempfile::tempdir().unwrap();
+        let config = IdentityConfig {
+            admin_username: "keeper".into(),
+            admin_password: Some("pw".into()),
+            login_failures_per_minute: 100,
+            ..IdentityConfig::default()
+        };
+        let (identity, _) = open(dir.path(), config).await;
+        let new = NewToken {
+            name: "robot".into(),
+            repositories: vec![rule("app", &["content/read"])],
+            ..NewToken::default()
+        };
+        let (_, passwords) = identity.management().create_token(new).await.unwrap();
+        let password = passwords[0].value.clone();
+        let checks = identity.checks();
+        let argon2_runs = || checks.running_checks.total.load(SeqCst);
+        // Each failure runs one Argon2 check, whichever name it names, so that timing tells
+        // neither the admin's name nor which token names exist.
+        for (user, wrong) in [("keeper", "x"), ("nobody", "x"), ("robot", "x")] {
+            let before = argon2_runs();
+            assert_eq!(
+                checks.login(user, wrong, IP).await,
+                Err(LoginError::Invalid)
+            );
+            assert_eq!(argon2_runs(), before + 1, "a wrong password for `{user}`");
+        }
+        // A token's right password stays a fast check.
+        let before = argon2_runs();
+        assert!(checks.login("robot", &password, IP).await.is_ok());
+        assert_eq!(argon2_runs(), before);
     }
 
     #[tokio::test]

@@ -75,16 +75,46 @@ pub fn realm_and_service(state: &AppState, parts: &Parts) -> (String, String) {
     (format!("{base}/oauth2/token"), service)
 }
 
-/// Refuses a request with more than one `Host` header: the service name, the token realm
-/// and a proxy's routing could each read a different one.
+/// Refuses a request whose host could be read two ways: more than one `Host` header, or a
+/// `Host` that names another host or port than the request's authority (HTTP/2's
+/// `:authority`, or an absolute-form URI in HTTP/1). The service name, the token realm and a
+/// proxy's routing could each read a different one.
 pub fn single_host(parts: &Parts) -> Result<(), ApiError> {
-    if parts.headers.get_all(header::HOST).iter().nth(1).is_some() {
+    let mut hosts = parts.headers.get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
         return Err(ApiError::bad_request(
             ErrorCode::Unsupported,
             "the request has more than one Host header",
         ));
     }
+    if let (Some(host), Some(authority)) = (host, parts.uri.authority())
+        && !same_host(host.as_bytes(), authority, parts.uri.scheme_str())
+    {
+        return Err(ApiError::bad_request(
+            ErrorCode::Unsupported,
+            format!(
+                "the Host header `{}` differs from the request's authority `{authority}`",
+                String::from_utf8_lossy(host.as_bytes())
+            ),
+        ));
+    }
     Ok(())
+}
+
+/// Whether a `Host` header names the same host and port as `authority` (host names compared
+/// without case, a port left out standing for `scheme`'s default one).
+fn same_host(host: &[u8], authority: &http::uri::Authority, scheme: Option<&str>) -> bool {
+    let Ok(host) = http::uri::Authority::try_from(host) else {
+        return false;
+    };
+    let default_port = match scheme {
+        Some("http") => Some(80),
+        Some("https") => Some(443),
+        _ => None,
+    };
+    host.host().eq_ignore_ascii_case(authority.host())
+        && host.port_u16().or(default_port) == authority.port_u16().or(default_port)
 }
 
 /// Decodes `Authorization: Basic`.

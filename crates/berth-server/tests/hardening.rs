@@ -200,6 +200,50 @@ async fn a_second_host_header_is_refused() {
     );
 }
 
+#[tokio::test]
+async fn a_host_that_disagrees_with_the_request_authority_is_refused() {
+    let app = app().await;
+    // An absolute-form URI in HTTP/1, or HTTP/2's `:authority`: both reach the router as the
+    // URI's authority, beside a Host header that could name another service.
+    let send = |uri: &'static str, host: &'static str| {
+        let request = http::Request::builder()
+            .uri(uri)
+            .header("host", host)
+            .header("authorization", admin_basic())
+            .body(Body::empty())
+            .unwrap();
+        app.send(request)
+    };
+    for (uri, host) in [
+        ("http://registry.test/v2/", "evil.test"),
+        ("http://registry.test/v2/", "registry.test:5000"),
+        (
+            "http://registry.test:5000/oauth2/token",
+            "registry.test:5001",
+        ),
+    ] {
+        let r = send(uri, host).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{uri} with Host {host}");
+        assert_eq!(r.json()["errors"][0]["code"], "UNSUPPORTED");
+        let message = r.json()["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(message.contains("Host"), "{message}");
+    }
+    // The same name, told either way (host names are case-insensitive; a scheme's default
+    // port may be left out).
+    for (uri, host) in [
+        ("http://registry.test/v2/", "registry.test"),
+        ("http://Registry.Test/v2/", "registry.test"),
+        ("http://registry.test:80/v2/", "registry.test"),
+        ("https://registry.test/v2/", "registry.test:443"),
+    ] {
+        let r = send(uri, host).await;
+        assert_eq!(r.status, StatusCode::OK, "{uri} with Host {host}");
+    }
+}
+
 /// A blob store whose disk fills up on demand: writes then fail with `ENOSPC`.
 struct FillingDisk {
     inner: berth_registry::FsBlobStore,

@@ -160,6 +160,7 @@ impl ContentSync {
                 Ok(Round::Interrupted) => {}
                 Ok(Round::Done(applied)) => {
                     retry.succeeded();
+                    self.downloads.abandon_unneeded().await;
                     if applied {
                         on_synced();
                     }

@@ -42,15 +42,13 @@ pub enum InstanceError {
     /// Another instance holds the connected registry.
     #[error("ALREADY_ACTIVATED: {0}")]
     AlreadyActivated(String),
-    /// The root retired this instance for good: deactivated, or its registry deleted.
+    /// The root retired this instance for good: deactivated, its registry deleted, or its
+    /// sync token refused.
     #[error("{0}")]
     Retired(String),
-    /// The parent refused the sync token (a wrong or regenerated password, a disabled or
-    /// deleted token).
-    #[error(
-        "the parent refused this instance's sync token ({0}); get a new connection string with `berth connected-registry \
-         get-settings --generate-password 1` on the root, and restart with it"
-    )]
+    /// The parent refused a call for a reason retrying cannot mend (never expected: every
+    /// final answer has its own variant).
+    #[error("the parent refused this instance: {0}")]
     Refused(String),
     /// The parent no longer counts this instance as the active one.
     #[error("{0}")]
@@ -149,7 +147,8 @@ impl Instance {
     /// Prepares the instance: its identity, and the last configuration it received (applied
     /// at once, so it serves while the parent is down). `read_only` is the data plane's
     /// switch for ReadOnly mode; `log_level` applies the configured log level. Refuses to
-    /// start an instance its root retired (deactivated, or its registry deleted).
+    /// start an instance its root retired (deactivated, its registry deleted, or its sync token
+    /// refused with this connection string).
     // Each is one of the process's parts the instance works with; a struct of them would
     // only name this list twice.
     #[allow(clippy::too_many_arguments)]
@@ -304,12 +303,14 @@ impl Instance {
         }
     }
 
-    /// What a final answer of the parent means for this instance: for a retirement, the
-    /// record that keeps a restart from serving again.
+    /// What a final answer of the parent means for this instance: for a retirement
+    /// (deactivated, deleted, sync token refused), the record that keeps a restart from
+    /// serving again or calling the parent.
     fn final_error(&self, error: LinkError) -> InstanceError {
         let cause = match &error {
             LinkError::Deactivated(_) => Some(Cause::Deactivated),
             LinkError::Unknown(_) => Some(Cause::Deleted),
+            LinkError::Refused(_) => Some(Cause::TokenRefused),
             _ => None,
         };
         if let Some(cause) = cause {

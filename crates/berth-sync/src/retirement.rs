@@ -1,5 +1,5 @@
-//! An instance its root retired for good: deactivated (a replacement takes over) or its
-//! connected registry deleted.
+//! An instance its root retired for good: deactivated (a replacement takes over), its
+//! connected registry deleted, or its sync token refused.
 //!
 //! The instance learns it on a call to its parent, logs it at error level and stops, and
 //! records it in `retired.json` in its data directory, so that a restart does not serve the
@@ -8,7 +8,11 @@
 //! - deactivated: for this instance identity (`instance.id`). The root refuses it for good; a
 //!   new identity (remove `instance.id` and `retired.json`) activates as a replacement;
 //! - deleted: for this connection string. A registry created again under the same name has a
-//!   new sync token password, so its connection string starts the instance again.
+//!   new sync token password, so its connection string starts the instance again;
+//! - sync token refused (`401`: a regenerated password, a disabled or deleted token): for
+//!   this connection string, so that a supervisor restarting the instance does not log a
+//!   failed login at the parent per restart (which would lock the site's other clients out
+//!   of it). A new connection string (`get-settings --generate-password`) starts it again.
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +28,8 @@ pub enum Cause {
     Deactivated,
     /// `berth connected-registry delete` on the root.
     Deleted,
+    /// The parent refused the sync token (`401`).
+    TokenRefused,
 }
 
 /// What `retired.json` holds.
@@ -70,7 +76,7 @@ impl Retirement {
         self.registry == connection.registry
             && match self.cause {
                 Cause::Deactivated => self.instance_id == instance_id,
-                Cause::Deleted => self.connection == fingerprint(connection),
+                Cause::Deleted | Cause::TokenRefused => self.connection == fingerprint(connection),
             }
     }
 
@@ -94,6 +100,16 @@ impl Retirement {
                  serves. To use this data directory again, create the registry again on the root and start with the \
                  new connection string from `berth connected-registry get-settings`",
                 self.registry
+            ),
+            Cause::TokenRefused => format!(
+                "the parent refused the sync token of connected registry `{registry}` ({when}: {message}): this \
+                 instance no longer syncs or serves, and does not call its parent again with this connection string. \
+                 Get a new one on the root with `berth connected-registry get-settings --name {registry} \
+                 --generate-password 1` (or 2) and start with it. If the token was only disabled, or the parent (a \
+                 connected registry itself) had not yet learnt it, fix that and remove `{file}`",
+                registry = self.registry,
+                message = self.message,
+                file = file(data_dir).display(),
             ),
         }
     }
@@ -154,6 +170,14 @@ mod tests {
             "never the password"
         );
         assert!(deleted.explain(dir.path()).contains("get-settings"));
+        let refused = retired(Cause::TokenRefused);
+        assert!(refused.holds_for("instance-b", &old));
+        assert!(!refused.holds_for("instance-a", &connection("two")));
+        assert!(
+            refused
+                .explain(dir.path())
+                .contains("get-settings --name factory --generate-password 1")
+        );
         assert!(deactivated.explain(dir.path()).contains("instance.id"));
     }
 }

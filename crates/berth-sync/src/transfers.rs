@@ -3,9 +3,13 @@
 //! after a restart (a kill included), as they do after a cut link.
 //!
 //! An entry names the local upload session holding a blob's first bytes. It is written
-//! (durably) when the session starts, removed when the blob is stored or the session
-//! abandoned; a session whose blob turns out to be here already is cancelled, so no upload
-//! file is left waiting for the sweeper.
+//! (durably) *before* the session starts, so that no crash leaves a session of the sync's
+//! that no entry names (one that names a session that never started is dropped at the next
+//! start); it is removed when the blob is stored or the session abandoned. No upload file is
+//! left waiting for the sweeper (`upload_max_age`): a session whose blob turns out to be
+//! here already is cancelled, and once a sync round has ended well, the transfers it did not
+//! need (their manifest deleted upstream, their repository taken off the list while the
+//! transfer was cut) are cancelled too ([`Downloads::abandon_unneeded`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -169,8 +173,10 @@ impl Downloads {
         let (id, offset) = match resumable {
             Some(session) => session,
             None => {
-                let id = registry.uploads().start(repository).await?;
+                // Recorded first: see the module documentation.
+                let id = UploadId::new();
                 self.transfers.insert(key, id)?;
+                registry.uploads().start_as(repository, id).await?;
                 (id, 0)
             }
         };
@@ -212,6 +218,39 @@ impl Downloads {
             if alive {
                 tracing::info!(blob = %key, "a blob transfer cut by a restart resumes from the bytes on disk");
             } else if let Err(e) = self.transfers.remove(&key) {
+                tracing::warn!(error = %e, "could not update the list of blob transfers");
+            }
+        }
+    }
+
+    /// Cancels the transfers no fetch is using, after a sync round that ended well: every
+    /// change up to the position was applied (or a comparison finished), so a transfer left
+    /// over was not needed by it (its manifest deleted upstream, its repository taken off
+    /// the list while it was cut), and its upload file would otherwise wait for the sweeper.
+    pub async fn abandon_unneeded(&self) {
+        for (key, id) in self.transfers.all() {
+            if self
+                .in_flight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(&key)
+            {
+                continue;
+            }
+            let repository = key
+                .split_once('@')
+                .and_then(|(r, _)| self.link.registry.repository_name(r).ok());
+            if let Some(repository) = &repository {
+                match self.link.registry.uploads().cancel(repository, &id).await {
+                    Ok(()) | Err(berth_registry::RegistryError::UploadUnknown(_)) => {}
+                    Err(e) => {
+                        tracing::warn!(blob = %key, error = %e, "could not cancel a blob transfer no longer needed");
+                        continue;
+                    }
+                }
+            }
+            tracing::info!(blob = %key, "cancelled a blob transfer the sync no longer needs");
+            if let Err(e) = self.transfers.remove(&key) {
                 tracing::warn!(error = %e, "could not update the list of blob transfers");
             }
         }
@@ -280,6 +319,94 @@ impl Downloads {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::connection::ConnectionString;
+    use crate::throttle::{LinkSettings, Throttle};
+    use berth_registry::{Registry, RegistryConfig};
+
+    /// Downloads into a registry in `dir`, from a parent that cannot be reached.
+    async fn downloads(dir: &Path) -> Downloads {
+        let registry = Registry::open_local(&dir.join("data"), RegistryConfig::default())
+            .await
+            .unwrap();
+        let connection = ConnectionString::parse(
+            "ConnectedRegistryName=ship;SyncTokenName=ship-sync-token;SyncTokenPassword=pw;\
+             ParentGatewayEndpoint=127.0.0.1:1;ParentEndpointProtocol=http",
+        )
+        .unwrap();
+        let link = Link {
+            registry: Arc::new(registry),
+            client: crate::client::ParentClient::new(&connection),
+            throttle: Arc::new(Throttle::default()),
+            limits: Arc::new(|| LinkSettings {
+                bandwidth: None,
+                concurrency: 1,
+                read_only: true,
+            }),
+            problems: Arc::default(),
+            activity: Arc::default(),
+            metrics: Arc::new(berth_metrics::Metrics::new(false)),
+        };
+        Downloads::new(link, dir)
+    }
+
+    fn upload_files(dir: &Path) -> usize {
+        std::fs::read_dir(dir.join("data/uploads"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn a_transfer_is_recorded_before_its_session_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let downloads = downloads(dir.path()).await;
+        let repository = downloads.link.registry.repository_name("app").unwrap();
+        let digest = Digest::sha256(b"a layer");
+        // The session cannot start (its directory is a file): as a crash just before it
+        // would, this leaves the record of a session that never was, never the reverse.
+        let uploads = dir.path().join("data/uploads");
+        std::fs::remove_dir_all(&uploads).unwrap();
+        std::fs::write(&uploads, b"").unwrap();
+        assert!(downloads.ensure(&repository, &digest).await.is_err());
+        assert_eq!(downloads.transfers.all().len(), 1);
+        std::fs::remove_file(&uploads).unwrap();
+        std::fs::create_dir(&uploads).unwrap();
+        // At the next start, a record whose session never was is dropped.
+        let restarted = Downloads::new(downloads.link.clone(), dir.path());
+        restarted.forget_finished().await;
+        assert!(restarted.transfers.all().is_empty());
+    }
+
+    #[tokio::test]
+    async fn transfers_no_round_needed_are_cancelled_with_their_upload_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let downloads = downloads(dir.path()).await;
+        let repository = downloads.link.registry.repository_name("app").unwrap();
+        // A transfer cut part way: its session and upload file stay, for a resume.
+        assert!(
+            downloads
+                .ensure(&repository, &Digest::sha256(b"a layer"))
+                .await
+                .is_err()
+        );
+        let (_, id) = downloads.transfers.all()[0];
+        assert_eq!(upload_files(dir.path()), 1);
+        downloads.forget_finished().await;
+        assert_eq!(downloads.transfers.all().len(), 1, "kept for a resume");
+        // A round that ended well without it: it is no longer needed.
+        downloads.abandon_unneeded().await;
+        assert!(downloads.transfers.all().is_empty());
+        assert!(Transfers::open(dir.path()).all().is_empty());
+        assert!(
+            downloads
+                .link
+                .registry
+                .uploads()
+                .offset(&repository, &id)
+                .await
+                .is_err()
+        );
+        assert_eq!(upload_files(dir.path()), 0);
+    }
 
     #[test]
     fn transfers_outlive_the_process() {

@@ -78,7 +78,7 @@ pub struct ServeArgs {
     /// Failed logins allowed per client address per minute [default: 10].
     #[arg(long, env = "BERTH_LOGIN_FAILURES_PER_MINUTE", value_name = "N")]
     pub login_failures_per_minute: Option<u32>,
-    /// Admin password checks (Argon2, ~19 MiB each) running at once in the process
+    /// Argon2 checks (~19 MiB each: admin logins, failed logins) running at once in the process
     /// [default: the number of CPUs].
     #[arg(long, env = "BERTH_MAX_PASSWORD_CHECKS", value_name = "N")]
     pub max_password_checks: Option<usize>,

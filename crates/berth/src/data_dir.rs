@@ -93,3 +93,57 @@ fn tighten_existing(dir: &Path) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn one_holder_at_a_time_named_by_its_pid() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("data");
+        let lock = DataDirLock::acquire(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("berth.lock")), 0o600);
+        let pid = std::process::id().to_string();
+        assert_eq!(
+            fs::read_to_string(dir.join("berth.lock")).unwrap().trim(),
+            pid
+        );
+        // A second holder (another open file, as another process would have) is refused,
+        // with the directory and the holder's pid named.
+        let err = DataDirLock::acquire(&dir).err().expect("refused");
+        assert!(
+            err.contains(&format!("pid {pid}")) && err.contains(&dir.display().to_string()),
+            "{err}"
+        );
+        drop(lock);
+        let _again = DataDirLock::acquire(&dir).expect("free once the holder is gone");
+    }
+
+    #[test]
+    fn the_data_directory_and_what_is_made_in_it_are_private() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("data");
+        // What an older version left readable by others.
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::create_dir(dir.join("blobs")).unwrap();
+        fs::set_permissions(dir.join("blobs"), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(dir.join("identity.db"), b"").unwrap();
+        fs::set_permissions(dir.join("identity.db"), fs::Permissions::from_mode(0o644)).unwrap();
+        let _lock = DataDirLock::acquire(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("blobs")), 0o700);
+        assert_eq!(mode(&dir.join("identity.db")), 0o600);
+        // Files and directories made afterwards are private too.
+        fs::create_dir(dir.join("uploads")).unwrap();
+        fs::write(dir.join("state.json"), b"{}").unwrap();
+        assert_eq!(mode(&dir.join("uploads")), 0o700);
+        assert_eq!(mode(&dir.join("state.json")), 0o600);
+    }
+}

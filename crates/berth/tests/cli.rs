@@ -591,6 +591,21 @@ fn tokens_show_passwords_once_and_the_passwords_work() {
         password(&both, "password2").to_owned(),
     );
 
+    // Without --yes and without a terminal, no password is deleted.
+    let stderr = cli.fails(
+        &[
+            "token",
+            "credential",
+            "delete",
+            "--name",
+            "ci-pull",
+            "--password2",
+        ],
+        2,
+    );
+    assert!(stderr.contains("--yes"), "{stderr}");
+    assert!(can_log_in(&berth, "ci-pull", &p2));
+
     // Delete password2: it stops working; password1 does not.
     let view = cli.json(&[
         "token",
@@ -599,6 +614,7 @@ fn tokens_show_passwords_once_and_the_passwords_work() {
         "--name",
         "ci-pull",
         "--password2",
+        "--yes",
     ]);
     assert_eq!(view["passwords"].as_array().unwrap().len(), 1, "{view}");
     assert!(!can_log_in(&berth, "ci-pull", &p2));

@@ -4,12 +4,16 @@
 //!
 //! - a repository taken off a site's list and put back syncs again, whole;
 //! - a blob transfer killed (`kill -9`) part way resumes from the bytes on disk, and leaves
-//!   no upload file behind;
-//! - status details last only while their cause does, then show as past;
+//!   no upload file behind, nor does one that the sync no longer needs after the restart;
+//! - status details last only while their cause does, then show as past (`SYNC_FAILING`,
+//!   `UPSTREAM_FAILING`, `ALREADY_ACTIVATED`, `DISK_LOW`, `DISK_FULL`);
 //! - a switch to a cron schedule holds at once, even for a poll already in flight;
-//! - `deactivate` stops the old instance (for good), and a replacement takes over;
+//! - `deactivate` stops the old instance (for good, logging why at error level), and a
+//!   replacement takes over;
 //! - `delete` stops the instance, which never retries its refused sync token, so the
 //!   parent does not lock the site's other clients out;
+//! - a sync token the parent refuses stops the instance until it is given a new connection
+//!   string; restarts with the refused one never call the parent;
 //! - identity writes on a site are refused, naming where to make them;
 //! - the status says `Syncing` while content moves, in continuous mode too.
 
@@ -169,6 +173,57 @@ fn a_blob_transfer_killed_mid_way_resumes_from_the_bytes_on_disk() {
 }
 
 #[test]
+fn a_transfer_cut_by_a_crash_and_then_not_needed_leaves_no_upload_file() {
+    let root = Berth::start();
+    let manage = Manage::new(&root.url);
+    let cs = connected(
+        &manage,
+        json!({"name": "ship11", "repositories": ["big", "small"], "sync_bandwidth": "2M"}),
+    );
+    let temp = tempfile::tempdir().unwrap();
+    let data_dir = temp.path().join("ship11");
+    let mut ship = Berth::with_data_dir(&data_dir, &["--connection-string", &cs]);
+    let layer = incompressible(12 << 20, 0x2545_F491_4F6C_DD1D);
+    push_image(&root, "big", "v1", &layer);
+    poll_until(WAIT, "a partial layer on disk", || {
+        let files = upload_files(&data_dir);
+        match files.iter().map(|(_, len)| *len).max() {
+            Some(len) if len >= 1 << 20 => Ok(()),
+            _ => Err(format!("{files:?}")),
+        }
+    });
+    ship.kill();
+    // While the site is down, its repository leaves the list: the transfer is not needed.
+    let resp = manage.call(
+        "PATCH",
+        "/berth/v1/connected-registries/ship11/permissions",
+        Some(json!({"remove": ["big"]})),
+    );
+    expect_status(&resp, 200, "permissions");
+
+    ship.restart();
+    push_image(
+        &root,
+        "small",
+        "v1",
+        b"a round that does not need the layer",
+    );
+    wait_manifest(&ship, &Cred::admin(), "small", "v1", 200);
+    // The round ended well without the layer: its upload file does not wait a day for the
+    // sweeper, and no transfer is left to resume.
+    poll_until(
+        Duration::from_secs(10),
+        "no upload file left",
+        || match upload_files(&data_dir) {
+            files if files.is_empty() => Ok(()),
+            files => Err(format!("{files:?}")),
+        },
+    );
+    let transfers = std::fs::read_to_string(data_dir.join("sync-transfers.json")).unwrap();
+    assert_eq!(transfers.trim(), "{}");
+}
+
+#[test]
 fn status_details_last_only_while_their_cause_does() {
     let root = Berth::start();
     let manage = Manage::new(&root.url);
@@ -291,6 +346,50 @@ fn disk_low_and_disk_full_last_while_the_disk_is_low_or_full() {
 }
 
 #[test]
+fn upstream_failing_lasts_while_the_parent_refuses_what_a_site_sends_up() {
+    // The root on a small disk: what a ReadWrite site sends up cannot be stored there.
+    let temp = tempfile::tempdir().unwrap();
+    let disk = Tmpfs::mount(&temp.path().join("disk"), "64m");
+    let root = Berth::with_data_dir(&temp.path().join("disk/root"), &[]);
+    let manage = Manage::new(&root.url);
+    let cs = connected(
+        &manage,
+        json!({"name": "shop12", "mode": "ReadWrite", "repositories": ["app"]}),
+    );
+    let shop = Berth::with_data_dir(&temp.path().join("shop12"), &["--connection-string", &cs]);
+    wait_state(&manage, "shop12", "Online", WAIT);
+    let current = |view: &Value| {
+        details(view, "UPSTREAM_FAILING")
+            .first()
+            .is_some_and(|d| d["resolved_at"].is_null())
+    };
+
+    // A layer bigger than the root's disk, pushed on the site: sending it up fails, and
+    // keeps failing, so the root shows it.
+    let layer = incompressible(80 << 20, 0xD1B5_4A32_D192_ED03);
+    let digest = push_image(&shop, "app", "v1", &layer);
+    poll_until(WAIT, "UPSTREAM_FAILING, current", || {
+        let view = view(&manage, "shop12");
+        if current(&view) {
+            Ok(())
+        } else {
+            Err(view.to_string())
+        }
+    });
+
+    // Room at the root: the image goes up, and the problem is past.
+    disk.resize("4g");
+    wait_manifest(&root, &Cred::admin(), "app", &digest, 200);
+    poll_until(WAIT, "UPSTREAM_FAILING, past", || {
+        let view = view(&manage, "shop12");
+        match details(&view, "UPSTREAM_FAILING").as_slice() {
+            [d] if d["resolved_at"].is_string() => Ok(()),
+            _ => Err(view.to_string()),
+        }
+    });
+}
+
+#[test]
 fn a_switch_to_a_schedule_holds_at_once() {
     let root = Berth::start();
     let manage = Manage::new(&root.url);
@@ -331,10 +430,23 @@ fn deactivate_stops_the_old_instance_for_good_and_a_replacement_takes_over() {
     let manage = Manage::new(&root.url);
     let cs = connected(&manage, json!({"name": "ship6", "repositories": ["app"]}));
     let temp = tempfile::tempdir().unwrap();
-    let old_dir = temp.path().join("old");
-    let mut old = Berth::with_data_dir(&old_dir, &["--connection-string", &cs]);
+    // Its own output is kept, to read the line it logs when it stops.
+    let mut old = authn::Spawned::start(&[("BERTH_CONNECTION_STRING", &cs)]);
+    let old_dir = old.data_dir().to_owned();
     push_image(&root, "app", "v1", b"one");
-    wait_manifest(&old, &Cred::admin(), "app", "v1", 200);
+    poll_until(WAIT, "app:v1 on the old instance", || {
+        let resp = send(
+            &authn::client(),
+            "GET",
+            &format!("{}/v2/app/manifests/v1", old.url),
+            &Cred::admin(),
+            &[("accept", authn::OCI_MANIFEST)],
+            None,
+        );
+        (resp.status == 200)
+            .then_some(())
+            .ok_or_else(|| format!("status {}", resp.status))
+    });
     wait_state(&manage, "ship6", "Online", WAIT);
 
     let resp = manage.call(
@@ -348,6 +460,13 @@ fn deactivate_stops_the_old_instance_for_good_and_a_replacement_takes_over() {
         .wait_exit(Duration::from_secs(10))
         .expect("the deactivated instance keeps running");
     assert!(!status.success(), "it stops with an error: {status}");
+    let output = old.output();
+    assert!(
+        output.lines().any(|l| l.contains("ERROR")
+            && l.contains("connected registry instance stops")
+            && l.contains("was deactivated on the root registry")),
+        "the old instance logs why it stops, at error level:\n{output}"
+    );
     push_image(&root, "app", "v2", b"two");
     // Started again on its data directory, it refuses at once, saying why and what to do.
     let stderr = serve_expecting_exit(&old_dir, &["--connection-string", &cs], WAIT);
@@ -406,7 +525,7 @@ fn a_deleted_registrys_instance_stops_and_never_locks_its_site_out() {
         let stderr = serve_expecting_exit(&dir, &["--connection-string", &cs], WAIT);
         assert!(
             stderr.contains(&format!("connected registry `{name}` was deleted"))
-                || stderr.contains("refused this instance's sync token"),
+                || stderr.contains("the parent refused the sync token"),
             "{stderr}"
         );
     }
@@ -424,6 +543,72 @@ fn a_deleted_registrys_instance_stops_and_never_locks_its_site_out() {
         None,
     );
     expect_status(&resp, 200, "a valid client token after the orphans stopped");
+}
+
+/// `berth_login_failures_total` of the registry whose metrics listener is `metrics`.
+fn login_failures(metrics: &str) -> f64 {
+    let text = authn::client()
+        .get(format!("http://{metrics}/metrics"))
+        .send()
+        .and_then(|r| r.text())
+        .expect("scrape the metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix("berth_login_failures_total "))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or_else(|| panic!("no berth_login_failures_total in\n{text}"))
+}
+
+#[test]
+fn a_refused_sync_token_stops_the_instance_until_a_new_connection_string() {
+    let metrics = format!("127.0.0.1:{}", common::free_port());
+    let root = Berth::start_with(&["--metrics-listen", &metrics]);
+    let manage = Manage::new(&root.url);
+    let old_cs = connected(&manage, json!({"name": "ship10", "repositories": ["app"]}));
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("ship10");
+    let mut ship = Berth::with_data_dir(&dir, &["--connection-string", &old_cs]);
+    wait_state(&manage, "ship10", "Online", WAIT);
+
+    // A new password for the sync token (as `get-settings --generate-password 1` makes):
+    // the running instance's is refused from its next call on, and it stops.
+    let resp = manage.call(
+        "POST",
+        "/berth/v1/connected-registries/ship10/settings",
+        Some(json!({"parent_protocol": "http", "generate_password": 1})),
+    );
+    expect_status(&resp, 200, "a new sync token password");
+    let new_cs = resp.json("settings")["connection_string"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let status = ship
+        .wait_exit(Duration::from_secs(15))
+        .expect("the instance keeps running with a refused sync token");
+    assert!(!status.success(), "it stops with an error: {status}");
+    assert!(dir.join("retired.json").exists(), "the refusal is recorded");
+
+    // Restarted with the refused string (a supervisor's restarts), it refuses at once,
+    // naming the remedy, and never knocks on the parent's door: not one failed login more.
+    let failures = login_failures(&metrics);
+    for _ in 0..3 {
+        let stderr = serve_expecting_exit(&dir, &["--connection-string", &old_cs], WAIT);
+        assert!(
+            stderr.contains("refused the sync token")
+                && stderr.contains("get-settings --name ship10 --generate-password"),
+            "{stderr}"
+        );
+    }
+    assert_eq!(
+        login_failures(&metrics),
+        failures,
+        "restarts called the parent"
+    );
+
+    // The new connection string starts it again, and it syncs.
+    let ship = Berth::with_data_dir(&dir, &["--connection-string", &new_cs]);
+    push_image(&root, "app", "v1", b"after the new password");
+    wait_manifest(&ship, &Cred::admin(), "app", "v1", 200);
+    assert!(!dir.join("retired.json").exists());
 }
 
 #[test]

@@ -154,6 +154,14 @@ impl Uploads {
     /// Opens an upload session for `repository`.
     pub async fn start(&self, repository: &RepositoryName) -> Result<UploadId> {
         let id = UploadId::new();
+        self.start_as(repository, id).await?;
+        Ok(id)
+    }
+
+    /// Opens upload session `id` (a fresh [`UploadId::new`]) for `repository`: for a caller
+    /// that records the id before the session exists, so that a crash in between leaves a
+    /// record of a session that never was, never a session no record names.
+    pub async fn start_as(&self, repository: &RepositoryName, id: UploadId) -> Result<()> {
         self.blob_write(self.blobs.create_upload(&id).await, 0)?;
         self.metadata.create_upload(&id, repository).await?;
         // Known here without reading anything: empty. (Elsewhere, an empty session's state is
@@ -162,7 +170,7 @@ impl Uploads {
             hasher: Hasher::new(Algorithm::Sha256),
             offset: 0,
         });
-        Ok(id)
+        Ok(())
     }
 
     /// Takes the session's lock and reads its row, after checking that it exists and belongs

@@ -513,6 +513,42 @@ mod tests {
     }
 
     #[test]
+    fn plain_http_only_to_this_machine_unless_insecure() {
+        for remote in [
+            "http://10.0.0.5:5000",
+            "http://registry.example.com",
+            "http://[2001:db8::1]:5000",
+        ] {
+            let server = Server::parse(remote, false).unwrap();
+            let err = server.check_transport(false).unwrap_err().to_string();
+            assert!(
+                err.contains("refusing plain HTTP") && err.contains(&server.name),
+                "{remote}: {err}"
+            );
+            assert!(
+                server.check_transport(true).is_ok(),
+                "{remote} with --insecure"
+            );
+        }
+        for local in [
+            "127.0.0.1:5000",
+            "http://127.0.0.2:5000",
+            "localhost:5000",
+            "http://LOCALHOST",
+            "[::1]:5000",
+        ] {
+            let server = Server::parse(local, false).unwrap();
+            assert_eq!(server.url.scheme(), "http", "{local}");
+            assert!(server.check_transport(false).is_ok(), "{local}");
+        }
+        for tls in ["registry.example.com", "https://10.0.0.5:5000"] {
+            let server = Server::parse(tls, false).unwrap();
+            assert_eq!(server.url.scheme(), "https", "{tls}");
+            assert!(server.check_transport(false).is_ok(), "{tls}");
+        }
+    }
+
+    #[test]
     fn error_bodies() {
         let body = r#"{"errors":[{"code":"CONFLICT","message":"in use"}]}"#;
         assert_eq!(

@@ -222,6 +222,9 @@ pub struct CredentialDeleteArgs {
     /// Empty password2.
     #[arg(long)]
     password2: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    yes: bool,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -261,10 +264,9 @@ pub fn run(args: TokenArgs) -> Result<(), CliError> {
             } else {
                 PasswordSlot::Password2
             };
-            let value =
-                connection
-                    .connect()?
-                    .delete(&["tokens", &a.name, "credentials", slot.as_str()])?;
+            let client = connection.connect()?;
+            confirm_delete(&format!("{slot} of token `{}`", a.name), a.yes)?;
+            let value = client.delete(&["tokens", &a.name, "credentials", slot.as_str()])?;
             if a.output.output == Format::Table {
                 eprintln!(
                     "Deleted {slot} of token `{}`; that password no longer works.",
