@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use berth_auth::{Identity, KeyPurpose, Principal, Scope, SigningKey};
+use berth_oci::time::unix_now;
 
 mod support;
 use support::node_with;
@@ -23,7 +24,7 @@ async fn a_key_given_at_first_start_is_the_one_that_signs() {
     let identity = node_with(dir.path(), legacy.clone(), Duration::from_secs(3600)).await;
     let jwt = token(&identity);
     assert!(
-        legacy.verify(&jwt, now()).is_ok(),
+        legacy.verify(&jwt, unix_now()).is_ok(),
         "signed with the imported key"
     );
     // Given again later, it is ignored: the stored key stays.
@@ -34,13 +35,6 @@ async fn a_key_given_at_first_start_is_the_one_that_signs() {
     )
     .await;
     assert!(again.checks().verify_access_token(&jwt, "registry").is_ok());
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
 }
 
 #[tokio::test]

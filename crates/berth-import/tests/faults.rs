@@ -692,13 +692,13 @@ async fn a_blob_collected_during_a_long_import_is_fetched_again() {
     }
     assert_eq!(target.imports.get(&id).unwrap().progress.blobs_done, 1);
     // A collection with no grace takes the config meanwhile.
-    let handle = target.registry.start_gc(false).await.unwrap();
+    let handle = target.registry.gc().start(false).await.unwrap();
     let options = berth_registry::gc::GcOptions {
         dry_run: false,
         grace: Duration::ZERO,
         retention: Vec::new(),
     };
-    let run = target.registry.collect_garbage(&handle, &options).await;
+    let run = target.registry.gc().collect(&handle, &options).await;
     assert_eq!(run.blobs_removed, 1, "{run:?}");
     release.notify_one();
     let job = target.finished(&id).await;

@@ -27,9 +27,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use berth_oci::time::unix_now;
 use berth_oci::{Reference, RepositoryName};
 
+use crate::blob::BlobStore;
 use crate::error::RegistryError;
 use crate::metadata::{Exclusive, ExclusiveGuard, GcRun, MetadataStore};
-use crate::{Origin, Registry};
+use crate::registry::{Deletions, RegistryConfig};
+use crate::{Origin, Uploads};
 
 type Result<T, E = RegistryError> = std::result::Result<T, E>;
 
@@ -136,9 +138,19 @@ pub enum GcStartError {
     Registry(#[from] RegistryError),
 }
 
-/// The registry's garbage collector: one collection at a time.
-#[derive(Default)]
+/// The registry's garbage collector: one collection at a time. A
+/// [`Registry`](crate::Registry) owns one and hands it out
+/// ([`Registry::gc`](crate::Registry::gc)).
+///
+/// It sees the two stores, the upload sessions (to sweep abandoned ones) and the registry's
+/// `Deletions` (retention deletes manifests as a client's `DELETE` would: in the change log
+/// and announced), and nothing else of the registry.
 pub struct Gc {
+    blobs: Arc<dyn BlobStore>,
+    metadata: Arc<dyn MetadataStore>,
+    uploads: Arc<Uploads>,
+    deletions: Deletions,
+    config: RegistryConfig,
     current: Mutex<Option<Arc<GcHandle>>>,
 }
 
@@ -151,6 +163,23 @@ fn millis(time: SystemTime) -> i64 {
 pub(crate) use berth_oci::time::unix_now_ms as now_ms;
 
 impl Gc {
+    pub(crate) fn new(
+        blobs: Arc<dyn BlobStore>,
+        metadata: Arc<dyn MetadataStore>,
+        uploads: Arc<Uploads>,
+        deletions: Deletions,
+        config: RegistryConfig,
+    ) -> Self {
+        Gc {
+            blobs,
+            metadata,
+            uploads,
+            deletions,
+            config,
+            current: Mutex::new(None),
+        }
+    }
+
     /// The collection under way, if any.
     pub fn current(&self) -> Option<Arc<GcHandle>> {
         self.current
@@ -159,13 +188,11 @@ impl Gc {
             .clone()
     }
 
-    /// Records a new collection and claims the right to run it; the caller then runs it with
-    /// [`Registry::collect_garbage`].
-    pub(crate) async fn start(
-        &self,
-        metadata: &dyn MetadataStore,
-        dry_run: bool,
-    ) -> Result<Arc<GcHandle>, GcStartError> {
+    /// Starts a collection (one at a time, here and among the nodes sharing the store):
+    /// records it and claims the right to run it, and returns its handle at once; the caller
+    /// then runs it to its end with [`Gc::collect`].
+    pub async fn start(&self, dry_run: bool) -> Result<Arc<GcHandle>, GcStartError> {
+        let metadata = self.metadata.as_ref();
         let placeholder = Arc::new(GcHandle {
             progress: Mutex::new(GcRun::default()),
             stop: AtomicBool::new(false),
@@ -229,19 +256,12 @@ impl Gc {
                 .take();
         }
     }
-}
-
-impl Registry {
-    /// The garbage collector.
-    pub fn gc(&self) -> &Gc {
-        &self.gc
-    }
 
     /// The last `limit` collections, newest first (the one under way, if any, with its
     /// progress so far).
-    pub async fn gc_runs(&self, limit: u32) -> Result<Vec<GcRun>> {
+    pub async fn runs(&self, limit: u32) -> Result<Vec<GcRun>> {
         let mut runs = self.metadata.gc_runs(limit).await?;
-        if let Some(current) = self.gc.current() {
+        if let Some(current) = self.current() {
             let progress = current.progress();
             for run in runs.iter_mut().filter(|r| r.id == progress.id) {
                 *run = progress.clone();
@@ -250,15 +270,9 @@ impl Registry {
         Ok(runs)
     }
 
-    /// Starts a collection (one at a time): returns its handle at once; it runs until done
-    /// when the returned future is awaited (`collect_garbage`).
-    pub async fn start_gc(&self, dry_run: bool) -> Result<Arc<GcHandle>, GcStartError> {
-        self.gc.start(self.metadata.as_ref(), dry_run).await
-    }
-
-    /// Runs the collection `handle` was started for, to its end (or until stopped), and
-    /// records how it went. Logs its start, its counts and the bytes freed.
-    pub async fn collect_garbage(&self, handle: &Arc<GcHandle>, options: &GcOptions) -> GcRun {
+    /// Runs the collection `handle` was started for ([`Gc::start`]), to its end (or until
+    /// stopped), and records how it went. Logs its start, its counts and the bytes freed.
+    pub async fn collect(&self, handle: &Arc<GcHandle>, options: &GcOptions) -> GcRun {
         let id = handle.progress().id;
         tracing::info!(
             run = id,
@@ -266,7 +280,7 @@ impl Registry {
             grace = ?options.grace,
             "garbage collection started"
         );
-        let outcome = match self.collect(handle, options).await {
+        let outcome = match self.remove_garbage(handle, options).await {
             Ok(()) if handle.stopping() => "stopped".to_owned(),
             Ok(()) => "finished".to_owned(),
             Err(e) => {
@@ -281,7 +295,7 @@ impl Registry {
         if let Err(e) = self.metadata.update_gc_run(&run).await {
             tracing::warn!(run = id, error = %e, "could not record the garbage collection");
         }
-        self.gc.finish();
+        self.finish();
         tracing::info!(
             run = id,
             outcome = %run.outcome,
@@ -296,7 +310,9 @@ impl Registry {
         run
     }
 
-    async fn collect(&self, handle: &GcHandle, options: &GcOptions) -> Result<()> {
+    /// What a collection does: finishes interrupted ones, sweeps uploads, applies the
+    /// retention rules, then removes the unreferenced blobs past the grace.
+    async fn remove_garbage(&self, handle: &GcHandle, options: &GcOptions) -> Result<()> {
         let dry = options.dry_run;
         if !dry {
             self.finish_stale_collections(handle).await?;
@@ -436,7 +452,8 @@ impl Registry {
                 if handle.stopping() {
                     return Ok(());
                 }
-                let repository = self.repository_name(name)?;
+                let repository = RepositoryName::parse(name, self.config.max_name_length)
+                    .map_err(RegistryError::NameInvalid)?;
                 self.retain(handle, rule, &repository, dry).await?;
             }
             if page.len() < 500 {
@@ -473,7 +490,8 @@ impl Registry {
             }
             if !dry {
                 match self
-                    .delete_manifest_from(Origin::Local, repository, &Reference::Tag(tag.clone()))
+                    .deletions
+                    .manifest(Origin::Local, repository, &Reference::Tag(tag.clone()))
                     .await
                 {
                     Ok(()) | Err(RegistryError::ManifestUnknown(_)) => {}
@@ -490,7 +508,8 @@ impl Registry {
                 }
                 if !dry {
                     match self
-                        .delete_manifest_from(
+                        .deletions
+                        .manifest(
                             Origin::Local,
                             repository,
                             &Reference::Digest(digest.clone()),

@@ -1,8 +1,13 @@
 //! [`Registry`]: the distribution API's operations over a [`BlobStore`] and a
 //! [`MetadataStore`].
 //!
-//! Upload sessions are [`Uploads`] (the `upload` module), which a registry owns and hands out
-//! ([`Registry::uploads`]).
+//! A registry owns three parts with narrow interfaces of their own, and hands each out:
+//! upload sessions, [`Uploads`] (the `upload` module, [`Registry::uploads`]); repositories as
+//! a whole for the management API, [`Repositories`] (the `repositories` module,
+//! [`Registry::repositories`]); and the garbage collector, [`Gc`] ([`Registry::gc`]). Each
+//! holds the stores it needs and nothing else; the two that delete manifests do it through
+//! the one `Deletions` the registry's own `DELETE`s use, so every deletion is a change-log
+//! entry and a notification.
 //!
 //! Architecture invariants kept here (and in [`Uploads`]):
 //! - bytes are hashed as they stream in, once: a chunked upload keeps its hash state between
@@ -19,7 +24,7 @@ mod health;
 mod repositories;
 mod upload;
 
-pub use repositories::{ManifestInfo, RepositoryDeleted};
+pub use repositories::{ManifestInfo, Repositories, RepositoryDeleted};
 pub use upload::Uploads;
 
 use std::ops::Range;
@@ -37,6 +42,7 @@ use bytes::Bytes;
 use crate::blob::{BlobStore, ByteStream, FsBlobStore};
 use crate::cache::ManifestCache;
 use crate::error::{RegistryError, TargetDisplay};
+use crate::gc::Gc;
 use crate::metadata::LinkSource;
 use crate::metadata::{
     Change, Exclusive, ExclusiveGuard, MetadataStore, NewManifest, Origin, PutManifestError,
@@ -99,10 +105,14 @@ pub struct Registry {
     pub(crate) blobs: Arc<dyn BlobStore>,
     pub(crate) metadata: Arc<dyn MetadataStore>,
     pub(crate) config: RegistryConfig,
-    /// Upload sessions, over the same stores.
-    pub(crate) uploads: Uploads,
+    /// Upload sessions, over the same stores (shared with the collector, which sweeps them).
+    uploads: Arc<Uploads>,
+    /// Repositories as a whole: listings and deletions for the management API.
+    repositories: Repositories,
     /// The garbage collector (one collection at a time).
-    pub(crate) gc: crate::gc::Gc,
+    gc: Gc,
+    /// Manifest and tag deletions, announced through the notifier.
+    deletions: Deletions,
     cache: ManifestCache,
     /// Announces every committed content change ([`Topic::Content`]): to those following
     /// the change log, and to the manifest cache, whose generation it is.
@@ -117,28 +127,64 @@ impl Registry {
         metadata: Arc<dyn MetadataStore>,
         config: RegistryConfig,
     ) -> Self {
-        Registry {
-            uploads: Uploads::new(
-                Arc::clone(&blobs),
-                Arc::clone(&metadata),
-                config.upload_max_age,
-            ),
+        let uploads = Arc::new(Uploads::new(
+            Arc::clone(&blobs),
+            Arc::clone(&metadata),
+            config.upload_max_age,
+        ));
+        Registry::assemble(
             blobs,
             metadata,
             config,
-            gc: crate::gc::Gc::default(),
+            uploads,
+            Arc::new(LocalNotifier::new()),
+        )
+    }
+
+    /// The registry's parts around its stores, its upload sessions and `notifier`.
+    fn assemble(
+        blobs: Arc<dyn BlobStore>,
+        metadata: Arc<dyn MetadataStore>,
+        config: RegistryConfig,
+        uploads: Arc<Uploads>,
+        notifier: Arc<dyn Notifier>,
+    ) -> Self {
+        let deletions = Deletions {
+            metadata: Arc::clone(&metadata),
+            notifier: Arc::clone(&notifier),
+        };
+        Registry {
+            repositories: Repositories::new(Arc::clone(&metadata), deletions.clone()),
+            gc: Gc::new(
+                Arc::clone(&blobs),
+                Arc::clone(&metadata),
+                Arc::clone(&uploads),
+                deletions.clone(),
+                config.clone(),
+            ),
+            deletions,
+            uploads,
+            blobs,
+            metadata,
+            config,
             cache: ManifestCache::default(),
-            notifier: Arc::new(LocalNotifier::new()),
+            notifier,
         }
     }
 
     /// The registry, announcing its content changes through `notifier` (shared with the
-    /// other parts of the process, or with other nodes) and following its generations.
-    pub fn with_notifier(mut self, notifier: Arc<dyn Notifier>) -> Self {
-        self.notifier = notifier;
-        // Generations of another notifier mean nothing: forget what was read under them.
-        self.cache = ManifestCache::default();
-        self
+    /// other parts of the process, or with other nodes) and following its generations. A
+    /// step of building it, before it serves: the parts that announce changes are made
+    /// again around `notifier`, and the manifest cache starts empty (generations of another
+    /// notifier mean nothing).
+    pub fn with_notifier(self, notifier: Arc<dyn Notifier>) -> Self {
+        Registry::assemble(
+            self.blobs,
+            self.metadata,
+            self.config,
+            self.uploads,
+            notifier,
+        )
     }
 
     /// The notifier through which the registry announces its content changes.
@@ -155,6 +201,17 @@ impl Registry {
     /// Upload sessions: starting, continuing, completing, cancelling and sweeping them.
     pub fn uploads(&self) -> &Uploads {
         &self.uploads
+    }
+
+    /// Repositories as a whole, for the management API: what each holds, page by page,
+    /// untagging and deleting.
+    pub fn repositories(&self) -> &Repositories {
+        &self.repositories
+    }
+
+    /// The garbage collector: starting, running, watching and stopping collections.
+    pub fn gc(&self) -> &Gc {
+        &self.gc
     }
 
     /// Since when blob writes have been failing because the storage is full (no space or
@@ -424,20 +481,7 @@ impl Registry {
         repository: &RepositoryName,
         reference: &Reference,
     ) -> Result<()> {
-        let deleted = match reference {
-            Reference::Tag(tag) => self.metadata.delete_tag(repository, tag, origin).await,
-            Reference::Digest(digest) => {
-                self.metadata
-                    .delete_manifest(repository, digest, origin)
-                    .await
-            }
-        };
-        self.notifier.notify(Topic::Content);
-        if deleted? {
-            Ok(())
-        } else {
-            Err(RegistryError::ManifestUnknown(reference.to_string()))
-        }
+        self.deletions.manifest(origin, repository, reference).await
     }
 
     /// Deletes every manifest (and so every tag) of `repository`, as one change each in the
@@ -447,19 +491,7 @@ impl Registry {
         origin: Origin,
         repository: &RepositoryName,
     ) -> Result<usize> {
-        let digests = self.metadata.manifest_digests(repository).await?;
-        let mut deleted = 0;
-        for digest in digests {
-            match self
-                .delete_manifest_from(origin, repository, &Reference::Digest(digest))
-                .await
-            {
-                Ok(()) => deleted += 1,
-                Err(RegistryError::ManifestUnknown(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(deleted)
+        self.deletions.repository_content(origin, repository).await
     }
 
     /// Up to `n` tags after `last`, in lexical order.
@@ -534,6 +566,64 @@ impl Registry {
     /// How long ago, in seconds, a Unix time was.
     pub fn age_of(unix_seconds: i64) -> i64 {
         unix_now() - unix_seconds
+    }
+}
+
+/// Deletes manifests and tags, each a change in the change log, and announces every
+/// deletion ([`Topic::Content`]). The registry's `DELETE`s, [`Repositories`] and the
+/// collector's retention rules all delete through one, so none can forget the notification
+/// (the manifest cache's generation) or the change-log entry (what connected registries
+/// follow).
+#[derive(Clone)]
+pub(crate) struct Deletions {
+    metadata: Arc<dyn MetadataStore>,
+    notifier: Arc<dyn Notifier>,
+}
+
+impl Deletions {
+    /// Deletes a tag (by tag) or a manifest and its tags (by digest), recording `origin`.
+    pub(crate) async fn manifest(
+        &self,
+        origin: Origin,
+        repository: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<()> {
+        let deleted = match reference {
+            Reference::Tag(tag) => self.metadata.delete_tag(repository, tag, origin).await,
+            Reference::Digest(digest) => {
+                self.metadata
+                    .delete_manifest(repository, digest, origin)
+                    .await
+            }
+        };
+        self.notifier.notify(Topic::Content);
+        if deleted? {
+            Ok(())
+        } else {
+            Err(RegistryError::ManifestUnknown(reference.to_string()))
+        }
+    }
+
+    /// Deletes every manifest (and so every tag) of `repository`, one change each. Returns
+    /// how many manifests were deleted.
+    pub(crate) async fn repository_content(
+        &self,
+        origin: Origin,
+        repository: &RepositoryName,
+    ) -> Result<usize> {
+        let digests = self.metadata.manifest_digests(repository).await?;
+        let mut deleted = 0;
+        for digest in digests {
+            match self
+                .manifest(origin, repository, &Reference::Digest(digest))
+                .await
+            {
+                Ok(()) => deleted += 1,
+                Err(RegistryError::ManifestUnknown(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(deleted)
     }
 }
 

@@ -26,18 +26,18 @@ async fn a_collection_runs_on_one_node_at_a_time() {
     let a = node(&url, dirs.0.path()).await;
     let b = node(&url, dirs.1.path()).await;
 
-    let on_a = a.start_gc(true).await.expect("A starts a collection");
-    match b.start_gc(true).await {
+    let on_a = a.gc().start(true).await.expect("A starts a collection");
+    match b.gc().start(true).await {
         Err(GcStartError::RunningElsewhere) => {}
         other => panic!("B must not collect while A does: {other:?}"),
     }
     // A's collection ends: B may collect now (once PostgreSQL has seen A's lock go).
-    a.collect_garbage(&on_a, &Default::default()).await;
+    a.gc().collect(&on_a, &Default::default()).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        match b.start_gc(true).await {
+        match b.gc().start(true).await {
             Ok(handle) => {
-                let run = b.collect_garbage(&handle, &Default::default()).await;
+                let run = b.gc().collect(&handle, &Default::default()).await;
                 assert_eq!(run.outcome, "finished");
                 break;
             }

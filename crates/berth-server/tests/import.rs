@@ -2,12 +2,9 @@
 //! a ReadOnly registry, a caller who is not the admin), and a job whose source is not there
 //! failing with an error that names it. Real sources are in `crates/berth/tests/import.rs`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use berth_registry::{Registry, RegistryConfig};
-use berth_server::AppState;
 use http::StatusCode;
 use serde_json::{Value, json};
 
@@ -124,21 +121,8 @@ async fn requests_are_checked_before_a_job_starts() {
 
 #[tokio::test]
 async fn a_read_only_registry_refuses_imports() {
-    let dir = tempfile::tempdir().unwrap();
-    let registry = Arc::new(
-        Registry::open_local(dir.path(), RegistryConfig::default())
-            .await
-            .unwrap(),
-    );
-    let identity = support::open_identity(dir.path()).await;
-    let state = AppState::new(Arc::clone(&registry), Arc::new(identity));
-    *state.read_only.write().unwrap() =
-        Some("connected registry `factory` is ReadOnly: it takes no pushes".into());
-    let app = App {
-        router: berth_server::router(state),
-        registry,
-        dir,
-    };
+    let app = support::app().await;
+    app.set_read_only("connected registry `factory` is ReadOnly: it takes no pushes");
     refused(
         &post(&app, json!({"source": "127.0.0.1:5999/app:v1"})).await,
         StatusCode::FORBIDDEN,

@@ -1,11 +1,8 @@
 //! `/berth/v1/repositories…` in process: listings with their counts and sizes, pages,
 //! errors in the management API's codes, and deletions that go through the change log.
 
-use std::sync::Arc;
-
 use axum::body::Body;
 use berth_registry::ChangeAction;
-use berth_server::AppState;
 use http::StatusCode;
 use serde_json::{Value, json};
 
@@ -477,22 +474,9 @@ async fn untag_and_deletions_go_through_the_change_log() {
 
 #[tokio::test]
 async fn a_read_only_mirror_refuses_deletions_and_still_lists() {
-    let dir = tempfile::tempdir().unwrap();
-    let registry = Arc::new(
-        berth_registry::Registry::open_local(dir.path(), Default::default())
-            .await
-            .unwrap(),
-    );
-    let identity = open_identity(dir.path()).await;
-    let state = AppState::new(Arc::clone(&registry), Arc::new(identity));
-    let read_only = Arc::clone(&state.read_only);
-    let app = App {
-        router: berth_server::router(state),
-        registry,
-        dir,
-    };
+    let app = app().await;
     push_images(&app, "team/app").await;
-    *read_only.write().unwrap() = Some("connected registry `factory` is ReadOnly".into());
+    app.set_read_only("connected registry `factory` is ReadOnly");
     for uri in [
         "/berth/v1/repositories/team/app",
         "/berth/v1/repositories/team/app/_tags/v1",

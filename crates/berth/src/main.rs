@@ -159,6 +159,7 @@ async fn serve(
         Database::Postgres(_) => berth_registry::gc::STALE_COLLECTION,
     };
     registry
+        .gc()
         .finish_interrupted_collections(interrupted_before)
         .await
         .map_err(|e| format!("cannot finish an interrupted garbage collection: {e}"))?;
@@ -698,7 +699,8 @@ fn spawn_gc_scheduler(
                     // Every node of a cluster wakes at the tick: the first collects, and a
                     // node that comes after it finished sees its run and skips.
                     let ran_already = registry
-                        .gc_runs(1)
+                        .gc()
+                        .runs(1)
                         .await
                         .ok()
                         .and_then(|r| r.into_iter().next())
@@ -707,9 +709,9 @@ fn spawn_gc_scheduler(
                         tracing::info!("scheduled garbage collection skipped: another node ran it");
                         continue;
                     }
-                    match registry.start_gc(false).await {
+                    match registry.gc().start(false).await {
                         Ok(handle) => {
-                            let run = registry.collect_garbage(&handle, &options).await;
+                            let run = registry.gc().collect(&handle, &options).await;
                             metrics.gc_finished(&run.outcome, run.blobs_removed, run.bytes_freed);
                             ran(&run);
                         }

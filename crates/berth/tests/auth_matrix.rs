@@ -37,8 +37,9 @@ use std::time::Duration;
 use authn::{
     Cred, Manage, Resp, Spawned, TestImage, access_token_of, basic_token, client, expect_challenge,
     expect_error, expect_repository_challenge, expect_status, form_encode, get_token, jwt_access,
-    jwt_payload, poll_until, push_as_admin, put_manifest, send, unix_now, upload_blob, utc_in,
+    jwt_payload, poll_until, push_as_admin, put_manifest, send, upload_blob, utc_in,
 };
+use berth_oci::time::unix_now;
 use reqwest::blocking::Client;
 use serde_json::json;
 

@@ -12,7 +12,7 @@ mod common;
 use std::time::Instant;
 
 use common::Berth;
-use common::cli::{Cli, field};
+use common::cli::{Cli, field, first_column};
 use serde_json::{Value, json};
 
 /// The hierarchy of the brief: root -> `factory` (ReadWrite: hello-world, team/*) ->
@@ -46,16 +46,6 @@ fn cells(line: &str) -> Vec<&str> {
     line.split("  ")
         .map(str::trim)
         .filter(|c| !c.is_empty())
-        .collect()
-}
-
-/// The first column of each row of a table, header excluded.
-fn first_column(table: &str) -> Vec<String> {
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split_whitespace().next())
-        .map(str::to_owned)
         .collect()
 }
 

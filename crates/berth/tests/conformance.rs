@@ -22,27 +22,26 @@
 //! not support mounting), these checks say which answer Berth must give and why, in a
 //! comment next to the assertion.
 
+mod authn;
 mod common;
 
-use std::fmt;
-use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use authn::{
+    Cred, OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, Resp, basic_token, expect_error, expect_status,
+    sha256_digest,
+};
 use reqwest::blocking::Client;
-use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256, Sha512};
+use sha2::{Digest as _, Sha512};
 
 // ---------------------------------------------------------------------------------------
 // Media types, names and constants shared by the checks.
 // ---------------------------------------------------------------------------------------
 
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
@@ -2669,10 +2668,6 @@ fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
 fn sha512_digest(bytes: &[u8]) -> String {
     format!("sha512:{}", hex::encode(Sha512::digest(bytes)))
 }
@@ -2685,8 +2680,8 @@ fn sha512_digest(bytes: &[u8]) -> String {
 struct Registry {
     base: String,
     http: Client,
-    /// Basic credentials sent with every request, if any.
-    basic_auth: Option<(String, String)>,
+    /// The credential sent with every request.
+    cred: Cred,
 }
 
 impl Registry {
@@ -2699,25 +2694,22 @@ impl Registry {
         Registry {
             base: base.trim_end_matches('/').to_owned(),
             http,
-            basic_auth: None,
+            cred: Cred::None,
         }
     }
 
     /// Sends `Authorization: Basic` with `user` and `password` on every request.
     fn with_basic_auth(mut self, user: &str, password: &str) -> Self {
-        self.basic_auth = Some((user.to_owned(), password.to_owned()));
+        self.cred = Cred::basic(user, password);
         self
     }
 
     /// The `Authorization` header value, if credentials are set.
     fn authorization(&self) -> Option<String> {
-        use base64::Engine as _;
-        self.basic_auth.as_ref().map(|(user, password)| {
-            format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-            )
-        })
+        match &self.cred {
+            Cred::Basic(user, password) => Some(format!("Basic {}", basic_token(user, password))),
+            Cred::None | Cred::Bearer(_) => None,
+        }
     }
 
     /// An absolute URL for a path or a `Location` (absolute or relative).
@@ -2736,40 +2728,14 @@ impl Registry {
         headers: &[(&str, &str)],
         body: Option<Vec<u8>>,
     ) -> Resp {
-        let url = self.url(target);
-        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
-        let mut request = format!("{method} {url}");
-        let mut builder = self.http.request(method, &url);
-        if let Some((user, password)) = &self.basic_auth {
-            let _ = write!(request, "\n    Authorization: Basic ({user}:...)");
-            builder = builder.basic_auth(user, Some(password));
-        }
-        for (name, value) in headers {
-            let _ = write!(request, "\n    {name}: {value}");
-            builder = builder.header(*name, *value);
-        }
-        if let Some(body) = body {
-            let _ = write!(request, "\n    body: {}", render_body(&body));
-            builder = builder.body(body);
-        }
-        let response = builder
-            .send()
-            .unwrap_or_else(|e| panic!("{request}\nfailed to send: {e}"));
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        // A body that cannot be read (e.g. shorter than its Content-Length) is reported with
-        // the response rather than aborting the check before its status is compared.
-        let (body, body_error) = match response.bytes() {
-            Ok(bytes) => (bytes.to_vec(), None),
-            Err(e) => (Vec::new(), Some(e.to_string())),
-        };
-        Resp {
-            request,
-            status,
+        authn::send(
+            &self.http,
+            method,
+            &self.url(target),
+            &self.cred,
             headers,
             body,
-            body_error,
-        }
+        )
     }
 
     fn get(&self, target: &str, headers: &[(&str, &str)]) -> Resp {
@@ -2926,87 +2892,6 @@ impl Registry {
     }
 }
 
-/// A response, with a description of the request that produced it.
-struct Resp {
-    request: String,
-    status: u16,
-    headers: HeaderMap,
-    body: Vec<u8>,
-    body_error: Option<String>,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-    }
-
-    #[track_caller]
-    fn location(&self, what: &str) -> String {
-        match self.header("Location") {
-            Some(location) if !location.is_empty() => location,
-            _ => panic!("{what}: expected a Location header, got none\n{self}"),
-        }
-    }
-
-    #[track_caller]
-    fn json(&self, what: &str) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("{what}: expected a JSON body ({e})\n{self}"))
-    }
-
-    /// The `code`s of an OCI error body, or nothing if the body is not one.
-    fn error_codes(&self) -> Vec<String> {
-        let Ok(body) = serde_json::from_slice::<Value>(&self.body) else {
-            return Vec::new();
-        };
-        body["errors"]
-            .as_array()
-            .map(|errors| {
-                errors
-                    .iter()
-                    .filter_map(|e| e["code"].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
-impl fmt::Display for Resp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "--- request ---\n{}", self.request)?;
-        writeln!(f, "--- response ---\n{}", self.status)?;
-        for (name, value) in &self.headers {
-            writeln!(
-                f,
-                "    {name}: {}",
-                String::from_utf8_lossy(value.as_bytes())
-            )?;
-        }
-        match &self.body_error {
-            Some(error) => write!(f, "    body: unreadable ({error})"),
-            None => write!(f, "    body: {}", render_body(&self.body)),
-        }
-    }
-}
-
-fn render_body(body: &[u8]) -> String {
-    const SHOWN: usize = 1500;
-    match std::str::from_utf8(body) {
-        Ok("") => "(empty)".to_owned(),
-        Ok(text) if text.len() <= SHOWN => text.to_owned(),
-        Ok(text) => {
-            let cut = (0..=SHOWN)
-                .rev()
-                .find(|&i| text.is_char_boundary(i))
-                .unwrap_or(0);
-            format!("{}... ({} bytes in all)", &text[..cut], body.len())
-        }
-        Err(_) => format!("({} bytes of binary, {})", body.len(), sha256_digest(body)),
-    }
-}
-
 /// Appends `key=value` to a URL that may already carry a query.
 fn with_query(url: &str, key: &str, value: &str) -> String {
     let separator = if url.contains('?') { '&' } else { '?' };
@@ -3062,15 +2947,6 @@ fn string_list(resp: &Resp, field: &str) -> Vec<String> {
 // ---------------------------------------------------------------------------------------
 
 #[track_caller]
-fn expect_status(resp: &Resp, expected: u16, what: &str) {
-    assert!(
-        resp.status == expected,
-        "{what}: expected status {expected}, got {}\n{resp}",
-        resp.status
-    );
-}
-
-#[track_caller]
 fn expect_status_in(resp: &Resp, expected: &[u16], what: &str) {
     assert!(
         expected.contains(&resp.status),
@@ -3114,16 +2990,6 @@ fn expect_optional_header(resp: &Resp, name: &str, expected: &str, what: &str) {
     if resp.header(name).is_some() {
         expect_header(resp, name, expected, what);
     }
-}
-
-#[track_caller]
-fn expect_error(resp: &Resp, status: u16, code: &str, what: &str) {
-    expect_status(resp, status, what);
-    let codes = resp.error_codes();
-    assert!(
-        codes.iter().any(|c| c == code),
-        "{what}: expected an OCI error body with code {code}, got codes {codes:?}\n{resp}"
-    );
 }
 
 #[track_caller]

@@ -19,7 +19,8 @@ mod authn;
 mod clients;
 mod common;
 
-use authn::{Cred, Manage, client, expect_status, send, unix_now, utc_in};
+use authn::{Cred, Manage, client, expect_status, send, utc_in};
+use berth_oci::time::unix_now;
 use clients::{
     Containers, Dockerd, Image, OciLayout, Output, host_arch, parse_json, run, run_failing,
     run_unchecked_with_stdin,

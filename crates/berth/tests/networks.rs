@@ -27,6 +27,7 @@
 //! A missing client fails the test with an install hint (`common::require`); nothing is
 //! skipped.
 
+mod authn;
 mod clients;
 mod common;
 mod proxy;
@@ -37,6 +38,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use authn::{Manage, expect_status};
+use berth_oci::time::unix_now;
 use clients::{
     Containers, Dockerd, Image, OciLayout, Output, host_arch, layout_descriptor, parse_json,
     read_layout_blob, run, run_unchecked, server_certificate, sha256_digest, test_ca,
@@ -70,13 +73,6 @@ fn free_addrs<const N: usize>(ip: &str) -> [SocketAddr; N] {
         .map(|_| TcpListener::bind(SocketAddr::new(ip, 0)).expect("bind a free port"))
         .collect();
     std::array::from_fn(|i| held[i].local_addr().unwrap())
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
 }
 
 // ---------------------------------------------------------------------------------------
@@ -221,86 +217,6 @@ fn get_from(from: &str, url: &str, auth: Auth) -> Reply {
 /// `GET url` with extra headers, from the system's choice of address.
 fn get(url: &str, auth: Auth, headers: &[(&str, &str)]) -> Reply {
     send(&client_from(None), Method::GET, url, auth, headers, None)
-}
-
-/// The management API of one registry, as the admin (from the loopback address the system
-/// picks, which the management exception for local callers covers).
-struct Manage {
-    url: String,
-    client: Client,
-}
-
-impl Manage {
-    fn new(berth: &common::Berth) -> Self {
-        Manage {
-            url: berth.url.clone(),
-            client: client_from(None),
-        }
-    }
-
-    fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
-        send(
-            &self.client,
-            method,
-            &format!("{}/berth/v1/{path}", self.url),
-            Auth::Admin,
-            &[],
-            body.as_ref(),
-        )
-    }
-
-    /// `PATCH /berth/v1/registry`, which must succeed; returns the settings after it.
-    #[track_caller]
-    fn patch_registry(&self, body: Value) -> Value {
-        self.call(Method::PATCH, "registry", Some(body))
-            .expect(200)
-            .json()
-    }
-
-    /// Adds an IP rule, which must succeed; returns the rules after it.
-    #[track_caller]
-    fn add_rule(&self, rule: &str) -> Value {
-        self.call(
-            Method::POST,
-            "network-rules",
-            Some(json!({ "ip_address": rule })),
-        )
-        .expect(200)
-        .json()
-    }
-
-    /// Removes an IP rule, whatever the outcome.
-    fn remove_rule(&self, rule: &str) -> Reply {
-        self.call(
-            Method::DELETE,
-            "network-rules",
-            Some(json!({ "ip_address": rule })),
-        )
-    }
-
-    /// Approves or rejects a private endpoint connection, which must succeed.
-    #[track_caller]
-    fn decide(&self, name: &str, decision: &str, description: Option<&str>) -> Value {
-        let body = description.map(|d| json!({ "description": d }));
-        self.call(
-            Method::POST,
-            &format!("private-endpoint-connections/{name}/{decision}"),
-            body,
-        )
-        .expect(200)
-        .json()
-    }
-
-    #[track_caller]
-    fn connection(&self, name: &str) -> Value {
-        self.call(
-            Method::GET,
-            &format!("private-endpoint-connections/{name}"),
-            None,
-        )
-        .expect(200)
-        .json()
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -562,7 +478,7 @@ fn docker_podman_skopeo_pull_through_the_data_endpoint() {
         "--data-endpoint-url",
         &data_url,
     ]);
-    let manage = Manage::new(&berth);
+    let manage = Manage::new(&berth.url);
     let c = Containers::new();
 
     // An image whose layer is large enough to tell a download from headers: 1.5 MiB that
@@ -587,9 +503,9 @@ fn docker_podman_skopeo_pull_through_the_data_endpoint() {
     );
 
     let endpoints = manage
-        .call(Method::GET, "endpoints", None)
+        .call("GET", "/berth/v1/endpoints", None)
         .expect(200)
-        .json();
+        .json("GET /berth/v1/endpoints");
     let data = &endpoints["data_endpoint"];
     assert_eq!(data["configured"], true, "{endpoints}");
     assert_eq!(data["enabled"], false, "off until enabled: {endpoints}");
@@ -610,9 +526,9 @@ fn docker_podman_skopeo_pull_through_the_data_endpoint() {
     let settings = manage.patch_registry(json!({ "data_endpoint_enabled": true }));
     assert_eq!(settings["data_endpoint_enabled"], true, "{settings}");
     let endpoints = manage
-        .call(Method::GET, "endpoints", None)
+        .call("GET", "/berth/v1/endpoints", None)
         .expect(200)
-        .json();
+        .json("GET /berth/v1/endpoints");
     assert_eq!(endpoints["data_endpoint"]["enabled"], true, "{endpoints}");
 
     // A blob GET answers 307 to a signed URL on the data endpoint, valid about 25 minutes.
@@ -857,7 +773,7 @@ fn a_data_url_nobody_answers_at_fails_the_pull() {
     skopeo_push(&c, Tls::Plain, &layout, "v1", &reference);
     // Off: pulls work.
     skopeo_pull(&c, Tls::Plain, &reference, "before", &image, &layout.dir);
-    Manage::new(&berth).patch_registry(json!({ "data_endpoint_enabled": true }));
+    Manage::new(&berth.url).patch_registry(json!({ "data_endpoint_enabled": true }));
     let (output, _) = skopeo_pull_unchecked(&c, Tls::Plain, &reference, "after");
     assert!(
         !output.status.success(),
@@ -902,7 +818,7 @@ fn public_access_off_serves_only_approved_private_endpoints() {
             &format!("office={office}"),
         ],
     );
-    let manage = Manage::new(&berth);
+    let manage = Manage::new(&berth.url);
     let mut layout = OciLayout::create(&c.work("layout"));
     let image = layout.put_image(host_arch(), "hello", b"hello, private\n", Some("v1"));
     let public_ref = format!("{}/e2e/private:v1", berth.host);
@@ -911,9 +827,9 @@ fn public_access_off_serves_only_approved_private_endpoints() {
     skopeo_push(&c, Tls::Plain, &layout, "v1", &public_ref);
 
     let connections = manage
-        .call(Method::GET, "private-endpoint-connections", None)
+        .call("GET", "/berth/v1/private-endpoint-connections", None)
         .expect(200)
-        .json();
+        .json("GET /berth/v1/private-endpoint-connections");
     let list = connections.as_array().expect("a list of connections");
     assert_eq!(list.len(), 2, "{connections}");
     assert_eq!(list[0]["name"], "factory", "{connections}");
@@ -928,9 +844,9 @@ fn public_access_off_serves_only_approved_private_endpoints() {
     assert_eq!(list[1]["name"], "office", "{connections}");
     assert_eq!(list[1]["state"], "Pending", "{connections}");
     let endpoints = manage
-        .call(Method::GET, "endpoints", None)
+        .call("GET", "/berth/v1/endpoints", None)
         .expect(200)
-        .json();
+        .json("GET /berth/v1/endpoints");
     assert_eq!(
         endpoints["private_endpoints"].as_array().map(Vec::len),
         Some(2),
@@ -946,9 +862,9 @@ fn public_access_off_serves_only_approved_private_endpoints() {
     let settings = manage.patch_registry(json!({ "public_network_enabled": false }));
     assert_eq!(settings["public_network_enabled"], false, "{settings}");
     let endpoints = manage
-        .call(Method::GET, "endpoints", None)
+        .call("GET", "/berth/v1/endpoints", None)
         .expect(200)
-        .json();
+        .json("GET /berth/v1/endpoints");
     assert_eq!(
         endpoints["login_server"]["public_network_enabled"], false,
         "{endpoints}"
@@ -1020,7 +936,8 @@ fn public_access_off_serves_only_approved_private_endpoints() {
     );
 
     // Approved, it serves.
-    let approved = manage.decide("office", "approve", Some("approved by the network team"));
+    let approved =
+        manage.decide_private_endpoint("office", "approve", Some("approved by the network team"));
     assert_eq!(approved["state"], "Approved", "{approved}");
     assert_eq!(
         approved["description"], "approved by the network team",
@@ -1031,13 +948,13 @@ fn public_access_off_serves_only_approved_private_endpoints() {
     // IP rules do not apply to private endpoints: default Deny with no rule holding this
     // machine leaves them serving (and the public switch still wins on the login server).
     manage.patch_registry(json!({ "default_action": "Deny" }));
-    manage.add_rule("10.0.0.0/8");
+    manage.add_network_rule("10.0.0.0/8");
     get(&format!("http://{factory}/v2/"), Auth::Admin, &[]).expect(200);
     get_from("127.0.0.9", &office_v2, Auth::Admin).expect(200);
     get(&format!("{}/v2/", berth.url), Auth::Admin, &[]).expect_denied("public_network_enabled");
 
     // Rejected, it refuses.
-    let rejected = manage.decide("office", "reject", None);
+    let rejected = manage.decide_private_endpoint("office", "reject", None);
     assert_eq!(rejected["state"], "Rejected", "{rejected}");
     assert_eq!(
         rejected["description"], "approved by the network team",
@@ -1053,14 +970,18 @@ fn public_access_off_serves_only_approved_private_endpoints() {
 
     // Deleted, it is Disconnected and refuses until approved again.
     manage
-        .call(Method::DELETE, "private-endpoint-connections/office", None)
+        .call(
+            "DELETE",
+            "/berth/v1/private-endpoint-connections/office",
+            None,
+        )
         .expect(204);
-    assert_eq!(manage.connection("office")["state"], "Disconnected");
+    assert_eq!(manage.private_endpoint("office")["state"], "Disconnected");
     get(&office_v2, Auth::Admin, &[]).expect_denied("private endpoint `office` is Disconnected");
-    manage.decide("office", "approve", None);
+    manage.decide_private_endpoint("office", "approve", None);
     get(&office_v2, Auth::Admin, &[]).expect(200);
     // The factory was never touched.
-    assert_eq!(manage.connection("factory")["state"], "Approved");
+    assert_eq!(manage.private_endpoint("factory")["state"], "Approved");
     get(&format!("http://{factory}/v2/"), Auth::Admin, &[]).expect(200);
 
     // With the data endpoint on, a private endpoint's blob GETs redirect there too, and it
@@ -1096,8 +1017,8 @@ fn public_access_off_serves_only_approved_private_endpoints() {
     // An endpoint this registry does not have.
     manage
         .call(
-            Method::POST,
-            "private-endpoint-connections/nowhere/approve",
+            "POST",
+            "/berth/v1/private-endpoint-connections/nowhere/approve",
             None,
         )
         .expect(404);
@@ -1116,11 +1037,11 @@ fn public_access_off_serves_only_approved_private_endpoints() {
     // The owner rejects the factory, and the registry starts again without the office's
     // listener. Decisions stand over the configuration's `approved = true`; a connection
     // without a listener is Disconnected and cannot be approved, only deleted.
-    manage.decide("factory", "reject", Some("decommissioned"));
+    manage.decide_private_endpoint("factory", "reject", Some("decommissioned"));
     berth.kill();
     let berth = common::Berth::with_data_dir(&data_dir, &["--config", config.to_str().unwrap()]);
-    let manage = Manage::new(&berth);
-    let factory_state = manage.connection("factory");
+    let manage = Manage::new(&berth.url);
+    let factory_state = manage.private_endpoint("factory");
     assert_eq!(factory_state["state"], "Rejected", "{factory_state}");
     assert_eq!(
         factory_state["description"], "decommissioned",
@@ -1128,35 +1049,35 @@ fn public_access_off_serves_only_approved_private_endpoints() {
     );
     get(&format!("http://{factory}/v2/"), Auth::Admin, &[])
         .expect_denied("private endpoint `factory` is Rejected");
-    let office_state = manage.connection("office");
+    let office_state = manage.private_endpoint("office");
     assert_eq!(office_state["state"], "Disconnected", "{office_state}");
     assert_eq!(office_state["configured"], false, "{office_state}");
     assert_eq!(office_state["address"], Value::Null, "{office_state}");
     let conflict = manage
         .call(
-            Method::POST,
-            "private-endpoint-connections/office/approve",
+            "POST",
+            "/berth/v1/private-endpoint-connections/office/approve",
             None,
         )
         .expect(409);
-    assert!(
-        conflict.text().contains("no listener"),
-        "{}",
-        conflict.report()
-    );
+    assert!(conflict.text().contains("no listener"), "{}", conflict);
     manage
-        .call(Method::DELETE, "private-endpoint-connections/office", None)
+        .call(
+            "DELETE",
+            "/berth/v1/private-endpoint-connections/office",
+            None,
+        )
         .expect(204);
     manage
-        .call(Method::GET, "private-endpoint-connections/office", None)
+        .call("GET", "/berth/v1/private-endpoint-connections/office", None)
         .expect(404);
     let settings = manage
-        .call(Method::GET, "registry", None)
+        .call("GET", "/berth/v1/registry", None)
         .expect(200)
-        .json();
+        .json("GET /berth/v1/registry");
     assert_eq!(settings["public_network_enabled"], true, "{settings}");
     assert_eq!(settings["data_endpoint_enabled"], true, "{settings}");
-    manage.decide("factory", "approve", None);
+    manage.decide_private_endpoint("factory", "approve", None);
     skopeo_pull(
         &c,
         Tls::Plain,
@@ -1174,9 +1095,9 @@ fn public_access_off_serves_only_approved_private_endpoints() {
 /// The rules as `GET /berth/v1/network-rules` lists them.
 fn rules(manage: &Manage) -> Vec<String> {
     let listing = manage
-        .call(Method::GET, "network-rules", None)
+        .call("GET", "/berth/v1/network-rules", None)
         .expect(200)
-        .json();
+        .json("GET /berth/v1/network-rules");
     listing["ip_rules"]
         .as_array()
         .unwrap_or_else(|| panic!("no ip_rules: {listing}"))
@@ -1189,7 +1110,7 @@ fn rules(manage: &Manage) -> Vec<String> {
 fn ip_rules_deny_by_default_with_one_allowed_range() {
     common::require("skopeo");
     let berth = common::Berth::start();
-    let manage = Manage::new(&berth);
+    let manage = Manage::new(&berth.url);
     let c = Containers::new();
     let mut layout = OciLayout::create(&c.work("layout"));
     let image = layout.put_image(host_arch(), "hello", b"hello, rules\n", Some("v1"));
@@ -1205,26 +1126,22 @@ fn ip_rules_deny_by_default_with_one_allowed_range() {
     // Settings that cannot be: no data endpoint to enable, an unknown default action.
     let conflict = manage
         .call(
-            Method::PATCH,
-            "registry",
+            "PATCH",
+            "/berth/v1/registry",
             Some(json!({ "data_endpoint_enabled": true })),
         )
         .expect(409);
-    assert!(
-        conflict.text().contains("no data endpoint"),
-        "{}",
-        conflict.report()
-    );
+    assert!(conflict.text().contains("no data endpoint"), "{}", conflict);
     manage
         .call(
-            Method::PATCH,
-            "registry",
+            "PATCH",
+            "/berth/v1/registry",
             Some(json!({ "default_action": "Maybe" })),
         )
         .expect(400);
 
     // Default Deny, and one rule: this machine's usual address (skopeo connects from it).
-    let listing = manage.add_rule("127.0.0.1");
+    let listing = manage.add_network_rule("127.0.0.1");
     assert_eq!(listing["ip_rules"], json!(["127.0.0.1/32"]), "{listing}");
     let settings = manage.patch_registry(json!({ "default_action": "Deny" }));
     assert_eq!(settings["default_action"], "Deny", "{settings}");
@@ -1241,7 +1158,7 @@ fn ip_rules_deny_by_default_with_one_allowed_range() {
     get_from("127.0.0.20", &token, Auth::Admin).expect_denied(refused);
 
     // A range holding it: served like anyone (a challenge, then content).
-    let listing = manage.add_rule("127.0.0.16/28");
+    let listing = manage.add_network_rule("127.0.0.16/28");
     assert_eq!(
         listing["ip_rules"],
         json!(["127.0.0.1/32", "127.0.0.16/28"]),
@@ -1260,37 +1177,45 @@ fn ip_rules_deny_by_default_with_one_allowed_range() {
     // A range with host bits set is refused, naming the range meant.
     let bad = manage
         .call(
-            Method::POST,
-            "network-rules",
+            "POST",
+            "/berth/v1/network-rules",
             Some(json!({ "ip_address": "127.0.0.17/28" })),
         )
         .expect(400);
     assert!(
         bad.text().contains("host bits") && bad.text().contains("127.0.0.16/28"),
         "{}",
-        bad.report()
+        bad
     );
 
     // Removed, the address is refused again; removing it twice is an error.
-    manage.remove_rule("127.0.0.16/28").expect(200);
+    expect_status(
+        &manage.remove_network_rule("127.0.0.16/28"),
+        200,
+        "removing the IP rule 127.0.0.16/28",
+    );
     get_from("127.0.0.20", &v2, Auth::Admin).expect_denied(refused);
-    manage.remove_rule("127.0.0.16/28").expect(404);
+    expect_status(
+        &manage.remove_network_rule("127.0.0.16/28"),
+        404,
+        "removing the IP rule 127.0.0.16/28",
+    );
 
     // 250 more rules, each one address: matching still picks exactly the allowed ones.
     let started = Instant::now();
     for i in 0..250 {
-        manage.add_rule(&format!("10.{}.{}.7", i / 16, i % 16 * 16));
+        manage.add_network_rule(&format!("10.{}.{}.7", i / 16, i % 16 * 16));
     }
     let added = started.elapsed();
-    manage.add_rule("127.0.0.20");
+    manage.add_network_rule("127.0.0.20");
     let listed = rules(&manage);
     assert_eq!(listed.len(), 252, "{listed:?}");
     assert!(listed.contains(&"10.15.144.7/32".to_string()), "{listed:?}");
     assert!(listed.contains(&"127.0.0.20/32".to_string()), "{listed:?}");
     let endpoints = manage
-        .call(Method::GET, "endpoints", None)
+        .call("GET", "/berth/v1/endpoints", None)
         .expect(200)
-        .json();
+        .json("GET /berth/v1/endpoints");
     assert_eq!(endpoints["login_server"]["ip_rules"], 252, "{endpoints}");
     assert_eq!(
         endpoints["login_server"]["default_action"], "Deny",
@@ -1315,30 +1240,34 @@ fn ip_rules_on_ipv6() {
     // A login server on ::1: rules for IPv6 addresses.
     let berth = common::Berth::start_on(IpAddr::V6(Ipv6Addr::LOCALHOST), &[]);
     assert!(berth.url.starts_with("http://[::1]:"), "{}", berth.url);
-    let manage = Manage::new(&berth);
+    let manage = Manage::new(&berth.url);
     let v2 = format!("{}/v2/", berth.url);
     // The management API answers callers on ::1 whatever the rules.
     manage.patch_registry(json!({ "default_action": "Deny" }));
     get(&v2, Auth::Admin, &[]).expect_denied("client address ::1 is not allowed");
     get(&v2, Auth::WrongPassword, &[]).expect_denied("client address ::1 is not allowed");
-    let listing = manage.add_rule("::1");
+    let listing = manage.add_network_rule("::1");
     assert_eq!(listing["ip_rules"], json!(["::1/128"]), "{listing}");
     get(&v2, Auth::None, &[]).expect(401);
     get(&v2, Auth::Admin, &[]).expect(200);
-    manage.remove_rule("::1").expect(200);
+    expect_status(
+        &manage.remove_network_rule("::1"),
+        200,
+        "removing the IP rule ::1",
+    );
     get(&v2, Auth::None, &[]).expect_denied("client address ::1 is not allowed");
-    manage.add_rule("::/0");
+    manage.add_network_rule("::/0");
     get(&v2, Auth::None, &[]).expect(401);
     drop(berth);
 
     // A dual-stack listener ([::]): IPv4 clients arrive as IPv4-mapped addresses, and IPv4
     // rules hold them.
     let berth = common::Berth::start_on(IpAddr::V6(Ipv6Addr::UNSPECIFIED), &[]);
-    let manage = Manage::new(&berth);
+    let manage = Manage::new(&berth.url);
     let v4_url = format!("http://127.0.0.1:{}/v2/", berth.addr.port());
     let v6_url = format!("http://[::1]:{}/v2/", berth.addr.port());
     manage.patch_registry(json!({ "default_action": "Deny" }));
-    manage.add_rule("127.0.0.1");
+    manage.add_network_rule("127.0.0.1");
     get_from("127.0.0.1", &v4_url, Auth::None).expect(401);
     get_from("127.0.0.1", &v4_url, Auth::Admin).expect(200);
     // Refusals name the IPv4 address, not its mapped form.
@@ -1356,10 +1285,10 @@ fn ip_rules_on_ipv6() {
     // Trusted proxies: the client address comes from the forwarding headers of a proxy at
     // 127.0.0.1, and from nowhere else.
     let berth = common::Berth::start_with(&["--trusted-proxies", "127.0.0.1"]);
-    let manage = Manage::new(&berth);
+    let manage = Manage::new(&berth.url);
     let v2 = format!("{}/v2/", berth.url);
     manage.patch_registry(json!({ "default_action": "Deny" }));
-    manage.add_rule("2001:db8::/32");
+    manage.add_network_rule("2001:db8::/32");
     let from_proxy = |headers: &[(&str, &str)], auth: Auth| {
         send(
             &client_from(Some(v4("127.0.0.1"))),

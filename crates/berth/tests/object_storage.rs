@@ -10,6 +10,7 @@
 mod authn;
 mod clients;
 mod common;
+mod sites;
 
 use std::time::Duration;
 
@@ -19,10 +20,7 @@ use berth_testkit::s3::TestS3;
 use clients::{Containers, OciLayout, run};
 use common::Berth;
 use common::cli::Cli;
-
-fn admin_creds() -> String {
-    format!("admin:{}", common::ADMIN_PASSWORD)
-}
+use sites::skopeo_push;
 
 fn round_trip_and_redirect(storage: &str) {
     common::require("skopeo");
@@ -30,13 +28,8 @@ fn round_trip_and_redirect(storage: &str) {
     let c = Containers::new();
     let mut layout = OciLayout::create(&c.work("layout"));
     let image = layout.put_image("amd64", "hello.txt", b"hello from a bucket\n", Some("v1"));
+    skopeo_push(&c, layout.reference("v1"), &berth, "obj/hello:v1");
     let target = format!("docker://{}/obj/hello:v1", berth.host);
-    run(c
-        .skopeo()
-        .args(["copy", "--dest-tls-verify=false", "--dest-creds"])
-        .arg(admin_creds())
-        .arg(layout.reference("v1"))
-        .arg(&target));
     assert!(
         !berth.data_dir().join("blobs").exists()
             || std::fs::read_dir(berth.data_dir().join("blobs"))
@@ -80,7 +73,7 @@ fn round_trip_and_redirect(storage: &str) {
     run(c
         .skopeo()
         .args(["copy", "--src-tls-verify=false", "--src-creds"])
-        .arg(admin_creds())
+        .arg(berth.admin_creds())
         .arg(&target)
         .arg(format!("oci:{}:v1", back.display())));
     assert_eq!(

@@ -19,6 +19,7 @@
 mod authn;
 mod clients;
 mod common;
+mod sites;
 
 use std::time::Duration;
 
@@ -28,10 +29,7 @@ use clients::{Containers, OciLayout, run};
 use common::Berth;
 use common::cli::Cli;
 use serde_json::Value;
-
-fn admin_creds() -> String {
-    format!("admin:{}", common::ADMIN_PASSWORD)
-}
+use sites::skopeo_push;
 
 fn password<'v>(value: &'v Value, slot: &str) -> &'v str {
     value["passwords"]
@@ -51,13 +49,8 @@ fn skopeo_round_trips_an_image_and_everything_outlives_a_restart() {
     let c = Containers::new();
     let mut layout = OciLayout::create(&c.work("layout"));
     let image = layout.put_image("amd64", "hello.txt", b"hello from postgres\n", Some("v1"));
+    skopeo_push(&c, layout.reference("v1"), &berth, "pg/hello:v1");
     let target = format!("docker://{}/pg/hello:v1", berth.host);
-    run(c
-        .skopeo()
-        .args(["copy", "--dest-tls-verify=false", "--dest-creds"])
-        .arg(admin_creds())
-        .arg(layout.reference("v1"))
-        .arg(&target));
 
     // Identities live in the database too: a token made now logs in after the restart.
     let cli = Cli::logged_in(&berth);

@@ -13,19 +13,9 @@ mod sites;
 use authn::{Cred, Manage};
 use clients::{Containers, OciLayout, run};
 use common::Berth;
-use common::cli::{Cli, assert_contains, field};
+use common::cli::{Cli, assert_contains, field, first_column};
 use serde_json::{Value, json};
 use sites::{connected, manifest_status, push_image, skopeo_push, wait_manifest, wait_online};
-
-/// The first column of each row of a table, header excluded.
-fn first_column(table: &str) -> Vec<String> {
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|l| l.split_whitespace().next())
-        .map(str::to_owned)
-        .collect()
-}
 
 /// The row of a table whose first column is `key`.
 #[track_caller]

@@ -1,18 +1,23 @@
-//! Repositories as a whole, for the management API (`berth repository …`): what each
-//! holds, page by page, and deleting one.
+//! [`Repositories`]: repositories as a whole, for the management API (`berth repository …`):
+//! what each holds, page by page, and deleting one. [`Registry`](super::Registry) owns one
+//! and hands it out ([`Registry::repositories`](super::Registry::repositories)).
 //!
-//! Deletions go through the same operations as the distribution API's `DELETE`s, so every
+//! Deletions go through the same operations as the distribution API's `DELETE`s
+//! (`Deletions`), so every
 //! manifest and tag removed is in the change log, which connected registries follow; only
 //! the repository's name and its blob links go without an entry of their own (the log
 //! records content, and a repository without manifests has none). Blob bytes are never
 //! deleted here: those nothing references any more are left to garbage collection.
 
+use std::sync::Arc;
+
 use berth_oci::{Descriptor, Digest, Manifest, Reference, RepositoryName, Tag};
 
-use super::{Registry, Result};
+use super::{Deletions, Result};
 use crate::error::RegistryError;
 use crate::metadata::{
-    ManifestDetail, Origin, RepositoryRemoval, RepositorySummary, Selection, TagDetail,
+    ManifestDetail, MetadataStore, Origin, RepositoryRemoval, RepositorySummary, Selection,
+    TagDetail,
 };
 
 /// How many times a repository deletion deletes manifests pushed while it runs before it
@@ -42,20 +47,28 @@ pub struct RepositoryDeleted {
     pub blob_links: u64,
 }
 
-impl Registry {
+/// Repositories as a whole: reads of the metadata store's listings, and deletions through
+/// the registry's `Deletions`.
+pub struct Repositories {
+    metadata: Arc<dyn MetadataStore>,
+    deletions: Deletions,
+}
+
+impl Repositories {
+    pub(super) fn new(metadata: Arc<dyn MetadataStore>, deletions: Deletions) -> Self {
+        Repositories {
+            metadata,
+            deletions,
+        }
+    }
+
     /// A page of repositories (by name, or by creation time), each with what it holds.
-    pub async fn repository_summaries(
-        &self,
-        page: Selection<'_>,
-    ) -> Result<Vec<RepositorySummary>> {
+    pub async fn summaries(&self, page: Selection<'_>) -> Result<Vec<RepositorySummary>> {
         Ok(self.metadata.repository_summaries(page).await?)
     }
 
     /// One repository with what it holds.
-    pub async fn repository_summary(
-        &self,
-        repository: &RepositoryName,
-    ) -> Result<RepositorySummary> {
+    pub async fn summary(&self, repository: &RepositoryName) -> Result<RepositorySummary> {
         self.metadata
             .repository_summaries(Selection::One(repository.as_str()))
             .await?
@@ -119,15 +132,18 @@ impl Registry {
     /// change log with `origin`, then its blob links and its name. A manifest pushed while
     /// this runs is deleted too, up to a few rounds; past them the repository is left (its
     /// content so far deleted) and the answer says pushes go on.
-    pub async fn delete_repository(
+    pub async fn delete(
         &self,
         origin: Origin,
         repository: &RepositoryName,
     ) -> Result<RepositoryDeleted> {
-        let before = self.repository_summary(repository).await?;
+        let before = self.summary(repository).await?;
         let mut manifests = 0;
         for _ in 0..DELETE_ROUNDS {
-            manifests += self.delete_repository_content(origin, repository).await? as u64;
+            manifests += self
+                .deletions
+                .repository_content(origin, repository)
+                .await? as u64;
             match self.metadata.delete_empty_repository(repository).await? {
                 RepositoryRemoval::Removed { blob_links } => {
                     return Ok(RepositoryDeleted {
@@ -158,7 +174,8 @@ impl Registry {
         tag: &Tag,
     ) -> Result<TagDetail> {
         let detail = self.tag_detail(repository, tag).await?;
-        self.delete_manifest_from(origin, repository, &Reference::Tag(tag.clone()))
+        self.deletions
+            .manifest(origin, repository, &Reference::Tag(tag.clone()))
             .await?;
         Ok(detail)
     }

@@ -44,7 +44,7 @@ pub(crate) async fn list(
     _: Admin,
     State(state): State<AppState>,
 ) -> Result<Json<Vec<api::GcRunView>>, ApiError> {
-    let runs = state.registry.gc_runs(20).await?;
+    let runs = state.registry.gc().runs(20).await?;
     Ok(Json(runs.into_iter().map(view).collect()))
 }
 
@@ -54,7 +54,7 @@ pub(crate) async fn show(
     State(state): State<AppState>,
     Path(id): Path<i64>,
 ) -> Result<Json<api::GcRunView>, ApiError> {
-    let runs = state.registry.gc_runs(50).await?;
+    let runs = state.registry.gc().runs(50).await?;
     runs.into_iter()
         .find(|r| r.id == id)
         .map(|r| Json(view(r)))
@@ -73,7 +73,7 @@ pub(crate) async fn start(
     State(state): State<AppState>,
     MaybeBody(request): MaybeBody<api::GcRunRequest>,
 ) -> Result<Response, ApiError> {
-    let handle = match state.registry.start_gc(request.dry_run).await {
+    let handle = match state.registry.gc().start(request.dry_run).await {
         Ok(handle) => handle,
         Err(GcStartError::Running(id)) => return Err(running(id)),
         Err(e @ GcStartError::RunningElsewhere) => {
@@ -93,7 +93,7 @@ pub(crate) async fn start(
     );
     let metrics = std::sync::Arc::clone(&state.metrics);
     tokio::spawn(async move {
-        let run = registry.collect_garbage(&run, &options).await;
+        let run = registry.gc().collect(&run, &options).await;
         if !run.dry_run {
             metrics.gc_finished(&run.outcome, run.blobs_removed, run.bytes_freed);
         }

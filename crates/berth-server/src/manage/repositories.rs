@@ -281,7 +281,8 @@ async fn list(
     let page = Page::parse(query.as_deref())?;
     let found = state
         .registry
-        .repository_summaries(page.selection())
+        .repositories()
+        .summaries(page.selection())
         .await
         .map_err(refusal)?;
     let (found, next) = page.cut(found, |r| (r.created_at, r.name.to_string()));
@@ -303,14 +304,19 @@ async fn entry(
     match (Target::parse(&path), method) {
         (Target::Repository(name), Method::GET) => {
             let name = repository_name(&state, name)?;
-            let summary = registry.repository_summary(&name).await.map_err(refusal)?;
+            let summary = registry
+                .repositories()
+                .summary(&name)
+                .await
+                .map_err(refusal)?;
             Ok(Json(repository_view(summary)).into_response())
         }
         (Target::Repository(name), Method::DELETE) => {
             let name = repository_name(&state, name)?;
             writable(&state)?;
             let deleted = registry
-                .delete_repository(Origin::Local, &name)
+                .repositories()
+                .delete(Origin::Local, &name)
                 .await
                 .map_err(refusal)?;
             tracing::info!(
@@ -332,6 +338,7 @@ async fn entry(
             let name = repository_name(&state, name)?;
             let page = Page::parse(query.as_deref())?;
             let found = registry
+                .repositories()
                 .tag_details(&name, page.selection())
                 .await
                 .map_err(refusal)?;
@@ -348,13 +355,16 @@ async fn entry(
             let t = tag(&name, t)?;
             let detail = if m == Method::DELETE {
                 writable(&state)?;
-                let detail = registry.untag(Origin::Local, &name, &t).await;
+                let detail = registry
+                    .repositories()
+                    .untag(Origin::Local, &name, &t)
+                    .await;
                 if let Ok(d) = &detail {
                     tracing::info!(repository = %name, tag = %t, digest = %d.digest, "untagged");
                 }
                 detail
             } else {
-                registry.tag_detail(&name, &t).await
+                registry.repositories().tag_detail(&name, &t).await
             };
             let detail = detail.map_err(|e| match e {
                 RegistryError::ManifestUnknown(_) => ApiError::management(
@@ -370,6 +380,7 @@ async fn entry(
             let name = repository_name(&state, name)?;
             let page = Page::parse(query.as_deref())?;
             let found = registry
+                .repositories()
                 .manifest_details(&name, page.selection())
                 .await
                 .map_err(refusal)?;
@@ -394,7 +405,11 @@ async fn entry(
                 ),
                 e => refusal(e),
             };
-            let info = registry.manifest_detail(&name, &d).await.map_err(unknown)?;
+            let info = registry
+                .repositories()
+                .manifest_detail(&name, &d)
+                .await
+                .map_err(unknown)?;
             if m == Method::DELETE {
                 writable(&state)?;
                 registry

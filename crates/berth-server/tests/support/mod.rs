@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use axum::Router;
 use axum::body::Body;
@@ -21,6 +21,9 @@ pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub struct App {
     pub router: Router,
     pub registry: Arc<Registry>,
+    /// The app's read-only switch (`AppState::read_only`): `Some(reason)` makes it refuse
+    /// writes with `reason`, as a connected registry in ReadOnly mode does.
+    pub read_only: Arc<RwLock<Option<String>>>,
     pub dir: tempfile::TempDir,
 }
 
@@ -37,6 +40,7 @@ pub async fn app_on(registry: Arc<Registry>, dir: tempfile::TempDir) -> App {
     let identity = open_identity(dir.path()).await;
     let state = AppState::new(Arc::clone(&registry), Arc::new(identity));
     App {
+        read_only: Arc::clone(&state.read_only),
         router: berth_server::router(state),
         registry,
         dir,
@@ -117,6 +121,11 @@ impl Reply {
 
 impl App {
     /// `method uri` on host `registry.test` with `headers` and `body`.
+    /// Makes the app read-only for `reason` (as a connected registry in ReadOnly mode is).
+    pub fn set_read_only(&self, reason: &str) {
+        *self.read_only.write().unwrap() = Some(reason.to_owned());
+    }
+
     pub async fn call(
         &self,
         method: &str,

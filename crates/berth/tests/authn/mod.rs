@@ -1,6 +1,8 @@
-//! Helpers for the authentication tests (`auth_matrix.rs`, `containerd_flow.rs`,
-//! `e2e_auth.rs`): HTTP requests with a chosen credential, whose failures print the whole
-//! exchange; the management API (`/berth/v1/…`) as the admin; a small test image pushed over
+//! The HTTP side of the end-to-end tests, first written for the authentication tests
+//! (`auth_matrix.rs`, `containerd_flow.rs`, `e2e_auth.rs`) and shared by the others
+//! (`conformance.rs`, `networks.rs`, the connected-registry and sites tests): HTTP requests
+//! with a chosen credential, whose failures print the whole exchange ([`Resp`]); the
+//! management API (`/berth/v1/…`) as the admin ([`Manage`]); a small test image pushed over
 //! HTTP; the token endpoint; JWT payloads and `WWW-Authenticate` challenges; and a registry
 //! process spawned with an environment of the test's choosing and its output captured.
 
@@ -85,8 +87,11 @@ pub struct Resp {
     pub status: u16,
     /// Response headers.
     pub headers: HeaderMap,
-    /// Response body.
+    /// Response body (empty when it could not be read).
     pub body: Vec<u8>,
+    /// Why the body could not be read (e.g. shorter than its `Content-Length`), reported
+    /// with the response rather than aborting the test before its status is compared.
+    pub body_error: Option<String>,
 }
 
 impl Resp {
@@ -95,6 +100,28 @@ impl Resp {
         self.headers
             .get(name)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    }
+
+    /// The body as text (lossily).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The response itself, once its status is `expected` (the exchange printed otherwise):
+    /// for chains such as `manage.call(…).expect(200).json(…)`.
+    #[track_caller]
+    pub fn expect(self, expected: u16) -> Self {
+        expect_status(&self, expected, "the request");
+        self
+    }
+
+    /// The `Location` header, which must be there and not empty.
+    #[track_caller]
+    pub fn location(&self, what: &str) -> String {
+        match self.header("Location") {
+            Some(location) if !location.is_empty() => location,
+            _ => panic!("{what}: expected a Location header, got none\n{self}"),
+        }
     }
 
     /// The body as JSON; panics with the exchange when it is not.
@@ -127,19 +154,28 @@ impl fmt::Display for Resp {
                 String::from_utf8_lossy(value.as_bytes())
             )?;
         }
-        let body = String::from_utf8_lossy(&self.body);
-        if body.len() > 1500 {
-            write!(
-                f,
-                "    body: {}… ({} bytes)",
-                &body[..1500],
-                self.body.len()
-            )
-        } else if body.is_empty() {
-            write!(f, "    body: (empty)")
-        } else {
-            write!(f, "    body: {body}")
+        match &self.body_error {
+            Some(error) => write!(f, "    body: unreadable ({error})"),
+            None => write!(f, "    body: {}", render_body(&self.body)),
         }
+    }
+}
+
+/// A body as failure messages show it: text up to 1,500 bytes (cut on a character
+/// boundary), binary as its size and digest.
+pub fn render_body(body: &[u8]) -> String {
+    const SHOWN: usize = 1500;
+    match std::str::from_utf8(body) {
+        Ok("") => "(empty)".to_owned(),
+        Ok(text) if text.len() <= SHOWN => text.to_owned(),
+        Ok(text) => {
+            let cut = (0..=SHOWN)
+                .rev()
+                .find(|&i| text.is_char_boundary(i))
+                .unwrap_or(0);
+            format!("{}... ({} bytes in all)", &text[..cut], body.len())
+        }
+        Err(_) => format!("({} bytes of binary, {})", body.len(), sha256_digest(body)),
     }
 }
 
@@ -175,9 +211,7 @@ pub fn send(
         builder = builder.header(*name, *value);
     }
     if let Some(body) = body {
-        let shown = String::from_utf8_lossy(&body);
-        let shown: String = shown.chars().take(600).collect();
-        let _ = write!(request, "\n    body: {shown}");
+        let _ = write!(request, "\n    body: {}", render_body(&body));
         builder = builder.body(body);
     }
     let response = builder
@@ -185,12 +219,16 @@ pub fn send(
         .unwrap_or_else(|e| panic!("{request}\nfailed to send: {e}"));
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    let body = response.bytes().map(|b| b.to_vec()).unwrap_or_default();
+    let (body, body_error) = match response.bytes() {
+        Ok(bytes) => (bytes.to_vec(), None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
     Resp {
         request,
         status,
         headers,
         body,
+        body_error,
     }
 }
 
@@ -485,22 +523,81 @@ impl Manage {
             "{what}: expected the registry to show {enabled}, got {shown}\n{resp}"
         );
     }
+
+    /// `PATCH /berth/v1/registry` with `body`; must be 200. Returns the settings after it.
+    #[track_caller]
+    pub fn patch_registry(&self, body: Value) -> Value {
+        let what = format!("PATCH /berth/v1/registry {body}");
+        let resp = self.call("PATCH", "/berth/v1/registry", Some(body));
+        expect_status(&resp, 200, &what);
+        resp.json(&what)
+    }
+
+    /// `POST /berth/v1/network-rules` adding `rule` (an address or a CIDR range); must be
+    /// 200. Returns the rules after it.
+    #[track_caller]
+    pub fn add_network_rule(&self, rule: &str) -> Value {
+        let what = format!("adding the IP rule {rule}");
+        let resp = self.call(
+            "POST",
+            "/berth/v1/network-rules",
+            Some(json!({ "ip_address": rule })),
+        );
+        expect_status(&resp, 200, &what);
+        resp.json(&what)
+    }
+
+    /// `DELETE /berth/v1/network-rules` of `rule`, whatever the outcome.
+    pub fn remove_network_rule(&self, rule: &str) -> Resp {
+        self.call(
+            "DELETE",
+            "/berth/v1/network-rules",
+            Some(json!({ "ip_address": rule })),
+        )
+    }
+
+    /// `POST /berth/v1/private-endpoint-connections/<name>/<decision>` (`approve` or
+    /// `reject`, with an optional description); must be 200. Returns the connection after it.
+    #[track_caller]
+    pub fn decide_private_endpoint(
+        &self,
+        name: &str,
+        decision: &str,
+        description: Option<&str>,
+    ) -> Value {
+        let what = format!("{decision} of the private endpoint connection {name}");
+        let resp = self.call(
+            "POST",
+            &format!("/berth/v1/private-endpoint-connections/{name}/{decision}"),
+            description.map(|d| json!({ "description": d })),
+        );
+        expect_status(&resp, 200, &what);
+        resp.json(&what)
+    }
+
+    /// `GET /berth/v1/private-endpoint-connections/<name>`; must be 200.
+    #[track_caller]
+    pub fn private_endpoint(&self, name: &str) -> Value {
+        let what = format!("GET of the private endpoint connection {name}");
+        let resp = self.call(
+            "GET",
+            &format!("/berth/v1/private-endpoint-connections/{name}"),
+            None,
+        );
+        expect_status(&resp, 200, &what);
+        resp.json(&what)
+    }
 }
 
 /// An RFC 3339 UTC time `seconds` from now, whole seconds.
 pub fn utc_in(seconds: i64) -> (String, i64) {
-    let at = jiff::Timestamp::now().as_second() + seconds;
+    let at = berth_oci::time::unix_now() + seconds;
     (
         jiff::Timestamp::from_second(at)
             .expect("a valid time")
             .to_string(),
         at,
     )
-}
-
-/// Unix seconds now.
-pub fn unix_now() -> i64 {
-    jiff::Timestamp::now().as_second()
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, or panics after `deadline` with the

@@ -219,6 +219,16 @@ pub fn field<'t>(table: &'t str, label: &str) -> &'t str {
         .unwrap_or_else(|| panic!("no `{label}` in:\n{table}"))
 }
 
+/// The first column of each row of a table, header excluded.
+pub fn first_column(table: &str) -> Vec<String> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// The value of `key` in a connection string.
 #[track_caller]
 pub fn connection_field<'t>(text: &'t str, key: &str) -> &'t str {

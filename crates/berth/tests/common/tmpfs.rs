@@ -37,17 +37,27 @@ impl Tmpfs {
 
     /// The bytes free on it.
     pub fn free(&self) -> u64 {
-        let out = Command::new("df")
-            .args(["--output=avail", "-B1"])
-            .arg(&self.0)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .nth(1)
-            .and_then(|l| l.trim().parse().ok())
-            .expect("df's figure")
+        df(&self.0, "avail")
     }
+
+    /// The bytes used on it (resizing it to this leaves no page free).
+    pub fn used(&self) -> u64 {
+        df(&self.0, "used")
+    }
+}
+
+/// `df`'s figure `field` (`avail`, `used`), in bytes, for the file system of `path`.
+fn df(path: &Path, field: &str) -> u64 {
+    let out = Command::new("df")
+        .args([&format!("--output={field}"), "-B1"])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .expect("df's figure")
 }
 
 impl Drop for Tmpfs {
