@@ -515,14 +515,14 @@ mod tests {
                 .management()
                 .delete_scope_map("_repositories_pull")
                 .await,
-            Err(IdentityError::ReadOnly(_))
+            Err(IdentityError::ReadOnly { .. })
         ));
         assert!(matches!(
             identity
                 .management()
                 .update_scope_map("_repositories_admin", ScopeMapUpdate::default())
                 .await,
-            Err(IdentityError::ReadOnly(_))
+            Err(IdentityError::ReadOnly { .. })
         ));
         assert!(
             identity

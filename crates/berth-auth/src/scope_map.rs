@@ -11,7 +11,7 @@ use berth_oci::RepositoryName;
 use serde::{Deserialize, Serialize};
 
 use crate::action::{Actions, GatewayAction, RepositoryAction};
-use crate::error::IdentityError;
+use crate::error::{Choice, Format, IdentityError, NameKind, RequestProblem, Setting};
 
 /// Which repositories a rule applies to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -27,8 +27,11 @@ pub enum RepositoryPattern {
 impl RepositoryPattern {
     /// Parses a rule's repository: a name, `prefix/*`, or `*`.
     pub fn parse(s: &str) -> Result<Self, IdentityError> {
-        let invalid = |why: &str| {
-            IdentityError::Invalid(format!("repository `{s}` in a scope map rule: {why}"))
+        let invalid = |why: &str| IdentityError::Malformed {
+            value: s.to_owned(),
+            format: Format::RepositoryPattern {
+                why: why.to_owned(),
+            },
         };
         if s == "*" {
             return Ok(RepositoryPattern::All);
@@ -147,9 +150,10 @@ pub fn validate_name(name: &str) -> Result<(), IdentityError> {
     if ok {
         Ok(())
     } else {
-        Err(IdentityError::Invalid(format!(
-            "scope map name `{name}` is invalid: use 5 to 50 letters, digits, `-` or `_`"
-        )))
+        Err(IdentityError::InvalidName {
+            kind: NameKind::ScopeMap,
+            name: name.to_owned(),
+        })
     }
 }
 
@@ -163,10 +167,12 @@ impl ScopeMap {
         gateways: &[GatewayRule],
     ) -> Result<ScopeMap, IdentityError> {
         validate_name(name)?;
-        if description.chars().count() > 256 {
-            return Err(IdentityError::Invalid(
-                "a scope map description holds at most 256 characters".into(),
-            ));
+        let length = description.chars().count();
+        if length > 256 {
+            return Err(IdentityError::SettingOutOfRange {
+                setting: Setting::ScopeMapDescription,
+                value: length.to_string(),
+            });
         }
         let mut map = ScopeMap {
             name: name.to_owned(),
@@ -191,18 +197,18 @@ impl ScopeMap {
         for rule in repositories {
             RepositoryPattern::parse(&rule.repository)?;
             if rule.actions.is_empty() {
-                return Err(IdentityError::Invalid(format!(
-                    "repository rule `{}` names no action",
-                    rule.repository
-                )));
+                return Err(RequestProblem::RepositoryRuleWithoutAction {
+                    repository: rule.repository.clone(),
+                }
+                .into());
             }
             let entry = merged.entry(rule.repository.clone()).or_default();
             for action in &rule.actions {
                 entry.insert(RepositoryAction::parse(action).ok_or_else(|| {
-                    IdentityError::Invalid(format!(
-                        "unknown repository action `{action}`; use content/read, content/write, content/delete, \
-                         metadata/read or metadata/write"
-                    ))
+                    IdentityError::UnknownChoice {
+                        setting: Choice::RepositoryAction,
+                        value: action.clone(),
+                    }
                 })?);
             }
         }
@@ -210,24 +216,23 @@ impl ScopeMap {
             Default::default();
         for rule in gateways {
             if rule.connected_registry.is_empty() {
-                return Err(IdentityError::Invalid(
-                    "a gateway rule needs a connected registry name".into(),
-                ));
+                return Err(RequestProblem::GatewayRuleWithoutRegistry.into());
             }
             if rule.actions.is_empty() {
-                return Err(IdentityError::Invalid(format!(
-                    "gateway rule `{}` names no action",
-                    rule.connected_registry
-                )));
+                return Err(RequestProblem::GatewayRuleWithoutAction {
+                    connected_registry: rule.connected_registry.clone(),
+                }
+                .into());
             }
             let entry = gateway_merged
                 .entry(rule.connected_registry.clone())
                 .or_default();
             for action in &rule.actions {
                 entry.insert(GatewayAction::parse(action).ok_or_else(|| {
-                    IdentityError::Invalid(format!(
-                        "unknown gateway action `{action}`; use config/read, config/write, message/read or message/write"
-                    ))
+                    IdentityError::UnknownChoice {
+                        setting: Choice::GatewayAction,
+                        value: action.clone(),
+                    }
                 })?);
             }
         }

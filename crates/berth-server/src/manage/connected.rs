@@ -6,6 +6,7 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use berth_api as api;
 use berth_auth::connected::{GcSettings, LogLevel, Mode, SyncSettings};
+use berth_auth::error::Choice;
 use berth_auth::hierarchy::{ConnectedRegistryUpdate, NewConnectedRegistry};
 use berth_auth::{IdentityError, Slot};
 use http::StatusCode;
@@ -176,9 +177,10 @@ pub(crate) async fn settings(
     let slot = match body.generate_password {
         None => None,
         Some(n) => Some(Slot::from_number(n).ok_or_else(|| {
-            ApiError::from(IdentityError::Invalid(format!(
-                "generate_password `{n}` is invalid; use 1 or 2"
-            )))
+            ApiError::from(IdentityError::UnknownChoice {
+                setting: Choice::PasswordSlot,
+                value: n.to_string(),
+            })
         })?),
     };
     // The root's address as clients reach it: the configured public URL, or this request's Host.
