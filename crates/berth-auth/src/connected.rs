@@ -219,52 +219,84 @@ pub struct SyncSettings {
 }
 
 impl SyncSettings {
-    /// The defaults changed by the values given (as the API and the command line write
-    /// them), each parsed once; then checked together.
-    pub fn from_parts(
+    /// The defaults changed by `change`, checked together.
+    pub fn from_change(change: &SyncChange) -> Result<Self, IdentityError> {
+        let mut settings = SyncSettings::default();
+        settings.apply(change)?;
+        Ok(settings)
+    }
+
+    /// Applies a parsed change and checks the result together (a window needs a schedule,
+    /// each value within its range): a change that is fine alone may not be with the
+    /// settings it meets. Refused, it changes nothing.
+    pub fn apply(&mut self, change: &SyncChange) -> Result<(), IdentityError> {
+        let mut next = self.clone();
+        if let Some(schedule) = &change.schedule {
+            next.schedule = schedule.clone();
+        }
+        if let Some(window) = &change.window {
+            next.window = window.clone();
+        }
+        if let Some(ttl) = &change.message_ttl {
+            next.message_ttl = ttl.clone();
+        }
+        if let Some(bandwidth) = change.bandwidth {
+            next.bandwidth = bandwidth;
+        }
+        if let Some(concurrency) = change.concurrency {
+            next.concurrency = concurrency;
+        }
+        next.validate()?;
+        *self = next;
+        Ok(())
+    }
+}
+
+/// A change of [`SyncSettings`], parsed: `None` leaves a value as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncChange {
+    /// A new schedule.
+    pub schedule: Option<SyncSchedule>,
+    /// A new window; `Some(None)` removes it.
+    pub window: Option<Option<IsoDuration>>,
+    /// A new message TTL.
+    pub message_ttl: Option<IsoDuration>,
+    /// A new bandwidth limit; `Some(None)` removes it.
+    pub bandwidth: Option<Option<u64>>,
+    /// A new number of blob transfers at once.
+    pub concurrency: Option<u32>,
+}
+
+impl SyncChange {
+    /// Parses the values given as the API and the command line write them (a window or
+    /// bandwidth of `""` removes it), each once. How they go together is checked when the
+    /// change is applied ([`SyncSettings::apply`]).
+    pub fn parse(
         schedule: Option<&str>,
         window: Option<&str>,
         message_ttl: Option<&str>,
         bandwidth: Option<&str>,
         concurrency: Option<u32>,
     ) -> Result<Self, IdentityError> {
-        let mut settings = SyncSettings::default();
-        settings.change(schedule, window, message_ttl, bandwidth, concurrency)?;
-        Ok(settings)
-    }
-
-    /// Changes the values given (a window or bandwidth of `""` removes it), then checks the
-    /// result together.
-    pub fn change(
-        &mut self,
-        schedule: Option<&str>,
-        window: Option<&str>,
-        message_ttl: Option<&str>,
-        bandwidth: Option<&str>,
-        concurrency: Option<u32>,
-    ) -> Result<(), IdentityError> {
-        if let Some(schedule) = schedule {
-            self.schedule = SyncSchedule::parse(schedule)?;
-        }
-        if let Some(window) = window {
-            self.window = match window {
-                "" => None,
-                w => Some(IsoDuration::parse("sync window", w)?),
-            };
-        }
-        if let Some(ttl) = message_ttl {
-            self.message_ttl = IsoDuration::parse("message TTL", ttl)?;
-        }
-        if let Some(bandwidth) = bandwidth {
-            self.bandwidth = match bandwidth {
-                "" => None,
-                b => Some(parse_bandwidth(b)?),
-            };
-        }
-        if let Some(concurrency) = concurrency {
-            self.concurrency = concurrency;
-        }
-        self.validate()
+        Ok(SyncChange {
+            schedule: schedule.map(SyncSchedule::parse).transpose()?,
+            window: window
+                .map(|w| match w {
+                    "" => Ok(None),
+                    w => IsoDuration::parse("sync window", w).map(Some),
+                })
+                .transpose()?,
+            message_ttl: message_ttl
+                .map(|ttl| IsoDuration::parse("message TTL", ttl))
+                .transpose()?,
+            bandwidth: bandwidth
+                .map(|b| match b {
+                    "" => Ok(None),
+                    b => parse_bandwidth(b).map(Some),
+                })
+                .transpose()?,
+            concurrency,
+        })
     }
 }
 
@@ -663,29 +695,58 @@ impl Default for GcSettings {
 }
 
 impl GcSettings {
-    /// Changes what is given, then checks the schedule: a cron expression that fires, not
-    /// continuous.
-    pub fn change(
-        &mut self,
-        enabled: Option<bool>,
-        schedule: Option<&str>,
-    ) -> Result<(), IdentityError> {
-        if let Some(enabled) = enabled {
+    /// Applies a parsed change (checked whole when it was parsed).
+    pub fn apply(&mut self, change: &GcChange) {
+        if let Some(enabled) = change.enabled {
             self.enabled = enabled;
         }
-        if let Some(schedule) = schedule {
-            let parsed = SyncSchedule::parse(schedule)?;
-            if parsed.is_continuous() {
-                return Err(IdentityError::InvalidSchedule {
-                    schedule: schedule.to_owned(),
-                    problem: ScheduleProblem::CollectsEveryMinute,
-                });
-            }
-            validate_schedule(schedule)?;
-            self.schedule = parsed;
+        if let Some(schedule) = &change.schedule {
+            self.schedule = schedule.clone();
         }
-        Ok(())
     }
+}
+
+/// A change of [`GcSettings`], parsed: `None` leaves a value as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcChange {
+    /// Turns collection on or off.
+    pub enabled: Option<bool>,
+    /// A new schedule: a cron expression that fires, not continuous.
+    pub schedule: Option<SyncSchedule>,
+}
+
+impl GcChange {
+    /// Parses and checks the schedule: a cron expression that fires, not continuous.
+    pub fn parse(enabled: Option<bool>, schedule: Option<&str>) -> Result<Self, IdentityError> {
+        let schedule = match schedule {
+            None => None,
+            Some(text) => {
+                let parsed = SyncSchedule::parse(text)?;
+                let Some(cron) = parsed.cron() else {
+                    return Err(IdentityError::InvalidSchedule {
+                        schedule: text.to_owned(),
+                        problem: ScheduleProblem::CollectsEveryMinute,
+                    });
+                };
+                check_fires(parsed.as_str(), cron)?;
+                Some(parsed)
+            }
+        };
+        Ok(GcChange { enabled, schedule })
+    }
+}
+
+/// A change of what a connected registry's instance runs with: its sync settings, log
+/// level and garbage collection, parsed once where the request arrives, so that a value
+/// that does not parse is refused before anything is read or written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SettingsChange {
+    /// Sync settings.
+    pub sync: SyncChange,
+    /// A new log level.
+    pub log_level: Option<LogLevel>,
+    /// Garbage collection on site.
+    pub gc: GcChange,
 }
 
 /// A typed problem of a connected registry: current while its cause lasts, then kept for a
@@ -822,7 +883,8 @@ mod tests {
     fn schedules_windows_and_ttls() {
         assert!(SyncSettings::default().validate().is_ok());
         let s = |schedule: &str, window: Option<&str>, ttl: &str| {
-            SyncSettings::from_parts(Some(schedule), window, Some(ttl), None, None)
+            SyncChange::parse(Some(schedule), window, Some(ttl), None, None)
+                .and_then(|change| SyncSettings::from_change(&change))
         };
         assert!(s("0 */2 * * *", Some("PT3H"), "P2D").is_ok());
         assert!(s("0 */2 * * *", Some("P7D"), "P90D").is_ok());
@@ -874,6 +936,47 @@ mod tests {
                 s(fine, Some("PT1H"), "P2D")
             );
         }
+    }
+
+    #[test]
+    fn changes_parse_once_and_check_together_when_applied() {
+        let change =
+            SyncChange::parse(Some("0 2 * * *"), Some("PT4H"), None, Some("20M"), None).unwrap();
+        let mut settings = SyncSettings::default();
+        settings.apply(&change).unwrap();
+        assert_eq!(settings.window.as_ref().unwrap().as_str(), "PT4H");
+        assert_eq!(settings.bandwidth, Some(20_000_000));
+        // An empty window or bandwidth removes it.
+        let clear = SyncChange::parse(Some("* * * * *"), Some(""), None, Some(""), None).unwrap();
+        assert_eq!(clear.window, Some(None));
+        settings.apply(&clear).unwrap();
+        assert_eq!((&settings.window, settings.bandwidth), (&None, None));
+        // A value that does not parse is refused by the parse, before anything is applied.
+        assert!(matches!(
+            SyncChange::parse(None, None, Some("2 days"), None, None),
+            Err(IdentityError::Malformed { .. })
+        ));
+        // A window alone parses; with a continuous schedule it is refused when applied, and
+        // the settings are left as they were.
+        let window = SyncChange::parse(None, Some("PT3H"), None, None, None).unwrap();
+        let before = settings.clone();
+        assert!(matches!(
+            settings.apply(&window),
+            Err(IdentityError::InvalidRequest(
+                RequestProblem::WindowWithoutSchedule
+            ))
+        ));
+        assert_eq!(settings, before);
+
+        let gc = GcChange::parse(Some(false), Some("0 4 * * 0")).unwrap();
+        let mut gc_settings = GcSettings::default();
+        gc_settings.apply(&gc);
+        assert!(!gc_settings.enabled);
+        assert_eq!(gc_settings.schedule.as_str(), "0 4 * * 0");
+        let e = GcChange::parse(None, Some("* * * * *")).unwrap_err();
+        assert!(e.to_string().contains("would collect every minute"), "{e}");
+        let e = GcChange::parse(None, Some("0 0 31 2 *")).unwrap_err();
+        assert!(e.to_string().contains("never fires"), "{e}");
     }
 
     #[test]

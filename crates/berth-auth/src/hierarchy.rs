@@ -16,8 +16,8 @@ use berth_oci::time::unix_now;
 
 use crate::action::GatewayAction;
 use crate::connected::{
-    self, Activation, ConnectedRegistry, InstanceStatus, LogLevel, Mode, SyncSettings,
-    pattern_within, sync_rules, validate_notification,
+    self, Activation, ConnectedRegistry, InstanceStatus, LogLevel, Mode, SettingsChange,
+    SyncSettings, pattern_within, sync_rules, validate_notification,
 };
 use crate::error::{Choice, HierarchyRule, IdentityError, ParentAddress, RequestProblem};
 use crate::management::{GeneratedPassword, fill_slot};
@@ -58,33 +58,19 @@ pub struct NewConnectedRegistry {
     pub gc: connected::GcSettings,
 }
 
-/// Changes to a connected registry.
+/// Changes to a connected registry, parsed.
 #[derive(Debug, Clone, Default)]
 pub struct ConnectedRegistryUpdate {
     /// Client tokens to add.
     pub add_client_tokens: Vec<String>,
     /// Client tokens to remove.
     pub remove_client_tokens: Vec<String>,
-    /// New schedule.
-    pub sync_schedule: Option<String>,
-    /// New window (`Some("")` clears it).
-    pub sync_window: Option<String>,
-    /// New message TTL.
-    pub sync_message_ttl: Option<String>,
-    /// New bandwidth limit (`Some("")` removes it).
-    pub sync_bandwidth: Option<String>,
-    /// New number of blob transfers at once.
-    pub sync_concurrency: Option<u32>,
-    /// New log level.
-    pub log_level: Option<LogLevel>,
     /// Notification patterns to add.
     pub add_notifications: Vec<String>,
     /// Notification patterns to remove.
     pub remove_notifications: Vec<String>,
-    /// Turns garbage collection on site on or off.
-    pub gc_enabled: Option<bool>,
-    /// A new garbage collection schedule.
-    pub gc_schedule: Option<String>,
+    /// New sync settings, log level and garbage collection.
+    pub settings: SettingsChange,
 }
 
 /// Whether an instance is activated, and how it is connected, as the root sees it.
@@ -475,17 +461,9 @@ impl Hierarchy {
                     .client_tokens
                     .retain(|t| !update.remove_client_tokens.contains(t));
                 registry.client_tokens = dedup(registry.client_tokens);
-                registry
-                    .gc
-                    .change(update.gc_enabled, update.gc_schedule.as_deref())?;
-                registry.sync.change(
-                    update.sync_schedule.as_deref(),
-                    update.sync_window.as_deref(),
-                    update.sync_message_ttl.as_deref(),
-                    update.sync_bandwidth.as_deref(),
-                    update.sync_concurrency,
-                )?;
-                if let Some(level) = update.log_level {
+                registry.gc.apply(&update.settings.gc);
+                registry.sync.apply(&update.settings.sync)?;
+                if let Some(level) = update.settings.log_level {
                     registry.log_level = level;
                 }
                 registry
