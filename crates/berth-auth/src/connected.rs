@@ -630,11 +630,7 @@ pub fn sync_rules(repositories: &[String], mode: Mode) -> Vec<RepositoryRule> {
         .iter()
         .map(|r| RepositoryRule {
             repository: r.clone(),
-            actions: mode
-                .sync_actions()
-                .iter()
-                .map(|a| a.as_str().to_owned())
-                .collect(),
+            actions: mode.sync_actions().iter().copied().collect(),
         })
         .collect()
 }

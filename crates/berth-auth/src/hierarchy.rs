@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use berth_oci::time::unix_now;
 
-use crate::action::GatewayAction;
+use crate::action::{GatewayAction, RepositoryAction};
 use crate::connected::{
     self, Activation, ConnectedRegistry, InstanceStatus, LogLevel, Mode, SettingsChange,
     SyncSettings, pattern_within, sync_rules, validate_notification,
@@ -193,10 +193,7 @@ fn derived_sync_maps(
             .iter()
             .map(|r| GatewayRule {
                 connected_registry: r.name.clone(),
-                actions: GatewayAction::ALL
-                    .iter()
-                    .map(|a| a.as_str().to_owned())
-                    .collect(),
+                actions: GatewayAction::ALL.into_iter().collect(),
             })
             .collect();
         let created_at = snapshot
@@ -839,7 +836,12 @@ pub(crate) fn check_client_tokens(
                 .flat_map(|r| {
                     r.actions
                         .iter()
-                        .filter(|a| !matches!(a.as_str(), "content/read" | "metadata/read"))
+                        .filter(|a| {
+                            !matches!(
+                                a,
+                                RepositoryAction::ContentRead | RepositoryAction::MetadataRead
+                            )
+                        })
                         .map(move |a| format!("{}/{a}", r.repository))
                 })
                 .collect();
@@ -1002,7 +1004,11 @@ mod tests {
             line3.repositories,
             [RepositoryRule {
                 repository: "team/app".into(),
-                actions: vec!["content/read".into(), "metadata/read".into()]
+                actions: [
+                    RepositoryAction::ContentRead,
+                    RepositoryAction::MetadataRead
+                ]
+                .into()
             }]
         );
         assert_eq!(line3.gateways.len(), 1);
@@ -1154,7 +1160,7 @@ mod tests {
             name: "reader2".into(),
             repositories: vec![RepositoryRule {
                 repository: "x".into(),
-                actions: vec!["content/read".into()],
+                actions: [RepositoryAction::ContentRead].into(),
             }],
             ..NewToken::default()
         };
@@ -1173,7 +1179,7 @@ mod tests {
         let widen = crate::management::ScopeMapUpdate {
             add_repositories: vec![RepositoryRule {
                 repository: "x".into(),
-                actions: vec!["content/write".into()],
+                actions: [RepositoryAction::ContentWrite].into(),
             }],
             ..Default::default()
         };

@@ -234,10 +234,8 @@ mod tests {
     }
 
     fn rule(repository: &str, actions: &[&str]) -> RepositoryRule {
-        RepositoryRule {
-            repository: repository.into(),
-            actions: actions.iter().map(|a| a.to_string()).collect(),
-        }
+        let actions: Vec<String> = actions.iter().map(|a| a.to_string()).collect();
+        RepositoryRule::parse(repository.into(), &actions).unwrap()
     }
 
     #[tokio::test]
