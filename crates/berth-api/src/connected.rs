@@ -205,16 +205,30 @@ pub struct ConnectedRegistryCreate {
     /// Client tokens the instance accepts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub client_tokens: Vec<String>,
-    /// 5-field cron.
+    /// Notification patterns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<String>,
+    /// Its sync settings, log level and garbage collection; what is left out takes the
+    /// default.
+    #[serde(flatten)]
+    pub settings: InstanceSettings,
+}
+
+/// What a connected registry's instance runs with, as a request sets it (in
+/// [`ConnectedRegistryCreate`], what is left out takes the default; in
+/// [`ConnectedRegistryPatch`], it is unchanged). Written flat into those bodies.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InstanceSettings {
+    /// 5-field cron; `* * * * *` (the default) syncs continuously.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_schedule: Option<String>,
-    /// ISO-8601 duration.
+    /// ISO-8601 duration of each scheduled run; empty removes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_window: Option<String>,
-    /// ISO-8601 duration.
+    /// ISO-8601 duration: how long changes wait for an offline instance (default `P2D`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_message_ttl: Option<String>,
-    /// Bytes per second, e.g. `20M`.
+    /// Bytes per second, e.g. `20M`; empty removes the limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_bandwidth: Option<String>,
     /// Blob transfers at once.
@@ -224,15 +238,19 @@ pub struct ConnectedRegistryCreate {
     /// case-insensitive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_level: Option<String>,
-    /// Notification patterns.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub notifications: Vec<String>,
     /// Garbage collection on site (default: on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gc_enabled: Option<bool>,
     /// When it collects, a 5-field cron expression (default `30 3 * * *`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gc_schedule: Option<String>,
+}
+
+impl InstanceSettings {
+    /// Whether it sets nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == InstanceSettings::default()
+    }
 }
 
 /// The body of `PATCH /berth/v1/connected-registries/{name}`; what is left out is
@@ -246,36 +264,15 @@ pub struct ConnectedRegistryPatch {
     /// Client tokens to remove.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remove_client_tokens: Vec<String>,
-    /// New schedule.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sync_schedule: Option<String>,
-    /// New window; empty removes it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sync_window: Option<String>,
-    /// New message TTL.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sync_message_ttl: Option<String>,
-    /// New bandwidth limit; empty removes it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sync_bandwidth: Option<String>,
-    /// New number of blob transfers at once.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sync_concurrency: Option<u32>,
-    /// New log level, case-insensitive.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub log_level: Option<String>,
     /// Notification patterns to add.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub add_notifications: Vec<String>,
     /// Notification patterns to remove.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remove_notifications: Vec<String>,
-    /// Turns garbage collection on site on or off.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gc_enabled: Option<bool>,
-    /// A new garbage collection schedule.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gc_schedule: Option<String>,
+    /// New sync settings, log level and garbage collection; what is left out is unchanged.
+    #[serde(flatten)]
+    pub settings: InstanceSettings,
 }
 
 /// The answer to `DELETE /berth/v1/connected-registries/{name}`: what is left to remove
@@ -338,4 +335,53 @@ pub struct PermissionsPatch {
     /// Repositories to remove, from it and its descendants.
     #[serde(default)]
     pub remove: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// The shared settings are written flat, as the fields always were, and a body still
+    /// refuses a field it does not know (flattening must not open it).
+    #[test]
+    fn instance_settings_travel_flat_and_bodies_stay_closed() {
+        let patch = ConnectedRegistryPatch {
+            add_notifications: vec!["*:*".into()],
+            settings: InstanceSettings {
+                sync_window: Some(String::new()),
+                gc_enabled: Some(false),
+                ..InstanceSettings::default()
+            },
+            ..ConnectedRegistryPatch::default()
+        };
+        let value = serde_json::to_value(&patch).unwrap();
+        assert_eq!(
+            value,
+            json!({"add_notifications": ["*:*"], "sync_window": "", "gc_enabled": false})
+        );
+        assert_eq!(
+            serde_json::from_value::<ConnectedRegistryPatch>(value).unwrap(),
+            patch
+        );
+        let create: ConnectedRegistryCreate = serde_json::from_value(
+            json!({"name": "factory", "repositories": ["*"], "sync_concurrency": 8}),
+        )
+        .unwrap();
+        assert_eq!(create.settings.sync_concurrency, Some(8));
+        for (body, field) in [
+            (json!({"sync_windw": "PT1H"}), "sync_windw"),
+            (json!({"name": "factory", "gc_enable": true}), "gc_enable"),
+        ] {
+            let e = if body.get("name").is_some() {
+                serde_json::from_value::<ConnectedRegistryCreate>(body).map(|_| ())
+            } else {
+                serde_json::from_value::<ConnectedRegistryPatch>(body).map(|_| ())
+            }
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(&format!("unknown field `{field}`")), "{e}");
+        }
+    }
 }

@@ -88,9 +88,9 @@ pub mod webhook;
 pub use audit::{AuditEntryView, AuditQuery};
 pub use connected::{
     Activation, ConnectedRegistryCreate, ConnectedRegistryDeleteQuery, ConnectedRegistryListQuery,
-    ConnectedRegistryPatch, ConnectedRegistryView, ConnectionState, GcSettingsView, LastGcView,
-    Leftovers, LogLevel, Mode, PermissionsPatch, PermissionsView, SettingsRequest, SettingsView,
-    StatusDetailView, SyncSettingsView,
+    ConnectedRegistryPatch, ConnectedRegistryView, ConnectionState, GcSettingsView,
+    InstanceSettings, LastGcView, Leftovers, LogLevel, Mode, PermissionsPatch, PermissionsView,
+    SettingsRequest, SettingsView, StatusDetailView, SyncSettingsView,
 };
 pub use error::{ErrorBody, ErrorItem};
 pub use gc::{GcRunRequest, GcRunView};

@@ -65,6 +65,13 @@ impl fmt::Display for RepositoryAction {
     }
 }
 
+/// Written by name (`content/read`), as scope maps are stored and sent.
+impl serde::Serialize for RepositoryAction {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 /// A set of repository actions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Actions(u8);
@@ -177,6 +184,13 @@ impl GatewayAction {
 impl fmt::Display for GatewayAction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Written by name (`config/read`), as scope maps are stored and sent.
+impl serde::Serialize for GatewayAction {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::action::RepositoryAction;
 use crate::cron::Cron;
-use crate::error::IdentityError;
+use crate::error::{
+    Choice, CronField, Format, IdentityError, NameKind, RequestProblem, ScheduleProblem, Setting,
+};
 use crate::scope_map::{RepositoryPattern, RepositoryRule};
 
 /// The continuous sync schedule (every minute, i.e. "as changes happen").
@@ -35,9 +37,10 @@ impl Mode {
         match s.to_ascii_lowercase().as_str() {
             "readwrite" => Ok(Mode::ReadWrite),
             "readonly" => Ok(Mode::ReadOnly),
-            _ => Err(IdentityError::Invalid(format!(
-                "mode `{s}` is invalid; use ReadWrite or ReadOnly"
-            ))),
+            _ => Err(IdentityError::UnknownChoice {
+                setting: Choice::Mode,
+                value: s.to_owned(),
+            }),
         }
     }
 
@@ -79,9 +82,10 @@ impl LogLevel {
             "error" => LogLevel::Error,
             "none" => LogLevel::None,
             _ => {
-                return Err(IdentityError::Invalid(format!(
-                    "log level `{s}` is invalid; use Debug, Information, Warning, Error or None"
-                )));
+                return Err(IdentityError::UnknownChoice {
+                    setting: Choice::LogLevel,
+                    value: s.to_owned(),
+                });
             }
         })
     }
@@ -215,52 +219,84 @@ pub struct SyncSettings {
 }
 
 impl SyncSettings {
-    /// The defaults changed by the values given (as the API and the command line write
-    /// them), each parsed once; then checked together.
-    pub fn from_parts(
+    /// The defaults changed by `change`, checked together.
+    pub fn from_change(change: &SyncChange) -> Result<Self, IdentityError> {
+        let mut settings = SyncSettings::default();
+        settings.apply(change)?;
+        Ok(settings)
+    }
+
+    /// Applies a parsed change and checks the result together (a window needs a schedule,
+    /// each value within its range): a change that is fine alone may not be with the
+    /// settings it meets. Refused, it changes nothing.
+    pub fn apply(&mut self, change: &SyncChange) -> Result<(), IdentityError> {
+        let mut next = self.clone();
+        if let Some(schedule) = &change.schedule {
+            next.schedule = schedule.clone();
+        }
+        if let Some(window) = &change.window {
+            next.window = window.clone();
+        }
+        if let Some(ttl) = &change.message_ttl {
+            next.message_ttl = ttl.clone();
+        }
+        if let Some(bandwidth) = change.bandwidth {
+            next.bandwidth = bandwidth;
+        }
+        if let Some(concurrency) = change.concurrency {
+            next.concurrency = concurrency;
+        }
+        next.validate()?;
+        *self = next;
+        Ok(())
+    }
+}
+
+/// A change of [`SyncSettings`], parsed: `None` leaves a value as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncChange {
+    /// A new schedule.
+    pub schedule: Option<SyncSchedule>,
+    /// A new window; `Some(None)` removes it.
+    pub window: Option<Option<IsoDuration>>,
+    /// A new message TTL.
+    pub message_ttl: Option<IsoDuration>,
+    /// A new bandwidth limit; `Some(None)` removes it.
+    pub bandwidth: Option<Option<u64>>,
+    /// A new number of blob transfers at once.
+    pub concurrency: Option<u32>,
+}
+
+impl SyncChange {
+    /// Parses the values given as the API and the command line write them (a window or
+    /// bandwidth of `""` removes it), each once. How they go together is checked when the
+    /// change is applied ([`SyncSettings::apply`]).
+    pub fn parse(
         schedule: Option<&str>,
         window: Option<&str>,
         message_ttl: Option<&str>,
         bandwidth: Option<&str>,
         concurrency: Option<u32>,
     ) -> Result<Self, IdentityError> {
-        let mut settings = SyncSettings::default();
-        settings.change(schedule, window, message_ttl, bandwidth, concurrency)?;
-        Ok(settings)
-    }
-
-    /// Changes the values given (a window or bandwidth of `""` removes it), then checks the
-    /// result together.
-    pub fn change(
-        &mut self,
-        schedule: Option<&str>,
-        window: Option<&str>,
-        message_ttl: Option<&str>,
-        bandwidth: Option<&str>,
-        concurrency: Option<u32>,
-    ) -> Result<(), IdentityError> {
-        if let Some(schedule) = schedule {
-            self.schedule = SyncSchedule::parse(schedule)?;
-        }
-        if let Some(window) = window {
-            self.window = match window {
-                "" => None,
-                w => Some(IsoDuration::parse("sync window", w)?),
-            };
-        }
-        if let Some(ttl) = message_ttl {
-            self.message_ttl = IsoDuration::parse("message TTL", ttl)?;
-        }
-        if let Some(bandwidth) = bandwidth {
-            self.bandwidth = match bandwidth {
-                "" => None,
-                b => Some(parse_bandwidth(b)?),
-            };
-        }
-        if let Some(concurrency) = concurrency {
-            self.concurrency = concurrency;
-        }
-        self.validate()
+        Ok(SyncChange {
+            schedule: schedule.map(SyncSchedule::parse).transpose()?,
+            window: window
+                .map(|w| match w {
+                    "" => Ok(None),
+                    w => IsoDuration::parse("sync window", w).map(Some),
+                })
+                .transpose()?,
+            message_ttl: message_ttl
+                .map(|ttl| IsoDuration::parse("message TTL", ttl))
+                .transpose()?,
+            bandwidth: bandwidth
+                .map(|b| match b {
+                    "" => Ok(None),
+                    b => parse_bandwidth(b).map(Some),
+                })
+                .transpose()?,
+            concurrency,
+        })
     }
 }
 
@@ -274,10 +310,9 @@ fn default_concurrency() -> u32 {
 /// Parses a bandwidth such as `500K`, `20M` or `1G` (bytes per second, powers of 1000; a
 /// plain number is bytes).
 pub fn parse_bandwidth(value: &str) -> Result<u64, IdentityError> {
-    let invalid = || {
-        IdentityError::Invalid(format!(
-            "sync bandwidth `{value}` is invalid: use bytes per second, e.g. 500K, 20M or 1G"
-        ))
+    let invalid = || IdentityError::Malformed {
+        value: value.to_owned(),
+        format: Format::Bandwidth,
     };
     let value = value.trim();
     let (number, unit) = value.split_at(
@@ -300,9 +335,10 @@ pub fn parse_bandwidth(value: &str) -> Result<u64, IdentityError> {
     };
     let bytes = number.checked_mul(factor).ok_or_else(invalid)?;
     if bytes < 1_000 {
-        return Err(IdentityError::Invalid(format!(
-            "sync bandwidth `{value}` is too low: at least 1K (1,000 bytes per second)"
-        )));
+        return Err(IdentityError::SettingOutOfRange {
+            setting: Setting::SyncBandwidth,
+            value: value.to_owned(),
+        });
     }
     Ok(bytes)
 }
@@ -310,11 +346,12 @@ pub fn parse_bandwidth(value: &str) -> Result<u64, IdentityError> {
 /// Checks an endpoint as connection strings and pull secrets name a registry: `host[:port]`
 /// (see [`berth_oci::endpoint`]). `what` names the value in the message.
 pub fn validate_endpoint(what: &str, value: &str) -> Result<(), IdentityError> {
-    berth_oci::endpoint::check(value).map_err(|why| {
-        IdentityError::Invalid(format!(
-            "{what} `{value}` is not a host[:port]: {why}; write it like registry.example.com, \
-             10.0.0.5:5000 or [fd00::5]:5000"
-        ))
+    berth_oci::endpoint::check(value).map_err(|why| IdentityError::Malformed {
+        value: value.to_owned(),
+        format: Format::Endpoint {
+            what: what.to_owned(),
+            why: why.to_string(),
+        },
     })
 }
 
@@ -336,51 +373,67 @@ impl SyncSettings {
     /// together.
     pub fn validate(&self) -> Result<(), IdentityError> {
         if !(1..=64).contains(&self.concurrency) {
-            return Err(IdentityError::Invalid(format!(
-                "sync concurrency {} is out of range: use 1 to 64 blob transfers at once",
-                self.concurrency
-            )));
+            return Err(IdentityError::SettingOutOfRange {
+                setting: Setting::SyncConcurrency,
+                value: self.concurrency.to_string(),
+            });
         }
         if let Some(cron) = self.schedule.cron() {
             check_fires(self.schedule.as_str(), cron)?;
         }
         match (&self.window, self.schedule.is_continuous()) {
             (Some(_), true) => {
-                return Err(IdentityError::Invalid(
-                    "a sync window only applies to a scheduled sync; set --sync-schedule to a cron expression other \
-                     than `* * * * *`, or drop --sync-window"
-                        .into(),
-                ));
+                return Err(RequestProblem::WindowWithoutSchedule.into());
             }
             (Some(window), false) => {
                 let d = window.duration();
                 if d < Duration::from_secs(3600) || d > Duration::from_secs(7 * 24 * 3600) {
-                    return Err(IdentityError::Invalid(format!(
-                        "sync window `{}` is out of range: use 1 hour to 7 days, e.g. PT3H or P1D",
-                        window.as_str()
-                    )));
+                    return Err(IdentityError::SettingOutOfRange {
+                        setting: Setting::SyncWindow,
+                        value: window.as_str().to_owned(),
+                    });
                 }
             }
             (None, _) => {}
         }
         let ttl = self.message_ttl.duration();
         if ttl < Duration::from_secs(24 * 3600) || ttl > Duration::from_secs(90 * 24 * 3600) {
-            return Err(IdentityError::Invalid(format!(
-                "message TTL `{}` is out of range: use 1 to 90 days, e.g. P2D",
-                self.message_ttl.as_str()
-            )));
+            return Err(IdentityError::SettingOutOfRange {
+                setting: Setting::MessageTtl,
+                value: self.message_ttl.as_str().to_owned(),
+            });
         }
         Ok(())
     }
 }
 
 /// The five fields of a cron expression: name, lowest and highest value.
-const CRON_FIELDS: [(&str, u32, u32); 5] = [
-    ("minute", 0, 59),
-    ("hour", 0, 23),
-    ("day of month", 1, 31),
-    ("month", 1, 12),
-    ("day of week", 0, 7),
+const CRON_FIELDS: [CronField; 5] = [
+    CronField {
+        name: "minute",
+        low: 0,
+        high: 59,
+    },
+    CronField {
+        name: "hour",
+        low: 0,
+        high: 23,
+    },
+    CronField {
+        name: "day of month",
+        low: 1,
+        high: 31,
+    },
+    CronField {
+        name: "month",
+        low: 1,
+        high: 12,
+    },
+    CronField {
+        name: "day of week",
+        low: 0,
+        high: 7,
+    },
 ];
 
 /// How far ahead a schedule's next tick may lie; one further away never fires in practice.
@@ -388,17 +441,12 @@ const CRON_HORIZON_YEARS: i64 = 30;
 
 /// Checks one field of a cron expression: numbers within its range, steps of at least one.
 /// Names (`JAN`, `MON`) and the `L`, `W`, `#` and `?` forms are left to the parser.
-fn check_cron_field(
-    schedule: &str,
-    field: &str,
-    (name, low, high): (&str, u32, u32),
-) -> Result<(), IdentityError> {
-    let out_of_range = |value: &str| {
-        IdentityError::Invalid(format!(
-            "sync schedule `{schedule}`: {name} `{value}` is out of range; the {name} field takes {low} to {high}"
-        ))
+fn check_cron_field(schedule: &str, text: &str, field: CronField) -> Result<(), IdentityError> {
+    let invalid = |problem| IdentityError::InvalidSchedule {
+        schedule: schedule.to_owned(),
+        problem,
     };
-    for item in field.split(',') {
+    for item in text.split(',') {
         if item.contains(['L', 'W', '#', '?']) || item.bytes().any(|b| b.is_ascii_alphabetic()) {
             continue;
         }
@@ -408,11 +456,12 @@ fn check_cron_field(
         };
         if let Some(step) = step {
             match step.parse::<u32>() {
-                Ok(n) if (1..=high.max(1)).contains(&n) => {}
+                Ok(n) if (1..=field.high.max(1)).contains(&n) => {}
                 _ => {
-                    return Err(IdentityError::Invalid(format!(
-                        "sync schedule `{schedule}`: the step `/{step}` of the {name} field must be 1 to {high}"
-                    )));
+                    return Err(invalid(ScheduleProblem::Step {
+                        field,
+                        step: step.to_owned(),
+                    }));
                 }
             }
         }
@@ -421,15 +470,20 @@ fn check_cron_field(
         }
         let bounds: Vec<&str> = range.split('-').collect();
         if bounds.len() > 2 || bounds.iter().any(|b| b.is_empty()) {
-            return Err(IdentityError::Invalid(format!(
-                "sync schedule `{schedule}`: `{item}` in the {name} field is not a number, a range `a-b`, `*` or a step \
-                 `*/n`; the {name} field takes {low} to {high}"
-            )));
+            return Err(invalid(ScheduleProblem::NotAnItem {
+                field,
+                item: item.to_owned(),
+            }));
         }
         for bound in bounds {
             match bound.parse::<u32>() {
-                Ok(v) if (low..=high).contains(&v) => {}
-                _ => return Err(out_of_range(bound)),
+                Ok(v) if (field.low..=field.high).contains(&v) => {}
+                _ => {
+                    return Err(invalid(ScheduleProblem::OutOfRange {
+                        field,
+                        value: bound.to_owned(),
+                    }));
+                }
             }
         }
     }
@@ -438,23 +492,20 @@ fn check_cron_field(
 
 /// Parses a 5-field cron expression, each field within its range.
 fn parse_schedule(schedule: &str) -> Result<Cron, IdentityError> {
+    let invalid = |problem| IdentityError::InvalidSchedule {
+        schedule: schedule.to_owned(),
+        problem,
+    };
     let fields: Vec<&str> = schedule.split_whitespace().collect();
     if fields.len() != 5 {
-        return Err(IdentityError::Invalid(format!(
-            "sync schedule `{schedule}` has {} fields; use a 5-field cron expression (minute hour day month weekday), \
-             e.g. `0 */2 * * *`, or `* * * * *` to sync continuously",
-            fields.len()
-        )));
+        return Err(invalid(ScheduleProblem::FieldCount(fields.len())));
     }
-    for (field, spec) in fields.iter().zip(CRON_FIELDS) {
-        check_cron_field(schedule, field, spec)?;
+    for (text, field) in fields.iter().zip(CRON_FIELDS) {
+        check_cron_field(schedule, text, field)?;
     }
-    schedule.parse::<Cron>().map_err(|e| {
-        IdentityError::Invalid(format!(
-            "sync schedule `{schedule}` is not a valid cron expression ({e}); use minute hour day month weekday, \
-             e.g. `0 */2 * * *`"
-        ))
-    })
+    schedule
+        .parse::<Cron>()
+        .map_err(|e| invalid(ScheduleProblem::Unparsed(e.to_string())))
 }
 
 /// Checks that a cron schedule fires at all (`0 0 31 2 *` never does).
@@ -463,10 +514,10 @@ fn check_fires(schedule: &str, cron: &Cron) -> Result<(), IdentityError> {
     let horizon = now + jiff::SignedDuration::from_hours(24 * 366 * CRON_HORIZON_YEARS);
     match cron.next_after(now) {
         Some(next) if next <= horizon => Ok(()),
-        _ => Err(IdentityError::Invalid(format!(
-            "sync schedule `{schedule}` never fires: no date matches it (e.g. day 31 of a month that has 30 days or \
-             fewer); content would never sync"
-        ))),
+        _ => Err(IdentityError::InvalidSchedule {
+            schedule: schedule.to_owned(),
+            problem: ScheduleProblem::NeverFires,
+        }),
     }
 }
 
@@ -482,10 +533,11 @@ pub fn validate_schedule(schedule: &str) -> Result<(), IdentityError> {
 
 /// Parses an ISO-8601 duration (`PT4H`, `P2D`, `P1DT12H`), days counting 24 hours.
 pub fn iso_duration(what: &str, value: &str) -> Result<Duration, IdentityError> {
-    let invalid = || {
-        IdentityError::Invalid(format!(
-            "{what} `{value}` is not an ISO-8601 duration such as PT4H or P2D"
-        ))
+    let invalid = || IdentityError::Malformed {
+        value: value.to_owned(),
+        format: Format::Duration {
+            what: what.to_owned(),
+        },
     };
     if !value.starts_with(['P', 'p']) {
         return Err(invalid());
@@ -500,11 +552,9 @@ pub fn iso_duration(what: &str, value: &str) -> Result<Duration, IdentityError> 
 /// Checks a notification pattern: `repository[:tag][@digest]:push|delete`, where every part
 /// may contain `*` wildcards (e.g. `*:*`, `hello-world:v1:push`, `team/*@sha256:*:delete`).
 pub fn validate_notification(pattern: &str) -> Result<(), IdentityError> {
-    let invalid = |why: &str| {
-        IdentityError::Invalid(format!(
-            "notification pattern `{pattern}` is invalid ({why}); use `repository[:tag][@digest]:push|delete`, \
-             with `*` wildcards, e.g. `*:*` or `hello-world:v1:push`"
-        ))
+    let invalid = |why: &'static str| IdentityError::Malformed {
+        value: pattern.to_owned(),
+        format: Format::NotificationPattern { why },
     };
     let (target, action) = pattern
         .rsplit_once(':')
@@ -545,9 +595,10 @@ pub fn validate_name(name: &str) -> Result<(), IdentityError> {
     if ok {
         Ok(())
     } else {
-        Err(IdentityError::Invalid(format!(
-            "connected registry name `{name}` is invalid: use 5 to 40 letters and digits, starting with a letter"
-        )))
+        Err(IdentityError::InvalidName {
+            kind: NameKind::ConnectedRegistry,
+            name: name.to_owned(),
+        })
     }
 }
 
@@ -579,11 +630,7 @@ pub fn sync_rules(repositories: &[String], mode: Mode) -> Vec<RepositoryRule> {
         .iter()
         .map(|r| RepositoryRule {
             repository: r.clone(),
-            actions: mode
-                .sync_actions()
-                .iter()
-                .map(|a| a.as_str().to_owned())
-                .collect(),
+            actions: mode.sync_actions().iter().copied().collect(),
         })
         .collect()
 }
@@ -644,29 +691,58 @@ impl Default for GcSettings {
 }
 
 impl GcSettings {
-    /// Changes what is given, then checks the schedule: a cron expression that fires, not
-    /// continuous.
-    pub fn change(
-        &mut self,
-        enabled: Option<bool>,
-        schedule: Option<&str>,
-    ) -> Result<(), IdentityError> {
-        if let Some(enabled) = enabled {
+    /// Applies a parsed change (checked whole when it was parsed).
+    pub fn apply(&mut self, change: &GcChange) {
+        if let Some(enabled) = change.enabled {
             self.enabled = enabled;
         }
-        if let Some(schedule) = schedule {
-            let parsed = SyncSchedule::parse(schedule)?;
-            if parsed.is_continuous() {
-                return Err(IdentityError::Invalid(format!(
-                    "gc schedule `{schedule}` would collect every minute; use a schedule such as `30 3 * * *`, \
-                     or --gc-enabled false"
-                )));
-            }
-            validate_schedule(schedule)?;
-            self.schedule = parsed;
+        if let Some(schedule) = &change.schedule {
+            self.schedule = schedule.clone();
         }
-        Ok(())
     }
+}
+
+/// A change of [`GcSettings`], parsed: `None` leaves a value as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcChange {
+    /// Turns collection on or off.
+    pub enabled: Option<bool>,
+    /// A new schedule: a cron expression that fires, not continuous.
+    pub schedule: Option<SyncSchedule>,
+}
+
+impl GcChange {
+    /// Parses and checks the schedule: a cron expression that fires, not continuous.
+    pub fn parse(enabled: Option<bool>, schedule: Option<&str>) -> Result<Self, IdentityError> {
+        let schedule = match schedule {
+            None => None,
+            Some(text) => {
+                let parsed = SyncSchedule::parse(text)?;
+                let Some(cron) = parsed.cron() else {
+                    return Err(IdentityError::InvalidSchedule {
+                        schedule: text.to_owned(),
+                        problem: ScheduleProblem::CollectsEveryMinute,
+                    });
+                };
+                check_fires(parsed.as_str(), cron)?;
+                Some(parsed)
+            }
+        };
+        Ok(GcChange { enabled, schedule })
+    }
+}
+
+/// A change of what a connected registry's instance runs with: its sync settings, log
+/// level and garbage collection, parsed once where the request arrives, so that a value
+/// that does not parse is refused before anything is read or written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SettingsChange {
+    /// Sync settings.
+    pub sync: SyncChange,
+    /// A new log level.
+    pub log_level: Option<LogLevel>,
+    /// Garbage collection on site.
+    pub gc: GcChange,
 }
 
 /// A typed problem of a connected registry: current while its cause lasts, then kept for a
@@ -803,7 +879,8 @@ mod tests {
     fn schedules_windows_and_ttls() {
         assert!(SyncSettings::default().validate().is_ok());
         let s = |schedule: &str, window: Option<&str>, ttl: &str| {
-            SyncSettings::from_parts(Some(schedule), window, Some(ttl), None, None)
+            SyncChange::parse(Some(schedule), window, Some(ttl), None, None)
+                .and_then(|change| SyncSettings::from_change(&change))
         };
         assert!(s("0 */2 * * *", Some("PT3H"), "P2D").is_ok());
         assert!(s("0 */2 * * *", Some("P7D"), "P90D").is_ok());
@@ -855,6 +932,47 @@ mod tests {
                 s(fine, Some("PT1H"), "P2D")
             );
         }
+    }
+
+    #[test]
+    fn changes_parse_once_and_check_together_when_applied() {
+        let change =
+            SyncChange::parse(Some("0 2 * * *"), Some("PT4H"), None, Some("20M"), None).unwrap();
+        let mut settings = SyncSettings::default();
+        settings.apply(&change).unwrap();
+        assert_eq!(settings.window.as_ref().unwrap().as_str(), "PT4H");
+        assert_eq!(settings.bandwidth, Some(20_000_000));
+        // An empty window or bandwidth removes it.
+        let clear = SyncChange::parse(Some("* * * * *"), Some(""), None, Some(""), None).unwrap();
+        assert_eq!(clear.window, Some(None));
+        settings.apply(&clear).unwrap();
+        assert_eq!((&settings.window, settings.bandwidth), (&None, None));
+        // A value that does not parse is refused by the parse, before anything is applied.
+        assert!(matches!(
+            SyncChange::parse(None, None, Some("2 days"), None, None),
+            Err(IdentityError::Malformed { .. })
+        ));
+        // A window alone parses; with a continuous schedule it is refused when applied, and
+        // the settings are left as they were.
+        let window = SyncChange::parse(None, Some("PT3H"), None, None, None).unwrap();
+        let before = settings.clone();
+        assert!(matches!(
+            settings.apply(&window),
+            Err(IdentityError::InvalidRequest(
+                RequestProblem::WindowWithoutSchedule
+            ))
+        ));
+        assert_eq!(settings, before);
+
+        let gc = GcChange::parse(Some(false), Some("0 4 * * 0")).unwrap();
+        let mut gc_settings = GcSettings::default();
+        gc_settings.apply(&gc);
+        assert!(!gc_settings.enabled);
+        assert_eq!(gc_settings.schedule.as_str(), "0 4 * * 0");
+        let e = GcChange::parse(None, Some("* * * * *")).unwrap_err();
+        assert!(e.to_string().contains("would collect every minute"), "{e}");
+        let e = GcChange::parse(None, Some("0 0 31 2 *")).unwrap_err();
+        assert!(e.to_string().contains("never fires"), "{e}");
     }
 
     #[test]

@@ -18,6 +18,7 @@
 use std::sync::Arc;
 
 use crate::SigningKey;
+use crate::action::RepositoryAction;
 use crate::audit::AuditEntry;
 use crate::connected::{InstanceStatus, PAST_DETAILS_KEPT};
 use crate::keys::{KeyPurpose, StoredKey};
@@ -55,7 +56,7 @@ fn map(name: &str) -> ScopeMap {
         "",
         &[RepositoryRule {
             repository: "app".into(),
-            actions: vec!["content/read".into()],
+            actions: [RepositoryAction::ContentRead].into(),
         }],
         &[],
     )

@@ -89,12 +89,10 @@ fn read_only(map: &ScopeMap) -> ScopeMap {
     let mut map = map.clone();
     for rule in &mut map.repositories {
         rule.actions.retain(|a| {
-            RepositoryAction::parse(a).is_some_and(|a| {
-                matches!(
-                    a,
-                    RepositoryAction::ContentRead | RepositoryAction::MetadataRead
-                )
-            })
+            matches!(
+                a,
+                RepositoryAction::ContentRead | RepositoryAction::MetadataRead
+            )
         });
     }
     map.repositories.retain(|r| !r.actions.is_empty());

@@ -14,12 +14,12 @@ use std::sync::Arc;
 
 use berth_oci::time::unix_now;
 
-use crate::action::GatewayAction;
+use crate::action::{GatewayAction, RepositoryAction};
 use crate::connected::{
-    self, Activation, ConnectedRegistry, InstanceStatus, LogLevel, Mode, SyncSettings,
-    pattern_within, sync_rules, validate_notification,
+    self, Activation, ConnectedRegistry, InstanceStatus, LogLevel, Mode, SettingsChange,
+    SyncSettings, pattern_within, sync_rules, validate_notification,
 };
-use crate::error::IdentityError;
+use crate::error::{Choice, HierarchyRule, IdentityError, ParentAddress, RequestProblem};
 use crate::management::{GeneratedPassword, fill_slot};
 use crate::records::{Records, Snapshot};
 use crate::scope_map::{GatewayRule, RepositoryPattern, ScopeMap};
@@ -58,33 +58,19 @@ pub struct NewConnectedRegistry {
     pub gc: connected::GcSettings,
 }
 
-/// Changes to a connected registry.
+/// Changes to a connected registry, parsed.
 #[derive(Debug, Clone, Default)]
 pub struct ConnectedRegistryUpdate {
     /// Client tokens to add.
     pub add_client_tokens: Vec<String>,
     /// Client tokens to remove.
     pub remove_client_tokens: Vec<String>,
-    /// New schedule.
-    pub sync_schedule: Option<String>,
-    /// New window (`Some("")` clears it).
-    pub sync_window: Option<String>,
-    /// New message TTL.
-    pub sync_message_ttl: Option<String>,
-    /// New bandwidth limit (`Some("")` removes it).
-    pub sync_bandwidth: Option<String>,
-    /// New number of blob transfers at once.
-    pub sync_concurrency: Option<u32>,
-    /// New log level.
-    pub log_level: Option<LogLevel>,
     /// Notification patterns to add.
     pub add_notifications: Vec<String>,
     /// Notification patterns to remove.
     pub remove_notifications: Vec<String>,
-    /// Turns garbage collection on site on or off.
-    pub gc_enabled: Option<bool>,
-    /// A new garbage collection schedule.
-    pub gc_schedule: Option<String>,
+    /// New sync settings, log level and garbage collection.
+    pub settings: SettingsChange,
 }
 
 /// Whether an instance is activated, and how it is connected, as the root sees it.
@@ -207,10 +193,7 @@ fn derived_sync_maps(
             .iter()
             .map(|r| GatewayRule {
                 connected_registry: r.name.clone(),
-                actions: GatewayAction::ALL
-                    .iter()
-                    .map(|a| a.as_str().to_owned())
-                    .collect(),
+                actions: GatewayAction::ALL.into_iter().collect(),
             })
             .collect();
         let created_at = snapshot
@@ -319,138 +302,135 @@ impl Hierarchy {
         for pattern in &new.notifications {
             validate_notification(pattern)?;
         }
-        self.records.change(|snapshot| {
-        if snapshot.connected.contains_key(&new.name) {
-            return Err(IdentityError::AlreadyExists {
-                kind: "connected registry",
-                name: new.name.clone(),
-                hint: " in the hierarchy",
-            });
-        }
-        let parent = match &new.parent {
-            Some(p) => Some(
-                snapshot
-                    .connected
-                    .get(p)
-                    .ok_or_else(|| not_found(p))?
-                    .clone(),
-            ),
-            None => None,
-        };
-        if let Some(parent) = &parent
-            && parent.mode == Mode::ReadOnly
-            && new.mode == Mode::ReadWrite
-        {
-            return Err(IdentityError::Invalid(format!(
-                "parent `{}` is ReadOnly, and a ReadOnly parent only takes ReadOnly children; create this one with --mode ReadOnly",
-                parent.name
-            )));
-        }
-        let mut writes = Vec::new();
-        let (sync_token, repositories) = match (&new.sync_token, new.repositories.is_empty()) {
-            (Some(_), false) => {
-                return Err(IdentityError::Invalid(
-                    "give either repositories or an existing sync token, not both".into(),
-                ));
-            }
-            (None, true) => {
-                return Err(IdentityError::Invalid(
-                    "a connected registry needs repositories to sync (or an existing sync token)"
-                        .into(),
-                ));
-            }
-            (Some(token), true) => {
-                let existing =
-                    snapshot
-                        .tokens
-                        .get(token)
-                        .ok_or_else(|| IdentityError::NotFound {
-                            kind: "token",
-                            name: token.clone(),
-                        })?;
-                if snapshot.connected.values().any(|r| &r.sync_token == token) {
-                    return Err(IdentityError::InUse {
-                        kind: "token",
-                        name: token.clone(),
-                        reason: "is already the sync token of another connected registry".into(),
-                    });
-                }
-                let repositories = snapshot
-                    .scope_maps
-                    .get(&existing.scope_map)
-                    .map(|m| {
-                        m.repositories
-                            .iter()
-                            .map(|r| r.repository.clone())
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                (token.clone(), repositories)
-            }
-            (None, false) => {
-                let token_name = connected::sync_token_name(&new.name);
-                let map_name = connected::sync_scope_map_name(&new.name);
-                if snapshot.tokens.contains_key(&token_name) {
+        self.records
+            .change(|snapshot| {
+                if snapshot.connected.contains_key(&new.name) {
                     return Err(IdentityError::AlreadyExists {
-                        kind: "token",
-                        name: token_name,
-                        hint: "; delete it, or pass it as the sync token",
+                        kind: "connected registry",
+                        name: new.name.clone(),
+                        hint: " in the hierarchy",
                     });
                 }
-                if snapshot.scope_maps.contains_key(&map_name) {
-                    return Err(IdentityError::AlreadyExists {
-                        kind: "scope map",
-                        name: map_name,
-                        hint: "; delete it first",
-                    });
-                }
-                let now = unix_now();
-                // Created empty here; the derivation below fills it.
-                writes.push(Write::PutScopeMap(ScopeMap {
-                    name: map_name.clone(),
-                    description: String::new(),
-                    repositories: Vec::new(),
-                    gateways: Vec::new(),
-                    built_in: false,
-                    created_at: now,
-                }));
-                let token = Token {
-                    name: token_name.clone(),
-                    scope_map: map_name,
-                    status: TokenStatus::Enabled,
-                    password1: None,
-                    password2: None,
-                    created_at: now,
+                let parent = match &new.parent {
+                    Some(p) => Some(
+                        snapshot
+                            .connected
+                            .get(p)
+                            .ok_or_else(|| not_found(p))?
+                            .clone(),
+                    ),
+                    None => None,
                 };
-                writes.push(Write::PutToken(token));
-                (token_name, new.repositories.clone())
-            }
-        };
-        let mut repositories = repositories;
-        repositories.sort();
-        repositories.dedup();
-        check_repositories(parent.as_ref(), &repositories)?;
-        check_client_tokens(snapshot, new.mode, &new.client_tokens)?;
-        let registry = ConnectedRegistry {
-            name: new.name.clone(),
-            mode: new.mode,
-            parent: new.parent.clone(),
-            sync_token,
-            repositories,
-            client_tokens: dedup(new.client_tokens.clone()),
-            sync: new.sync.clone(),
-            log_level: new.log_level,
-            notifications: dedup(new.notifications.clone()),
-            created_at: unix_now(),
-            gc: new.gc.clone(),
-            activation: None,
-            deactivated: Vec::new(),
-            status: None,
-        };
-        writes.push(Write::PutConnectedRegistry(Box::new(registry.clone())));
-        Ok((with_derived_maps(snapshot, writes)?, registry))
-        })
-        .await
+                if let Some(parent) = &parent
+                    && parent.mode == Mode::ReadOnly
+                    && new.mode == Mode::ReadWrite
+                {
+                    return Err(HierarchyRule::ReadWriteUnderReadOnly {
+                        parent: parent.name.clone(),
+                    }
+                    .into());
+                }
+                let mut writes = Vec::new();
+                let (sync_token, repositories) =
+                    match (&new.sync_token, new.repositories.is_empty()) {
+                        (Some(_), false) => {
+                            return Err(RequestProblem::RepositoriesAndSyncToken.into());
+                        }
+                        (None, true) => {
+                            return Err(RequestProblem::NoRepositories.into());
+                        }
+                        (Some(token), true) => {
+                            let existing = snapshot.tokens.get(token).ok_or_else(|| {
+                                IdentityError::NotFound {
+                                    kind: "token",
+                                    name: token.clone(),
+                                }
+                            })?;
+                            if snapshot.connected.values().any(|r| &r.sync_token == token) {
+                                return Err(IdentityError::InUse {
+                                    kind: "token",
+                                    name: token.clone(),
+                                    reason:
+                                        "is already the sync token of another connected registry"
+                                            .into(),
+                                });
+                            }
+                            let repositories = snapshot
+                                .scope_maps
+                                .get(&existing.scope_map)
+                                .map(|m| {
+                                    m.repositories
+                                        .iter()
+                                        .map(|r| r.repository.clone())
+                                        .collect()
+                                })
+                                .unwrap_or_default();
+                            (token.clone(), repositories)
+                        }
+                        (None, false) => {
+                            let token_name = connected::sync_token_name(&new.name);
+                            let map_name = connected::sync_scope_map_name(&new.name);
+                            if snapshot.tokens.contains_key(&token_name) {
+                                return Err(IdentityError::AlreadyExists {
+                                    kind: "token",
+                                    name: token_name,
+                                    hint: "; delete it, or pass it as the sync token",
+                                });
+                            }
+                            if snapshot.scope_maps.contains_key(&map_name) {
+                                return Err(IdentityError::AlreadyExists {
+                                    kind: "scope map",
+                                    name: map_name,
+                                    hint: "; delete it first",
+                                });
+                            }
+                            let now = unix_now();
+                            // Created empty here; the derivation below fills it.
+                            writes.push(Write::PutScopeMap(ScopeMap {
+                                name: map_name.clone(),
+                                description: String::new(),
+                                repositories: Vec::new(),
+                                gateways: Vec::new(),
+                                built_in: false,
+                                created_at: now,
+                            }));
+                            let token = Token {
+                                name: token_name.clone(),
+                                scope_map: map_name,
+                                status: TokenStatus::Enabled,
+                                password1: None,
+                                password2: None,
+                                created_at: now,
+                            };
+                            writes.push(Write::PutToken(token));
+                            (token_name, new.repositories.clone())
+                        }
+                    };
+                let mut repositories = repositories;
+                repositories.sort();
+                repositories.dedup();
+                check_repositories(parent.as_ref(), &repositories)?;
+                check_client_tokens(snapshot, new.mode, &new.client_tokens)?;
+                let registry = ConnectedRegistry {
+                    name: new.name.clone(),
+                    mode: new.mode,
+                    parent: new.parent.clone(),
+                    sync_token,
+                    repositories,
+                    client_tokens: dedup(new.client_tokens.clone()),
+                    sync: new.sync.clone(),
+                    log_level: new.log_level,
+                    notifications: dedup(new.notifications.clone()),
+                    created_at: unix_now(),
+                    gc: new.gc.clone(),
+                    activation: None,
+                    deactivated: Vec::new(),
+                    status: None,
+                };
+                writes.push(Write::PutConnectedRegistry(Box::new(registry.clone())));
+                Ok((with_derived_maps(snapshot, writes)?, registry))
+            })
+            .await
     }
 
     /// Changes a connected registry's client tokens, schedule, window, TTL, log level or
@@ -478,17 +458,9 @@ impl Hierarchy {
                     .client_tokens
                     .retain(|t| !update.remove_client_tokens.contains(t));
                 registry.client_tokens = dedup(registry.client_tokens);
-                registry
-                    .gc
-                    .change(update.gc_enabled, update.gc_schedule.as_deref())?;
-                registry.sync.change(
-                    update.sync_schedule.as_deref(),
-                    update.sync_window.as_deref(),
-                    update.sync_message_ttl.as_deref(),
-                    update.sync_bandwidth.as_deref(),
-                    update.sync_concurrency,
-                )?;
-                if let Some(level) = update.log_level {
+                registry.gc.apply(&update.settings.gc);
+                registry.sync.apply(&update.settings.sync)?;
+                if let Some(level) = update.settings.log_level {
                     registry.log_level = level;
                 }
                 registry
@@ -646,20 +618,23 @@ impl Hierarchy {
         generate: Option<Slot>,
     ) -> Result<(String, Option<GeneratedPassword>)> {
         if !matches!(protocol, "http" | "https") {
-            return Err(IdentityError::Invalid(format!(
-                "parent protocol `{protocol}` is invalid; use http or https"
-            )));
+            return Err(IdentityError::UnknownChoice {
+                setting: Choice::ParentProtocol,
+                value: protocol.to_owned(),
+            });
         }
         let registry = self.connected_registry(name).await?;
-        let name_it = "or name the parent's address with `--parent-gateway-endpoint HOST[:PORT]`";
         let endpoint = match (parent_endpoint, &registry.parent) {
             (Some(endpoint), _) => {
                 connected::validate_endpoint("parent gateway endpoint", endpoint)?;
                 endpoint.to_owned()
             }
             (None, None) => {
-                connected::validate_endpoint("the root's address", root_endpoint).map_err(|e| {
-                    IdentityError::Conflict(format!("{e}; set the root's --public-url, {name_it}"))
+                berth_oci::endpoint::check(root_endpoint).map_err(|why| {
+                    IdentityError::NoParentAddress(ParentAddress::RootUnusable {
+                        address: root_endpoint.to_owned(),
+                        why: why.to_string(),
+                    })
                 })?;
                 root_endpoint.to_owned()
             }
@@ -671,18 +646,17 @@ impl Hierarchy {
                     .map(|s| s.login_server.clone())
                     .filter(|s| !s.is_empty())
                     .ok_or_else(|| {
-                        IdentityError::Conflict(format!(
-                            "connected registry `{}`, the parent of `{name}`, has not reported its \
-                             address yet: start its instance, wait until it is Online and run \
-                             get-settings again, {name_it}",
-                            parent.name
-                        ))
+                        IdentityError::NoParentAddress(ParentAddress::NotReported {
+                            parent: parent.name.clone(),
+                            child: name.to_owned(),
+                        })
                     })?;
-                let what = format!("the login server `{}` reports", parent.name);
-                connected::validate_endpoint(&what, &reported).map_err(|e| {
-                    IdentityError::Conflict(format!(
-                        "{e}; set that instance's --public-url, {name_it}"
-                    ))
+                berth_oci::endpoint::check(&reported).map_err(|why| {
+                    IdentityError::NoParentAddress(ParentAddress::ReportedUnusable {
+                        parent: parent.name.clone(),
+                        address: reported.clone(),
+                        why: why.to_string(),
+                    })
                 })?;
                 reported
             }
@@ -849,9 +823,10 @@ pub(crate) fn check_client_tokens(
                 name: name.clone(),
             })?;
         if snapshot.connected.values().any(|r| &r.sync_token == name) {
-            return Err(IdentityError::Invalid(format!(
-                "`{name}` is a sync token; client tokens are ordinary tokens"
-            )));
+            return Err(HierarchyRule::SyncTokenAsClientToken {
+                token: name.clone(),
+            }
+            .into());
         }
         if mode == Mode::ReadOnly {
             let map = snapshot.scope_maps.get(&token.scope_map);
@@ -861,17 +836,22 @@ pub(crate) fn check_client_tokens(
                 .flat_map(|r| {
                     r.actions
                         .iter()
-                        .filter(|a| !matches!(a.as_str(), "content/read" | "metadata/read"))
+                        .filter(|a| {
+                            !matches!(
+                                a,
+                                RepositoryAction::ContentRead | RepositoryAction::MetadataRead
+                            )
+                        })
                         .map(move |a| format!("{}/{a}", r.repository))
                 })
                 .collect();
             if !writes.is_empty() {
-                return Err(IdentityError::Invalid(format!(
-                    "a ReadOnly connected registry accepts only read-only client tokens, but token `{name}` (scope map \
-                     `{}`) grants {}; use a token whose scope map has only content/read and metadata/read",
-                    token.scope_map,
-                    writes.join(", ")
-                )));
+                return Err(HierarchyRule::WritingClientToken {
+                    token: name.clone(),
+                    scope_map: token.scope_map.clone(),
+                    grants: writes,
+                }
+                .into());
             }
         }
     }
@@ -889,11 +869,11 @@ fn check_repositories(parent: Option<&ConnectedRegistry>, repositories: &[String
                 .filter_map(|r| RepositoryPattern::parse(r).ok())
                 .any(|outer| pattern_within(&pattern, &outer));
             if !covered {
-                return Err(IdentityError::Invalid(format!(
-                    "repository `{repository}` is not synced by parent `{}`: a child's repositories must be within its \
-                     parent's; add it to the parent first with `connected-registry permissions update --name {} --add {repository}`",
-                    parent.name, parent.name
-                )));
+                return Err(HierarchyRule::OutsideParent {
+                    repository: repository.clone(),
+                    parent: parent.name.clone(),
+                }
+                .into());
             }
         }
     }
@@ -1024,7 +1004,11 @@ mod tests {
             line3.repositories,
             [RepositoryRule {
                 repository: "team/app".into(),
-                actions: vec!["content/read".into(), "metadata/read".into()]
+                actions: [
+                    RepositoryAction::ContentRead,
+                    RepositoryAction::MetadataRead
+                ]
+                .into()
             }]
         );
         assert_eq!(line3.gateways.len(), 1);
@@ -1102,7 +1086,7 @@ mod tests {
                 .management()
                 .update_scope_map("factory-sync-scope-map", Default::default())
                 .await,
-            Err(IdentityError::ReadOnly(_))
+            Err(IdentityError::ReadOnly { .. })
         ));
 
         // Deleting: children first; --cleanup narrows the ancestors.
@@ -1176,7 +1160,7 @@ mod tests {
             name: "reader2".into(),
             repositories: vec![RepositoryRule {
                 repository: "x".into(),
-                actions: vec!["content/read".into()],
+                actions: [RepositoryAction::ContentRead].into(),
             }],
             ..NewToken::default()
         };
@@ -1195,7 +1179,7 @@ mod tests {
         let widen = crate::management::ScopeMapUpdate {
             add_repositories: vec![RepositoryRule {
                 repository: "x".into(),
-                actions: vec!["content/write".into()],
+                actions: [RepositoryAction::ContentWrite].into(),
             }],
             ..Default::default()
         };
@@ -1251,7 +1235,7 @@ mod tests {
         };
         // factory has not reported: refused, before any password is generated.
         let e = settings(None).await.unwrap_err();
-        assert!(matches!(e, IdentityError::Conflict(_)), "{e}");
+        assert!(matches!(e, IdentityError::NoParentAddress(_)), "{e}");
         let e = e.to_string();
         assert!(
             e.contains("`factory`") && e.contains("--parent-gateway-endpoint"),
@@ -1272,7 +1256,7 @@ mod tests {
             "{text}"
         );
         let e = settings(Some("http://10.0.0.5")).await.unwrap_err();
-        assert!(matches!(e, IdentityError::Invalid(_)), "{e}");
+        assert!(matches!(e, IdentityError::Malformed { .. }), "{e}");
         // Reported: the instance's address, unless it names no machine.
         identity
             .hierarchy()

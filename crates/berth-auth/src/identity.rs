@@ -234,10 +234,8 @@ mod tests {
     }
 
     fn rule(repository: &str, actions: &[&str]) -> RepositoryRule {
-        RepositoryRule {
-            repository: repository.into(),
-            actions: actions.iter().map(|a| a.to_string()).collect(),
-        }
+        let actions: Vec<String> = actions.iter().map(|a| a.to_string()).collect();
+        RepositoryRule::parse(repository.into(), &actions).unwrap()
     }
 
     #[tokio::test]
@@ -571,14 +569,14 @@ mod tests {
                 .management()
                 .delete_scope_map("_repositories_pull")
                 .await,
-            Err(IdentityError::ReadOnly(_))
+            Err(IdentityError::ReadOnly { .. })
         ));
         assert!(matches!(
             identity
                 .management()
                 .update_scope_map("_repositories_admin", ScopeMapUpdate::default())
                 .await,
-            Err(IdentityError::ReadOnly(_))
+            Err(IdentityError::ReadOnly { .. })
         ));
         assert!(
             identity

@@ -13,7 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde::{Deserialize, Serialize};
 
 use crate::access_token::SigningKey;
-use crate::error::IdentityError;
+use crate::error::{Choice, Corruption, IdentityError};
 
 /// What a key signs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -42,10 +42,9 @@ impl KeyPurpose {
         KeyPurpose::ALL
             .into_iter()
             .find(|p| p.as_str() == s)
-            .ok_or_else(|| {
-                IdentityError::Invalid(format!(
-                    "key purpose `{s}` is invalid; use tokens or data-urls"
-                ))
+            .ok_or_else(|| IdentityError::UnknownChoice {
+                setting: Choice::KeyPurpose,
+                value: s.to_owned(),
             })
     }
 }
@@ -93,12 +92,12 @@ impl StoredKey {
 
     /// The key itself.
     pub fn key(&self) -> Result<SigningKey, IdentityError> {
-        let raw = B64.decode(&self.secret).map_err(|_| {
-            IdentityError::Invalid(format!("stored key `{}` is not base64", self.id))
-        })?;
-        let bytes: [u8; 32] = raw.try_into().map_err(|_| {
-            IdentityError::Invalid(format!("stored key `{}` is not 32 bytes", self.id))
-        })?;
+        let raw = B64
+            .decode(&self.secret)
+            .map_err(|_| Corruption::KeyNotBase64(self.id.clone()))?;
+        let bytes: [u8; 32] = raw
+            .try_into()
+            .map_err(|_| Corruption::KeyLength(self.id.clone()))?;
         Ok(SigningKey::from_bytes(bytes))
     }
 }

@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::access_token::SigningKey;
 use crate::keys::{KeyPurpose, StoredKey, grace};
 
-use crate::error::IdentityError;
+use crate::error::{IdentityError, ReadOnlyReason, RequestProblem};
 use crate::hierarchy::check_client_tokens;
 use crate::identity::Settings;
 use crate::network::{NetworkPolicy, NetworkSettings};
@@ -138,25 +138,19 @@ fn scope_map_for(snapshot: &Snapshot, new: &NewToken) -> Result<(String, Option<
         &new.scope_map,
         new.repositories.is_empty() && new.gateways.is_empty(),
     ) {
-        (Some(_), false) => Err(IdentityError::Invalid(
-            "give either a scope map or repository/gateway rules for a new one, not both".into(),
-        )),
+        (Some(_), false) => Err(RequestProblem::ScopeMapAndRules.into()),
         (Some(name), true) => {
             scope_map_in(snapshot, name)?;
             Ok((name.clone(), None))
         }
-        (None, true) => Err(IdentityError::Invalid(
-            "a token needs a scope map, or repository/gateway rules for a new one".into(),
-        )),
+        (None, true) => Err(RequestProblem::NoScopeMap.into()),
         (None, false) => {
             let name = format!("{}-scope-map", new.name);
             if name.len() > 50 {
-                return Err(IdentityError::Invalid(format!(
-                    "the scope map created with a token is named `<token>-scope-map`, which must fit in 50 \
-                     characters: token names over 40 characters need an existing scope map (`{}` is {})",
-                    new.name,
-                    new.name.len()
-                )));
+                return Err(RequestProblem::TokenNameTooLongForScopeMap {
+                    token: new.name.clone(),
+                }
+                .into());
             }
             if snapshot.scope_maps.contains_key(&name) {
                 return Err(IdentityError::AlreadyExists {
@@ -212,9 +206,7 @@ impl Management {
     ) -> Result<ScopeMap> {
         let mut map = ScopeMap::new(name, description, repositories, gateways)?;
         if map.repositories.is_empty() && map.gateways.is_empty() {
-            return Err(IdentityError::Invalid(
-                "a scope map needs at least one repository or gateway rule".into(),
-            ));
+            return Err(RequestProblem::EmptyScopeMap.into());
         }
         map.created_at = unix_now();
         self.records
@@ -237,9 +229,10 @@ impl Management {
             .change(|snapshot| {
                 let map = scope_map_in(snapshot, name)?;
                 if map.built_in {
-                    return Err(IdentityError::ReadOnly(format!(
-                        "`{name}` is a built-in scope map and cannot be changed; create your own"
-                    )));
+                    return Err(IdentityError::ReadOnly {
+                        scope_map: name.to_owned(),
+                        reason: ReadOnlyReason::BuiltInChanged,
+                    });
                 }
                 let sync_owner = snapshot.connected.values().find(|r| {
                     snapshot
@@ -248,11 +241,12 @@ impl Management {
                         .is_some_and(|t| t.scope_map == name)
                 });
                 if let Some(owner) = sync_owner {
-                    return Err(IdentityError::ReadOnly(format!(
-                        "`{name}` is the sync scope map of connected registry `{}` and follows its repositories; change them with \
-                         `connected-registry permissions update --name {}`",
-                        owner.name, owner.name
-                    )));
+                    return Err(IdentityError::ReadOnly {
+                        scope_map: name.to_owned(),
+                        reason: ReadOnlyReason::SyncScopeMap {
+                            registry: owner.name.clone(),
+                        },
+                    });
                 }
                 let description = update.description.as_deref().unwrap_or(&map.description);
                 let (repositories, gateways) = updated_rules(&map, &update);
@@ -282,9 +276,10 @@ impl Management {
             .change(|snapshot| {
                 let map = scope_map_in(snapshot, name)?;
                 if map.built_in {
-                    return Err(IdentityError::ReadOnly(format!(
-                        "`{name}` is a built-in scope map and cannot be deleted"
-                    )));
+                    return Err(IdentityError::ReadOnly {
+                        scope_map: name.to_owned(),
+                        reason: ReadOnlyReason::BuiltInDeleted,
+                    });
                 }
                 let mut users: Vec<String> = snapshot
                     .tokens
@@ -331,17 +326,14 @@ impl Management {
         token::validate_name(&new.name)?;
         let now = unix_now();
         if new.expiry.is_some_and(|e| e <= now) {
-            return Err(IdentityError::Invalid(
-                "the passwords' expiry must be in the future".into(),
-            ));
+            return Err(RequestProblem::PasswordsExpired.into());
         }
         self.records
             .change(|snapshot| {
                 if new.name == snapshot.admin.username {
-                    return Err(IdentityError::Conflict(format!(
-                        "`{}` is the admin's user name; choose another token name",
-                        new.name
-                    )));
+                    return Err(IdentityError::AdminName {
+                        name: new.name.clone(),
+                    });
                 }
                 if snapshot.tokens.contains_key(&new.name) {
                     return Err(IdentityError::AlreadyExists {
@@ -456,9 +448,7 @@ impl Management {
     ) -> Result<Vec<GeneratedPassword>> {
         let now = unix_now();
         if expiry.is_some_and(|e| e <= now) {
-            return Err(IdentityError::Invalid(
-                "the expiry must be in the future".into(),
-            ));
+            return Err(RequestProblem::PasswordExpired.into());
         }
         self.records
             .change(|snapshot| {

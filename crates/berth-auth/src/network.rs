@@ -12,7 +12,7 @@ use std::str::FromStr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::error::IdentityError;
+use crate::error::{Choice, Format, IdentityError, Setting};
 
 /// The most IP rules a registry keeps. Matching costs the same whatever their number.
 pub const MAX_IP_RULES: usize = 1000;
@@ -34,9 +34,10 @@ impl FromStr for DefaultAction {
         match s.to_ascii_lowercase().as_str() {
             "allow" => Ok(DefaultAction::Allow),
             "deny" => Ok(DefaultAction::Deny),
-            _ => Err(IdentityError::Invalid(format!(
-                "default action `{s}` is invalid; use Allow or Deny"
-            ))),
+            _ => Err(IdentityError::UnknownChoice {
+                setting: Choice::DefaultAction,
+                value: s.to_owned(),
+            }),
         }
     }
 }
@@ -112,10 +113,9 @@ impl Default for NetworkSettings {
 /// is taken as the IPv4 address. A range with host bits set is refused, as ambiguous.
 pub fn parse_ip_rule(text: &str) -> Result<IpNet, IdentityError> {
     let text = text.trim();
-    let invalid = |why: String| {
-        IdentityError::Invalid(format!(
-            "IP rule `{text}` is invalid: {why}; use an address such as 203.0.113.7 or 2001:db8::7, or a range such as 203.0.113.0/24 or 2001:db8::/32"
-        ))
+    let invalid = |why: String| IdentityError::Malformed {
+        value: text.to_owned(),
+        format: Format::IpRule { why },
     };
     let net = if text.contains('/') {
         let net = IpNet::from_str(text).map_err(|e| invalid(e.to_string()))?;
@@ -147,9 +147,10 @@ impl NetworkSettings {
             return Ok(false);
         }
         if self.ip_rules.len() >= MAX_IP_RULES {
-            return Err(IdentityError::Invalid(format!(
-                "a registry keeps at most {MAX_IP_RULES} IP rules; merge addresses into ranges"
-            )));
+            return Err(IdentityError::SettingOutOfRange {
+                setting: Setting::IpRules,
+                value: (self.ip_rules.len() + 1).to_string(),
+            });
         }
         self.ip_rules.push(canonical);
         Ok(true)

@@ -17,7 +17,7 @@ use sqlx::{ConnectOptions, Connection, PgPool, Row};
 
 use crate::audit::AuditEntry;
 use crate::connected::{InstanceStatus, PAST_DETAILS_KEPT, StatusDetail};
-use crate::error::IdentityError;
+use crate::error::{Corruption, IdentityError};
 use crate::store::{AdminRecord, Applied, DELIVERIES_KEPT, IdentityStore, StoredIdentities, Write};
 use crate::webhook::{Delivery, SiteEvent, Webhook};
 
@@ -115,11 +115,7 @@ async fn current(tx: &mut sqlx::PgConnection, kind: &str, name: String) -> Resul
         "connected_registry" => "SELECT body FROM connected_registries WHERE name = $1",
         "settings" => "SELECT value FROM settings WHERE key = $1",
         "key" => "SELECT body FROM keys WHERE id = $1",
-        other => {
-            return Err(IdentityError::Invalid(format!(
-                "the identity change log names an unknown kind `{other}`"
-            )));
-        }
+        other => return Err(Corruption::UnknownChangeKind(other.to_owned()).into()),
     };
     let body: Option<String> = sqlx::query(query)
         .bind(&name)

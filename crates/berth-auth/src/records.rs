@@ -13,7 +13,7 @@ use std::sync::{Arc, RwLock};
 use berth_notify::{Notifier, Subscription, Topic};
 
 use crate::connected::ConnectedRegistry;
-use crate::error::IdentityError;
+use crate::error::{Corruption, IdentityError};
 use crate::identity::Settings;
 use crate::keys::{KeyPurpose, KeyRing, StoredKey};
 use crate::network::{NetworkPolicy, NetworkSettings};
@@ -66,9 +66,7 @@ impl Snapshot {
             compiled,
             settings: Settings::default(),
             network: Arc::new(NetworkPolicy::new(NetworkSettings::default())),
-            admin: stored
-                .admin
-                .ok_or_else(|| IdentityError::Invalid("the admin account is missing".into()))?,
+            admin: stored.admin.ok_or(Corruption::AdminMissing)?,
             connected: stored
                 .connected_registries
                 .into_iter()
@@ -88,9 +86,8 @@ impl Snapshot {
                 self.settings.anonymous_pull_enabled = value.as_bool().unwrap_or(false);
             }
             NETWORK_KEY => {
-                let settings = serde_json::from_value(value.clone()).map_err(|e| {
-                    IdentityError::Invalid(format!("stored network settings are invalid: {e}"))
-                })?;
+                let settings = serde_json::from_value(value.clone())
+                    .map_err(|e| Corruption::NetworkSettings(e.to_string()))?;
                 self.network = Arc::new(NetworkPolicy::new(settings));
             }
             _ => {}
@@ -109,9 +106,9 @@ impl Snapshot {
     /// The keys of `purpose` that verify at `now`: the current one, and those retired less
     /// than `grace` seconds ago, newest first.
     pub(crate) fn key_ring(&self, purpose: KeyPurpose, now: i64, grace: i64) -> Result<KeyRing> {
-        let current = self.current_key(purpose).ok_or_else(|| {
-            IdentityError::Invalid(format!("no {} key in the identity store", purpose.as_str()))
-        })?;
+        let current = self
+            .current_key(purpose)
+            .ok_or(Corruption::NoKey(purpose.as_str()))?;
         let mut previous: Vec<&StoredKey> = self
             .keys
             .values()
@@ -282,8 +279,6 @@ impl Records {
                 }
             }
         }
-        Err(IdentityError::Conflict(
-            "identities are changing too fast to apply this change; try again".into(),
-        ))
+        Err(IdentityError::Contended)
     }
 }

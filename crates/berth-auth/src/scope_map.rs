@@ -3,15 +3,19 @@
 //! A repository rule names a repository, a prefix wildcard (`prod/*`: every repository
 //! under `prod/`, at any depth) or `*` (every repository). Every matching rule adds its
 //! actions: rules are a union. Rules may name repositories that do not exist yet.
+//!
+//! A rule holds its actions parsed: a request's action names are parsed where the request
+//! arrives ([`RepositoryRule::parse`], [`GatewayRule::parse`]); stored maps and
+//! configuration documents carry them by name.
 
 use std::collections::BTreeSet;
 use std::fmt;
 
 use berth_oci::RepositoryName;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::action::{Actions, GatewayAction, RepositoryAction};
-use crate::error::IdentityError;
+use crate::error::{Choice, Format, IdentityError, NameKind, RequestProblem, Setting};
 
 /// Which repositories a rule applies to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -27,8 +31,11 @@ pub enum RepositoryPattern {
 impl RepositoryPattern {
     /// Parses a rule's repository: a name, `prefix/*`, or `*`.
     pub fn parse(s: &str) -> Result<Self, IdentityError> {
-        let invalid = |why: &str| {
-            IdentityError::Invalid(format!("repository `{s}` in a scope map rule: {why}"))
+        let invalid = |why: &str| IdentityError::Malformed {
+            value: s.to_owned(),
+            format: Format::RepositoryPattern {
+                why: why.to_owned(),
+            },
         };
         if s == "*" {
             return Ok(RepositoryPattern::All);
@@ -76,8 +83,20 @@ impl fmt::Display for RepositoryPattern {
 pub struct RepositoryRule {
     /// `name`, `prefix/*` or `*`.
     pub repository: String,
-    /// `content/read` and the like.
-    pub actions: Vec<String>,
+    /// The actions, written by name (`content/read`).
+    #[serde(deserialize_with = "known_actions")]
+    pub actions: BTreeSet<RepositoryAction>,
+}
+
+impl RepositoryRule {
+    /// A rule as a request gives it: each action by name, every name known. The pattern
+    /// is checked with the whole scope map ([`ScopeMap::set_rules`]).
+    pub fn parse(repository: String, actions: &[String]) -> Result<Self, IdentityError> {
+        Ok(RepositoryRule {
+            repository,
+            actions: parse_actions(actions, Choice::RepositoryAction)?,
+        })
+    }
 }
 
 /// Gateway actions granted on a connected registry.
@@ -85,8 +104,62 @@ pub struct RepositoryRule {
 pub struct GatewayRule {
     /// The connected registry's name.
     pub connected_registry: String,
-    /// `config/read` and the like.
-    pub actions: Vec<String>,
+    /// The actions, written by name (`config/read`).
+    #[serde(deserialize_with = "known_actions")]
+    pub actions: BTreeSet<GatewayAction>,
+}
+
+impl GatewayRule {
+    /// A rule as a request gives it: each action by name, every name known.
+    pub fn parse(connected_registry: String, actions: &[String]) -> Result<Self, IdentityError> {
+        Ok(GatewayRule {
+            connected_registry,
+            actions: parse_actions(actions, Choice::GatewayAction)?,
+        })
+    }
+}
+
+/// An action a rule grants, known by its name.
+trait NamedAction: Sized + Ord {
+    fn by_name(name: &str) -> Option<Self>;
+}
+
+impl NamedAction for RepositoryAction {
+    fn by_name(name: &str) -> Option<Self> {
+        RepositoryAction::parse(name)
+    }
+}
+
+impl NamedAction for GatewayAction {
+    fn by_name(name: &str) -> Option<Self> {
+        GatewayAction::parse(name)
+    }
+}
+
+/// A request's action names, every one known.
+fn parse_actions<A: NamedAction>(
+    names: &[String],
+    setting: Choice,
+) -> Result<BTreeSet<A>, IdentityError> {
+    names
+        .iter()
+        .map(|name| {
+            A::by_name(name).ok_or_else(|| IdentityError::UnknownChoice {
+                setting,
+                value: name.clone(),
+            })
+        })
+        .collect()
+}
+
+/// A stored or received rule's actions. A name this version does not know (in a document
+/// from a newer root) grants nothing here rather than refusing the whole map, as checks
+/// always treated it.
+fn known_actions<'de, D: Deserializer<'de>, A: NamedAction>(
+    deserializer: D,
+) -> Result<BTreeSet<A>, D::Error> {
+    let names = Vec::<String>::deserialize(deserializer)?;
+    Ok(names.iter().filter_map(|name| A::by_name(name)).collect())
 }
 
 /// A scope map as stored and exchanged.
@@ -147,9 +220,10 @@ pub fn validate_name(name: &str) -> Result<(), IdentityError> {
     if ok {
         Ok(())
     } else {
-        Err(IdentityError::Invalid(format!(
-            "scope map name `{name}` is invalid: use 5 to 50 letters, digits, `-` or `_`"
-        )))
+        Err(IdentityError::InvalidName {
+            kind: NameKind::ScopeMap,
+            name: name.to_owned(),
+        })
     }
 }
 
@@ -163,10 +237,12 @@ impl ScopeMap {
         gateways: &[GatewayRule],
     ) -> Result<ScopeMap, IdentityError> {
         validate_name(name)?;
-        if description.chars().count() > 256 {
-            return Err(IdentityError::Invalid(
-                "a scope map description holds at most 256 characters".into(),
-            ));
+        let length = description.chars().count();
+        if length > 256 {
+            return Err(IdentityError::SettingOutOfRange {
+                setting: Setting::ScopeMapDescription,
+                value: length.to_string(),
+            });
         }
         let mut map = ScopeMap {
             name: name.to_owned(),
@@ -191,58 +267,45 @@ impl ScopeMap {
         for rule in repositories {
             RepositoryPattern::parse(&rule.repository)?;
             if rule.actions.is_empty() {
-                return Err(IdentityError::Invalid(format!(
-                    "repository rule `{}` names no action",
-                    rule.repository
-                )));
+                return Err(RequestProblem::RepositoryRuleWithoutAction {
+                    repository: rule.repository.clone(),
+                }
+                .into());
             }
-            let entry = merged.entry(rule.repository.clone()).or_default();
-            for action in &rule.actions {
-                entry.insert(RepositoryAction::parse(action).ok_or_else(|| {
-                    IdentityError::Invalid(format!(
-                        "unknown repository action `{action}`; use content/read, content/write, content/delete, \
-                         metadata/read or metadata/write"
-                    ))
-                })?);
-            }
+            merged
+                .entry(rule.repository.clone())
+                .or_default()
+                .extend(&rule.actions);
         }
         let mut gateway_merged: std::collections::BTreeMap<String, BTreeSet<GatewayAction>> =
             Default::default();
         for rule in gateways {
             if rule.connected_registry.is_empty() {
-                return Err(IdentityError::Invalid(
-                    "a gateway rule needs a connected registry name".into(),
-                ));
+                return Err(RequestProblem::GatewayRuleWithoutRegistry.into());
             }
             if rule.actions.is_empty() {
-                return Err(IdentityError::Invalid(format!(
-                    "gateway rule `{}` names no action",
-                    rule.connected_registry
-                )));
+                return Err(RequestProblem::GatewayRuleWithoutAction {
+                    connected_registry: rule.connected_registry.clone(),
+                }
+                .into());
             }
-            let entry = gateway_merged
+            gateway_merged
                 .entry(rule.connected_registry.clone())
-                .or_default();
-            for action in &rule.actions {
-                entry.insert(GatewayAction::parse(action).ok_or_else(|| {
-                    IdentityError::Invalid(format!(
-                        "unknown gateway action `{action}`; use config/read, config/write, message/read or message/write"
-                    ))
-                })?);
-            }
+                .or_default()
+                .extend(&rule.actions);
         }
         self.repositories = merged
             .into_iter()
             .map(|(repository, actions)| RepositoryRule {
                 repository,
-                actions: actions.iter().map(|a| a.as_str().to_owned()).collect(),
+                actions,
             })
             .collect();
         self.gateways = gateway_merged
             .into_iter()
             .map(|(connected_registry, actions)| GatewayRule {
                 connected_registry,
-                actions: actions.iter().map(|a| a.as_str().to_owned()).collect(),
+                actions,
             })
             .collect();
         Ok(())
@@ -259,7 +322,7 @@ impl ScopeMap {
                     let actions = rule
                         .actions
                         .iter()
-                        .filter_map(|a| RepositoryAction::parse(a))
+                        .copied()
                         .fold(Actions::NONE, Actions::with);
                     Some((pattern, actions))
                 })
@@ -267,15 +330,7 @@ impl ScopeMap {
             gateways: self
                 .gateways
                 .iter()
-                .map(|rule| {
-                    (
-                        rule.connected_registry.clone(),
-                        rule.actions
-                            .iter()
-                            .filter_map(|a| GatewayAction::parse(a))
-                            .collect(),
-                    )
-                })
+                .map(|rule| (rule.connected_registry.clone(), rule.actions.clone()))
                 .collect(),
         }
     }
@@ -304,7 +359,7 @@ pub fn built_in_scope_maps() -> Vec<ScopeMap> {
         description: description.to_owned(),
         repositories: vec![RepositoryRule {
             repository: "*".into(),
-            actions: actions.iter().map(|a| a.as_str().to_owned()).collect(),
+            actions: actions.iter().copied().collect(),
         }],
         gateways: Vec::new(),
         built_in: true,
@@ -344,10 +399,8 @@ mod tests {
     use super::*;
 
     fn rule(repository: &str, actions: &[&str]) -> RepositoryRule {
-        RepositoryRule {
-            repository: repository.into(),
-            actions: actions.iter().map(|a| a.to_string()).collect(),
-        }
+        let actions: Vec<String> = actions.iter().map(|a| a.to_string()).collect();
+        RepositoryRule::parse(repository.into(), &actions).unwrap()
     }
 
     #[test]
@@ -419,7 +472,7 @@ mod tests {
         );
         assert!(ScopeMap::new(&"a".repeat(51), "", &[], &[]).is_err());
         assert!(ScopeMap::new("has space", "", &[], &[]).is_err());
-        let e = ScopeMap::new("valid", "", &[rule("x", &["content/raed"])], &[])
+        let e = RepositoryRule::parse("x".into(), &["content/raed".into()])
             .unwrap_err()
             .to_string();
         assert!(
@@ -427,10 +480,11 @@ mod tests {
             "{e}"
         );
         assert!(ScopeMap::new("valid", &"d".repeat(257), &[], &[]).is_err());
-        let gateways = [GatewayRule {
-            connected_registry: "factory".into(),
-            actions: vec!["config/read".into(), "message/write".into()],
-        }];
+        let gateways = [GatewayRule::parse(
+            "factory".into(),
+            &["config/read".into(), "message/write".into()],
+        )
+        .unwrap()];
         let map = ScopeMap::new("valid", "", &[rule("x", &["content/read"])], &gateways).unwrap();
         assert_eq!(
             map.action_strings(),
@@ -440,6 +494,38 @@ mod tests {
                 "gateway/factory/message/write"
             ]
         );
+    }
+
+    /// Rules hold their actions parsed, and are stored and sent as they always were: each
+    /// action by name. A name a newer registry wrote and this one does not know grants
+    /// nothing, and the rest of the map still reads.
+    #[test]
+    fn rules_are_written_by_name() {
+        let map = ScopeMap::new(
+            "valid",
+            "",
+            &[rule(
+                "x",
+                &["metadata/read", "content/read", "content/read"],
+            )],
+            &[GatewayRule::parse("factory".into(), &["config/read".into()]).unwrap()],
+        )
+        .unwrap();
+        let value = serde_json::to_value(&map).unwrap();
+        assert_eq!(
+            value["repositories"],
+            serde_json::json!([{"repository": "x", "actions": ["content/read", "metadata/read"]}])
+        );
+        assert_eq!(
+            value["gateways"],
+            serde_json::json!([{"connected_registry": "factory", "actions": ["config/read"]}])
+        );
+        assert_eq!(serde_json::from_value::<ScopeMap>(value).unwrap(), map);
+        let newer: RepositoryRule = serde_json::from_value(
+            serde_json::json!({"repository": "x", "actions": ["content/read", "content/sign"]}),
+        )
+        .unwrap();
+        assert_eq!(newer.actions, [RepositoryAction::ContentRead].into());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use sqlx::{Row, SqlitePool};
 
 use crate::audit::AuditEntry;
 use crate::connected::{ConnectedRegistry, InstanceStatus, PAST_DETAILS_KEPT, StatusDetail};
-use crate::error::IdentityError;
+use crate::error::{Corruption, IdentityError};
 use crate::keys::StoredKey;
 use crate::scope_map::ScopeMap;
 use crate::token::Token;
@@ -227,11 +227,7 @@ async fn current(tx: &mut sqlx::SqliteConnection, kind: &str, name: String) -> R
         "connected_registry" => "SELECT body FROM connected_registries WHERE name = $1",
         "settings" => "SELECT value FROM settings WHERE key = $1",
         "key" => "SELECT body FROM keys WHERE id = $1",
-        other => {
-            return Err(IdentityError::Invalid(format!(
-                "the identity change log names an unknown kind `{other}`"
-            )));
-        }
+        other => return Err(Corruption::UnknownChangeKind(other.to_owned()).into()),
     };
     let body: Option<String> = sqlx::query(query)
         .bind(&name)

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::error::IdentityError;
+use crate::error::{Choice, IdentityError, NameKind};
 
 /// Whether a token may log in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,9 +30,10 @@ impl TokenStatus {
         match s {
             "enabled" => Ok(TokenStatus::Enabled),
             "disabled" => Ok(TokenStatus::Disabled),
-            other => Err(IdentityError::Invalid(format!(
-                "status `{other}` is invalid; use `enabled` or `disabled`"
-            ))),
+            other => Err(IdentityError::UnknownChoice {
+                setting: Choice::TokenStatus,
+                value: other.to_owned(),
+            }),
         }
     }
 }
@@ -204,9 +205,10 @@ pub fn validate_name(name: &str) -> Result<(), IdentityError> {
     if ok {
         Ok(())
     } else {
-        Err(IdentityError::Invalid(format!(
-            "token name `{name}` is invalid: use 5 to 50 letters, digits or `-`"
-        )))
+        Err(IdentityError::InvalidName {
+            kind: NameKind::Token,
+            name: name.to_owned(),
+        })
     }
 }
 

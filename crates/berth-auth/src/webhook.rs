@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::IdentityError;
+use crate::error::{Choice, IdentityError, NameKind};
 
 /// What a webhook is told of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -35,9 +35,10 @@ impl WebhookAction {
         match s.trim().to_ascii_lowercase().as_str() {
             "push" => Ok(WebhookAction::Push),
             "delete" => Ok(WebhookAction::Delete),
-            other => Err(IdentityError::Invalid(format!(
-                "webhook action `{other}` is unknown; use push or delete"
-            ))),
+            other => Err(IdentityError::UnknownChoice {
+                setting: Choice::WebhookAction,
+                value: other.to_owned(),
+            }),
         }
     }
 }
@@ -66,9 +67,10 @@ impl WebhookStatus {
         match s.trim().to_ascii_lowercase().as_str() {
             "enabled" => Ok(WebhookStatus::Enabled),
             "disabled" => Ok(WebhookStatus::Disabled),
-            other => Err(IdentityError::Invalid(format!(
-                "webhook status `{other}` is unknown; use enabled or disabled"
-            ))),
+            other => Err(IdentityError::UnknownChoice {
+                setting: Choice::WebhookStatus,
+                value: other.to_owned(),
+            }),
         }
     }
 }
@@ -170,8 +172,9 @@ pub fn validate_name(name: &str) -> Result<(), IdentityError> {
     if (5..=50).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric()) {
         Ok(())
     } else {
-        Err(IdentityError::Invalid(format!(
-            "webhook name `{name}` is invalid; use 5 to 50 letters and digits"
-        )))
+        Err(IdentityError::InvalidName {
+            kind: NameKind::Webhook,
+            name: name.to_owned(),
+        })
     }
 }

@@ -8,6 +8,7 @@
 //! matches anything.
 
 use berth_auth::IdentityError;
+use berth_auth::error::Format;
 use berth_auth::webhook::WebhookAction;
 
 /// `*` matches any run of characters, every other character itself.
@@ -45,11 +46,9 @@ pub struct Scope {
 impl Scope {
     /// Parses and checks a scope.
     pub fn parse(scope: &str) -> Result<Self, IdentityError> {
-        let invalid = |why: &str| {
-            IdentityError::Invalid(format!(
-                "webhook scope `{scope}` is invalid ({why}); use `repository[:tag]` with `*` wildcards, \
-                 e.g. `app:*` or `team/*:v1`"
-            ))
+        let invalid = |why: &'static str| IdentityError::Malformed {
+            value: scope.to_owned(),
+            format: Format::WebhookScope { why },
         };
         let (repository, tag) = scope.split_once(':').unwrap_or((scope, "latest"));
         let ok = |s: &str, extra: &[u8]| {

@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use berth_auth::error::{Format, RequestProblem};
 use berth_auth::webhook::{
     Delivery, DeliveryStatus, SiteEvent, Webhook, WebhookAction, WebhookStatus, validate_name,
 };
@@ -86,17 +87,18 @@ pub struct Webhooks {
     options: DeliveryOptions,
 }
 
-fn invalid(message: String) -> IdentityError {
-    IdentityError::Invalid(message)
+fn malformed(value: &str, format: Format) -> IdentityError {
+    IdentityError::Malformed {
+        value: value.to_owned(),
+        format,
+    }
 }
 
 fn check_uri(uri: &str) -> Result<()> {
     let parsed = reqwest::Url::parse(uri)
-        .map_err(|e| invalid(format!("webhook uri `{uri}` is not a URL ({e})")))?;
+        .map_err(|e| malformed(uri, Format::WebhookUri { why: e.to_string() }))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-        return Err(invalid(format!(
-            "webhook uri `{uri}` must be an http:// or https:// address with a host"
-        )));
+        return Err(malformed(uri, Format::WebhookAddress));
     }
     Ok(())
 }
@@ -111,9 +113,7 @@ fn parse_actions(actions: &[String]) -> Result<Vec<WebhookAction>> {
     parsed.sort();
     parsed.dedup();
     if parsed.is_empty() {
-        return Err(invalid(
-            "a webhook needs at least one action: push, delete".into(),
-        ));
+        return Err(RequestProblem::WebhookWithoutAction.into());
     }
     Ok(parsed)
 }
@@ -123,14 +123,10 @@ fn check_headers(headers: &BTreeMap<String, String>) -> Result<()> {
         let ok_name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_ok();
         let ok_value = reqwest::header::HeaderValue::from_str(value).is_ok();
         if !ok_name || !ok_value {
-            return Err(invalid(format!(
-                "webhook header `{name}` is not a valid HTTP header (name or value)"
-            )));
+            return Err(malformed(name, Format::WebhookHeader));
         }
         if name.eq_ignore_ascii_case(crate::signature::HEADER) {
-            return Err(invalid(format!(
-                "webhook header `{name}` is set by Berth (the signature)"
-            )));
+            return Err(malformed(name, Format::WebhookHeaderOfBerth));
         }
     }
     Ok(())

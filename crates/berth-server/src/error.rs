@@ -108,12 +108,22 @@ impl From<berth_auth::IdentityError> for ApiError {
         use berth_auth::IdentityError as E;
         let message = e.to_string();
         match e {
-            E::Invalid(_) => ApiError::management(StatusCode::BAD_REQUEST, "INVALID", message),
-            E::NotFound { .. } => ApiError::management(StatusCode::NOT_FOUND, "NOT_FOUND", message),
-            E::Conflict(_) | E::AlreadyExists { .. } | E::InUse { .. } => {
-                ApiError::management(StatusCode::CONFLICT, "CONFLICT", message)
+            E::InvalidName { .. }
+            | E::UnknownChoice { .. }
+            | E::Malformed { .. }
+            | E::InvalidSchedule { .. }
+            | E::SettingOutOfRange { .. }
+            | E::InvalidRequest(_)
+            | E::BreaksHierarchy(_) => {
+                ApiError::management(StatusCode::BAD_REQUEST, "INVALID", message)
             }
-            E::ReadOnly(_) => ApiError::management(StatusCode::CONFLICT, "READ_ONLY", message),
+            E::NotFound { .. } => ApiError::management(StatusCode::NOT_FOUND, "NOT_FOUND", message),
+            E::AlreadyExists { .. }
+            | E::InUse { .. }
+            | E::AdminName { .. }
+            | E::NoParentAddress(_)
+            | E::Contended => ApiError::management(StatusCode::CONFLICT, "CONFLICT", message),
+            E::ReadOnly { .. } => ApiError::management(StatusCode::CONFLICT, "READ_ONLY", message),
             E::AlreadyActivated { .. } => {
                 ApiError::management(StatusCode::CONFLICT, "ALREADY_ACTIVATED", message)
             }
@@ -126,6 +136,9 @@ impl From<berth_auth::IdentityError> for ApiError {
             E::ManagedByParent { .. } => {
                 ApiError::management(StatusCode::FORBIDDEN, "MANAGED_BY_PARENT", message)
             }
+            // The registry's own records, not the request, are at fault: logged, and the
+            // client gets the generic 500 of any storage failure.
+            E::Corrupt(ref cause) => ApiError::internal(cause),
             E::Store(ref cause) => ApiError::internal(cause),
         }
     }

@@ -129,6 +129,8 @@ fn gate_at(cron: &Cron, window: Option<Duration>, last: Timestamp, now: Timestam
 
 #[cfg(test)]
 mod tests {
+    use berth_auth::connected::SyncChange;
+
     use super::*;
 
     fn at(s: &str) -> Timestamp {
@@ -137,7 +139,8 @@ mod tests {
 
     /// `schedule` with a one-hour window.
     fn scheduled(schedule: &str) -> SyncSettings {
-        SyncSettings::from_parts(Some(schedule), Some("PT1H"), None, None, None).unwrap()
+        let change = SyncChange::parse(Some(schedule), Some("PT1H"), None, None, None).unwrap();
+        SyncSettings::from_change(&change).unwrap()
     }
 
     #[test]

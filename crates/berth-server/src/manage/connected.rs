@@ -5,7 +5,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use berth_api as api;
-use berth_auth::connected::{GcSettings, LogLevel, Mode, SyncSettings};
+use berth_auth::connected::{
+    GcChange, GcSettings, LogLevel, Mode, SettingsChange, SyncChange, SyncSettings,
+};
+use berth_auth::error::Choice;
 use berth_auth::hierarchy::{ConnectedRegistryUpdate, NewConnectedRegistry};
 use berth_auth::{IdentityError, Slot};
 use http::StatusCode;
@@ -48,34 +51,26 @@ pub(crate) async fn create(
     State(state): State<AppState>,
     Body(body): Body<api::ConnectedRegistryCreate>,
 ) -> Result<Response, ApiError> {
+    let settings = settings_change(&body.settings)?;
+    let mode = body
+        .mode
+        .as_deref()
+        .map(Mode::parse)
+        .transpose()?
+        .unwrap_or_default();
     let mut gc = GcSettings::default();
-    gc.change(body.gc_enabled, body.gc_schedule.as_deref())?;
+    gc.apply(&settings.gc);
+    let sync = SyncSettings::from_change(&settings.sync)?;
     let new = NewConnectedRegistry {
         gc,
         name: body.name,
-        mode: body
-            .mode
-            .as_deref()
-            .map(Mode::parse)
-            .transpose()?
-            .unwrap_or_default(),
+        mode,
         parent: body.parent,
         repositories: body.repositories,
         sync_token: body.sync_token,
         client_tokens: body.client_tokens,
-        sync: SyncSettings::from_parts(
-            body.sync_schedule.as_deref(),
-            body.sync_window.as_deref(),
-            body.sync_message_ttl.as_deref(),
-            body.sync_bandwidth.as_deref(),
-            body.sync_concurrency,
-        )?,
-        log_level: body
-            .log_level
-            .as_deref()
-            .map(LogLevel::parse)
-            .transpose()?
-            .unwrap_or_default(),
+        sync,
+        log_level: settings.log_level.unwrap_or_default(),
         notifications: body.notifications,
     };
     let created = state
@@ -97,18 +92,11 @@ pub(crate) async fn update(
     Body(body): Body<api::ConnectedRegistryPatch>,
 ) -> Result<Json<api::ConnectedRegistryView>, ApiError> {
     let update = ConnectedRegistryUpdate {
+        settings: settings_change(&body.settings)?,
         add_client_tokens: body.add_client_tokens,
         remove_client_tokens: body.remove_client_tokens,
-        sync_schedule: body.sync_schedule,
-        sync_window: body.sync_window,
-        sync_message_ttl: body.sync_message_ttl,
-        sync_bandwidth: body.sync_bandwidth,
-        sync_concurrency: body.sync_concurrency,
-        log_level: body.log_level.as_deref().map(LogLevel::parse).transpose()?,
         add_notifications: body.add_notifications,
         remove_notifications: body.remove_notifications,
-        gc_enabled: body.gc_enabled,
-        gc_schedule: body.gc_schedule,
     };
     state
         .identity
@@ -119,6 +107,27 @@ pub(crate) async fn update(
     Ok(Json(wire::connected_registry_view(
         state.identity.hierarchy().connected_registry(&name).await?,
     )))
+}
+
+/// Parses a request's instance settings, each value once, before anything is read or
+/// written; how they go together with the registry's current settings is checked when they
+/// are applied.
+fn settings_change(settings: &api::InstanceSettings) -> Result<SettingsChange, IdentityError> {
+    Ok(SettingsChange {
+        gc: GcChange::parse(settings.gc_enabled, settings.gc_schedule.as_deref())?,
+        sync: SyncChange::parse(
+            settings.sync_schedule.as_deref(),
+            settings.sync_window.as_deref(),
+            settings.sync_message_ttl.as_deref(),
+            settings.sync_bandwidth.as_deref(),
+            settings.sync_concurrency,
+        )?,
+        log_level: settings
+            .log_level
+            .as_deref()
+            .map(LogLevel::parse)
+            .transpose()?,
+    })
 }
 
 pub(crate) async fn delete(
@@ -176,9 +185,10 @@ pub(crate) async fn settings(
     let slot = match body.generate_password {
         None => None,
         Some(n) => Some(Slot::from_number(n).ok_or_else(|| {
-            ApiError::from(IdentityError::Invalid(format!(
-                "generate_password `{n}` is invalid; use 1 or 2"
-            )))
+            ApiError::from(IdentityError::UnknownChoice {
+                setting: Choice::PasswordSlot,
+                value: n.to_string(),
+            })
         })?),
     };
     // The root's address as clients reach it: the configured public URL, or this request's Host.

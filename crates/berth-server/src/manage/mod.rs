@@ -331,8 +331,8 @@ async fn create_scope_map(
         .create_scope_map(
             &body.name,
             &body.description,
-            &wire::domain_repository_rules(body.repositories),
-            &wire::domain_gateway_rules(body.gateways),
+            &wire::domain_repository_rules(body.repositories)?,
+            &wire::domain_gateway_rules(body.gateways)?,
         )
         .await?;
     Ok((StatusCode::CREATED, Json(wire::scope_map_view(map))).into_response())
@@ -346,10 +346,10 @@ async fn update_scope_map(
 ) -> Result<Json<api::ScopeMapView>, ApiError> {
     let update = ScopeMapUpdate {
         description: body.description,
-        add_repositories: wire::domain_repository_rules(body.add_repositories),
-        remove_repositories: wire::domain_repository_rules(body.remove_repositories),
-        add_gateways: wire::domain_gateway_rules(body.add_gateways),
-        remove_gateways: wire::domain_gateway_rules(body.remove_gateways),
+        add_repositories: wire::domain_repository_rules(body.add_repositories)?,
+        remove_repositories: wire::domain_repository_rules(body.remove_repositories)?,
+        add_gateways: wire::domain_gateway_rules(body.add_gateways)?,
+        remove_gateways: wire::domain_gateway_rules(body.remove_gateways)?,
     };
     Ok(Json(wire::scope_map_view(
         state
@@ -410,8 +410,8 @@ async fn create_token(
     let new = NewToken {
         name: body.name,
         scope_map: body.scope_map,
-        repositories: wire::domain_repository_rules(body.repositories),
-        gateways: wire::domain_gateway_rules(body.gateways),
+        repositories: wire::domain_repository_rules(body.repositories)?,
+        gateways: wire::domain_gateway_rules(body.gateways)?,
         disabled,
         no_passwords: body.no_passwords,
         expiry,

@@ -11,7 +11,8 @@ use berth_auth::connected::{ConnectedRegistry, LogLevel, Mode, SyncSettings};
 use berth_auth::hierarchy::{self, Leftovers, connection_state};
 use berth_auth::network::{self, DefaultAction};
 use berth_auth::{
-    GatewayRule, GeneratedPassword, RepositoryRule, ScopeMap, Slot, Token, TokenStatus,
+    GatewayRule, GeneratedPassword, IdentityError, RepositoryRule, ScopeMap, Slot, Token,
+    TokenStatus,
 };
 use berth_oci::time::unix_now;
 
@@ -78,36 +79,34 @@ fn registry_state(state: hierarchy::ConnectionState) -> api::ConnectionState {
 fn repository_rule(rule: RepositoryRule) -> api::RepositoryRule {
     api::RepositoryRule {
         repository: rule.repository,
-        actions: rule.actions,
+        actions: rule.actions.iter().map(|a| a.as_str().to_owned()).collect(),
     }
 }
 
 fn gateway_rule(rule: GatewayRule) -> api::GatewayRule {
     api::GatewayRule {
         connected_registry: rule.connected_registry,
-        actions: rule.actions,
+        actions: rule.actions.iter().map(|a| a.as_str().to_owned()).collect(),
     }
 }
 
-/// A request's repository rules, for the domain (which validates them).
-pub(super) fn domain_repository_rules(rules: Vec<api::RepositoryRule>) -> Vec<RepositoryRule> {
+/// A request's repository rules, their actions parsed (the domain checks the rest).
+pub(super) fn domain_repository_rules(
+    rules: Vec<api::RepositoryRule>,
+) -> Result<Vec<RepositoryRule>, IdentityError> {
     rules
         .into_iter()
-        .map(|rule| RepositoryRule {
-            repository: rule.repository,
-            actions: rule.actions,
-        })
+        .map(|rule| RepositoryRule::parse(rule.repository, &rule.actions))
         .collect()
 }
 
-/// A request's gateway rules, for the domain (which validates them).
-pub(super) fn domain_gateway_rules(rules: Vec<api::GatewayRule>) -> Vec<GatewayRule> {
+/// A request's gateway rules, their actions parsed (the domain checks the rest).
+pub(super) fn domain_gateway_rules(
+    rules: Vec<api::GatewayRule>,
+) -> Result<Vec<GatewayRule>, IdentityError> {
     rules
         .into_iter()
-        .map(|rule| GatewayRule {
-            connected_registry: rule.connected_registry,
-            actions: rule.actions,
-        })
+        .map(|rule| GatewayRule::parse(rule.connected_registry, &rule.actions))
         .collect()
 }
 

@@ -188,18 +188,32 @@ pub struct CreateArgs {
     /// Tokens the instance accepts from its local clients (one or more; repeatable).
     #[arg(long, value_name = "T", num_args = 1.., action = ArgAction::Append)]
     client_tokens: Vec<String>,
-    /// 5-field cron [default: `* * * * *`, continuous].
+    /// Notification patterns `repository[:tag][@digest]:push|delete` (one or more;
+    /// repeatable).
+    #[arg(long, value_name = "PATTERN", num_args = 1.., action = ArgAction::Append)]
+    notifications: Vec<String>,
+    #[command(flatten)]
+    settings: SettingsArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+/// What the instance runs with, in `create` (left out: the default) and `update` (left
+/// out: unchanged).
+#[derive(Args, Debug)]
+struct SettingsArgs {
+    /// 5-field cron; `* * * * *` syncs continuously [default: `* * * * *`].
     #[arg(long, value_name = "CRON")]
     sync_schedule: Option<String>,
-    /// How long each scheduled sync may run (ISO-8601, PT1H to P7D).
+    /// How long each scheduled sync may run (ISO-8601, PT1H to P7D); "" removes it.
     #[arg(long, value_name = "DURATION")]
     sync_window: Option<String>,
     /// How long messages wait for an offline instance (ISO-8601, P1D to P90D) [default:
     /// P2D].
     #[arg(long, value_name = "DURATION")]
     sync_message_ttl: Option<String>,
-    /// Most bytes per second content sync may use on the link, e.g. 500K, 20M, 1G
-    /// [default: unlimited].
+    /// Most bytes per second content sync may use on the link, e.g. 500K, 20M, 1G; ""
+    /// removes the limit [default: unlimited].
     #[arg(long, value_name = "RATE")]
     sync_bandwidth: Option<String>,
     /// Most blob transfers at once on the link, 1 to 64 [default: 4].
@@ -208,10 +222,6 @@ pub struct CreateArgs {
     /// The instance's log level [default: Information].
     #[arg(long, value_enum, ignore_case = true)]
     log_level: Option<LogLevel>,
-    /// Notification patterns `repository[:tag][@digest]:push|delete` (one or more;
-    /// repeatable).
-    #[arg(long, value_name = "PATTERN", num_args = 1.., action = ArgAction::Append)]
-    notifications: Vec<String>,
     /// Collect garbage on site on its schedule [default: true].
     #[arg(long, value_name = "BOOL")]
     gc_enabled: Option<bool>,
@@ -219,8 +229,21 @@ pub struct CreateArgs {
     /// `30 3 * * *`].
     #[arg(long, value_name = "CRON")]
     gc_schedule: Option<String>,
-    #[command(flatten)]
-    output: OutputArgs,
+}
+
+impl From<SettingsArgs> for api::InstanceSettings {
+    fn from(a: SettingsArgs) -> Self {
+        api::InstanceSettings {
+            sync_schedule: a.sync_schedule,
+            sync_window: a.sync_window,
+            sync_message_ttl: a.sync_message_ttl,
+            sync_bandwidth: a.sync_bandwidth,
+            sync_concurrency: a.sync_concurrency,
+            log_level: a.log_level.map(LogLevel::wire),
+            gc_enabled: a.gc_enabled,
+            gc_schedule: a.gc_schedule,
+        }
+    }
 }
 
 /// `connected-registry update`.
@@ -235,36 +258,14 @@ pub struct UpdateArgs {
     /// Client tokens to stop accepting (one or more; repeatable).
     #[arg(long, value_name = "T", num_args = 1.., action = ArgAction::Append)]
     remove_client_tokens: Vec<String>,
-    /// New 5-field cron schedule; `* * * * *` syncs continuously.
-    #[arg(long, value_name = "CRON")]
-    sync_schedule: Option<String>,
-    /// New sync window (ISO-8601, PT1H to P7D); "" removes it.
-    #[arg(long, value_name = "DURATION")]
-    sync_window: Option<String>,
-    /// New message TTL (ISO-8601, P1D to P90D).
-    #[arg(long, value_name = "DURATION")]
-    sync_message_ttl: Option<String>,
-    /// New bandwidth limit, e.g. 500K, 20M, 1G; an empty value removes it.
-    #[arg(long, value_name = "RATE")]
-    sync_bandwidth: Option<String>,
-    /// New number of blob transfers at once, 1 to 64.
-    #[arg(long, value_name = "N")]
-    sync_concurrency: Option<u32>,
-    /// New log level.
-    #[arg(long, value_enum, ignore_case = true)]
-    log_level: Option<LogLevel>,
     /// Notification patterns to add (one or more; repeatable).
     #[arg(long, value_name = "PATTERN", num_args = 1.., action = ArgAction::Append)]
     add_notifications: Vec<String>,
     /// Notification patterns to remove (one or more; repeatable).
     #[arg(long, value_name = "PATTERN", num_args = 1.., action = ArgAction::Append)]
     remove_notifications: Vec<String>,
-    /// Turns garbage collection on site on or off.
-    #[arg(long, value_name = "BOOL")]
-    gc_enabled: Option<bool>,
-    /// New garbage collection schedule (5-field cron, UTC).
-    #[arg(long, value_name = "CRON")]
-    gc_schedule: Option<String>,
+    #[command(flatten)]
+    settings: SettingsArgs,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -375,15 +376,8 @@ pub fn run(args: ConnectedRegistryArgs) -> Result<(), CliError> {
                 repositories: a.repository,
                 sync_token: a.sync_token,
                 client_tokens: a.client_tokens,
-                sync_schedule: a.sync_schedule,
-                sync_window: a.sync_window,
-                sync_message_ttl: a.sync_message_ttl,
-                sync_bandwidth: a.sync_bandwidth,
-                sync_concurrency: a.sync_concurrency,
-                log_level: a.log_level.map(LogLevel::wire),
                 notifications: a.notifications,
-                gc_enabled: a.gc_enabled,
-                gc_schedule: a.gc_schedule,
+                settings: a.settings.into(),
             };
             let value = connection
                 .connect()?
@@ -398,18 +392,12 @@ pub fn run(args: ConnectedRegistryArgs) -> Result<(), CliError> {
             })
         }
         ConnectedRegistryCommand::Update(a) => {
+            let settings = api::InstanceSettings::from(a.settings);
             if a.add_client_tokens.is_empty()
                 && a.remove_client_tokens.is_empty()
-                && a.sync_schedule.is_none()
-                && a.sync_window.is_none()
-                && a.sync_message_ttl.is_none()
-                && a.sync_bandwidth.is_none()
-                && a.sync_concurrency.is_none()
-                && a.log_level.is_none()
                 && a.add_notifications.is_empty()
                 && a.remove_notifications.is_empty()
-                && a.gc_enabled.is_none()
-                && a.gc_schedule.is_none()
+                && settings.is_empty()
             {
                 return Err(CliError::usage(
                     "nothing to update: give --add-client-tokens, --remove-client-tokens, --sync-schedule, --sync-window, --sync-message-ttl, --sync-bandwidth, --sync-concurrency, --log-level, --add-notifications, --remove-notifications, --gc-enabled or --gc-schedule",
@@ -419,16 +407,9 @@ pub fn run(args: ConnectedRegistryArgs) -> Result<(), CliError> {
             let body = ConnectedRegistryPatch {
                 add_client_tokens: a.add_client_tokens,
                 remove_client_tokens: a.remove_client_tokens,
-                sync_schedule: a.sync_schedule,
-                sync_window: a.sync_window,
-                sync_message_ttl: a.sync_message_ttl,
-                sync_bandwidth: a.sync_bandwidth,
-                sync_concurrency: a.sync_concurrency,
-                log_level: a.log_level.map(LogLevel::wire),
                 add_notifications: a.add_notifications,
                 remove_notifications: a.remove_notifications,
-                gc_enabled: a.gc_enabled,
-                gc_schedule: a.gc_schedule,
+                settings,
             };
             let value = connection
                 .connect()?
