@@ -31,8 +31,8 @@ use crate::UploadId;
 use crate::blob::{AppendError, BlobStore, ByteStream};
 use crate::change::{Change, ChangeAction, ChangeEvent, Origin};
 use crate::metadata::{
-    BlobClaim, BlobGeneration, BlobRecord, Exclusive, LinkSource, MetadataStore, NewManifest,
-    PutManifestError, RepositoryRemoval, Selection, Target,
+    BlobClaim, BlobGeneration, BlobRecord, ContentTotals, Exclusive, LinkSource, MetadataStore,
+    NewManifest, PutManifestError, RepositoryRemoval, Selection, Target,
 };
 
 // ----- helpers -----
@@ -374,6 +374,8 @@ pub async fn metadata_store_contract(make: impl AsyncFn() -> Arc<dyn MetadataSto
     a_collection_never_takes_what_a_writer_holds(make().await).await;
     a_collection_step_decides_each_blob_on_its_own(make().await).await;
     an_exclusive_task_has_one_holder(make().await).await;
+    totals_count_what_the_store_holds(make().await).await;
+    an_open_store_takes_writes(make().await).await;
 }
 
 /// A manifest whose content is `content`, referencing `references`, tagged `tags`.
@@ -499,6 +501,47 @@ async fn a_manifest_only_when_its_references_are(store: Arc<dyn MetadataStore>) 
         "{case}"
     );
     assert_eq!(store.manifest_digests(&a).await.unwrap().len(), 3, "{case}");
+}
+
+async fn totals_count_what_the_store_holds(store: Arc<dyn MetadataStore>) {
+    let case = "totals_count_what_the_store_holds";
+    assert_eq!(
+        store.content_totals().await.unwrap(),
+        ContentTotals::default(),
+        "{case}: empty"
+    );
+    let (a, b) = (repo("a"), repo("b"));
+    let (small, large) = (Digest::sha256(b"small"), Digest::sha256(b"large"));
+    link(&*store, &a, &small, 5, None).await;
+    link(&*store, &b, &small, 5, None).await;
+    link(&*store, &b, &large, 3_000_000_000, None).await;
+    let image = manifest(
+        &a,
+        "image",
+        vec![Target::Blob(small.clone())],
+        &["v1"],
+        Origin::Local,
+    );
+    store.put_manifest(image).await.unwrap();
+    store.create_upload(&UploadId::new(), &b).await.unwrap();
+    assert_eq!(
+        store.content_totals().await.unwrap(),
+        ContentTotals {
+            repositories: 2,
+            manifests: 1,
+            blobs: 2,
+            blob_bytes: 3_000_000_005,
+            uploads: 1,
+        },
+        "{case}: a blob linked twice counts once, sizes past 32 bits add up"
+    );
+}
+
+async fn an_open_store_takes_writes(store: Arc<dyn MetadataStore>) {
+    store
+        .check_writable()
+        .await
+        .expect("an_open_store_takes_writes");
 }
 
 async fn a_blob_is_readable_only_through_a_link(store: Arc<dyn MetadataStore>) {

@@ -24,7 +24,7 @@ use bytes::Bytes;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Row};
 
-use super::sql::{Clause, listing};
+use super::sql::{self, Clause, listing};
 use super::{
     BlobClaim, BlobGeneration, BlobRecord, Change, ChangeAction, ChangeEvent, Exclusive,
     ExclusiveGuard, GcRun, LinkSource, ManifestDetail, MetadataError, MetadataStore, NewManifest,
@@ -1069,23 +1069,11 @@ impl MetadataStore for PostgresMetadata {
     }
 
     async fn content_totals(&self) -> Result<super::ContentTotals> {
-        let row = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM repositories), (SELECT COUNT(*) FROM manifests), \
-             (SELECT COUNT(*) FROM blobs WHERE state = 'present'), \
-             (SELECT COALESCE(SUM(size), 0)::BIGINT FROM blobs WHERE state = 'present'), \
-             (SELECT COUNT(*) FROM uploads)",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(err)?;
-        let count = |i: usize| u64::try_from(row.get::<i64, _>(i)).unwrap_or(0);
-        Ok(super::ContentTotals {
-            repositories: count(0),
-            manifests: count(1),
-            blobs: count(2),
-            blob_bytes: count(3),
-            uploads: count(4),
-        })
+        let row = sqlx::query(sql::CONTENT_TOTALS)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(sql::content_totals(&row))
     }
 
     async fn check_writable(&self) -> Result<()> {

@@ -1,9 +1,10 @@
-//! What the SQL implementations share: the clauses of paged listings.
+//! What the SQL implementations share: the clauses of paged listings, and the counting
+//! query behind [`super::MetadataStore::content_totals`].
 
 use sqlx::Database;
 use sqlx::query::Query;
 
-use super::Selection;
+use super::{ContentTotals, Selection};
 
 /// What a [`Selection`] puts in a listing's query over its `key` and `time` columns: the
 /// condition, the order and the limit, with placeholders from `$first` on, and the values
@@ -90,4 +91,29 @@ impl Clause {
 /// request carries (values are bound), hence safe.
 pub(super) fn listing(sql: String) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(sql)
+}
+
+/// How much the store holds, in one statement both databases run (PostgreSQL's `SUM` of a
+/// `BIGINT` is a `NUMERIC`, hence the cast); read by [`content_totals`].
+pub(super) const CONTENT_TOTALS: &str = "SELECT (SELECT COUNT(*) FROM repositories), \
+     (SELECT COUNT(*) FROM manifests), \
+     (SELECT COUNT(*) FROM blobs WHERE state = 'present'), \
+     (SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM blobs WHERE state = 'present'), \
+     (SELECT COUNT(*) FROM uploads)";
+
+/// The row [`CONTENT_TOTALS`] answers.
+pub(super) fn content_totals<R>(row: &R) -> ContentTotals
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let count = |i: usize| u64::try_from(row.get::<i64, _>(i)).unwrap_or(0);
+    ContentTotals {
+        repositories: count(0),
+        manifests: count(1),
+        blobs: count(2),
+        blob_bytes: count(3),
+        uploads: count(4),
+    }
 }
