@@ -124,7 +124,10 @@ impl Exchange {
             started: Instant::now(),
             route,
             method: method.clone(),
-            uri: observer.access_log.is_some().then(|| uri.clone()),
+            // Kept for what reads it when the response is done: the access log, and the
+            // per-repository counts.
+            uri: (observer.access_log.is_some() || observer.metrics.repository_labels())
+                .then(|| uri.clone()),
             client,
             status: 0,
             user: None,

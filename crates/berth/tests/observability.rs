@@ -435,3 +435,22 @@ fn json_logs_and_an_access_log_without_secrets() {
         "no colour codes when standard error is a file"
     );
 }
+
+#[test]
+fn repository_labels_count_without_the_access_log() {
+    let metrics = metrics_addr();
+    let addr = metrics.to_string();
+    let berth = Berth::start_with(&[
+        "--metrics-listen",
+        &addr,
+        "--metrics-repository-labels",
+        "--access-log",
+        "off",
+    ]);
+    sites::push_image(&berth, "team/app", "v1", b"labelled");
+    wait_sample(
+        metrics,
+        r#"berth_repository_requests_total{repository="team/app",route="manifest"}"#,
+        1.0,
+    );
+}
