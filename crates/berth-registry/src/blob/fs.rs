@@ -441,8 +441,10 @@ impl BlobStore for FsBlobStore {
 
     async fn check_writable(&self) -> io::Result<()> {
         // Beside `blobs/` and `uploads/`, on the same file system; a name no listing of
-        // either directory reads.
-        let probe = self.root.join(".readiness-probe");
+        // either directory reads, one per probe (two listeners' probes may overlap).
+        static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let probe = self.root.join(format!(".readiness-probe-{n}"));
         blocking(move || {
             let written = (|| {
                 let mut file = File::create(&probe)?;
@@ -500,6 +502,19 @@ mod tests {
 
     async fn collect(s: ByteStream<'static>) -> Vec<u8> {
         s.map(|c| c.unwrap()).collect::<Vec<_>>().await.concat()
+    }
+
+    #[tokio::test]
+    async fn readiness_probes_at_once_all_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(FsBlobStore::open(dir.path()).unwrap());
+        let probes = (0..32).map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.check_writable().await })
+        });
+        for probe in futures_util::future::join_all(probes).await {
+            probe.unwrap().expect("a probe beside others");
+        }
     }
 
     #[tokio::test]
