@@ -374,18 +374,24 @@ impl MetadataStore for PostgresMetadata {
     }
 
     async fn try_exclusive(&self, task: Exclusive) -> Result<Option<ExclusiveGuard>> {
-        // A session-level advisory lock on a connection of its own, taken out of the pool:
-        // the lock lasts as long as that session. Dropping the guard closes the connection,
-        // which releases it (as a crash of this process does); the connection never goes
-        // back to the pool with the lock still held.
-        let mut conn = self.pool.acquire().await.map_err(err)?.detach();
-        let taken: bool = sqlx::query("SELECT pg_try_advisory_lock($1)")
+        // A session-level advisory lock: it lasts as long as the session. A connection that
+        // took it leaves the pool for good (dropping the guard closes it, which releases the
+        // lock, as a crash of this process does); one that did not take it holds nothing and
+        // goes back, so nodes that find the task taken every tick do not open a connection
+        // each time. One whose answer was lost may hold it: it is closed.
+        let mut conn = self.pool.acquire().await.map_err(err)?;
+        let taken = sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)")
             .bind(exclusive_key(task))
-            .fetch_one(&mut conn)
-            .await
-            .map_err(err)?
-            .get(0);
-        Ok(taken.then(|| ExclusiveGuard::new(conn)))
+            .fetch_one(&mut *conn)
+            .await;
+        match taken {
+            Ok(true) => Ok(Some(ExclusiveGuard::new(conn.detach()))),
+            Ok(false) => Ok(None),
+            Err(e) => {
+                drop(conn.detach());
+                Err(err(e))
+            }
+        }
     }
 
     async fn repository_exists(&self, repository: &RepositoryName) -> Result<bool> {
