@@ -315,11 +315,16 @@ impl IdentityStore for PostgresIdentityStore {
     }
 
     async fn changes_since(&self, seq: i64) -> Result<(i64, Vec<Write>)> {
+        // Every authenticated request on a shared store asks: usually nothing is new, which
+        // one statement tells, without a snapshot's BEGIN and ROLLBACK around it.
+        let mut conn = self.pool.acquire().await.map_err(IdentityError::store)?;
+        let head_now = head(&mut conn).await?;
+        if head_now <= seq {
+            return Ok((head_now, Vec::new()));
+        }
+        drop(conn);
         let mut tx = self.read_snapshot().await?;
         let head = head(&mut tx).await?;
-        if head <= seq {
-            return Ok((head, Vec::new()));
-        }
         let changed = sqlx::query(
             "SELECT kind, name, MAX(seq) AS last FROM identity_changes WHERE seq > $1 \
              GROUP BY kind, name ORDER BY last",
