@@ -183,21 +183,6 @@ impl Token {
     }
 }
 
-/// The work of a wrong password for a token with both slots, for a name that is no token,
-/// so that a login's timing does not tell whether a name exists.
-pub fn check_unknown_name(password: &str) {
-    // A valid SHA-256 hex string that no password hashes to in practice.
-    const DUMMY: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-    for _ in Slot::BOTH {
-        let slot = PasswordSlot {
-            hash: DUMMY.to_owned(),
-            created_at: 0,
-            expiry: None,
-        };
-        std::hint::black_box(slot.verify(password));
-    }
-}
-
 /// Validates a token name: 5-50 letters, digits and `-`.
 pub fn validate_name(name: &str) -> Result<(), IdentityError> {
     let ok = (5..=50).contains(&name.len())
