@@ -497,8 +497,8 @@ impl Webhooks {
     }
 
     /// Sends one event until it is delivered, refused or out of attempts, recording each
-    /// attempt. `false` when the webhook was deleted or disabled meanwhile (its task ends
-    /// without moving its position).
+    /// attempt. `false` when the webhook was deleted, disabled or changed meanwhile (its
+    /// task ends without moving its position).
     async fn deliver(&self, webhook: &Webhook, event: &Event) -> Result<bool> {
         let body = event.payload(&self.options.host);
         let mut attempt = 0;
@@ -524,9 +524,12 @@ impl Webhooks {
                 _ => {}
             }
             tokio::time::sleep(retry_delay(self.options.retry_delay, attempt)).await;
-            // Deleted or disabled while waiting: stop here; a re-enabled webhook resumes.
+            // Changed while waiting: stop here without moving the position. Deleted or
+            // disabled, the event waits (a re-enabled webhook resumes); changed otherwise
+            // (a corrected address, new headers), the update's wake-up starts the
+            // delivery again with the new definition.
             match self.show(&webhook.name).await {
-                Ok(current) if current.status == WebhookStatus::Enabled => {}
+                Ok(current) if current == *webhook => {}
                 Ok(_) | Err(IdentityError::NotFound { .. }) => return Ok(false),
                 Err(e) => return Err(e),
             }

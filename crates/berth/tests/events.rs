@@ -564,3 +564,46 @@ fn events_failing_is_reported_while_events_cannot_go_up_and_cleared_after() {
     poll(|| (details(false) && !details(true)).then_some(()));
     drop(ship);
 }
+
+#[test]
+fn a_corrected_webhook_address_takes_the_event_being_retried() {
+    let dead = common::free_port();
+    let port = common::free_port();
+    let (tx, calls) = mpsc::channel();
+    let _receiver = Receiver::start(port, tx);
+    let root = Berth::start_with(&[
+        "--webhook-retry-delay",
+        "1s",
+        "--webhook-max-attempts",
+        "50",
+    ]);
+    let cli = Cli::logged_in(&root);
+    cli.json(&[
+        "webhook",
+        "create",
+        "--name",
+        "hook2",
+        "--uri",
+        &format!("http://127.0.0.1:{dead}/hook"),
+        "--actions",
+        "push",
+    ]);
+    push_image(&root, "app", "v1", b"layer for a wrong address");
+    poll(|| {
+        let events = cli.json(&["webhook", "list-events", "--name", "hook2"]);
+        (events[0]["status"] == "retrying").then_some(())
+    });
+    // The address corrected while the event is being retried: the next attempt goes
+    // there, not the remaining 49 to the old one.
+    cli.ok(&[
+        "webhook",
+        "update",
+        "--name",
+        "hook2",
+        "--uri",
+        &format!("http://127.0.0.1:{port}/hook"),
+    ]);
+    next_call(&calls, Duration::from_secs(15), |p| {
+        is_push_of(p, "app", "v1")
+    });
+}
