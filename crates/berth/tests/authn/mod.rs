@@ -198,6 +198,7 @@ pub fn send(
     headers: &[(&str, &str)],
     body: Option<Vec<u8>>,
 ) -> Resp {
+    let method_name = method;
     let method = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
     let mut request = format!("{method} {url}\n    {}", cred.describe());
     let mut builder = http.request(method, url);
@@ -214,9 +215,17 @@ pub fn send(
         let _ = write!(request, "\n    body: {}", render_body(&body));
         builder = builder.body(body);
     }
-    let response = builder
-        .send()
-        .unwrap_or_else(|e| panic!("{request}\nfailed to send: {e}"));
+    // A GET or HEAD whose kept-alive connection turns out closed is sent again once, as Go
+    // clients (docker, containerd, skopeo) do: a balancer may close a client's connection
+    // after answering a request whose body it did not read whole (a 413 sent early).
+    let retry = matches!(method_name, "GET" | "HEAD")
+        .then(|| builder.try_clone())
+        .flatten();
+    let response = builder.send().or_else(|e| match retry {
+        Some(again) if e.is_request() || e.is_connect() => again.send(),
+        _ => Err(e),
+    });
+    let response = response.unwrap_or_else(|e| panic!("{request}\nfailed to send: {e}"));
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let (body, body_error) = match response.bytes() {
