@@ -164,11 +164,6 @@ impl Webhooks {
         })
     }
 
-    /// How deliveries are made.
-    pub fn options(&self) -> &DeliveryOptions {
-        &self.options
-    }
-
     /// Every webhook, by name.
     pub async fn list(&self) -> Result<Vec<Webhook>> {
         self.store.webhooks().await
@@ -508,9 +503,9 @@ impl Webhooks {
             let last = attempt >= self.options.max_attempts.max(1);
             let delivery = record(event, &outcome, attempt, last);
             self.store.put_delivery(&webhook.name, &delivery).await?;
-            match (&outcome, delivery.status) {
-                (_, DeliveryStatus::Succeeded) => return Ok(true),
-                (_, DeliveryStatus::Failed) => {
+            match delivery.status {
+                DeliveryStatus::Succeeded => return Ok(true),
+                DeliveryStatus::Failed => {
                     tracing::warn!(
                         webhook = %webhook.name,
                         event = %event.id,

@@ -340,26 +340,6 @@ pub enum Exclusive {
     WebhookDelivery,
 }
 
-impl Exclusive {
-    /// Every kind.
-    pub const ALL: [Exclusive; 4] = [
-        Exclusive::GarbageCollection,
-        Exclusive::UploadSweep,
-        Exclusive::ChangeLogPruning,
-        Exclusive::WebhookDelivery,
-    ];
-
-    /// Its name, for logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Exclusive::GarbageCollection => "garbage collection",
-            Exclusive::UploadSweep => "upload sweep",
-            Exclusive::ChangeLogPruning => "change-log pruning",
-            Exclusive::WebhookDelivery => "webhook delivery",
-        }
-    }
-}
-
 /// The right to run an [`Exclusive`] task, held until dropped (or until the process dies:
 /// a store shared by several processes releases it with the holder's connection).
 pub struct ExclusiveGuard(#[allow(dead_code)] Box<dyn Send + Sync>);
