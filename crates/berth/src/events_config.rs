@@ -52,10 +52,11 @@ pub struct EventsConfig {
 /// Merges the flags over the file and the defaults.
 pub fn load(args: EventsArgs, file: Option<EventsFile>) -> Result<EventsConfig, ConfigError> {
     let file = file.unwrap_or_default();
+    let defaults = berth_events::DeliveryOptions::default();
     let max_attempts = args
         .webhook_max_attempts
         .or(file.webhook_max_attempts)
-        .unwrap_or(8);
+        .unwrap_or(defaults.max_attempts);
     if max_attempts == 0 {
         return Err(ConfigError::Invalid {
             key: "webhook_max_attempts",
@@ -73,14 +74,14 @@ pub fn load(args: EventsArgs, file: Option<EventsFile>) -> Result<EventsConfig, 
             "webhook_timeout",
             args.webhook_timeout,
             file.webhook_timeout,
-            Duration::from_secs(10),
+            defaults.timeout,
         )?,
         webhook_max_attempts: max_attempts,
         webhook_retry_delay: duration_setting(
             "webhook_retry_delay",
             args.webhook_retry_delay,
             file.webhook_retry_delay,
-            Duration::from_secs(2),
+            defaults.retry_delay,
         )?,
     })
 }
