@@ -216,6 +216,10 @@ pub async fn redirect(
         return Ok(None);
     }
     let data = state.network.data.as_ref();
+    // Switched on, but nowhere to send the client: the blob is served here.
+    if data.is_none() && !state.registry.signs_blob_urls() {
+        return Ok(None);
+    }
     let ttl = data.map_or(STORE_URL_TTL, |d| d.ttl);
     state.registry.blob(name, digest).await?;
     let location = match state.registry.signed_blob_url(digest, ttl).await? {
