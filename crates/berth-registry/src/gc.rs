@@ -452,8 +452,7 @@ impl Gc {
                 if handle.stopping() {
                     return Ok(());
                 }
-                let repository = RepositoryName::parse(name, self.config.max_name_length)
-                    .map_err(RegistryError::NameInvalid)?;
+                let repository = self.config.repository_name(name)?;
                 self.retain(handle, rule, &repository, dry).await?;
             }
             if page.len() < 500 {

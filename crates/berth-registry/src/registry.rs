@@ -62,6 +62,13 @@ pub struct RegistryConfig {
     pub upload_max_age: Duration,
 }
 
+impl RegistryConfig {
+    /// Validates a repository name against the grammar and the configured length.
+    pub fn repository_name(&self, name: &str) -> Result<RepositoryName> {
+        RepositoryName::parse(name, self.max_name_length).map_err(RegistryError::NameInvalid)
+    }
+}
+
 impl Default for RegistryConfig {
     fn default() -> Self {
         RegistryConfig {
@@ -257,7 +264,7 @@ impl Registry {
 
     /// Validates a repository name against the grammar and the configured length.
     pub fn repository_name(&self, name: &str) -> Result<RepositoryName> {
-        RepositoryName::parse(name, self.config.max_name_length).map_err(RegistryError::NameInvalid)
+        self.config.repository_name(name)
     }
 
     /// Checks a name validated elsewhere (another registry's change log) against this
@@ -293,9 +300,6 @@ impl Registry {
     /// this node; `None` when the store cannot sign (local disk). Check the caller may read
     /// the blob first ([`Registry::blob`]).
     pub async fn signed_blob_url(&self, digest: &Digest, ttl: Duration) -> Result<Option<String>> {
-        if !self.blobs.signs_urls() {
-            return Ok(None);
-        }
         Ok(self.blobs.signed_read_url(digest, ttl).await?)
     }
 
