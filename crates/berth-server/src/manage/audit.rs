@@ -19,7 +19,7 @@ use axum::response::Response;
 use berth_api as api;
 use berth_auth::audit::AuditEntry;
 use berth_oci::time::unix_now;
-use http::{Method, StatusCode};
+use http::Method;
 
 use super::{Admin, time};
 use crate::error::ApiError;
@@ -140,14 +140,7 @@ pub(super) async fn list(
         .map(|s| super::parse_time("since", s))
         .transpose()?
         .unwrap_or(0);
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::management(
-            StatusCode::BAD_REQUEST,
-            "INVALID",
-            "`limit` must be 1 to 1000",
-        ));
-    }
+    let limit = super::listing_limit(query.limit)?;
     let entries = state
         .identity
         .store()

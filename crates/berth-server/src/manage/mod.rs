@@ -210,6 +210,19 @@ fn time(unix: i64) -> String {
         .unwrap_or_default()
 }
 
+/// A listing's `limit` query: 100 when absent, 1 to 1000.
+pub(super) fn listing_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    let limit = limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::management(
+            StatusCode::BAD_REQUEST,
+            "INVALID",
+            "`limit` must be 1 to 1000",
+        ));
+    }
+    Ok(limit)
+}
+
 pub(super) fn parse_time(field: &str, value: &str) -> Result<i64, ApiError> {
     value
         .parse::<jiff::Timestamp>()

@@ -150,14 +150,7 @@ async fn events(
     Path(name): Path<String>,
     Query(query): Query<api::WebhookEventsQuery>,
 ) -> Result<Json<Vec<api::WebhookEventView>>, ApiError> {
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::management(
-            StatusCode::BAD_REQUEST,
-            "INVALID",
-            "`limit` must be 1 to 1000",
-        ));
-    }
+    let limit = super::listing_limit(query.limit)?;
     let deliveries = state.webhooks.events(&name, limit).await?;
     Ok(Json(deliveries.into_iter().map(event_view).collect()))
 }
