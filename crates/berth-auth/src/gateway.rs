@@ -316,9 +316,10 @@ impl Gateway for RootGateway {
         name: &str,
         request: ActivateRequest,
     ) -> Result<ConfigDocument, GatewayError> {
-        self.0
-            .hierarchy()
-            .activate_connected_registry(name, &request.instance_id)
+        let hierarchy = self.0.hierarchy();
+        hierarchy
+            .instances()
+            .activate(name, &request.instance_id)
             .await?;
         let status = crate::connected::InstanceStatus {
             connection_state: "Online".into(),
@@ -326,9 +327,9 @@ impl Gateway for RootGateway {
             login_server: request.login_server,
             ..Default::default()
         };
-        let hierarchy = self.0.hierarchy();
         hierarchy
-            .report_connected_status(name, &request.instance_id, status)
+            .instances()
+            .report(name, &request.instance_id, status)
             .await?;
         Ok(hierarchy.config_document(name)?)
     }
@@ -342,9 +343,10 @@ impl Gateway for RootGateway {
     ) -> Result<Option<ConfigDocument>, GatewayError> {
         // Checked again on every change, so a deactivation ends the poll at once.
         let hierarchy = self.0.hierarchy();
+        let instances = hierarchy.instances();
         long_poll(self.0.subscribe(), since, wait, || {
             if let Some(instance) = instance {
-                hierarchy.check_active_instance(name, instance)?;
+                instances.check_active(name, instance)?;
             }
             Ok(hierarchy.config_document(name)?)
         })
@@ -355,13 +357,16 @@ impl Gateway for RootGateway {
         Ok(self
             .0
             .hierarchy()
-            .report_connected_status(name, &report.instance_id, report.status)
+            .instances()
+            .report(name, &report.instance_id, report.status)
             .await?)
     }
 
     async fn events(&self, name: &str, report: EventsReport) -> Result<(), GatewayError> {
-        let hierarchy = self.0.hierarchy();
-        hierarchy.check_active_instance(name, &report.instance_id)?;
+        self.0
+            .hierarchy()
+            .instances()
+            .check_active(name, &report.instance_id)?;
         // The registry is the one the sync token was authorised for, whatever the body says.
         let events: Vec<_> = report
             .events

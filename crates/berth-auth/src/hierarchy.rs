@@ -1,8 +1,9 @@
 //! [`Hierarchy`], the connected-registry control plane: on the root, connected registries as
 //! resources (creation with their sync token and sync scope map, updates, client tokens,
-//! permissions through the hierarchy, deletion, connection strings), their activation and
-//! status, and the configuration documents that flow down (`gateway.rs`); on an instance,
-//! the document applied to its identities.
+//! permissions through the hierarchy, deletion, connection strings), their status, their
+//! instances (activation, status reports, deactivation: [`Instances`], `instances.rs`), and
+//! the configuration documents that flow down (`gateway.rs`); on an instance, the document
+//! applied to its identities.
 //!
 //! Invariant: every sync scope map is *derived*: it holds the registry's own repositories
 //! (with its mode's actions) and those of all its descendants, plus the four gateway actions
@@ -16,10 +17,11 @@ use berth_oci::time::unix_now;
 
 use crate::action::{GatewayAction, RepositoryAction};
 use crate::connected::{
-    self, Activation, ConnectedRegistry, InstanceStatus, LogLevel, Mode, SettingsChange,
-    SyncSettings, pattern_within, sync_rules, validate_notification,
+    self, ConnectedRegistry, LogLevel, Mode, SettingsChange, SyncSettings, pattern_within,
+    sync_rules, validate_notification,
 };
 use crate::error::{Choice, HierarchyRule, IdentityError, ParentAddress, RequestProblem};
+use crate::instances::Instances;
 use crate::management::{GeneratedPassword, fill_slot};
 use crate::records::{Records, Snapshot};
 use crate::scope_map::{GatewayRule, RepositoryPattern, ScopeMap};
@@ -114,6 +116,11 @@ fn not_found(name: &str) -> IdentityError {
         kind: "connected registry",
         name: name.into(),
     }
+}
+
+/// Connected registry `name` as `snapshot` defines it.
+pub(crate) fn defined<'a>(snapshot: &'a Snapshot, name: &str) -> Result<&'a ConnectedRegistry> {
+    snapshot.connected.get(name).ok_or_else(|| not_found(name))
 }
 
 /// Ancestors of `name`, nearest first.
@@ -221,15 +228,25 @@ fn derived_sync_maps(
 pub struct Hierarchy {
     pub(crate) records: Arc<Records>,
     /// Instances' status reports and the problems the root saw, in the store.
-    statuses: Statuses,
+    statuses: Arc<Statuses>,
+    /// Activation, the active-instance check, status reports, deactivation.
+    instances: Instances,
 }
 
 impl Hierarchy {
     pub(crate) fn new(records: Arc<Records>, store: Arc<dyn IdentityStore>) -> Self {
+        let statuses = Arc::new(Statuses::new(store));
         Hierarchy {
+            instances: Instances::new(Arc::clone(&records), Arc::clone(&statuses)),
             records,
-            statuses: Statuses::new(store),
+            statuses,
         }
+    }
+
+    /// The registries' instances: activation, the active-instance check, status reports,
+    /// deactivation.
+    pub fn instances(&self) -> &Instances {
+        &self.instances
     }
 
     /// Every connected registry, with its last status report.
@@ -249,13 +266,7 @@ impl Hierarchy {
 
     /// One connected registry, with its last status report.
     pub async fn connected_registry(&self, name: &str) -> Result<ConnectedRegistry> {
-        let registry = self
-            .records
-            .snapshot()
-            .connected
-            .get(name)
-            .cloned()
-            .ok_or_else(|| not_found(name))?;
+        let registry = defined(&self.records.snapshot(), name)?.clone();
         self.statuses.with_status(registry).await
     }
 
@@ -445,11 +456,7 @@ impl Hierarchy {
         }
         self.records
             .change(|snapshot| {
-                let mut registry = snapshot
-                    .connected
-                    .get(name)
-                    .cloned()
-                    .ok_or_else(|| not_found(name))?;
+                let mut registry = defined(snapshot, name)?.clone();
                 check_client_tokens(snapshot, registry.mode, &update.add_client_tokens)?;
                 registry
                     .client_tokens
@@ -485,11 +492,7 @@ impl Hierarchy {
         let leftovers = self
             .records
             .change(|snapshot| {
-                let registry = snapshot
-                    .connected
-                    .get(name)
-                    .cloned()
-                    .ok_or_else(|| not_found(name))?;
+                let registry = defined(snapshot, name)?.clone();
                 let children: Vec<String> = snapshot
                     .connected
                     .values()
@@ -526,39 +529,6 @@ impl Hierarchy {
             .await?;
         self.statuses.delete(name).await?;
         Ok(leftovers)
-    }
-
-    /// Forgets the active instance, so a replacement can activate. The instance is
-    /// remembered as deactivated: it learns it on its next call and stops, and it can never
-    /// activate again (a new instance identity can).
-    pub async fn deactivate_connected_registry(&self, name: &str) -> Result<ConnectedRegistry> {
-        let registry = self
-            .records
-            .change(|snapshot| {
-                let mut registry = snapshot
-                    .connected
-                    .get(name)
-                    .cloned()
-                    .ok_or_else(|| not_found(name))?;
-                if let Some(active) = registry.activation.take() {
-                    registry.deactivated.push(connected::Deactivation {
-                        instance_id: active.instance_id,
-                        deactivated_at: unix_now(),
-                    });
-                    let excess = registry
-                        .deactivated
-                        .len()
-                        .saturating_sub(connected::DEACTIVATIONS_KEPT);
-                    registry.deactivated.drain(..excess);
-                }
-                Ok((
-                    vec![Write::PutConnectedRegistry(Box::new(registry.clone()))],
-                    registry,
-                ))
-            })
-            .await?;
-        self.statuses.forget(name).await?;
-        self.statuses.with_status(registry).await
     }
 
     /// Adds repositories to a connected registry and all its ancestors; removes repositories
@@ -694,108 +664,6 @@ impl Hierarchy {
         Ok((text, generated))
     }
 
-    /// Records an activation by `instance_id`; refuses a second live instance, and an
-    /// instance that was deactivated.
-    pub async fn activate_connected_registry(
-        &self,
-        name: &str,
-        instance_id: &str,
-    ) -> Result<ConnectedRegistry> {
-        let holder = std::sync::Mutex::new(None);
-        let result = self
-            .records
-            .change(|snapshot| {
-                let mut registry = snapshot
-                    .connected
-                    .get(name)
-                    .cloned()
-                    .ok_or_else(|| not_found(name))?;
-                if registry
-                    .deactivated
-                    .iter()
-                    .any(|d| d.instance_id == instance_id)
-                {
-                    return Err(IdentityError::InstanceDeactivated {
-                        registry: name.to_owned(),
-                        instance: instance_id.to_owned(),
-                    });
-                }
-                match &registry.activation {
-                    Some(a) if a.instance_id != instance_id => {
-                        *holder.lock().unwrap_or_else(|e| e.into_inner()) =
-                            Some(a.instance_id.clone());
-                        Err(IdentityError::AlreadyActivated {
-                            registry: name.to_owned(),
-                        })
-                    }
-                    Some(_) => Ok((Vec::new(), registry)),
-                    None => {
-                        registry.activation = Some(Activation {
-                            instance_id: instance_id.to_owned(),
-                            activated_at: unix_now(),
-                        });
-                        registry.status = None;
-                        Ok((
-                            vec![Write::PutConnectedRegistry(Box::new(registry.clone()))],
-                            registry,
-                        ))
-                    }
-                }
-            })
-            .await;
-        if let Some(holder) = holder.into_inner().unwrap_or_else(|e| e.into_inner()) {
-            let description = format!(
-                "instance `{instance_id}` was refused: instance `{holder}` holds this connected registry"
-            );
-            self.statuses
-                .record_event(name, "ALREADY_ACTIVATED", &description)
-                .await?;
-        }
-        result
-    }
-
-    /// Checks that `instance_id` is the active instance of `name`.
-    pub fn check_active_instance(&self, name: &str, instance_id: &str) -> Result<()> {
-        let snapshot = self.records.snapshot();
-        let registry = snapshot
-            .connected
-            .get(name)
-            .ok_or_else(|| not_found(name))?;
-        if registry
-            .activation
-            .as_ref()
-            .is_some_and(|a| a.instance_id == instance_id)
-        {
-            return Ok(());
-        }
-        if registry
-            .deactivated
-            .iter()
-            .any(|d| d.instance_id == instance_id)
-        {
-            return Err(IdentityError::InstanceDeactivated {
-                registry: name.to_owned(),
-                instance: instance_id.to_owned(),
-            });
-        }
-        Err(IdentityError::InstanceNotActive {
-            registry: name.to_owned(),
-            instance: instance_id.to_owned(),
-        })
-    }
-
-    /// Records a status report of the active instance. The problems the root saw for the
-    /// registry become past: it is online again.
-    pub async fn report_connected_status(
-        &self,
-        name: &str,
-        instance_id: &str,
-        status: InstanceStatus,
-    ) -> Result<()> {
-        self.check_active_instance(name, instance_id)?;
-        self.statuses.report(name, status).await
-    }
-
     /// Whether `token` is the sync token of some connected registry (and which).
     pub fn sync_token_owner(&self, token: &str) -> Option<String> {
         self.records
@@ -916,6 +784,7 @@ mod tests {
 
     use super::*;
     use crate::Identity;
+    use crate::connected::InstanceStatus;
     use crate::identity::IdentityConfig;
     use crate::management::NewToken;
     use crate::scope_map::RepositoryRule;
@@ -1260,7 +1129,8 @@ mod tests {
         // Reported: the instance's address, unless it names no machine.
         identity
             .hierarchy()
-            .activate_connected_registry("factory", "instance-a")
+            .instances()
+            .activate("factory", "instance-a")
             .await
             .unwrap();
         let report = |login_server: &str| InstanceStatus {
@@ -1270,7 +1140,8 @@ mod tests {
         };
         identity
             .hierarchy()
-            .report_connected_status("factory", "instance-a", report("0.0.0.0:5001"))
+            .instances()
+            .report("factory", "instance-a", report("0.0.0.0:5001"))
             .await
             .unwrap();
         let e = settings(None).await.unwrap_err().to_string();
@@ -1280,7 +1151,8 @@ mod tests {
         );
         identity
             .hierarchy()
-            .report_connected_status("factory", "instance-a", report("factory.site:5001"))
+            .instances()
+            .report("factory", "instance-a", report("factory.site:5001"))
             .await
             .unwrap();
         let (text, _) = settings(None).await.unwrap();
@@ -1366,17 +1238,20 @@ mod tests {
         );
         identity
             .hierarchy()
-            .activate_connected_registry("factory", "instance-a")
+            .instances()
+            .activate("factory", "instance-a")
             .await
             .unwrap();
         identity
             .hierarchy()
-            .activate_connected_registry("factory", "instance-a")
+            .instances()
+            .activate("factory", "instance-a")
             .await
             .unwrap();
         let e = identity
             .hierarchy()
-            .activate_connected_registry("factory", "instance-b")
+            .instances()
+            .activate("factory", "instance-b")
             .await
             .unwrap_err();
         assert!(
@@ -1403,7 +1278,8 @@ mod tests {
         };
         identity
             .hierarchy()
-            .report_connected_status("factory", "instance-a", status.clone())
+            .instances()
+            .report("factory", "instance-a", status.clone())
             .await
             .unwrap();
         assert_eq!(
@@ -1443,45 +1319,52 @@ mod tests {
         assert!(
             identity
                 .hierarchy()
-                .report_connected_status("factory", "instance-b", status)
+                .instances()
+                .report("factory", "instance-b", status)
                 .await
                 .is_err()
         );
         identity
             .hierarchy()
-            .deactivate_connected_registry("factory")
+            .instances()
+            .deactivate("factory")
             .await
             .unwrap();
         // The deactivated instance learns it on its next call, and can never come back.
         assert!(matches!(
             identity
                 .hierarchy()
-                .report_connected_status("factory", "instance-a", InstanceStatus::default())
+                .instances()
+                .report("factory", "instance-a", InstanceStatus::default())
                 .await,
             Err(IdentityError::InstanceDeactivated { .. })
         ));
         assert!(matches!(
             identity
                 .hierarchy()
-                .activate_connected_registry("factory", "instance-a")
+                .instances()
+                .activate("factory", "instance-a")
                 .await,
             Err(IdentityError::InstanceDeactivated { .. })
         ));
         identity
             .hierarchy()
-            .activate_connected_registry("factory", "instance-b")
+            .instances()
+            .activate("factory", "instance-b")
             .await
             .unwrap();
         assert!(
             identity
                 .hierarchy()
-                .check_active_instance("factory", "instance-b")
+                .instances()
+                .check_active("factory", "instance-b")
                 .is_ok()
         );
         assert!(matches!(
             identity
                 .hierarchy()
-                .check_active_instance("factory", "instance-c"),
+                .instances()
+                .check_active("factory", "instance-c"),
             Err(IdentityError::InstanceNotActive { .. })
         ));
     }

@@ -14,7 +14,9 @@
 //! - [`postgres`]: [`PostgresIdentityStore`], the same store on PostgreSQL, for several nodes;
 //! - `contract` (feature `contract-tests`): the suite every store implementation runs;
 //! - [`connected`], [`hierarchy`]: connected registries as resources of the root: their
-//!   rules, sync tokens and derived sync scope maps, activation and status;
+//!   rules, sync tokens and derived sync scope maps, and status;
+//! - [`instances`]: which instance holds each connected registry: activation, the
+//!   active-instance check, status reports, deactivation;
 //! - [`cron`]: a sync schedule's cron expression and when it ticks (UTC);
 //! - [`network`]: network access settings (public switch, IP rules, private endpoint
 //!   states, data endpoint switch) and their compiled form;
@@ -39,6 +41,7 @@ pub mod error;
 pub mod gateway;
 pub mod hierarchy;
 pub mod identity;
+pub mod instances;
 pub mod keys;
 pub mod management;
 pub mod network;
@@ -61,6 +64,7 @@ pub use checks::{Checks, IssuedToken, LoginError, Principal, Scope};
 pub use error::IdentityError;
 pub use hierarchy::Hierarchy;
 pub use identity::{Identity, IdentityConfig, Settings};
+pub use instances::Instances;
 pub use keys::{KeyPurpose, KeyRing, StoredKey};
 pub use management::{GeneratedPassword, Management, NewToken, ScopeMapUpdate};
 pub use postgres::PostgresIdentityStore;

@@ -107,8 +107,8 @@ async fn two_nodes_never_both_admit_an_instance() {
     for round in 0..5 {
         let (one, two) = (format!("one-{round}"), format!("two-{round}"));
         let (first, second) = tokio::join!(
-            a.hierarchy().activate_connected_registry("factory", &one),
-            b.hierarchy().activate_connected_registry("factory", &two),
+            a.hierarchy().instances().activate("factory", &one),
+            b.hierarchy().instances().activate("factory", &two),
         );
         let admitted = [first.is_ok(), second.is_ok()];
         assert_eq!(
@@ -122,7 +122,8 @@ async fn two_nodes_never_both_admit_an_instance() {
             "round {round}: {refused:?}"
         );
         a.hierarchy()
-            .deactivate_connected_registry("factory")
+            .instances()
+            .deactivate("factory")
             .await
             .unwrap();
         b.refresh().await.unwrap();

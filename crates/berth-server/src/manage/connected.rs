@@ -154,7 +154,8 @@ pub(crate) async fn deactivate(
         state
             .identity
             .hierarchy()
-            .deactivate_connected_registry(&name)
+            .instances()
+            .deactivate(&name)
             .await?,
     )))
 }
