@@ -28,8 +28,9 @@ use jiff::Timestamp;
 use serde::Deserialize;
 
 use crate::client::{LONG_POLL, LinkError};
-use crate::link::{Link, Retry};
+use crate::link::Link;
 use crate::position::Position;
+use crate::retry::Retry;
 use crate::schedule::{Gate, Schedule};
 use crate::scope::SyncedRepositories;
 use crate::transfers::Downloads;

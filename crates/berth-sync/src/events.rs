@@ -24,8 +24,9 @@ use berth_oci::Reference;
 use berth_registry::{ChangeEvent, Origin, Registry, RegistryError};
 
 use crate::client::{LinkError, ParentClient};
-use crate::link::{Link, Retry};
+use crate::link::Link;
 use crate::position::Position;
+use crate::retry::Retry;
 use crate::status::Problems;
 
 /// Changes read, and events sent, at once.

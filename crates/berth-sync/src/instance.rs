@@ -27,6 +27,7 @@ use crate::content::ContentSync;
 use crate::events::EventSender;
 use crate::link::Link;
 use crate::retirement::{self, Cause, Retirement};
+use crate::retry::Retry;
 use crate::schedule::Schedule;
 use crate::scope::SyncedRepositories;
 use crate::status::{Activity, Problems};
@@ -346,7 +347,7 @@ impl Instance {
     }
 
     async fn link(self: &Arc<Self>) -> InstanceError {
-        let mut backoff = Duration::from_millis(200);
+        let mut retry = Retry::unreported("activation");
         loop {
             match self
                 .client
@@ -362,11 +363,7 @@ impl Instance {
                     break;
                 }
                 Err(e) if e.is_final() => return self.final_error(e),
-                Err(e) => {
-                    tracing::warn!(error = %e, "activation failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
+                Err(e) => retry.failed(&e).await,
             }
         }
         let mut tasks = tokio::task::JoinSet::new();
@@ -444,7 +441,11 @@ impl Instance {
 
     /// Follows the configuration until the parent answers finally.
     async fn follow_config(&self) -> InstanceError {
-        let mut backoff = Duration::from_millis(200);
+        // A poll that fails leaves the instance serving with what it holds: the waits stay
+        // short (5 s at most), so a new configuration is picked up soon after the parent is back.
+        let mut retry = Retry::unreported("configuration poll")
+            .meanwhile("serving with the last configuration")
+            .at_most(Duration::from_secs(5));
         loop {
             let since = self.current().map(|d| d.etag());
             match self
@@ -453,7 +454,7 @@ impl Instance {
                 .await
             {
                 Ok(Some(document)) => {
-                    backoff = Duration::from_millis(200);
+                    retry.succeeded();
                     tracing::debug!(etag = %document.etag(), "configuration changed");
                     if let Err(e) = self.install(document, true).await {
                         tracing::error!(error = %e, "could not keep the configuration");
@@ -461,15 +462,11 @@ impl Instance {
                     *self.last_sync.write().unwrap_or_else(|e| e.into_inner()) = Some(unix_now());
                 }
                 Ok(None) => {
-                    backoff = Duration::from_millis(200);
+                    retry.succeeded();
                     *self.last_sync.write().unwrap_or_else(|e| e.into_inner()) = Some(unix_now());
                 }
                 Err(e) if e.is_final() => return self.final_error(e),
-                Err(e) => {
-                    tracing::warn!(error = %e, "configuration poll failed; serving with the last configuration");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
+                Err(e) => retry.failed(&e).await,
             }
         }
     }

@@ -14,6 +14,8 @@
 //!   list is caught up by comparison first);
 //! - [`transfers`]: blob transfers cut part way, kept on disk so they resume after a restart;
 //! - [`link`]: what both directions share on the link (registry, client, pacing, status);
+//! - [`retry`]: how the loops with the parent (activation, the configuration poll, both
+//!   directions, events) wait and report while the parent fails them;
 //! - [`status`]: what the instance reports: activity (`Syncing`) and current and past
 //!   problems;
 //! - [`retirement`]: an instance its root deactivated, or whose registry it deleted, stops
@@ -33,6 +35,7 @@ pub mod instance;
 pub mod link;
 pub mod position;
 pub mod retirement;
+pub mod retry;
 pub mod schedule;
 pub mod scope;
 pub mod status;

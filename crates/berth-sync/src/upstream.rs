@@ -22,8 +22,9 @@ use futures_util::{StreamExt, TryStreamExt};
 use jiff::Timestamp;
 
 use crate::client::LinkError;
-use crate::link::{Link, Retry};
+use crate::link::Link;
 use crate::position::Position;
+use crate::retry::Retry;
 use crate::schedule::{Gate, Schedule};
 use crate::throttle::{LinkSettings, paced};
 
