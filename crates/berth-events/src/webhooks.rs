@@ -15,7 +15,7 @@
 //! than the retention) are skipped with a warning.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use berth_auth::error::{Format, RequestProblem};
@@ -83,7 +83,10 @@ pub struct Webhooks {
     store: Arc<dyn IdentityStore>,
     registry: Arc<Registry>,
     notifier: Arc<dyn Notifier>,
-    client: reqwest::Client,
+    /// Built at the first delivery or ping: building it loads and parses the system's CA
+    /// bundle (most of a registry's start-up work and ~2 MiB), for nothing when no webhook
+    /// is defined.
+    client: OnceLock<reqwest::Client>,
     options: DeliveryOptions,
 }
 
@@ -146,21 +149,27 @@ impl Webhooks {
         registry: Arc<Registry>,
         options: DeliveryOptions,
     ) -> Arc<Self> {
-        berth_tls::install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION"), " (webhook)"))
-            .connect_timeout(options.timeout)
-            // A receiver that redirects is refused (3xx): the signed body is not sent on.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("the webhook client builds");
         let notifier = Arc::clone(registry.notifier());
         Arc::new(Webhooks {
             store,
             registry,
             notifier,
-            client,
+            client: OnceLock::new(),
             options,
+        })
+    }
+
+    /// The HTTP client every call to a receiver goes through.
+    fn client(&self) -> &reqwest::Client {
+        self.client.get_or_init(|| {
+            berth_tls::install_crypto_provider();
+            reqwest::Client::builder()
+                .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION"), " (webhook)"))
+                .connect_timeout(self.options.timeout)
+                // A receiver that redirects is refused (3xx): the signed body is not sent on.
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("the webhook client builds")
         })
     }
 
@@ -259,7 +268,7 @@ impl Webhooks {
         let webhook = self.show(name).await?;
         let event = Event::ping(unix_now());
         let body = event.payload(&self.options.host);
-        let outcome = send(&self.client, &webhook, body, self.options.timeout).await;
+        let outcome = send(self.client(), &webhook, body, self.options.timeout).await;
         let delivery = record(&event, &outcome, 1, true);
         self.store.put_delivery(name, &delivery).await?;
         Ok(delivery)
@@ -499,7 +508,7 @@ impl Webhooks {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let outcome = send(&self.client, webhook, body.clone(), self.options.timeout).await;
+            let outcome = send(self.client(), webhook, body.clone(), self.options.timeout).await;
             let last = attempt >= self.options.max_attempts.max(1);
             let delivery = record(event, &outcome, attempt, last);
             self.store.put_delivery(&webhook.name, &delivery).await?;

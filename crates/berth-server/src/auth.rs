@@ -41,9 +41,89 @@ pub struct Caller {
     pub principal: Principal,
     /// How it authenticated.
     pub credential: Credential,
-    /// The service name and token realm, for challenges.
-    realm: String,
-    service: String,
+    /// Where the caller would log in, for challenges.
+    site: LoginSite,
+}
+
+/// Where clients log in (the token realm) and the service their tokens name, as a request
+/// shows them. The strings are made only when needed (a challenge, a Bearer token's check):
+/// most requests need neither, and formatting them was ~7% of a manifest GET's instructions.
+#[derive(Debug, Clone)]
+pub struct LoginSite {
+    /// `https://registry.example.com` (the configured public URL) or `scheme://host` of the
+    /// request, in parts.
+    scheme: &'static str,
+    host: LoginHost,
+}
+
+#[derive(Debug, Clone)]
+enum LoginHost {
+    /// The configured public URL, whole (scheme included).
+    Public(String),
+    /// The request's `Host`, or its authority, or `localhost`.
+    Request(http::HeaderValue),
+}
+
+impl LoginSite {
+    /// The site for this request: from the configured public URL on the login server, else
+    /// (and always on a private endpoint) from the request's `Host` and listener's scheme.
+    pub fn of(state: &AppState, parts: &Parts) -> Self {
+        let via = Via::of(&parts.extensions);
+        let host = match &state.public_url {
+            Some(url) if via.endpoint == Endpoint::Public => LoginHost::Public(url.clone()),
+            _ => LoginHost::Request(
+                parts
+                    .headers
+                    .get(header::HOST)
+                    .filter(|h| h.to_str().is_ok())
+                    .cloned()
+                    .or_else(|| {
+                        let authority = parts.uri.authority()?;
+                        http::HeaderValue::from_str(authority.as_str()).ok()
+                    })
+                    .unwrap_or(http::HeaderValue::from_static("localhost")),
+            ),
+        };
+        LoginSite {
+            scheme: via.scheme(),
+            host,
+        }
+    }
+
+    /// `https://host` (no trailing slash).
+    fn base(&self) -> String {
+        match &self.host {
+            LoginHost::Public(url) => url.trim_end_matches('/').to_owned(),
+            LoginHost::Request(host) => {
+                // Only `Host` values that are text are kept (see `of`).
+                format!("{}://{}", self.scheme, host.to_str().unwrap_or_default())
+            }
+        }
+    }
+
+    /// The service name tokens are issued for: the site without its scheme.
+    pub fn service(&self) -> String {
+        let base = self.base();
+        base.split("://").nth(1).unwrap_or(&base).to_owned()
+    }
+
+    /// `(realm, service)`: the token endpoint's URL, and the service name.
+    pub fn realm_and_service(&self) -> (String, String) {
+        let base = self.base();
+        let service = base.split("://").nth(1).unwrap_or(&base).to_owned();
+        (format!("{base}/oauth2/token"), service)
+    }
+
+    /// A `401` challenging for `scope` at this site.
+    pub fn challenge(
+        &self,
+        scope: Option<&str>,
+        message: &str,
+        detail: serde_json::Value,
+    ) -> ApiError {
+        let (realm, service) = self.realm_and_service();
+        challenge(&realm, &service, scope, message, detail)
+    }
 }
 
 /// The client's address, from the listener (loopback-unspecified when called in process).
@@ -58,21 +138,7 @@ pub fn client_ip(parts: &Parts) -> IpAddr {
 /// `(realm, service)` for this request: from the configured public URL on the login server,
 /// else (and always on a private endpoint) from the request's `Host` and listener's scheme.
 pub fn realm_and_service(state: &AppState, parts: &Parts) -> (String, String) {
-    let via = Via::of(&parts.extensions);
-    let base = match &state.public_url {
-        Some(url) if via.endpoint == Endpoint::Public => url.trim_end_matches('/').to_owned(),
-        _ => {
-            let host = parts
-                .headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .or_else(|| parts.uri.authority().map(|a| a.as_str()))
-                .unwrap_or("localhost");
-            format!("{}://{host}", via.scheme())
-        }
-    };
-    let service = base.split("://").nth(1).unwrap_or(&base).to_owned();
-    (format!("{base}/oauth2/token"), service)
+    LoginSite::of(state, parts).realm_and_service()
 }
 
 /// Refuses a request whose host could be read two ways: more than one `Host` header, or a
@@ -185,7 +251,7 @@ pub async fn catch_up(state: &AppState) {
 pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Caller, ApiError> {
     single_host(parts)?;
     catch_up(state).await;
-    let (realm, service) = realm_and_service(state, parts);
+    let site = LoginSite::of(state, parts);
     let authorization = parts
         .headers
         .get(header::AUTHORIZATION)
@@ -196,13 +262,11 @@ pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Caller, Api
         Some(value) if value.len() > 7 && value[..7].eq_ignore_ascii_case("bearer ") => match state
             .identity
             .checks()
-            .verify_access_token(value[7..].trim(), &service)
+            .verify_access_token(value[7..].trim(), &site.service())
         {
             Ok((principal, access)) => (principal, Credential::Bearer(access)),
             Err(e) => {
-                return Err(challenge(
-                    &realm,
-                    &service,
+                return Err(site.challenge(
                     None,
                     &format!("{e}; log in again"),
                     serde_json::Value::Null,
@@ -211,9 +275,7 @@ pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Caller, Api
         },
         Some(value) => {
             let Some((user, password)) = basic_credentials(value) else {
-                return Err(challenge(
-                    &realm,
-                    &service,
+                return Err(site.challenge(
                     None,
                     "the Authorization header is malformed",
                     serde_json::Value::Null,
@@ -224,15 +286,17 @@ pub async fn authenticate(state: &AppState, parts: &Parts) -> Result<Caller, Api
                 .checks()
                 .login(&user, &password, client_ip(parts))
                 .await
-                .map_err(|e| login_failure(state, e, &realm, &service))?;
+                .map_err(|e| {
+                    let (realm, service) = site.realm_and_service();
+                    login_failure(state, e, &realm, &service)
+                })?;
             (principal, Credential::Basic)
         }
     };
     Ok(Caller {
         principal,
         credential,
-        realm,
-        service,
+        site,
     })
 }
 
@@ -281,13 +345,7 @@ impl Caller {
                 "authentication required to {} `{repository}`",
                 action.docker_name()
             );
-            return Err(challenge(
-                &self.realm,
-                &self.service,
-                Some(&scope),
-                &message,
-                detail,
-            ));
+            return Err(self.site.challenge(Some(&scope), &message, detail));
         }
         Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -306,13 +364,9 @@ impl Caller {
         if self.authenticated() {
             return Ok(());
         }
-        Err(challenge(
-            &self.realm,
-            &self.service,
-            scope,
-            "authentication required",
-            serde_json::Value::Null,
-        ))
+        Err(self
+            .site
+            .challenge(scope, "authentication required", serde_json::Value::Null))
     }
 
     /// Requires the catalog scope for Bearer tokens (`registry:catalog:*`).
@@ -325,9 +379,7 @@ impl Caller {
                     .iter()
                     .any(|a| a.kind == "registry" && a.name == "catalog") =>
             {
-                Err(challenge(
-                    &self.realm,
-                    &self.service,
+                Err(self.site.challenge(
                     Some(SCOPE),
                     "a token with the catalog scope is required",
                     serde_json::Value::Null,

@@ -53,27 +53,56 @@ pub struct Observer {
     pub access_log: Option<AccessLog>,
 }
 
-/// The caller a handler authenticated, put in the response's extensions for the access log.
+/// What the distribution API learnt about a request, put in the response's extensions for
+/// the listener's record, so that the path is parsed once: the route, the repository (as a
+/// range of the path) and the caller, when authentication got that far.
 #[derive(Clone)]
-pub struct AccessUser(pub Principal);
+pub struct Handled {
+    /// The route class.
+    pub route: RouteClass,
+    /// Where the repository's name is in the request's path.
+    pub repository: Option<std::ops::Range<usize>>,
+    /// The caller.
+    pub user: Option<Principal>,
+}
+
+impl Handled {
+    /// What `route`, parsed from `path`, is, for a caller not known yet.
+    pub fn of(path: &str, route: &Route<'_>) -> Self {
+        let (route, repository) = class_of(route);
+        Handled {
+            route,
+            repository: repository.map(|name| {
+                // `name` is a slice of `path`: its place in it.
+                let start = name.as_ptr() as usize - path.as_ptr() as usize;
+                start..start + name.len()
+            }),
+            user: None,
+        }
+    }
+}
+
+/// A distribution API route's class, and the repository it names.
+fn class_of<'a>(route: &Route<'a>) -> (RouteClass, Option<&'a str>) {
+    match *route {
+        Route::Base => (RouteClass::Base, None),
+        Route::Catalog => (RouteClass::Catalog, None),
+        Route::Tags { name } => (RouteClass::Tags, Some(name)),
+        Route::Manifest { name, .. } => (RouteClass::Manifest, Some(name)),
+        Route::Blob { name, .. } => (RouteClass::Blob, Some(name)),
+        Route::UploadStart { name } | Route::Upload { name, .. } => {
+            (RouteClass::Upload, Some(name))
+        }
+        Route::Referrers { name, .. } => (RouteClass::Referrers, Some(name)),
+    }
+}
 
 /// What a request to a path is for: its route class, and the repository it names (for the
 /// distribution API's routes).
 pub fn classify(path: &str) -> (RouteClass, Option<&str>) {
     if let Some(rest) = path.strip_prefix("/v2") {
         let rest = rest.trim_start_matches('/');
-        return match Route::parse(rest) {
-            Some(Route::Base) => (RouteClass::Base, None),
-            Some(Route::Catalog) => (RouteClass::Catalog, None),
-            Some(Route::Tags { name }) => (RouteClass::Tags, Some(name)),
-            Some(Route::Manifest { name, .. }) => (RouteClass::Manifest, Some(name)),
-            Some(Route::Blob { name, .. }) => (RouteClass::Blob, Some(name)),
-            Some(Route::UploadStart { name }) | Some(Route::Upload { name, .. }) => {
-                (RouteClass::Upload, Some(name))
-            }
-            Some(Route::Referrers { name, .. }) => (RouteClass::Referrers, Some(name)),
-            None => (RouteClass::Other, None),
-        };
+        return Route::parse(rest).map_or((RouteClass::Other, None), |route| class_of(&route));
     }
     let class = if path == "/oauth2/token" {
         RouteClass::Token
@@ -97,13 +126,13 @@ pub fn classify(path: &str) -> (RouteClass, Option<&str>) {
 pub(crate) struct Exchange {
     observer: Arc<Observer>,
     started: Instant,
-    route: RouteClass,
     method: Method,
-    /// Kept for the access log (the repository), only when it is on.
-    uri: Option<Uri>,
+    uri: Uri,
+    /// What the distribution API found (then the path is not parsed again); for other
+    /// requests, the path is classified when the request is recorded.
+    handled: Option<Handled>,
     client: SocketAddr,
     status: u16,
-    user: Option<Principal>,
     bytes_in: Option<Arc<AtomicU64>>,
     bytes_out: u64,
 }
@@ -118,32 +147,24 @@ impl Exchange {
         client: SocketAddr,
         bytes_in: Option<Arc<AtomicU64>>,
     ) -> Self {
-        let (route, _) = classify(uri.path());
         Exchange {
             observer: Arc::clone(observer),
             started: Instant::now(),
-            route,
             method: method.clone(),
-            // Kept for what reads it when the response is done: the access log, and the
-            // per-repository counts.
-            uri: (observer.access_log.is_some() || observer.metrics.repository_labels())
-                .then(|| uri.clone()),
+            uri: uri.clone(),
+            handled: None,
             client,
             status: 0,
-            user: None,
             bytes_in,
             bytes_out: 0,
         }
     }
 
-    /// The response is known: its status, and the caller the handler found.
+    /// The response is known: its status, and what the handler found.
     pub(crate) fn respond(&mut self, response: &mut Response, client: SocketAddr) {
         self.status = response.status().as_u16();
         self.client = client;
-        self.user = response
-            .extensions_mut()
-            .remove::<AccessUser>()
-            .map(|u| u.0);
+        self.handled = response.extensions_mut().remove::<Handled>();
     }
 
     /// Bytes of the response body sent.
@@ -165,20 +186,20 @@ impl Drop for Exchange {
             self.status = CLIENT_CLOSED;
         }
         let method = MethodLabel::of(self.method.as_str());
+        let path = self.uri.path();
+        let (route, repository) = match &self.handled {
+            Some(handled) => (
+                handled.route,
+                handled.repository.clone().and_then(|range| path.get(range)),
+            ),
+            None => classify(path),
+        };
         let metrics = &self.observer.metrics;
-        metrics.record_request(
-            self.route,
-            method,
-            self.status,
-            took,
-            bytes_in,
-            self.bytes_out,
-        );
-        let repository = self.uri.as_ref().and_then(|u| classify(u.path()).1);
+        metrics.record_request(route, method, self.status, took, bytes_in, self.bytes_out);
         if metrics.repository_labels()
             && let Some(repository) = repository
         {
-            metrics.record_repository_request(repository, self.route);
+            metrics.record_repository_request(repository, route);
         }
         // An info-level target like any other: `--log warn` (or `berth::access=off` in the
         // filter) silences it too. The check is an atomic load while the filter stands.
@@ -187,14 +208,18 @@ impl Drop for Exchange {
         {
             log.write(&AccessLine {
                 method: self.method.as_str(),
-                route: self.route.as_str(),
+                route: route.as_str(),
                 repository,
                 status: self.status,
                 bytes_in,
                 bytes_out: self.bytes_out,
                 took,
                 client: self.client,
-                user: self.user.as_ref().map(Principal::display_name),
+                user: self
+                    .handled
+                    .as_ref()
+                    .and_then(|h| h.user.as_ref())
+                    .map(Principal::display_name),
             });
         }
     }
@@ -255,7 +280,6 @@ thread_local! {
 
 /// Writes the time now as RFC 3339 in UTC with microseconds (`2026-12-05T07:54:02.123456Z`).
 fn timestamp(out: &mut String) {
-    use std::fmt::Write as _;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -272,7 +296,65 @@ fn timestamp(out: &mut String) {
         }
         out.push_str(&second.1);
     });
-    let _ = write!(out, ".{:06}Z", now.subsec_micros());
+    out.push('.');
+    push_padded(out, u64::from(now.subsec_micros()), 6);
+    out.push('Z');
+}
+
+/// Writes `value` in decimal. Access log lines are written by hand, not with `write!`:
+/// formatting machinery was most of a line's cost (see `bench/callgrind.sh`).
+fn push_u64(out: &mut String, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
+}
+
+/// Writes `value` in decimal with at least `width` digits (leading zeros).
+fn push_padded(out: &mut String, value: u64, width: usize) {
+    let len = if value == 0 {
+        1
+    } else {
+        value.ilog10() as usize + 1
+    };
+    for _ in len..width {
+        out.push('0');
+    }
+    push_u64(out, value);
+}
+
+/// Writes a duration in milliseconds with three decimals (`0.412`).
+fn push_millis(out: &mut String, took: Duration) {
+    let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+    push_u64(out, micros / 1000);
+    out.push('.');
+    push_padded(out, micros % 1000, 3);
+}
+
+/// Writes an address without its port.
+fn push_ip(out: &mut String, client: SocketAddr) {
+    match client {
+        SocketAddr::V4(v4) => {
+            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_u64(out, u64::from(octet));
+            }
+        }
+        SocketAddr::V6(v6) => {
+            use std::fmt::Write as _;
+            let _ = write!(out, "{}", v6.ip());
+        }
+    }
 }
 
 impl AccessLog {
@@ -378,45 +460,53 @@ fn write_batches(shared: &AccessShared, mut sink: Box<dyn std::io::Write + Send>
 }
 
 fn format_text(out: &mut String, line: &AccessLine<'_>) {
-    use std::fmt::Write as _;
     timestamp(out);
-    let _ = writeln!(
-        out,
-        "  INFO berth::access: method={} route={} repository={} status={} bytes_in={} bytes_out={} duration_ms={:.3} client={} user={}",
-        line.method,
-        line.route,
-        line.repository.unwrap_or("-"),
-        line.status,
-        line.bytes_in,
-        line.bytes_out,
-        line.took.as_secs_f64() * 1000.0,
-        line.client.ip(),
-        line.user.unwrap_or("-"),
-    );
+    out.push_str("  INFO berth::access: method=");
+    out.push_str(line.method);
+    out.push_str(" route=");
+    out.push_str(line.route);
+    out.push_str(" repository=");
+    out.push_str(line.repository.unwrap_or("-"));
+    out.push_str(" status=");
+    push_u64(out, u64::from(line.status));
+    out.push_str(" bytes_in=");
+    push_u64(out, line.bytes_in);
+    out.push_str(" bytes_out=");
+    push_u64(out, line.bytes_out);
+    out.push_str(" duration_ms=");
+    push_millis(out, line.took);
+    out.push_str(" client=");
+    push_ip(out, line.client);
+    out.push_str(" user=");
+    out.push_str(line.user.unwrap_or("-"));
+    out.push('\n');
 }
 
 fn format_json(out: &mut String, line: &AccessLine<'_>) {
-    use std::fmt::Write as _;
     out.push_str(r#"{"timestamp":""#);
     timestamp(out);
     out.push_str(
         r#"","level":"INFO","target":"berth::access","fields":{"message":"request","method":"#,
     );
     json_string(out, line.method);
-    let _ = write!(out, r#","route":"{}","repository":"#, line.route);
+    out.push_str(r#","route":""#);
+    out.push_str(line.route);
+    out.push_str(r#"","repository":"#);
     match line.repository {
         Some(r) => json_string(out, r),
         None => out.push_str("null"),
     }
-    let _ = write!(
-        out,
-        r#","status":{},"bytes_in":{},"bytes_out":{},"duration_ms":{:.3},"client":"{}","user":"#,
-        line.status,
-        line.bytes_in,
-        line.bytes_out,
-        line.took.as_secs_f64() * 1000.0,
-        line.client.ip(),
-    );
+    out.push_str(r#","status":"#);
+    push_u64(out, u64::from(line.status));
+    out.push_str(r#","bytes_in":"#);
+    push_u64(out, line.bytes_in);
+    out.push_str(r#","bytes_out":"#);
+    push_u64(out, line.bytes_out);
+    out.push_str(r#","duration_ms":"#);
+    push_millis(out, line.took);
+    out.push_str(r#","client":""#);
+    push_ip(out, line.client);
+    out.push_str(r#"","user":"#);
     match line.user {
         Some(u) => json_string(out, u),
         None => out.push_str("null"),
@@ -653,6 +743,55 @@ mod tests {
         assert_eq!(value["fields"]["status"], 200);
         assert_eq!(value["fields"]["user"], "ci-push");
         assert_eq!(value["target"], "berth::access");
+    }
+
+    #[test]
+    fn numbers_durations_and_addresses_are_written_as_format_would() {
+        for value in [0, 7, 10, 999, 1000, 65_535, u64::MAX] {
+            let mut out = String::new();
+            push_u64(&mut out, value);
+            assert_eq!(out, value.to_string());
+            out.clear();
+            push_padded(&mut out, value, 6);
+            assert_eq!(out, format!("{value:06}"));
+        }
+        for (micros, text) in [
+            (0, "0.000"),
+            (412, "0.412"),
+            (1_000, "1.000"),
+            (1_050, "1.050"),
+            (12_345_678, "12345.678"),
+        ] {
+            let mut out = String::new();
+            push_millis(&mut out, Duration::from_micros(micros));
+            assert_eq!(out, text);
+        }
+        for address in ["10.0.255.1:80", "[::1]:1", "[::ffff:192.0.2.1]:5"] {
+            let address: SocketAddr = address.parse().unwrap();
+            let mut out = String::new();
+            push_ip(&mut out, address);
+            assert_eq!(out, address.ip().to_string());
+        }
+    }
+
+    #[test]
+    fn what_the_api_found_is_what_the_path_says() {
+        for path in [
+            "/v2/",
+            "/v2/_catalog",
+            "/v2/team/app/manifests/1.0",
+            "/v2/a/blobs/uploads/",
+            "/v2/a/b/blobs/uploads/some-id",
+            "/v2/a/tags/list",
+            "/v2/x/y/z/referrers/sha256:abc",
+        ] {
+            let rest = path.strip_prefix("/v2").unwrap().trim_start_matches('/');
+            let route = Route::parse(rest).unwrap();
+            let handled = Handled::of(path, &route);
+            let (class, repository) = classify(path);
+            assert_eq!(handled.route, class, "{path}");
+            assert_eq!(handled.repository.map(|r| &path[r]), repository, "{path}");
+        }
     }
 
     #[derive(Clone, Default)]
