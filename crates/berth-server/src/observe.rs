@@ -272,14 +272,14 @@ pub struct AccessLog {
 }
 
 thread_local! {
-    static LINE: RefCell<String> = RefCell::new(String::with_capacity(256));
+    static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(256));
     /// The current second, formatted (`2026-12-05T07:54:02`): formatting a date costs more
     /// than the rest of a line, and a second holds tens of thousands of lines.
     static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
 }
 
 /// Writes the time now as RFC 3339 in UTC with microseconds (`2026-12-05T07:54:02.123456Z`).
-fn timestamp(out: &mut String) {
+fn timestamp(out: &mut Vec<u8>) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -294,16 +294,21 @@ fn timestamp(out: &mut String) {
             second.1 = formatted.trim_end_matches('Z').to_owned();
             second.0 = now.as_secs();
         }
-        out.push_str(&second.1);
+        put(out, &second.1);
     });
-    out.push('.');
+    out.push(b'.');
     push_padded(out, u64::from(now.subsec_micros()), 6);
-    out.push('Z');
+    out.push(b'Z');
+}
+
+/// Appends `text`.
+fn put(out: &mut Vec<u8>, text: &str) {
+    out.extend_from_slice(text.as_bytes());
 }
 
 /// Writes `value` in decimal. Access log lines are written by hand, not with `write!`:
 /// formatting machinery was most of a line's cost (see `bench/callgrind.sh`).
-fn push_u64(out: &mut String, mut value: u64) {
+fn push_u64(out: &mut Vec<u8>, mut value: u64) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     loop {
@@ -314,44 +319,43 @@ fn push_u64(out: &mut String, mut value: u64) {
             break;
         }
     }
-    // Only ASCII digits were written.
-    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// Writes `value` in decimal with at least `width` digits (leading zeros).
-fn push_padded(out: &mut String, value: u64, width: usize) {
+fn push_padded(out: &mut Vec<u8>, value: u64, width: usize) {
     let len = if value == 0 {
         1
     } else {
         value.ilog10() as usize + 1
     };
     for _ in len..width {
-        out.push('0');
+        out.push(b'0');
     }
     push_u64(out, value);
 }
 
 /// Writes a duration in milliseconds with three decimals (`0.412`).
-fn push_millis(out: &mut String, took: Duration) {
+fn push_millis(out: &mut Vec<u8>, took: Duration) {
     let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
     push_u64(out, micros / 1000);
-    out.push('.');
+    out.push(b'.');
     push_padded(out, micros % 1000, 3);
 }
 
 /// Writes an address without its port.
-fn push_ip(out: &mut String, client: SocketAddr) {
+fn push_ip(out: &mut Vec<u8>, client: SocketAddr) {
     match client {
         SocketAddr::V4(v4) => {
             for (i, octet) in v4.ip().octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.push('.');
+                    out.push(b'.');
                 }
                 push_u64(out, u64::from(octet));
             }
         }
         SocketAddr::V6(v6) => {
-            use std::fmt::Write as _;
+            // Writing to a Vec cannot fail.
             let _ = write!(out, "{}", v6.ip());
         }
     }
@@ -399,7 +403,7 @@ impl AccessLog {
                 return;
             }
             let was_empty = batch.lines.is_empty();
-            batch.lines.extend_from_slice(buffer.as_bytes());
+            batch.lines.extend_from_slice(&buffer);
             drop(batch);
             if was_empty {
                 self.shared.wake.notify_one();
@@ -459,76 +463,77 @@ fn write_batches(shared: &AccessShared, mut sink: Box<dyn std::io::Write + Send>
     }
 }
 
-fn format_text(out: &mut String, line: &AccessLine<'_>) {
+fn format_text(out: &mut Vec<u8>, line: &AccessLine<'_>) {
     timestamp(out);
-    out.push_str("  INFO berth::access: method=");
-    out.push_str(line.method);
-    out.push_str(" route=");
-    out.push_str(line.route);
-    out.push_str(" repository=");
-    out.push_str(line.repository.unwrap_or("-"));
-    out.push_str(" status=");
+    put(out, "  INFO berth::access: method=");
+    put(out, line.method);
+    put(out, " route=");
+    put(out, line.route);
+    put(out, " repository=");
+    put(out, line.repository.unwrap_or("-"));
+    put(out, " status=");
     push_u64(out, u64::from(line.status));
-    out.push_str(" bytes_in=");
+    put(out, " bytes_in=");
     push_u64(out, line.bytes_in);
-    out.push_str(" bytes_out=");
+    put(out, " bytes_out=");
     push_u64(out, line.bytes_out);
-    out.push_str(" duration_ms=");
+    put(out, " duration_ms=");
     push_millis(out, line.took);
-    out.push_str(" client=");
+    put(out, " client=");
     push_ip(out, line.client);
-    out.push_str(" user=");
-    out.push_str(line.user.unwrap_or("-"));
-    out.push('\n');
+    put(out, " user=");
+    put(out, line.user.unwrap_or("-"));
+    out.push(b'\n');
 }
 
-fn format_json(out: &mut String, line: &AccessLine<'_>) {
-    out.push_str(r#"{"timestamp":""#);
+fn format_json(out: &mut Vec<u8>, line: &AccessLine<'_>) {
+    put(out, r#"{"timestamp":""#);
     timestamp(out);
-    out.push_str(
+    put(
+        out,
         r#"","level":"INFO","target":"berth::access","fields":{"message":"request","method":"#,
     );
     json_string(out, line.method);
-    out.push_str(r#","route":""#);
-    out.push_str(line.route);
-    out.push_str(r#"","repository":"#);
+    put(out, r#","route":""#);
+    put(out, line.route);
+    put(out, r#"","repository":"#);
     match line.repository {
         Some(r) => json_string(out, r),
-        None => out.push_str("null"),
+        None => put(out, "null"),
     }
-    out.push_str(r#","status":"#);
+    put(out, r#","status":"#);
     push_u64(out, u64::from(line.status));
-    out.push_str(r#","bytes_in":"#);
+    put(out, r#","bytes_in":"#);
     push_u64(out, line.bytes_in);
-    out.push_str(r#","bytes_out":"#);
+    put(out, r#","bytes_out":"#);
     push_u64(out, line.bytes_out);
-    out.push_str(r#","duration_ms":"#);
+    put(out, r#","duration_ms":"#);
     push_millis(out, line.took);
-    out.push_str(r#","client":""#);
+    put(out, r#","client":""#);
     push_ip(out, line.client);
-    out.push_str(r#"","user":"#);
+    put(out, r#"","user":"#);
     match line.user {
         Some(u) => json_string(out, u),
-        None => out.push_str("null"),
+        None => put(out, "null"),
     }
-    out.push_str("}}\n");
+    put(out, "}}\n");
 }
 
 /// `value` as a JSON string (quotes, backslashes and control characters escaped).
-fn json_string(out: &mut String, value: &str) {
-    use std::fmt::Write as _;
-    out.push('"');
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+fn json_string(out: &mut Vec<u8>, value: &str) {
+    out.push(b'"');
+    // Byte by byte: what needs escaping is ASCII, and never part of a multi-byte character.
+    for &b in value.as_bytes() {
+        match b {
+            b'"' => put(out, "\\\""),
+            b'\\' => put(out, "\\\\"),
+            b if b < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", b);
             }
-            c => out.push(c),
+            b => out.push(b),
         }
     }
-    out.push('"');
+    out.push(b'"');
 }
 
 /// What `/readyz` checks beyond the stores: set by the process as it starts.
@@ -715,6 +720,13 @@ mod tests {
         assert_eq!(classify("/nothing"), (RouteClass::Other, None));
     }
 
+    /// What `write` appends, as text.
+    fn written(write: impl FnOnce(&mut Vec<u8>)) -> String {
+        let mut out = Vec::new();
+        write(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
     #[test]
     fn lines_are_text_or_json_and_json_parses() {
         let line = AccessLine {
@@ -728,18 +740,21 @@ mod tests {
             client: "127.0.0.1:4000".parse().unwrap(),
             user: Some("ci-push"),
         };
-        let mut text = String::new();
-        format_text(&mut text, &line);
+        let text = written(|out| format_text(out, &line));
         let stamp = text.split(' ').next().unwrap();
         assert_eq!(stamp.len(), "2026-12-05T07:54:02.123456Z".len(), "{text}");
         assert!(stamp.parse::<jiff::Timestamp>().is_ok(), "{text}");
         assert!(text.ends_with(
             "method=GET route=manifest repository=team/a\"pp status=200 bytes_in=0 bytes_out=529 duration_ms=0.412 client=127.0.0.1 user=ci-push\n"
         ), "{text}");
-        let mut json = String::new();
-        format_json(&mut json, &line);
+        let json = written(|out| format_json(out, &line));
         let value: serde_json::Value = serde_json::from_str(json.trim_end()).unwrap();
         assert_eq!(value["fields"]["repository"], "team/a\"pp");
+        let escaped = written(|out| json_string(out, "tab\tquote\"back\\é"));
+        assert_eq!(
+            serde_json::from_str::<String>(&escaped).unwrap(),
+            "tab\tquote\"back\\é"
+        );
         assert_eq!(value["fields"]["status"], 200);
         assert_eq!(value["fields"]["user"], "ci-push");
         assert_eq!(value["target"], "berth::access");
@@ -748,12 +763,11 @@ mod tests {
     #[test]
     fn numbers_durations_and_addresses_are_written_as_format_would() {
         for value in [0, 7, 10, 999, 1000, 65_535, u64::MAX] {
-            let mut out = String::new();
-            push_u64(&mut out, value);
-            assert_eq!(out, value.to_string());
-            out.clear();
-            push_padded(&mut out, value, 6);
-            assert_eq!(out, format!("{value:06}"));
+            assert_eq!(written(|out| push_u64(out, value)), value.to_string());
+            assert_eq!(
+                written(|out| push_padded(out, value, 6)),
+                format!("{value:06}")
+            );
         }
         for (micros, text) in [
             (0, "0.000"),
@@ -762,15 +776,15 @@ mod tests {
             (1_050, "1.050"),
             (12_345_678, "12345.678"),
         ] {
-            let mut out = String::new();
-            push_millis(&mut out, Duration::from_micros(micros));
-            assert_eq!(out, text);
+            let took = Duration::from_micros(micros);
+            assert_eq!(written(|out| push_millis(out, took)), text);
         }
         for address in ["10.0.255.1:80", "[::1]:1", "[::ffff:192.0.2.1]:5"] {
             let address: SocketAddr = address.parse().unwrap();
-            let mut out = String::new();
-            push_ip(&mut out, address);
-            assert_eq!(out, address.ip().to_string());
+            assert_eq!(
+                written(|out| push_ip(out, address)),
+                address.ip().to_string()
+            );
         }
     }
 
