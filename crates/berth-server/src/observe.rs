@@ -8,6 +8,9 @@
 //!   ones, a blob download's included. The listener does it, not a middleware: it already
 //!   wraps every request and response body, and a middleware layer cost 12% of the
 //!   manifest requests per second (see `network.rs`).
+//! - **The path is parsed once.** The distribution API hands what it found to the listener
+//!   ([`Handled`], in the response's extensions); only requests that did not reach it are
+//!   classified from their path when recorded.
 //! - **The access log never blocks a request and never holds a secret.** A line is
 //!   formatted into a reused per-thread buffer and appended to a shared batch under a short
 //!   lock; one writer thread hands batches to stderr. When the writer falls behind (more
