@@ -300,7 +300,7 @@ def read_status(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             k, _, v = line.partition(":")
-            if k in ("VmRSS", "VmHWM"):
+            if k in ("VmRSS", "VmHWM", "RssAnon"):
                 out[k] = int(v.split()[0])  # KiB
     return out
 
@@ -425,7 +425,7 @@ def cmd_berth_anonymous_pull(a):
 
 
 def cmd_rss(a):
-    print(read_status(a.pid)["VmRSS"])
+    print(read_status(a.pid)["RssAnon" if a.anon else "VmRSS"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -445,6 +445,7 @@ ROWS = [  # key, label, unit, ceiling kind
     ("manifest_rps", "manifest GET by tag, 64 conns", "req/s", None),
     ("manifest_p99", "manifest GET p99 latency", "ms", None),
     ("rss_idle", "RSS idle after start", "MiB", None),
+    ("rss_anon_idle", "  of it anonymous (RssAnon: not code)", "MiB", None),
     ("rss_after_login", "RSS after one admin login (Berth)", "MiB", None),
     ("rss_peak_manifest", "RSS peak, manifest load", "MiB", None),
     ("rss_before_pulls", "RSS just before the {clients} pulls", "MiB", None),
@@ -763,6 +764,9 @@ def main():
 
     s = sub.add_parser("rss")
     s.add_argument("pid", type=int)
+    s.add_argument("--anon", action="store_true",
+                   help="RssAnon (what the process allocated) instead of VmRSS (which also "
+                        "counts the binary's and libraries' pages mapped in)")
     s.set_defaults(fn=cmd_rss)
 
     s = sub.add_parser("cpu-monitor")

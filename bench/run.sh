@@ -23,8 +23,9 @@
 #      nginx (2 configs: sendfile on; sendfile off with 1 MiB buffers)
 #   5. 64 parallel curl clients pulling a 64 MiB blob (3 times each): aggregate MB/s
 #   6. manifest GET by tag, wrk -c64 -t2 -d10s --latency: req/s and p99
-#   7. RSS: idle after start, peak (VmHWM reset via clear_refs + 20 ms VmRSS sampling) during
-#      the 64 concurrent pulls and during the manifest load, and RSS after everything
+#   7. RSS: idle after start (and its anonymous part, RssAnon: without the code pages mapped
+#      in), peak (VmHWM reset via clear_refs + 20 ms VmRSS sampling) during the 64 concurrent
+#      pulls and during the manifest load, and RSS after everything
 # Each push run starts a fresh registry process on an empty data dir, so every run really
 # receives, hashes and writes the whole blob. Run order alternates between servers per run.
 # Both registries use local-filesystem storage and log warnings/errors only. distribution runs
@@ -208,6 +209,7 @@ start_registry() {
     case "$kind" in berth) start_berth "$name" "$port" "$dir" ;; dist) start_dist "$name" "$port" "$dir" ;; esac
     sleep 1
     record rss_idle "$kind" "$run" "$(rss_mib "${PIDS[$name]}")"
+    record rss_anon_idle "$kind" "$run" "$(kib_to_mib "$($PY rss --anon "${PIDS[$name]}")")"
     if [[ $kind == berth ]]; then
         $PY berth-anonymous-pull "http://127.0.0.1:$port" --auth "$BERTH_ADMIN" >/dev/null
         sleep 0.2
