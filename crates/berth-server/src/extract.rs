@@ -1,10 +1,11 @@
-//! Request extractors shared by the JSON APIs (management, gateway): a rejected body comes
-//! back in the API's error format, like every other error.
+//! Request extractors shared by the JSON APIs (management, gateway): a rejected body or
+//! query comes back in the API's error format, like every other error.
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use http::StatusCode;
+use http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -44,6 +45,24 @@ impl<T: DeserializeOwned + Default> FromRequest<AppState> for MaybeBody<T> {
                 format!("the request body is not valid: {e}"),
             )
         })
+    }
+}
+
+/// Query parameters whose rejections (`?limit=many`) come back in the API's error format.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequestParts<AppState> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Query(value)),
+            Err(rejection) => Err(ApiError::management(
+                StatusCode::BAD_REQUEST,
+                "INVALID",
+                format!("the query is not valid: {}", rejection.body_text()),
+            )),
+        }
     }
 }
 

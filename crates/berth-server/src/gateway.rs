@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -43,7 +43,7 @@ use serde::Deserialize;
 
 use crate::auth::authenticate;
 use crate::error::ApiError;
-use crate::extract::Body;
+use crate::extract::{Body, Query};
 use crate::state::AppState;
 
 /// The longest a config long poll may wait.

@@ -386,3 +386,30 @@ async fn a_full_disk_is_a_server_error_and_is_reported() {
     assert_eq!(r.status, StatusCode::ACCEPTED);
     assert_eq!(registry.storage_full_since(), None);
 }
+
+#[tokio::test]
+async fn malformed_query_parameters_get_the_api_error_format() {
+    let app = app().await;
+    // A webhook, so that its events' listing exists.
+    let created = app
+        .call(
+            "POST",
+            "/berth/v1/webhooks",
+            &[("content-type", "application/json")],
+            r#"{"name":"hookstest","uri":"http://127.0.0.1:9/","actions":["push"]}"#,
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.message());
+    for uri in [
+        "/berth/v1/audit?limit=many",
+        "/berth/v1/audit?after=-x",
+        "/berth/v1/webhooks/hookstest/events?limit=-1",
+        "/berth/v1/connected-registries?no_children=maybe",
+    ] {
+        let r = app.get(uri).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{uri}");
+        assert_eq!(r.header("content-type"), "application/json", "{uri}");
+        assert_eq!(r.json()["errors"][0]["code"], "INVALID", "{uri}");
+        assert!(r.message().contains("query"), "{uri}: {}", r.message());
+    }
+}

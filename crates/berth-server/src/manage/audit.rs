@@ -13,7 +13,7 @@
 use std::sync::{Arc, Mutex};
 
 use axum::Json;
-use axum::extract::{Query, Request, State};
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use berth_api as api;
@@ -23,6 +23,7 @@ use http::Method;
 
 use super::{Admin, time};
 use crate::error::ApiError;
+use crate::extract::Query;
 use crate::state::AppState;
 
 /// Set by the admin extractor on a request the audit middleware watches.

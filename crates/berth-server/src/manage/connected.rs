@@ -1,7 +1,7 @@
 //! `/berth/v1/connected-registries/…`: connected registries as resources of the root.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use berth_api as api;
@@ -16,6 +16,7 @@ use http::StatusCode;
 use super::{Admin, Body, IdentityAdmin, wire};
 use crate::auth::realm_and_service;
 use crate::error::ApiError;
+use crate::extract::Query;
 use crate::state::AppState;
 
 pub(crate) async fn list(

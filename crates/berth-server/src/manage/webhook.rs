@@ -1,6 +1,6 @@
 //! `/berth/v1/webhooks`: webhooks (`berth webhook …`), over `AppState.webhooks`.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -11,6 +11,7 @@ use http::StatusCode;
 
 use super::{Admin, Body, time};
 use crate::error::ApiError;
+use crate::extract::Query;
 use crate::state::AppState;
 
 /// The webhook routes.
