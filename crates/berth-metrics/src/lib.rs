@@ -543,7 +543,7 @@ impl Metrics {
         let sync_retries = Family::<LinkLabels, Counter>::default();
         sync.register(
             "retries",
-            "Sync rounds and blob transfers that failed and were retried, per link",
+            "Rounds over the link to the parent (content down, local changes and events up) that failed and were retried",
             sync_retries.clone(),
         );
         let sync_last_success = Family::<LinkLabels, Gauge>::default();
@@ -762,7 +762,7 @@ impl Metrics {
             .inc_by(bytes);
     }
 
-    /// A sync round or transfer on a link failed and will be retried.
+    /// A round over a link failed and will be retried.
     pub fn sync_retried(&self, link: &str) {
         self.sync_retries
             .get_or_create(&LinkLabels {

@@ -130,7 +130,8 @@ impl ContentSync {
             "SYNC_FAILING",
             "content sync",
             Arc::clone(&self.link.problems),
-        );
+        )
+        .counted(Arc::clone(&self.link.metrics));
         loop {
             config_changes.mark_unchanged();
             let Some(current) = settings() else {
@@ -176,10 +177,7 @@ impl ContentSync {
                     }
                 }
                 Err(SyncError::Link(e)) if e.is_final() => return e,
-                Err(e) => {
-                    self.link.metrics.sync_retried(crate::link::METRICS_LINK);
-                    retry.failed(&e).await
-                }
+                Err(e) => retry.failed(&e).await,
             }
         }
     }

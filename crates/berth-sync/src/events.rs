@@ -53,6 +53,7 @@ pub struct EventSender {
     registry: Arc<Registry>,
     client: ParentClient,
     problems: Arc<Problems>,
+    metrics: Arc<berth_metrics::Metrics>,
     name: String,
     instance_id: String,
     position: Position,
@@ -67,6 +68,7 @@ impl EventSender {
             registry: Arc::clone(&link.registry),
             client: link.client.clone(),
             problems: Arc::clone(&link.problems),
+            metrics: Arc::clone(&link.metrics),
             name: name.to_owned(),
             instance_id: instance_id.to_owned(),
             position: Position::new(data_dir, POSITION_FILE),
@@ -97,7 +99,8 @@ impl EventSender {
             "EVENTS_FAILING",
             "sending events up",
             Arc::clone(&self.problems),
-        );
+        )
+        .counted(Arc::clone(&self.metrics));
         loop {
             changed.mark_unchanged();
             match self.send_pending(&settings).await {

@@ -6,6 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_metrics::Metrics;
+
 use crate::status::Problems;
 
 /// One loop's failures in a row: each is logged and followed by a longer wait (200 ms,
@@ -20,6 +22,9 @@ pub struct Retry {
     meanwhile: &'static str,
     /// Where a lasting failure shows, for a reported loop.
     report: Option<Report>,
+    /// Where each failure is counted (`berth_sync_retries_total` of the parent link), for
+    /// the loops that move content and events over the link.
+    counted: Option<Arc<Metrics>>,
     longest: Duration,
     delay: Duration,
     failures: u32,
@@ -54,9 +59,18 @@ impl Retry {
             what,
             meanwhile: "retrying",
             report: None,
+            counted: None,
             longest: Self::LONGEST,
             delay: Self::FIRST,
             failures: 0,
+        }
+    }
+
+    /// Each failure is counted in `metrics`, as a retry on the parent link.
+    pub fn counted(self, metrics: Arc<Metrics>) -> Self {
+        Retry {
+            counted: Some(metrics),
+            ..self
         }
     }
 
@@ -94,6 +108,9 @@ impl Retry {
             tracing::info!(error = %error, "link to the parent lost: {} fails; retrying with backoff until it works", self.what);
         }
         tracing::warn!(error = %error, "{} failed; {}", self.what, self.meanwhile);
+        if let Some(metrics) = &self.counted {
+            metrics.sync_retried(crate::link::METRICS_LINK);
+        }
         self.failures += 1;
         if let Some(report) = &self.report
             && self.failures >= Self::LASTING
@@ -130,6 +147,22 @@ mod tests {
             retry.failed(&"again").await;
         }
         assert_eq!(retry.delay, Retry::LONGEST, "the waits stop growing");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_counted_loop_counts_each_failure_on_the_parent_link() {
+        let metrics = Arc::new(berth_metrics::Metrics::new(false));
+        let problems = Arc::new(Problems::default());
+        let mut retry = Retry::new("EVENTS_FAILING", "sending events up", problems)
+            .counted(Arc::clone(&metrics));
+        retry.failed(&"unreachable").await;
+        retry.succeeded();
+        retry.failed(&"unreachable").await;
+        let text = metrics.encode_openmetrics();
+        assert!(
+            text.contains(r#"berth_sync_retries_total{link="parent"} 2"#),
+            "{text}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

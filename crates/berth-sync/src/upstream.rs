@@ -128,7 +128,8 @@ impl Upstream {
             "UPSTREAM_FAILING",
             "sending local changes up",
             std::sync::Arc::clone(&self.link.problems),
-        );
+        )
+        .counted(std::sync::Arc::clone(&self.link.metrics));
         loop {
             changed.mark_unchanged();
             match self.send_pending(&schedule, &settings).await {
@@ -145,10 +146,7 @@ impl Upstream {
                     let _ = tokio::time::timeout(pause, changed.changed()).await;
                 }
                 Err(PushError::Parent(e)) if e.is_final() => return e,
-                Err(e) => {
-                    self.link.metrics.sync_retried(crate::link::METRICS_LINK);
-                    retry.failed(&e).await
-                }
+                Err(e) => retry.failed(&e).await,
             }
         }
     }
