@@ -571,14 +571,8 @@ pub async fn healthz() -> Response {
 /// full, every listener is bound and (on a connected registry) the configuration is
 /// loaded; else `503` naming the failing checks.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    let timed = |what: &'static str| {
-        move |r: Result<Result<(), String>, tokio::time::error::Elapsed>| match r {
-            Ok(r) => r,
-            Err(_) => Err(format!(
-                "the {what} did not answer within {CHECK_TIMEOUT:?}"
-            )),
-        }
-    };
+    // A storage failure names the store (a directory, `s3://bucket/prefix`…).
+    let location = state.registry.storage_location();
     let (database, storage) = tokio::join!(
         tokio::time::timeout(CHECK_TIMEOUT, async {
             state
@@ -590,8 +584,23 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         tokio::time::timeout(CHECK_TIMEOUT, state.registry.check_storage()),
     );
     let mut checks = vec![
-        ("database", timed("database")(database)),
-        ("storage", timed("storage")(storage)),
+        (
+            "database",
+            database.unwrap_or_else(|_| {
+                Err(format!(
+                    "the database did not answer within {CHECK_TIMEOUT:?}"
+                ))
+            }),
+        ),
+        (
+            "storage",
+            match storage {
+                Ok(checked) => checked.map_err(|e| format!("{location}: {e}")),
+                Err(_) => Err(format!(
+                    "the storage ({location}) did not answer within {CHECK_TIMEOUT:?}"
+                )),
+            },
+        ),
         (
             "listeners",
             if state.readiness.listeners_bound.load(Ordering::Acquire) {

@@ -262,6 +262,9 @@ impl FillingDisk {
 
 #[async_trait::async_trait]
 impl berth_registry::BlobStore for FillingDisk {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
     async fn stat(&self, digest: &berth_oci::Digest) -> std::io::Result<Option<u64>> {
         self.inner.stat(digest).await
     }

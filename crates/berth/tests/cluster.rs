@@ -538,6 +538,12 @@ fn readyz_covers_the_database_and_the_object_store() {
         },
     );
     assert_ne!(body["checks"]["storage"], "ok", "says why: {body}");
+    assert!(
+        body["checks"]["storage"]
+            .as_str()
+            .is_some_and(|why| why.contains("s3://")),
+        "names the store: {body}"
+    );
 
     drop(postgres);
     poll_until(

@@ -185,6 +185,10 @@ fn read_dir_or_empty(dir: &Path) -> io::Result<Box<dyn Iterator<Item = io::Resul
 
 #[async_trait]
 impl BlobStore for FsBlobStore {
+    fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
+
     async fn stat(&self, digest: &Digest) -> io::Result<Option<u64>> {
         match tokio::fs::metadata(self.blob_path(digest)).await {
             Ok(m) => Ok(Some(m.len())),

@@ -60,6 +60,10 @@ impl From<io::Error> for AppendError {
 /// Storage for blob bytes and upload-session bytes.
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
+    /// Where the blobs are, for messages (a directory, `s3://<bucket>/<prefix>`…); never a
+    /// credential.
+    fn describe(&self) -> String;
+
     /// The size of a committed blob, or `None` if the store does not hold it.
     async fn stat(&self, digest: &Digest) -> io::Result<Option<u64>>;
 

@@ -654,6 +654,10 @@ type SegmentWrite = JoinHandle<(Path, object_store::Result<()>)>;
 
 #[async_trait]
 impl BlobStore for ObjectBlobStore {
+    fn describe(&self) -> String {
+        self.location.to_string()
+    }
+
     async fn check_writable(&self) -> io::Result<()> {
         // A small object of this process's own under `health/` (which nothing else reads),
         // written and removed: the service answers, the credentials may write, and the

@@ -19,6 +19,11 @@ impl Registry {
         Ok(self.metadata.check_writable().await?)
     }
 
+    /// Where the blobs are, for messages (see [`crate::blob::BlobStore::describe`]).
+    pub fn storage_location(&self) -> String {
+        self.blobs.describe()
+    }
+
     /// Fails unless blob storage takes new bytes now: not known full (a blob write failed
     /// for space and none stored data since), and a small probe file can be written and
     /// synced where blobs go.

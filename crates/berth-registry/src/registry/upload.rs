@@ -552,6 +552,9 @@ mod tests {
 
     #[async_trait::async_trait]
     impl BlobStore for Counting {
+        fn describe(&self) -> String {
+            self.inner.describe()
+        }
         async fn stat(&self, digest: &Digest) -> std::io::Result<Option<u64>> {
             self.inner.stat(digest).await
         }
