@@ -225,7 +225,16 @@ pub fn send(
         Some(again) if e.is_request() || e.is_connect() => again.send(),
         _ => Err(e),
     });
-    let response = response.unwrap_or_else(|e| panic!("{request}\nfailed to send: {e}"));
+    let response = response.unwrap_or_else(|e| {
+        // The whole chain: reqwest's own message names only the URL.
+        let mut why = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            why.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        panic!("{request}\nfailed to send: {why}")
+    });
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let (body, body_error) = match response.bytes() {
