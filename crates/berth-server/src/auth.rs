@@ -10,6 +10,7 @@
 //! - an authenticated caller who lacks the action: `403 DENIED`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 
 use axum::extract::ConnectInfo;
 use base64::Engine as _;
@@ -59,7 +60,7 @@ pub struct LoginSite {
 #[derive(Debug, Clone)]
 enum LoginHost {
     /// The configured public URL, whole (scheme included).
-    Public(String),
+    Public(std::sync::Arc<str>),
     /// The request's `Host`, or its authority, or `localhost`.
     Request(http::HeaderValue),
 }
@@ -70,7 +71,7 @@ impl LoginSite {
     pub fn of(state: &AppState, parts: &Parts) -> Self {
         let via = Via::of(&parts.extensions);
         let host = match &state.public_url {
-            Some(url) if via.endpoint == Endpoint::Public => LoginHost::Public(url.clone()),
+            Some(url) if via.endpoint == Endpoint::Public => LoginHost::Public(Arc::clone(url)),
             _ => LoginHost::Request(
                 parts
                     .headers
@@ -103,14 +104,13 @@ impl LoginSite {
 
     /// The service name tokens are issued for: the site without its scheme.
     pub fn service(&self) -> String {
-        let base = self.base();
-        base.split("://").nth(1).unwrap_or(&base).to_owned()
+        service_of(&self.base()).to_owned()
     }
 
     /// `(realm, service)`: the token endpoint's URL, and the service name.
     pub fn realm_and_service(&self) -> (String, String) {
         let base = self.base();
-        let service = base.split("://").nth(1).unwrap_or(&base).to_owned();
+        let service = service_of(&base).to_owned();
         (format!("{base}/oauth2/token"), service)
     }
 
@@ -124,6 +124,11 @@ impl LoginSite {
         let (realm, service) = self.realm_and_service();
         challenge(&realm, &service, scope, message, detail)
     }
+}
+
+/// `host[:port][/path]` of `scheme://host[:port][/path]`.
+fn service_of(base: &str) -> &str {
+    base.split("://").nth(1).unwrap_or(base)
 }
 
 /// The client's address, from the listener (loopback-unspecified when called in process).

@@ -571,8 +571,6 @@ pub async fn healthz() -> Response {
 /// full, every listener is bound and (on a connected registry) the configuration is
 /// loaded; else `503` naming the failing checks.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    // A storage failure names the store (a directory, `s3://bucket/prefix`…).
-    let location = state.registry.storage_location();
     let (database, storage) = tokio::join!(
         tokio::time::timeout(CHECK_TIMEOUT, async {
             state
@@ -594,10 +592,14 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         ),
         (
             "storage",
+            // A failure names the store (a directory, `s3://bucket/prefix`…).
             match storage {
-                Ok(checked) => checked.map_err(|e| format!("{location}: {e}")),
+                Ok(checked) => {
+                    checked.map_err(|e| format!("{}: {e}", state.registry.storage_location()))
+                }
                 Err(_) => Err(format!(
-                    "the storage ({location}) did not answer within {CHECK_TIMEOUT:?}"
+                    "the storage ({}) did not answer within {CHECK_TIMEOUT:?}",
+                    state.registry.storage_location()
                 )),
             },
         ),

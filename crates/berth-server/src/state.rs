@@ -17,7 +17,7 @@ pub struct AppState {
     pub identity: Arc<Identity>,
     /// The URL clients reach the registry at (`https://registry.example.com`), for token
     /// challenges; `None` derives it from each request's `Host`.
-    pub public_url: Option<String>,
+    pub public_url: Option<Arc<str>>,
     /// Where gateway answers come from: the root's identities, or a relay to the parent.
     pub gateway: Arc<dyn Gateway>,
     /// Set on a ReadOnly connected registry: every push and delete is refused with this.

@@ -382,3 +382,42 @@ async fn challenges_name_realm_service_and_scope() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(r.header("www-authenticate").starts_with("Bearer realm="));
 }
+
+/// The token realm and service in a challenge come from `--public-url` when one is set (the
+/// host clients were given), else from the request's `Host`.
+#[tokio::test]
+async fn challenges_name_the_public_url_when_one_is_set() {
+    use std::sync::Arc;
+    use tower::ServiceExt as _;
+
+    let challenge = |router: axum::Router| async move {
+        let request = http::Request::builder()
+            .uri("/v2/a/manifests/latest")
+            .header("host", "10.0.0.5:5000")
+            .body(Body::empty())
+            .unwrap();
+        let response = router.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        response.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Arc::new(
+        berth_registry::Registry::open_local(dir.path(), RegistryConfig::default())
+            .await
+            .unwrap(),
+    );
+    let identity = Arc::new(open_identity(dir.path()).await);
+    let mut state = berth_server::AppState::new(Arc::clone(&registry), Arc::clone(&identity));
+    assert_eq!(
+        challenge(berth_server::router(state.clone())).await,
+        r#"Bearer realm="http://10.0.0.5:5000/oauth2/token",service="10.0.0.5:5000",scope="repository:a:pull""#
+    );
+    state.public_url = Some(Arc::from("https://registry.example.com/"));
+    assert_eq!(
+        challenge(berth_server::router(state)).await,
+        r#"Bearer realm="https://registry.example.com/oauth2/token",service="registry.example.com",scope="repository:a:pull""#
+    );
+}

@@ -192,7 +192,7 @@ async fn serve(
         config.observability.repository_labels,
     ));
     state.metrics = Arc::clone(&metrics);
-    state.public_url = config.public_url.clone();
+    state.public_url = config.public_url.as_deref().map(Arc::from);
     state.gc = Arc::new(config.gc.options.clone());
     state.network = Arc::new(listeners.network_config(&config, addr, &identity)?);
     events::start(&mut state, &config.events, login_host(&config, addr));

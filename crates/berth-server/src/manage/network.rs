@@ -212,7 +212,8 @@ pub(crate) async fn endpoints(_: Admin, State(state): State<AppState>) -> Json<a
         login_server: api::LoginServerView {
             url: state
                 .public_url
-                .clone()
+                .as_deref()
+                .map(str::to_owned)
                 .or_else(|| login.map(ListenerInfo::url)),
             address: login.map(|l| l.address.to_string()),
             tls: login.is_some_and(|l| l.tls),
