@@ -73,6 +73,8 @@ pub async fn blob_store_contract(make: impl AsyncFn() -> Arc<dyn BlobStore>) {
     blob_visible_only_when_whole(make().await).await;
     appends_start_where_the_data_ends(make().await).await;
     a_cut_body_keeps_what_arrived(make().await).await;
+    an_abandoned_append_ends_before_the_next_begins(make().await).await;
+    a_commit_publishes_the_bytes_it_names(make().await).await;
     ranges_read_what_they_name(make().await).await;
     committing_a_blob_held_already_keeps_it(make().await).await;
     upload_sessions_are_listed_and_dropped(make().await).await;
@@ -103,7 +105,7 @@ async fn blob_visible_only_when_whole(store: Arc<dyn BlobStore>) {
         None,
         "{case}: uncommitted"
     );
-    store.commit_upload(&id, &whole).await.unwrap();
+    store.commit_upload(&id, &whole, 11).await.unwrap();
     assert_eq!(store.stat(&whole).await.unwrap(), Some(11), "{case}");
     assert_eq!(
         collect(store.read(&whole, None).await.unwrap().unwrap()).await,
@@ -175,6 +177,98 @@ async fn a_cut_body_keeps_what_arrived(store: Arc<dyn BlobStore>) {
     assert_eq!(len.unwrap(), kept.len() as u64 + 1, "{case}: it resumes");
 }
 
+/// An append whose caller gives up part way (its future dropped: a client connection closed,
+/// a sync task cancelled) may still have bytes on their way to storage; the next append on
+/// the session must see where they ended, never write beside them.
+async fn an_abandoned_append_ends_before_the_next_begins(store: Arc<dyn BlobStore>) {
+    let case = "an_abandoned_append_ends_before_the_next_begins";
+    const CHUNK: usize = 1 << 20;
+    for round in 0..8u8 {
+        let id = UploadId::new();
+        store.create_upload(&id).await.unwrap();
+        let sent = data(round, 6 * CHUNK);
+        let (all_sent, sent_signal) = tokio::sync::oneshot::channel::<()>();
+        let mut all_sent = Some(all_sent);
+        let chunks: Vec<io::Result<Bytes>> = sent
+            .chunks(CHUNK)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        // The chunks, then a body that never ends (a client that stalls), which says when
+        // the append has taken every chunk.
+        let stalled = futures_util::stream::iter(chunks)
+            .chain(futures_util::stream::poll_fn(move |_| {
+                if let Some(signal) = all_sent.take() {
+                    let _ = signal.send(());
+                }
+                std::task::Poll::Pending
+            }))
+            .boxed();
+        tokio::select! {
+            biased;
+            result = store.append_upload(&id, 0, stalled) => {
+                panic!("{case}: a body that never ends gave {result:?}")
+            }
+            _ = sent_signal => {}
+        }
+        // The append is dropped: it is abandoned with its last chunks maybe still in flight.
+        let mut at = store.upload_len(&id).await.unwrap().expect("the session");
+        let end = loop {
+            match store.append_upload(&id, at, body(&[b"tail"])).await {
+                Ok(end) => break end,
+                Err(AppendError::OffsetMismatch { actual }) => at = actual,
+                other => panic!("{case}: an append at {at} gave {other:?}"),
+            }
+        };
+        let kept = collect(store.read_upload(&id).await.unwrap()).await;
+        assert_eq!(
+            kept.len() as u64,
+            end,
+            "{case}: the length is what was written"
+        );
+        assert_eq!(end, at + 4, "{case}: the tail went where the data ended");
+        assert!(
+            kept[..at as usize] == sent[..at as usize] && &kept[at as usize..] == b"tail",
+            "{case}: round {round}: the abandoned append's bytes, then the next append's \
+             ({at} bytes kept of {})",
+            sent.len()
+        );
+        store.abort_upload(&id).await.unwrap();
+    }
+}
+
+/// A commit publishes the first `len` bytes of the session, those its caller hashed: bytes
+/// past them (an abandoned append's) are not part of the blob, and fewer is an error.
+async fn a_commit_publishes_the_bytes_it_names(store: Arc<dyn BlobStore>) {
+    let case = "a_commit_publishes_the_bytes_it_names";
+    let id = UploadId::new();
+    store.create_upload(&id).await.unwrap();
+    store.append_upload(&id, 0, body(&[b"abc"])).await.unwrap();
+    store.append_upload(&id, 3, body(&[b"def"])).await.unwrap();
+    let digest = Digest::sha256(b"abc");
+    let short = store.commit_upload(&id, &digest, 7).await;
+    assert!(
+        matches!(&short, Err(e) if e.kind() == io::ErrorKind::InvalidData),
+        "{case}: a commit of more than the session holds gave {short:?}"
+    );
+    assert_eq!(
+        store.stat(&digest).await.unwrap(),
+        None,
+        "{case}: nothing published"
+    );
+    store.commit_upload(&id, &digest, 3).await.unwrap();
+    assert_eq!(store.stat(&digest).await.unwrap(), Some(3), "{case}");
+    assert_eq!(
+        collect(store.read(&digest, None).await.unwrap().unwrap()).await,
+        b"abc",
+        "{case}: the blob is the bytes its digest names"
+    );
+    assert_eq!(
+        store.upload_len(&id).await.unwrap(),
+        None,
+        "{case}: the session is gone"
+    );
+}
+
 async fn ranges_read_what_they_name(store: Arc<dyn BlobStore>) {
     let case = "ranges_read_what_they_name";
     let bytes = data(2, (1 << 20) + 333);
@@ -209,7 +303,7 @@ async fn committing_a_blob_held_already_keeps_it(store: Arc<dyn BlobStore>) {
     let id = UploadId::new();
     store.create_upload(&id).await.unwrap();
     store.append_upload(&id, 0, body(&[b"same"])).await.unwrap();
-    store.commit_upload(&id, &digest).await.unwrap();
+    store.commit_upload(&id, &digest, 4).await.unwrap();
     assert_eq!(store.upload_len(&id).await.unwrap(), None, "{case}");
     assert_eq!(
         collect(store.read(&digest, None).await.unwrap().unwrap()).await,
@@ -287,7 +381,7 @@ async fn concurrent_writers_of_one_blob(store: Arc<dyn BlobStore>) {
                     .append_upload(&id, 0, chunks)
                     .await
                     .map_err(|e| io::Error::other(format!("{e:?}")))?;
-                store.commit_upload(&id, &digest).await
+                store.commit_upload(&id, &digest, bytes.len() as u64).await
             })
         })
         .collect();
@@ -347,7 +441,7 @@ async fn readers_never_see_part_of_a_blob(store: Arc<dyn BlobStore>) {
         offset = store.append_upload(&id, offset, chunks).await.unwrap();
         tokio::task::yield_now().await;
     }
-    store.commit_upload(&id, &digest).await.unwrap();
+    store.commit_upload(&id, &digest, offset).await.unwrap();
     done.store(true, Ordering::SeqCst);
     assert!(
         reader.await.unwrap() >= 1,

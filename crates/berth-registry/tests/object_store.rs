@@ -79,7 +79,10 @@ async fn a_large_upload_over_three_nodes(url: &str) {
         "the session's bytes read back whole, in order"
     );
     let digest = Digest::sha256(&bytes);
-    nodes[1].commit_upload(&id, &digest).await.unwrap();
+    nodes[1]
+        .commit_upload(&id, &digest, bytes.len() as u64)
+        .await
+        .unwrap();
     assert_eq!(nodes[0].upload_len(&id).await.unwrap(), None);
     assert_eq!(
         nodes[2].stat(&digest).await.unwrap(),
@@ -203,7 +206,10 @@ async fn a_commit_checks_what_it_publishes(url: &str) {
             .await
             .unwrap();
         let claimed = Digest::sha256(b"something else");
-        let e = store.commit_upload(&id, &claimed).await.unwrap_err();
+        let e = store
+            .commit_upload(&id, &claimed, len as u64)
+            .await
+            .unwrap_err();
         assert!(e.to_string().contains("hash to"), "{e}");
         assert_eq!(
             store.stat(&claimed).await.unwrap(),
@@ -212,7 +218,7 @@ async fn a_commit_checks_what_it_publishes(url: &str) {
         );
         assert_eq!(store.upload_len(&id).await.unwrap(), Some(len as u64));
         store
-            .commit_upload(&id, &Digest::sha256(&bytes))
+            .commit_upload(&id, &Digest::sha256(&bytes), len as u64)
             .await
             .unwrap();
         store.abort_upload(&id).await.unwrap();

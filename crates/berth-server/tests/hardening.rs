@@ -303,9 +303,10 @@ impl berth_registry::BlobStore for FillingDisk {
         &self,
         id: &berth_registry::UploadId,
         digest: &berth_oci::Digest,
+        len: u64,
     ) -> std::io::Result<()> {
         self.check()?;
-        self.inner.commit_upload(id, digest).await
+        self.inner.commit_upload(id, digest, len).await
     }
     async fn put(&self, digest: &berth_oci::Digest, bytes: bytes::Bytes) -> std::io::Result<()> {
         self.check()?;

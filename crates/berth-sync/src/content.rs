@@ -23,7 +23,7 @@ use berth_auth::scope_map::RepositoryPattern;
 use berth_notify::Subscription;
 use berth_oci::{Digest, Manifest, Reference, RepositoryName, Tag, media_type};
 use berth_registry::{Change, ChangeEvent, ChangePage, Origin, Registry, RegistryError};
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use jiff::Timestamp;
 use serde::Deserialize;
 
@@ -479,15 +479,15 @@ impl ContentSync {
             }
             // Blobs in parallel, as many at once as the link allows.
             let concurrency = (self.link.limits)().concurrency;
-            futures_util::stream::iter(
-                manifest
-                    .required_blobs()
-                    .map(|b| b.digest.clone())
-                    .collect::<Vec<_>>(),
+            let blobs = manifest
+                .required_blobs()
+                .map(|b| b.digest.clone())
+                .collect::<Vec<_>>();
+            crate::link::transfer_all(
+                futures_util::stream::iter(blobs)
+                    .map(|digest| async move { self.downloads.ensure(repository, &digest).await }),
+                concurrency,
             )
-            .map(|digest| async move { self.downloads.ensure(repository, &digest).await })
-            .buffer_unordered(concurrency.max(1) as usize)
-            .try_collect::<Vec<()>>()
             .await?;
             let media_type = manifest.media_type.clone();
             registry

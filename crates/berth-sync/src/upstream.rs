@@ -18,7 +18,7 @@ use berth_auth::gateway::RegistrySettings;
 use berth_auth::scope_map::RepositoryPattern;
 use berth_oci::{Digest, Manifest, Reference, RepositoryName};
 use berth_registry::{Change, ChangeEvent, Origin, Registry, RegistryError};
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use jiff::Timestamp;
 
 use crate::client::LinkError;
@@ -263,13 +263,11 @@ impl Upstream {
             concurrency,
             ..
         } = (self.link.limits)();
-        futures_util::stream::iter(
-            manifest
-                .required_blobs()
-                .map(|b| b.digest.clone())
-                .collect::<Vec<_>>(),
-        )
-        .map(|digest| async move {
+        let blobs = manifest
+            .required_blobs()
+            .map(|b| b.digest.clone())
+            .collect::<Vec<_>>();
+        let transfers = futures_util::stream::iter(blobs).map(|digest| async move {
             if self
                 .link
                 .client
@@ -303,11 +301,9 @@ impl Upstream {
                     body,
                 )
                 .await?;
-            Ok(())
-        })
-        .buffer_unordered(concurrency.max(1) as usize)
-        .try_collect::<Vec<()>>()
-        .await?;
+            Ok::<(), PushError>(())
+        });
+        crate::link::transfer_all(transfers, concurrency).await?;
         let reference = tag.map_or_else(|| digest.to_string(), str::to_owned);
         self.link
             .client

@@ -8,6 +8,12 @@
 //! buffers, so the request task hashes the next bytes while the previous ones are written,
 //! and at most a few MiB per upload are ever in memory. Reads are `pread`s of
 //! [`READ_CHUNK`] bytes with one chunk read ahead, so the disk and the socket overlap.
+//!
+//! An append holds an exclusive lock (`flock`) on its upload file until its writer task has
+//! written its last byte; sizing, reading back and committing an upload take the lock
+//! first. An append abandoned part way (its future dropped when a client connection closes
+//! or a sync task is cancelled) leaves its writer draining the queue for a moment: the lock
+//! makes the next append start after those bytes instead of writing beside them.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, IoSlice, Seek, SeekFrom, Write};
@@ -174,6 +180,16 @@ fn publish(from: &Path, to: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// An upload's file and length once no append is writing to it (an append abandoned part
+/// way may still be): the lock is taken and given back at once.
+fn settled_upload(path: &Path) -> io::Result<(File, u64)> {
+    let file = File::open(path)?;
+    file.lock_shared()?;
+    let len = file.metadata()?.len();
+    file.unlock()?;
+    Ok((file, len))
+}
+
 /// The entries of `dir`, or none when it does not exist (yet).
 fn read_dir_or_empty(dir: &Path) -> io::Result<Box<dyn Iterator<Item = io::Result<fs::DirEntry>>>> {
     match fs::read_dir(dir) {
@@ -247,33 +263,39 @@ impl BlobStore for FsBlobStore {
         mut body: ByteStream<'_>,
     ) -> Result<u64, AppendError> {
         let path = self.upload_path(id);
-        let file = blocking(move || OpenOptions::new().write(true).open(path)).await;
-        let mut file = match file {
-            Ok(f) => f,
+        // Locked for the whole append: an append abandoned before may still be writing.
+        let opened = blocking(move || {
+            let mut file = OpenOptions::new().write(true).open(path)?;
+            file.lock()?;
+            let end = file.seek(SeekFrom::End(0))?;
+            Ok((file, end))
+        })
+        .await;
+        let (file, actual) = match opened {
+            Ok(opened) => opened,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(AppendError::UnknownUpload);
             }
             Err(e) => return Err(e.into()),
         };
-        let (file, actual) = blocking(move || {
-            let end = file.seek(SeekFrom::End(0))?;
-            Ok((file, end))
-        })
-        .await?;
         if actual != offset {
             return Err(AppendError::OffsetMismatch { actual });
         }
 
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(WRITE_QUEUE);
         let flusher = EarlyFlush::new(&file)?;
-        let writer: JoinHandle<io::Result<File>> = spawn_blocking(move || {
+        // The file (and its lock) goes back with the outcome, so that a failed write is
+        // undone before another append may start.
+        let writer: JoinHandle<(File, io::Result<()>)> = spawn_blocking(move || {
             let mut file = file;
             let mut flusher = flusher;
             while let Some(batch) = rx.blocking_recv() {
-                write_batch(&mut file, &batch)?;
+                if let Err(e) = write_batch(&mut file, &batch) {
+                    return (file, Err(e));
+                }
                 flusher.written(batch.iter().map(Bytes::len).sum());
             }
-            Ok(file)
+            (file, Ok(()))
         });
 
         // Chunks are passed on as they came (no copy), in batches of about WRITE_CHUNK bytes.
@@ -303,31 +325,28 @@ impl BlobStore for FsBlobStore {
             let _ = tx.send(batch).await;
         }
         drop(tx);
-        let written = writer.await.map_err(io::Error::other)?;
+        let (file, written) = writer.await.map_err(io::Error::other)?;
         match (written, failure) {
-            (Ok(file), None) => blocking(move || file.metadata().map(|m| m.len()))
+            (Ok(()), None) => blocking(move || file.metadata().map(|m| m.len()))
                 .await
                 .map_err(AppendError::Io),
-            (Ok(file), Some(error)) => {
+            (Ok(()), Some(error)) => {
                 let len = blocking(move || file.metadata().map(|m| m.len())).await?;
                 Err(AppendError::Interrupted { len, error })
             }
             (Err(e), _) => {
                 // A write failed: what was written cannot be trusted to match the hash, so
                 // nothing of this append is kept.
-                let path = self.upload_path(id);
-                if let Ok(file) = blocking(move || OpenOptions::new().write(true).open(path)).await
-                {
-                    blocking(move || file.set_len(offset)).await?;
-                }
+                blocking(move || file.set_len(offset)).await?;
                 Err(AppendError::Io(e))
             }
         }
     }
 
     async fn upload_len(&self, id: &UploadId) -> io::Result<Option<u64>> {
-        match tokio::fs::metadata(self.upload_path(id)).await {
-            Ok(m) => Ok(Some(m.len())),
+        let path = self.upload_path(id);
+        match blocking(move || settled_upload(&path)).await {
+            Ok((_, len)) => Ok(Some(len)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
@@ -335,19 +354,28 @@ impl BlobStore for FsBlobStore {
 
     async fn read_upload(&self, id: &UploadId) -> io::Result<ByteStream<'static>> {
         let path = self.upload_path(id);
-        let (file, len) = blocking(move || {
-            let f = File::open(path)?;
-            let len = f.metadata()?.len();
-            Ok((f, len))
-        })
-        .await?;
+        let (file, len) = blocking(move || settled_upload(&path)).await?;
+        // Appends only add after `len`: the bytes before it stay as they are.
         Ok(read_ahead_stream(Arc::new(file), 0..len))
     }
 
-    async fn commit_upload(&self, id: &UploadId, digest: &Digest) -> io::Result<()> {
+    async fn commit_upload(&self, id: &UploadId, digest: &Digest, len: u64) -> io::Result<()> {
         let from = self.upload_path(id);
         let to = self.blob_path(digest);
         blocking(move || {
+            // Held through the rename: no append abandoned before writes into the blob.
+            let upload = OpenOptions::new().write(true).open(&from)?;
+            upload.lock()?;
+            let stored = upload.metadata()?.len();
+            if stored < len {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("the upload holds {stored} bytes, not the {len} to publish"),
+                ));
+            }
+            if stored > len {
+                upload.set_len(len)?;
+            }
             if to.exists() {
                 // Content-addressed: the bytes are already there and identical.
                 return fs::remove_file(from);
@@ -545,7 +573,7 @@ mod tests {
 
         let digest = Digest::sha256(b"hello world");
         assert_eq!(store.stat(&digest).await.unwrap(), None);
-        store.commit_upload(&id, &digest).await.unwrap();
+        store.commit_upload(&id, &digest, 11).await.unwrap();
         assert_eq!(store.stat(&digest).await.unwrap(), Some(11));
         assert_eq!(store.upload_len(&id).await.unwrap(), None);
         assert_eq!(

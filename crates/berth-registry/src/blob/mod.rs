@@ -97,9 +97,12 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Streams an upload's data from the start (used to rebuild a hash after a restart).
     async fn read_upload(&self, id: &UploadId) -> io::Result<ByteStream<'static>>;
 
-    /// Makes the upload's data durable and publishes it as the blob `digest`, atomically.
-    /// The session is gone afterwards. If the blob already exists, the upload is dropped.
-    async fn commit_upload(&self, id: &UploadId, digest: &Digest) -> io::Result<()>;
+    /// Makes the upload's first `len` bytes (those the caller hashed) durable and publishes
+    /// them as the blob `digest`, atomically. Bytes past `len` (an append abandoned part way
+    /// may leave some that nobody hashed) are not part of the blob; a session holding fewer
+    /// fails with `InvalidData`. The session is gone afterwards. If the blob already exists,
+    /// the upload is dropped.
+    async fn commit_upload(&self, id: &UploadId, digest: &Digest, len: u64) -> io::Result<()>;
 
     /// Stores a small blob whose digest the caller has verified, durably and atomically.
     async fn put(&self, digest: &Digest, bytes: Bytes) -> io::Result<()>;

@@ -606,6 +606,28 @@ struct Session {
     len: u64,
 }
 
+impl Session {
+    /// The session's first `len` bytes: segments past them (an append abandoned part way
+    /// may leave some that nobody hashed) are left out.
+    fn up_to(mut self, len: u64) -> io::Result<Session> {
+        let keep = self
+            .segments
+            .iter()
+            .take_while(|segment| segment.offset < len)
+            .count();
+        self.segments.truncate(keep);
+        let end = self.segments.last().map_or(0, |s| s.offset + s.size);
+        if end != len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the upload's segments end at byte {end}, not at the {len} to publish"),
+            ));
+        }
+        self.len = len;
+        Ok(self)
+    }
+}
+
 struct Segment {
     offset: u64,
     size: u64,
@@ -649,8 +671,28 @@ async fn delete_quietly(store: &dyn ObjectStore, key: &Path) -> io::Result<()> {
     }
 }
 
-/// A segment `PUT` in flight: its key and the result.
-type SegmentWrite = JoinHandle<(Path, object_store::Result<()>)>;
+/// A segment `PUT` in flight, in its own task so the next segment fills meanwhile: its key
+/// and the result. Aborted when dropped: an append abandoned part way (its client gone, a
+/// sync cancelled) stops writing instead of racing the next append of the session (which
+/// conditional creation would refuse or win against, at the cost of a retry).
+struct SegmentWrite(JoinHandle<(Path, object_store::Result<()>)>);
+
+impl Drop for SegmentWrite {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl std::future::Future for SegmentWrite {
+    type Output = Result<(Path, object_store::Result<()>), tokio::task::JoinError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
 
 #[async_trait]
 impl BlobStore for ObjectBlobStore {
@@ -783,7 +825,7 @@ impl BlobStore for ObjectBlobStore {
         let start_write = |buffer: Vec<Bytes>, at: u64| -> SegmentWrite {
             let store = Arc::clone(&self.store);
             let key = self.segment_key(id, at);
-            tokio::spawn(async move {
+            SegmentWrite(tokio::spawn(async move {
                 let options = PutOptions {
                     mode: PutMode::Create,
                     ..PutOptions::default()
@@ -793,7 +835,7 @@ impl BlobStore for ObjectBlobStore {
                     .await
                     .map(drop);
                 (key, result)
-            })
+            }))
         };
 
         'body: while let Some(item) = body.next().await {
@@ -865,9 +907,9 @@ impl BlobStore for ObjectBlobStore {
         Ok(self.stream_segments(session.segments))
     }
 
-    async fn commit_upload(&self, id: &UploadId, digest: &Digest) -> io::Result<()> {
+    async fn commit_upload(&self, id: &UploadId, digest: &Digest, len: u64) -> io::Result<()> {
         if self.stat(digest).await?.is_none() {
-            let session = self.session(id).await?;
+            let session = self.session(id).await?.up_to(len)?;
             if !session.exists {
                 return Err(io::Error::new(
                     io::ErrorKind::NotFound,

@@ -416,24 +416,26 @@ impl Uploads {
         // possible with a grace shorter than this step), the bytes may be gone, and the push
         // fails cleanly instead (503, the client retries).
         let published = match self.claim(digest, state.offset).await {
-            Ok(claim) => match self.blob_write(self.blobs.commit_upload(id, digest).await, 0) {
-                Ok(()) => {
-                    let source = LinkSource::Placed {
-                        claim,
-                        upload: Some(id),
-                    };
-                    match self
-                        .metadata
-                        .link_blob(repository, digest, state.offset, source)
-                        .await
-                    {
-                        Ok(true) => Ok(()),
-                        Ok(false) => Err(RegistryError::BlobCollecting(digest.clone())),
-                        Err(e) => Err(e.into()),
+            Ok(claim) => {
+                match self.blob_write(self.blobs.commit_upload(id, digest, state.offset).await, 0) {
+                    Ok(()) => {
+                        let source = LinkSource::Placed {
+                            claim,
+                            upload: Some(id),
+                        };
+                        match self
+                            .metadata
+                            .link_blob(repository, digest, state.offset, source)
+                            .await
+                        {
+                            Ok(true) => Ok(()),
+                            Ok(false) => Err(RegistryError::BlobCollecting(digest.clone())),
+                            Err(e) => Err(e.into()),
+                        }
                     }
+                    Err(e) => Err(e),
                 }
-                Err(e) => Err(e),
-            },
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = published {
@@ -586,11 +588,16 @@ mod tests {
             self.reads.fetch_add(1, Ordering::SeqCst);
             self.inner.read_upload(id).await
         }
-        async fn commit_upload(&self, id: &UploadId, digest: &Digest) -> std::io::Result<()> {
+        async fn commit_upload(
+            &self,
+            id: &UploadId,
+            digest: &Digest,
+            len: u64,
+        ) -> std::io::Result<()> {
             if self.fail_commit.swap(false, Ordering::SeqCst) {
                 return Err(std::io::ErrorKind::StorageFull.into());
             }
-            self.inner.commit_upload(id, digest).await
+            self.inner.commit_upload(id, digest, len).await
         }
         async fn put(&self, digest: &Digest, bytes: Bytes) -> std::io::Result<()> {
             self.inner.put(digest, bytes).await
@@ -812,6 +819,35 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(shared.rehashes(), 1);
+    }
+
+    /// Bytes an abandoned append (its request gone) left past what this node hashed are
+    /// not published under the digest of the bytes before them.
+    #[tokio::test]
+    async fn a_blob_holds_exactly_the_bytes_its_digest_was_checked_over() {
+        let shared = Shared::new().await;
+        let one = shared.node();
+        let id = session(&one, b"abc").await;
+        // An append whose request was dropped: its bytes landed, its progress was never
+        // recorded, and this node's state still says 3 bytes.
+        shared
+            .blobs
+            .append_upload(&id, 3, body(b"def"))
+            .await
+            .unwrap();
+        let digest = Digest::sha256(b"abc");
+        one.uploads()
+            .finish(&repo(), &id, &digest, None)
+            .await
+            .unwrap();
+        assert_eq!(one.blob(&repo(), &digest).await.unwrap().size, 3);
+        let stored = shared.blobs.read(&digest, None).await.unwrap().unwrap();
+        let bytes: Vec<u8> = stored
+            .map(|c| c.unwrap())
+            .collect::<Vec<_>>()
+            .await
+            .concat();
+        assert_eq!(bytes, b"abc", "the blob is the bytes its digest names");
     }
 
     #[tokio::test]
