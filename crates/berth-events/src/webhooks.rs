@@ -418,12 +418,21 @@ impl Webhooks {
                 && first.seq > position + 1
                 && position > 0
             {
-                tracing::warn!(
-                    webhook = %webhook.name,
-                    from = position + 1,
-                    to = first.seq - 1,
-                    "changes were pruned from the change log before this webhook was told of them"
-                );
+                // A gap in the sequence is not always a prune: PostgreSQL leaves one for
+                // every rolled-back insert. The log's oldest change tells them apart.
+                let (oldest, _) = self
+                    .registry
+                    .change_bounds()
+                    .await
+                    .map_err(IdentityError::store)?;
+                if let Some((from, to)) = pruned_before(position, oldest) {
+                    tracing::warn!(
+                        webhook = %webhook.name,
+                        from,
+                        to,
+                        "changes were pruned from the change log before this webhook was told of them"
+                    );
+                }
             }
             let last = changes.len().min(BATCH as usize);
             // The position is saved after each delivered event, and for the changes passed
@@ -568,5 +577,28 @@ fn record(event: &Event, outcome: &Outcome, attempts: u32, last: bool) -> Delive
         error,
         attempts,
         at: unix_now(),
+    }
+}
+
+/// The changes after `position` that the log's retention removed before a reader got to
+/// them (first and last sequence number), given the oldest change the log still holds;
+/// `None` when every change after `position` is still there (a gap after it is then one the
+/// database's sequence left, not a prune).
+fn pruned_before(position: i64, oldest: i64) -> Option<(i64, i64)> {
+    (position > 0 && oldest > position + 1).then_some((position + 1, oldest - 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pruned_before;
+
+    #[test]
+    fn only_changes_before_the_oldest_kept_were_pruned() {
+        // The log holds 1..=5 and 7 (6 rolled back): nothing after 5 was pruned.
+        assert_eq!(pruned_before(5, 1), None);
+        // Pruned up to 8, the webhook at 5: 6 and 7 are gone (at most).
+        assert_eq!(pruned_before(5, 8), Some((6, 7)));
+        assert_eq!(pruned_before(5, 6), None, "the next change is kept");
+        assert_eq!(pruned_before(0, 9), None, "a new webhook starts at the head");
     }
 }
