@@ -599,6 +599,10 @@ mod tests {
         // Pruned up to 8, the webhook at 5: 6 and 7 are gone (at most).
         assert_eq!(pruned_before(5, 8), Some((6, 7)));
         assert_eq!(pruned_before(5, 6), None, "the next change is kept");
-        assert_eq!(pruned_before(0, 9), None, "a new webhook starts at the head");
+        assert_eq!(
+            pruned_before(0, 9),
+            None,
+            "a new webhook starts at the head"
+        );
     }
 }
