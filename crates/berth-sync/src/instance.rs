@@ -64,6 +64,20 @@ pub enum InstanceError {
     },
 }
 
+impl InstanceError {
+    /// Whether restarting the instance cannot mend it: the root retired it, or another
+    /// instance holds its registry. (A file it could not read or write may be mended.)
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            InstanceError::AlreadyActivated(_)
+            | InstanceError::Retired(_)
+            | InstanceError::Refused(_)
+            | InstanceError::NotActive(_) => true,
+            InstanceError::Io { .. } => false,
+        }
+    }
+}
+
 /// The first final error any part of the link met; the instance stops with it.
 #[derive(Default)]
 struct Stop {

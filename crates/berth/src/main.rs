@@ -24,7 +24,7 @@ use berth_registry::{
     BlobStore, Exclusive, FsBlobStore, PostgresMetadata, Registry, SqliteMetadata,
 };
 use berth_server::{AppState, ListenerConfig};
-use berth_sync::Instance;
+use berth_sync::{Instance, InstanceError};
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
@@ -75,7 +75,7 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("berth: {e}");
-                    ExitCode::FAILURE
+                    serve_exit_code(&*e)
                 }
             }
         }
@@ -99,6 +99,28 @@ fn main() -> ExitCode {
         Command::Manage(command) => cli::run(*command),
     }
 }
+
+/// `berth serve`'s exit status after an error: [`EXIT_RETIRED`] when a connected registry
+/// stopped for a reason restarting cannot mend (retired by its root, held by another
+/// instance), so a supervisor can be told not to restart it; else 1.
+fn serve_exit_code(error: &(dyn std::error::Error + 'static)) -> ExitCode {
+    let instance = error
+        .downcast_ref::<InstanceError>()
+        .or_else(|| error.downcast_ref::<InstanceStopped>().map(|s| &s.0));
+    if instance.is_some_and(InstanceError::is_permanent) {
+        ExitCode::from(EXIT_RETIRED)
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// See [`serve_exit_code`] (README, "Connected registries").
+const EXIT_RETIRED: u8 = 3;
+
+/// A connected registry's link with its parent ended (it only ends on a final error).
+#[derive(Debug, thiserror::Error)]
+#[error("connected registry stopped: {0}")]
+struct InstanceStopped(InstanceError);
 
 /// Sets the log filter while running: a connected registry takes its log level from its
 /// parent's configuration, unless `RUST_LOG` was set, which always wins.
@@ -338,7 +360,7 @@ async fn serve(
             // The link with the parent runs beside the server; it only ends on a fatal error.
             tokio::select! {
                 served = server => served?,
-                fatal = instance.run() => return Err(format!("connected registry stopped: {fatal}").into()),
+                fatal = instance.run() => return Err(InstanceStopped(fatal).into()),
             }
         }
     }

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use authn::{Cred, Manage, expect_error, expect_status, poll_until, send};
 use common::tmpfs::Tmpfs;
-use common::{Berth, serve_expecting_exit};
+use common::{Berth, EXIT_RETIRED, serve_expecting_exit, serve_expecting_exit_status};
 use proxy::{Proxy, incompressible};
 use serde_json::{Value, json};
 use sites::{WAIT, connected, manifest_status, push_image, view, wait_manifest, wait_state};
@@ -459,7 +459,11 @@ fn deactivate_stops_the_old_instance_for_good_and_a_replacement_takes_over() {
     let status = old
         .wait_exit(Duration::from_secs(10))
         .expect("the deactivated instance keeps running");
-    assert!(!status.success(), "it stops with an error: {status}");
+    assert_eq!(
+        status.code(),
+        Some(EXIT_RETIRED),
+        "it stops with the status a supervisor need not restart: {status}"
+    );
     let output = old.output();
     assert!(
         output.lines().any(|l| l.contains("ERROR")
@@ -469,7 +473,9 @@ fn deactivate_stops_the_old_instance_for_good_and_a_replacement_takes_over() {
     );
     push_image(&root, "app", "v2", b"two");
     // Started again on its data directory, it refuses at once, saying why and what to do.
-    let stderr = serve_expecting_exit(&old_dir, &["--connection-string", &cs], WAIT);
+    let (status, stderr) =
+        serve_expecting_exit_status(&old_dir, &["--connection-string", &cs], WAIT);
+    assert_eq!(status.code(), Some(EXIT_RETIRED), "{stderr}");
     assert!(
         stderr.contains("was deactivated on the root registry") && stderr.contains("instance.id"),
         "{stderr}"
@@ -486,8 +492,10 @@ fn deactivate_stops_the_old_instance_for_good_and_a_replacement_takes_over() {
     // while the replacement holds the registry.
     std::fs::remove_file(old_dir.join("instance.id")).unwrap();
     std::fs::remove_file(old_dir.join("retired.json")).unwrap();
-    let stderr = serve_expecting_exit(&old_dir, &["--connection-string", &cs], WAIT);
+    let (status, stderr) =
+        serve_expecting_exit_status(&old_dir, &["--connection-string", &cs], WAIT);
     assert!(stderr.contains("ALREADY_ACTIVATED"), "{stderr}");
+    assert_eq!(status.code(), Some(EXIT_RETIRED), "{stderr}");
 }
 
 #[test]
@@ -515,7 +523,7 @@ fn a_deleted_registrys_instance_stops_and_never_locks_its_site_out() {
         let status = ship.wait_exit(Duration::from_secs(10)).unwrap_or_else(|| {
             panic!("{name}'s instance keeps running after its registry was deleted")
         });
-        assert!(!status.success());
+        assert_eq!(status.code(), Some(EXIT_RETIRED), "{status}");
         // It serves nothing: no login the root can no longer revoke.
         assert!(
             std::net::TcpStream::connect_timeout(&ship.addr, Duration::from_millis(500)).is_err(),

@@ -244,6 +244,16 @@ impl Drop for Berth {
 /// then, or exited 0.
 #[track_caller]
 pub fn serve_expecting_exit(data_dir: &Path, args: &[&str], within: Duration) -> String {
+    serve_expecting_exit_status(data_dir, args, within).1
+}
+
+/// [`serve_expecting_exit`], with the exit status.
+#[track_caller]
+pub fn serve_expecting_exit_status(
+    data_dir: &Path,
+    args: &[&str],
+    within: Duration,
+) -> (std::process::ExitStatus, String) {
     let mut child = Command::new(berth_bin())
         .arg("serve")
         .arg("--listen")
@@ -278,8 +288,12 @@ pub fn serve_expecting_exit(data_dir: &Path, args: &[&str], within: Duration) ->
         !status.success(),
         "berth serve {what} must exit with an error, exited {status}; stderr:\n{stderr}"
     );
-    stderr
+    (status, stderr)
 }
+
+/// `berth serve`'s exit status when a connected registry stops for a reason a restart
+/// cannot mend (retired by its root, held by another instance).
+pub const EXIT_RETIRED: i32 = 3;
 
 /// `Authorization: Basic …` for the admin.
 pub fn admin_authorization() -> String {
