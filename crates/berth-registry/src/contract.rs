@@ -1072,6 +1072,17 @@ async fn an_exclusive_task_has_one_holder(store: Arc<dyn MetadataStore>) {
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    // Each task is its own: the others are granted while the sweep is held.
+    let mut held = vec![sweep];
+    for task in [
+        Exclusive::ChangeLogPruning,
+        Exclusive::WebhookDelivery,
+        Exclusive::AuditPruning,
+    ] {
+        let guard = store.try_exclusive(task).await.unwrap();
+        assert!(guard.is_some(), "{case}: {task:?} is a task of its own");
+        held.push(guard);
+    }
 }
 
 /// A follower (a connected registry, a webhook sender) reads the log after the last

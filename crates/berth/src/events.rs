@@ -7,6 +7,7 @@ use std::time::Duration;
 use berth_auth::IdentityStore;
 use berth_events::{DeliveryOptions, Webhooks};
 use berth_oci::time::unix_now;
+use berth_registry::{Exclusive, Registry};
 use berth_server::AppState;
 
 use crate::events_config::EventsConfig;
@@ -23,17 +24,25 @@ pub fn start(state: &mut AppState, config: &EventsConfig, host: String) {
     let store = Arc::clone(state.identity.store());
     state.webhooks = Webhooks::new(Arc::clone(&store), Arc::clone(&state.registry), options);
     tokio::spawn(Arc::clone(&state.webhooks).run());
-    spawn_audit_pruner(store, config.audit_retention);
+    spawn_audit_pruner(store, Arc::clone(&state.registry), config.audit_retention);
 }
 
 /// Forgets audit entries older than the retention, every hour (or every half retention,
-/// when that is shorter).
-fn spawn_audit_pruner(store: Arc<dyn IdentityStore>, retention: Duration) {
+/// when that is shorter). One node of a cluster prunes at a time; the others skip the turn.
+fn spawn_audit_pruner(store: Arc<dyn IdentityStore>, registry: Arc<Registry>, retention: Duration) {
     let period = (retention / 2).clamp(Duration::from_secs(1), Duration::from_secs(3600));
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(period);
         loop {
             tick.tick().await;
+            let _pruning = match registry.try_exclusive(Exclusive::AuditPruning).await {
+                Ok(Some(guard)) => guard,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not prune the audit log");
+                    continue;
+                }
+            };
             let before = unix_now() - retention.as_secs() as i64;
             match store.prune_audit(before).await {
                 Ok(0) => {}

@@ -338,6 +338,8 @@ pub enum Exclusive {
     ChangeLogPruning,
     /// Delivering webhooks (`berth-events`): one deliverer follows the log for all nodes.
     WebhookDelivery,
+    /// Pruning the audit log (in the identity store, which all nodes share with this one).
+    AuditPruning,
 }
 
 /// The right to run an [`Exclusive`] task, held until dropped (or until the process dies:

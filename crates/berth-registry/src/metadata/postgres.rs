@@ -49,6 +49,7 @@ fn exclusive_key(task: Exclusive) -> i64 {
         Exclusive::UploadSweep => 2,
         Exclusive::ChangeLogPruning => 3,
         Exclusive::WebhookDelivery => 4,
+        Exclusive::AuditPruning => 5,
     };
     i64::from_be_bytes([b'b', b'e', b'r', b't', b'h', b'e', b'x', number])
 }
