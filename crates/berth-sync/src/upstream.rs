@@ -28,6 +28,9 @@ use crate::retry::Retry;
 use crate::schedule::{Gate, Schedule};
 use crate::throttle::{LinkSettings, paced};
 
+/// Changes read from the local log at a time.
+const PAGE: u32 = 200;
+
 /// Why sending a change up failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
@@ -163,7 +166,9 @@ impl Upstream {
         if read_write
             && let Gate::ClosedUntil(next) = schedule.gate(&settings.sync, Timestamp::now())
         {
-            // Kept, in order, for the next run.
+            // Kept, in order, for the next run; the gauge counts them meanwhile.
+            let (_, head) = self.link.registry.change_bounds().await?;
+            self.report_backlog(head);
             return Ok(Sent::WaitUntil(next));
         }
         let patterns: Vec<RepositoryPattern> = settings
@@ -172,18 +177,19 @@ impl Upstream {
             .filter_map(|r| RepositoryPattern::parse(r).ok())
             .collect();
         loop {
-            let changes = self.link.registry.changes(self.position.get(), 200).await?;
-            // Local changes not yet examined (all of them, on a ReadOnly registry, whose
-            // changes all come from its parent and are skipped at once).
-            let backlog = if read_write {
-                let (_, head) = self.link.registry.change_bounds().await?;
-                u64::try_from(head - self.position.get()).unwrap_or(0)
-            } else {
-                0
-            };
-            self.link
-                .metrics
-                .sync_backlog(crate::link::METRICS_LINK, backlog);
+            let changes = self.link.registry.changes(self.position.get(), PAGE).await?;
+            // Changes not yet examined (on a ReadOnly registry none wait: its changes all
+            // come from its parent and are skipped at once). The head is the page's last
+            // change unless the page is full: the log is asked only then.
+            match changes.last() {
+                _ if !read_write => self.report_backlog(self.position.get()),
+                None => self.report_backlog(self.position.get()),
+                Some(last) if changes.len() < PAGE as usize => self.report_backlog(last.seq),
+                Some(_) => {
+                    let (_, head) = self.link.registry.change_bounds().await?;
+                    self.report_backlog(head);
+                }
+            }
             if changes.is_empty() {
                 return Ok(Sent::All);
             }
@@ -198,6 +204,14 @@ impl Upstream {
                 self.position.set(change.seq)?;
             }
         }
+    }
+
+    /// Sets the backlog gauge: the changes from this direction's position to `head`.
+    fn report_backlog(&self, head: i64) {
+        let backlog = u64::try_from(head - self.position.get()).unwrap_or(0);
+        self.link
+            .metrics
+            .sync_backlog(crate::link::METRICS_LINK, backlog);
     }
 
     async fn send(&self, change: &Change) -> Result<(), PushError> {

@@ -226,6 +226,43 @@ fn readyz_fails_while_the_disk_is_full() {
     assert_eq!(status, 200, "{body}");
 }
 
+/// While a ReadWrite registry's sync window is closed, its local changes wait for it, and
+/// the backlog gauge counts them.
+#[test]
+fn the_backlog_counts_local_changes_waiting_for_the_window() {
+    common::require("skopeo");
+    let site_metrics = metrics_addr();
+    let root = Berth::start();
+    let manage = Manage::new(&root.url);
+    let shop_cs = connected(
+        &manage,
+        json!({"name": "shop9", "mode": "ReadWrite", "repositories": ["hello-world"],
+               "sync_schedule": "0 0 1 1 *", "sync_window": "PT1H"}),
+    );
+    let shop = Berth::start_with(&[
+        "--connection-string",
+        &shop_cs,
+        "--metrics-listen",
+        &site_metrics.to_string(),
+    ]);
+    wait_online(&manage, "shop9");
+    let containers = Containers::new();
+    let mut layout = OciLayout::create(&containers.work("layout"));
+    layout.put_image("amd64", "local.txt", b"pushed on the site", Some("local"));
+    skopeo_push(
+        &containers,
+        layout.reference("local"),
+        &shop,
+        "hello-world:local",
+    );
+    // A manifest put and a tag put, waiting for January the first.
+    wait_sample(
+        site_metrics,
+        r#"berth_sync_backlog_changes{link="parent"}"#,
+        2.0,
+    );
+}
+
 #[test]
 fn sync_metrics_move_on_both_sides_of_a_link() {
     common::require("skopeo");
