@@ -750,6 +750,12 @@ impl Metrics {
 
     /// Blob bytes moved over a link.
     pub fn sync_bytes(&self, link: &str, direction: Direction, bytes: u64) {
+        self.sync_bytes_counter(link, direction).inc_by(bytes);
+    }
+
+    /// The counter of blob bytes moved over a link in one direction, for a transfer to add
+    /// its chunks to without looking the series up for each.
+    pub fn sync_bytes_counter(&self, link: &str, direction: Direction) -> Counter {
         let direction = match direction {
             Direction::Down => "down",
             Direction::Up => "up",
@@ -759,7 +765,7 @@ impl Metrics {
                 link: link.to_owned(),
                 direction,
             })
-            .inc_by(bytes);
+            .clone()
     }
 
     /// A round over a link failed and will be retried.

@@ -290,7 +290,10 @@ impl Downloads {
         }
         let _moving = self.link.activity.moving();
         let bandwidth = (self.link.limits)().bandwidth;
-        let metrics = std::sync::Arc::clone(&self.link.metrics);
+        let moved = self
+            .link
+            .metrics
+            .sync_bytes_counter(crate::link::METRICS_LINK, berth_metrics::Direction::Down);
         let body = paced(
             &self.link.throttle,
             response.bytes_stream().map_err(io::Error::other),
@@ -298,11 +301,7 @@ impl Downloads {
         )
         .inspect(move |chunk| {
             if let Ok(chunk) = chunk {
-                metrics.sync_bytes(
-                    crate::link::METRICS_LINK,
-                    berth_metrics::Direction::Down,
-                    chunk.len() as u64,
-                );
+                moved.inc_by(chunk.len() as u64);
             }
         })
         .boxed();

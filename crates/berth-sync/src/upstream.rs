@@ -297,14 +297,13 @@ impl Upstream {
                 .await?
                 .read(None)
                 .await?;
-            let metrics = std::sync::Arc::clone(&self.link.metrics);
+            let moved = self
+                .link
+                .metrics
+                .sync_bytes_counter(crate::link::METRICS_LINK, berth_metrics::Direction::Up);
             let bytes = paced(&self.link.throttle, blob, bandwidth).inspect(move |chunk| {
                 if let Ok(chunk) = chunk {
-                    metrics.sync_bytes(
-                        crate::link::METRICS_LINK,
-                        berth_metrics::Direction::Up,
-                        chunk.len() as u64,
-                    );
+                    moved.inc_by(chunk.len() as u64);
                 }
             });
             let body = reqwest::Body::wrap_stream(bytes);
