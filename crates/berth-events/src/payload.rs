@@ -101,17 +101,21 @@ pub fn event_id(parts: &[&str]) -> String {
     )
 }
 
+/// What a change of the log is to webhooks and notification patterns: a manifest stored or
+/// a tag set is a push; a tag or a manifest deleted is a delete.
+pub fn change_action(event: &ChangeEvent) -> WebhookAction {
+    match event {
+        ChangeEvent::ManifestPut { .. } | ChangeEvent::TagPut { .. } => WebhookAction::Push,
+        ChangeEvent::TagDelete { .. } | ChangeEvent::ManifestDelete { .. } => WebhookAction::Delete,
+    }
+}
+
 impl Event {
     /// The event a change of this registry's log raises, if any: a tag set is a push with
     /// its tag; a manifest put a push without one (the caller drops it when a tag set of
     /// the same push follows); a tag or manifest deleted is a delete.
     pub fn from_change(change: &Change, host: &str) -> Event {
-        let action = match change.event {
-            ChangeEvent::ManifestPut { .. } | ChangeEvent::TagPut { .. } => EventAction::Push,
-            ChangeEvent::TagDelete { .. } | ChangeEvent::ManifestDelete { .. } => {
-                EventAction::Delete
-            }
-        };
+        let action = EventAction::from(change_action(&change.event));
         let digest = change.event.digest().to_string();
         let tag = change.event.tag().map(|t| t.as_str().to_owned());
         Event {

@@ -27,12 +27,12 @@ use berth_notify::{Notifier, Topic};
 use berth_oci::Reference;
 use berth_oci::time::unix_now;
 use berth_registry::Registry;
-use berth_registry::change::{Change, ChangeEvent};
+use berth_registry::change::Change;
 use berth_registry::metadata::Exclusive;
 
 use crate::delivery::{DeliveryOptions, Outcome, retry_delay, send};
 use crate::pattern::Scope;
-use crate::payload::{Event, superseded};
+use crate::payload::{Event, change_action, superseded};
 
 type Result<T> = std::result::Result<T, IdentityError>;
 
@@ -495,10 +495,7 @@ impl Webhooks {
     }
 
     async fn manifest_size(&self, change: &Change) -> Option<u64> {
-        if !matches!(
-            change.event,
-            ChangeEvent::ManifestPut { .. } | ChangeEvent::TagPut { .. }
-        ) {
+        if change_action(&change.event) != WebhookAction::Push {
             return None;
         }
         let reference = Reference::Digest(change.event.digest().clone());

@@ -19,9 +19,9 @@ use std::time::Duration;
 use berth_auth::gateway::{EventsReport, RegistrySettings};
 use berth_auth::webhook::{SiteEvent, WebhookAction};
 use berth_events::NotificationPattern;
-use berth_events::payload::superseded;
+use berth_events::payload::{change_action, superseded};
 use berth_oci::Reference;
-use berth_registry::{ChangeEvent, Origin, Registry, RegistryError};
+use berth_registry::{Origin, Registry, RegistryError};
 
 use crate::client::{LinkError, ParentClient};
 use crate::link::Link;
@@ -140,14 +140,7 @@ impl EventSender {
                 if change.origin != Origin::Local || superseded(change, changes.get(i + 1)) {
                     continue;
                 }
-                let action = match change.event {
-                    ChangeEvent::ManifestPut { .. } | ChangeEvent::TagPut { .. } => {
-                        WebhookAction::Push
-                    }
-                    ChangeEvent::TagDelete { .. } | ChangeEvent::ManifestDelete { .. } => {
-                        WebhookAction::Delete
-                    }
-                };
+                let action = change_action(&change.event);
                 let digest = change.event.digest().to_string();
                 let tag = change.event.tag().map(|t| t.as_str().to_owned());
                 let repository = change.repository.as_str();

@@ -177,7 +177,11 @@ impl Upstream {
             .filter_map(|r| RepositoryPattern::parse(r).ok())
             .collect();
         loop {
-            let changes = self.link.registry.changes(self.position.get(), PAGE).await?;
+            let changes = self
+                .link
+                .registry
+                .changes(self.position.get(), PAGE)
+                .await?;
             // Changes not yet examined (on a ReadOnly registry none wait: its changes all
             // come from its parent and are skipped at once). The head is the page's last
             // change unless the page is full: the log is asked only then.
