@@ -418,6 +418,30 @@ async fn webhooks_positions_and_deliveries(store: Arc<dyn IdentityStore>) {
         1,
         "{case}: limit"
     );
+    // About the last DELIVERIES_KEPT records are kept (trimmed every DELIVERIES_TRIM).
+    let many = crate::store::DELIVERIES_KEPT + 2 * crate::store::DELIVERIES_TRIM;
+    for i in 0..many {
+        store
+            .put_delivery(
+                "hook1",
+                &delivery(&format!("n{i}"), DeliveryStatus::Succeeded),
+            )
+            .await
+            .unwrap();
+    }
+    let kept = store.deliveries("hook1", 100_000).await.unwrap();
+    assert!(
+        (crate::store::DELIVERIES_KEPT
+            ..=crate::store::DELIVERIES_KEPT + crate::store::DELIVERIES_TRIM)
+            .contains(&(kept.len() as i64)),
+        "{case}: {} records kept",
+        kept.len()
+    );
+    assert_eq!(
+        kept[0].id,
+        format!("n{}", many - 1),
+        "{case}: the newest first"
+    );
     assert!(store.delete_webhook("hook1").await.unwrap(), "{case}");
     assert!(!store.delete_webhook("hook1").await.unwrap(), "{case}");
     assert!(store.webhooks().await.unwrap().is_empty(), "{case}");

@@ -18,7 +18,9 @@ use sqlx::{ConnectOptions, Connection, PgPool, Row};
 use crate::audit::AuditEntry;
 use crate::connected::{InstanceStatus, PAST_DETAILS_KEPT, StatusDetail};
 use crate::error::{Corruption, IdentityError};
-use crate::store::{AdminRecord, Applied, DELIVERIES_KEPT, IdentityStore, StoredIdentities, Write};
+use crate::store::{
+    AdminRecord, Applied, DELIVERIES_KEPT, DELIVERIES_TRIM, IdentityStore, StoredIdentities, Write,
+};
 use crate::webhook::{Delivery, SiteEvent, Webhook};
 
 type Result<T> = std::result::Result<T, IdentityError>;
@@ -662,27 +664,32 @@ impl IdentityStore for PostgresIdentityStore {
     }
 
     async fn put_delivery(&self, name: &str, delivery: &Delivery) -> Result<()> {
-        let mut tx = self.begin_write().await?;
-        sqlx::query(
+        // Delivery records are no identity: the writers' lock is not needed.
+        let mut tx = self.pool.begin().await.map_err(IdentityError::store)?;
+        let seq: i64 = sqlx::query_scalar(
             "INSERT INTO webhook_deliveries (webhook, event_id, body, at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (webhook, event_id) DO UPDATE SET body = excluded.body, at = excluded.at",
+             ON CONFLICT (webhook, event_id) DO UPDATE SET body = excluded.body, at = excluded.at \
+             RETURNING seq",
         )
         .bind(name)
         .bind(&delivery.id)
         .bind(json(delivery))
         .bind(delivery.at)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await
         .map_err(IdentityError::store)?;
-        sqlx::query(
-            "DELETE FROM webhook_deliveries WHERE webhook = $1 AND seq NOT IN \
-             (SELECT seq FROM webhook_deliveries WHERE webhook = $1 ORDER BY seq DESC LIMIT $2)",
-        )
-        .bind(name)
-        .bind(DELIVERIES_KEPT)
-        .execute(&mut *tx)
-        .await
-        .map_err(IdentityError::store)?;
+        // Not at every attempt: every DELIVERIES_TRIM records (a retry keeps its row's).
+        if seq % DELIVERIES_TRIM == 0 {
+            sqlx::query(
+                "DELETE FROM webhook_deliveries WHERE webhook = $1 AND seq NOT IN \
+                 (SELECT seq FROM webhook_deliveries WHERE webhook = $1 ORDER BY seq DESC LIMIT $2)",
+            )
+            .bind(name)
+            .bind(DELIVERIES_KEPT)
+            .execute(&mut *tx)
+            .await
+            .map_err(IdentityError::store)?;
+        }
         tx.commit().await.map_err(IdentityError::store)
     }
 

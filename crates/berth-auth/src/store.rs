@@ -18,6 +18,8 @@ use crate::webhook::{Delivery, SiteEvent, Webhook};
 
 /// How many delivery records are kept per webhook (the most recent).
 pub const DELIVERIES_KEPT: i64 = 1000;
+/// Records written between two trims of a webhook's deliveries to [`DELIVERIES_KEPT`].
+pub const DELIVERIES_TRIM: i64 = 64;
 
 type Result<T> = std::result::Result<T, IdentityError>;
 
@@ -147,8 +149,8 @@ pub trait IdentityStore: Send + Sync + 'static {
     async fn webhook_position(&self, name: &str, log: &str) -> Result<Option<i64>>;
     /// Records that webhook `name` has finished with change `seq` of `log`.
     async fn set_webhook_position(&self, name: &str, log: &str, seq: i64) -> Result<()>;
-    /// Records (or updates, by event id) a delivery to webhook `name`; keeps the
-    /// [`DELIVERIES_KEPT`] most recent ones.
+    /// Records (or updates, by event id) a delivery to webhook `name`; keeps about the
+    /// [`DELIVERIES_KEPT`] most recent ones (trimmed every [`DELIVERIES_TRIM`] records).
     async fn put_delivery(&self, name: &str, delivery: &Delivery) -> Result<()>;
     /// Webhook `name`'s most recent deliveries, newest first, at most `limit`.
     async fn deliveries(&self, name: &str, limit: u32) -> Result<Vec<Delivery>>;
@@ -785,26 +787,30 @@ impl IdentityStore for SqliteIdentityStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(IdentityError::store)?;
-        sqlx::query(
+        let seq: i64 = sqlx::query_scalar(
             "INSERT INTO webhook_deliveries (webhook, event_id, body, at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (webhook, event_id) DO UPDATE SET body = excluded.body, at = excluded.at",
+             ON CONFLICT (webhook, event_id) DO UPDATE SET body = excluded.body, at = excluded.at \
+             RETURNING seq",
         )
         .bind(name)
         .bind(&delivery.id)
         .bind(json(delivery))
         .bind(delivery.at)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await
         .map_err(IdentityError::store)?;
-        sqlx::query(
-            "DELETE FROM webhook_deliveries WHERE webhook = $1 AND seq NOT IN \
-             (SELECT seq FROM webhook_deliveries WHERE webhook = $1 ORDER BY seq DESC LIMIT $2)",
-        )
-        .bind(name)
-        .bind(DELIVERIES_KEPT)
-        .execute(&mut *tx)
-        .await
-        .map_err(IdentityError::store)?;
+        // Not at every attempt: every DELIVERIES_TRIM records (a retry keeps its row's).
+        if seq % DELIVERIES_TRIM == 0 {
+            sqlx::query(
+                "DELETE FROM webhook_deliveries WHERE webhook = $1 AND seq NOT IN \
+                 (SELECT seq FROM webhook_deliveries WHERE webhook = $1 ORDER BY seq DESC LIMIT $2)",
+            )
+            .bind(name)
+            .bind(DELIVERIES_KEPT)
+            .execute(&mut *tx)
+            .await
+            .map_err(IdentityError::store)?;
+        }
         tx.commit().await.map_err(IdentityError::store)
     }
 
