@@ -37,6 +37,12 @@ use crate::upstream::Upstream;
 /// How often the instance reports its status.
 pub const STATUS_EVERY: Duration = Duration::from_secs(3);
 
+/// How long an instance that never activated retries a parent that refuses its sync token
+/// (a parent that is itself a connected registry may not have learnt a new token yet), and
+/// how often: slow enough to stay under the parent's failed-login limit.
+const NEW_TOKEN_WAIT: Duration = Duration::from_secs(30 * 60);
+const NEW_TOKEN_PACE: Duration = Duration::from_secs(10);
+
 /// Why the instance must stop. Each is said once, at error level, and never retried.
 #[derive(Debug, thiserror::Error)]
 pub enum InstanceError {
@@ -362,6 +368,11 @@ impl Instance {
 
     async fn link(self: &Arc<Self>) -> InstanceError {
         let mut retry = Retry::unreported("activation");
+        // An instance that never received a configuration may be refused by a parent that is
+        // itself a connected registry and has not learnt the new sync token from its own
+        // parent yet (its link down, its schedule closed): it waits for it, for a while.
+        let never_activated = self.current().is_none();
+        let mut refused_since: Option<std::time::Instant> = None;
         loop {
             match self
                 .client
@@ -375,6 +386,22 @@ impl Instance {
                     }
                     *self.last_sync.write().unwrap_or_else(|e| e.into_inner()) = Some(unix_now());
                     break;
+                }
+                Err(LinkError::Refused(message))
+                    if never_activated
+                        && refused_since.is_none_or(|since| since.elapsed() < NEW_TOKEN_WAIT) =>
+                {
+                    if refused_since.is_none() {
+                        refused_since = Some(std::time::Instant::now());
+                        tracing::warn!(
+                            registry = %self.name(),
+                            "the parent refused the sync token ({message}); a parent that is a connected registry learns a new token from its own parent: retrying every {}s for up to {} minutes, then stopping for good",
+                            NEW_TOKEN_PACE.as_secs(),
+                            NEW_TOKEN_WAIT.as_secs() / 60
+                        );
+                    }
+                    // Slowly: every refusal counts as a failed login at the parent.
+                    tokio::time::sleep(NEW_TOKEN_PACE).await;
                 }
                 Err(e) if e.is_final() => return self.final_error(e),
                 Err(e) => retry.failed(&e).await,

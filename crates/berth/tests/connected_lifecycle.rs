@@ -498,6 +498,65 @@ fn deactivate_stops_the_old_instance_for_good_and_a_replacement_takes_over() {
     assert_eq!(status.code(), Some(EXIT_RETIRED), "{stderr}");
 }
 
+/// A child started before its parent, itself a connected registry, has received the
+/// child's new sync token (the parent's own link down) is refused by that parent: a child
+/// that never activated waits for the token to arrive instead of retiring for good.
+#[test]
+fn a_new_child_waits_for_its_parent_to_learn_its_sync_token() {
+    let mut root = Berth::start();
+    let manage = Manage::new(&root.url);
+    push_image(&root, "app", "v1", b"one");
+    let factory_cs = connected(
+        &manage,
+        json!({"name": "factory5", "repositories": ["app"]}),
+    );
+    let temp = tempfile::tempdir().unwrap();
+    let mut factory = Berth::with_data_dir(
+        &temp.path().join("factory"),
+        &["--connection-string", &factory_cs],
+    );
+    wait_state(&manage, "factory5", "Online", WAIT);
+    // The child's registry and token are made while factory is away, and the root goes
+    // away before factory is back: factory serves, but has never heard of the token.
+    factory.kill();
+    let line_cs = connected(
+        &manage,
+        json!({"name": "line5", "parent": "factory5", "repositories": ["app"]}),
+    );
+    root.kill();
+    factory.restart();
+    let mut line = authn::Spawned::start(&[("BERTH_CONNECTION_STRING", &line_cs)]);
+    let line_dir = line.data_dir().to_owned();
+    poll_until(
+        Duration::from_secs(10),
+        "factory refuses the unknown token",
+        || {
+            if line.output().contains("refused the sync token") {
+                Ok(())
+            } else {
+                Err(line.output())
+            }
+        },
+    );
+    assert!(
+        line.wait_exit(Duration::from_secs(2)).is_none(),
+        "the child stopped:\n{}",
+        line.output()
+    );
+    // The root is back, factory learns the token, the child activates and syncs.
+    root.restart();
+    wait_state(&manage, "line5", "Online", Duration::from_secs(60));
+    poll_until(
+        WAIT,
+        "app:v1 synced on the child",
+        || match sites::manifest_status_at(&line.url, "app", "v1") {
+            200 => Ok(()),
+            other => Err(format!("{other}\n{}", line.output())),
+        },
+    );
+    assert!(!line_dir.join("retired.json").exists());
+}
+
 #[test]
 fn a_deleted_registrys_instance_stops_and_never_locks_its_site_out() {
     // The parent allows few failed logins per address, as in production.
