@@ -555,6 +555,17 @@ impl Registry {
         Ok(self.metadata.try_exclusive(task).await?)
     }
 
+    /// This node's turn at periodic `task`, which one node of a cluster runs at a time:
+    /// `None` when another node holds it, or when the store cannot say (logged as "could not
+    /// `what`"), and the caller skips this turn.
+    pub async fn turn(&self, task: Exclusive, what: &str) -> Option<ExclusiveGuard> {
+        self.try_exclusive(task)
+            .await
+            .inspect_err(|e| tracing::warn!(error = %e, "could not {what}"))
+            .ok()
+            .flatten()
+    }
+
     /// Forgets changes older than `max_age` (the last one is always kept, so followers know
     /// where the log stands). Returns how many were removed.
     pub async fn prune_changes(&self, max_age: Duration) -> Result<u64> {

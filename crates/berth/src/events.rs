@@ -35,13 +35,11 @@ fn spawn_audit_pruner(store: Arc<dyn IdentityStore>, registry: Arc<Registry>, re
         let mut tick = tokio::time::interval(period);
         loop {
             tick.tick().await;
-            let _pruning = match registry.try_exclusive(Exclusive::AuditPruning).await {
-                Ok(Some(guard)) => guard,
-                Ok(None) => continue,
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not prune the audit log");
-                    continue;
-                }
+            let Some(_pruning) = registry
+                .turn(Exclusive::AuditPruning, "prune the audit log")
+                .await
+            else {
+                continue;
             };
             let before = unix_now() - retention.as_secs() as i64;
             match store.prune_audit(before).await {

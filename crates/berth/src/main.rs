@@ -644,13 +644,11 @@ fn spawn_change_log_pruner(
                     .unwrap_or(Duration::from_secs(2 * 24 * 3600))
             });
             // One node of a cluster prunes; the others skip this turn.
-            let _pruning = match registry.try_exclusive(Exclusive::ChangeLogPruning).await {
-                Ok(Some(guard)) => guard,
-                Ok(None) => continue,
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not prune the change log");
-                    continue;
-                }
+            let Some(_pruning) = registry
+                .turn(Exclusive::ChangeLogPruning, "prune the change log")
+                .await
+            else {
+                continue;
             };
             match registry.prune_changes(retention).await {
                 Ok(0) => {}
@@ -767,13 +765,11 @@ fn spawn_upload_sweeper(registry: Arc<Registry>) {
         loop {
             tick.tick().await;
             // One node of a cluster sweeps; the others skip this turn.
-            let _sweeping = match registry.try_exclusive(Exclusive::UploadSweep).await {
-                Ok(Some(guard)) => guard,
-                Ok(None) => continue,
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not sweep upload sessions");
-                    continue;
-                }
+            let Some(_sweeping) = registry
+                .turn(Exclusive::UploadSweep, "sweep upload sessions")
+                .await
+            else {
+                continue;
             };
             match registry.uploads().sweep().await {
                 Ok(0) => {}
