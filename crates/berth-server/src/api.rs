@@ -28,16 +28,23 @@ pub fn router(state: AppState) -> Router {
         .route("/v2", any(entry))
         .route("/v2/", any(entry))
         .route("/v2/{*rest}", any(entry))
-        .route("/oauth2/token", any(token_entry))
+        .route(
+            "/oauth2/token",
+            any(token_entry).layer(axum::middleware::from_fn(crate::observe::note_caller)),
+        )
         .route("/healthz", axum::routing::get(crate::observe::healthz))
         .route("/readyz", axum::routing::get(crate::observe::readyz))
         .merge(
-            crate::manage::router().layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                crate::manage::audit::record,
-            )),
+            crate::manage::router()
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    crate::manage::audit::record,
+                ))
+                .layer(axum::middleware::from_fn(crate::observe::note_caller)),
         )
-        .merge(crate::gateway::router())
+        .merge(
+            crate::gateway::router().layer(axum::middleware::from_fn(crate::observe::note_caller)),
+        )
         .fallback(not_found)
         .with_state(state)
 }

@@ -67,6 +67,7 @@ async fn authorize(
     action: GatewayAction,
 ) -> Result<(Arc<dyn Gateway>, crate::auth::Caller), ApiError> {
     let caller = authenticate(state, parts).await?;
+    crate::observe::CallerNote::mark(parts, &caller.principal);
     caller.require_login(None)?;
     if !state
         .identity

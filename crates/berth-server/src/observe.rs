@@ -85,6 +85,40 @@ impl Handled {
     }
 }
 
+/// Who called, for the record of a request outside the distribution API: the management
+/// API, the gateway and the token endpoint authenticate in their handlers, which mark the
+/// caller here with [`CallerNote::mark`]; [`note_caller`] puts one in each such request and
+/// hands the caller to the listener as a [`Handled`].
+#[derive(Clone, Default)]
+pub struct CallerNote(Arc<OnceLock<Principal>>);
+
+impl CallerNote {
+    /// The request `parts` belong to was made by `principal` (the first mark stands).
+    pub fn mark(parts: &http::request::Parts, principal: &Principal) {
+        if let Some(note) = parts.extensions.get::<CallerNote>() {
+            let _ = note.0.set(principal.clone());
+        }
+    }
+}
+
+/// Middleware for the routes whose handlers authenticate the caller themselves (see
+/// [`CallerNote`]): the access log names the caller of a management call, a gateway call or
+/// a token request as it does a pull's.
+pub async fn note_caller(mut request: Request, next: axum::middleware::Next) -> Response {
+    let (route, _) = classify(request.uri().path());
+    let note = CallerNote::default();
+    request.extensions_mut().insert(note.clone());
+    let mut response = next.run(request).await;
+    if let Some(principal) = note.0.get() {
+        response.extensions_mut().insert(Handled {
+            route,
+            repository: None,
+            user: Some(principal.clone()),
+        });
+    }
+    response
+}
+
 /// A distribution API route's class, and the repository it names.
 fn class_of<'a>(route: &Route<'a>) -> (RouteClass, Option<&'a str>) {
     match *route {

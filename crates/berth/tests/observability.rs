@@ -453,6 +453,16 @@ fn json_logs_and_an_access_log_without_secrets() {
             .any(|l| l["fields"]["route"] == "base" && l["fields"]["user"] == "ci-reader"),
         "{text}"
     );
+    // The routes whose handlers authenticate the caller name it too: the management calls
+    // the admin made, the token the token's login asked for.
+    for (route, method, user) in [("manage", "POST", "admin"), ("token", "GET", "ci-reader")] {
+        assert!(
+            access.iter().any(|l| l["fields"]["route"] == route
+                && l["fields"]["method"] == method
+                && l["fields"]["user"] == user),
+            "no {method} {route} line naming {user} in {text}"
+        );
+    }
     // One line per request: the management calls, /v2/, the token, the manifest.
     assert!(access.len() >= 5, "{text}");
     for secret in [password.as_str(), token.as_str(), common::ADMIN_PASSWORD] {

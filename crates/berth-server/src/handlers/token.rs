@@ -24,6 +24,7 @@ use crate::auth::{
     single_host,
 };
 use crate::error::ApiError;
+use crate::observe::CallerNote;
 use crate::state::AppState;
 
 /// Form bodies larger than this are refused.
@@ -110,6 +111,7 @@ pub async fn get(state: &AppState, parts: &Parts) -> Result<Response, ApiError> 
     // names: it is checked against the service of every request the token is presented to.
     let scopes = Scope::parse_all(params.all("scope"));
     let refresh = params.get("offline_token") == Some("true");
+    CallerNote::mark(parts, &principal);
     Ok(token_response(
         state, &principal, &service, &scopes, refresh,
     ))
@@ -182,6 +184,7 @@ pub async fn post(state: &AppState, parts: &Parts, body: Body) -> Result<Respons
     // The audience is this registry's own service (see `get`).
     let scopes = Scope::parse_all(form.all("scope"));
     let refresh = form.get("access_type") == Some("offline");
+    CallerNote::mark(parts, &principal);
     Ok(token_response(
         state, &principal, &service, &scopes, refresh,
     ))

@@ -174,7 +174,9 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        authenticate(state, parts).await?.require_admin()?;
+        let caller = authenticate(state, parts).await?;
+        crate::observe::CallerNote::mark(parts, &caller.principal);
+        caller.require_admin()?;
         if let Some(note) = parts.extensions.get::<audit::AuditNote>() {
             note.mark(state.identity.checks().admin_username());
         }
