@@ -59,6 +59,7 @@ cleanup() {
 trap cleanup EXIT
 
 log() { echo "$*" | tee -a "$OUT"; }
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 ADMIN="admin:bench-admin-password"
@@ -82,7 +83,8 @@ for i in 0 1; do
     done
     [[ $code == 200 || $code == 401 ]] || { echo "builds.sh: ${BINS[$i]} did not start:" >&2; cat "$TMP/log-$i" >&2; exit 1; }
     sleep 1
-    log "${NAMES[$i]}: ${BINS[$i]}: idle RSS $(( $($PY rss "${PIDS[$i]}") / 1024 )) MiB, of it anonymous $(( $($PY rss --anon "${PIDS[$i]}") / 1024 )) MiB"
+    rss=$($PY rss "${PIDS[$i]}") anon=$($PY rss --anon "${PIDS[$i]}")
+    log "${NAMES[$i]}: ${BINS[$i]}: idle RSS $(mib "$rss") MiB, of it anonymous $(mib "$anon") MiB"
     DIGESTS+=("$($PY push-image "$url" bench/image latest "$TMP/layer" --auth "$ADMIN")")
     $PY berth-anonymous-pull "$url" --auth "$ADMIN" >/dev/null
     URLS+=("$url/v2/bench/image/manifests/latest")
