@@ -102,23 +102,28 @@ pub fn event_id(parts: &[&str]) -> String {
 }
 
 /// What a change of the log is to webhooks and notification patterns: a manifest stored or
-/// a tag set is a push; a tag or a manifest deleted is a delete.
-pub fn change_action(event: &ChangeEvent) -> WebhookAction {
+/// a tag set is a push; a tag or a manifest deleted is a delete. A repository's removal is
+/// none: its manifests' deletions, just before it in the log, were the events.
+pub fn change_action(event: &ChangeEvent) -> Option<WebhookAction> {
     match event {
-        ChangeEvent::ManifestPut { .. } | ChangeEvent::TagPut { .. } => WebhookAction::Push,
-        ChangeEvent::TagDelete { .. } | ChangeEvent::ManifestDelete { .. } => WebhookAction::Delete,
+        ChangeEvent::ManifestPut { .. } | ChangeEvent::TagPut { .. } => Some(WebhookAction::Push),
+        ChangeEvent::TagDelete { .. } | ChangeEvent::ManifestDelete { .. } => {
+            Some(WebhookAction::Delete)
+        }
+        ChangeEvent::RepositoryDelete => None,
     }
 }
 
 impl Event {
     /// The event a change of this registry's log raises, if any: a tag set is a push with
     /// its tag; a manifest put a push without one (the caller drops it when a tag set of
-    /// the same push follows); a tag or manifest deleted is a delete.
-    pub fn from_change(change: &Change, host: &str) -> Event {
-        let action = EventAction::from(change_action(&change.event));
-        let digest = change.event.digest().to_string();
+    /// the same push follows); a tag or manifest deleted is a delete; a repository's
+    /// removal none (see [`change_action`]).
+    pub fn from_change(change: &Change, host: &str) -> Option<Event> {
+        let action = EventAction::from(change_action(&change.event)?);
+        let digest = change.event.digest()?.to_string();
         let tag = change.event.tag().map(|t| t.as_str().to_owned());
-        Event {
+        Some(Event {
             id: event_id(&[
                 host,
                 "content",
@@ -137,7 +142,7 @@ impl Event {
             media_type: change.event.media_type().map(str::to_owned),
             size: None,
             source: None,
-        }
+        })
     }
 
     /// The event a connected registry relayed up.
@@ -291,7 +296,8 @@ mod tests {
                 },
             ),
             "registry.example",
-        );
+        )
+        .expect("a tag set is an event");
         event.size = Some(524);
         let body: Value = serde_json::from_slice(&event.payload("registry.example")).unwrap();
         assert_eq!(
@@ -322,14 +328,20 @@ mod tests {
                 digest: D.parse().unwrap(),
             },
         );
-        let a = Event::from_change(&delete, "h");
-        assert_eq!(a.id, Event::from_change(&delete, "h").id, "resent: same id");
+        let event = |c: &Change| Event::from_change(c, "h").expect("a deletion is an event");
+        let a = event(&delete);
+        assert_eq!(a.id, event(&delete).id, "resent: same id");
         assert_eq!(a.action, EventAction::Delete);
-        assert_ne!(
-            a.id,
-            Event::from_change(&change(9, delete.event.clone()), "h").id
-        );
+        assert_ne!(a.id, event(&change(9, delete.event.clone())).id);
         assert_ne!(Event::ping(1).id, Event::ping(1).id);
+    }
+
+    #[test]
+    fn a_repository_s_removal_is_no_event_of_its_own() {
+        // Its manifests' deletions, before it in the log, were the events.
+        let removal = change(10, ChangeEvent::RepositoryDelete);
+        assert_eq!(change_action(&removal.event), None);
+        assert!(Event::from_change(&removal, "h").is_none());
     }
 
     #[test]

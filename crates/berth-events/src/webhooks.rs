@@ -447,7 +447,9 @@ impl Webhooks {
                 if superseded(change, next) {
                     continue;
                 }
-                let mut event = Event::from_change(change, &self.options.host);
+                let Some(mut event) = Event::from_change(change, &self.options.host) else {
+                    continue;
+                };
                 if !wanted(&event) {
                     continue;
                 }
@@ -495,10 +497,10 @@ impl Webhooks {
     }
 
     async fn manifest_size(&self, change: &Change) -> Option<u64> {
-        if change_action(&change.event) != WebhookAction::Push {
+        if change_action(&change.event) != Some(WebhookAction::Push) {
             return None;
         }
-        let reference = Reference::Digest(change.event.digest().clone());
+        let reference = Reference::Digest(change.event.digest()?.clone());
         self.registry
             .manifest(&change.repository, &reference)
             .await

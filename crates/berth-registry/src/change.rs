@@ -56,6 +56,8 @@ pub enum ChangeAction {
     TagPut,
     /// A tag was deleted.
     TagDelete,
+    /// A repository, emptied by the deletions before it in the log, was removed.
+    RepositoryDelete,
 }
 
 impl ChangeAction {
@@ -66,6 +68,7 @@ impl ChangeAction {
             ChangeAction::ManifestDelete => "manifest_delete",
             ChangeAction::TagPut => "tag_put",
             ChangeAction::TagDelete => "tag_delete",
+            ChangeAction::RepositoryDelete => "repository_delete",
         }
     }
 
@@ -76,6 +79,7 @@ impl ChangeAction {
             "manifest_delete" => ChangeAction::ManifestDelete,
             "tag_put" => ChangeAction::TagPut,
             "tag_delete" => ChangeAction::TagDelete,
+            "repository_delete" => ChangeAction::RepositoryDelete,
             _ => return None,
         })
     }
@@ -112,6 +116,10 @@ pub enum ChangeEvent {
         /// The manifest.
         digest: Digest,
     },
+    /// The repository was removed, name and blob links, once empty: its manifests'
+    /// deletions come before it in the log. A follower removes its copy if nothing of its own
+    /// is left in it.
+    RepositoryDelete,
 }
 
 impl ChangeEvent {
@@ -122,16 +130,18 @@ impl ChangeEvent {
             ChangeEvent::TagPut { .. } => ChangeAction::TagPut,
             ChangeEvent::TagDelete { .. } => ChangeAction::TagDelete,
             ChangeEvent::ManifestDelete { .. } => ChangeAction::ManifestDelete,
+            ChangeEvent::RepositoryDelete => ChangeAction::RepositoryDelete,
         }
     }
 
-    /// The manifest concerned (every change concerns one).
-    pub fn digest(&self) -> &Digest {
+    /// The manifest concerned: every change but a repository's removal concerns one.
+    pub fn digest(&self) -> Option<&Digest> {
         match self {
             ChangeEvent::ManifestPut { digest, .. }
             | ChangeEvent::TagPut { digest, .. }
             | ChangeEvent::TagDelete { digest, .. }
-            | ChangeEvent::ManifestDelete { digest } => digest,
+            | ChangeEvent::ManifestDelete { digest } => Some(digest),
+            ChangeEvent::RepositoryDelete => None,
         }
     }
 
@@ -139,7 +149,9 @@ impl ChangeEvent {
     pub fn tag(&self) -> Option<&Tag> {
         match self {
             ChangeEvent::TagPut { tag, .. } | ChangeEvent::TagDelete { tag, .. } => Some(tag),
-            ChangeEvent::ManifestPut { .. } | ChangeEvent::ManifestDelete { .. } => None,
+            ChangeEvent::ManifestPut { .. }
+            | ChangeEvent::ManifestDelete { .. }
+            | ChangeEvent::RepositoryDelete => None,
         }
     }
 
@@ -148,7 +160,9 @@ impl ChangeEvent {
         match self {
             ChangeEvent::ManifestPut { media_type, .. }
             | ChangeEvent::TagPut { media_type, .. } => Some(media_type),
-            ChangeEvent::TagDelete { .. } | ChangeEvent::ManifestDelete { .. } => None,
+            ChangeEvent::TagDelete { .. }
+            | ChangeEvent::ManifestDelete { .. }
+            | ChangeEvent::RepositoryDelete => None,
         }
     }
 }
@@ -199,7 +213,7 @@ impl From<Change> for FlatChange {
             seq: c.seq,
             repository: c.repository.as_str().to_owned(),
             action: c.event.action(),
-            digest: Some(c.event.digest().to_string()),
+            digest: c.event.digest().map(Digest::to_string),
             tag: c.event.tag().map(|t| t.as_str().to_owned()),
             media_type: c.event.media_type().map(str::to_owned),
             at: c.at,
@@ -218,11 +232,11 @@ impl TryFrom<FlatChange> for Change {
         // whoever applies the change): only the grammar is the log's concern.
         let repository =
             RepositoryName::parse(&f.repository, usize::MAX).map_err(|e| fail(e.to_string()))?;
-        let digest = match f.digest.as_deref() {
+        let digest = || match f.digest.as_deref() {
             Some(d) => d
                 .parse::<Digest>()
-                .map_err(|e| fail(format!("digest: {e}")))?,
-            None => return Err(fail(format!("`{}` without a digest", f.action.as_str()))),
+                .map_err(|e| fail(format!("digest: {e}"))),
+            None => Err(fail(format!("`{}` without a digest", f.action.as_str()))),
         };
         let tag = || match f.tag.as_deref() {
             Some(t) => Tag::parse(t).map_err(|e| fail(e.to_string())),
@@ -235,19 +249,20 @@ impl TryFrom<FlatChange> for Change {
         };
         let event = match f.action {
             ChangeAction::ManifestPut => ChangeEvent::ManifestPut {
-                digest,
+                digest: digest()?,
                 media_type: media_type()?,
             },
             ChangeAction::TagPut => ChangeEvent::TagPut {
                 tag: tag()?,
-                digest,
+                digest: digest()?,
                 media_type: media_type()?,
             },
             ChangeAction::TagDelete => ChangeEvent::TagDelete {
                 tag: tag()?,
-                digest,
+                digest: digest()?,
             },
-            ChangeAction::ManifestDelete => ChangeEvent::ManifestDelete { digest },
+            ChangeAction::ManifestDelete => ChangeEvent::ManifestDelete { digest: digest()? },
+            ChangeAction::RepositoryDelete => ChangeEvent::RepositoryDelete,
         };
         Ok(Change {
             seq,
@@ -314,6 +329,16 @@ mod tests {
         let mut again = serde_json::to_value(&parsed).unwrap();
         again.as_object_mut().unwrap().remove("origin");
         assert_eq!(again, delete);
+
+        // A repository's removal names no manifest.
+        let removal = serde_json::json!({
+            "seq": 9, "repository": "a", "action": "repository_delete", "digest": null,
+            "tag": null, "media_type": null, "at": 102, "origin": "local",
+        });
+        let parsed: Change = serde_json::from_value(removal.clone()).unwrap();
+        assert_eq!(parsed.event, ChangeEvent::RepositoryDelete);
+        assert_eq!(parsed.event.digest(), None);
+        assert_eq!(serde_json::to_value(&parsed).unwrap(), removal);
     }
 
     #[test]

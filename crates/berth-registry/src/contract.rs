@@ -794,7 +794,7 @@ async fn every_content_change_is_logged_in_commit_order(store: Arc<dyn MetadataS
     }
     assert_eq!(
         changes[5].event.digest(),
-        &two.digest,
+        Some(&two.digest),
         "{case}: what the tag named"
     );
     // Paging.
@@ -1005,7 +1005,7 @@ async fn concurrent_writers_keep_the_log_in_commit_order(store: Arc<dyn Metadata
                 .collect();
             assert_eq!(got, wanted, "{case}: {r} operation {n}");
             if let Some(d) = digest {
-                assert_eq!(log[at].event.digest(), d, "{case}: {r} operation {n}");
+                assert_eq!(log[at].event.digest(), Some(d), "{case}: {r} operation {n}");
             }
             first_seq.insert((r.clone(), digest.clone(), n), log[at].seq);
             at += wanted.len();
@@ -1649,12 +1649,21 @@ async fn repositories_are_described_and_deleted_whole(store: Arc<dyn MetadataSto
     assert_eq!(just_one[0].digest, one.digest, "{case}");
 
     // A repository is removed only once it holds no manifest.
+    let logged = all_changes(&*store).await.len();
     assert_eq!(
-        store.delete_empty_repository(&a).await.unwrap(),
+        store
+            .delete_empty_repository(&a, Origin::Parent)
+            .await
+            .unwrap(),
         RepositoryRemoval::NotEmpty,
         "{case}"
     );
     assert_eq!(store.manifest_digests(&a).await.unwrap().len(), 3, "{case}");
+    assert_eq!(
+        all_changes(&*store).await.len(),
+        logged,
+        "{case}: nothing removed, nothing logged"
+    );
     for m in [&index, &one, &two] {
         assert!(
             store
@@ -1666,7 +1675,10 @@ async fn repositories_are_described_and_deleted_whole(store: Arc<dyn MetadataSto
     }
     let logged = all_changes(&*store).await.len();
     assert_eq!(
-        store.delete_empty_repository(&a).await.unwrap(),
+        store
+            .delete_empty_repository(&a, Origin::Parent)
+            .await
+            .unwrap(),
         RepositoryRemoval::Removed { blob_links: 3 },
         "{case}"
     );
@@ -1678,14 +1690,25 @@ async fn repositories_are_described_and_deleted_whole(store: Arc<dyn MetadataSto
         "{case}: still linked in b"
     );
     assert!(!store.blob_in_use(&arm).await.unwrap(), "{case}");
+    // The content's deletions were logged one by one; the name's removal is logged after
+    // them, with its origin, for followers to remove theirs.
+    let changes = all_changes(&*store).await;
+    assert_eq!(changes.len(), logged + 1, "{case}");
+    let removal = changes.last().unwrap();
+    assert_eq!(removal.repository, a, "{case}");
+    assert_eq!(removal.event, ChangeEvent::RepositoryDelete, "{case}");
+    assert_eq!(removal.origin, Origin::Parent, "{case}");
     assert_eq!(
-        all_changes(&*store).await.len(),
-        logged,
-        "{case}: the content's deletions were logged, the name's removal adds nothing"
-    );
-    assert_eq!(
-        store.delete_empty_repository(&a).await.unwrap(),
+        store
+            .delete_empty_repository(&a, Origin::Local)
+            .await
+            .unwrap(),
         RepositoryRemoval::Unknown,
         "{case}"
+    );
+    assert_eq!(
+        all_changes(&*store).await.len(),
+        logged + 1,
+        "{case}: an unknown repository's removal logs nothing"
     );
 }

@@ -35,8 +35,8 @@ pub use change::{Change, ChangeAction, ChangeEvent, ChangePage, Origin};
 pub use error::RegistryError;
 pub use metadata::{
     BlobClaim, BlobGeneration, BlobRecord, ContentTotals, Exclusive, ExclusiveGuard, GcRun,
-    LinkSource, ManifestDetail, MetadataStore, PostgresMetadata, Referrer, RepositorySummary,
-    Selection, SqliteMetadata, StoredManifest, TagDetail,
+    LinkSource, ManifestDetail, MetadataStore, PostgresMetadata, Referrer, RepositoryRemoval,
+    RepositorySummary, Selection, SqliteMetadata, StoredManifest, TagDetail,
 };
 pub use registry::{
     Blob, ManifestInfo, ManifestPushed, Registry, RegistryConfig, RepositoryDeleted, Uploads,

@@ -46,7 +46,7 @@ use crate::gc::Gc;
 use crate::metadata::LinkSource;
 use crate::metadata::{
     Change, Exclusive, ExclusiveGuard, MetadataStore, NewManifest, Origin, PutManifestError,
-    Referrer, SqliteMetadata, StoredManifest, Target,
+    Referrer, RepositoryRemoval, SqliteMetadata, StoredManifest, Target,
 };
 
 type Result<T, E = RegistryError> = std::result::Result<T, E>;
@@ -498,6 +498,17 @@ impl Registry {
         self.deletions.repository_content(origin, repository).await
     }
 
+    /// Removes `repository`, name and blob links, if it holds no manifest (a connected
+    /// registry following its parent's removal of it, after its manifests' deletions); one
+    /// that holds manifests is left as it is.
+    pub async fn remove_empty_repository(
+        &self,
+        origin: Origin,
+        repository: &RepositoryName,
+    ) -> Result<RepositoryRemoval> {
+        self.deletions.empty_repository(origin, repository).await
+    }
+
     /// Up to `n` tags after `last`, in lexical order.
     pub async fn tags(
         &self,
@@ -639,6 +650,23 @@ impl Deletions {
             }
         }
         Ok(deleted)
+    }
+
+    /// Removes `repository` (its name and blob links) if it holds no manifest, logging the
+    /// removal with `origin`.
+    pub(crate) async fn empty_repository(
+        &self,
+        origin: Origin,
+        repository: &RepositoryName,
+    ) -> Result<RepositoryRemoval> {
+        let removal = self
+            .metadata
+            .delete_empty_repository(repository, origin)
+            .await?;
+        if let RepositoryRemoval::Removed { .. } = removal {
+            self.notifier.notify(Topic::Content);
+        }
+        Ok(removal)
     }
 }
 

@@ -428,22 +428,30 @@ async fn untag_and_deletions_go_through_the_change_log() {
 
     // Every removal is in the change log, as a client's DELETEs would be.
     let changes = app.registry.changes(seq_before, 100).await.unwrap();
-    let logged: Vec<(ChangeAction, Option<String>, String)> = changes
+    let logged: Vec<(ChangeAction, Option<String>, Option<String>)> = changes
         .iter()
         .map(|c| {
             assert_eq!(c.repository.as_str(), "team/app");
             (
                 c.event.action(),
                 c.event.tag().map(ToString::to_string),
-                c.event.digest().to_string(),
+                c.event.digest().map(ToString::to_string),
             )
         })
         .collect();
     let (index, v1, v2) = (&pushed.index, &pushed.v1, &pushed.v2);
     let mut expected = vec![
-        (ChangeAction::TagDelete, Some("v1".to_owned()), v1.clone()),
-        (ChangeAction::TagDelete, Some("v2".to_owned()), v2.clone()),
-        (ChangeAction::ManifestDelete, None, v2.clone()),
+        (
+            ChangeAction::TagDelete,
+            Some("v1".to_owned()),
+            Some(v1.clone()),
+        ),
+        (
+            ChangeAction::TagDelete,
+            Some("v2".to_owned()),
+            Some(v2.clone()),
+        ),
+        (ChangeAction::ManifestDelete, None, Some(v2.clone())),
     ];
     // The repository's deletion goes in lexical order of digest.
     let mut rest = [
@@ -452,7 +460,7 @@ async fn untag_and_deletions_go_through_the_change_log() {
             vec![(
                 ChangeAction::TagDelete,
                 Some("multi".to_owned()),
-                index.clone(),
+                Some(index.clone()),
             )],
         ),
         (
@@ -460,15 +468,17 @@ async fn untag_and_deletions_go_through_the_change_log() {
             vec![(
                 ChangeAction::TagDelete,
                 Some("latest".to_owned()),
-                v1.clone(),
+                Some(v1.clone()),
             )],
         ),
     ];
     rest.sort_by(|a, b| a.0.cmp(b.0));
     for (digest, tags) in rest {
         expected.extend(tags);
-        expected.push((ChangeAction::ManifestDelete, None, digest.clone()));
+        expected.push((ChangeAction::ManifestDelete, None, Some(digest.clone())));
     }
+    // Then the name's removal, for connected registries to remove theirs.
+    expected.push((ChangeAction::RepositoryDelete, None, None));
     assert_eq!(logged, expected);
 }
 

@@ -22,7 +22,9 @@ use berth_auth::gateway::RegistrySettings;
 use berth_auth::scope_map::RepositoryPattern;
 use berth_notify::Subscription;
 use berth_oci::{Digest, Manifest, Reference, RepositoryName, Tag, media_type};
-use berth_registry::{Change, ChangeEvent, ChangePage, Origin, Registry, RegistryError};
+use berth_registry::{
+    Change, ChangeEvent, ChangePage, Origin, Registry, RegistryError, RepositoryRemoval,
+};
 use futures_util::StreamExt;
 use jiff::Timestamp;
 use serde::Deserialize;
@@ -292,6 +294,23 @@ impl ContentSync {
                     )
                     .await,
             )?,
+            // The parent removed the repository after deleting its manifests (the changes
+            // just applied). Its copy here goes too, unless it holds manifests of this
+            // registry's own (a ReadWrite registry's pushes since, on their way up).
+            ChangeEvent::RepositoryDelete => {
+                match registry
+                    .remove_empty_repository(Origin::Parent, repository)
+                    .await?
+                {
+                    RepositoryRemoval::Removed { .. } => {
+                        tracing::info!(repository = %repository, "removed a repository the parent removed");
+                    }
+                    RepositoryRemoval::NotEmpty => {
+                        tracing::info!(repository = %repository, "kept a repository the parent removed: it holds manifests pushed here");
+                    }
+                    RepositoryRemoval::Unknown => {}
+                }
+            }
         }
         Ok(())
     }

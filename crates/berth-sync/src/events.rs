@@ -140,8 +140,13 @@ impl EventSender {
                 if change.origin != Origin::Local || superseded(change, changes.get(i + 1)) {
                     continue;
                 }
-                let action = change_action(&change.event);
-                let digest = change.event.digest().to_string();
+                // A repository's removal raises nothing: its manifests' deletions did.
+                let (Some(action), Some(manifest)) =
+                    (change_action(&change.event), change.event.digest())
+                else {
+                    continue;
+                };
+                let digest = manifest.to_string();
                 let tag = change.event.tag().map(|t| t.as_str().to_owned());
                 let repository = change.repository.as_str();
                 if !patterns
@@ -153,10 +158,7 @@ impl EventSender {
                 let size = match action {
                     WebhookAction::Push => self
                         .registry
-                        .manifest(
-                            &change.repository,
-                            &Reference::Digest(change.event.digest().clone()),
-                        )
+                        .manifest(&change.repository, &Reference::Digest(manifest.clone()))
                         .await
                         .ok()
                         .map(|m| m.content.len() as u64),

@@ -574,7 +574,8 @@ impl Instance {
     }
 }
 
-/// Deletes the content of every local repository that none of `repositories` covers.
+/// Deletes every local repository that none of `repositories` covers: its content, then its
+/// name (so its children remove theirs too).
 async fn prune_repositories(
     registry: &Registry,
     repositories: &[String],
@@ -589,11 +590,17 @@ async fn prune_repositories(
         for name in &page {
             if !patterns.iter().any(|p| p.matches(name)) {
                 let repository = registry.repository_name(name)?;
-                let deleted = registry
-                    .delete_repository_content(berth_registry::Origin::Parent, &repository)
-                    .await?;
-                if deleted > 0 {
-                    tracing::info!(repository = %name, manifests = deleted, "deleted a repository no longer synced");
+                match registry
+                    .repositories()
+                    .delete(berth_registry::Origin::Parent, &repository)
+                    .await
+                {
+                    Ok(deleted) => {
+                        tracing::info!(repository = %name, manifests = deleted.manifests, "deleted a repository no longer synced");
+                    }
+                    // Gone meanwhile.
+                    Err(berth_registry::RegistryError::NameUnknown(_)) => {}
+                    Err(e) => return Err(e),
                 }
             }
         }

@@ -241,6 +241,9 @@ impl Upstream {
                 .client
                 .delete(&format!("/v2/{repository}/manifests/{digest}"))
                 .await?),
+            // The manifests' deletions went up before it; the name is the parent's to keep
+            // or remove (the distribution API a sync token reaches has no repository delete).
+            ChangeEvent::RepositoryDelete => Ok(()),
         }
     }
 

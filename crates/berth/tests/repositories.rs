@@ -3,19 +3,21 @@
 //! and their tables, `--output json`, untag and deletions, and what pulls see afterwards.
 //! Then the same commands on connected registries: a ReadOnly site refuses deletions; an
 //! untag on a ReadWrite site reaches its parent and the other sites; a repository deleted
-//! at the root is emptied everywhere.
+//! at the root is emptied, then removed, everywhere.
 
 mod authn;
 mod clients;
 mod common;
 mod sites;
 
-use authn::{Cred, Manage};
+use authn::{Cred, Manage, poll_until};
 use clients::{Containers, OciLayout, run};
 use common::Berth;
 use common::cli::{Cli, assert_contains, field, first_column};
 use serde_json::{Value, json};
-use sites::{connected, manifest_status, push_image, skopeo_push, wait_manifest, wait_online};
+use sites::{
+    WAIT, connected, manifest_status, push_image, skopeo_push, wait_manifest, wait_online,
+};
 
 /// The row of a table whose first column is `key`.
 #[track_caller]
@@ -304,17 +306,26 @@ fn on_connected_registries_deletions_follow_the_change_log() {
     assert_eq!(manifest_status(&root, "hello-world", &v2), 200);
     assert_eq!(manifest_status(&mirror, "hello-world", &v2), 200);
 
-    // A repository deleted at the root: every manifest and tag goes on every site.
+    // A repository deleted at the root: every manifest and tag goes on every site, then
+    // the name itself (no empty repository left in their listings and catalogs).
     on_root.ok(&["repository", "delete", "--name", "hello-world", "--yes"]);
     for site in [&factory, &mirror] {
         for reference in ["v1", v1.as_str(), v2.as_str()] {
             wait_manifest(site, &Cred::admin(), "hello-world", reference, 404);
         }
     }
-    for cli in [&on_factory, &on_mirror] {
-        assert_eq!(
-            cli.json(&["repository", "show-manifests", "--name", "hello-world"]),
-            json!([])
+    for (cli, site) in [(&on_factory, &factory), (&on_mirror, &mirror)] {
+        poll_until(
+            WAIT,
+            &format!("hello-world gone from {}'s repositories", site.host),
+            || match cli.json(&["repository", "list"]) {
+                list if list == json!([]) => Ok(()),
+                list => Err(list.to_string()),
+            },
+        );
+        cli.refused(
+            &["repository", "show-manifests", "--name", "hello-world"],
+            &["hello-world"],
         );
     }
 }

@@ -586,11 +586,13 @@ pub trait MetadataStore: Send + Sync + 'static {
         select: Selection<'_>,
     ) -> Result<Option<Vec<ManifestDetail>>>;
 
-    /// Removes a repository that holds no manifest, with its blob links, in one
-    /// transaction; the bytes of blobs nothing references any more are left to garbage
-    /// collection. A repository that holds manifests is left as it is.
+    /// Removes a repository that holds no manifest, with its blob links, and logs a
+    /// [`ChangeEvent::RepositoryDelete`] from `origin`, in one transaction; the bytes of
+    /// blobs nothing references any more are left to garbage collection. A repository that
+    /// holds manifests is left as it is (and nothing is logged).
     async fn delete_empty_repository(
         &self,
         repository: &RepositoryName,
+        origin: Origin,
     ) -> Result<RepositoryRemoval>;
 }

@@ -227,7 +227,7 @@ async fn log_change(
     )
     .bind(repository.as_str())
     .bind(event.action().as_str())
-    .bind(event.digest().to_string())
+    .bind(event.digest().map(Digest::to_string))
     .bind(event.tag().map(Tag::as_str))
     .bind(event.media_type())
     .bind(unix_now())
@@ -1161,6 +1161,7 @@ impl MetadataStore for SqliteMetadata {
     async fn delete_empty_repository(
         &self,
         repository: &RepositoryName,
+        origin: Origin,
     ) -> Result<RepositoryRemoval> {
         let mut tx = self.begin_write().await?;
         let Some(repo_id) = repository_id(&mut tx, repository).await? else {
@@ -1187,6 +1188,7 @@ impl MetadataStore for SqliteMetadata {
             .execute(&mut *tx)
             .await
             .map_err(err)?;
+        log_change(&mut tx, repository, &ChangeEvent::RepositoryDelete, origin).await?;
         tx.commit().await.map_err(err)?;
         Ok(RepositoryRemoval::Removed { blob_links })
     }

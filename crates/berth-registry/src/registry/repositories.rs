@@ -144,7 +144,7 @@ impl Repositories {
                 .deletions
                 .repository_content(origin, repository)
                 .await? as u64;
-            match self.metadata.delete_empty_repository(repository).await? {
+            match self.deletions.empty_repository(origin, repository).await? {
                 RepositoryRemoval::Removed { blob_links } => {
                     return Ok(RepositoryDeleted {
                         manifests,
