@@ -7,7 +7,7 @@
 //! - a tag deleted at the root disappears below; a repository outside `line3`'s list never
 //!   reaches it;
 //! - `line3` killed while the root changes, then restarted, catches up from where it stopped;
-//! - a repository taken off `line3`'s list on the root is deleted on `line3`.
+//! - a repository taken off `line3`'s list on the root is deleted on `line3`, name included.
 
 mod authn;
 mod clients;
@@ -202,6 +202,21 @@ fn content_flows_down_two_levels() {
     );
     expect_status(&resp, 200, "removing hello-world from line3");
     wait_manifest(&line3, &Cred::admin(), "hello-world", &image.digest(), 404);
+    // Its name too: line3's catalog no longer lists it.
+    poll_until(WAIT, "hello-world gone from line3's catalog", || {
+        let resp = send(
+            &authn::client(),
+            "GET",
+            &format!("{}/v2/_catalog", line3.url),
+            &Cred::admin(),
+            &[],
+            None,
+        );
+        match resp.json("line3's catalog")["repositories"].as_array() {
+            Some(names) if names.is_empty() => Ok(()),
+            _ => Err(resp.to_string()),
+        }
+    });
     assert_eq!(
         manifest(&factory, &Cred::admin(), "hello-world", "v1").0,
         200,
