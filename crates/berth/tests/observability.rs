@@ -31,14 +31,14 @@ fn metrics_addr() -> SocketAddr {
     format!("127.0.0.1:{}", free_port()).parse().unwrap()
 }
 
+/// An unauthenticated GET, through the harness's `send` (a failure to send is retried once
+/// and reported with its whole cause).
 fn get(url: &str, accept: Option<&str>) -> (u16, String) {
-    let mut request = authn::client().get(url);
-    if let Some(accept) = accept {
-        request = request.header("Accept", accept);
-    }
-    let response = request.send().unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let status = response.status().as_u16();
-    (status, response.text().unwrap())
+    let headers: Vec<(&str, &str)> = accept.map(|a| ("Accept", a)).into_iter().collect();
+    let response = send(&authn::client(), "GET", url, &Cred::None, &headers, None);
+    let text = String::from_utf8(response.body)
+        .unwrap_or_else(|e| panic!("GET {url}: a body that is not UTF-8: {e}"));
+    (response.status, text)
 }
 
 fn scrape(metrics: SocketAddr) -> String {
