@@ -14,6 +14,7 @@
 //! through its own registry, with every check of a push (digests, references), into its own
 //! change log, which its own children follow in turn.
 
+use std::collections::HashSet;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -345,13 +346,52 @@ impl ContentSync {
     /// Brings the repositories the parent lets us pull (only those `only` covers, when
     /// given) to the parent's tags, by comparison: each tag's manifest is fetched if missing
     /// and the tag moved if it differs; on a ReadOnly mirror, tags the parent no longer has
-    /// are removed (a ReadWrite registry keeps its own, which it sends up).
+    /// are removed, and so are repositories (a ReadWrite registry keeps its own, which it
+    /// sends up).
     async fn catch_up(&self, only: Option<&[RepositoryPattern]>) -> Result<(), SyncError> {
+        let at_parent = self.catch_up_with_parent(only).await?;
+        if !(self.link.limits)().read_only {
+            return Ok(());
+        }
         let wanted = |name: &str| only.is_none_or(|p| p.iter().any(|p| p.matches(name)));
+        let registry = &self.link.registry;
+        let mut last: Option<String> = None;
+        loop {
+            let page = registry.catalog(last.as_deref(), 500).await?;
+            for name in page.iter().filter(|n| wanted(n) && !at_parent.contains(*n)) {
+                let repository = registry.repository_name(name)?;
+                match registry
+                    .repositories()
+                    .delete(Origin::Parent, &repository)
+                    .await
+                {
+                    Ok(deleted) => {
+                        tracing::info!(repository = %name, manifests = deleted.manifests, "deleted a repository the parent no longer has");
+                    }
+                    Err(RegistryError::NameUnknown(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if page.len() < 500 {
+                return Ok(());
+            }
+            last = page.last().cloned();
+        }
+    }
+
+    /// The comparison of [`Self::catch_up`], repository by repository; returns the names
+    /// of the repositories `only` covers that the parent has.
+    async fn catch_up_with_parent(
+        &self,
+        only: Option<&[RepositoryPattern]>,
+    ) -> Result<HashSet<String>, SyncError> {
+        let wanted = |name: &str| only.is_none_or(|p| p.iter().any(|p| p.matches(name)));
+        let mut at_parent = HashSet::new();
         // One repository needs no catalog; a prefix starts the catalog where it begins.
         let mut start: Option<String> = None;
-        // Past the names of the last prefix, nothing more is wanted.
-        let mut end: Option<String> = None;
+        // Past the names of every prefix, nothing more is wanted (a prefix's names are
+        // contiguous in lexical order; one prefix may hold another, "team/" and "team/a/").
+        let mut ends: Vec<String> = Vec::new();
         if let Some(patterns) = only {
             let mut exact = Vec::new();
             let mut prefixes = Vec::new();
@@ -368,13 +408,15 @@ impl ContentSync {
                 }
             }
             for name in &exact {
-                self.catch_up_repository(name).await?;
+                if self.catch_up_repository(name).await? {
+                    at_parent.insert(name.clone());
+                }
             }
             match prefixes.iter().min() {
-                None => return Ok(()),
+                None => return Ok(at_parent),
                 Some(first) if !first.is_empty() => {
                     start = Some(first.clone());
-                    end = prefixes.iter().max().cloned();
+                    ends = prefixes;
                 }
                 Some(_) => {}
             }
@@ -395,32 +437,34 @@ impl ContentSync {
                     continue;
                 }
                 self.catch_up_repository(name).await?;
+                at_parent.insert(name.clone());
             }
-            let past_the_end = end.as_deref().is_some_and(|end| {
-                catalog
+            let past_the_end = !ends.is_empty()
+                && catalog
                     .repositories
                     .last()
-                    .is_some_and(|n| n.as_str() > end && !n.starts_with(end))
-            });
+                    .is_some_and(|n| past_every_prefix(n, &ends));
             if catalog.repositories.len() < 500 || past_the_end {
-                return Ok(());
+                return Ok(at_parent);
             }
             last = catalog.repositories.last().cloned();
         }
     }
 
-    async fn catch_up_repository(&self, name: &str) -> Result<(), SyncError> {
+    /// Brings one repository to the parent's tags; `false` if the parent has no such
+    /// repository.
+    async fn catch_up_repository(&self, name: &str) -> Result<bool, SyncError> {
         let registry = &self.link.registry;
         let repository = registry.repository_name(name)?;
-        let parent_tags: TagList = match self
+        let (parent_tags, at_parent): (TagList, bool) = match self
             .link
             .client
             .get(&format!("/v2/{name}/tags/list"), None)
             .await
         {
-            Ok(response) => json(response).await?,
+            Ok(response) => (json(response).await?, true),
             // Nothing of it at the parent (yet).
-            Err(LinkError::NotFound(_)) => TagList { tags: Vec::new() },
+            Err(LinkError::NotFound(_)) => (TagList { tags: Vec::new() }, false),
             Err(e) => return Err(e.into()),
         };
         for tag in &parent_tags.tags {
@@ -460,7 +504,7 @@ impl ContentSync {
                 )?;
             }
         }
-        Ok(())
+        Ok(at_parent)
     }
 
     /// Makes sure the local repository holds manifest `digest` and everything it references.
@@ -574,9 +618,33 @@ impl ContentSync {
     }
 }
 
+/// Whether `name` comes, in lexical order, after every name that starts with one of
+/// `prefixes` (a prefix's names are contiguous; one prefix may hold another).
+fn past_every_prefix(name: &str, prefixes: &[String]) -> bool {
+    prefixes
+        .iter()
+        .all(|p| name > p.as_str() && !name.starts_with(p.as_str()))
+}
+
 fn ignore_unknown(result: Result<(), RegistryError>) -> Result<(), SyncError> {
     match result {
         Ok(()) | Err(RegistryError::ManifestUnknown(_)) => Ok(()),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::past_every_prefix;
+
+    #[test]
+    fn the_catalog_walk_ends_past_every_prefix_even_nested_ones() {
+        let prefixes = ["team/".to_owned(), "team/a/".to_owned()];
+        // "team/b" is past "team/a/"'s names, not past "team/"'s: "team/z" is still to come.
+        assert!(!past_every_prefix("team/b", &prefixes));
+        assert!(!past_every_prefix("team/a/x", &prefixes));
+        assert!(!past_every_prefix("alpha", &prefixes));
+        assert!(past_every_prefix("teams", &prefixes));
+        assert!(past_every_prefix("zeta", &prefixes));
     }
 }

@@ -471,7 +471,7 @@ fn a_child_away_longer_than_the_retention_catches_up_by_comparison() {
     let manage = Manage::new(&root.url);
     let cs = connected(
         &manage,
-        json!({"name": "shop9", "repositories": ["hello-world"]}),
+        json!({"name": "shop9", "repositories": ["hello-world", "old/*"]}),
     );
     let temp = tempfile::tempdir().unwrap();
     let mut shop = Berth::with_data_dir(&temp.path().join("shop9"), &["--connection-string", &cs]);
@@ -480,24 +480,41 @@ fn a_child_away_longer_than_the_retention_catches_up_by_comparison() {
     let mut layout = OciLayout::create(&containers.work("layout"));
     let v1 = layout.put_image("amd64", "a.txt", b"version one", Some("v1"));
     let v2 = layout.put_image("amd64", "a.txt", b"version two", Some("v2"));
-    let push = |tag: &str| {
+    let push_to = |repository: &str, tag: &str| {
         skopeo_push(
             &containers,
             format!("oci:{}:{tag}", containers.work("layout").display()),
             &root,
-            &format!("hello-world:{tag}"),
+            &format!("{repository}:{tag}"),
         );
     };
-    push("v1");
+    push_to("hello-world", "v1");
+    push_to("old/app", "v1");
     let admin = Cred::admin();
     assert_eq!(
         wait_manifest(&shop, &admin, "hello-world", "v1", 200),
         v1.manifest
     );
+    wait_manifest(&shop, &admin, "old/app", "v1", 200);
+    let catalog = |berth: &Berth| {
+        let resp = send(
+            &authn::client(),
+            "GET",
+            &format!("{}/v2/_catalog", berth.url),
+            &Cred::admin(),
+            &[],
+            None,
+        );
+        resp.json("the catalog")["repositories"].clone()
+    };
+    assert_eq!(catalog(&shop), json!(["hello-world", "old/app"]));
 
-    // Away while the root changes, for longer than the retention.
+    // Away while the root changes, for longer than the retention: a repository deleted,
+    // a tag pushed, a tag deleted.
     shop.kill();
-    push("v2");
+    let resp = manage.call("DELETE", "/berth/v1/repositories/old/app", None);
+    expect_status(&resp, 200, "delete old/app at the root");
+    push_to("hello-world", "v2");
     let resp = send(
         &authn::client(),
         "DELETE",
@@ -519,6 +536,16 @@ fn a_child_away_longer_than_the_retention_catches_up_by_comparison() {
         manifest(&shop, &admin, "hello-world", &v1.digest()).0,
         200,
         "untagged, still there by digest"
+    );
+    // The repository the root deleted is gone, name included: the comparison found it
+    // missing at the parent.
+    poll_until(
+        WAIT,
+        "old/app gone from shop9's catalog",
+        || match catalog(&shop) {
+            names if names == json!(["hello-world"]) => Ok(()),
+            names => Err(names.to_string()),
+        },
     );
 }
 
