@@ -33,6 +33,7 @@ use common::cli::{Cli, assert_contains, assert_success};
 use common::{ADMIN_PASSWORD, Berth, free_port};
 use proxy::{Proxy, incompressible};
 use serde_json::{Value, json};
+use sites::catalog;
 
 /// Images built offline in an OCI layout: `v1` (amd64), `multi` (an index over `v1` and an
 /// arm64 image), `sig` (a signature whose subject is `v1`).
@@ -160,25 +161,6 @@ fn import_fails(cli: &Cli, args: &[&str], password: Option<&str>) -> String {
         String::from_utf8_lossy(&out.stdout)
     );
     stderr
-}
-
-/// The repositories `berth` holds.
-fn catalog(berth: &Berth) -> Vec<String> {
-    let resp = send(
-        &authn::client(),
-        "GET",
-        &format!("{}/v2/_catalog", berth.url),
-        &Cred::admin(),
-        &[],
-        None,
-    );
-    expect_status(&resp, 200, "the catalog");
-    resp.json("the catalog")["repositories"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r.as_str().unwrap().to_owned())
-        .collect()
 }
 
 /// The digests of the manifests the referrers API lists for `digest` in `repository`.

@@ -16,7 +16,7 @@ use common::Berth;
 use common::cli::{Cli, assert_contains, field, first_column};
 use serde_json::{Value, json};
 use sites::{
-    WAIT, connected, manifest_status, push_image, skopeo_push, wait_manifest, wait_online,
+    WAIT, catalog, connected, manifest_status, push_image, skopeo_push, wait_manifest, wait_online,
 };
 
 /// The row of a table whose first column is `key`.
@@ -224,16 +224,7 @@ fn list_show_untag_and_delete_with_real_images() {
             "{reference}"
         );
     }
-    let catalog = authn::send(
-        &authn::client(),
-        "GET",
-        &format!("{}/v2/_catalog", berth.url),
-        &Cred::admin(),
-        &[],
-        None,
-    )
-    .json("catalog");
-    assert_eq!(catalog["repositories"], json!(["hello-world"]));
+    assert_eq!(catalog(&berth), ["hello-world"]);
     assert_eq!(
         first_column(&cli.ok(&["repository", "list"])),
         ["hello-world"]

@@ -183,3 +183,22 @@ pub fn skopeo_push(containers: &Containers, source: impl AsRef<OsStr>, to: &Bert
         .arg(source)
         .arg(format!("docker://{}/{target}", to.host)));
 }
+
+/// The repositories `berth` holds (`/v2/_catalog`, as the admin).
+pub fn catalog(berth: &Berth) -> Vec<String> {
+    let resp = send(
+        &authn::client(),
+        "GET",
+        &format!("{}/v2/_catalog", berth.url),
+        &Cred::admin(),
+        &[],
+        None,
+    );
+    expect_status(&resp, 200, "the catalog");
+    resp.json("the catalog")["repositories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_owned())
+        .collect()
+}
