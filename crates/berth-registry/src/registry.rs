@@ -488,16 +488,6 @@ impl Registry {
         self.deletions.manifest(origin, repository, reference).await
     }
 
-    /// Deletes every manifest (and so every tag) of `repository`, as one change each in the
-    /// change log. Returns how many manifests were deleted.
-    pub async fn delete_repository_content(
-        &self,
-        origin: Origin,
-        repository: &RepositoryName,
-    ) -> Result<usize> {
-        self.deletions.repository_content(origin, repository).await
-    }
-
     /// Removes `repository`, name and blob links, if it holds no manifest (a connected
     /// registry following its parent's removal of it, after its manifests' deletions); one
     /// that holds manifests is left as it is.

@@ -354,29 +354,13 @@ impl ContentSync {
             return Ok(());
         }
         let wanted = |name: &str| only.is_none_or(|p| p.iter().any(|p| p.matches(name)));
-        let registry = &self.link.registry;
-        let mut last: Option<String> = None;
-        loop {
-            let page = registry.catalog(last.as_deref(), 500).await?;
-            for name in page.iter().filter(|n| wanted(n) && !at_parent.contains(*n)) {
-                let repository = registry.repository_name(name)?;
-                match registry
-                    .repositories()
-                    .delete(Origin::Parent, &repository)
-                    .await
-                {
-                    Ok(deleted) => {
-                        tracing::info!(repository = %name, manifests = deleted.manifests, "deleted a repository the parent no longer has");
-                    }
-                    Err(RegistryError::NameUnknown(_)) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            if page.len() < 500 {
-                return Ok(());
-            }
-            last = page.last().cloned();
-        }
+        delete_repositories(
+            &self.link.registry,
+            |name| wanted(name) && !at_parent.contains(name),
+            "the parent no longer has",
+        )
+        .await?;
+        Ok(())
     }
 
     /// The comparison of [`Self::catch_up`], repository by repository; returns the names
@@ -615,6 +599,38 @@ impl ContentSync {
             )
             .await?;
         Ok(())
+    }
+}
+
+/// Deletes every local repository `doomed` names, content and name, as changes from the
+/// parent (its children delete theirs in turn); `why` ends the line logged for each.
+pub(crate) async fn delete_repositories(
+    registry: &Registry,
+    doomed: impl Fn(&str) -> bool,
+    why: &str,
+) -> Result<(), RegistryError> {
+    let mut last: Option<String> = None;
+    loop {
+        let page = registry.catalog(last.as_deref(), 500).await?;
+        for name in page.iter().filter(|n| doomed(n)) {
+            let repository = registry.repository_name(name)?;
+            match registry
+                .repositories()
+                .delete(Origin::Parent, &repository)
+                .await
+            {
+                Ok(deleted) => {
+                    tracing::info!(repository = %name, manifests = deleted.manifests, "deleted a repository {why}");
+                }
+                // Gone meanwhile.
+                Err(RegistryError::NameUnknown(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if page.len() < 500 {
+            return Ok(());
+        }
+        last = page.last().cloned();
     }
 }
 

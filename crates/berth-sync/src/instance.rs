@@ -584,31 +584,12 @@ async fn prune_repositories(
         .iter()
         .filter_map(|r| RepositoryPattern::parse(r).ok())
         .collect();
-    let mut last: Option<String> = None;
-    loop {
-        let page = registry.catalog(last.as_deref(), 500).await?;
-        for name in &page {
-            if !patterns.iter().any(|p| p.matches(name)) {
-                let repository = registry.repository_name(name)?;
-                match registry
-                    .repositories()
-                    .delete(berth_registry::Origin::Parent, &repository)
-                    .await
-                {
-                    Ok(deleted) => {
-                        tracing::info!(repository = %name, manifests = deleted.manifests, "deleted a repository no longer synced");
-                    }
-                    // Gone meanwhile.
-                    Err(berth_registry::RegistryError::NameUnknown(_)) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        if page.len() < 500 {
-            return Ok(());
-        }
-        last = page.last().cloned();
-    }
+    crate::content::delete_repositories(
+        registry,
+        |name| !patterns.iter().any(|p| p.matches(name)),
+        "no longer synced",
+    )
+    .await
 }
 
 /// Free space below which the instance warns `DISK_LOW`, whatever the file system's size.
